@@ -1,0 +1,84 @@
+//! Error types. One enum per layer, variants carrying the data a user needs to fix the input
+//! (field, value, what was expected); the crate `Error` wraps them. The library never panics
+//! on user input and never prints: `main` formats these with `{:#}`.
+
+use thiserror::Error;
+
+/// Errors in user input: scenario files, `--set` overrides, model parameters.
+#[derive(Debug, Error)]
+pub enum InputError {
+    #[error("cannot read scenario file `{path}`: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scenario `{path}` is not valid TOML / does not match the format: {message}")]
+    Parse { path: String, message: String },
+    #[error("field `{field}` = {value}: expected {expected}")]
+    Invalid {
+        field: String,
+        value: String,
+        expected: String,
+    },
+    #[error("expression for `{field}` = \"{text}\": {message}")]
+    Expression {
+        field: String,
+        text: String,
+        message: String,
+    },
+    #[error("`--set {text}`: {message}")]
+    Override { text: String, message: String },
+}
+
+/// Errors raised by solvers at run time.
+#[derive(Debug, Error)]
+pub enum SolverError {
+    #[error("{solver}: {message}")]
+    Unsupported { solver: &'static str, message: String },
+    #[error("adaptive integrator: step size {dt:e} too small at t = {t}")]
+    StepSizeTooSmall { t: f64, dt: f64 },
+    #[error("adaptive integrator: non-finite state at t = {t}")]
+    NonFinite { t: f64 },
+    #[error("adaptive integrator: more than {max_steps} steps before t = {t}")]
+    TooManySteps { t: f64, max_steps: usize },
+    #[error("sparse LU failed: {0}")]
+    Factorization(String),
+    #[error("request needs about {needed_mib} MiB (limit {limit_mib} MiB): {what}")]
+    TooLarge {
+        what: String,
+        needed_mib: u64,
+        limit_mib: u64,
+    },
+}
+
+/// Errors writing results.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error("cannot write `{path}`: {message}")]
+    Write { path: String, message: String },
+}
+
+/// The crate-wide error.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Solver(#[from] SolverError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl InputError {
+    /// Shorthand for the most common error: a field with a bad value.
+    pub fn invalid(field: impl Into<String>, value: impl ToString, expected: impl Into<String>) -> Self {
+        InputError::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+}

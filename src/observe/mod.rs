@@ -1,0 +1,1 @@
+//! Observables (PHYSICS.md section 8). (being written)

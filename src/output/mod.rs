@@ -1,0 +1,2 @@
+//! Output. (being written)
+pub mod plot;

@@ -1,0 +1,1 @@
+//! Exact collective master equation. (being written)

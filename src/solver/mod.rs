@@ -1,0 +1,3 @@
+//! Solvers. (being written)
+pub mod master;
+pub mod ode;

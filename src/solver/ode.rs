@@ -1,0 +1,1 @@
+//! Adaptive ODE integrators. (being written)
