@@ -15,7 +15,7 @@ pub mod error;
 pub mod model;
 pub mod observe;
 pub mod output;
-pub mod run;
+
 pub mod scenario;
 pub mod solver;
 pub mod state;

@@ -1,1 +1,92 @@
-//! Backends. (being written)
+//! Compute backends.
+//!
+//! `Cpu` is the reference for every kernel and the default where there is no GPU. The GPU
+//! backend (wgpu compute shaders) arrives with the trajectory engine; in this version the
+//! exact collective master equation runs on the CPU only, so `auto` resolves to `cpu` and an
+//! explicit `gpu` request is refused with a message rather than silently run elsewhere.
+
+use crate::error::{InputError, SolverError};
+use serde::Serialize;
+
+/// What the user asked for (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = InputError;
+    fn from_str(s: &str) -> Result<Self, InputError> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" => Ok(BackendChoice::Gpu),
+            other => Err(InputError::invalid("--backend", other, "one of auto, cpu, gpu")),
+        }
+    }
+}
+
+/// The backend a run actually used, recorded in result.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendUsed {
+    /// "cpu" or "gpu".
+    pub name: &'static str,
+    /// Device description: CPU threads, or the adapter name.
+    pub device: String,
+    /// Floating-point precision of the kernels that ran.
+    pub precision: &'static str,
+    /// Why this backend was chosen (e.g. auto's fallback reason).
+    pub note: String,
+}
+
+/// Resolve the backend for a solver that has only a CPU implementation.
+pub fn cpu_only(choice: BackendChoice, solver: &'static str) -> Result<BackendUsed, SolverError> {
+    let cpu = |note: String| BackendUsed {
+        name: "cpu",
+        device: format!("{} rayon threads", rayon::current_num_threads()),
+        precision: "f64",
+        note,
+    };
+    match choice {
+        BackendChoice::Cpu => Ok(cpu("requested".into())),
+        BackendChoice::Auto => Ok(cpu(format!("auto: the {solver} solver runs on the CPU in this version"))),
+        BackendChoice::Gpu => Err(SolverError::Unsupported {
+            solver,
+            message: "has no GPU kernel in this version (GPU trajectories and batched master \
+                      equations come with the GPU engine); run with --backend cpu or auto"
+                .into(),
+        }),
+    }
+}
+
+/// A wgpu adapter as reported by `dicke info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub device_type: String,
+    pub backend: String,
+    pub driver: String,
+    pub shader_f64: bool,
+}
+
+/// Enumerate the wgpu adapters on this machine (all backends). Never fails: no adapter is an
+/// empty list.
+pub fn adapters() -> Vec<AdapterReport> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    list.into_iter()
+        .map(|a| {
+            let info = a.get_info();
+            AdapterReport {
+                name: info.name,
+                device_type: format!("{:?}", info.device_type),
+                backend: format!("{:?}", info.backend),
+                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+                shader_f64: a.features().contains(wgpu::Features::SHADER_F64),
+            }
+        })
+        .collect()
+}

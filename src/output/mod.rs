@@ -1,2 +1,65 @@
-//! Output. (being written)
+//! Result files (the output contract later tools and users parse):
+//!
+//! - `DIR/observables.csv`: a header row, then one row per save time or scan point. Columns:
+//!   `t` (or, for a scan, the scanned variable followed by every model parameter that varies
+//!   with it), then `Jx, Jy, Jz, xi2, J2`, then any requested extra observables by name.
+//!   Rows are written and flushed as each point finishes, so an interrupted long run keeps
+//!   its finished work.
+//! - `DIR/result.json`: the scenario as run, crate version, backend, wall time, scalar results
+//!   and solver statistics.
+//! - `DIR/plot.png`: the main observables ([`plot`]).
+//! - optional `pm.csv` (P_m per row) and `husimi.csv` / `husimi.png`.
+
 pub mod plot;
+
+use crate::error::OutputError;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+fn werr(path: &Path, e: impl std::fmt::Display) -> OutputError {
+    OutputError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Create the output directory.
+pub fn create_dir(dir: &Path) -> Result<(), OutputError> {
+    std::fs::create_dir_all(dir).map_err(|e| werr(dir, e))
+}
+
+/// A CSV table written row by row (flushed after each row).
+pub struct CsvWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    ncols: usize,
+}
+
+impl CsvWriter {
+    pub fn create(path: &Path, header: &[String]) -> Result<CsvWriter, OutputError> {
+        let file = File::create(path).map_err(|e| werr(path, e))?;
+        let mut w = CsvWriter {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+            ncols: header.len(),
+        };
+        writeln!(w.file, "{}", header.join(",")).map_err(|e| werr(path, e))?;
+        w.file.flush().map_err(|e| werr(path, e))?;
+        Ok(w)
+    }
+
+    /// Write one row; values in shortest round-trip form (`NaN` for undefined entries).
+    pub fn row(&mut self, values: &[f64]) -> Result<(), OutputError> {
+        debug_assert_eq!(values.len(), self.ncols);
+        let line: Vec<String> = values.iter().map(|v| format!("{v:e}")).collect();
+        writeln!(self.file, "{}", line.join(",")).map_err(|e| werr(&self.path, e))?;
+        self.file.flush().map_err(|e| werr(&self.path, e))
+    }
+}
+
+/// Write a JSON document (pretty-printed).
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), OutputError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| werr(path, e))?;
+    std::fs::write(path, text + "\n").map_err(|e| werr(path, e))
+}

@@ -1,1 +1,922 @@
-//! Scenario. (being written)
+//! Scenario files: TOML -> raw structs (serde, unknown keys rejected) -> validated [`Scenario`].
+//!
+//! The format is documented for users in `docs/scenarios.md`. In short:
+//!
+//! ```toml
+//! [variables]            # named numbers or expressions, usable everywhere below
+//! x = 0.75
+//! Omega_c = "N/2 * sqrt(Gamma^2 + 4*chi^2)"
+//! [model]                # PHYSICS.md sec. 1 names; numbers or expressions
+//! N = 200
+//! Gamma = 1
+//! Omega = "x * Omega_c"
+//! [initial]              # for `evolve`: dicke (m), coherent (theta, phi) or crss
+//! state = "dicke"
+//! m = "-N/2"
+//! [task]                 # evolve | steady_state | scan
+//! kind = "evolve"
+//! t_end = 0.2
+//! n_times = 201
+//! [observables]
+//! columns = ["var_Jz"]   # beyond the always-written Jx, Jy, Jz, xi2, J2
+//! ```
+//!
+//! `--set key=value` overrides are applied to the TOML tree before deserialisation, so they
+//! go through exactly the same validation as the file. Expressions are resolved after the
+//! overrides: model parameters and variables form one namespace, evaluated in dependency
+//! order (cycles and unknown names are errors naming the key).
+
+pub mod expr;
+
+use crate::error::InputError;
+use crate::model::{Model, PARAM_NAMES};
+use expr::{Expr, Scope};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A number or an expression, as written in the file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Num {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Num {
+    fn to_toml_string(&self) -> String {
+        match self {
+            Num::Int(i) => i.to_string(),
+            Num::Float(f) => f.to_string(),
+            Num::Text(s) => format!("\"{s}\""),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    title: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, Num>,
+    model: BTreeMap<String, Num>,
+    initial: Option<RawState>,
+    task: RawTask,
+    #[serde(default)]
+    observables: RawObservables,
+    #[serde(default)]
+    output: RawOutput,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    state: String,
+    m: Option<Num>,
+    theta: Option<Num>,
+    phi: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    kind: String,
+    // evolve
+    t_start: Option<Num>,
+    t_end: Option<Num>,
+    n_times: Option<Num>,
+    times: Option<Vec<Num>>,
+    rtol: Option<Num>,
+    atol: Option<Num>,
+    max_steps: Option<Num>,
+    // scan
+    variable: Option<String>,
+    values: Option<Vec<Num>>,
+    start: Option<Num>,
+    stop: Option<Num>,
+    num: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObservables {
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    pm: bool,
+    husimi: Option<RawHusimi>,
+    fidelity: Option<RawState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHusimi {
+    n_theta: Option<Num>,
+    n_phi: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    #[serde(default = "yes")]
+    plot: bool,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { plot: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Observables that may be requested in `observables.columns`, beyond the always-written
+/// `Jx, Jy, Jz, xi2, J2`.
+pub const EXTRA_OBSERVABLES: [&str; 15] = [
+    "JxJx",
+    "JyJy",
+    "JzJz",
+    "JxJy",
+    "JxJz",
+    "JyJz",
+    "var_Jx",
+    "var_Jy",
+    "var_Jz",
+    "xi2_dB",
+    "N_eff",
+    "purity",
+    "lambda_max",
+    "fidelity",
+    "Jp_abs",
+];
+
+/// The always-written observable columns.
+pub const BASE_OBSERVABLES: [&str; 5] = ["Jx", "Jy", "Jz", "xi2", "J2"];
+
+/// A pure state specification, with its numeric fields still as definitions (they may depend
+/// on N and the other parameters).
+#[derive(Debug, Clone)]
+pub enum StateSpec {
+    /// |j = N/2, m>.
+    Dicke { m: Num },
+    /// Spin coherent state along (sin theta cos phi, sin theta sin phi, cos theta).
+    Coherent { theta: Num, phi: Num },
+    /// The coherently radiating spin state (PHYSICS.md sec. 8) for the model's Omega, Gamma.
+    Crss,
+}
+
+/// A resolved pure state specification (numbers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum State {
+    Dicke { m: f64 },
+    Coherent { theta: f64, phi: f64 },
+    Crss,
+}
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Time evolution from the initial state, saving at `times`.
+    Evolve {
+        times: Vec<f64>,
+        rtol: f64,
+        atol: f64,
+        max_steps: usize,
+    },
+    /// The steady state of the model.
+    SteadyState,
+    /// Steady states at each value of `variable`.
+    Scan { variable: String, values: Vec<f64> },
+}
+
+/// Which observables to write beyond the base columns.
+#[derive(Debug, Clone, Default)]
+pub struct ObservableSpec {
+    pub columns: Vec<String>,
+    pub pm: bool,
+    /// (n_theta, n_phi) for a Husimi Q grid of the final / steady state.
+    pub husimi: Option<(usize, usize)>,
+    pub fidelity: Option<StateSpec>,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub title: String,
+    pub description: String,
+    /// The scenario as run (after `--set` overrides), for provenance in result.json.
+    pub as_run: toml::Value,
+    /// Definitions of model parameters (by PHYSICS.md name) and variables.
+    defs: BTreeMap<String, Num>,
+    pub variable_names: Vec<String>,
+    pub initial: Option<StateSpec>,
+    pub task: Task,
+    pub observables: ObservableSpec,
+    pub plot: bool,
+}
+
+/// Parameters and variables evaluated at one point.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub model: Model,
+    /// Every named quantity (model parameters and variables) with its value.
+    pub values: BTreeMap<String, f64>,
+}
+
+impl Point {
+    fn scope(&self) -> Scope {
+        let mut s = Scope::new();
+        for (k, v) in &self.values {
+            s.set(k, *v);
+        }
+        s
+    }
+
+    /// Evaluate a number-or-expression field against this point.
+    pub fn eval(&self, field: &str, n: &Num) -> Result<f64, InputError> {
+        match n {
+            Num::Int(i) => Ok(*i as f64),
+            Num::Float(f) => {
+                if f.is_finite() {
+                    Ok(*f)
+                } else {
+                    Err(InputError::invalid(field, f, "a finite number"))
+                }
+            }
+            Num::Text(t) => Expr::parse(field, t)?.eval(field, &self.scope()),
+        }
+    }
+
+    /// Resolve a state specification at this point.
+    pub fn state(&self, field: &str, spec: &StateSpec) -> Result<State, InputError> {
+        Ok(match spec {
+            StateSpec::Dicke { m } => State::Dicke {
+                m: self.eval(&format!("{field}.m"), m)?,
+            },
+            StateSpec::Coherent { theta, phi } => State::Coherent {
+                theta: self.eval(&format!("{field}.theta"), theta)?,
+                phi: self.eval(&format!("{field}.phi"), phi)?,
+            },
+            StateSpec::Crss => State::Crss,
+        })
+    }
+}
+
+/// Read, override and validate a scenario file.
+pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Scenario, InputError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), overrides)
+}
+
+/// Parse scenario text (`origin` names it in errors), apply `--set` overrides, validate.
+pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Scenario, InputError> {
+    let mut tree: toml::Value = toml::from_str(text).map_err(|e| InputError::Parse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    for o in overrides {
+        apply_override(&mut tree, o)?;
+    }
+    let raw: RawScenario = tree.clone().try_into().map_err(|e: toml::de::Error| InputError::Parse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    // Names pinned by `--set` (a scan over one of them runs that single point).
+    let pinned: Vec<String> = overrides
+        .iter()
+        .filter_map(|o| o.split_once('=').map(|(k, _)| k.trim()))
+        .map(|k| k.trim_start_matches("variables.").trim_start_matches("model.").to_string())
+        .collect();
+    validate(raw, tree, &pinned)
+}
+
+/// Apply one `key=value` override to the TOML tree. A bare key is a model parameter (by its
+/// PHYSICS.md name) or a variable of `[variables]`; a dotted key (`task.t_end`) addresses any
+/// scalar. The value is read as a TOML number or boolean when it parses as one, otherwise as a
+/// string (an expression, or a name such as `coherent`).
+pub fn apply_override(tree: &mut toml::Value, text: &str) -> Result<(), InputError> {
+    let oerr = |message: String| InputError::Override {
+        text: text.to_string(),
+        message,
+    };
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| oerr("expected key=value".to_string()))?;
+    let key = key.trim();
+    let value = value.trim();
+    if key.is_empty() || value.is_empty() {
+        return Err(oerr("expected key=value with a non-empty key and value".to_string()));
+    }
+    let parsed: toml::Value = if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = value.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if value == "true" || value == "false" {
+        toml::Value::Boolean(value == "true")
+    } else {
+        toml::Value::String(value.trim_matches('"').to_string())
+    };
+    let path: Vec<&str> = if key.contains('.') {
+        key.split('.').collect()
+    } else {
+        let in_vars = tree
+            .get("variables")
+            .and_then(|v| v.get(key))
+            .is_some();
+        if PARAM_NAMES.contains(&key) {
+            vec!["model", key]
+        } else if in_vars {
+            vec!["variables", key]
+        } else {
+            let vars: Vec<String> = tree
+                .get("variables")
+                .and_then(|v| v.as_table())
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_default();
+            return Err(oerr(format!(
+                "`{key}` is neither a model parameter ({}) nor a variable of this scenario ({}); \
+                 use a dotted key such as task.t_end for other fields",
+                PARAM_NAMES.join(", "),
+                if vars.is_empty() { "none".to_string() } else { vars.join(", ") }
+            )));
+        }
+    };
+    let mut node = tree;
+    for (i, part) in path.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| oerr(format!("`{}` is not a table", path[..i].join("."))))?;
+        if i + 1 == path.len() {
+            if let Some(old) = table.get(*part)
+                && (old.is_table() || old.is_array())
+            {
+                return Err(oerr(format!("`{key}` is a table or list, not a scalar")));
+            }
+            table.insert(part.to_string(), parsed.clone());
+            return Ok(());
+        }
+        node = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(())
+}
+
+fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<Scenario, InputError> {
+    let mut defs = BTreeMap::new();
+    for (k, v) in &raw.model {
+        if !PARAM_NAMES.contains(&k.as_str()) {
+            return Err(InputError::invalid(
+                format!("model.{k}"),
+                v.to_toml_string(),
+                format!("one of the model parameters {}", PARAM_NAMES.join(", ")),
+            ));
+        }
+        defs.insert(k.clone(), v.clone());
+    }
+    if !raw.model.contains_key("N") {
+        return Err(InputError::invalid("model.N", "(missing)", "the number of atoms N >= 1"));
+    }
+    for (k, v) in &raw.variables {
+        if PARAM_NAMES.contains(&k.as_str()) {
+            return Err(InputError::invalid(
+                format!("variables.{k}"),
+                v.to_toml_string(),
+                "a name that is not a model parameter (set model parameters in [model])",
+            ));
+        }
+        if !is_identifier(k) || k == "pi" {
+            return Err(InputError::invalid(
+                format!("variables.{k}"),
+                v.to_toml_string(),
+                "a variable name made of letters, digits and _ (not starting with a digit, not `pi`)",
+            ));
+        }
+        defs.insert(k.clone(), v.clone());
+    }
+    let variable_names: Vec<String> = raw.variables.keys().cloned().collect();
+
+    let initial = raw.initial.as_ref().map(|s| state_spec("initial", s)).transpose()?;
+    let fidelity = raw
+        .observables
+        .fidelity
+        .as_ref()
+        .map(|s| state_spec("observables.fidelity", s))
+        .transpose()?;
+
+    for c in &raw.observables.columns {
+        if !EXTRA_OBSERVABLES.contains(&c.as_str()) && !BASE_OBSERVABLES.contains(&c.as_str()) {
+            return Err(InputError::invalid(
+                "observables.columns",
+                format!("\"{c}\""),
+                format!("observable names from {}", EXTRA_OBSERVABLES.join(", ")),
+            ));
+        }
+    }
+    if raw.observables.columns.iter().any(|c| c == "fidelity") && fidelity.is_none() {
+        return Err(InputError::invalid(
+            "observables.columns",
+            "\"fidelity\"",
+            "an [observables.fidelity] table naming the reference state",
+        ));
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for c in &raw.observables.columns {
+        if !BASE_OBSERVABLES.contains(&c.as_str()) && !columns.contains(c) {
+            columns.push(c.clone());
+        }
+    }
+
+    let mut scenario = Scenario {
+        title: raw.title.clone().unwrap_or_default(),
+        description: raw.description.clone().unwrap_or_default(),
+        as_run,
+        defs,
+        variable_names,
+        initial,
+        task: Task::SteadyState,
+        observables: ObservableSpec {
+            columns,
+            pm: raw.observables.pm,
+            husimi: None,
+            fidelity,
+        },
+        plot: raw.output.plot,
+    };
+
+    // Resolve the base point once: every expression error surfaces before any compute.
+    let base = scenario.point(&[])?;
+    if let Some(h) = &raw.observables.husimi {
+        let nt = grid_size(&base, "observables.husimi.n_theta", h.n_theta.as_ref(), 64)?;
+        let np = grid_size(&base, "observables.husimi.n_phi", h.n_phi.as_ref(), 128)?;
+        scenario.observables.husimi = Some((nt, np));
+    }
+    scenario.task = task(&raw.task, &scenario, &base)?;
+    if let Task::Scan { variable, values } = &mut scenario.task
+        && pinned.contains(variable)
+    {
+        *values = vec![base.values.get(variable.as_str()).copied().unwrap_or(f64::NAN)];
+    }
+    if let (Task::Scan { values, .. }, Some(_)) = (&scenario.task, scenario.observables.husimi)
+        && values.len() > 1
+    {
+        return Err(InputError::invalid(
+            "observables.husimi",
+            "(given)",
+            "a Husimi grid only for kind = \"evolve\" (final state) or \"steady_state\"; pin a scan point with --set",
+        ));
+    }
+    if let (Task::Evolve { .. }, None) = (&scenario.task, &scenario.initial) {
+        return Err(InputError::invalid(
+            "initial",
+            "(missing)",
+            "an [initial] table (state = \"dicke\" | \"coherent\" | \"crss\") for kind = \"evolve\"",
+        ));
+    }
+    // Validate every point of a scan (cheap) and the initial / reference states.
+    for p in scenario.points()? {
+        if let (Some(spec), Task::Evolve { .. }) = (&scenario.initial, &scenario.task) {
+            check_state(&p, "initial", p.state("initial", spec)?)?;
+        }
+        if let Some(spec) = &scenario.observables.fidelity {
+            check_state(&p, "observables.fidelity", p.state("observables.fidelity", spec)?)?;
+        }
+    }
+    Ok(scenario)
+}
+
+/// Range checks of a resolved state against the model (N, Gamma).
+fn check_state(p: &Point, field: &str, st: State) -> Result<(), InputError> {
+    let j = p.model.n as f64 / 2.0;
+    match st {
+        State::Dicke { m } => {
+            let k = m + j;
+            if k < 0.0 || k > 2.0 * j || k.fract() != 0.0 {
+                return Err(InputError::invalid(
+                    format!("{field}.m"),
+                    m,
+                    format!("a value in -N/2..N/2 = {}..{} in integer steps", -j, j),
+                ));
+            }
+        }
+        State::Coherent { .. } => {}
+        State::Crss => {
+            if p.model.gamma_coll <= 0.0 {
+                return Err(InputError::invalid(
+                    format!("{field}.state"),
+                    "\"crss\"",
+                    "a model with Gamma > 0 (the CRSS amplitude is b = -i Omega/Gamma)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn grid_size(p: &Point, field: &str, n: Option<&Num>, default: usize) -> Result<usize, InputError> {
+    let v = match n {
+        None => return Ok(default),
+        Some(n) => p.eval(field, n)?,
+    };
+    if !(4.0..=4096.0).contains(&v) || v.fract() != 0.0 {
+        return Err(InputError::invalid(field, v, "a whole number of grid points in 4..=4096"));
+    }
+    Ok(v as usize)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputError> {
+    let unused = |name: &str, present: bool| -> Result<(), InputError> {
+        if present {
+            Err(InputError::invalid(
+                format!("{field}.{name}"),
+                "(given)",
+                format!("no `{name}` for state = \"{}\"", s.state),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let need = |name: &str, v: &Option<Num>| -> Result<Num, InputError> {
+        v.clone().ok_or_else(|| {
+            InputError::invalid(
+                format!("{field}.{name}"),
+                "(missing)",
+                format!("a number or expression for state = \"{}\"", s.state),
+            )
+        })
+    };
+    match s.state.as_str() {
+        "dicke" => {
+            unused("theta", s.theta.is_some())?;
+            unused("phi", s.phi.is_some())?;
+            Ok(StateSpec::Dicke { m: need("m", &s.m)? })
+        }
+        "coherent" => {
+            unused("m", s.m.is_some())?;
+            Ok(StateSpec::Coherent {
+                theta: need("theta", &s.theta)?,
+                phi: s.phi.clone().unwrap_or(Num::Int(0)),
+            })
+        }
+        "crss" => {
+            unused("m", s.m.is_some())?;
+            unused("theta", s.theta.is_some())?;
+            unused("phi", s.phi.is_some())?;
+            Ok(StateSpec::Crss)
+        }
+        other => Err(InputError::invalid(
+            format!("{field}.state"),
+            format!("\"{other}\""),
+            "one of \"dicke\", \"coherent\", \"crss\"",
+        )),
+    }
+}
+
+fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
+    let only = |names: &[(&str, bool)], kind: &str| -> Result<(), InputError> {
+        for (name, present) in names {
+            if *present {
+                return Err(InputError::invalid(
+                    format!("task.{name}"),
+                    "(given)",
+                    format!("no `{name}` for kind = \"{kind}\""),
+                ));
+            }
+        }
+        Ok(())
+    };
+    let evolve_fields = [
+        ("t_start", t.t_start.is_some()),
+        ("t_end", t.t_end.is_some()),
+        ("n_times", t.n_times.is_some()),
+        ("times", t.times.is_some()),
+        ("rtol", t.rtol.is_some()),
+        ("atol", t.atol.is_some()),
+        ("max_steps", t.max_steps.is_some()),
+    ];
+    let scan_fields = [
+        ("variable", t.variable.is_some()),
+        ("values", t.values.is_some()),
+        ("start", t.start.is_some()),
+        ("stop", t.stop.is_some()),
+        ("num", t.num.is_some()),
+    ];
+    let positive = |field: &str, n: &Option<Num>, default: f64| -> Result<f64, InputError> {
+        let v = match n {
+            None => default,
+            Some(n) => base.eval(field, n)?,
+        };
+        if v <= 0.0 {
+            return Err(InputError::invalid(field, v, "a number > 0"));
+        }
+        Ok(v)
+    };
+    let count = |field: &str, n: &Option<Num>, default: f64, max: f64| -> Result<usize, InputError> {
+        let v = match n {
+            None => default,
+            Some(n) => base.eval(field, n)?,
+        };
+        if v < 1.0 || v.fract() != 0.0 || v > max {
+            return Err(InputError::invalid(field, v, format!("a whole number in 1..={max}")));
+        }
+        Ok(v as usize)
+    };
+    match t.kind.as_str() {
+        "evolve" => {
+            only(&scan_fields, "evolve")?;
+            let times = if let Some(list) = &t.times {
+                if t.t_start.is_some() || t.t_end.is_some() || t.n_times.is_some() {
+                    return Err(InputError::invalid(
+                        "task.times",
+                        "(given)",
+                        "either `times` or `t_start`/`t_end`/`n_times`, not both",
+                    ));
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                let t0 = match &t.t_start {
+                    None => 0.0,
+                    Some(n) => base.eval("task.t_start", n)?,
+                };
+                let t1 = match &t.t_end {
+                    None => {
+                        return Err(InputError::invalid(
+                            "task.t_end",
+                            "(missing)",
+                            "the final time (a number or expression) for kind = \"evolve\"",
+                        ));
+                    }
+                    Some(n) => base.eval("task.t_end", n)?,
+                };
+                if t1 <= t0 {
+                    return Err(InputError::invalid("task.t_end", t1, format!("a time > t_start = {t0}")));
+                }
+                let n = count("task.n_times", &t.n_times, 101.0, 1e6)?;
+                if n < 2 {
+                    return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
+                }
+                (0..n).map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64).collect()
+            };
+            if times.is_empty() || times.windows(2).any(|w| w[1] <= w[0]) {
+                return Err(InputError::invalid(
+                    "task.times",
+                    format!("{times:?}"),
+                    "a non-empty, strictly increasing list of times",
+                ));
+            }
+            Ok(Task::Evolve {
+                times,
+                rtol: positive("task.rtol", &t.rtol, 1e-8)?,
+                atol: positive("task.atol", &t.atol, 1e-10)?,
+                max_steps: count("task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+            })
+        }
+        "steady_state" => {
+            only(&scan_fields, "steady_state")?;
+            only(&evolve_fields, "steady_state")?;
+            Ok(Task::SteadyState)
+        }
+        "scan" => {
+            only(&evolve_fields, "scan")?;
+            let variable = t.variable.clone().ok_or_else(|| {
+                InputError::invalid(
+                    "task.variable",
+                    "(missing)",
+                    "the name of the variable or model parameter to scan",
+                )
+            })?;
+            if !sc.defs.contains_key(&variable) && !PARAM_NAMES.contains(&variable.as_str()) {
+                return Err(InputError::invalid(
+                    "task.variable",
+                    format!("\"{variable}\""),
+                    format!(
+                        "a variable of [variables] ({}) or a model parameter",
+                        sc.variable_names.join(", ")
+                    ),
+                ));
+            }
+            if variable == "N" {
+                return Err(InputError::invalid(
+                    "task.variable",
+                    "\"N\"",
+                    "a continuous parameter (scans over N are not supported: run one scenario per N)",
+                ));
+            }
+            let values: Vec<f64> = if let Some(list) = &t.values {
+                if t.start.is_some() || t.stop.is_some() || t.num.is_some() {
+                    return Err(InputError::invalid(
+                        "task.values",
+                        "(given)",
+                        "either `values` or `start`/`stop`/`num`, not both",
+                    ));
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(i, n)| base.eval(&format!("task.values[{i}]"), n))
+                    .collect::<Result<_, _>>()?
+            } else {
+                let need = |name: &str, v: &Option<Num>| -> Result<f64, InputError> {
+                    match v {
+                        None => Err(InputError::invalid(
+                            format!("task.{name}"),
+                            "(missing)",
+                            "`values = [...]` or `start`, `stop` and `num` for kind = \"scan\"",
+                        )),
+                        Some(n) => base.eval(&format!("task.{name}"), n),
+                    }
+                };
+                let a = need("start", &t.start)?;
+                let b = need("stop", &t.stop)?;
+                let n = count("task.num", &t.num, 0.0, 1e6)?;
+                if n == 1 {
+                    vec![a]
+                } else {
+                    (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect()
+                }
+            };
+            if values.is_empty() {
+                return Err(InputError::invalid("task.values", "[]", "at least one value"));
+            }
+            Ok(Task::Scan { variable, values })
+        }
+        other => Err(InputError::invalid(
+            "task.kind",
+            format!("\"{other}\""),
+            "one of \"evolve\", \"steady_state\", \"scan\"",
+        )),
+    }
+}
+
+impl Scenario {
+    /// Evaluate every model parameter and variable with the given pinned values (a scan
+    /// variable's value), in dependency order.
+    pub fn point(&self, pins: &[(&str, f64)]) -> Result<Point, InputError> {
+        let mut known: BTreeMap<String, f64> = BTreeMap::new();
+        let mut pending: Vec<(String, Expr)> = Vec::new();
+        for (k, v) in &self.defs {
+            if let Some((_, pv)) = pins.iter().find(|(n, _)| n == k) {
+                known.insert(k.clone(), *pv);
+                continue;
+            }
+            let field = self.field_name(k);
+            match v {
+                Num::Int(i) => {
+                    known.insert(k.clone(), *i as f64);
+                }
+                Num::Float(f) => {
+                    if !f.is_finite() {
+                        return Err(InputError::invalid(field, f, "a finite number"));
+                    }
+                    known.insert(k.clone(), *f);
+                }
+                Num::Text(t) => {
+                    pending.push((k.clone(), Expr::parse(&field, t)?));
+                }
+            }
+        }
+        for (n, v) in pins {
+            known.entry(n.to_string()).or_insert(*v);
+        }
+        // Model parameters not given default to 0 and may be referenced.
+        for p in PARAM_NAMES {
+            if p != "N" && !self.defs.contains_key(p) {
+                known.entry(p.to_string()).or_insert(0.0);
+            }
+        }
+        // Unknown names are reported before cycles.
+        for (k, e) in &pending {
+            for id in e.identifiers() {
+                if !known.contains_key(&id) && !pending.iter().any(|(n, _)| *n == id) {
+                    return Err(InputError::Expression {
+                        field: self.field_name(k),
+                        text: e.text().to_string(),
+                        message: format!(
+                            "unknown name `{id}` (known: model parameters and variables {})",
+                            self.variable_names.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        while !pending.is_empty() {
+            let ready = pending
+                .iter()
+                .position(|(_, e)| e.identifiers().iter().all(|id| known.contains_key(id)));
+            let Some(i) = ready else {
+                let (k, e) = &pending[0];
+                let names: Vec<&str> = pending.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(InputError::Expression {
+                    field: self.field_name(k),
+                    text: e.text().to_string(),
+                    message: format!("circular definitions among {}", names.join(", ")),
+                });
+            };
+            let (k, e) = pending.swap_remove(i);
+            let mut scope = Scope::new();
+            for (n, v) in &known {
+                scope.set(n, *v);
+            }
+            let v = e.eval(&self.field_name(&k), &scope)?;
+            known.insert(k, v);
+        }
+        let model = Model::from_values(PARAM_NAMES.iter().filter_map(|p| known.get(*p).map(|v| (*p, *v))))?;
+        Ok(Point { model, values: known })
+    }
+
+    fn field_name(&self, k: &str) -> String {
+        if PARAM_NAMES.contains(&k) {
+            format!("model.{k}")
+        } else {
+            format!("variables.{k}")
+        }
+    }
+
+    /// The points this scenario runs: one per scan value, or the single base point.
+    pub fn points(&self) -> Result<Vec<Point>, InputError> {
+        match &self.task {
+            Task::Scan { variable, values } => {
+                values.iter().map(|v| self.point(&[(variable.as_str(), *v)])).collect()
+            }
+            _ => Ok(vec![self.point(&[])?]),
+        }
+    }
+
+    /// For a scan: the model parameters whose value changes across the scan (in
+    /// PARAM_NAMES order), written as columns after the scanned variable.
+    pub fn varying_parameters(&self) -> Result<Vec<&'static str>, InputError> {
+        let pts = self.points()?;
+        Ok(PARAM_NAMES
+            .iter()
+            .copied()
+            .filter(|p| {
+                let first = pts[0].model.get(p);
+                pts.iter().any(|q| q.model.get(p) != first)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[variables]
+x = 0.5
+Omega_c = "N/2 * sqrt(Gamma^2 + 4*chi^2)"
+[model]
+N = 10
+Gamma = 1
+chi = 0.5
+Omega = "x * Omega_c"
+[task]
+kind = "scan"
+variable = "x"
+start = 0.1
+stop = 0.3
+num = 3
+"#;
+
+    #[test]
+    fn resolves_expressions_in_dependency_order() {
+        let sc = parse(BASE, "t", &[]).unwrap();
+        let pts = sc.points().unwrap();
+        assert_eq!(pts.len(), 3);
+        let oc = 5.0 * 2f64.sqrt();
+        assert!((pts[2].model.drive - 0.3 * oc).abs() < 1e-12);
+        assert_eq!(sc.varying_parameters().unwrap(), vec!["Omega"]);
+    }
+
+    #[test]
+    fn set_overrides_model_and_variables() {
+        let sc = parse(BASE, "t", &["N=20".into(), "x=0.25".into()]).unwrap();
+        let p = sc.point(&[]).unwrap();
+        assert_eq!(p.model.n, 20);
+        assert!((p.values["x"] - 0.25).abs() < 1e-15);
+        let sc = parse(BASE, "t", &["Omega=2*Gamma".into()]).unwrap();
+        assert_eq!(sc.point(&[]).unwrap().model.drive, 2.0);
+    }
+
+    #[test]
+    fn cycles_and_unknown_names_are_errors() {
+        let e = parse(BASE, "t", &["x=Omega/Omega_c".into()]).unwrap_err().to_string();
+        assert!(e.contains("circular"), "{e}");
+        let e = parse(BASE, "t", &["Omega=y*2".into()]).unwrap_err().to_string();
+        assert!(e.contains("model.Omega") && e.contains("`y`"), "{e}");
+    }
+}
