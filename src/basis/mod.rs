@@ -70,7 +70,7 @@ impl Irrep {
     /// Index k of magnetic quantum number m (None if m is not in -j..j in integer steps).
     pub fn index_of(&self, m: f64) -> Option<usize> {
         let k = m + self.j();
-        if (k - k.round()).abs() > 1e-9 || k.round() < 0.0 || k.round() > self.two_j as f64 {
+        if !k.is_finite() || (k - k.round()).abs() > 1e-9 || k.round() < 0.0 || k.round() > self.two_j as f64 {
             None
         } else {
             Some(k.round() as usize)

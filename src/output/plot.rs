@@ -885,7 +885,7 @@ mod tests {
     /// Renders sample figures to `$TMPDIR/plot_sample_*.png` for looking at by eye:
     /// `cargo test --release --lib output::plot -- --ignored`.
     #[test]
-    #[ignore]
+    #[ignore = "renders sample PNGs into /tmp for a person to look at; run with `cargo test --release --lib output::plot -- --ignored`"]
     fn render_samples() {
         let dir = std::env::temp_dir();
         let t = linspace(0.0, 20.0, 400);
