@@ -14,7 +14,9 @@ pub mod basis;
 pub mod error;
 pub mod model;
 pub mod observe;
+pub mod rng;
 pub mod output;
+pub mod run;
 
 pub mod scenario;
 pub mod solver;

@@ -1,1 +1,125 @@
-fn main() {}
+//! The `dicke` command line: a thin clap layer over the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use dicke::backend::{self, BackendChoice};
+use dicke::run::{self, Progress, RunOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "dicke", version, about = "Driven-dissipative collective spin systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario file and write observables.csv, result.json and plot.png.
+    Run {
+        /// The scenario (TOML).
+        scenario: PathBuf,
+        /// Output directory (default: out/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Compute backend: auto, cpu or gpu.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Override a scalar: a model parameter (N, Omega, ...), a variable, or a dotted key
+        /// (task.t_end). Repeatable. Values may be expressions: --set Omega="0.5*Omega_c".
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Show the version, CPU threads and the wgpu adapters found.
+    Info,
+}
+
+/// indicatif bar on stderr; indicatif hides it when stderr is not a terminal.
+struct Bar(Option<ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&mut self, total: u64, what: &str) {
+        let pb = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})") {
+            pb.set_style(style);
+        }
+        pb.set_message(what.to_string());
+        self.0 = Some(pb);
+    }
+    fn set(&mut self, done: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_position(done);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(pb) = self.0.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            out,
+            backend,
+            set,
+        } => {
+            let backend: BackendChoice = backend.parse()?;
+            let sc = dicke::scenario::load(&scenario, &set)?;
+            let out_dir = out.unwrap_or_else(|| {
+                let stem = scenario.file_stem().map(|s| s.to_string_lossy().to_string());
+                PathBuf::from("out").join(stem.unwrap_or_else(|| "run".into()))
+            });
+            let opts = RunOptions {
+                out_dir,
+                backend,
+                overrides: set,
+            };
+            let summary = run::execute(&sc, &opts, &mut Bar(None))
+                .with_context(|| format!("running {}", scenario.display()))?;
+            if summary.backend.note != "requested" {
+                eprintln!("backend: {} ({})", summary.backend.name, summary.backend.note);
+            }
+            println!(
+                "{}: {} on {} in {:.2} s -> {}",
+                scenario.display(),
+                summary.result["task"].as_str().unwrap_or(""),
+                summary.backend.name,
+                summary.wall_s,
+                summary.out_dir.display()
+            );
+            println!("results: {}", summary.result["results"]);
+            println!("files: {}", summary.files.join(", "));
+        }
+        Command::Info => {
+            println!("dicke {}", dicke::VERSION);
+            println!("cpu threads: {}", rayon::current_num_threads());
+            let adapters = backend::adapters();
+            if adapters.is_empty() {
+                println!("wgpu adapters: none found (the CPU backend is used)");
+            }
+            for a in adapters {
+                println!(
+                    "wgpu adapter: {} | type {} | backend {} | driver {} | f64 {}",
+                    a.name,
+                    a.device_type,
+                    a.backend,
+                    a.driver,
+                    if a.shader_f64 { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    Ok(())
+}

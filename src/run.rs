@@ -1,1 +1,444 @@
-//! Run. (being written)
+//! Running a validated scenario: build the model and states, call the solver, compute the
+//! observables, and write the output contract ([`crate::output`]).
+//!
+//! The library reports progress through [`Progress`] and never prints; `main.rs` draws it.
+
+use crate::backend::{self, BackendChoice, BackendUsed};
+use crate::c64;
+use crate::error::{Error, InputError, SolverError};
+use crate::observe;
+use crate::output::{self, CsvWriter, plot};
+use crate::scenario::{BASE_OBSERVABLES, Point, Scenario, State, Task};
+use crate::solver::master;
+use crate::solver::ode::OdeOptions;
+use crate::state::{DensityMatrix, pure};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Progress reporting hook (the CLI draws an indicatif bar).
+pub trait Progress {
+    fn start(&mut self, total: u64, what: &str);
+    fn set(&mut self, done: u64);
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that does nothing (tests, library use).
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn start(&mut self, _: u64, _: &str) {}
+    fn set(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
+/// Options from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    pub backend: BackendChoice,
+    /// The `--set` overrides as given (recorded in result.json).
+    pub overrides: Vec<String>,
+}
+
+/// What a run produced (also written to result.json).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub out_dir: PathBuf,
+    pub backend: BackendUsed,
+    pub wall_s: f64,
+    pub files: Vec<String>,
+    pub result: serde_json::Value,
+}
+
+/// Memory ceiling for a single request, MiB (override with `DICKE_MEMORY_LIMIT_MIB`).
+pub fn memory_limit_mib() -> u64 {
+    std::env::var("DICKE_MEMORY_LIMIT_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16 * 1024)
+}
+
+/// Build the pure state `spec` for the model at `point`.
+pub fn pure_state(point: &Point, field: &str, state: State) -> Result<Vec<c64>, InputError> {
+    let n = point.model.n;
+    match state {
+        State::Dicke { m } => pure::dicke(n, m).map_err(|_| {
+            InputError::invalid(
+                format!("{field}.m"),
+                m,
+                format!("a value in -N/2..N/2 = -{}..{} in integer steps", n as f64 / 2.0, n as f64 / 2.0),
+            )
+        }),
+        State::Coherent { theta, phi } => Ok(pure::coherent(n, theta, phi)),
+        State::Crss => {
+            if point.model.gamma_coll <= 0.0 {
+                return Err(InputError::invalid(
+                    format!("{field}.state"),
+                    "\"crss\"",
+                    "a model with Gamma > 0 (the CRSS amplitude is b = -i Omega/Gamma)",
+                ));
+            }
+            Ok(pure::crss(n, point.model.drive, point.model.gamma_coll))
+        }
+    }
+}
+
+/// The observable columns (base then extras) for a density matrix.
+fn observable_row(rho: &DensityMatrix, extras: &[String], reference: Option<&[c64]>) -> Vec<f64> {
+    let mom = observe::moments(rho);
+    let j2 = observe::j2(rho);
+    let xi2 = mom.xi2();
+    let cov = mom.covariance();
+    let mut row = vec![mom.mean[0], mom.mean[1], mom.mean[2], xi2, j2];
+    for c in extras {
+        row.push(match c.as_str() {
+            "JxJx" => mom.second[0][0],
+            "JyJy" => mom.second[1][1],
+            "JzJz" => mom.second[2][2],
+            "JxJy" => mom.second[0][1],
+            "JxJz" => mom.second[0][2],
+            "JyJz" => mom.second[1][2],
+            "var_Jx" => cov[0][0],
+            "var_Jy" => cov[1][1],
+            "var_Jz" => cov[2][2],
+            "xi2_dB" => 10.0 * xi2.log10(),
+            "N_eff" => observe::n_eff(j2),
+            "purity" => rho.data.iter().map(|z| z.norm_sqr()).sum(),
+            "lambda_max" => observe::largest_eigenvalue(rho),
+            "fidelity" => reference.map(|psi| observe::fidelity_pure(rho, psi)).unwrap_or(f64::NAN),
+            "Jp_abs" => (mom.mean[0] * mom.mean[0] + mom.mean[1] * mom.mean[1]).sqrt(),
+            _ => f64::NAN, // unreachable: names are validated in scenario::validate
+        });
+    }
+    row
+}
+
+fn refuse_if_too_large(n: usize, copies: f64, what: &str) -> Result<(), SolverError> {
+    let dim = (n + 1) as f64;
+    let needed = (16.0 * dim * dim * copies / (1024.0 * 1024.0)).ceil() as u64;
+    let limit = memory_limit_mib();
+    if needed > limit {
+        return Err(SolverError::TooLarge {
+            what: format!("{what} at N = {n} ((N+1)^2 complex elements x {copies})"),
+            needed_mib: needed,
+            limit_mib: limit,
+        });
+    }
+    Ok(())
+}
+
+/// Run a scenario and write its outputs into `opts.out_dir`.
+pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) -> Result<RunSummary, Error> {
+    let t_start = Instant::now();
+    let points = sc.points()?;
+    for p in &points {
+        if !p.model.is_collective() {
+            return Err(SolverError::Unsupported {
+                solver: "master",
+                message: format!(
+                    "individual (single-atom) rates {} are nonzero; the exact solver of this version \
+                     handles collective-only models (j = N/2). Individual processes need the \
+                     permutation-invariant block solver of the next capability; set them to 0",
+                    p.model.individual_terms().join(", ")
+                ),
+            }
+            .into());
+        }
+    }
+    let backend = backend::cpu_only(opts.backend, "master")?;
+    let dir = &opts.out_dir;
+    output::create_dir(dir)?;
+    let extras = &sc.observables.columns;
+    let mut names: Vec<String> = BASE_OBSERVABLES.iter().map(|s| s.to_string()).collect();
+    names.extend(extras.iter().cloned());
+    let mut files = vec!["observables.csv".to_string(), "result.json".to_string()];
+
+    let (x_names, xs, rows, pm_rows, last_rho, scalars, stats) = match &sc.task {
+        Task::Evolve {
+            times,
+            rtol,
+            atol,
+            max_steps,
+        } => {
+            let p = &points[0];
+            refuse_if_too_large(p.model.n, 12.0, "time evolution")?;
+            let spec = sc.initial.as_ref().ok_or_else(|| {
+                InputError::invalid("initial", "(missing)", "an [initial] table for kind = \"evolve\"")
+            })?;
+            let psi0 = pure_state(p, "initial", p.state("initial", spec)?)?;
+            let reference = reference_state(sc, p)?;
+            let rho0 = DensityMatrix::from_pure(&psi0);
+            let x_names = vec!["t".to_string()];
+            let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header(&x_names, &names))?;
+            let mut pm_csv = pm_writer(sc, dir, "t", p.model.n)?;
+            let ode = OdeOptions {
+                rtol: *rtol,
+                atol: *atol,
+                max_steps: *max_steps,
+                h0: None,
+            };
+            let mut rows = Vec::new();
+            let mut pm_rows = Vec::new();
+            let mut last = rho0.clone();
+            let mut write_err = None;
+            progress.start(times.len() as u64, "evolve");
+            let st = master::evolve(&p.model, &rho0, times, &ode, &mut |i, t, rho| {
+                let row = observable_row(rho, extras, reference.as_deref());
+                let mut full = vec![t];
+                full.extend(&row);
+                if let Err(e) = csv.row(&full) {
+                    write_err.get_or_insert(e);
+                }
+                if let Some(w) = pm_csv.as_mut() {
+                    let mut r = vec![t];
+                    r.extend(observe::pm(rho));
+                    if let Err(e) = w.row(&r) {
+                        write_err.get_or_insert(e);
+                    }
+                    pm_rows.push(r);
+                }
+                rows.push(full);
+                if i + 1 == times.len() {
+                    last = rho.clone();
+                }
+                progress.set(i as u64 + 1);
+            });
+            progress.finish();
+            let st = st?;
+            if let Some(e) = write_err {
+                return Err(e.into());
+            }
+            let fin = rows.last().cloned().unwrap_or_default();
+            let scalars = json!({
+                "final": names.iter().zip(&fin[1..]).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>(),
+                "t_final": fin.first().copied().unwrap_or(f64::NAN),
+            });
+            let xs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+            (x_names, xs, rows, pm_rows, Some(last), scalars, serde_json::to_value(&st).unwrap_or_default())
+        }
+        Task::SteadyState | Task::Scan { .. } => {
+            let (x_names, pinned): (Vec<String>, Option<&str>) = match &sc.task {
+                Task::Scan { variable, .. } => {
+                    let mut v = vec![variable.clone()];
+                    v.extend(
+                        sc.varying_parameters()?
+                            .into_iter()
+                            .filter(|n| *n != variable.as_str())
+                            .map(str::to_string),
+                    );
+                    (v, Some(variable.as_str()))
+                }
+                _ => (vec![], None),
+            };
+            let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header(&x_names, &names))?;
+            let mut pm_csv = match pinned {
+                Some(v) => pm_writer(sc, dir, v, points[0].model.n)?,
+                None => pm_writer(sc, dir, "point", points[0].model.n)?,
+            };
+            let mut rows = Vec::new();
+            let mut pm_rows = Vec::new();
+            let mut stats = Vec::new();
+            let mut last = None;
+            progress.start(points.len() as u64, if pinned.is_some() { "scan" } else { "steady state" });
+            for (i, p) in points.iter().enumerate() {
+                let reference = reference_state(sc, p)?;
+                let (rho, st) = master::steady_state(&p.model)?;
+                let obs = observable_row(&rho, extras, reference.as_deref());
+                let xvals: Vec<f64> = x_names
+                    .iter()
+                    .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
+                    .collect();
+                let mut full = xvals.clone();
+                full.extend(&obs);
+                csv.row(&full)?;
+                if let Some(w) = pm_csv.as_mut() {
+                    let mut r = if xvals.is_empty() { vec![i as f64] } else { vec![xvals[0]] };
+                    r.extend(observe::pm(&rho));
+                    w.row(&r)?;
+                    pm_rows.push(r);
+                }
+                rows.push(full);
+                stats.push(serde_json::to_value(&st).unwrap_or_default());
+                last = Some(rho);
+                progress.set(i as u64 + 1);
+            }
+            progress.finish();
+            let nx = x_names.len();
+            let scalars = if pinned.is_some() {
+                let xi = nx + 3; // xi2 column
+                let best = rows
+                    .iter()
+                    .filter(|r| r[xi].is_finite())
+                    .min_by(|a, b| a[xi].total_cmp(&b[xi]));
+                json!({
+                    "points": rows.len(),
+                    "min_xi2": best.map(|r| jnum(r[xi])),
+                    "min_xi2_dB": best.map(|r| jnum(10.0 * r[xi].log10())),
+                    "min_xi2_at": best.map(|r| x_names.iter().zip(r).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>()),
+                })
+            } else {
+                json!({
+                    "steady_state": names.iter().zip(&rows[0][nx..]).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>(),
+                })
+            };
+            let xs: Vec<f64> = if nx > 0 {
+                rows.iter().map(|r| r[0]).collect()
+            } else {
+                vec![0.0]
+            };
+            let stats = if stats.len() == 1 {
+                stats.pop().unwrap_or_default()
+            } else {
+                serde_json::Value::Array(stats)
+            };
+            (x_names, xs, rows, pm_rows, last, scalars, stats)
+        }
+    };
+    let _ = pm_rows;
+    if sc.observables.pm {
+        files.push("pm.csv".into());
+    }
+
+    // Husimi Q of the final / steady state.
+    if let (Some((nt, np)), Some(rho)) = (sc.observables.husimi, &last_rho) {
+        let thetas: Vec<f64> = (0..nt).map(|i| std::f64::consts::PI * (i as f64 + 0.5) / nt as f64).collect();
+        let phis: Vec<f64> = (0..np)
+            .map(|i| -std::f64::consts::PI + 2.0 * std::f64::consts::PI * (i as f64 + 0.5) / np as f64)
+            .collect();
+        let q = observe::husimi_q(rho, &thetas, &phis);
+        let mut w = CsvWriter::create(&dir.join("husimi.csv"), &["theta".into(), "phi".into(), "Q".into()])?;
+        for (a, th) in thetas.iter().enumerate() {
+            for (b, ph) in phis.iter().enumerate() {
+                w.row(&[*th, *ph, q[a * np + b]])?;
+            }
+        }
+        files.push("husimi.csv".into());
+        if sc.plot {
+            plot::heatmap(
+                &dir.join("husimi.png"),
+                &format!("Husimi Q  {}", sc.title),
+                "phi",
+                "theta",
+                &phis,
+                &thetas,
+                &q,
+            )?;
+            files.push("husimi.png".into());
+        }
+    }
+
+    if sc.plot {
+        draw_plot(&dir.join("plot.png"), sc, &x_names, &xs, &names, &rows)?;
+        files.push("plot.png".into());
+    }
+
+    let wall_s = t_start.elapsed().as_secs_f64();
+    let task_name = match sc.task {
+        Task::Evolve { .. } => "evolve",
+        Task::SteadyState => "steady_state",
+        Task::Scan { .. } => "scan",
+    };
+    let result = json!({
+        "dicke_version": crate::VERSION,
+        "title": sc.title,
+        "task": task_name,
+        "solver": "master (exact collective, f64)",
+        "backend": backend,
+        "wall_time_s": wall_s,
+        "overrides": opts.overrides,
+        "scenario": toml_to_json(&sc.as_run),
+        "model": points[0].model.values().into_iter().map(|(k, v)| (k.to_string(), jnum(v))).collect::<serde_json::Map<_, _>>(),
+        "columns": header(&x_names, &names),
+        "results": scalars,
+        "stats": stats,
+        "files": files,
+    });
+    output::write_json(&dir.join("result.json"), &result)?;
+    Ok(RunSummary {
+        out_dir: dir.clone(),
+        backend,
+        wall_s,
+        files,
+        result,
+    })
+}
+
+fn reference_state(sc: &Scenario, p: &Point) -> Result<Option<Vec<c64>>, InputError> {
+    sc.observables
+        .fidelity
+        .as_ref()
+        .map(|spec| pure_state(p, "observables.fidelity", p.state("observables.fidelity", spec)?))
+        .transpose()
+}
+
+fn pm_writer(sc: &Scenario, dir: &Path, x: &str, n: usize) -> Result<Option<CsvWriter>, Error> {
+    if !sc.observables.pm {
+        return Ok(None);
+    }
+    let j = n as f64 / 2.0;
+    let mut h = vec![x.to_string()];
+    h.extend((0..=n).map(|k| format!("P({})", k as f64 - j)));
+    Ok(Some(CsvWriter::create(&dir.join("pm.csv"), &h)?))
+}
+
+fn header(x_names: &[String], names: &[String]) -> Vec<String> {
+    x_names.iter().chain(names).cloned().collect()
+}
+
+/// JSON number, or null for NaN/inf (JSON has no NaN).
+fn jnum(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => json!(s),
+        toml::Value::Integer(i) => json!(i),
+        toml::Value::Float(f) => jnum(*f),
+        toml::Value::Boolean(b) => json!(b),
+        toml::Value::Datetime(d) => json!(d.to_string()),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}
+
+fn draw_plot(
+    path: &Path,
+    sc: &Scenario,
+    x_names: &[String],
+    xs: &[f64],
+    names: &[String],
+    rows: &[Vec<f64>],
+) -> Result<(), Error> {
+    let nx = x_names.len();
+    let col = |name: &str| -> Vec<f64> {
+        let i = names.iter().position(|n| n == name).map(|i| i + nx).unwrap_or(usize::MAX);
+        rows.iter().map(|r| r.get(i).copied().unwrap_or(f64::NAN)).collect()
+    };
+    let (jx, jy, jz, xi2) = (col("Jx"), col("Jy"), col("Jz"), col("xi2"));
+    let mut panels: Vec<(String, Vec<(String, Vec<f64>)>)> = vec![
+        (
+            "<J>".into(),
+            vec![("Jx".into(), jx), ("Jy".into(), jy), ("Jz".into(), jz)],
+        ),
+        ("xi^2".into(), vec![("xi2".into(), xi2)]),
+    ];
+    for e in names.iter().skip(BASE_OBSERVABLES.len()).take(4) {
+        panels.push((e.clone(), vec![(e.clone(), col(e))]));
+    }
+    let series: Vec<(&str, Vec<plot::Series>)> = panels
+        .iter()
+        .map(|(label, s)| {
+            (
+                label.as_str(),
+                s.iter()
+                    .map(|(n, y)| plot::Series { name: n, y })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let x_label = x_names.first().map(String::as_str).unwrap_or("point");
+    let title = if sc.title.is_empty() { "dicke" } else { sc.title.as_str() };
+    plot::line_plot(path, title, x_label, xs, &series)?;
+    Ok(())
+}

@@ -5,6 +5,8 @@
 //! exact collective master equation runs on the CPU only, so `auto` resolves to `cpu` and an
 //! explicit `gpu` request is refused with a message rather than silently run elsewhere.
 
+pub mod gpu;
+
 use crate::error::{InputError, SolverError};
 use serde::Serialize;
 

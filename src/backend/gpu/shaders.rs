@@ -1,0 +1,137 @@
+//! The shader registry: every WGSL module the crate compiles, in one list.
+//!
+//! WGSL has no `#include`, so each module is its kernel file with the common files it needs
+//! prepended at compile time (`concat!(include_str!(..))`, as in the wgpu examples and vello):
+//! no string templating, no preprocessor, and a missing file is a build error. A plain unit
+//! test parses and validates every module with naga under the capabilities the device is asked
+//! for (FLOAT64 only for modules that need f64), so a broken shader fails `cargo test` on any
+//! machine, GPU or not.
+
+use wgpu::naga::valid::Capabilities;
+
+/// One WGSL module: a kernel file plus the common files it needs, with one compute entry point.
+#[derive(Debug, Clone, Copy)]
+pub struct ShaderDef {
+    /// Registry name; also the pipeline's label suffix (`dicke.<name>`).
+    pub name: &'static str,
+    /// Compute entry point.
+    pub entry: &'static str,
+    /// The full WGSL source (common files first).
+    pub source: &'static str,
+    /// Uses `f64`: compiled only on devices with `Features::SHADER_F64`.
+    pub needs_f64: bool,
+}
+
+impl ShaderDef {
+    /// The wgpu features this module needs from the device.
+    pub fn features(&self) -> wgpu::Features {
+        if self.needs_f64 {
+            wgpu::Features::SHADER_F64
+        } else {
+            wgpu::Features::empty()
+        }
+    }
+}
+
+/// Philox stream test kernel: u32x4 blocks or f32 uniforms per (trajectory, draw).
+pub const PHILOX_FILL: ShaderDef = ShaderDef {
+    name: "philox_fill",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/philox_fill.wgsl"),
+    ),
+    needs_f64: false,
+};
+
+/// Philox stream test kernel: f64 uniforms per (trajectory, draw).
+pub const PHILOX_FILL_F64: ShaderDef = ShaderDef {
+    name: "philox_fill_f64",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/common/philox_f64.wgsl"),
+        include_str!("../../../shaders/philox_fill_f64.wgsl"),
+    ),
+    needs_f64: true,
+};
+
+/// Every module the crate compiles.
+pub const MODULES: &[ShaderDef] = &[PHILOX_FILL, PHILOX_FILL_F64];
+
+/// The naga capabilities a device created with `features` validates shaders under (the subset
+/// of wgpu-core's mapping that our kernels can touch; everything else stays off).
+pub fn naga_capabilities(features: wgpu::Features) -> Capabilities {
+    let mut caps = Capabilities::empty();
+    caps.set(
+        Capabilities::FLOAT64,
+        features.contains(wgpu::Features::SHADER_F64),
+    );
+    caps.set(
+        Capabilities::SHADER_INT64,
+        features.contains(wgpu::Features::SHADER_INT64),
+    );
+    caps.set(
+        Capabilities::SUBGROUP,
+        features.contains(wgpu::Features::SUBGROUP),
+    );
+    caps
+}
+
+/// Parse and validate `def` with naga under the capabilities of a device that has exactly the
+/// features the module declares. `Err` carries naga's report with the source location.
+pub fn validate(def: &ShaderDef) -> Result<(), String> {
+    use wgpu::naga::{front::wgsl, valid};
+    let module = wgsl::parse_str(def.source).map_err(|e| e.emit_to_string(def.source))?;
+    let caps = naga_capabilities(def.features());
+    valid::Validator::new(valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .map_err(|e| e.emit_to_string(def.source))?;
+    let entry = module
+        .entry_points
+        .iter()
+        .find(|ep| ep.name == def.entry)
+        .ok_or_else(|| format!("no entry point `{}`", def.entry))?;
+    if entry.stage != wgpu::naga::ShaderStage::Compute {
+        return Err(format!("entry point `{}` is not a compute shader", def.entry));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_parses_and_validates() {
+        let mut failures = Vec::new();
+        for def in MODULES {
+            if let Err(e) = validate(def) {
+                failures.push(format!("shader module `{}`:\n{e}", def.name));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn module_names_are_unique() {
+        for (i, a) in MODULES.iter().enumerate() {
+            assert!(
+                MODULES[i + 1..].iter().all(|b| b.name != a.name),
+                "duplicate `{}`",
+                a.name
+            );
+        }
+    }
+
+    /// The validation really uses the requested capabilities, not `all()`: an f64 module is
+    /// rejected without FLOAT64, so an f32 module that slips into f64 would fail too.
+    #[test]
+    fn f64_module_is_rejected_without_float64() {
+        let as_f32 = ShaderDef {
+            needs_f64: false,
+            ..PHILOX_FILL_F64
+        };
+        assert!(validate(&as_f32).is_err());
+    }
+}

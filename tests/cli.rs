@@ -1,0 +1,128 @@
+//! End-to-end tests of the `dicke` binary: the output contract and error reporting.
+
+use std::path::Path;
+use std::process::Command;
+
+fn dicke(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dicke"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run the dicke binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(path).expect("csv exists");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header").split(',').map(str::to_string).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|v| v.parse::<f64>().expect("number")).collect())
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn evolve_writes_the_output_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=10",
+        "--set",
+        "task.t_end=0.1",
+        "--set",
+        "task.n_times=11",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("observables.csv"));
+    assert_eq!(header, ["t", "Jx", "Jy", "Jz", "xi2", "J2", "var_Jz", "N_eff"]);
+    assert_eq!(rows.len(), 11);
+    // t = 0 is the south pole of N = 10: <Jz> = -5, <J^2> = j(j+1) = 30, N_eff = N.
+    assert_eq!(rows[0][0], 0.0);
+    assert!((rows[0][3] + 5.0).abs() < 1e-12);
+    assert!((rows[0][5] - 30.0).abs() < 1e-9);
+    assert!((rows[0][7] - 10.0).abs() < 1e-9);
+    assert!((rows[10][0] - 0.1).abs() < 1e-12);
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(res["backend"]["name"], "cpu");
+    assert_eq!(res["scenario"]["model"]["N"], 10);
+    assert_eq!(res["overrides"][0], "N=10");
+    assert!(res["wall_time_s"].as_f64().unwrap() > 0.0);
+    assert!(res["dicke_version"].is_string());
+    let png = std::fs::read(out.join("plot.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn pinned_scan_writes_one_row_with_varying_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/exchange_steady_state.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=10",
+        "--set",
+        "x=0.5",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("observables.csv"));
+    assert_eq!(&header[..7], ["x", "Jx", "Jy", "Jz", "xi2", "J2", "var_Jz"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], 0.5);
+}
+
+#[test]
+fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/pumping_steady_state.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=8",
+        "--set",
+        "task.num=5",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("observables.csv"));
+    assert_eq!(&header[..4], ["r", "w", "Jx", "Jy"]);
+    assert_eq!(rows.len(), 5);
+    // w = r * Gamma with Gamma = 1.
+    for r in &rows {
+        assert_eq!(r[0], r[1]);
+    }
+    assert!(out.join("pm.csv").exists());
+}
+
+#[test]
+fn errors_are_messages_not_panics() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"], "model.Gamma"),
+        (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
+        (&["run", "no/such/file.toml"], "no/such/file.toml"),
+        (&["run", "scenarios/quickstart.toml", "--set", "gamma_down=0.1", "--set", "N=4"], "gamma_down"),
+        (&["run", "scenarios/quickstart.toml", "--backend", "gpu", "--set", "N=4"], "GPU"),
+        (&["run", "scenarios/quickstart.toml", "--backend", "tpu"], "--backend"),
+    ];
+    for (args, needle) in cases {
+        let (ok, _, stderr) = dicke(args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(stderr.contains(needle), "{args:?}: stderr {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
