@@ -37,7 +37,7 @@ pub enum GpuError {
     NoAdapter { details: String },
     #[error("GPU adapter `{adapter}` refused to create a device: {message}")]
     RequestDevice { adapter: String, message: String },
-    #[error("GPU device was lost ({reason}); results of the interrupted run are discarded")]
+    #[error("GPU device was lost ({reason}); rerun, or use --backend cpu")]
     DeviceLost { reason: String },
     #[error("shader module `{module}` failed to compile on this device: {message}")]
     Shader { module: &'static str, message: String },
