@@ -149,7 +149,7 @@ where
         return Ok(stats);
     }
     let n = y0.len();
-    let t_end = *times.last().unwrap_or(&times[0]);
+    let t_end = times[times.len() - 1];
     let mut t = times[0];
     let mut ws = Work::new(y0);
 
@@ -264,10 +264,8 @@ fn check_inputs(y0: &[f64], times: &[f64], opts: &OdeOptions) -> Result<(), Solv
         solver: "ode",
         message,
     };
-    if !(opts.rtol >= 0.0 && opts.atol >= 0.0 && opts.rtol + opts.atol > 0.0)
-        || !opts.rtol.is_finite()
-        || !opts.atol.is_finite()
-    {
+    let tol_ok = |v: f64| v.is_finite() && v >= 0.0;
+    if !(tol_ok(opts.rtol) && tol_ok(opts.atol)) || opts.rtol + opts.atol == 0.0 {
         return Err(bad(format!(
             "tolerances rtol = {}, atol = {}: expected finite values >= 0, not both 0",
             opts.rtol, opts.atol
@@ -276,7 +274,9 @@ fn check_inputs(y0: &[f64], times: &[f64], opts: &OdeOptions) -> Result<(), Solv
     if let Some(h0) = opts.h0
         && !(h0 > 0.0 && h0.is_finite())
     {
-        return Err(bad(format!("initial step h0 = {h0}: expected a finite value > 0")));
+        return Err(bad(format!(
+            "initial step h0 = {h0}: expected a finite value > 0"
+        )));
     }
     if let Some(i) = times.iter().position(|t| !t.is_finite()) {
         return Err(bad(format!("times[{i}] = {} is not finite", times[i])));
@@ -327,7 +327,13 @@ impl Work {
 
     /// One DP5 step of size h from (t, y) with k[0] = f(t, y). Leaves y_new in `ynew` and
     /// f(t + h, y_new) in k[6]; returns the scaled error norm.
-    fn step<F: FnMut(f64, &[f64], &mut [f64])>(&mut self, rhs: &mut F, t: f64, h: f64, o: &OdeOptions) -> f64 {
+    fn step<F: FnMut(f64, &[f64], &mut [f64])>(
+        &mut self,
+        rhs: &mut F,
+        t: f64,
+        h: f64,
+        o: &OdeOptions,
+    ) -> f64 {
         let Work { y, ynew, ytmp, k } = self;
         let [k1, k2, k3, k4, k5, k6, k7] = k;
         combo(ytmp, y, [h * A21], [k1]);
@@ -338,9 +344,19 @@ impl Work {
         rhs(t + C4 * h, ytmp, k4);
         combo(ytmp, y, [h * A51, h * A52, h * A53, h * A54], [k1, k2, k3, k4]);
         rhs(t + C5 * h, ytmp, k5);
-        combo(ytmp, y, [h * A61, h * A62, h * A63, h * A64, h * A65], [k1, k2, k3, k4, k5]);
+        combo(
+            ytmp,
+            y,
+            [h * A61, h * A62, h * A63, h * A64, h * A65],
+            [k1, k2, k3, k4, k5],
+        );
         rhs(t + h, ytmp, k6);
-        combo(ynew, y, [h * A71, h * A73, h * A74, h * A75, h * A76], [k1, k3, k4, k5, k6]);
+        combo(
+            ynew,
+            y,
+            [h * A71, h * A73, h * A74, h * A75, h * A76],
+            [k1, k3, k4, k5, k6],
+        );
         rhs(t + h, ynew, k7);
         error_norm(
             y,
@@ -539,7 +555,11 @@ fn initial_step<F: FnMut(f64, &[f64], &mut [f64])>(
     let (y, f0) = (&ws.y, &ws.k[0]);
     let d0 = rms(&|i| y[i] / sc(y[i]));
     let d1 = rms(&|i| f0[i] / sc(y[i]));
-    let mut h0 = if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 };
+    let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {
+        1e-6
+    } else {
+        0.01 * d0 / d1
+    };
     h0 = h0.min(span);
     combo(&mut ws.ytmp, &ws.y, [h0], [&ws.k[0]]);
     rhs(t + h0, &ws.ytmp, &mut ws.k[1]);
