@@ -4,7 +4,11 @@
 //! - evolution from the south pole at 2 Omega/(N Gamma) = 1.48 to t_end (51 save points),
 //!   rtol 1e-6 / atol 1e-8 (QuTiP's mesolve defaults), with t_end shortened at large N so
 //!   a sample stays under a minute (the cost is linear in t_end at fixed N).
-//! Sizes are listed once in SIZES. Run: `cargo bench --bench master`.
+//!
+//! Sizes are listed once in SIZES; N = 1000 (about 50 s and 9 GB per steady state, 25 s per
+//! evolution sample) joins only with DICKE_BENCH_LARGE=1, since criterion takes at least 10
+//! samples. Run: `cargo bench --bench master`; single-shot timings at any N:
+//! `cargo run --release --example master_timing -- evolve|steady N ...`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dicke::model::Model;
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 /// (N, t_end of the evolution benchmark)
 const SIZES: [(usize, f64); 3] = [(100, 0.05), (400, 0.05), (1000, 0.005)];
+const LARGE_N: usize = 1000;
 
 fn model(n: usize, omega: f64) -> Model {
     Model {
@@ -28,8 +33,14 @@ fn model(n: usize, omega: f64) -> Model {
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("master");
-    g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    let large = std::env::var("DICKE_BENCH_LARGE").is_ok_and(|v| v == "1");
     for (n, t_end) in SIZES {
+        if n >= LARGE_N && !large {
+            continue;
+        }
         let omega_c = n as f64 / 2.0 * (1.0f64 + 4.0 * (1.875f64 / 2.0).powi(2)).sqrt();
         let m = model(n, 0.938 * omega_c);
         g.bench_function(format!("steady_state/N={n}"), |b| {

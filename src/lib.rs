@@ -14,8 +14,8 @@ pub mod basis;
 pub mod error;
 pub mod model;
 pub mod observe;
-pub mod rng;
 pub mod output;
+pub mod rng;
 pub mod run;
 
 pub mod scenario;

@@ -41,7 +41,9 @@ struct Bar(Option<ProgressBar>);
 impl Progress for Bar {
     fn start(&mut self, total: u64, what: &str) {
         let pb = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})")
+        {
             pb.set_style(style);
         }
         pb.set_message(what.to_string());

@@ -66,7 +66,11 @@ pub fn pure_state(point: &Point, field: &str, state: State) -> Result<Vec<c64>, 
             InputError::invalid(
                 format!("{field}.m"),
                 m,
-                format!("a value in -N/2..N/2 = -{}..{} in integer steps", n as f64 / 2.0, n as f64 / 2.0),
+                format!(
+                    "a value in -N/2..N/2 = -{}..{} in integer steps",
+                    n as f64 / 2.0,
+                    n as f64 / 2.0
+                ),
             )
         }),
         State::Coherent { theta, phi } => Ok(pure::coherent(n, theta, phi)),
@@ -105,7 +109,9 @@ fn observable_row(rho: &DensityMatrix, extras: &[String], reference: Option<&[c6
             "N_eff" => observe::n_eff(j2),
             "purity" => rho.data.iter().map(|z| z.norm_sqr()).sum(),
             "lambda_max" => observe::largest_eigenvalue(rho),
-            "fidelity" => reference.map(|psi| observe::fidelity_pure(rho, psi)).unwrap_or(f64::NAN),
+            "fidelity" => reference
+                .map(|psi| observe::fidelity_pure(rho, psi))
+                .unwrap_or(f64::NAN),
             "Jp_abs" => (mom.mean[0] * mom.mean[0] + mom.mean[1] * mom.mean[1]).sqrt(),
             _ => f64::NAN, // unreachable: names are validated in scenario::validate
         });
@@ -153,7 +159,7 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
     names.extend(extras.iter().cloned());
     let mut files = vec!["observables.csv".to_string(), "result.json".to_string()];
 
-    let (x_names, xs, rows, pm_rows, last_rho, scalars, stats) = match &sc.task {
+    let (x_names, xs, rows, last_rho, scalars, stats) = match &sc.task {
         Task::Evolve {
             times,
             rtol,
@@ -178,7 +184,6 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                 h0: None,
             };
             let mut rows = Vec::new();
-            let mut pm_rows = Vec::new();
             let mut last = rho0.clone();
             let mut write_err = None;
             progress.start(times.len() as u64, "evolve");
@@ -195,7 +200,6 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                     if let Err(e) = w.row(&r) {
                         write_err.get_or_insert(e);
                     }
-                    pm_rows.push(r);
                 }
                 rows.push(full);
                 if i + 1 == times.len() {
@@ -214,7 +218,14 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                 "t_final": fin.first().copied().unwrap_or(f64::NAN),
             });
             let xs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
-            (x_names, xs, rows, pm_rows, Some(last), scalars, serde_json::to_value(&st).unwrap_or_default())
+            (
+                x_names,
+                xs,
+                rows,
+                Some(last),
+                scalars,
+                serde_json::to_value(st).unwrap_or_default(),
+            )
         }
         Task::SteadyState | Task::Scan { .. } => {
             let (x_names, pinned): (Vec<String>, Option<&str>) = match &sc.task {
@@ -236,10 +247,12 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                 None => pm_writer(sc, dir, "point", points[0].model.n)?,
             };
             let mut rows = Vec::new();
-            let mut pm_rows = Vec::new();
             let mut stats = Vec::new();
             let mut last = None;
-            progress.start(points.len() as u64, if pinned.is_some() { "scan" } else { "steady state" });
+            progress.start(
+                points.len() as u64,
+                if pinned.is_some() { "scan" } else { "steady state" },
+            );
             for (i, p) in points.iter().enumerate() {
                 let reference = reference_state(sc, p)?;
                 let (rho, st) = master::steady_state(&p.model)?;
@@ -252,13 +265,16 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                 full.extend(&obs);
                 csv.row(&full)?;
                 if let Some(w) = pm_csv.as_mut() {
-                    let mut r = if xvals.is_empty() { vec![i as f64] } else { vec![xvals[0]] };
+                    let mut r = if xvals.is_empty() {
+                        vec![i as f64]
+                    } else {
+                        vec![xvals[0]]
+                    };
                     r.extend(observe::pm(&rho));
                     w.row(&r)?;
-                    pm_rows.push(r);
                 }
                 rows.push(full);
-                stats.push(serde_json::to_value(&st).unwrap_or_default());
+                stats.push(serde_json::to_value(st).unwrap_or_default());
                 last = Some(rho);
                 progress.set(i as u64 + 1);
             }
@@ -291,22 +307,26 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
             } else {
                 serde_json::Value::Array(stats)
             };
-            (x_names, xs, rows, pm_rows, last, scalars, stats)
+            (x_names, xs, rows, last, scalars, stats)
         }
     };
-    let _ = pm_rows;
     if sc.observables.pm {
         files.push("pm.csv".into());
     }
 
     // Husimi Q of the final / steady state.
     if let (Some((nt, np)), Some(rho)) = (sc.observables.husimi, &last_rho) {
-        let thetas: Vec<f64> = (0..nt).map(|i| std::f64::consts::PI * (i as f64 + 0.5) / nt as f64).collect();
+        let thetas: Vec<f64> = (0..nt)
+            .map(|i| std::f64::consts::PI * (i as f64 + 0.5) / nt as f64)
+            .collect();
         let phis: Vec<f64> = (0..np)
             .map(|i| -std::f64::consts::PI + 2.0 * std::f64::consts::PI * (i as f64 + 0.5) / np as f64)
             .collect();
         let q = observe::husimi_q(rho, &thetas, &phis);
-        let mut w = CsvWriter::create(&dir.join("husimi.csv"), &["theta".into(), "phi".into(), "Q".into()])?;
+        let mut w = CsvWriter::create(
+            &dir.join("husimi.csv"),
+            &["theta".into(), "phi".into(), "Q".into()],
+        )?;
         for (a, th) in thetas.iter().enumerate() {
             for (b, ph) in phis.iter().enumerate() {
                 w.row(&[*th, *ph, q[a * np + b]])?;
@@ -398,7 +418,9 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
         toml::Value::Boolean(b) => json!(b),
         toml::Value::Datetime(d) => json!(d.to_string()),
         toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect())
+        }
     }
 }
 
@@ -412,11 +434,18 @@ fn draw_plot(
 ) -> Result<(), Error> {
     let nx = x_names.len();
     let col = |name: &str| -> Vec<f64> {
-        let i = names.iter().position(|n| n == name).map(|i| i + nx).unwrap_or(usize::MAX);
-        rows.iter().map(|r| r.get(i).copied().unwrap_or(f64::NAN)).collect()
+        let i = names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| i + nx)
+            .unwrap_or(usize::MAX);
+        rows.iter()
+            .map(|r| r.get(i).copied().unwrap_or(f64::NAN))
+            .collect()
     };
     let (jx, jy, jz, xi2) = (col("Jx"), col("Jy"), col("Jz"), col("xi2"));
-    let mut panels: Vec<(String, Vec<(String, Vec<f64>)>)> = vec![
+    type Panel = (String, Vec<(String, Vec<f64>)>);
+    let mut panels: Vec<Panel> = vec![
         (
             "<J>".into(),
             vec![("Jx".into(), jx), ("Jy".into(), jy), ("Jz".into(), jz)],
@@ -438,7 +467,11 @@ fn draw_plot(
         })
         .collect();
     let x_label = x_names.first().map(String::as_str).unwrap_or("point");
-    let title = if sc.title.is_empty() { "dicke" } else { sc.title.as_str() };
+    let title = if sc.title.is_empty() {
+        "dicke"
+    } else {
+        sc.title.as_str()
+    };
     plot::line_plot(path, title, x_label, xs, &series)?;
     Ok(())
 }

@@ -19,7 +19,12 @@ fn dicke(args: &[&str]) -> (bool, String, String) {
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
     let text = std::fs::read_to_string(path).expect("csv exists");
     let mut lines = text.lines();
-    let header = lines.next().expect("header").split(',').map(str::to_string).collect();
+    let header = lines
+        .next()
+        .expect("header")
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let rows = lines
         .map(|l| l.split(',').map(|v| v.parse::<f64>().expect("number")).collect())
         .collect();
@@ -112,12 +117,38 @@ fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
 #[test]
 fn errors_are_messages_not_panics() {
     let cases: [(&[&str], &str); 6] = [
-        (&["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"], "model.Gamma"),
+        (
+            &["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"],
+            "model.Gamma",
+        ),
         (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
         (&["run", "no/such/file.toml"], "no/such/file.toml"),
-        (&["run", "scenarios/quickstart.toml", "--set", "gamma_down=0.1", "--set", "N=4"], "gamma_down"),
-        (&["run", "scenarios/quickstart.toml", "--backend", "gpu", "--set", "N=4"], "GPU"),
-        (&["run", "scenarios/quickstart.toml", "--backend", "tpu"], "--backend"),
+        (
+            &[
+                "run",
+                "scenarios/quickstart.toml",
+                "--set",
+                "gamma_down=0.1",
+                "--set",
+                "N=4",
+            ],
+            "gamma_down",
+        ),
+        (
+            &[
+                "run",
+                "scenarios/quickstart.toml",
+                "--backend",
+                "gpu",
+                "--set",
+                "N=4",
+            ],
+            "GPU",
+        ),
+        (
+            &["run", "scenarios/quickstart.toml", "--backend", "tpu"],
+            "--backend",
+        ),
     ];
     for (args, needle) in cases {
         let (ok, _, stderr) = dicke(args);

@@ -40,13 +40,19 @@ fn unknown_key_names_the_key() {
     let e = err(&format!("{GOOD}\n[solver]\nfoo = 1\n"), &[]);
     assert!(e.contains("solver"), "{e}");
     let e = err(&GOOD.replace("Gamma = 1", "Gama = 1"), &[]);
-    assert!(e.contains("model.Gama") && e.contains("one of the model parameters"), "{e}");
+    assert!(
+        e.contains("model.Gama") && e.contains("one of the model parameters"),
+        "{e}"
+    );
 }
 
 #[test]
 fn negative_rate_names_field_and_value() {
     let e = err(GOOD, &["Gamma=-0.5"]);
-    assert!(e.contains("model.Gamma") && e.contains("-0.5") && e.contains(">= 0"), "{e}");
+    assert!(
+        e.contains("model.Gamma") && e.contains("-0.5") && e.contains(">= 0"),
+        "{e}"
+    );
     let e = err(&GOOD.replace("Gamma = 1", "Gamma = 1\ngamma_phi = \"-x\""), &[]);
     assert!(e.contains("model.gamma_phi") && e.contains("-0.5"), "{e}");
 }
@@ -54,7 +60,10 @@ fn negative_rate_names_field_and_value() {
 #[test]
 fn zero_or_fractional_n_is_refused() {
     let e = err(GOOD, &["N=0"]);
-    assert!(e.contains("model.N") && e.contains("0") && e.contains("N >= 1") || e.contains("1 <= N"), "{e}");
+    assert!(
+        e.contains("model.N") && e.contains("0") && e.contains("N >= 1") || e.contains("1 <= N"),
+        "{e}"
+    );
     let e = err(GOOD, &["N=2.5"]);
     assert!(e.contains("model.N") && e.contains("2.5"), "{e}");
     let e = err(&GOOD.replace("N = 10\n", ""), &[]);
@@ -88,7 +97,10 @@ fn missing_file_names_the_path() {
 #[test]
 fn bad_overrides_and_task_fields() {
     let e = err(GOOD, &["bogus=3"]);
-    assert!(e.contains("bogus") && e.contains("neither a model parameter"), "{e}");
+    assert!(
+        e.contains("bogus") && e.contains("neither a model parameter"),
+        "{e}"
+    );
     let e = err(GOOD, &["Omega"]);
     assert!(e.contains("key=value"), "{e}");
     let e = err(GOOD, &["task.kind=relax"]);
@@ -100,9 +112,21 @@ fn bad_overrides_and_task_fields() {
     assert!(e.contains("initial.m"), "{e}");
     let e = err(GOOD, &["initial.state=ghz"]);
     assert!(e.contains("initial.state") && e.contains("ghz"), "{e}");
-    let e = err(&GOOD.replace("[task]\nkind = \"evolve\"\nt_end = 1.0\nn_times = 11", "[task]\nkind = \"scan\"\nvariable = \"y\"\nvalues = [1, 2]"), &[]);
+    let e = err(
+        &GOOD.replace(
+            "[task]\nkind = \"evolve\"\nt_end = 1.0\nn_times = 11",
+            "[task]\nkind = \"scan\"\nvariable = \"y\"\nvalues = [1, 2]",
+        ),
+        &[],
+    );
     assert!(e.contains("task.variable") && e.contains("\"y\""), "{e}");
-    let e = err(&GOOD.replace("[variables]", "[observables]\ncolumns = [\"entropy\"]\n[variables]"), &[]);
+    let e = err(
+        &GOOD.replace(
+            "[variables]",
+            "[observables]\ncolumns = [\"entropy\"]\n[variables]",
+        ),
+        &[],
+    );
     assert!(e.contains("observables.columns") && e.contains("entropy"), "{e}");
 }
 

@@ -54,7 +54,9 @@ pub fn cpu_only(choice: BackendChoice, solver: &'static str) -> Result<BackendUs
     };
     match choice {
         BackendChoice::Cpu => Ok(cpu("requested".into())),
-        BackendChoice::Auto => Ok(cpu(format!("auto: the {solver} solver runs on the CPU in this version"))),
+        BackendChoice::Auto => Ok(cpu(format!(
+            "auto: the {solver} solver runs on the CPU in this version"
+        ))),
         BackendChoice::Gpu => Err(SolverError::Unsupported {
             solver,
             message: "has no GPU kernel in this version (GPU trajectories and batched master \

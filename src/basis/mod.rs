@@ -70,7 +70,8 @@ impl Irrep {
     /// Index k of magnetic quantum number m (None if m is not in -j..j in integer steps).
     pub fn index_of(&self, m: f64) -> Option<usize> {
         let k = m + self.j();
-        if !k.is_finite() || (k - k.round()).abs() > 1e-9 || k.round() < 0.0 || k.round() > self.two_j as f64 {
+        if !k.is_finite() || (k - k.round()).abs() > 1e-9 || k.round() < 0.0 || k.round() > self.two_j as f64
+        {
             None
         } else {
             Some(k.round() as usize)
@@ -82,7 +83,10 @@ impl Irrep {
 /// d_N(j) = (2j+1) N! / ((N/2 + j + 1)! (N/2 - j)!).
 /// Computed with ln-gamma because d_N(j) overflows u64 near N = 80 and f64 near N = 1030.
 pub fn ln_degeneracy(n: usize, two_j: usize) -> f64 {
-    assert!(two_j <= n && (n - two_j).is_multiple_of(2), "2j must be N, N-2, ...");
+    assert!(
+        two_j <= n && (n - two_j).is_multiple_of(2),
+        "2j must be N, N-2, ..."
+    );
     let a = (n + two_j) / 2 + 1; // N/2 + j + 1
     let b = (n - two_j) / 2; // N/2 - j
     ((two_j + 1) as f64).ln() + ln_factorial(n) - ln_factorial(a) - ln_factorial(b)

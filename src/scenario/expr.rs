@@ -12,8 +12,8 @@
 
 use crate::error::InputError;
 use evalexpr::{
-    ContextWithMutableFunctions, ContextWithMutableVariables, DefaultNumericTypes, Function,
-    HashMapContext, Node, Value,
+    ContextWithMutableFunctions, ContextWithMutableVariables, DefaultNumericTypes, Function, HashMapContext,
+    Node, Value,
 };
 
 /// A parsed expression with the names it refers to.
@@ -25,13 +25,14 @@ pub struct Expr {
 impl Expr {
     /// Parse `text`; `field` names the scenario key for error messages.
     pub fn parse(field: &str, text: &str) -> Result<Expr, InputError> {
-        let node = evalexpr::build_operator_tree::<DefaultNumericTypes>(&floatify_literals(text)).map_err(
-            |e| InputError::Expression {
-                field: field.to_string(),
-                text: text.to_string(),
-                message: e.to_string(),
-            },
-        )?;
+        let node =
+            evalexpr::build_operator_tree::<DefaultNumericTypes>(&floatify_literals(text)).map_err(|e| {
+                InputError::Expression {
+                    field: field.to_string(),
+                    text: text.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         Ok(Expr {
             text: text.to_string(),
             node,
@@ -182,7 +183,10 @@ mod tests {
     #[test]
     fn integer_literals_become_floats() {
         assert_eq!(floatify_literals("N/2"), "N/2.0");
-        assert_eq!(floatify_literals("1/2 + x2*3.5 - 1e-3"), "1.0/2.0 + x2*3.5 - 1e-3");
+        assert_eq!(
+            floatify_literals("1/2 + x2*3.5 - 1e-3"),
+            "1.0/2.0 + x2*3.5 - 1e-3"
+        );
         assert_eq!(floatify_literals("chi_z2^2"), "chi_z2^2.0");
     }
 
@@ -207,7 +211,11 @@ mod tests {
         let e = Expr::parse("model.Omega", "x * (").err().unwrap().to_string();
         assert!(e.contains("model.Omega") && e.contains("x * ("), "{e}");
         let s = Scope::new();
-        let e = Expr::parse("model.Omega", "y * 2").unwrap().eval("model.Omega", &s).err().unwrap();
+        let e = Expr::parse("model.Omega", "y * 2")
+            .unwrap()
+            .eval("model.Omega", &s)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("model.Omega"));
     }
 }

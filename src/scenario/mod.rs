@@ -283,15 +283,22 @@ pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Scenario,
     for o in overrides {
         apply_override(&mut tree, o)?;
     }
-    let raw: RawScenario = tree.clone().try_into().map_err(|e: toml::de::Error| InputError::Parse {
-        path: origin.to_string(),
-        message: e.to_string(),
-    })?;
+    let raw: RawScenario = tree
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| InputError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
     // Names pinned by `--set` (a scan over one of them runs that single point).
     let pinned: Vec<String> = overrides
         .iter()
         .filter_map(|o| o.split_once('=').map(|(k, _)| k.trim()))
-        .map(|k| k.trim_start_matches("variables.").trim_start_matches("model.").to_string())
+        .map(|k| {
+            k.trim_start_matches("variables.")
+                .trim_start_matches("model.")
+                .to_string()
+        })
         .collect();
     validate(raw, tree, &pinned)
 }
@@ -311,7 +318,9 @@ pub fn apply_override(tree: &mut toml::Value, text: &str) -> Result<(), InputErr
     let key = key.trim();
     let value = value.trim();
     if key.is_empty() || value.is_empty() {
-        return Err(oerr("expected key=value with a non-empty key and value".to_string()));
+        return Err(oerr(
+            "expected key=value with a non-empty key and value".to_string(),
+        ));
     }
     let parsed: toml::Value = if let Ok(i) = value.parse::<i64>() {
         toml::Value::Integer(i)
@@ -325,10 +334,7 @@ pub fn apply_override(tree: &mut toml::Value, text: &str) -> Result<(), InputErr
     let path: Vec<&str> = if key.contains('.') {
         key.split('.').collect()
     } else {
-        let in_vars = tree
-            .get("variables")
-            .and_then(|v| v.get(key))
-            .is_some();
+        let in_vars = tree.get("variables").and_then(|v| v.get(key)).is_some();
         if PARAM_NAMES.contains(&key) {
             vec!["model", key]
         } else if in_vars {
@@ -343,7 +349,11 @@ pub fn apply_override(tree: &mut toml::Value, text: &str) -> Result<(), InputErr
                 "`{key}` is neither a model parameter ({}) nor a variable of this scenario ({}); \
                  use a dotted key such as task.t_end for other fields",
                 PARAM_NAMES.join(", "),
-                if vars.is_empty() { "none".to_string() } else { vars.join(", ") }
+                if vars.is_empty() {
+                    "none".to_string()
+                } else {
+                    vars.join(", ")
+                }
             )));
         }
     };
@@ -381,7 +391,11 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
         defs.insert(k.clone(), v.clone());
     }
     if !raw.model.contains_key("N") {
-        return Err(InputError::invalid("model.N", "(missing)", "the number of atoms N >= 1"));
+        return Err(InputError::invalid(
+            "model.N",
+            "(missing)",
+            "the number of atoms N >= 1",
+        ));
     }
     for (k, v) in &raw.variables {
         if PARAM_NAMES.contains(&k.as_str()) {
@@ -402,7 +416,11 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
     }
     let variable_names: Vec<String> = raw.variables.keys().cloned().collect();
 
-    let initial = raw.initial.as_ref().map(|s| state_spec("initial", s)).transpose()?;
+    let initial = raw
+        .initial
+        .as_ref()
+        .map(|s| state_spec("initial", s))
+        .transpose()?;
     let fidelity = raw
         .observables
         .fidelity
@@ -525,7 +543,11 @@ fn grid_size(p: &Point, field: &str, n: Option<&Num>, default: usize) -> Result<
         Some(n) => p.eval(field, n)?,
     };
     if !(4.0..=4096.0).contains(&v) || v.fract() != 0.0 {
-        return Err(InputError::invalid(field, v, "a whole number of grid points in 4..=4096"));
+        return Err(InputError::invalid(
+            field,
+            v,
+            "a whole number of grid points in 4..=4096",
+        ));
     }
     Ok(v as usize)
 }
@@ -629,7 +651,11 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
             Some(n) => base.eval(field, n)?,
         };
         if v < 1.0 || v.fract() != 0.0 || v > max {
-            return Err(InputError::invalid(field, v, format!("a whole number in 1..={max}")));
+            return Err(InputError::invalid(
+                field,
+                v,
+                format!("a whole number in 1..={max}"),
+            ));
         }
         Ok(v as usize)
     };
@@ -664,13 +690,19 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                     Some(n) => base.eval("task.t_end", n)?,
                 };
                 if t1 <= t0 {
-                    return Err(InputError::invalid("task.t_end", t1, format!("a time > t_start = {t0}")));
+                    return Err(InputError::invalid(
+                        "task.t_end",
+                        t1,
+                        format!("a time > t_start = {t0}"),
+                    ));
                 }
                 let n = count("task.n_times", &t.n_times, 101.0, 1e6)?;
                 if n < 2 {
                     return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
                 }
-                (0..n).map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64).collect()
+                (0..n)
+                    .map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64)
+                    .collect()
             };
             if times.is_empty() || times.windows(2).any(|w| w[1] <= w[0]) {
                 return Err(InputError::invalid(
@@ -849,9 +881,10 @@ impl Scenario {
     /// The points this scenario runs: one per scan value, or the single base point.
     pub fn points(&self) -> Result<Vec<Point>, InputError> {
         match &self.task {
-            Task::Scan { variable, values } => {
-                values.iter().map(|v| self.point(&[(variable.as_str(), *v)])).collect()
-            }
+            Task::Scan { variable, values } => values
+                .iter()
+                .map(|v| self.point(&[(variable.as_str(), *v)]))
+                .collect(),
             _ => Ok(vec![self.point(&[])?]),
         }
     }
@@ -914,7 +947,9 @@ num = 3
 
     #[test]
     fn cycles_and_unknown_names_are_errors() {
-        let e = parse(BASE, "t", &["x=Omega/Omega_c".into()]).unwrap_err().to_string();
+        let e = parse(BASE, "t", &["x=Omega/Omega_c".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("circular"), "{e}");
         let e = parse(BASE, "t", &["Omega=y*2".into()]).unwrap_err().to_string();
         assert!(e.contains("model.Omega") && e.contains("`y`"), "{e}");
