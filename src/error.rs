@@ -68,6 +68,8 @@ pub enum Error {
     Solver(#[from] SolverError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Gpu(#[from] crate::backend::gpu::GpuError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

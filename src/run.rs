@@ -11,6 +11,7 @@ use crate::output::{self, CsvWriter, plot};
 use crate::scenario::{BASE_OBSERVABLES, Point, Scenario, State, Task};
 use crate::solver::master;
 use crate::solver::ode::OdeOptions;
+use crate::solver::trajectory::{self, Precision, TrajectoryOptions};
 use crate::state::{DensityMatrix, pure};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -89,8 +90,25 @@ pub fn pure_state(point: &Point, field: &str, state: State) -> Result<Vec<c64>, 
 
 /// The observable columns (base then extras) for a density matrix.
 fn observable_row(rho: &DensityMatrix, extras: &[String], reference: Option<&[c64]>) -> Vec<f64> {
-    let mom = observe::moments(rho);
-    let j2 = observe::j2(rho);
+    moment_row(
+        &observe::moments(rho),
+        observe::j2(rho),
+        extras,
+        Some(rho),
+        reference,
+    )
+}
+
+/// The observable columns from moments; the columns that need the density matrix itself
+/// (`purity`, `lambda_max`, `fidelity`) are NaN without one (scenario validation refuses
+/// them for tasks that have none).
+fn moment_row(
+    mom: &observe::Moments,
+    j2: f64,
+    extras: &[String],
+    rho: Option<&DensityMatrix>,
+    reference: Option<&[c64]>,
+) -> Vec<f64> {
     let xi2 = mom.xi2();
     let cov = mom.covariance();
     let mut row = vec![mom.mean[0], mom.mean[1], mom.mean[2], xi2, j2];
@@ -107,12 +125,13 @@ fn observable_row(rho: &DensityMatrix, extras: &[String], reference: Option<&[c6
             "var_Jz" => cov[2][2],
             "xi2_dB" => 10.0 * xi2.log10(),
             "N_eff" => observe::n_eff(j2),
-            "purity" => rho.data.iter().map(|z| z.norm_sqr()).sum(),
-            "lambda_max" => observe::largest_eigenvalue(rho),
-            "fidelity" => reference
-                .map(|psi| observe::fidelity_pure(rho, psi))
-                .unwrap_or(f64::NAN),
             "Jp_abs" => (mom.mean[0] * mom.mean[0] + mom.mean[1] * mom.mean[1]).sqrt(),
+            "purity" => rho.map_or(f64::NAN, |r| r.data.iter().map(|z| z.norm_sqr()).sum()),
+            "lambda_max" => rho.map_or(f64::NAN, observe::largest_eigenvalue),
+            "fidelity" => match (rho, reference) {
+                (Some(r), Some(psi)) => observe::fidelity_pure(r, psi),
+                _ => f64::NAN,
+            },
             _ => f64::NAN, // unreachable: names are validated in scenario::validate
         });
     }
@@ -151,7 +170,10 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
             .into());
         }
     }
-    let backend = backend::cpu_only(opts.backend, "master")?;
+    let mut backend = match sc.task {
+        Task::Trajectories { .. } => None,
+        _ => Some(backend::cpu_only(opts.backend, "master")?),
+    };
     let dir = &opts.out_dir;
     output::create_dir(dir)?;
     let extras = &sc.observables.columns;
@@ -160,6 +182,86 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
     let mut files = vec!["observables.csv".to_string(), "result.json".to_string()];
 
     let (x_names, xs, rows, last_rho, scalars, stats) = match &sc.task {
+        Task::Trajectories {
+            times,
+            ntraj,
+            seed,
+            save_trajectories,
+            f64,
+            dt,
+            cfl,
+        } => {
+            let p = &points[0];
+            let spec = sc.initial.as_ref().ok_or_else(|| {
+                InputError::invalid(
+                    "initial",
+                    "(missing)",
+                    "an [initial] table for kind = \"trajectories\"",
+                )
+            })?;
+            let psi0 = pure_state(p, "initial", p.state("initial", spec)?)?;
+            let topts = TrajectoryOptions {
+                ntraj: *ntraj,
+                seed: *seed,
+                precision: if *f64 { Precision::F64 } else { Precision::F32 },
+                dt: *dt,
+                cfl: cfl.unwrap_or(trajectory::DEFAULT_CFL),
+                save_trajectories: *save_trajectories,
+                ..TrajectoryOptions::default()
+            };
+            progress.start(1, "trajectories");
+            let (ens, used) = run_trajectories(opts.backend, &p.model, &psi0, times, &topts)?;
+            progress.finish();
+            backend = Some(used);
+            let x_names = vec!["t".to_string()];
+            let mut header = header(&x_names, &names);
+            let se_names: Vec<String> = trajectory::OBS_NAMES.iter().map(|n| format!("{n}_se")).collect();
+            header.push("jumps".into());
+            header.extend(se_names.iter().cloned());
+            let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header)?;
+            let j = p.model.n as f64 / 2.0;
+            let mut rows = Vec::new();
+            for (i, t) in times.iter().enumerate() {
+                let mom = ens.moments(i, p.model.n);
+                let mut full = vec![*t];
+                full.extend(moment_row(&mom, j * (j + 1.0), extras, None, None));
+                full.push(ens.mean_of("jumps").map_or(f64::NAN, |v| v[i]));
+                full.extend(ens.se.iter().map(|se| se[i]));
+                csv.row(&full)?;
+                rows.push(full);
+            }
+            if !ens.trajectories.is_empty() {
+                let mut h = vec!["traj".to_string(), "t".to_string()];
+                h.extend(trajectory::OBS_NAMES.iter().map(|s| s.to_string()));
+                let mut w = CsvWriter::create(&dir.join("trajectories.csv"), &h)?;
+                for tr in &ens.trajectories {
+                    for (i, v) in tr.values.iter().enumerate() {
+                        let mut r = vec![tr.index as f64, times[i]];
+                        r.extend(v.iter());
+                        w.row(&r)?;
+                    }
+                }
+                files.push("trajectories.csv".into());
+            }
+            let fin = rows.last().cloned().unwrap_or_default();
+            let scalars = json!({
+                "final": header[1..].iter().zip(&fin[1..]).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>(),
+                "t_final": fin.first().copied().unwrap_or(f64::NAN),
+                "ntraj": ens.ntraj,
+                "seed": ens.seed,
+            });
+            let stats = json!({
+                "precision": ens.precision,
+                "lanes": ens.lanes,
+                "rate_bound": ens.rate_bound,
+                "steps_per_save": ens.steps,
+                "step_sizes": ens.step_sizes,
+                "ensemble_wall_s": ens.wall_s,
+                "trajectories_per_s": ens.ntraj as f64 / ens.wall_s,
+            });
+            let xs: Vec<f64> = times.clone();
+            (x_names, xs, rows, None, scalars, stats)
+        }
         Task::Evolve {
             times,
             rtol,
@@ -352,9 +454,14 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
         files.push("plot.png".into());
     }
 
+    let backend = backend.ok_or_else(|| SolverError::Unsupported {
+        solver: "run",
+        message: "no backend was selected".into(),
+    })?;
     let wall_s = t_start.elapsed().as_secs_f64();
     let task_name = match sc.task {
         Task::Evolve { .. } => "evolve",
+        Task::Trajectories { .. } => "trajectories",
         Task::SteadyState => "steady_state",
         Task::Scan { .. } => "scan",
     };
@@ -362,7 +469,10 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
         "dicke_version": crate::VERSION,
         "title": sc.title,
         "task": task_name,
-        "solver": "master (exact collective, f64)",
+        "solver": match sc.task {
+            Task::Trajectories { .. } => "trajectories (Monte-Carlo wave function, collective)",
+            _ => "master (exact collective, f64)",
+        },
         "backend": backend,
         "wall_time_s": wall_s,
         "overrides": opts.overrides,
@@ -474,4 +584,50 @@ fn draw_plot(
     };
     plot::line_plot(path, title, x_label, xs, &series)?;
     Ok(())
+}
+
+/// Run a trajectory ensemble on the backend the user asked for: `cpu`; `gpu` (any adapter,
+/// lavapipe included, an error if none); `auto` (a real GPU when one exists, else the CPU with
+/// the reason recorded).
+fn run_trajectories(
+    choice: BackendChoice,
+    model: &crate::model::Model,
+    psi0: &[c64],
+    times: &[f64],
+    topts: &TrajectoryOptions,
+) -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
+    use crate::backend::gpu::{GpuContext, GpuOptions};
+    let cpu = |note: String| -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
+        let ens = trajectory::run_cpu(model, psi0, times, topts)?;
+        let used = BackendUsed {
+            name: "cpu",
+            device: ens.device.clone(),
+            precision: ens.precision.name(),
+            note,
+        };
+        Ok((ens, used))
+    };
+    let gpu = |ctx: GpuContext, note: String| -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
+        let engine = crate::backend::gpu::trajectory::TrajectoryGpu::new(std::sync::Arc::new(ctx))?;
+        let ens = trajectory::run_gpu(&engine, model, psi0, times, topts).map_err(|e| match e {
+            trajectory::TrajectoryError::Solver(s) => Error::from(s),
+            trajectory::TrajectoryError::Gpu(g) => Error::from(g),
+        })?;
+        let info = engine.context().info();
+        let used = BackendUsed {
+            name: "gpu",
+            device: format!("{} ({}, {})", info.name, info.device_type, info.backend),
+            precision: ens.precision.name(),
+            note,
+        };
+        Ok((ens, used))
+    };
+    match choice {
+        BackendChoice::Cpu => cpu("requested".into()),
+        BackendChoice::Gpu => gpu(GpuContext::new(&GpuOptions::explicit())?, "requested".into()),
+        BackendChoice::Auto => match GpuContext::new(&GpuOptions::auto()) {
+            Ok(ctx) => gpu(ctx, "auto: real GPU adapter found".into()),
+            Err(e) => cpu(format!("auto: no real GPU adapter, running on the CPU ({e})")),
+        },
+    }
 }

@@ -90,6 +90,13 @@ struct RawTask {
     rtol: Option<Num>,
     atol: Option<Num>,
     max_steps: Option<Num>,
+    // trajectories
+    ntraj: Option<Num>,
+    seed: Option<Num>,
+    save_trajectories: Option<Num>,
+    precision: Option<String>,
+    dt: Option<Num>,
+    cfl: Option<Num>,
     // scan
     variable: Option<String>,
     values: Option<Vec<Num>>,
@@ -185,6 +192,16 @@ pub enum Task {
         rtol: f64,
         atol: f64,
         max_steps: usize,
+    },
+    /// A Monte-Carlo wave-function ensemble from the initial state, saving at `times`.
+    Trajectories {
+        times: Vec<f64>,
+        ntraj: u64,
+        seed: u64,
+        save_trajectories: usize,
+        f64: bool,
+        dt: Option<f64>,
+        cfl: Option<f64>,
     },
     /// The steady state of the model.
     SteadyState,
@@ -490,7 +507,34 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
             "a Husimi grid only for kind = \"evolve\" (final state) or \"steady_state\"; pin a scan point with --set",
         ));
     }
-    if let (Task::Evolve { .. }, None) = (&scenario.task, &scenario.initial) {
+    if let Task::Trajectories { .. } = scenario.task {
+        let needs_rho = ["purity", "lambda_max", "fidelity"];
+        if let Some(c) = scenario
+            .observables
+            .columns
+            .iter()
+            .find(|c| needs_rho.contains(&c.as_str()))
+        {
+            return Err(InputError::invalid(
+                "observables.columns",
+                format!("\"{c}\""),
+                "for kind = \"trajectories\", observables computed from the ensemble moments \
+                 (not purity, lambda_max, fidelity); the moments' standard errors are always written",
+            ));
+        }
+        if scenario.observables.pm || scenario.observables.husimi.is_some() {
+            return Err(InputError::invalid(
+                if scenario.observables.pm {
+                    "observables.pm"
+                } else {
+                    "observables.husimi"
+                },
+                "(given)",
+                "no P_m or Husimi output for kind = \"trajectories\" in this version",
+            ));
+        }
+    }
+    if let (Task::Evolve { .. } | Task::Trajectories { .. }, None) = (&scenario.task, &scenario.initial) {
         return Err(InputError::invalid(
             "initial",
             "(missing)",
@@ -499,7 +543,9 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
     }
     // Validate every point of a scan (cheap) and the initial / reference states.
     for p in scenario.points()? {
-        if let (Some(spec), Task::Evolve { .. }) = (&scenario.initial, &scenario.task) {
+        if let (Some(spec), Task::Evolve { .. } | Task::Trajectories { .. }) =
+            (&scenario.initial, &scenario.task)
+        {
             check_state(&p, "initial", p.state("initial", spec)?)?;
         }
         if let Some(spec) = &scenario.observables.fidelity {
@@ -628,6 +674,14 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
         ("atol", t.atol.is_some()),
         ("max_steps", t.max_steps.is_some()),
     ];
+    let traj_fields = [
+        ("ntraj", t.ntraj.is_some()),
+        ("seed", t.seed.is_some()),
+        ("save_trajectories", t.save_trajectories.is_some()),
+        ("precision", t.precision.is_some()),
+        ("dt", t.dt.is_some()),
+        ("cfl", t.cfl.is_some()),
+    ];
     let scan_fields = [
         ("variable", t.variable.is_some()),
         ("values", t.values.is_some()),
@@ -662,55 +716,8 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
     match t.kind.as_str() {
         "evolve" => {
             only(&scan_fields, "evolve")?;
-            let times = if let Some(list) = &t.times {
-                if t.t_start.is_some() || t.t_end.is_some() || t.n_times.is_some() {
-                    return Err(InputError::invalid(
-                        "task.times",
-                        "(given)",
-                        "either `times` or `t_start`/`t_end`/`n_times`, not both",
-                    ));
-                }
-                list.iter()
-                    .enumerate()
-                    .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
-                    .collect::<Result<Vec<_>, _>>()?
-            } else {
-                let t0 = match &t.t_start {
-                    None => 0.0,
-                    Some(n) => base.eval("task.t_start", n)?,
-                };
-                let t1 = match &t.t_end {
-                    None => {
-                        return Err(InputError::invalid(
-                            "task.t_end",
-                            "(missing)",
-                            "the final time (a number or expression) for kind = \"evolve\"",
-                        ));
-                    }
-                    Some(n) => base.eval("task.t_end", n)?,
-                };
-                if t1 <= t0 {
-                    return Err(InputError::invalid(
-                        "task.t_end",
-                        t1,
-                        format!("a time > t_start = {t0}"),
-                    ));
-                }
-                let n = count("task.n_times", &t.n_times, 101.0, 1e6)?;
-                if n < 2 {
-                    return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
-                }
-                (0..n)
-                    .map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64)
-                    .collect()
-            };
-            if times.is_empty() || times.windows(2).any(|w| w[1] <= w[0]) {
-                return Err(InputError::invalid(
-                    "task.times",
-                    format!("{times:?}"),
-                    "a non-empty, strictly increasing list of times",
-                ));
-            }
+            only(&traj_fields, "evolve")?;
+            let times = time_grid(t, base, "evolve")?;
             Ok(Task::Evolve {
                 times,
                 rtol: positive("task.rtol", &t.rtol, 1e-8)?,
@@ -718,13 +725,69 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                 max_steps: count("task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
             })
         }
+        "trajectories" => {
+            only(&scan_fields, "trajectories")?;
+            only(&evolve_fields[4..], "trajectories")?; // rtol, atol, max_steps
+            let times = time_grid(t, base, "trajectories")?;
+            let ntraj = count("task.ntraj", &t.ntraj, 1000.0, 1e9)?;
+            let seed = match &t.seed {
+                None => 0.0,
+                Some(n) => base.eval("task.seed", n)?,
+            };
+            if !(0.0..=9.007_199_254_740_992e15).contains(&seed) || seed.fract() != 0.0 {
+                return Err(InputError::invalid(
+                    "task.seed",
+                    seed,
+                    "a whole number in 0..=2^53",
+                ));
+            }
+            let save = match &t.save_trajectories {
+                None => 0,
+                Some(n) => {
+                    let v = base.eval("task.save_trajectories", n)?;
+                    if v < 0.0 || v.fract() != 0.0 || v > (ntraj as f64).min(10_000.0) {
+                        return Err(InputError::invalid(
+                            "task.save_trajectories",
+                            v,
+                            format!("a whole number in 0..={}", ntraj.min(10_000)),
+                        ));
+                    }
+                    v as usize
+                }
+            };
+            let f64 = match t.precision.as_deref() {
+                None | Some("f32") => false,
+                Some("f64") => true,
+                Some(other) => {
+                    return Err(InputError::invalid(
+                        "task.precision",
+                        format!("\"{other}\""),
+                        "\"f32\" or \"f64\"",
+                    ));
+                }
+            };
+            let opt_pos = |field: &str, n: &Option<Num>| -> Result<Option<f64>, InputError> {
+                n.as_ref().map(|_| positive(field, n, 1.0)).transpose()
+            };
+            Ok(Task::Trajectories {
+                times,
+                ntraj: ntraj as u64,
+                seed: seed as u64,
+                save_trajectories: save,
+                f64,
+                dt: opt_pos("task.dt", &t.dt)?,
+                cfl: opt_pos("task.cfl", &t.cfl)?,
+            })
+        }
         "steady_state" => {
+            only(&traj_fields, "steady_state")?;
             only(&scan_fields, "steady_state")?;
             only(&evolve_fields, "steady_state")?;
             Ok(Task::SteadyState)
         }
         "scan" => {
             only(&evolve_fields, "scan")?;
+            only(&traj_fields, "scan")?;
             let variable = t.variable.clone().ok_or_else(|| {
                 InputError::invalid(
                     "task.variable",
@@ -789,9 +852,78 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
         other => Err(InputError::invalid(
             "task.kind",
             format!("\"{other}\""),
-            "one of \"evolve\", \"steady_state\", \"scan\"",
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\"",
         )),
     }
+}
+
+/// The save times of an `evolve` or `trajectories` task: `times = [..]` or `t_start`,
+/// `t_end`, `n_times`.
+fn time_grid(t: &RawTask, base: &Point, kind: &str) -> Result<Vec<f64>, InputError> {
+    let count = |field: &str, n: &Option<Num>, default: f64, max: f64| -> Result<usize, InputError> {
+        let v = match n {
+            None => default,
+            Some(n) => base.eval(field, n)?,
+        };
+        if v < 1.0 || v.fract() != 0.0 || v > max {
+            return Err(InputError::invalid(
+                field,
+                v,
+                format!("a whole number in 1..={max}"),
+            ));
+        }
+        Ok(v as usize)
+    };
+    let times: Vec<f64> = if let Some(list) = &t.times {
+        if t.t_start.is_some() || t.t_end.is_some() || t.n_times.is_some() {
+            return Err(InputError::invalid(
+                "task.times",
+                "(given)",
+                "either `times` or `t_start`/`t_end`/`n_times`, not both",
+            ));
+        }
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let t0 = match &t.t_start {
+            None => 0.0,
+            Some(n) => base.eval("task.t_start", n)?,
+        };
+        let t1 = match &t.t_end {
+            None => {
+                return Err(InputError::invalid(
+                    "task.t_end",
+                    "(missing)",
+                    format!("the final time (a number or expression) for kind = \"{kind}\""),
+                ));
+            }
+            Some(n) => base.eval("task.t_end", n)?,
+        };
+        if t1 <= t0 {
+            return Err(InputError::invalid(
+                "task.t_end",
+                t1,
+                format!("a time > t_start = {t0}"),
+            ));
+        }
+        let n = count("task.n_times", &t.n_times, 101.0, 1e6)?;
+        if n < 2 {
+            return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
+        }
+        (0..n)
+            .map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64)
+            .collect()
+    };
+    if times.is_empty() || times.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(InputError::invalid(
+            "task.times",
+            format!("{times:?}"),
+            "a non-empty, strictly increasing list of times",
+        ));
+    }
+    Ok(times)
 }
 
 impl Scenario {

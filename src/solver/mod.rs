@@ -8,3 +8,4 @@
 //!   exact stepping onto save times) used by the solvers above.
 pub mod master;
 pub mod ode;
+pub mod trajectory;

@@ -23,6 +23,7 @@
 
 pub mod philox_fill;
 pub mod shaders;
+pub mod trajectory;
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex, OnceLock};

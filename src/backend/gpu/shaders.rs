@@ -56,8 +56,69 @@ pub const PHILOX_FILL_F64: ShaderDef = ShaderDef {
     needs_f64: true,
 };
 
+/// Trajectory kernel, f32, stage vector in workgroup memory (src/backend/gpu/trajectory.rs).
+pub const TRAJECTORY_WG_F32: ShaderDef = ShaderDef {
+    name: "trajectory_wg_f32",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/trajectory_f32.wgsl"),
+        include_str!("../../../shaders/trajectory_wg.wgsl"),
+        include_str!("../../../shaders/trajectory.wgsl"),
+    ),
+    needs_f64: false,
+};
+
+/// Trajectory kernel, f32, every vector in storage (long ladders).
+pub const TRAJECTORY_ST_F32: ShaderDef = ShaderDef {
+    name: "trajectory_st_f32",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/trajectory_f32.wgsl"),
+        include_str!("../../../shaders/trajectory_st.wgsl"),
+        include_str!("../../../shaders/trajectory.wgsl"),
+    ),
+    needs_f64: false,
+};
+
+/// Trajectory kernel, f64, stage vector in workgroup memory.
+pub const TRAJECTORY_WG_F64: ShaderDef = ShaderDef {
+    name: "trajectory_wg_f64",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/common/philox_f64.wgsl"),
+        include_str!("../../../shaders/trajectory_f64.wgsl"),
+        include_str!("../../../shaders/trajectory_wg.wgsl"),
+        include_str!("../../../shaders/trajectory.wgsl"),
+    ),
+    needs_f64: true,
+};
+
+/// Trajectory kernel, f64, every vector in storage (long ladders).
+pub const TRAJECTORY_ST_F64: ShaderDef = ShaderDef {
+    name: "trajectory_st_f64",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/common/philox_f64.wgsl"),
+        include_str!("../../../shaders/trajectory_f64.wgsl"),
+        include_str!("../../../shaders/trajectory_st.wgsl"),
+        include_str!("../../../shaders/trajectory.wgsl"),
+    ),
+    needs_f64: true,
+};
+
 /// Every module the crate compiles.
-pub const MODULES: &[ShaderDef] = &[PHILOX_FILL, PHILOX_FILL_F64];
+pub const MODULES: &[ShaderDef] = &[
+    PHILOX_FILL,
+    PHILOX_FILL_F64,
+    TRAJECTORY_WG_F32,
+    TRAJECTORY_ST_F32,
+    TRAJECTORY_WG_F64,
+    TRAJECTORY_ST_F64,
+];
 
 /// The naga capabilities a device created with `features` validates shaders under (the subset
 /// of wgpu-core's mapping that our kernels can touch; everything else stays off).

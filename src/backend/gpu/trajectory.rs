@@ -1,0 +1,484 @@
+//! Host side of the trajectory kernel (`shaders/trajectory.wgsl`); the algorithm, its CPU twin
+//! and the ensemble reduction are in [`crate::solver::trajectory`].
+//!
+//! # Mapping
+//!
+//! One workgroup of `lanes` invocations per trajectory (a pipeline constant, 64/128/256 by
+//! default: [`crate::solver::trajectory::default_lanes`]), invocation `l` owning the levels
+//! `l, l + lanes, ...`. Two storage variants of the same kernel body:
+//!
+//! * **wg**: the stage vector u (read across invocations by the V stencil) in workgroup memory,
+//!   the other six per-level vectors in private slots. For 2j + 1 <= min(WG_CAP, lanes x
+//!   PER_LANE): 2048 levels in f32 and 1024 in f64 at 256 lanes (workgroup memory 20 KiB /
+//!   24 KiB including the reduction scratch; the device must offer it, else **st** is used).
+//! * **st**: all eight vectors in a storage scratch region per workgroup slot, for longer ladders.
+//!
+//! Measured on lavapipe (2-core EPYC, N = 100, seed 001 model, see BENCHMARKS.md / the report of
+//! this module's commit): a workgroup per trajectory with one level per invocation (128 lanes
+//! for 101 levels) is the fastest of the workgroup shapes tried; the numbers are in the module
+//! doc of `tests/trajectory.rs`.
+//!
+//! # Buffers and dispatches
+//!
+//! Per run: the uniform [`TrajParams`], the real parameters, the exponential table, psi0 and
+//! the step grid (read-only storage), and per chunk of trajectories the records (`RECORD_LEN`
+//! numbers per trajectory and save), a staging copy and, for **st**, the scratch. A chunk is at
+//! most 65535 workgroups (one dispatch dimension) and at most the device's storage binding size
+//! (128 MiB on lavapipe) of records or scratch; chunks run in trajectory order, and every
+//! trajectory's random stream is keyed by its global index, so the split changes nothing.
+//! Pipelines are built once per (precision, variant, lanes) and cached.
+
+use super::shaders::{self, ShaderDef};
+use super::{GpuContext, GpuError, lock};
+use crate::solver::trajectory::twin::Real;
+use crate::solver::trajectory::{Plan, Precision, RECORD_LEN};
+use bytemuck::{Pod, Zeroable};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Uniform parameters of the trajectory kernel. WGSL twin: `struct TrajParams` in
+/// `shaders/trajectory.wgsl` (48 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct TrajParams {
+    /// Philox seed, low word first.
+    pub seed: [u32; 2],
+    /// Global index of this dispatch's first trajectory, low word first.
+    pub first_traj: [u32; 2],
+    /// Trajectories (workgroups) in this dispatch.
+    pub ntraj: u32,
+    /// 2j + 1.
+    pub n_levels: u32,
+    pub two_j: u32,
+    /// Save intervals (saves - 1).
+    pub n_intervals: u32,
+    pub n_saves: u32,
+    /// Step-size sets (tables).
+    pub n_sets: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Where the kernel keeps a trajectory's vectors (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Stage vector in workgroup memory, the rest in private slots.
+    Wg,
+    /// Everything in a storage scratch region.
+    St,
+}
+
+/// Capacities of the wg variant (twins of WG_CAP, PER_LANE in trajectory_f32/f64.wgsl).
+fn wg_capacity(p: Precision) -> (usize, usize) {
+    match p {
+        Precision::F32 => (2048, 8),
+        Precision::F64 => (1024, 4),
+    }
+}
+
+fn real_size(p: Precision) -> u64 {
+    match p {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    }
+}
+
+/// Largest records buffer per dispatch (bytes).
+const MAX_CHUNK_BYTES: u64 = 64 << 20;
+/// Per-level vectors in the st scratch region (7 private ones and u).
+const ST_VECTORS: u64 = 8;
+
+type PipelineKey = (Precision, Variant, u32);
+
+/// The trajectory kernel on one GPU: shader modules compiled once, pipelines built once per
+/// (precision, variant, lanes) and cached. Create it once per device and reuse it.
+pub struct TrajectoryGpu {
+    ctx: Arc<GpuContext>,
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    modules: Vec<(Precision, Variant, ShaderDef, wgpu::ShaderModule)>,
+    pipelines: Mutex<Vec<(PipelineKey, wgpu::ComputePipeline)>>,
+}
+
+impl std::fmt::Debug for TrajectoryGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrajectoryGpu")
+            .field("device", &self.ctx.info().name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrajectoryGpu {
+    /// Compile the trajectory modules on `ctx`'s device (the f64 ones when it has SHADER_F64).
+    pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
+        let device = ctx.device();
+        let entry = |binding, read_only: Option<bool>| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match read_only {
+                    None => wgpu::BufferBindingType::Uniform,
+                    Some(read_only) => wgpu::BufferBindingType::Storage { read_only },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("dicke.trajectory.bind_group_layout"),
+            entries: &[
+                entry(0, None),
+                entry(1, Some(true)),
+                entry(2, Some(true)),
+                entry(3, Some(true)),
+                entry(4, Some(true)),
+                entry(5, Some(false)),
+                entry(6, Some(false)),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("dicke.trajectory.pipeline_layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let mut defs = vec![
+            (Precision::F32, Variant::Wg, shaders::TRAJECTORY_WG_F32),
+            (Precision::F32, Variant::St, shaders::TRAJECTORY_ST_F32),
+        ];
+        if ctx.info().has_f64 {
+            defs.push((Precision::F64, Variant::Wg, shaders::TRAJECTORY_WG_F64));
+            defs.push((Precision::F64, Variant::St, shaders::TRAJECTORY_ST_F64));
+        }
+        let mut modules = Vec::new();
+        for (p, v, def) in defs {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(def.name),
+                source: wgpu::ShaderSource::Wgsl(def.source.into()),
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(GpuError::Shader {
+                    module: def.name,
+                    message: e.to_string(),
+                });
+            }
+            modules.push((p, v, def, module));
+        }
+        Ok(Self {
+            ctx,
+            layout,
+            pipeline_layout,
+            modules,
+            pipelines: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The device this engine runs on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// The storage variant `plan` runs with on this device.
+    pub fn variant(&self, plan: &Plan) -> Variant {
+        let (cap, per_lane) = wg_capacity(plan.precision);
+        let r = real_size(plan.precision);
+        let need = cap as u64 * 2 * r + 256 * 4 * r;
+        let fits = plan.n_levels <= cap.min(plan.lanes as usize * per_lane);
+        if fits && u64::from(self.ctx.limits().max_compute_workgroup_storage_size) >= need {
+            Variant::Wg
+        } else {
+            Variant::St
+        }
+    }
+
+    fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline, GpuError> {
+        let mut cache = lock(&self.pipelines);
+        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
+        }
+        let (prec, variant, lanes) = key;
+        let Some((_, _, def, module)) = self.modules.iter().find(|(p, v, ..)| *p == prec && *v == variant)
+        else {
+            return Err(GpuError::NoF64 {
+                what: "f64 trajectories",
+                adapter: self.ctx.info().name.clone(),
+            });
+        };
+        let device = self.ctx.device();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("dicke.trajectory"),
+            layout: Some(&self.pipeline_layout),
+            module,
+            entry_point: Some(def.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("WG", f64::from(lanes))],
+                // Every workgroup word is written before it is read.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Shader {
+                module: def.name,
+                message: e.to_string(),
+            });
+        }
+        cache.push((key, pipeline.clone()));
+        Ok(pipeline)
+    }
+
+    /// Run every trajectory of `plan`, handing the records of each chunk (trajectory-major,
+    /// `n_saves * RECORD_LEN` numbers per trajectory, widened to f64) to `sink` in trajectory
+    /// order.
+    pub fn run(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64])) -> Result<(), GpuError> {
+        match plan.precision {
+            Precision::F32 => self.run_t::<f32>(plan, sink),
+            Precision::F64 => self.run_t::<f64>(plan, sink),
+        }
+    }
+
+    /// All records of `plan` in one vector (tests, small ensembles).
+    pub fn records(&self, plan: &Plan) -> Result<Vec<f64>, GpuError> {
+        let mut out = Vec::new();
+        self.run(plan, &mut |r| out.extend_from_slice(r))?;
+        Ok(out)
+    }
+
+    fn run_t<T: Real>(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64])) -> Result<(), GpuError> {
+        let ctx = &*self.ctx;
+        let device = ctx.device();
+        let limits = ctx.limits();
+        let variant = self.variant(plan);
+        let pipeline = self.pipeline((plan.precision, variant, plan.lanes))?;
+        let inp = plan.inputs::<T>();
+        let r = std::mem::size_of::<T>() as u64;
+        let n = plan.n_levels as u64;
+        let nsave = plan.n_saves() as u64;
+
+        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let rec_per_traj = nsave * RECORD_LEN as u64 * r;
+        let scratch_per_traj = match variant {
+            Variant::Wg => 0,
+            Variant::St => ST_VECTORS * n * 2 * r,
+        };
+        let table_bytes = inp.table.len() as u64 * 2 * r;
+        for (what, bytes) in [
+            ("trajectory records of one trajectory", rec_per_traj),
+            ("trajectory scratch of one trajectory", scratch_per_traj),
+            ("trajectory exponential table", table_bytes),
+        ] {
+            if bytes > binding {
+                return Err(GpuError::TooLarge {
+                    what: what.into(),
+                    bytes,
+                    limit: binding,
+                });
+            }
+        }
+        let mut chunk = plan
+            .ntraj
+            .min(u64::from(limits.max_compute_workgroups_per_dimension))
+            .min((binding.min(MAX_CHUNK_BYTES) / rec_per_traj).max(1));
+        if scratch_per_traj > 0 {
+            chunk = chunk.min(binding / scratch_per_traj);
+        }
+
+        let flat = |v: &[crate::solver::trajectory::twin::Cx<T>]| -> Vec<T> {
+            v.iter().flat_map(|z| [z.re, z.im]).collect()
+        };
+        let storage = |label: &'static str, contents: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        let table = flat(&inp.table);
+        let psi0 = flat(&inp.psi0);
+        let intervals: Vec<u32> = if inp.intervals.is_empty() {
+            vec![0, 0] // a binding may not be empty
+        } else {
+            inp.intervals.iter().flatten().copied().collect()
+        };
+        let rec_bytes = chunk * rec_per_traj;
+        let (params_buf, bind_group, records, staging) =
+            ctx.scoped("trajectory buffer allocation", || {
+                let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dicke.trajectory.params"),
+                    size: std::mem::size_of::<TrajParams>() as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&inp.rp));
+                let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
+                let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
+                let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
+                let records = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dicke.trajectory.records"),
+                    size: rec_bytes,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dicke.trajectory.staging"),
+                    size: rec_bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let scratch = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dicke.trajectory.scratch"),
+                    size: (chunk * scratch_per_traj).max(16),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("dicke.trajectory.bind_group"),
+                    layout: &self.layout,
+                    entries: &[
+                        (0, &params_buf),
+                        (1, &rp),
+                        (2, &table),
+                        (3, &psi0),
+                        (4, &intervals),
+                        (5, &records),
+                        (6, &scratch),
+                    ]
+                    .map(|(binding, b)| wgpu::BindGroupEntry {
+                        binding,
+                        resource: b.as_entire_binding(),
+                    }),
+                });
+                Ok((params_buf, bind_group, records, staging))
+            })?;
+
+        let mut done = 0u64;
+        while done < plan.ntraj {
+            let count = chunk.min(plan.ntraj - done);
+            let first = plan.first_traj.wrapping_add(done);
+            let params = TrajParams {
+                seed: crate::rng::key_for_seed(plan.seed),
+                first_traj: [first as u32, (first >> 32) as u32],
+                ntraj: count as u32,
+                n_levels: n as u32,
+                two_j: inp.two_j,
+                n_intervals: inp.intervals.len() as u32,
+                n_saves: nsave as u32,
+                n_sets: plan.set_steps.len() as u32,
+                _pad: [0; 2],
+            };
+            let bytes = count * rec_per_traj;
+            ctx.scoped("trajectory dispatch", || {
+                ctx.queue()
+                    .write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));
+                let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("dicke.trajectory.encoder"),
+                });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("dicke.trajectory.pass"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
+                    pass.dispatch_workgroups(count as u32, 1, 1);
+                }
+                enc.copy_buffer_to_buffer(&records, 0, &staging, 0, bytes);
+                ctx.queue().submit([enc.finish()]);
+                Ok(())
+            })?;
+            let raw = ctx.read_back(&staging, "dicke.trajectory.staging", bytes)?;
+            let vals: Vec<T> = bytemuck::pod_collect_to_vec(&raw);
+            let wide: Vec<f64> = vals.into_iter().map(T::to_f64).collect();
+            sink(&wide);
+            done += count;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust struct and its WGSL twin (as naga lays it out) agree field by field.
+    #[test]
+    fn traj_params_match_naga_layout() {
+        use wgpu::naga::TypeInner;
+        assert_eq!(std::mem::size_of::<TrajParams>(), 48);
+        let rust = [
+            ("seed", std::mem::offset_of!(TrajParams, seed)),
+            ("first_traj", std::mem::offset_of!(TrajParams, first_traj)),
+            ("ntraj", std::mem::offset_of!(TrajParams, ntraj)),
+            ("n_levels", std::mem::offset_of!(TrajParams, n_levels)),
+            ("two_j", std::mem::offset_of!(TrajParams, two_j)),
+            ("n_intervals", std::mem::offset_of!(TrajParams, n_intervals)),
+            ("n_saves", std::mem::offset_of!(TrajParams, n_saves)),
+            ("n_sets", std::mem::offset_of!(TrajParams, n_sets)),
+        ];
+        for def in [
+            shaders::TRAJECTORY_WG_F32,
+            shaders::TRAJECTORY_ST_F32,
+            shaders::TRAJECTORY_WG_F64,
+            shaders::TRAJECTORY_ST_F64,
+        ] {
+            let module = wgpu::naga::front::wgsl::parse_str(def.source).expect("parses");
+            let ty = module
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some("TrajParams"))
+                .map(|(_, t)| &t.inner)
+                .expect("TrajParams in WGSL");
+            let TypeInner::Struct { members, span } = ty else {
+                panic!("TrajParams is not a struct")
+            };
+            assert_eq!(*span as usize, std::mem::size_of::<TrajParams>(), "{}", def.name);
+            for (name, offset) in rust {
+                let m = members
+                    .iter()
+                    .find(|m| m.name.as_deref() == Some(name))
+                    .expect(name);
+                assert_eq!(m.offset as usize, offset, "{}: field {name}", def.name);
+            }
+        }
+    }
+
+    /// The capacities of the wg variant match the WGSL preludes.
+    #[test]
+    fn wg_capacities_match_wgsl() {
+        for (p, src) in [
+            (
+                Precision::F32,
+                include_str!("../../../shaders/trajectory_f32.wgsl"),
+            ),
+            (
+                Precision::F64,
+                include_str!("../../../shaders/trajectory_f64.wgsl"),
+            ),
+        ] {
+            let (cap, per_lane) = wg_capacity(p);
+            assert!(src.contains(&format!("const WG_CAP: u32 = {cap}u;")), "{p:?}");
+            assert!(
+                src.contains(&format!("const PER_LANE: u32 = {per_lane}u;")),
+                "{p:?}"
+            );
+            assert!(
+                src.contains(&format!("const PV_LEN: u32 = {}u;", 7 * per_lane)),
+                "{p:?}"
+            );
+        }
+        let body = include_str!("../../../shaders/trajectory.wgsl");
+        use crate::solver::trajectory as tr;
+        for (name, v) in [
+            ("QB", tr::QUANTUM_BITS as usize),
+            ("DEPTH", tr::TABLE_DEPTH),
+            ("FULL", tr::FULL as usize),
+            ("HEAD", tr::HEAD_LEN),
+            ("RECLEN", tr::RECORD_LEN),
+        ] {
+            assert!(body.contains(&format!("const {name}: u32 = {v}u;")), "{name}");
+        }
+    }
+}

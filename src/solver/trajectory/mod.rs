@@ -1,0 +1,828 @@
+//! Monte-Carlo wave-function trajectories for collective-only models (PHYSICS.md sections 1,
+//! 2, 4 and 8): one pure state in the symmetric irrep j = N/2, CPU (this module, rayon over
+//! trajectories) and GPU ([`crate::backend::gpu::trajectory`], `shaders/trajectory.wgsl`),
+//! with the same algorithm, the same indexing and the same random numbers.
+//!
+//! # Unravelling
+//!
+//! Jump operators `C_1 = sqrt(Gamma) J-`, `C_2 = sqrt(w) J+`, `C_3 = sqrt(Gamma_phi) Jz` and
+//!
+//! ```text
+//! H_eff = H - (i/2) Gamma_op,   Gamma_op = sum_k C_k^dag C_k = Gamma J+J- + w J-J+ + Gamma_phi Jz^2
+//! H     = omega0 Jz + chi J+J- + chi_z Jz^2  +  V,    V = Omega (cos phi Jx + sin phi Jy)
+//! ```
+//!
+//! Everything but V is diagonal in m: `H_eff = D + V` with
+//! `D_i = omega0 m + chi jpjm + chi_z m^2 - (i/2) gamma_i`,
+//! `gamma_i = Gamma jpjm + w jmjp + Gamma_phi m^2` (index i = m + j, [`crate::basis`]), and
+//! `(V u)_i = cm jp_{i-1} u_{i-1} + cp jp_i u_{i+1}`, `cm = (Omega/2) e^{-i phi}`,
+//! `cp = conj(cm)`: a two-neighbour stencil generated from (j, m) in the kernel.
+//!
+//! # Waiting-time algorithm
+//!
+//! Draw r in (0, 1); integrate the unnormalised psi under H_eff, `d|psi|^2/dt = -psi^dag
+//! Gamma_op psi`; when |psi|^2 falls to r, jump: channel k with probability
+//! `|C_k psi|^2 / sum_k |C_k psi|^2`, apply `C_k`, renormalise, draw a new r.
+//!
+//! **Norm tracking.** The state is renormalised after every step and the kernel carries
+//! `b = r / |psi_unnormalised|^2 = exp(ln r - ln |psi|^2)`: the ln-norm gap to the jump
+//! threshold, kept as its exponential. A step whose norm factor is `f1 = |psi(t+h)|^2/|psi(t)|^2`
+//! is accepted while `f1 > b` and updates `b <- b / f1`; the jump is inside the step when
+//! `f1 <= b`. Because the jump happens as soon as |psi|^2 reaches r, b stays in (r, 1]: it never
+//! underflows however long the wait (r >= 2^-24 in f32), and unlike an accumulated ln|psi|^2
+//! its relative precision does not degrade as the sum grows. It needs no logarithm, which
+//! keeps the f64 kernel free of transcendentals (DESIGN.md: f64 `exp`/`log` are broken in
+//! WGSL).
+//!
+//! **Jump time.** Inside the step the squared norm is interpolated by the cubic Hermite
+//! polynomial through its values and derivatives at both ends (`p(0) = 1, p'(0) = -<Gamma_op>
+//! tau, p(1) = f1, p'(1) = -psi^dag Gamma_op psi tau`), and the crossing `p = b` is located by
+//! bisection on a grid of `2^QUANTUM_BITS` quanta per step: the jump happens at the first
+//! quantum where the interpolated norm has fallen to r (bias at most one quantum, h/65536;
+//! the interpolation error is `(gamma h)^4/384` in the norm, below 1.6e-4 h in time for the
+//! default step). The step is then redone from its start up to that quantum, the jump
+//! applied there, and the rest of the step (its remaining quanta) integrated afterwards, so
+//! the state stays on the step grid and hits every save time exactly.
+//!
+//! # Integrator: Lawson RK4 with exact diagonal, fixed step
+//!
+//! The anti-Hermitian part of H_eff is diagonal (PHYSICS.md sec. 4, stiffness: gamma_i reaches
+//! Gamma N^2/4), and so is most of H. The diagonal part D is taken exactly by an integrating
+//! factor, and only V is left to the Runge-Kutta stages: Lawson's generalised RK4
+//!
+//! ```text
+//! psi_{n+1} = E(h) psi_n + h/6 (E(h) k1 + 2 E(h/2) (k2 + k3) + k4),   E(tau) = exp(-i D tau)
+//! k1 = N(psi_n), k2 = N(E(h/2)(psi_n + h/2 k1)), k3 = N(E(h/2) psi_n + h/2 k2),
+//! k4 = N(E(h) psi_n + h E(h/2) k3),   N(u) = -i (V - c) u.
+//! ```
+//!
+//! The real shift `c = <psi|V|psi>` (from the previous step's reductions) changes psi only by
+//! a global phase, but it centres V's spectrum on the state: RK4's error is set by the spread
+//! of V over psi (~ Omega sqrt(j) for a coherent state) instead of its norm Omega j. Stability
+//! of RK4 on the imaginary axis needs `h |lambda - c| <= 2.8` for every eigenvalue of V, i.e.
+//! `h Omega 2j <= 2.8`.
+//!
+//! **Why a fixed step.** The step is `h = cfl / Lambda` with the rate bound
+//! `Lambda = max(|Omega| j, max_i |D_{i+1} - D_i|, max_i gamma_i)` (the spectral radius of V,
+//! the fastest relative phase or damping between neighbouring levels that the integrating
+//! factor makes time-dependent in the interaction picture, and the fastest norm decay that the
+//! Hermite interpolation must follow), shortened so that every save interval is a whole number
+//! of steps ([`TrajectoryOptions::cfl`], or [`TrajectoryOptions::dt`] to set it by hand). A
+//! fixed step grid makes every exponential a host-side table: `E(h 2^-k)` for
+//! `k = 0..QUANTUM_BITS+1`, from which the factors of any partial step of `L` quanta are
+//! products over the set bits of L. The kernel then needs no `exp`, `sin` or `cos` at all, in
+//! f32 or f64, and the CPU twin and the GPU kernel execute the same arithmetic: an adaptive
+//! controller would make the step sequence depend on rounding (accept/reject decisions flip on
+//! ulp-level differences between devices), and would need run-time exponentials.
+//!
+//! # Random numbers
+//!
+//! Trajectory `t` (global index, `first_traj + i`) draws from `PhiloxStream::new(seed, t)`
+//! ([`crate::rng`]): block 0 gives the first r (first uniform), and the block drawn at the
+//! n-th jump gives (channel uniform, next r). f32 uses words 0 and 1 of each block, f64 the
+//! pairs (0, 1) and (2, 3). Identical on CPU and GPU, for any batch split.
+//!
+//! # Records and reduction
+//!
+//! At each save time the kernel writes [`RECORD_LEN`] numbers per trajectory: the stencil
+//! sums `|psi|^2, sum m|psi_i|^2, sum m^2|psi_i|^2, sum (jpjm + jmjp)|psi_i|^2, <J+>, <J+^2>,
+//! <{J+, Jz}>` (complex ones as two reals) and the jump count ([`crate::observe`] has the
+//! formulas). The host turns them into the ten observables [`OBS_NAMES`] (in f64), and
+//! reduces over trajectories in trajectory order, whatever the thread count or batch split:
+//! the mean, the standard error `sample std / sqrt(ntraj)` of every observable, and xi^2 of
+//! the ensemble-averaged state ([`Moments::xi2`] of the averaged first and second moments).
+//!
+//! # Precision
+//!
+//! [`Precision::F32`] or [`Precision::F64`], the same on both backends: the CPU twin
+//! ([`twin`]) is generic over the working precision and mirrors the kernel operation by
+//! operation, including its reduction tree ([`TrajectoryOptions::lanes`]). On lavapipe
+//! (no fused multiply-add, correctly rounded sqrt and division) GPU and CPU agree to the last
+//! bit; on real GPUs to a few ulp per operation, which grows along a trajectory by the
+//! sensitivity of the jump times to the state. Exponentials are tabulated in f64 on the host
+//! and rounded once to the working precision.
+
+pub mod twin;
+
+use crate::backend::gpu::GpuError;
+use crate::basis::Irrep;
+use crate::error::SolverError;
+use crate::model::Model;
+use crate::observe::Moments;
+use num_complex::Complex64 as c64;
+use rayon::prelude::*;
+use serde::Serialize;
+use thiserror::Error;
+use twin::{Cx, Real, Twin, TwinInputs};
+
+/// Names of the recorded observables, in the order of [`EnsembleResult::mean`]: the first
+/// moments, the symmetrised second moments `<{Ja, Jb}>/2`, and the number of jumps so far.
+pub const OBS_NAMES: [&str; 10] = [
+    "Jx", "Jy", "Jz", "JxJx", "JyJy", "JzJz", "JxJy", "JxJz", "JyJz", "jumps",
+];
+/// Number of observables per save.
+pub const N_OBS: usize = OBS_NAMES.len();
+/// Numbers per trajectory and save time written by the kernel:
+/// `[|psi|^2, S_m, S_m2, S_pm, Re J+, Im J+, Re J+^2, Im J+^2, Re X, Im X, jumps, 0]`.
+pub const RECORD_LEN: usize = 12;
+/// log2 of the number of quanta per step on which jump times are located.
+pub const QUANTUM_BITS: u32 = 16;
+/// Quanta per step.
+pub const FULL: u32 = 1 << QUANTUM_BITS;
+/// Table entries per level and step size: `E(h 2^-k)`, k = 0..=QUANTUM_BITS+1.
+pub const TABLE_DEPTH: usize = QUANTUM_BITS as usize + 2;
+/// Length of the header of the real parameter array (then h, q per step-size set).
+pub const HEAD_LEN: usize = 12;
+/// Default `cfl` (see [`TrajectoryOptions::cfl`]).
+pub const DEFAULT_CFL: f64 = 0.5;
+
+/// Working precision of the trajectory kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    F64,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+/// Options of a trajectory ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrajectoryOptions {
+    /// Number of trajectories (>= 1).
+    pub ntraj: u64,
+    /// Global index of the first trajectory: an ensemble split over runs or machines as
+    /// `first_traj = 0, k, 2k, ...` reproduces the unsplit one exactly.
+    pub first_traj: u64,
+    /// Philox seed.
+    pub seed: u64,
+    /// Working precision (the same on CPU and GPU).
+    pub precision: Precision,
+    /// Largest step h; `None`: `cfl / Lambda` (module doc). Every save interval is split into
+    /// equal steps no longer than this.
+    pub dt: Option<f64>,
+    /// Step as a fraction of the inverse rate bound Lambda (module doc); RK4 is stable up to
+    /// cfl = 1.4. The default 0.5 keeps the deterministic error far below the ensemble's
+    /// standard error at 10^4 trajectories (tests/trajectory.rs).
+    pub cfl: f64,
+    /// Keep the records of the first this many trajectories in the result.
+    pub save_trajectories: usize,
+    /// Invocations per trajectory on the GPU, and hence the order of every sum over levels
+    /// on both backends (a power of two, 1..=256). 0: [`default_lanes`].
+    pub lanes: u32,
+}
+
+impl Default for TrajectoryOptions {
+    fn default() -> Self {
+        TrajectoryOptions {
+            ntraj: 1000,
+            first_traj: 0,
+            seed: 0,
+            precision: Precision::F32,
+            dt: None,
+            cfl: DEFAULT_CFL,
+            save_trajectories: 0,
+            lanes: 0,
+        }
+    }
+}
+
+/// Invocations per trajectory for `n_levels` levels: one level per invocation up to 256, never
+/// fewer than 64 (measured on lavapipe, module doc of [`crate::backend::gpu::trajectory`]).
+pub fn default_lanes(n_levels: usize) -> u32 {
+    (n_levels.next_power_of_two()).clamp(64, 256) as u32
+}
+
+/// One trajectory's observables at every save time (`[save][OBS_NAMES index]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SingleTrajectory {
+    /// Global trajectory index.
+    pub index: u64,
+    pub values: Vec<[f64; N_OBS]>,
+}
+
+/// The reduced ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnsembleResult {
+    pub times: Vec<f64>,
+    pub ntraj: u64,
+    pub first_traj: u64,
+    pub seed: u64,
+    pub precision: Precision,
+    /// "cpu" or "gpu".
+    pub backend: &'static str,
+    /// Rayon threads, or the adapter name.
+    pub device: String,
+    /// Invocations per trajectory / reduction order used.
+    pub lanes: u32,
+    /// Steps per save interval and their size.
+    pub steps: Vec<u32>,
+    pub step_sizes: Vec<f64>,
+    /// The rate bound Lambda of the module doc.
+    pub rate_bound: f64,
+    /// `mean[k][t]`: ensemble mean of observable `OBS_NAMES[k]` at `times[t]`.
+    pub mean: Vec<Vec<f64>>,
+    /// `se[k][t]`: its standard error, sample std / sqrt(ntraj) (NaN for one trajectory).
+    pub se: Vec<Vec<f64>>,
+    /// Wineland xi^2 of the ensemble-averaged state at each time.
+    pub xi2: Vec<f64>,
+    /// The first `save_trajectories` trajectories.
+    pub trajectories: Vec<SingleTrajectory>,
+    /// Wall-clock seconds of the ensemble (kernels + reduction).
+    pub wall_s: f64,
+}
+
+impl EnsembleResult {
+    fn index(name: &str) -> Option<usize> {
+        OBS_NAMES.iter().position(|&n| n == name)
+    }
+    /// Mean of an observable by name (see [`OBS_NAMES`]).
+    pub fn mean_of(&self, name: &str) -> Option<&[f64]> {
+        Self::index(name).map(|k| self.mean[k].as_slice())
+    }
+    /// Standard error of an observable by name.
+    pub fn se_of(&self, name: &str) -> Option<&[f64]> {
+        Self::index(name).map(|k| self.se[k].as_slice())
+    }
+    /// The ensemble-averaged moments at save `t`.
+    pub fn moments(&self, t: usize, n_atoms: usize) -> Moments {
+        let v: [f64; N_OBS] = std::array::from_fn(|k| self.mean[k][t]);
+        moments_of(&v, n_atoms)
+    }
+}
+
+/// Errors of a GPU trajectory run.
+#[derive(Debug, Error)]
+pub enum TrajectoryError {
+    #[error(transparent)]
+    Solver(#[from] SolverError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+fn unsupported(message: String) -> SolverError {
+    SolverError::Unsupported {
+        solver: "trajectories",
+        message,
+    }
+}
+
+/// Everything the kernels need, in f64, built and checked once per run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub n_atoms: usize,
+    pub n_levels: usize,
+    pub lanes: u32,
+    pub precision: Precision,
+    pub seed: u64,
+    pub first_traj: u64,
+    pub ntraj: u64,
+    pub save_trajectories: usize,
+    pub times: Vec<f64>,
+    /// Step size of each set, and (set, steps) per save interval.
+    pub set_steps: Vec<f64>,
+    pub intervals: Vec<[u32; 2]>,
+    pub rate_bound: f64,
+    head: [f64; HEAD_LEN],
+    table: Vec<c64>,
+    psi0: Vec<c64>,
+}
+
+impl Plan {
+    /// Validate the inputs and precompute the step grid and the exponential tables.
+    pub fn new(
+        model: &Model,
+        psi0: &[c64],
+        times: &[f64],
+        opts: &TrajectoryOptions,
+    ) -> Result<Plan, SolverError> {
+        if !model.is_collective() {
+            return Err(unsupported(format!(
+                "the model has individual (single-atom) rates {} > 0; these trajectories live in the \
+                 j = N/2 irrep and need a collective-only model",
+                model.individual_terms().join(", ")
+            )));
+        }
+        let irrep = Irrep::symmetric(model.n);
+        let n = irrep.dim();
+        if psi0.len() != n {
+            return Err(unsupported(format!(
+                "initial state has {} amplitudes, the model's N = {} needs {n}",
+                psi0.len(),
+                model.n
+            )));
+        }
+        let norm2: f64 = psi0.iter().map(|z| z.norm_sqr()).sum();
+        if !(norm2.is_finite() && norm2 > 0.0) {
+            return Err(unsupported(format!("initial state has norm^2 = {norm2}")));
+        }
+        if opts.ntraj == 0 {
+            return Err(unsupported("ntraj must be at least 1".into()));
+        }
+        if times.is_empty() || times.iter().any(|t| !t.is_finite()) || times.windows(2).any(|w| w[1] < w[0]) {
+            return Err(unsupported(
+                "save times must be finite, non-decreasing, and at least one".into(),
+            ));
+        }
+        let lanes = if opts.lanes == 0 {
+            default_lanes(n)
+        } else {
+            opts.lanes
+        };
+        if !lanes.is_power_of_two() || lanes > 256 {
+            return Err(unsupported(format!(
+                "lanes = {lanes}: expected a power of two in 1..=256, or 0 for the default"
+            )));
+        }
+
+        // Diagonal of H_eff and the rate bound.
+        let (g, w, gphi) = (model.gamma_coll, model.pump_coll, model.dephase_coll);
+        let energy: Vec<f64> = (0..n)
+            .map(|k| {
+                let m = irrep.m[k];
+                model.omega0 * m + model.chi * irrep.jpjm[k] + model.chi_z * m * m
+            })
+            .collect();
+        let gamma: Vec<f64> = (0..n)
+            .map(|k| g * irrep.jpjm[k] + w * irrep.jmjp[k] + gphi * irrep.m[k] * irrep.m[k])
+            .collect();
+        let rho_v = model.drive.abs() * irrep.j();
+        let dd = (1..n)
+            .map(|k| c64::new(energy[k] - energy[k - 1], -0.5 * (gamma[k] - gamma[k - 1])).norm())
+            .fold(0.0, f64::max);
+        let gmax = gamma.iter().cloned().fold(0.0, f64::max);
+        let rate_bound = rho_v.max(dd).max(gmax);
+        if !rate_bound.is_finite() {
+            return Err(unsupported("model rates are not finite".into()));
+        }
+        let hmax = match opts.dt {
+            Some(dt) if dt.is_finite() && dt > 0.0 => dt,
+            Some(dt) => return Err(unsupported(format!("dt = {dt}: expected a step > 0"))),
+            None => {
+                if !(opts.cfl.is_finite() && opts.cfl > 0.0) {
+                    return Err(unsupported(format!("cfl = {}: expected a number > 0", opts.cfl)));
+                }
+                if rate_bound > 0.0 {
+                    opts.cfl / rate_bound
+                } else {
+                    f64::INFINITY
+                }
+            }
+        };
+
+        // Step grid: each interval in equal steps <= hmax; intervals of equal length (to 1e-9
+        // relative) share a step-size set and its table.
+        let mut set_len: Vec<(f64, u32)> = Vec::new();
+        let mut intervals = Vec::with_capacity(times.len().saturating_sub(1));
+        let mut total_steps = 0u64;
+        for wdw in times.windows(2) {
+            let len = wdw[1] - wdw[0];
+            if len == 0.0 {
+                intervals.push([0, 0]);
+                continue;
+            }
+            let steps_f = (len / hmax * (1.0 - 1e-12)).ceil().max(1.0);
+            if steps_f > u32::MAX as f64 {
+                return Err(unsupported(format!(
+                    "a save interval of {len} needs {steps_f:e} steps of {hmax:e}; save more often"
+                )));
+            }
+            let steps = steps_f as u32;
+            total_steps += u64::from(steps);
+            let set = match set_len
+                .iter()
+                .position(|&(l, s)| s == steps && (l - len).abs() <= 1e-9 * l)
+            {
+                Some(s) => s,
+                None => {
+                    set_len.push((len, steps));
+                    set_len.len() - 1
+                }
+            };
+            intervals.push([set as u32, steps]);
+        }
+        if total_steps > 1 << 40 {
+            return Err(unsupported(format!(
+                "{total_steps} steps per trajectory requested (step {hmax:e}); shorten the run"
+            )));
+        }
+        let set_steps: Vec<f64> = set_len.iter().map(|&(l, s)| l / f64::from(s)).collect();
+        if set_steps.len() * TABLE_DEPTH * n > 1 << 26 {
+            return Err(unsupported(format!(
+                "{} distinct save-interval lengths at N = {}: the exponential tables would be too large; \
+                 use equally spaced save times",
+                set_steps.len(),
+                model.n
+            )));
+        }
+        let mut table = Vec::with_capacity(set_steps.len() * TABLE_DEPTH * n);
+        for &h in &set_steps {
+            for k in 0..TABLE_DEPTH {
+                let tau = h * 0.5f64.powi(k as i32);
+                table
+                    .extend((0..n).map(|i| c64::from_polar((-0.5 * gamma[i] * tau).exp(), -energy[i] * tau)));
+            }
+        }
+        let cm = c64::from_polar(0.5 * model.drive, -model.phi);
+        let mut head = [0.0; HEAD_LEN];
+        head[..9].copy_from_slice(&[g, w, gphi, cm.re, cm.im, cm.re, -cm.im, 1.0 / 3.0, 1.0 / 6.0]);
+        let inv = 1.0 / norm2.sqrt();
+        Ok(Plan {
+            n_atoms: model.n,
+            n_levels: n,
+            lanes,
+            precision: opts.precision,
+            seed: opts.seed,
+            first_traj: opts.first_traj,
+            ntraj: opts.ntraj,
+            save_trajectories: opts.save_trajectories,
+            times: times.to_vec(),
+            set_steps,
+            intervals,
+            rate_bound,
+            head,
+            table,
+            psi0: psi0.iter().map(|z| z * inv).collect(),
+        })
+    }
+
+    /// Saves per trajectory.
+    pub fn n_saves(&self) -> usize {
+        self.times.len()
+    }
+
+    /// The real parameters: `[Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 0, 0, 0]`,
+    /// then `(h, q = h 2^-QUANTUM_BITS)` per step-size set. Twin: `rp` in trajectory.wgsl.
+    pub fn real_params<T: Real>(&self) -> Vec<T> {
+        let mut v: Vec<T> = self.head.iter().map(|&x| T::from_f64(x)).collect();
+        for &h in &self.set_steps {
+            v.push(T::from_f64(h));
+            v.push(T::from_f64(h * (FULL as f64).recip()));
+        }
+        v
+    }
+
+    /// The kernel inputs in precision T.
+    pub fn inputs<T: Real>(&self) -> TwinInputs<T> {
+        let cx = |z: &c64| Cx::new(T::from_f64(z.re), T::from_f64(z.im));
+        TwinInputs {
+            n_levels: self.n_levels,
+            two_j: self.n_atoms as u32,
+            lanes: self.lanes as usize,
+            seed: self.seed,
+            rp: self.real_params(),
+            table: self.table.iter().map(cx).collect(),
+            psi0: self.psi0.iter().map(cx).collect(),
+            intervals: self.intervals.clone(),
+        }
+    }
+
+    /// Steps per save interval.
+    pub fn steps(&self) -> Vec<u32> {
+        self.intervals.iter().map(|iv| iv[1]).collect()
+    }
+
+    /// Step size per save interval (0 for an empty interval).
+    pub fn step_sizes(&self) -> Vec<f64> {
+        self.intervals
+            .iter()
+            .map(|iv| {
+                if iv[1] == 0 {
+                    0.0
+                } else {
+                    self.set_steps[iv[0] as usize]
+                }
+            })
+            .collect()
+    }
+}
+
+/// The ten observables from one record (`RECORD_LEN` numbers), in f64.
+pub fn record_observables(r: &[f64]) -> [f64; N_OBS] {
+    let norm = r[0];
+    let inv = 1.0 / norm;
+    let (pm, p2re, p2im) = (r[3], r[6], r[7]);
+    [
+        r[4] * inv,
+        r[5] * inv,
+        r[1] * inv,
+        0.25 * (pm + 2.0 * p2re) * inv,
+        0.25 * (pm - 2.0 * p2re) * inv,
+        r[2] * inv,
+        0.5 * p2im * inv,
+        0.5 * r[8] * inv,
+        0.5 * r[9] * inv,
+        r[10],
+    ]
+}
+
+/// Moments from the observable vector (`OBS_NAMES` order).
+pub fn moments_of(v: &[f64; N_OBS], n_atoms: usize) -> Moments {
+    Moments {
+        n: n_atoms,
+        mean: [v[0], v[1], v[2]],
+        second: [[v[3], v[6], v[7]], [v[6], v[4], v[8]], [v[7], v[8], v[5]]],
+    }
+}
+
+/// Streaming reduction over trajectories, fed in trajectory order (shifted sums: the first
+/// trajectory's values are subtracted before squaring, so the variance does not cancel).
+#[derive(Debug, Clone)]
+pub struct Accumulator {
+    nsave: usize,
+    count: u64,
+    shift: Vec<[f64; N_OBS]>,
+    s1: Vec<[f64; N_OBS]>,
+    s2: Vec<[f64; N_OBS]>,
+    keep: usize,
+    kept: Vec<SingleTrajectory>,
+}
+
+impl Accumulator {
+    pub fn new(nsave: usize, keep: usize) -> Self {
+        Accumulator {
+            nsave,
+            count: 0,
+            shift: vec![[0.0; N_OBS]; nsave],
+            s1: vec![[0.0; N_OBS]; nsave],
+            s2: vec![[0.0; N_OBS]; nsave],
+            keep,
+            kept: Vec::new(),
+        }
+    }
+
+    /// Add trajectory `index` from its records (`nsave * RECORD_LEN` numbers, any precision
+    /// already widened to f64).
+    pub fn push(&mut self, index: u64, records: &[f64]) {
+        debug_assert_eq!(records.len(), self.nsave * RECORD_LEN);
+        let first = self.count == 0;
+        let mut values = Vec::new();
+        for t in 0..self.nsave {
+            let v = record_observables(&records[t * RECORD_LEN..(t + 1) * RECORD_LEN]);
+            if first {
+                self.shift[t] = v;
+            }
+            for k in 0..N_OBS {
+                let d = v[k] - self.shift[t][k];
+                self.s1[t][k] += d;
+                self.s2[t][k] += d * d;
+            }
+            if self.kept.len() < self.keep {
+                values.push(v);
+            }
+        }
+        if self.kept.len() < self.keep {
+            self.kept.push(SingleTrajectory { index, values });
+        }
+        self.count += 1;
+    }
+
+    /// Means, standard errors and xi^2 per save: `(mean[k][t], se[k][t], xi2[t], kept)`.
+    #[allow(clippy::type_complexity)]
+    pub fn finish(self, n_atoms: usize) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>, Vec<SingleTrajectory>) {
+        let n = self.count as f64;
+        let mut mean = vec![vec![0.0; self.nsave]; N_OBS];
+        let mut se = vec![vec![f64::NAN; self.nsave]; N_OBS];
+        let mut xi2 = Vec::with_capacity(self.nsave);
+        for t in 0..self.nsave {
+            let mut v = [0.0; N_OBS];
+            for k in 0..N_OBS {
+                let m1 = self.s1[t][k] / n;
+                v[k] = self.shift[t][k] + m1;
+                mean[k][t] = v[k];
+                if self.count > 1 {
+                    let var = ((self.s2[t][k] - self.s1[t][k] * m1) / (n - 1.0)).max(0.0);
+                    se[k][t] = (var / n).sqrt();
+                }
+            }
+            xi2.push(moments_of(&v, n_atoms).xi2());
+        }
+        (mean, se, xi2, self.kept)
+    }
+}
+
+/// Trajectories per rayon batch on the CPU (bounds the records held at once).
+const CPU_BATCH: u64 = 1024;
+
+/// Records of trajectories `plan.first_traj + offset ..+ count` from the CPU twin, in f64,
+/// trajectory-major (`count * n_saves * RECORD_LEN`).
+pub fn cpu_records(plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
+    match plan.precision {
+        Precision::F32 => cpu_records_t::<f32>(&Twin::new(plan.inputs()), plan, offset, count),
+        Precision::F64 => cpu_records_t::<f64>(&Twin::new(plan.inputs()), plan, offset, count),
+    }
+}
+
+fn cpu_records_t<T: Real>(tw: &Twin<T>, plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
+    let len = plan.n_saves() * RECORD_LEN;
+    let per: Vec<Vec<T>> = (0..count)
+        .into_par_iter()
+        .map(|i| {
+            let mut out = vec![T::ZERO; len];
+            tw.run(plan.first_traj + offset + i, &mut out);
+            out
+        })
+        .collect();
+    per.into_iter().flatten().map(T::to_f64).collect()
+}
+
+/// Run the ensemble on the CPU (rayon over trajectories).
+pub fn run_cpu(
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<EnsembleResult, SolverError> {
+    let start = std::time::Instant::now();
+    let plan = Plan::new(model, psi0, times, opts)?;
+    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
+    match plan.precision {
+        Precision::F32 => cpu_ensemble::<f32>(&plan, &mut acc),
+        Precision::F64 => cpu_ensemble::<f64>(&plan, &mut acc),
+    }
+    let device = format!("{} rayon threads", rayon::current_num_threads());
+    Ok(finish(&plan, acc, "cpu", device, start))
+}
+
+fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) {
+    let tw = Twin::<T>::new(plan.inputs());
+    let len = plan.n_saves() * RECORD_LEN;
+    let mut done = 0;
+    while done < plan.ntraj {
+        let count = CPU_BATCH.min(plan.ntraj - done);
+        let rec = cpu_records_t(&tw, plan, done, count);
+        for (i, r) in rec.chunks_exact(len).enumerate() {
+            acc.push(plan.first_traj + done + i as u64, r);
+        }
+        done += count;
+    }
+}
+
+fn finish(
+    plan: &Plan,
+    acc: Accumulator,
+    backend: &'static str,
+    device: String,
+    start: std::time::Instant,
+) -> EnsembleResult {
+    let (mean, se, xi2, trajectories) = acc.finish(plan.n_atoms);
+    EnsembleResult {
+        times: plan.times.clone(),
+        ntraj: plan.ntraj,
+        first_traj: plan.first_traj,
+        seed: plan.seed,
+        precision: plan.precision,
+        backend,
+        device,
+        lanes: plan.lanes,
+        steps: plan.steps(),
+        step_sizes: plan.step_sizes(),
+        rate_bound: plan.rate_bound,
+        mean,
+        se,
+        xi2,
+        trajectories,
+        wall_s: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Run the ensemble on the GPU (`engine` holds the device and the pipelines, built once).
+pub fn run_gpu(
+    engine: &crate::backend::gpu::trajectory::TrajectoryGpu,
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<EnsembleResult, TrajectoryError> {
+    let start = std::time::Instant::now();
+    let plan = Plan::new(model, psi0, times, opts)?;
+    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
+    let len = plan.n_saves() * RECORD_LEN;
+    let mut next = plan.first_traj;
+    engine.run(&plan, &mut |rec: &[f64]| {
+        for r in rec.chunks_exact(len) {
+            acc.push(next, r);
+            next += 1;
+        }
+    })?;
+    let device = engine.context().info().name.clone();
+    Ok(finish(&plan, acc, "gpu", device, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::moments_pure;
+    use crate::state::pure::coherent;
+
+    /// The record layout and `record_observables` reproduce `observe::moments_pure` (f64).
+    #[test]
+    fn record_matches_moments_pure() {
+        let n = 9;
+        let psi: Vec<c64> = coherent(n, 1.1, 0.7)
+            .iter()
+            .enumerate()
+            .map(|(k, z)| z * c64::from_polar(1.0 + 0.05 * k as f64, 0.3 * (k * k) as f64))
+            .collect();
+        let model = Model {
+            n,
+            gamma_coll: 1.0,
+            ..Default::default()
+        };
+        let opts = TrajectoryOptions {
+            ntraj: 1,
+            precision: Precision::F64,
+            lanes: 4,
+            ..Default::default()
+        };
+        let plan = Plan::new(&model, &psi, &[0.0], &opts).unwrap();
+        let rec = cpu_records(&plan, 0, 1);
+        let v = record_observables(&rec);
+        let nrm: f64 = psi.iter().map(|z| z.norm_sqr()).sum();
+        let unit: Vec<c64> = psi.iter().map(|z| z / nrm.sqrt()).collect();
+        let m = moments_pure(&unit);
+        let want = [
+            m.mean[0],
+            m.mean[1],
+            m.mean[2],
+            m.second[0][0],
+            m.second[1][1],
+            m.second[2][2],
+            m.second[0][1],
+            m.second[0][2],
+            m.second[1][2],
+            0.0,
+        ];
+        for k in 0..N_OBS {
+            assert!(
+                (v[k] - want[k]).abs() < 1e-12,
+                "{}: {} vs {}",
+                OBS_NAMES[k],
+                v[k],
+                want[k]
+            );
+        }
+    }
+
+    /// The reduction order changes only rounding, and lanes = 1 is the plain sequential sum.
+    #[test]
+    fn reduction_lanes_change_only_rounding() {
+        let model = Model {
+            n: 40,
+            gamma_coll: 1.0,
+            drive: 30.0,
+            chi: 0.5,
+            ..Default::default()
+        };
+        let psi = coherent(40, 2.0, 0.0);
+        let times: Vec<f64> = (0..5).map(|i| 0.01 * i as f64).collect();
+        let mut out = Vec::new();
+        for lanes in [1, 64, 256] {
+            let opts = TrajectoryOptions {
+                ntraj: 3,
+                precision: Precision::F64,
+                lanes,
+                ..Default::default()
+            };
+            let plan = Plan::new(&model, &psi, &times, &opts).unwrap();
+            out.push(cpu_records(&plan, 0, 3));
+        }
+        for o in &out[1..] {
+            for (a, b) in o.iter().zip(&out[0]) {
+                assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_individual_rates_and_bad_input() {
+        let model = Model {
+            n: 4,
+            gamma_down: 0.1,
+            ..Default::default()
+        };
+        let psi = coherent(4, 1.0, 0.0);
+        let opts = TrajectoryOptions::default();
+        assert!(Plan::new(&model, &psi, &[0.0, 1.0], &opts).is_err());
+        let model = Model { n: 4, ..model };
+        let model = Model {
+            gamma_down: 0.0,
+            ..model
+        };
+        assert!(Plan::new(&model, &psi[..3], &[0.0], &opts).is_err());
+        assert!(Plan::new(&model, &psi, &[1.0, 0.0], &opts).is_err());
+        let bad = TrajectoryOptions {
+            lanes: 3,
+            ..Default::default()
+        };
+        assert!(Plan::new(&model, &psi, &[0.0], &bad).is_err());
+    }
+}
