@@ -157,3 +157,45 @@ fn errors_are_messages_not_panics() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+#[test]
+fn trajectories_write_means_standard_errors_and_single_trajectories() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tr");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/exchange_trajectories.toml",
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=10",
+        "--set",
+        "task.ntraj=64",
+        "--set",
+        "task.t_end=0.05",
+        "--set",
+        "task.n_times=11",
+        "--set",
+        "task.save_trajectories=2",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("observables.csv"));
+    assert_eq!(&header[..6], ["t", "Jx", "Jy", "Jz", "xi2", "J2"]);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let (jz, jz_se, jumps) = (col("Jz"), col("Jz_se"), col("jumps"));
+    assert_eq!(rows.len(), 11);
+    // t = 0: every trajectory starts at the south pole, so the mean is exact and the SE zero.
+    assert!((rows[0][jz] + 5.0).abs() < 1e-6 && rows[0][jz_se] == 0.0);
+    // Later the ensemble spreads: a positive SE, and jumps have happened (rate ~ Gamma N).
+    assert!(rows[10][jz_se] > 0.0 && rows[10][jumps] > 0.0);
+    let (th, trows) = read_csv(&out.join("trajectories.csv"));
+    assert_eq!(&th[..3], ["traj", "t", "Jx"]);
+    assert_eq!(trows.len(), 2 * 11);
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(res["task"], "trajectories");
+    assert_eq!(res["backend"]["name"], "cpu");
+    assert_eq!(res["backend"]["precision"], "f32");
+}
