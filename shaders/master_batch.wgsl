@@ -14,8 +14,11 @@
 // costs one storage barrier per stage. The slots of y / Y_7 and of k1 / k7 swap on acceptance
 // (FSAL) through the slot indices kept in Ctrl.
 //
-// The integration runs for at most P.attempts step attempts per dispatch; its state lives in
-// Ctrl between dispatches, and the host dispatches until every element is done.
+// A dispatch runs at most P.attempts step attempts and at most P.loop_budget loop iterations
+// per invocation (llvmpipe ends every loop of a shader invocation after 65535 iterations in
+// total, LP_MAX_TGSI_LOOP_ITERATIONS: the kernel counts its own and stops first). The state
+// lives in Ctrl between dispatches (saves still pending resume first), and the host
+// dispatches until every element is done.
 //
 // Prepended by the registry: master_batch_f32.wgsl | master_batch_f64.wgsl (R, C, R_MAX, powc).
 
@@ -28,7 +31,6 @@ const S_K3: u32 = 5u;
 const S_K4: u32 = 6u;
 const S_K5: u32 = 7u;
 const S_K6: u32 = 8u;
-const NONE: u32 = 0xffffffffu;
 
 // Ctrl.status (twins of the STATUS_* constants in master_batch.rs).
 const ST_INIT: u32 = 0u;
@@ -71,7 +73,7 @@ const FAC_MIN = 0.2;
 const FAC_MAX = 10.0;
 const BETA = 0.04;
 
-// Twin of MasterBatchParams<R> (u32 block, then R block; 64 bytes in f32, 96 in f64).
+// Twin of MasterBatchParams{F32,F64}: a u32 block, then an R block (80 bytes in f32, 112 in f64).
 struct Params {
     n: u32,
     nn: u32,
@@ -81,17 +83,21 @@ struct Params {
     out_len: u32,
     attempts: u32,
     max_steps: u32,
+    loop_budget: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
     rtol: R,
     atol: R,
     h0: R,
     t0: R,
     span: R,
     hmin_rel: R,
-    _pad0: R,
-    _pad1: R,
+    _pad3: R,
+    _pad4: R,
 }
 
-// Twin of MasterBatchCtrl<R> (80 bytes in f32, 96 in f64). `t` is the time elapsed since
+// Twin of MasterBatchCtrl{F32,F64} (80 bytes in f32, 96 in f64). `t` is the time elapsed since
 // times[0] as an unevaluated sum hi + lo, so that in f32 it is exact to ~2^-48 relative and
 // the step sizes, not the clock, carry the rounding.
 struct Ctrl {
@@ -116,8 +122,22 @@ struct Ctrl {
     _pad2: u32,
 }
 
+// Offsets of the vectors of one element in `work`.
+struct Offs {
+    y: u32,
+    a: u32,
+    b: u32,
+    k1: u32,
+    k2: u32,
+    k3: u32,
+    k4: u32,
+    k5: u32,
+    k6: u32,
+    k7: u32,
+}
+
 @group(0) @binding(0) var<uniform> P: Params;
-// Per element and level k, two vec4: (ure, e, m, dn) and (up, h_{k-1}, h_k, Gamma_phi / 2),
+// Per element and level k, two vec4: (ure, E, m, dn) and (up, h_{k-1}, h_k, Gamma_phi / 2),
 // at coef[(b n + k) 2 + 0/1] (master.rs `Coeffs`, computed in f64 on the host).
 @group(0) @binding(1) var<storage, read> coef: array<vec4<R>>;
 // Save times minus times[0], as (hi, lo) pairs.
@@ -160,32 +180,34 @@ fn t_sub(a: vec2<R>, b: vec2<R>) -> R {
     return (a.x - b.x) + (a.y - b.y);
 }
 
-// rho_{r,c} of the vector at offset v, 0 outside the matrix.
-fn nb(v: u32, r: i32, c: i32) -> C {
-    let n = i32(P.n);
-    let inside = r >= 0 && r < n && c >= 0 && c < n;
-    let idx = select(0, r * n + c, inside);
-    return select(C(0.0, 0.0), work[v + u32(idx)], inside);
+// work[i] where `ok`, else 0 (the load stays in bounds either way).
+fn ld(i: u32, alt: u32, ok: bool) -> C {
+    return select(C(0.0, 0.0), work[select(alt, i, ok)], ok);
 }
 
-// (L rho)_{rc} in the phi = 0 frame, term by term in the order of master.rs `row_interior`:
-// D_rc rho_rc - i S_rc + Gamma jm[r+1] jm[c+1] rho_{r+1,c+1} + w jm[r] jm[c] rho_{r-1,c-1}.
+// (L rho)_{rc} in the phi = 0 frame for the vector at offset v, term by term in the order of
+// master.rs `row_interior`: D_rc rho_rc - i S_rc + Gamma jm[r+1] jm[c+1] rho_{r+1,c+1}
+// + w jm[r] jm[c] rho_{r-1,c-1}; neighbours outside the matrix are 0.
 fn lapply(v: u32, cb: u32, r: u32, c: u32) -> C {
+    let n = P.n;
     let r0 = coef[cb + 2u * r];
     let r1 = coef[cb + 2u * r + 1u];
     let c0 = coef[cb + 2u * c];
     let c1 = coef[cb + 2u * c + 1u];
-    let ri = i32(r);
-    let ci = i32(c);
-    let z = work[v + r * P.n + c];
+    let i = v + r * n + c;
+    let rm = r > 0u;
+    let rp = r + 1u < n;
+    let cm = c > 0u;
+    let cp = c + 1u < n;
+    let z = work[i];
     let dm = r0.z - c0.z;
     let dre = r0.x + c0.x - r1.w * dm * dm;
     let dim = c0.y - r0.y;
-    let s = r1.y * nb(v, ri - 1, ci) + r1.z * nb(v, ri + 1, ci) - c1.y * nb(v, ri, ci - 1) - c1.z * nb(v, ri, ci + 1);
+    let s = r1.y * ld(i - n, i, rm) + r1.z * ld(i + n, i, rp) - c1.y * ld(i - 1u, i, cm) - c1.z * ld(i + 1u, i, cp);
     let jd = r0.w * c0.w;
     let ju = r1.x * c1.x;
-    let bn = nb(v, ri + 1, ci + 1);
-    let am = nb(v, ri - 1, ci - 1);
+    let bn = ld(i + n + 1u, i, rp && cp);
+    let am = ld(i - n - 1u, i, rm && cm);
     return C(
         dre * z.x - dim * z.y + s.y + jd * bn.x + ju * am.x,
         dre * z.y + dim * z.x - s.x + jd * bn.y + ju * am.y,
@@ -197,7 +219,7 @@ fn lapply(v: u32, cb: u32, r: u32, c: u32) -> C {
 // imaginary part is identically 0 there), without it every component counts.
 fn weights(herm: bool, r: u32, c: u32) -> vec2<R> {
     if herm {
-        return vec2<R>(select(0.0, 1.0, r <= c), select(0.0, 1.0, r < c));
+        return vec2<R>(select(R(0.0), R(1.0), r <= c), select(R(0.0), R(1.0), r < c));
     }
     return vec2<R>(1.0, 1.0);
 }
@@ -219,106 +241,165 @@ fn reduce(v: vec4<R>, lid: u32) -> vec4<R> {
     return workgroupUniformLoad(&red[0]);
 }
 
-// Stage pass: k_out = L(Y at v_in) for the invocation's elements, then, when nxt != NONE,
-// the next stage input nxt = y + sum_j cf[j] k_j (j < m; ks[m - 1] is k_out itself), the sum
-// in the order of ode.rs `combo_chunk`. mode 1 also accumulates the error norm of the step
-// (needs ks = k1, k3, k4, k5, k6 and ynew at v_in; ef = h E), mode 2 the sums of Hairer's d0
-// and d1 and a non-finite flag, mode 3 the sum of d2 (ks[0] = f0).
-fn pass(
-    lid: u32,
-    cb: u32,
-    v_in: u32,
-    k_out: u32,
-    y: u32,
-    nxt: u32,
-    ks_in: array<u32, 6>,
-    cf_in: array<R, 6>,
-    m: u32,
-    mode: u32,
-    ef_in: array<R, 6>,
-    herm: bool,
-) -> vec4<R> {
-    var ks = ks_in;
-    var cf = cf_in;
-    var ef = ef_in;
-    let n = P.n;
-    var acc4 = vec4<R>(0.0, 0.0, 0.0, 0.0);
-    for (var e = lid; e < P.nn; e += WG) {
-        let r = e / n;
-        let c = e - r * n;
-        let k = lapply(v_in, cb, r, c);
-        work[k_out + e] = k;
-        if nxt != NONE {
-            var a = work[y + e];
-            for (var j = 0u; j + 1u < m; j++) {
-                a += cf[j] * work[ks[j] + e];
-            }
-            a += cf[m - 1u] * k;
-            work[nxt + e] = a;
-        }
-        if mode == 1u {
-            // err_i = sum_j h E_j k_j / (atol + rtol max(|y_i|, |ynew_i|))
-            var d = C(0.0, 0.0);
-            for (var j = 0u; j < 5u; j++) {
-                d += ef[j] * work[ks[j] + e];
-            }
-            d += ef[5] * k;
-            let y0 = work[y + e];
-            let y1 = work[v_in + e];
-            let sc = P.atol + P.rtol * max(abs(y0), abs(y1));
-            let q = d / sc;
-            let w = weights(herm, r, c);
-            acc4.x += w.x * q.x * q.x + w.y * q.y * q.y;
-        } else if mode == 2u {
-            let y0 = work[y + e];
-            let sc = P.atol + P.rtol * abs(y0);
-            let q0 = y0 / sc;
-            let q1 = k / sc;
-            let w = weights(herm, r, c);
-            acc4.x += w.x * q0.x * q0.x + w.y * q0.y * q0.y;
-            acc4.y += w.x * q1.x * q1.x + w.y * q1.y * q1.y;
-            acc4.z = max(acc4.z, select(1.0, 0.0, finite(k.x) && finite(k.y)));
-        } else if mode == 3u {
-            let y0 = work[y + e];
-            let sc = P.atol + P.rtol * abs(y0);
-            let q = (k - work[ks[0] + e]) / sc;
-            let w = weights(herm, r, c);
-            acc4.x += w.x * q.x * q.x + w.y * q.y * q.y;
-        }
-    }
-    return acc4;
+// The element loop of a pass: e = lid, lid + WG, ... with (r, c) stepped without a division.
+// WGSL has no closures, so each pass below repeats this loop around its own body; the uniform
+// switch on the pass kind stays outside the loop (llvmpipe runs SIMD control flow under
+// masks: a switch inside the loop would cost every case for every element).
+struct Walk {
+    e: u32,
+    r: u32,
+    c: u32,
+    dq: u32,
+    dr: u32,
 }
 
-// Write the invocation's elements of y to save `idx` of element b.
+fn walk_start(lid: u32) -> Walk {
+    let n = P.n;
+    let dq = WG / n;
+    let r = lid / n;
+    return Walk(lid, r, lid - r * n, dq, WG - dq * n);
+}
+
+fn walk_next(w: ptr<function, Walk>) {
+    (*w).e += WG;
+    (*w).c += (*w).dr;
+    (*w).r += (*w).dq;
+    if (*w).c >= P.n {
+        (*w).c -= P.n;
+        (*w).r += 1u;
+    }
+}
+
+// One pass: k_out = L(Y at v_in) for the invocation's elements, and by `st`
+//   1: Hairer's d0, d1 sums and a non-finite flag (init, v_in = y, k_out = k1);
+//   2..6: the next stage input into nxt, e.g. st 2: Y3 = y + h (a31 k1 + a32 k2), summed in the
+//         order of ode.rs `combo_chunk`; st 6 writes ynew;
+//   7: the error norm sum of the step (v_in = ynew);
+//   8: Hairer's d2 sum (init, v_in = y + h0 f0, k_out = scratch).
+fn stage(lid: u32, cb: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o: Offs, h: R, herm: bool) -> vec4<R> {
+    var acc = vec4<R>(0.0, 0.0, 0.0, 0.0);
+    var w = walk_start(lid);
+    switch st {
+        case 2u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                work[nxt + e] = work[o.y + e] + (h * A31) * work[o.k1 + e] + (h * A32) * k;
+            }
+        }
+        case 3u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                work[nxt + e] = work[o.y + e] + (h * A41) * work[o.k1 + e] + (h * A42) * work[o.k2 + e]
+                    + (h * A43) * k;
+            }
+        }
+        case 4u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                work[nxt + e] = work[o.y + e] + (h * A51) * work[o.k1 + e] + (h * A52) * work[o.k2 + e]
+                    + (h * A53) * work[o.k3 + e] + (h * A54) * k;
+            }
+        }
+        case 5u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                work[nxt + e] = work[o.y + e] + (h * A61) * work[o.k1 + e] + (h * A62) * work[o.k2 + e]
+                    + (h * A63) * work[o.k3 + e] + (h * A64) * work[o.k4 + e] + (h * A65) * k;
+            }
+        }
+        case 6u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                work[nxt + e] = work[o.y + e] + (h * A71) * work[o.k1 + e] + (h * A73) * work[o.k3 + e]
+                    + (h * A74) * work[o.k4 + e] + (h * A75) * work[o.k5 + e] + (h * A76) * k;
+            }
+        }
+        case 7u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                // err_i = h sum_j E_j k_j / (atol + rtol max(|y_i|, |ynew_i|))
+                let d = (h * E1) * work[o.k1 + e] + (h * E3) * work[o.k3 + e] + (h * E4) * work[o.k4 + e]
+                    + (h * E5) * work[o.k5 + e] + (h * E6) * work[o.k6 + e] + (h * E7) * k;
+                let sc = P.atol + P.rtol * max(abs(work[o.y + e]), abs(work[v_in + e]));
+                let q = d / sc;
+                let wt = weights(herm, w.r, w.c);
+                acc.x += wt.x * q.x * q.x + wt.y * q.y * q.y;
+            }
+        }
+        case 1u: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                let y0 = work[o.y + e];
+                let sc = P.atol + P.rtol * abs(y0);
+                let q0 = y0 / sc;
+                let q1 = k / sc;
+                let wt = weights(herm, w.r, w.c);
+                acc.x += wt.x * q0.x * q0.x + wt.y * q0.y * q0.y;
+                acc.y += wt.x * q1.x * q1.x + wt.y * q1.y * q1.y;
+                acc.z = max(acc.z, select(R(1.0), R(0.0), finite(k.x) && finite(k.y)));
+            }
+        }
+        default: {
+            for (; w.e < P.nn; walk_next(&w)) {
+                let e = w.e;
+                let k = lapply(v_in, cb, w.r, w.c);
+                work[k_out + e] = k;
+                let sc = P.atol + P.rtol * abs(work[o.y + e]);
+                let q = (k - work[o.k1 + e]) / sc;
+                let wt = weights(herm, w.r, w.c);
+                acc.x += wt.x * q.x * q.x + wt.y * q.y * q.y;
+            }
+        }
+    }
+    return acc;
+}
+
+// Write the invocation's elements of the vector at offset y to save `idx` of element b.
 fn save(lid: u32, b: u32, y: u32, idx: u32) {
     let n = P.n;
     let o = (b * P.n_saves + idx) * P.out_len;
-    for (var e = lid; e < P.nn; e += WG) {
-        if P.out_mode == 0u {
+    if P.out_mode == 0u {
+        for (var e = lid; e < P.nn; e += WG) {
             out[o + e] = work[y + e];
-        } else {
-            let r = e / n;
-            let c = e - r * n;
-            let q = i32(c) - i32(r);
+        }
+    } else {
+        for (var w = walk_start(lid); w.e < P.nn; walk_next(&w)) {
+            let q = i32(w.c) - i32(w.r);
             if q >= -2 && q <= 2 {
-                out[o + u32(q + 2) * n + min(r, c)] = work[y + e];
+                out[o + u32(q + 2) * n + min(w.r, w.c)] = work[y + w.e];
             }
         }
     }
 }
 
-// Saves due at the elapsed time cs.t (times[next] <= t), as ode.rs does after each step.
-fn save_due(lid: u32, b: u32, cs: ptr<function, Ctrl>) {
-    loop {
-        if (*cs).next_save >= P.n_saves {
-            break;
-        }
-        if !t_le(save_t[(*cs).next_save], (*cs).t) {
-            break;
-        }
-        save(lid, b, (*cs).slot_y, (*cs).next_save);
-        (*cs).next_save += 1u;
-    }
+fn offsets(base: u32, cs: Ctrl) -> Offs {
+    let nn = P.nn;
+    return Offs(
+        base + cs.slot_y * nn,
+        base + cs.slot_a * nn,
+        base + cs.slot_b * nn,
+        base + cs.slot_k1 * nn,
+        base + S_K2 * nn,
+        base + S_K3 * nn,
+        base + S_K4 * nn,
+        base + S_K5 * nn,
+        base + S_K6 * nn,
+        base + cs.slot_k7 * nn,
+    );
 }
 
 @compute @workgroup_size(WG)
@@ -340,67 +421,92 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let herm = cs.herm != 0u;
     // Number of real components of the CPU twin's state vector.
     let inv_len = select(1.0 / R(2u * nn), 1.0 / R(P.n * (P.n + 1u)), herm);
-    let z6 = array<R, 6>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let none6 = array<u32, 6>(0u, 0u, 0u, 0u, 0u, 0u);
+    // Loop iterations (per invocation) of one element pass, a reduction, an attempt and a save;
+    // a pass is charged 8 more for the exit tests of its loop and of the switch's other cases
+    // (in case llvmpipe enters them under an empty mask); `used` counts against P.loop_budget.
+    let per_pass = (nn + WG - 1u) / WG + 8u;
+    let red_cost = countTrailingZeros(WG) + 1u;
+    let attempt_cost = 7u * per_pass + red_cost + 2u;
+    let save_cost = per_pass + 1u;
+    var used = 0u;
 
     if cs.status == ST_INIT {
-        // k1 = f(y0), with Hairer's d0, d1 and the finiteness check of ode.rs.
-        let y = base + cs.slot_y * nn;
-        let k1 = base + cs.slot_k1 * nn;
-        let s = reduce(pass(lid, cb, y, k1, y, NONE, none6, z6, 0u, 2u, z6, herm), lid);
+        // k1 = f(y0) with Hairer's d0, d1 and the finiteness check of ode.rs.
+        let o = offsets(base, cs);
+        let s = reduce(stage(lid, cb, 1u, o.y, o.k1, 0u, o, 0.0, herm), lid);
+        used += per_pass + red_cost;
         cs.rhs_evals = 1u;
-        if s.z > 0.0 {
-            cs.status = ST_NONFINITE;
-        } else {
-            save_due(lid, b, &cs);
-            if cs.next_save >= P.n_saves {
-                cs.status = ST_DONE;
-            } else if P.h0 > 0.0 {
-                cs.h = min(P.h0, P.span);
-                cs.status = ST_RUN;
-            } else {
-                // Hairer's starting step (ode.rs `initial_step`).
-                let d0 = sqrt(s.x * inv_len);
-                let d1 = sqrt(s.y * inv_len);
-                var h0 = 0.01 * d0 / d1;
-                if d0 < 1e-5 || d1 < 1e-5 || !(h0 > 0.0) {
-                    h0 = 1e-6;
-                }
-                h0 = min(h0, P.span);
-                // A = y + h0 f0 (own elements only: no barrier needed before it).
-                let a = base + cs.slot_a * nn;
-                for (var e = lid; e < nn; e += WG) {
-                    work[a + e] = work[y + e] + h0 * work[k1 + e];
-                }
-                storageBarrier();
-                let k2 = base + S_K2 * nn;
-                let ks = array<u32, 6>(k1, 0u, 0u, 0u, 0u, 0u);
-                let s2 = reduce(pass(lid, cb, a, k2, y, NONE, ks, z6, 0u, 3u, z6, herm), lid);
-                cs.rhs_evals += 1u;
-                let d2 = sqrt(s2.x * inv_len) / h0;
-                let dm = max(d1, d2);
-                var h1 = max(h0 * 1e-3, 1e-6);
-                if !(dm <= 1e-15) {
-                    h1 = powc(0.01 / dm, 0.2);
-                }
-                cs.h = min(min(100.0 * h0, h1), P.span);
-                cs.status = ST_RUN;
-            }
-        }
         cs.err_old = 1e-4;
         cs.last_rejected = 0u;
+        if s.z > 0.0 {
+            cs.status = ST_NONFINITE;
+        } else if t_le(save_t[P.n_saves - 1u], cs.t) {
+            // Every save is at times[0]: nothing to integrate (no initial step, as ode.rs).
+            cs.status = ST_RUN;
+        } else if P.h0 > 0.0 {
+            cs.h = min(P.h0, P.span);
+            cs.status = ST_RUN;
+        } else {
+            // Hairer's starting step (ode.rs `initial_step`).
+            let d0 = sqrt(s.x * inv_len);
+            let d1 = sqrt(s.y * inv_len);
+            var h0 = 0.01 * d0 / d1;
+            if d0 < 1e-5 || d1 < 1e-5 || !(h0 > 0.0) {
+                h0 = 1e-6;
+            }
+            h0 = min(h0, P.span);
+            // A = y + h0 f0 (own elements only: no barrier needed before it).
+            for (var e = lid; e < nn; e += WG) {
+                work[o.a + e] = work[o.y + e] + h0 * work[o.k1 + e];
+            }
+            storageBarrier();
+            let s2 = reduce(stage(lid, cb, 8u, o.a, o.k2, 0u, o, 0.0, herm), lid);
+            used += 2u * per_pass + red_cost;
+            cs.rhs_evals += 1u;
+            let d2 = sqrt(s2.x * inv_len) / h0;
+            let dm = max(d1, d2);
+            var h1 = max(h0 * 1e-3, 1e-6);
+            if !(dm <= 1e-15) {
+                h1 = powc(0.01 / dm, 0.2);
+            }
+            cs.h = min(min(100.0 * h0, h1), P.span);
+            cs.status = ST_RUN;
+        }
     }
 
-    for (var it = 0u; it < P.attempts && cs.status == ST_RUN; it++) {
-        let target = save_t[cs.next_save];
+    var it = 0u;
+    loop {
+        if cs.status != ST_RUN {
+            break;
+        }
+        // Saves due at t (times[next] <= t, as ode.rs after each step), as far as the budget
+        // allows; the rest resume in the next dispatch before any further step.
+        loop {
+            if cs.next_save >= P.n_saves || !t_le(save_t[cs.next_save], cs.t) || used + save_cost > P.loop_budget {
+                break;
+            }
+            save(lid, b, base + cs.slot_y * nn, cs.next_save);
+            used += save_cost;
+            cs.next_save += 1u;
+        }
+        if cs.next_save >= P.n_saves {
+            cs.status = ST_DONE;
+            break;
+        }
+        let tgt = save_t[cs.next_save];
+        if t_le(tgt, cs.t) || it >= P.attempts || used + attempt_cost > P.loop_budget {
+            break;
+        }
+        it += 1u;
+        used += attempt_cost;
+
         var hs = cs.h;
-        let rem = t_sub(target, cs.t);
+        let rem = t_sub(tgt, cs.t);
         let clipped = 1.01 * hs >= rem;
         if clipped {
             hs = rem;
         }
-        let hmin = P.hmin_rel * max(abs(P.t0 + cs.t.x), P.span);
-        if hs <= hmin {
+        if hs <= P.hmin_rel * max(abs(P.t0 + cs.t.x), P.span) {
             cs.h = hs;
             cs.status = ST_SMALL;
             break;
@@ -411,49 +517,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             break;
         }
 
-        let y = base + cs.slot_y * nn;
-        let a = base + cs.slot_a * nn;
-        let bb = base + cs.slot_b * nn;
-        let k1 = base + cs.slot_k1 * nn;
-        let k2 = base + S_K2 * nn;
-        let k3 = base + S_K3 * nn;
-        let k4 = base + S_K4 * nn;
-        let k5 = base + S_K5 * nn;
-        let k6 = base + S_K6 * nn;
-        let k7 = base + cs.slot_k7 * nn;
-
+        let o = offsets(base, cs);
         // Y2 = y + h a21 k1
         for (var e = lid; e < nn; e += WG) {
-            work[a + e] = work[y + e] + (hs * A21) * work[k1 + e];
+            work[o.a + e] = work[o.y + e] + (hs * A21) * work[o.k1 + e];
         }
         storageBarrier();
-        // k2 = f(Y2); Y3 = y + h (a31 k1 + a32 k2)
-        pass(lid, cb, a, k2, y, bb, array<u32, 6>(k1, k2, 0u, 0u, 0u, 0u),
-             array<R, 6>(hs * A31, hs * A32, 0.0, 0.0, 0.0, 0.0), 2u, 0u, z6, herm);
+        _ = stage(lid, cb, 2u, o.a, o.k2, o.b, o, hs, herm);
         storageBarrier();
-        pass(lid, cb, bb, k3, y, a, array<u32, 6>(k1, k2, k3, 0u, 0u, 0u),
-             array<R, 6>(hs * A41, hs * A42, hs * A43, 0.0, 0.0, 0.0), 3u, 0u, z6, herm);
+        _ = stage(lid, cb, 3u, o.b, o.k3, o.a, o, hs, herm);
         storageBarrier();
-        pass(lid, cb, a, k4, y, bb, array<u32, 6>(k1, k2, k3, k4, 0u, 0u),
-             array<R, 6>(hs * A51, hs * A52, hs * A53, hs * A54, 0.0, 0.0), 4u, 0u, z6, herm);
+        _ = stage(lid, cb, 4u, o.a, o.k4, o.b, o, hs, herm);
         storageBarrier();
-        pass(lid, cb, bb, k5, y, a, array<u32, 6>(k1, k2, k3, k4, k5, 0u),
-             array<R, 6>(hs * A61, hs * A62, hs * A63, hs * A64, hs * A65, 0.0), 5u, 0u, z6, herm);
+        _ = stage(lid, cb, 5u, o.b, o.k5, o.a, o, hs, herm);
         storageBarrier();
         // k6 = f(Y6); ynew = y + h (a71 k1 + a73 k3 + a74 k4 + a75 k5 + a76 k6) into B
-        pass(lid, cb, a, k6, y, bb, array<u32, 6>(k1, k3, k4, k5, k6, 0u),
-             array<R, 6>(hs * A71, hs * A73, hs * A74, hs * A75, hs * A76, 0.0), 5u, 0u, z6, herm);
+        _ = stage(lid, cb, 6u, o.a, o.k6, o.b, o, hs, herm);
         storageBarrier();
         // k7 = f(ynew) and the error norm
-        let s = reduce(pass(lid, cb, bb, k7, y, NONE, array<u32, 6>(k1, k3, k4, k5, k6, 0u), z6, 0u, 1u,
-             array<R, 6>(hs * E1, hs * E3, hs * E4, hs * E5, hs * E6, hs * E7), herm), lid);
+        let s = reduce(stage(lid, cb, 7u, o.b, o.k7, 0u, o, hs, herm), lid);
         cs.rhs_evals += 6u;
         let err = sqrt(s.x * inv_len);
 
         if finite(err) && err <= 1.0 {
             cs.steps += 1u;
             if clipped {
-                cs.t = target;
+                cs.t = tgt;
             } else {
                 cs.t = t_add(cs.t, hs);
             }
@@ -474,10 +563,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 cs.h = max(h_new, cs.h);
             } else {
                 cs.h = h_new;
-            }
-            save_due(lid, b, &cs);
-            if cs.next_save >= P.n_saves {
-                cs.status = ST_DONE;
             }
         } else {
             cs.rejected += 1u;

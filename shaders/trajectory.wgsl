@@ -1,17 +1,18 @@
 // trajectory: Monte-Carlo wave-function trajectories of a collective-only model (PHYSICS.md
-// sec. 4), one workgroup of WG invocations per trajectory, invocation `lane` owning the levels
-// i = lane + s * WG. The algorithm (waiting time with the norm gap b = r / |psi|^2, Lawson RK4
-// with the diagonal part exact from host tables, crossing located on 2^16 quanta per step by a
-// cubic Hermite interpolant of the norm) is documented in src/solver/trajectory/mod.rs; the
-// CPU twin src/solver/trajectory/twin.rs evaluates every expression below in the same order,
-// and every sum over levels as `reduce` does (lane partials in level order, then the tree).
+// sec. 4). The body shared by every variant: WG invocations per trajectory, invocation `lane`
+// owning the levels i = lane + s * WG (WG = 1 in the lane variant: one invocation per
+// trajectory, all levels). The algorithm (waiting time with the norm gap b = r / |psi|^2,
+// Lawson RK4 with the diagonal part exact from host tables, crossing located on 2^16 quanta per
+// step by a cubic Hermite interpolant of the norm) is documented in
+// src/solver/trajectory/mod.rs; the CPU twin src/solver/trajectory/twin.rs evaluates every
+// expression below in the same order, and every sum over levels as `reduce` does (lane
+// partials in level order, then the pairwise tree over the WG lanes).
 //
 // Prepended by the registry: common/philox.wgsl [, common/philox_f64.wgsl],
-// trajectory_f32.wgsl | trajectory_f64.wgsl (R, C, R4, draw2, capacities),
-// trajectory_wg.wgsl | trajectory_st.wgsl (where vectors live: vl, vs, u_ld, u_st, sync).
-
-// Invocations per trajectory (pipeline constant; a power of two <= 256).
-override WG: u32 = 256u;
+// trajectory_f32.wgsl | trajectory_f64.wgsl (R, C, R4, draw2, capacities), then one variant
+// (where vectors live and how lanes cooperate: WG, vl, vs, u_ld, u_st, sync, reduce,
+// variant_init and the entry point): trajectory_lane.wgsl | trajectory_wg.wgsl |
+// trajectory_st.wgsl.
 
 const QB: u32 = 16u; // trajectory::QUANTUM_BITS
 const DEPTH: u32 = 18u; // trajectory::TABLE_DEPTH
@@ -38,12 +39,16 @@ struct TrajParams {
     n_intervals: u32,
     n_saves: u32,
     n_sets: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Loop iterations one invocation may spend in this dispatch (lavapipe: module doc of
+    // backend::gpu::trajectory); the trajectory suspends before exceeding it.
+    budget: u32,
+    // Always 0: an opaque value for inv_sqrt.
+    zero: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: TrajParams;
-// [Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 0, 0, 0], then (h, q) per step-size set.
+// [Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 1, 2, 3], then (h, q) per
+// step-size set.
 @group(0) @binding(1) var<storage, read> rp: array<R>;
 // exp(-i D h_set 2^-k) at [(tset * DEPTH + k) * n_levels + i].
 @group(0) @binding(2) var<storage, read> table: array<C>;
@@ -52,8 +57,12 @@ struct TrajParams {
 @group(0) @binding(4) var<storage, read> intervals: array<vec2<u32>>;
 // RECLEN numbers per (trajectory in this dispatch, save).
 @group(0) @binding(5) var<storage, read_write> records: array<R>;
-
-var<workgroup> red: array<R4, 256>;
+// Resumable state per trajectory slot: [phase (0 new, 1 running, 2 done), interval, step,
+// remaining quanta, jumps, draw lo, draw hi, 0] and [b, <Gamma_op>, <V>, 0].
+@group(0) @binding(7) var<storage, read_write> tstate: array<u32>;
+@group(0) @binding(8) var<storage, read_write> rstate: array<R>;
+// status[0]: trajectories of this dispatch that suspended unfinished.
+@group(0) @binding(9) var<storage, read_write> status: array<atomic<u32>>;
 
 var<private> lane: u32;
 var<private> nlev: u32;
@@ -78,6 +87,15 @@ fn norm2(a: C) -> R {
 // Re(conj(a) b)
 fn re_dot(a: C, b: C) -> R {
     return a.x * b.x + a.y * b.y;
+}
+
+// 1 / sqrt(x), rounded twice (sqrt, then the reciprocal) as in the twin. The select on a
+// uniform that is always 0 hides the pattern from Mesa's algebraic optimiser, which would
+// otherwise fuse 1 / sqrt(x) into an approximate reciprocal square root (rsqrtps + one
+// Newton step on lavapipe: not correctly rounded).
+fn inv_sqrt(x: R) -> R {
+    let s = select(sqrt(x), R(1.0), P.zero == 1u);
+    return 1.0 / s;
 }
 
 fn lvl_m(i: u32) -> R {
@@ -129,23 +147,13 @@ fn nstage(i: u32, c: R) -> C {
     return mneg_i(vapply(i) - u_ld(i) * c);
 }
 
-// Sum over the workgroup: lane partials, then the pairwise tree; the result is uniform.
-fn reduce(x: R4) -> R4 {
-    workgroupBarrier();
-    red[lane] = x;
-    workgroupBarrier();
-    var s = WG / 2u;
-    loop {
-        if s == 0u {
-            break;
-        }
-        if lane < s {
-            red[lane] = red[lane] + red[lane + s];
-        }
-        workgroupBarrier();
-        s = s / 2u;
+// Multiply (e2, e1) by the table entries of bit p of rq (quantum 2^p: table rows QB - p and
+// QB - p + 1), lowest bit first. Unrolled below: a loop would spend lavapipe's loop budget.
+fn compose_bit(e: ptr<function, array<C, 2>>, rq: u32, p: u32, base: u32, i: u32) {
+    if ((rq >> p) & 1u) != 0u {
+        (*e)[0] = cmul((*e)[0], table[(base + QB - p) * nlev + i]);
+        (*e)[1] = cmul((*e)[1], table[(base + QB - p + 1u) * nlev + i]);
     }
-    return workgroupUniformLoad(&red[0]);
 }
 
 // E2 = exp(-i D tau), E1 = exp(-i D tau/2) for rq quanta of step-size set `tset`.
@@ -160,16 +168,26 @@ fn factors(tset: u32, rq: u32) {
             vs(E2, s, i, table[base * nlev + i]);
             vs(E1, s, i, table[(base + 1u) * nlev + i]);
         } else {
-            var e2 = C(1.0, 0.0);
-            var e1 = C(1.0, 0.0);
-            for (var p = 0u; p <= QB; p = p + 1u) {
-                if ((rq >> p) & 1u) != 0u {
-                    e2 = cmul(e2, table[(base + QB - p) * nlev + i]);
-                    e1 = cmul(e1, table[(base + QB - p + 1u) * nlev + i]);
-                }
-            }
-            vs(E2, s, i, e2);
-            vs(E1, s, i, e1);
+            var e = array<C, 2>(C(1.0, 0.0), C(1.0, 0.0));
+            compose_bit(&e, rq, 0u, base, i);
+            compose_bit(&e, rq, 1u, base, i);
+            compose_bit(&e, rq, 2u, base, i);
+            compose_bit(&e, rq, 3u, base, i);
+            compose_bit(&e, rq, 4u, base, i);
+            compose_bit(&e, rq, 5u, base, i);
+            compose_bit(&e, rq, 6u, base, i);
+            compose_bit(&e, rq, 7u, base, i);
+            compose_bit(&e, rq, 8u, base, i);
+            compose_bit(&e, rq, 9u, base, i);
+            compose_bit(&e, rq, 10u, base, i);
+            compose_bit(&e, rq, 11u, base, i);
+            compose_bit(&e, rq, 12u, base, i);
+            compose_bit(&e, rq, 13u, base, i);
+            compose_bit(&e, rq, 14u, base, i);
+            compose_bit(&e, rq, 15u, base, i);
+            compose_bit(&e, rq, 16u, base, i);
+            vs(E2, s, i, e[0]);
+            vs(E1, s, i, e[1]);
         }
     }
 }
@@ -285,7 +303,7 @@ fn renorm_from_u() -> vec2<R> {
         a = a + R4(a2, gam(lvl_m(i)) * a2, re_dot(x, kv), 0.0);
     }
     let r = reduce(a);
-    let inv = 1.0 / sqrt(r.x);
+    let inv = inv_sqrt(r.x);
     let in2 = inv * inv;
     for (var s = 0u; ; s = s + 1u) {
         let i = lane + s * WG;
@@ -355,22 +373,23 @@ fn record(t: u32, save: u32, jumps: u32) {
     }
 }
 
-// Cubic Hermite interpolant of |psi|^2 over the trial step at fraction s.
-fn hermite(s: R, d0: R, f1: R, d1: R) -> R {
-    let s2 = s * s;
-    let s3 = s2 * s;
-    let h00 = (2.0 * s3 - 3.0 * s2) + 1.0;
-    let h10 = (s3 - 2.0 * s2) + s;
-    let h01 = 3.0 * s2 - 2.0 * s3;
-    let h11 = s3 - s2;
-    return ((h00 + h10 * d0) + h01 * f1) + h11 * d1;
-}
-
-// Smallest L in 1..=rq with p(L / rq) <= b, by bisection.
+// Smallest L in 1..=rq with p(L / rq) <= b, by bisection, where p is the cubic Hermite
+// interpolant of |psi|^2 over the trial step (p(0) = 1, p'(0) = -g0 tau, p(1) = f1,
+// p'(1) = -g1 tau) in Horner form, p(s) = 1 + s (c1 + s (c2 + s c3)). The constants 1, 2, 3
+// come from rp (trajectory::HEAD_LEN): with literals, Mesa's algebraic optimiser reassociates
+// sums around them (e.g. (2 s^3 - 3 s^2) + 1 -> (2 s^3 + 1) - 3 s^2) and the result differs
+// from the twin in the last bit.
 fn crossing(rq: u32, tau: R, g0: R, f1: R, g1: R, b: R) -> u32 {
+    let one = rp[9];
+    let two = rp[10];
+    let three = rp[11];
     let d0 = -(g0 * tau);
     let d1 = -(g1 * tau);
-    let rqf = R(rq);
+    let c2 = (three * (f1 - one) - two * d0) - d1;
+    let c3 = (two * (one - f1) + d0) + d1;
+    // Divisions are written as a reciprocal and a product: Mesa lowers a / b to a * rcp(b),
+    // and the twin must round the same way.
+    let rinv = 1.0 / R(rq);
     var lo = 0u;
     var hi = rq;
     loop {
@@ -378,8 +397,9 @@ fn crossing(rq: u32, tau: R, g0: R, f1: R, g1: R, b: R) -> u32 {
             break;
         }
         let mid = (lo + hi) >> 1u;
-        let s = R(mid) / rqf;
-        if hermite(s, d0, f1, d1) <= b {
+        let s = R(mid) * rinv;
+        let p = one + s * (d0 + s * (c2 + s * c3));
+        if p <= b {
             hi = mid;
         } else {
             lo = mid;
@@ -388,136 +408,205 @@ fn crossing(rq: u32, tau: R, g0: R, f1: R, g1: R, b: R) -> u32 {
     return hi;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let t = wid.x;
-    if t >= P.ntraj {
-        return;
-    }
+// Upper bound of the loop iterations one trial (a step or the rest of one, with a crossing,
+// the partial step, a jump and the record that may follow) costs an invocation: l = level-loop
+// iterations (levels per invocation + the exit), rc = iterations of one `reduce`.
+fn trial_cost(l: u32, rc: u32) -> u32 {
+    return 28u * l + 7u * rc + 64u;
+}
+
+// Advance trajectory slot t of this dispatch (global index P.first_traj + t), as invocation
+// `li` of the WG that share it, until it is done or the next trial could exceed P.budget loop
+// iterations; then persist its state (the vectors PSI and KVP through save_vectors).
+fn run_trajectory(t: u32, li: u32) {
     lane = li;
     nlev = P.n_levels;
     jr = R(P.two_j) * 0.5;
     cm = C(rp[3], rp[4]);
     cp = C(rp[5], rp[6]);
     variant_init(t);
-    var rng = philox_stream(P.seed, philox_add64(P.first_traj, t));
+    let su = t * 8u;
+    let sr = t * 4u;
+    let phase = tstate[su];
+    if phase == 2u {
+        return;
+    }
+    let l = (nlev + WG - 1u) / WG + 1u;
+    let cost = trial_cost(l, countTrailingZeros(WG) + 1u);
+    var used = cost + 4u * l;
+    let traj = philox_add64(P.first_traj, t);
+    var rng: PhiloxStream;
+    var gc: vec2<R>; // (<Gamma_op>, <V>) of psi
+    var b: R;
+    var jumps: u32;
+    var iv: u32;
+    var st: u32;
+    var rq: u32;
+    if phase == 0u {
+        for (var s = 0u; ; s = s + 1u) {
+            let i = lane + s * WG;
+            if i >= nlev {
+                break;
+            }
+            u_st(i, psi0[i]);
+        }
+        gc = renorm_from_u();
+        rng = philox_stream(P.seed, traj);
+        b = draw2(&rng).x;
+        jumps = 0u;
+        record(t, 0u, jumps);
+        iv = 0u;
+        st = 0u;
+        rq = FULL;
+    } else {
+        load_vectors();
+        iv = tstate[su + 1u];
+        st = tstate[su + 2u];
+        rq = tstate[su + 3u];
+        jumps = tstate[su + 4u];
+        rng = philox_stream_at(P.seed, traj, vec2<u32>(tstate[su + 5u], tstate[su + 6u]));
+        b = rstate[sr];
+        gc = vec2<R>(rstate[sr + 1u], rstate[sr + 2u]);
+    }
 
-    for (var s = 0u; ; s = s + 1u) {
-        let i = lane + s * WG;
-        if i >= nlev {
+    var done = false;
+    loop {
+        if iv >= P.n_intervals {
+            done = true;
             break;
         }
-        u_st(i, psi0[i]);
-    }
-    var gc = renorm_from_u(); // (<Gamma_op>, <V>) of psi
-    var b = draw2(&rng).x;
-    var jumps = 0u;
-    record(t, 0u, jumps);
-
-    for (var iv = 0u; iv < P.n_intervals; iv = iv + 1u) {
+        if P.budget - used < cost {
+            break;
+        }
+        used = used + cost;
         let ss = intervals[iv];
+        if st >= ss.y {
+            record(t, iv + 1u, jumps);
+            iv = iv + 1u;
+            st = 0u;
+            rq = FULL;
+            continue;
+        }
         let tset = ss.x;
         let h = rp[HEAD + 2u * tset];
         let q = rp[HEAD + 2u * tset + 1u];
-        for (var st = 0u; st < ss.y; st = st + 1u) {
-            var rq = FULL;
-            loop {
-                var tau = h;
-                if rq != FULL {
-                    tau = R(rq) * q;
-                }
-                factors(tset, rq);
-                lawson(tau, gc.y);
-                let e = end_of_step();
-                if e.x > b {
-                    let inv = 1.0 / sqrt(e.x);
-                    let in2 = inv * inv;
-                    for (var s = 0u; ; s = s + 1u) {
-                        let i = lane + s * WG;
-                        if i >= nlev {
-                            break;
-                        }
-                        vs(PSI, s, i, vl(ACC, s, i) * inv);
-                        vs(KVP, s, i, vl(KVA, s, i) * inv);
-                    }
-                    gc = vec2<R>(e.y * in2, e.z * in2);
-                    b = b / e.x;
-                    break;
-                }
-                // The norm reaches r inside this step: redo it up to the crossing quantum.
-                let l = crossing(rq, tau, gc.x, e.x, e.y, b);
-                if l < rq {
-                    factors(tset, l);
-                    lawson(R(l) * q, gc.y);
-                    _ = end_of_step();
-                }
-                var wa = R4(0.0, 0.0, 0.0, 0.0);
-                for (var s = 0u; ; s = s + 1u) {
-                    let i = lane + s * WG;
-                    if i >= nlev {
-                        break;
-                    }
-                    let a2 = norm2(vl(ACC, s, i));
-                    let m = lvl_m(i);
-                    wa = wa + R4(wdown(m) * a2, wup(m) * a2, wdeph(m) * a2, 0.0);
-                }
-                let wt = reduce(wa);
-                let uu = draw2(&rng);
-                let tot = (wt.x + wt.y) + wt.z;
-                if tot > 0.0 {
-                    let x = uu.x * tot;
-                    var ch = 2u;
-                    if x < wt.x + wt.y {
-                        ch = 1u;
-                    }
-                    if x < wt.x {
-                        ch = 0u;
-                    }
-                    if ch == 2u && wt.z <= 0.0 {
-                        ch = 1u;
-                    }
-                    if ch == 1u && wt.y <= 0.0 {
-                        ch = 0u;
-                    }
-                    // u holds acc (end_of_step): apply the jump operator.
-                    for (var s = 0u; ; s = s + 1u) {
-                        let i = lane + s * WG;
-                        if i >= nlev {
-                            break;
-                        }
-                        let m = lvl_m(i);
-                        var y = C(0.0, 0.0);
-                        if ch == 0u {
-                            if i + 1u < nlev {
-                                y = u_ld(i + 1u) * jp_of(m);
-                            }
-                        } else if ch == 1u {
-                            if i > 0u {
-                                y = u_ld(i - 1u) * jp_of(m - 1.0);
-                            }
-                        } else {
-                            y = u_ld(i) * m;
-                        }
-                        vs(KT, s, i, y);
-                    }
-                    sync();
-                    for (var s = 0u; ; s = s + 1u) {
-                        let i = lane + s * WG;
-                        if i >= nlev {
-                            break;
-                        }
-                        u_st(i, vl(KT, s, i));
-                    }
-                    jumps = jumps + 1u;
-                }
-                gc = renorm_from_u();
-                b = uu.y;
-                rq = rq - l;
-                if rq == 0u {
-                    break;
-                }
-            }
+        var tau = h;
+        if rq != FULL {
+            tau = R(rq) * q;
         }
-        record(t, iv + 1u, jumps);
+        factors(tset, rq);
+        lawson(tau, gc.y);
+        let e = end_of_step();
+        if e.x > b {
+            let inv = inv_sqrt(e.x);
+            let in2 = inv * inv;
+            for (var s = 0u; ; s = s + 1u) {
+                let i = lane + s * WG;
+                if i >= nlev {
+                    break;
+                }
+                vs(PSI, s, i, vl(ACC, s, i) * inv);
+                vs(KVP, s, i, vl(KVA, s, i) * inv);
+            }
+            gc = vec2<R>(e.y * in2, e.z * in2);
+            b = b * (1.0 / e.x);
+            st = st + 1u;
+            rq = FULL;
+            continue;
+        }
+        // The norm reaches r inside this (part of a) step: redo it up to the crossing quantum.
+        let lq = crossing(rq, tau, gc.x, e.x, e.y, b);
+        if lq < rq {
+            factors(tset, lq);
+            lawson(R(lq) * q, gc.y);
+            _ = end_of_step();
+        }
+        var wa = R4(0.0, 0.0, 0.0, 0.0);
+        for (var s = 0u; ; s = s + 1u) {
+            let i = lane + s * WG;
+            if i >= nlev {
+                break;
+            }
+            let a2 = norm2(vl(ACC, s, i));
+            let m = lvl_m(i);
+            wa = wa + R4(wdown(m) * a2, wup(m) * a2, wdeph(m) * a2, 0.0);
+        }
+        let wt = reduce(wa);
+        let uu = draw2(&rng);
+        let tot = (wt.x + wt.y) + wt.z;
+        if tot > 0.0 {
+            let x = uu.x * tot;
+            var ch = 2u;
+            if x < wt.x + wt.y {
+                ch = 1u;
+            }
+            if x < wt.x {
+                ch = 0u;
+            }
+            if ch == 2u && wt.z <= 0.0 {
+                ch = 1u;
+            }
+            if ch == 1u && wt.y <= 0.0 {
+                ch = 0u;
+            }
+            // u holds acc (end_of_step): apply the jump operator.
+            for (var s = 0u; ; s = s + 1u) {
+                let i = lane + s * WG;
+                if i >= nlev {
+                    break;
+                }
+                let m = lvl_m(i);
+                var y = C(0.0, 0.0);
+                if ch == 0u {
+                    if i + 1u < nlev {
+                        y = u_ld(i + 1u) * jp_of(m);
+                    }
+                } else if ch == 1u {
+                    if i > 0u {
+                        y = u_ld(i - 1u) * jp_of(m - 1.0);
+                    }
+                } else {
+                    y = u_ld(i) * m;
+                }
+                vs(KT, s, i, y);
+            }
+            sync();
+            for (var s = 0u; ; s = s + 1u) {
+                let i = lane + s * WG;
+                if i >= nlev {
+                    break;
+                }
+                u_st(i, vl(KT, s, i));
+            }
+            jumps = jumps + 1u;
+        }
+        gc = renorm_from_u();
+        b = uu.y;
+        rq = rq - lq;
+        if rq == 0u {
+            st = st + 1u;
+            rq = FULL;
+        }
+    }
+
+    if done {
+        if lane == 0u {
+            tstate[su] = 2u;
+        }
+        return;
+    }
+    save_vectors();
+    if lane == 0u {
+        tstate[su] = 1u;
+        tstate[su + 1u] = iv;
+        tstate[su + 2u] = st;
+        tstate[su + 3u] = rq;
+        tstate[su + 4u] = jumps;
+        tstate[su + 5u] = rng.ctr.x;
+        tstate[su + 6u] = rng.ctr.y;
+        rstate[sr] = b;
+        rstate[sr + 1u] = gc.x;
+        rstate[sr + 2u] = gc.y;
+        atomicAdd(&status[0], 1u);
     }
 }

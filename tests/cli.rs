@@ -183,7 +183,12 @@ fn trajectories_write_means_standard_errors_and_single_trajectories() {
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     let (header, rows) = read_csv(&out.join("observables.csv"));
     assert_eq!(&header[..6], ["t", "Jx", "Jy", "Jz", "xi2", "J2"]);
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
     let (jz, jz_se, jumps) = (col("Jz"), col("Jz_se"), col("jumps"));
     assert_eq!(rows.len(), 11);
     // t = 0: every trajectory starts at the south pole, so the mean is exact and the SE zero.

@@ -1,10 +1,36 @@
+//! Monte-Carlo wave-function trajectories (`solver::trajectory`, PHYSICS.md sec. 4 and 9):
+//! ensembles against the exact master equation (`solver::master`) and a closed form, the GPU
+//! kernel against its CPU twin trajectory by trajectory, and the independence of the results
+//! from thread count and ensemble split.
+//!
+//! Statistical tolerances are k standard errors that the engine itself reports (sample std /
+//! sqrt(ntraj)), with k = 4 as the issue asks. At seed 001's parameters the per-trajectory
+//! distribution of <Jz> is heavy-tailed: ~98% of the trajectories sit within 0.3 of the median
+//! while ~0.3% make large excursions (up to +36), so with 2000 trajectories the z statistic is
+//! not Gaussian (measured worst |z| over the 21 saves: 3.7, 2.1, 2.8 for three seeds at
+//! 2000-4000 trajectories; 1.5 at 20000, i.e. no bias at the 0.015 level). The deterministic
+//! errors (Lawson RK4 at cfl 0.5: max |d<Jz>| = 0.018 for the Hamiltonian part alone, against SEs
+//! of 0.02-0.8; jump-time quantisation h/65536; f32 rounding) are far below that.
+//!
+//! GPU tests use `backend::gpu::test_context`: without an adapter they print `SKIPPED: ...`
+//! and return; with `DICKE_REQUIRE_GPU=1` (CI, lavapipe) a missing adapter fails them.
+
+use dicke::backend::gpu::{report_skip, test_context, trajectory::TrajectoryGpu};
 use dicke::c64;
 use dicke::model::Model;
+use dicke::observe::moments;
 use dicke::solver::master;
 use dicke::solver::ode::OdeOptions;
-use dicke::solver::trajectory::{self, Precision, TrajectoryOptions};
+use dicke::solver::trajectory::{
+    self, EnsembleResult, OBS_NAMES, Plan, Precision, RECORD_LEN, TrajectoryOptions,
+};
 use dicke::state::{DensityMatrix, pure};
+use std::sync::{Arc, OnceLock};
 
+/// An ensemble runner on one backend (CPU twin or GPU).
+type RunFn = dyn Fn(&Model, &[c64], &[f64], &TrajectoryOptions) -> EnsembleResult;
+
+/// Seed 001's model (PHYSICS.md sec. 1): Gamma = 1, chi = 0.9375, Omega = u N/2.
 fn seed001(n: usize, u: f64) -> Model {
     Model {
         n,
@@ -15,210 +41,419 @@ fn seed001(n: usize, u: f64) -> Model {
     }
 }
 
-fn linspace(t1: f64, k: usize) -> Vec<f64> {
-    (0..k).map(|i| t1 * i as f64 / (k - 1) as f64).collect()
+fn linspace(t0: f64, t1: f64, k: usize) -> Vec<f64> {
+    (0..k)
+        .map(|i| t0 + (t1 - t0) * i as f64 / (k - 1) as f64)
+        .collect()
 }
 
-fn me_jz(model: &Model, psi0: &[c64], times: &[f64]) -> Vec<f64> {
+/// The nine moments (OBS_NAMES[..9] order) of the exact master equation at `times`.
+fn master_moments(model: &Model, psi0: &[c64], times: &[f64]) -> Vec<[f64; 9]> {
     let rho0 = DensityMatrix::from_pure(psi0);
-    let mut out = vec![0.0; times.len()];
+    let mut out = vec![[0.0; 9]; times.len()];
     let opts = OdeOptions {
         rtol: 1e-10,
         atol: 1e-12,
         ..Default::default()
     };
     master::evolve(model, &rho0, times, &opts, &mut |i, _t, rho| {
-        out[i] = dicke::observe::moments(rho).mean[2];
+        let m = moments(rho);
+        out[i] = [
+            m.mean[0],
+            m.mean[1],
+            m.mean[2],
+            m.second[0][0],
+            m.second[1][1],
+            m.second[2][2],
+            m.second[0][1],
+            m.second[0][2],
+            m.second[1][2],
+        ];
     })
-    .unwrap();
+    .expect("master equation");
     out
 }
 
-#[test]
-#[ignore]
-fn exp_hamiltonian_only() {
-    for &u in &[1.48, 2.09] {
-        let model = Model {
-            gamma_coll: 0.0,
-            ..seed001(100, u)
-        };
-        let psi0 = pure::dicke(100, -50.0).unwrap();
-        let times = linspace(0.2, 21);
-        let exact = me_jz(&model, &psi0, &times);
-        for cfl in [0.25, 0.5, 1.0, 1.3] {
-            let opts = TrajectoryOptions {
-                ntraj: 1,
-                precision: Precision::F64,
-                cfl,
-                ..Default::default()
-            };
-            let r = trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap();
-            let err = r.mean[2]
-                .iter()
-                .zip(&exact)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
-            println!("u {u} cfl {cfl} steps/save {} max|dJz| {err:e}", r.steps[0]);
+/// Assert |mean - exact| <= k SE + floor for observable `k_obs` at every save; returns the
+/// worst |z|. `floor` covers the deterministic rounding where the SE is 0 (t = 0).
+fn assert_within_se(
+    what: &str,
+    ens: &EnsembleResult,
+    k_obs: usize,
+    exact: &[f64],
+    k: f64,
+    floor: f64,
+) -> f64 {
+    let mut worst: f64 = 0.0;
+    for (t, &ex) in exact.iter().enumerate() {
+        let (m, se) = (ens.mean[k_obs][t], ens.se[k_obs][t]);
+        let d = (m - ex).abs();
+        assert!(
+            d <= k * se + floor,
+            "{what}: {} at t = {}: ensemble {m} +- {se}, exact {ex} ({:.2} SE)",
+            OBS_NAMES[k_obs],
+            ens.times[t],
+            d / se
+        );
+        if se > 0.0 {
+            worst = worst.max(d / se);
         }
     }
+    worst
 }
 
-#[test]
-#[ignore]
-fn exp_ensemble() {
-    let n: usize = std::env::var("N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
-    let ntraj: u64 = std::env::var("NTRAJ")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
-    let cfl: f64 = std::env::var("CFL")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.5);
-    let us: Vec<f64> = std::env::var("US")
-        .ok()
-        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
-        .unwrap_or(vec![1.48, 2.09]);
-    for &u in &us {
+/// The trajectory engine on the test context, built once per test binary.
+fn engine(test: &str) -> Option<&'static TrajectoryGpu> {
+    static ENGINE: OnceLock<Option<TrajectoryGpu>> = OnceLock::new();
+    let ctx = test_context(test)?;
+    ENGINE
+        .get_or_init(|| Some(TrajectoryGpu::new(Arc::clone(&ctx)).expect("trajectory pipelines")))
+        .as_ref()
+}
+
+/// Seed 001 at N = 100 from the south pole, 2000 trajectories, t in [0, 0.2] (21 saves): every
+/// <Jz>(t) within 4 SE of the master equation, for 2 Omega/(N Gamma) = 1.48 and 2.09. Floor:
+/// f32 rounding of <Jz> ~ 50, 1e-4.
+fn seed001_against_master(what: &str, run: &RunFn) {
+    let n = 100;
+    let psi0 = pure::dicke(n, -(n as f64) / 2.0).unwrap();
+    let times = linspace(0.0, 0.2, 21);
+    for u in [1.48, 2.09] {
         let model = seed001(n, u);
-        let psi0 = pure::dicke(n, -(n as f64) / 2.0).unwrap();
-        let times = linspace(0.2, 21);
-        let t0 = std::time::Instant::now();
-        let exact = me_jz(&model, &psi0, &times);
-        let tme = t0.elapsed().as_secs_f64();
-        let seed: u64 = std::env::var("SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
-        let precision = if std::env::var("F64").is_ok() {
-            Precision::F64
-        } else {
-            Precision::F32
-        };
+        let exact: Vec<f64> = master_moments(&model, &psi0, &times)
+            .iter()
+            .map(|m| m[2])
+            .collect();
         let opts = TrajectoryOptions {
-            ntraj,
-            precision,
-            cfl,
-            seed,
+            ntraj: 2000,
+            seed: 1,
             ..Default::default()
         };
-        let r = trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap();
-        let mut worst: f64 = 0.0;
-        for t in 0..times.len() {
-            let z = (r.mean[2][t] - exact[t]) / r.se[2][t];
-            worst = worst.max(z.abs());
-            println!(
-                "t {:.3} me {:9.4} traj {:9.4} se {:.4} z {:+.2} jumps {:.1}",
-                times[t], exact[t], r.mean[2][t], r.se[2][t], z, r.mean[9][t]
-            );
-        }
-        println!(
-            "u {u} N {n} ntraj {ntraj} cfl {cfl}: worst |z| {worst:.2}, steps/save {}, wall {:.2}s ({:.0} traj/s), ME {tme:.2}s",
-            r.steps[0],
-            r.wall_s,
-            ntraj as f64 / r.wall_s
-        );
+        let ens = run(&model, &psi0, &times, &opts);
+        let worst = assert_within_se(&format!("{what} u = {u}"), &ens, 2, &exact, 4.0, 1e-4);
+        report_skip(&format!(
+            "{what} u = {u}: worst |z| = {worst:.2}, {:.1} s ({:.0} trajectories/s, {})",
+            ens.wall_s,
+            ens.ntraj as f64 / ens.wall_s,
+            ens.device
+        ));
     }
 }
 
 #[test]
-#[ignore]
-fn exp_distribution() {
-    let model = seed001(100, 1.48);
-    let psi0 = pure::dicke(100, -50.0).unwrap();
-    let times = linspace(0.2, 21);
-    let opts = TrajectoryOptions {
-        ntraj: 2000,
-        seed: 1,
-        save_trajectories: 2000,
+fn cpu_ensemble_matches_master_equation_seed001() {
+    seed001_against_master("cpu", &|m, p, t, o| {
+        trajectory::run_cpu(m, p, t, o).expect("run_cpu")
+    });
+}
+
+/// The same on the GPU (f32, one invocation per trajectory). On lavapipe (2-core EPYC) the two
+/// parameter points take about 40 s and 52 s (50 and 39 trajectories/s).
+#[test]
+fn gpu_ensemble_matches_master_equation_seed001() {
+    let Some(gpu) = engine("gpu_ensemble_matches_master_equation_seed001") else {
+        return;
+    };
+    seed001_against_master("gpu", &|m, p, t, o| {
+        trajectory::run_gpu(gpu, m, p, t, o).expect("run_gpu")
+    });
+}
+
+/// Every collective channel (J-, J+, Jz) and every Hamiltonian term, N = 4 from a tilted
+/// coherent state, 4000 trajectories, t in [0, 1.5]: all nine moments within 4 SE of the
+/// master equation, and the mean jump count within 4 SE of the exact expectation
+/// int_0^t tr(Gamma_op rho) dt (trapezoid on 601 master-equation points: error < 1e-4).
+/// Floor 1e-5 (f64 rounding; SE = 0 at t = 0).
+fn small_n_all_channels(what: &str, run: &RunFn) {
+    let model = Model {
+        n: 4,
+        omega0: 0.8,
+        drive: 2.3,
+        phi: 0.4,
+        chi: 0.5,
+        chi_z: -0.3,
+        gamma_coll: 1.0,
+        pump_coll: 0.4,
+        dephase_coll: 0.7,
         ..Default::default()
     };
-    let r = trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap();
-    for t in [10usize, 13, 16, 20] {
-        let mut v: Vec<f64> = r.trajectories.iter().map(|s| s.values[t][2]).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let q = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        let far: Vec<f64> = v.iter().cloned().filter(|x| (x - mean).abs() > 3.0).collect();
-        println!(
-            "t {:.2}: min {:.2} q01 {:.2} q50 {:.3} q99 {:.2} max {:.2}; |x-mean|>3: {} {:?}",
-            times[t],
-            q(0.0),
-            q(0.01),
-            q(0.5),
-            q(0.99),
-            q(1.0),
-            far.len(),
-            &far[..far.len().min(8)]
-        );
+    let psi0 = pure::coherent(4, 2.0, 0.3);
+    let times = linspace(0.0, 1.5, 16);
+    let exact = master_moments(&model, &psi0, &times);
+    let opts = TrajectoryOptions {
+        ntraj: 4000,
+        seed: 7,
+        precision: Precision::F64,
+        ..Default::default()
+    };
+    let ens = run(&model, &psi0, &times, &opts);
+    for k in 0..9 {
+        let ex: Vec<f64> = exact.iter().map(|m| m[k]).collect();
+        assert_within_se(what, &ens, k, &ex, 4.0, 1e-5);
     }
+    // Expected jumps: d<n>/dt = tr(Gamma_op rho), Gamma_op = Gamma J+J- + w J-J+ + Gamma_phi Jz^2
+    // = (Gamma + w)(Jx^2 + Jy^2) + (Gamma - w) Jz + Gamma_phi Jz^2 (J+J- = Jx^2 + Jy^2 + Jz).
+    let fine = linspace(0.0, 1.5, 601);
+    let rate: Vec<f64> = master_moments(&model, &psi0, &fine)
+        .iter()
+        .map(|m| {
+            (model.gamma_coll + model.pump_coll) * (m[3] + m[4])
+                + (model.gamma_coll - model.pump_coll) * m[2]
+                + model.dephase_coll * m[5]
+        })
+        .collect();
+    let dt = fine[1] - fine[0];
+    let mut cum = vec![0.0];
+    for w in rate.windows(2) {
+        cum.push(cum.last().unwrap() + 0.5 * dt * (w[0] + w[1]));
+    }
+    let expected: Vec<f64> = (0..times.len()).map(|t| cum[40 * t]).collect();
+    assert_within_se(what, &ens, 9, &expected, 4.0, 1e-4);
 }
 
 #[test]
-#[ignore]
-fn exp_gpu() {
-    use dicke::backend::gpu::{test_context, trajectory::TrajectoryGpu};
-    let ctx = test_context("exp_gpu").unwrap();
-    println!("{:?}", ctx.info());
-    let gpu = TrajectoryGpu::new(ctx).unwrap();
-    let n: usize = std::env::var("N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
-    let ntraj: u64 = std::env::var("NTRAJ")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
-    let lanes: u32 = std::env::var("LANES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let nsave: usize = std::env::var("NSAVE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(21);
-    let t1: f64 = std::env::var("T1")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.2);
-    let precision = if std::env::var("F64").is_ok() {
-        Precision::F64
-    } else {
-        Precision::F32
+fn cpu_small_n_all_channels_match_master() {
+    small_n_all_channels("cpu", &|m, p, t, o| {
+        trajectory::run_cpu(m, p, t, o).expect("run_cpu")
+    });
+}
+
+#[test]
+fn gpu_small_n_all_channels_match_master() {
+    let Some(gpu) = engine("gpu_small_n_all_channels_match_master") else {
+        return;
     };
-    let model = seed001(n, 1.48);
+    if !gpu.context().info().has_f64 {
+        report_skip("gpu_small_n_all_channels_match_master: adapter has no SHADER_F64, running f32");
+    }
+    small_n_all_channels("gpu", &|m, p, t, o| {
+        let mut o = o.clone();
+        if !gpu.context().info().has_f64 {
+            o.precision = Precision::F32;
+        }
+        trajectory::run_gpu(gpu, m, p, t, &o).expect("run_gpu")
+    });
+}
+
+/// A two-level atom (N = 1) decaying at Gamma = 1 from the excited state: <Jz>(t) =
+/// -1/2 + e^{-Gamma t} exactly (and <Jx> = <Jy> = 0). 4000 trajectories, t in [0, 4]: within
+/// 4 SE (floor 1e-6 for the f32 rounding of +-1/2 where the SE vanishes).
+fn two_level_decay(what: &str, run: &RunFn) {
+    let model = Model {
+        n: 1,
+        gamma_coll: 1.0,
+        ..Default::default()
+    };
+    let psi0 = pure::dicke(1, 0.5).unwrap();
+    let times = linspace(0.0, 4.0, 21);
+    let opts = TrajectoryOptions {
+        ntraj: 4000,
+        seed: 3,
+        ..Default::default()
+    };
+    let ens = run(&model, &psi0, &times, &opts);
+    let exact: Vec<f64> = times.iter().map(|t| -0.5 + (-t).exp()).collect();
+    assert_within_se(what, &ens, 2, &exact, 4.0, 1e-6);
+    for k in [0, 1] {
+        assert!(
+            ens.mean[k].iter().all(|x| x.abs() < 1e-6),
+            "{what}: {}",
+            OBS_NAMES[k]
+        );
+    }
+    // Each trajectory jumps exactly once, at an exponential time: <jumps> = 1 - e^{-t}.
+    let jumps: Vec<f64> = times.iter().map(|t| 1.0 - (-t).exp()).collect();
+    assert_within_se(what, &ens, 9, &jumps, 4.0, 1e-6);
+}
+
+#[test]
+fn cpu_two_level_atom_decays_exponentially() {
+    two_level_decay("cpu", &|m, p, t, o| {
+        trajectory::run_cpu(m, p, t, o).expect("run_cpu")
+    });
+}
+
+#[test]
+fn gpu_two_level_atom_decays_exponentially() {
+    let Some(gpu) = engine("gpu_two_level_atom_decays_exponentially") else {
+        return;
+    };
+    two_level_decay("gpu", &|m, p, t, o| {
+        trajectory::run_gpu(gpu, m, p, t, o).expect("run_gpu")
+    });
+}
+
+/// GPU records against the CPU twin, trajectory by trajectory: seed 001 at N = 100, u = 2.09
+/// (the busiest case: ~25 jumps per trajectory up to t = 0.02), 64 trajectories, 11 saves, for
+/// every kernel variant (lanes 1: one invocation per trajectory; 8: a workgroup with the
+/// vectors in storage, 13 levels per invocation; 128: a workgroup with the stage vector in
+/// workgroup memory, one level per invocation) and both precisions. Every record number within `tol (1 + |value|)` and the jump
+/// counts equal.
+///
+/// Bound: the twin mirrors every operation, so the difference is rounding that the dynamics
+/// carries along: f32 eps 6e-8 per operation, ~150 steps and 25 renormalisations per
+/// trajectory here; on lavapipe the workgroup mapping with one level per invocation agrees to
+/// the last bit, the others to 1.5e-6 (f32) / 2e-15 (f64) here and 1.3e-5 / 9e-15 over the
+/// full t = 0.2. tol = 5e-4 (f32) and
+/// 1e-10 (f64) leave room for real GPUs (fused multiply-adds, approximate sqrt and division).
+#[test]
+fn gpu_matches_cpu_twin_per_trajectory() {
+    let Some(gpu) = engine("gpu_matches_cpu_twin_per_trajectory") else {
+        return;
+    };
+    let n = 100;
+    let model = seed001(n, 2.09);
     let psi0 = pure::dicke(n, -(n as f64) / 2.0).unwrap();
-    let times = linspace(t1, nsave);
-    let opts = TrajectoryOptions {
+    let times = linspace(0.0, 0.02, 11);
+    let mut precisions = vec![(Precision::F32, 5e-4)];
+    if gpu.context().info().has_f64 {
+        precisions.push((Precision::F64, 1e-10));
+    } else {
+        report_skip("gpu_matches_cpu_twin_per_trajectory: adapter has no SHADER_F64, f32 only");
+    }
+    for (precision, tol) in precisions {
+        for lanes in [1, 8, 128] {
+            let opts = TrajectoryOptions {
+                ntraj: 64,
+                seed: 11,
+                precision,
+                lanes,
+                ..Default::default()
+            };
+            let plan = Plan::new(&model, &psi0, &times, &opts).unwrap();
+            let g = gpu.records(&plan).expect("gpu records");
+            let c = trajectory::cpu_records(&plan, 0, 64);
+            assert_eq!(g.len(), c.len());
+            let mut worst: f64 = 0.0;
+            let mut total_jumps = 0.0;
+            for (k, (a, b)) in g.iter().zip(&c).enumerate() {
+                let what = format!(
+                    "{precision:?} lanes {lanes}: trajectory {} save {} slot {}",
+                    k / (times.len() * RECORD_LEN),
+                    (k / RECORD_LEN) % times.len(),
+                    k % RECORD_LEN
+                );
+                if k % RECORD_LEN == 10 {
+                    assert_eq!(a, b, "{what}: jump counts differ");
+                    if (k / RECORD_LEN) % times.len() == times.len() - 1 {
+                        total_jumps += b;
+                    }
+                } else {
+                    let rel = (a - b).abs() / (1.0 + b.abs());
+                    assert!(rel <= tol, "{what}: gpu {a} cpu {b} (relative {rel:e})");
+                    worst = worst.max(rel);
+                }
+            }
+            assert!(
+                total_jumps > 64.0 * 10.0,
+                "too few jumps to test anything: {total_jumps}"
+            );
+            report_skip(&format!(
+                "gpu_matches_cpu_twin_per_trajectory {precision:?} lanes {lanes} ({:?}): max relative {worst:e}, {} jumps",
+                gpu.variant(&plan),
+                total_jumps
+            ));
+        }
+    }
+}
+
+/// Splitting the ensemble (first_traj) or changing the dispatch size changes nothing: the GPU
+/// records of 0..40 and 40..100 are those of 0..100, bit for bit.
+#[test]
+fn gpu_split_of_the_ensemble_does_not_change_the_records() {
+    let Some(gpu) = engine("gpu_split_of_the_ensemble_does_not_change_the_records") else {
+        return;
+    };
+    let model = seed001(20, 2.09);
+    let psi0 = pure::dicke(20, -10.0).unwrap();
+    let times = linspace(0.0, 0.5, 6);
+    let opts = |first_traj, ntraj| TrajectoryOptions {
         ntraj,
-        seed: 1,
-        lanes,
-        precision,
+        first_traj,
+        seed: 5,
         ..Default::default()
     };
-    let plan = trajectory::Plan::new(&model, &psi0, &times, &opts).unwrap();
-    println!("variant {:?} lanes {}", gpu.variant(&plan), plan.lanes);
-    let t0 = std::time::Instant::now();
-    let g = gpu.records(&plan).unwrap();
-    let tg = t0.elapsed().as_secs_f64();
-    let t0 = std::time::Instant::now();
-    let c = trajectory::cpu_records(&plan, 0, ntraj);
-    let tc = t0.elapsed().as_secs_f64();
-    let mut maxd: f64 = 0.0;
-    let mut neq = 0;
-    for (a, b) in g.iter().zip(&c) {
-        if a != b {
-            neq += 1;
-        }
-        maxd = maxd.max((a - b).abs() / (1.0 + b.abs()));
+    let rec = |o: TrajectoryOptions| {
+        gpu.records(&Plan::new(&model, &psi0, &times, &o).unwrap())
+            .unwrap()
+    };
+    let whole = rec(opts(0, 100));
+    let mut split = rec(opts(0, 40));
+    split.extend(rec(opts(40, 60)));
+    assert_eq!(whole, split);
+}
+
+/// The CPU ensemble is the same for any thread count and any split into runs: per-trajectory
+/// records bit for bit, and the reduced means (reduction in trajectory order).
+#[test]
+fn cpu_results_do_not_depend_on_threads_or_split() {
+    let model = seed001(30, 2.09);
+    let psi0 = pure::dicke(30, -15.0).unwrap();
+    let times = linspace(0.0, 0.3, 7);
+    let opts = TrajectoryOptions {
+        ntraj: 300,
+        seed: 9,
+        ..Default::default()
+    };
+    let plan = Plan::new(&model, &psi0, &times, &opts).unwrap();
+    let whole = trajectory::cpu_records(&plan, 0, 300);
+    let mut split = trajectory::cpu_records(&plan, 0, 123);
+    split.extend(trajectory::cpu_records(&plan, 123, 177));
+    assert_eq!(whole, split);
+    let a = trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let b = pool.install(|| trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap());
+    assert_eq!(a.mean, b.mean);
+    assert_eq!(a.se, b.se);
+    // xi^2 is that of the averaged moments.
+    for t in 0..times.len() {
+        let x = a.moments(t, 30).xi2();
+        assert!(x == a.xi2[t] || (x.is_infinite() && a.xi2[t].is_infinite()));
     }
-    println!(
-        "N {n} ntraj {ntraj}: gpu {tg:.2}s ({:.1} traj/s) cpu {tc:.2}s ({:.1} traj/s); differing {neq}/{} max rel {maxd:e}",
-        ntraj as f64 / tg,
-        ntraj as f64 / tc,
-        g.len()
-    );
+}
+
+/// Throughput on this machine (not a test of correctness): seed 001, N = 100, u = 1.48, 500
+/// trajectories, t in [0, 0.2], 201 saves, CPU twin (f32 and f64) and the GPU kernel.
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn measure_throughput() {
+    let n = 100;
+    let model = seed001(n, 1.48);
+    let psi0 = pure::dicke(n, -50.0).unwrap();
+    let times = linspace(0.0, 0.2, 201);
+    for precision in [Precision::F32, Precision::F64] {
+        let opts = TrajectoryOptions {
+            ntraj: 500,
+            seed: 1,
+            precision,
+            ..Default::default()
+        };
+        let e = trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap();
+        println!(
+            "cpu {precision:?}: {:.2} s, {:.0} trajectories/s ({}, steps/save {}, mean jumps {:.0})",
+            e.wall_s,
+            500.0 / e.wall_s,
+            e.device,
+            e.steps[0],
+            e.mean[9][200]
+        );
+        if let Some(gpu) = engine("measure_throughput") {
+            for lanes in [1, 128] {
+                if precision == Precision::F64 && !gpu.context().info().has_f64 {
+                    continue;
+                }
+                let o = TrajectoryOptions {
+                    lanes,
+                    ..opts.clone()
+                };
+                let e = trajectory::run_gpu(gpu, &model, &psi0, &times, &o).unwrap();
+                println!(
+                    "gpu {precision:?} lanes {lanes}: {:.2} s, {:.1} trajectories/s ({})",
+                    e.wall_s,
+                    500.0 / e.wall_s,
+                    e.device
+                );
+            }
+        }
+    }
 }

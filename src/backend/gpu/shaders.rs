@@ -56,7 +56,34 @@ pub const PHILOX_FILL_F64: ShaderDef = ShaderDef {
     needs_f64: true,
 };
 
-/// Trajectory kernel, f32, stage vector in workgroup memory (src/backend/gpu/trajectory.rs).
+/// Trajectory kernel, f32, one invocation per trajectory (src/backend/gpu/trajectory.rs).
+pub const TRAJECTORY_LANE_F32: ShaderDef = ShaderDef {
+    name: "trajectory_lane_f32",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/trajectory_f32.wgsl"),
+        include_str!("../../../shaders/trajectory_lane.wgsl"),
+        include_str!("../../../shaders/trajectory.wgsl"),
+    ),
+    needs_f64: false,
+};
+
+/// Trajectory kernel, f64, one invocation per trajectory.
+pub const TRAJECTORY_LANE_F64: ShaderDef = ShaderDef {
+    name: "trajectory_lane_f64",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/common/philox.wgsl"),
+        include_str!("../../../shaders/common/philox_f64.wgsl"),
+        include_str!("../../../shaders/trajectory_f64.wgsl"),
+        include_str!("../../../shaders/trajectory_lane.wgsl"),
+        include_str!("../../../shaders/trajectory.wgsl"),
+    ),
+    needs_f64: true,
+};
+
+/// Trajectory kernel, f32, one workgroup per trajectory, stage vector in workgroup memory.
 pub const TRAJECTORY_WG_F32: ShaderDef = ShaderDef {
     name: "trajectory_wg_f32",
     entry: "main",
@@ -69,7 +96,7 @@ pub const TRAJECTORY_WG_F32: ShaderDef = ShaderDef {
     needs_f64: false,
 };
 
-/// Trajectory kernel, f32, every vector in storage (long ladders).
+/// Trajectory kernel, f32, one workgroup per trajectory, every vector in storage.
 pub const TRAJECTORY_ST_F32: ShaderDef = ShaderDef {
     name: "trajectory_st_f32",
     entry: "main",
@@ -82,7 +109,7 @@ pub const TRAJECTORY_ST_F32: ShaderDef = ShaderDef {
     needs_f64: false,
 };
 
-/// Trajectory kernel, f64, stage vector in workgroup memory.
+/// Trajectory kernel, f64, one workgroup per trajectory, stage vector in workgroup memory.
 pub const TRAJECTORY_WG_F64: ShaderDef = ShaderDef {
     name: "trajectory_wg_f64",
     entry: "main",
@@ -96,7 +123,7 @@ pub const TRAJECTORY_WG_F64: ShaderDef = ShaderDef {
     needs_f64: true,
 };
 
-/// Trajectory kernel, f64, every vector in storage (long ladders).
+/// Trajectory kernel, f64, one workgroup per trajectory, every vector in storage.
 pub const TRAJECTORY_ST_F64: ShaderDef = ShaderDef {
     name: "trajectory_st_f64",
     entry: "main",
@@ -110,14 +137,40 @@ pub const TRAJECTORY_ST_F64: ShaderDef = ShaderDef {
     needs_f64: true,
 };
 
+/// Batched master equation, f32 (src/backend/gpu/master_batch.rs).
+pub const MASTER_BATCH_F32: ShaderDef = ShaderDef {
+    name: "master_batch_f32",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/master_batch_f32.wgsl"),
+        include_str!("../../../shaders/master_batch.wgsl"),
+    ),
+    needs_f64: false,
+};
+
+/// Batched master equation, f64 (arithmetic and sqrt only in f64).
+pub const MASTER_BATCH_F64: ShaderDef = ShaderDef {
+    name: "master_batch_f64",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/master_batch_f64.wgsl"),
+        include_str!("../../../shaders/master_batch.wgsl"),
+    ),
+    needs_f64: true,
+};
+
 /// Every module the crate compiles.
 pub const MODULES: &[ShaderDef] = &[
     PHILOX_FILL,
     PHILOX_FILL_F64,
+    TRAJECTORY_LANE_F32,
+    TRAJECTORY_LANE_F64,
     TRAJECTORY_WG_F32,
     TRAJECTORY_ST_F32,
     TRAJECTORY_WG_F64,
     TRAJECTORY_ST_F64,
+    MASTER_BATCH_F32,
+    MASTER_BATCH_F64,
 ];
 
 /// The naga capabilities a device created with `features` validates shaders under (the subset

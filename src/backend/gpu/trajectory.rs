@@ -1,32 +1,68 @@
 //! Host side of the trajectory kernel (`shaders/trajectory.wgsl`); the algorithm, its CPU twin
 //! and the ensemble reduction are in [`crate::solver::trajectory`].
 //!
-//! # Mapping
+//! # Mappings (kernel variants)
 //!
-//! One workgroup of `lanes` invocations per trajectory (a pipeline constant, 64/128/256 by
-//! default: [`crate::solver::trajectory::default_lanes`]), invocation `l` owning the levels
-//! `l, l + lanes, ...`. Two storage variants of the same kernel body:
+//! The kernel body is shared; a variant file says where a trajectory's vectors live and how
+//! invocations cooperate ([`Variant`]), chosen by `lanes` ([`TrajectoryOptions::lanes`],
+//! default [`default_lanes`]):
 //!
-//! * **wg**: the stage vector u (read across invocations by the V stencil) in workgroup memory,
-//!   the other six per-level vectors in private slots. For 2j + 1 <= min(WG_CAP, lanes x
-//!   PER_LANE): 2048 levels in f32 and 1024 in f64 at 256 lanes (workgroup memory 20 KiB /
-//!   24 KiB including the reduction scratch; the device must offer it, else **st** is used).
-//! * **st**: all eight vectors in a storage scratch region per workgroup slot, for longer ladders.
+//! * **lane** (`lanes = 1`): one invocation per trajectory, 64 trajectories per workgroup, no
+//!   barriers; the per-level vectors in a storage scratch region interleaved over the
+//!   trajectories of the dispatch (neighbouring invocations touch neighbouring words). Sums over
+//!   levels are sequential: the twin's `lanes = 1`.
+//! * **wg** (`lanes` = 2..=256): one workgroup per trajectory, invocation `l` owning the levels
+//!   `l, l + lanes, ...`; the stage vector u (read across invocations by the V stencil) in
+//!   workgroup memory, the other six vectors in private slots. For 2j + 1 <= min(WG_CAP,
+//!   lanes x PER_LANE): 2048 levels in f32, 1024 in f64 at 256 lanes (20 / 24 KiB of workgroup
+//!   memory with the reduction scratch; a device offering less gets **st**).
+//! * **st**: as **wg** with every vector in storage, for longer ladders.
 //!
-//! Measured on lavapipe (2-core EPYC, N = 100, seed 001 model, see BENCHMARKS.md / the report of
-//! this module's commit): a workgroup per trajectory with one level per invocation (128 lanes
-//! for 101 levels) is the fastest of the workgroup shapes tried; the numbers are in the module
-//! doc of `tests/trajectory.rs`.
+//! Measured on lavapipe (2-core EPYC, shared machine), seed 001 at N = 100, 500 trajectories,
+//! t in [0, 0.2], 201 saves, f32: **lane 19.8 trajectories/s**, wg with 128 lanes 4.2/s (64
+//! lanes: 4.2/s, 256: 3.0/s on a shorter run); one invocation per trajectory wins on lavapipe,
+//! where every barrier switches between coroutines. The CPU twin ran the same case at
+//! 120-180 trajectories/s. On a real GPU the workgroup mapping should win for long ladders
+//! (u in on-chip memory); this session had no GPU to measure it.
+//!
+//! # Lavapipe's loop limiter, and resumable trajectories
+//!
+//! Mesa's llvmpipe (lavapipe) ends every loop of a shader invocation once the invocation has
+//! executed [`LAVAPIPE_LOOP_LIMIT`] = 65535 loop iterations in total, over all its loops
+//! (gallivm `LP_MAX_TGSI_LOOP_ITERATIONS`, "shared between every loop in a shader"), silently:
+//! the kernel then computes garbage (here: a collapsed norm after ~60 steps in the lane
+//! mapping, ~500 in the workgroup mapping). So a trajectory is **resumable**: the kernel
+//! charges each trial (a step or the rest of one, with its crossing, partial step, jump and
+//! record) at the worst-case iteration count [`trial_cost`] and suspends before it would exceed
+//! `TrajParams::budget`, persisting its state (position, remaining quanta, jump count, RNG draw
+//! index, b, <Gamma_op>, <V>; psi and V psi stay in storage); the host repeats the dispatch until
+//! no trajectory reports itself unfinished. The budget is [`LAVAPIPE_LOOP_BUDGET`] on software
+//! adapters and `u32::MAX` elsewhere (one dispatch, or a few for very long runs). Suspending
+//! changes no arithmetic, so the results do not depend on the budget.
+//!
+//! # Agreement with the CPU twin
+//!
+//! On lavapipe the wg mapping with one level per invocation reproduces the twin bit for bit (f32
+//! and f64, 64 trajectories over the full t = 0.2 of seed 001); the lane and st mappings, and
+//! wg with several levels per invocation, agree to 1e-5 (f32) / 1e-14 (f64) relative, with equal
+//! jump counts over short runs. Getting there needed two things (documented in the kernel):
+//! divisions written as `a * (1 / b)` (Mesa lowers `a / b` that way), and the Hermite crossing
+//! polynomial in Horner form with its constants read from the parameters (Mesa's algebraic
+//! optimiser reassociates sums around literal constants, which changed one rounding in 10^3
+//! crossings and hence the trajectory).
 //!
 //! # Buffers and dispatches
 //!
-//! Per run: the uniform [`TrajParams`], the real parameters, the exponential table, psi0 and
-//! the step grid (read-only storage), and per chunk of trajectories the records (`RECORD_LEN`
-//! numbers per trajectory and save), a staging copy and, for **st**, the scratch. A chunk is at
-//! most 65535 workgroups (one dispatch dimension) and at most the device's storage binding size
-//! (128 MiB on lavapipe) of records or scratch; chunks run in trajectory order, and every
-//! trajectory's random stream is keyed by its global index, so the split changes nothing.
-//! Pipelines are built once per (precision, variant, lanes) and cached.
+//! Per run: the uniform [`TrajParams`], the real parameters, the exponential table, psi0 and the
+//! step grid (read-only storage); per chunk of trajectories the records (`RECORD_LEN` numbers
+//! per trajectory and save), the scratch, the resumable state, a status word and a staging copy.
+//! A chunk is at most 65535 workgroups and at most the device's storage binding size (128 MiB on
+//! lavapipe) of records or scratch; chunks run in trajectory order, and every trajectory's
+//! random stream is keyed by its global index, so the split changes nothing. Pipelines are built
+//! once per (precision, variant, lanes) and cached in [`TrajectoryGpu`].
+//!
+//! [`TrajectoryOptions::lanes`]: crate::solver::trajectory::TrajectoryOptions::lanes
+//! [`default_lanes`]: crate::solver::trajectory::default_lanes
 
 use super::shaders::{self, ShaderDef};
 use super::{GpuContext, GpuError, lock};
@@ -56,16 +92,21 @@ pub struct TrajParams {
     pub n_saves: u32,
     /// Step-size sets (tables).
     pub n_sets: u32,
-    pub _pad: [u32; 2],
+    /// Loop iterations an invocation may spend in this dispatch before it suspends.
+    pub budget: u32,
+    /// Always 0 (an opaque constant for the kernel).
+    pub zero: u32,
 }
 
 /// Where the kernel keeps a trajectory's vectors (module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
-    /// Stage vector in workgroup memory, the rest in private slots.
+    /// One invocation per trajectory, vectors in interleaved storage scratch (`lanes = 1`).
+    Lane,
+    /// One workgroup per trajectory, stage vector in workgroup memory, the rest in private slots.
     Wg,
-    /// Everything in a storage scratch region.
+    /// One workgroup per trajectory, everything in a storage scratch region.
     St,
 }
 
@@ -82,6 +123,33 @@ fn real_size(p: Precision) -> u64 {
         Precision::F32 => 4,
         Precision::F64 => 8,
     }
+}
+
+/// Trajectories per workgroup in the lane variant (twin: LANE_GROUP in trajectory_lane.wgsl).
+pub const LANE_GROUP: u32 = 64;
+/// The loop limiter of Mesa's llvmpipe (lavapipe): every loop of a shader invocation is cut
+/// short once the invocation has run this many loop iterations in total
+/// (`LP_MAX_TGSI_LOOP_ITERATIONS`, shared between all loops; silently wrong results, no error).
+pub const LAVAPIPE_LOOP_LIMIT: u32 = 65_535;
+/// The budget a trajectory invocation may spend per dispatch on a software adapter, below
+/// [`LAVAPIPE_LOOP_LIMIT`] with a margin for loops the kernel's own count does not see.
+pub const LAVAPIPE_LOOP_BUDGET: u32 = 60_000;
+
+/// Twin of `trial_cost` in trajectory.wgsl: an upper bound of the loop iterations one trial
+/// costs an invocation (`l` level-loop iterations, `rc` iterations of a reduction).
+pub fn trial_cost(l: u32, rc: u32) -> u32 {
+    28 * l + 7 * rc + 64
+}
+
+/// Buffers of one run that the dispatch loop touches.
+struct Buffers {
+    params: wgpu::Buffer,
+    records: wgpu::Buffer,
+    tstate: wgpu::Buffer,
+    status: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    status_staging: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
 }
 
 /// Largest records buffer per dispatch (bytes).
@@ -136,6 +204,10 @@ impl TrajectoryGpu {
                 entry(4, Some(true)),
                 entry(5, Some(false)),
                 entry(6, Some(false)),
+                entry(7, Some(false)),
+                entry(8, Some(false)),
+                entry(9, Some(false)),
+                entry(10, Some(false)),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -144,10 +216,12 @@ impl TrajectoryGpu {
             immediate_size: 0,
         });
         let mut defs = vec![
+            (Precision::F32, Variant::Lane, shaders::TRAJECTORY_LANE_F32),
             (Precision::F32, Variant::Wg, shaders::TRAJECTORY_WG_F32),
             (Precision::F32, Variant::St, shaders::TRAJECTORY_ST_F32),
         ];
         if ctx.info().has_f64 {
+            defs.push((Precision::F64, Variant::Lane, shaders::TRAJECTORY_LANE_F64));
             defs.push((Precision::F64, Variant::Wg, shaders::TRAJECTORY_WG_F64));
             defs.push((Precision::F64, Variant::St, shaders::TRAJECTORY_ST_F64));
         }
@@ -182,6 +256,9 @@ impl TrajectoryGpu {
 
     /// The storage variant `plan` runs with on this device.
     pub fn variant(&self, plan: &Plan) -> Variant {
+        if plan.lanes == 1 {
+            return Variant::Lane;
+        }
         let (cap, per_lane) = wg_capacity(plan.precision);
         let r = real_size(plan.precision);
         let need = cap as u64 * 2 * r + 256 * 4 * r;
@@ -207,6 +284,7 @@ impl TrajectoryGpu {
             });
         };
         let device = self.ctx.device();
+        let wg_constant = [("WG", f64::from(lanes))];
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("dicke.trajectory"),
@@ -214,7 +292,11 @@ impl TrajectoryGpu {
             module,
             entry_point: Some(def.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[("WG", f64::from(lanes))],
+                constants: if variant == Variant::Lane {
+                    &[]
+                } else {
+                    &wg_constant
+                },
                 // Every workgroup word is written before it is read.
                 zero_initialize_workgroup_memory: false,
             },
@@ -258,16 +340,48 @@ impl TrajectoryGpu {
         let n = plan.n_levels as u64;
         let nsave = plan.n_saves() as u64;
 
+        // Loop-iteration budget per invocation and dispatch (module doc).
+        let budget = if ctx.info().software {
+            LAVAPIPE_LOOP_BUDGET
+        } else {
+            u32::MAX
+        };
+        let wg = match variant {
+            Variant::Lane => 1,
+            Variant::Wg | Variant::St => plan.lanes,
+        };
+        let levels_loop = (plan.n_levels as u32).div_ceil(wg) + 1;
+        let cost = trial_cost(levels_loop, wg.trailing_zeros() + 1);
+        if u64::from(cost) + 4 * u64::from(levels_loop) > u64::from(budget) {
+            return Err(GpuError::TooLarge {
+                what: format!(
+                    "one trajectory step of {} levels on {} invocations ({} loop iterations; this \
+                     software adapter stops every loop after {LAVAPIPE_LOOP_LIMIT} in a dispatch); \
+                     use more lanes",
+                    plan.n_levels, wg, cost
+                ),
+                bytes: u64::from(cost),
+                limit: u64::from(budget),
+            });
+        }
+
         let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let rec_per_traj = nsave * RECORD_LEN as u64 * r;
         let scratch_per_traj = match variant {
             Variant::Wg => 0,
-            Variant::St => ST_VECTORS * n * 2 * r,
+            Variant::St | Variant::Lane => ST_VECTORS * n * 2 * r,
+        };
+        let vsave_per_traj = match variant {
+            Variant::Wg => 2 * n * 2 * r,
+            Variant::St | Variant::Lane => 0,
         };
         let table_bytes = inp.table.len() as u64 * 2 * r;
         for (what, bytes) in [
             ("trajectory records of one trajectory", rec_per_traj),
-            ("trajectory scratch of one trajectory", scratch_per_traj),
+            (
+                "trajectory scratch of one trajectory",
+                scratch_per_traj + vsave_per_traj,
+            ),
             ("trajectory exponential table", table_bytes),
         ] {
             if bytes > binding {
@@ -278,12 +392,16 @@ impl TrajectoryGpu {
                 });
             }
         }
+        let per_group = match variant {
+            Variant::Lane => u64::from(LANE_GROUP),
+            Variant::Wg | Variant::St => 1,
+        };
         let mut chunk = plan
             .ntraj
-            .min(u64::from(limits.max_compute_workgroups_per_dimension))
+            .min(u64::from(limits.max_compute_workgroups_per_dimension) * per_group)
             .min((binding.min(MAX_CHUNK_BYTES) / rec_per_traj).max(1));
-        if scratch_per_traj > 0 {
-            chunk = chunk.min(binding / scratch_per_traj);
+        if let Some(fit) = binding.checked_div(scratch_per_traj + vsave_per_traj) {
+            chunk = chunk.min(fit);
         }
 
         let flat = |v: &[crate::solver::trajectory::twin::Cx<T>]| -> Vec<T> {
@@ -296,6 +414,14 @@ impl TrajectoryGpu {
                 usage: wgpu::BufferUsages::STORAGE,
             })
         };
+        let rw = |label: &'static str, size: u64, extra: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(16),
+                usage: wgpu::BufferUsages::STORAGE | extra,
+                mapped_at_creation: false,
+            })
+        };
         let table = flat(&inp.table);
         let psi0 = flat(&inp.psi0);
         let intervals: Vec<u32> = if inp.intervals.is_empty() {
@@ -304,55 +430,88 @@ impl TrajectoryGpu {
             inp.intervals.iter().flatten().copied().collect()
         };
         let rec_bytes = chunk * rec_per_traj;
-        let (params_buf, bind_group, records, staging) =
-            ctx.scoped("trajectory buffer allocation", || {
-                let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("dicke.trajectory.params"),
-                    size: std::mem::size_of::<TrajParams>() as u64,
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&inp.rp));
-                let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
-                let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
-                let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
-                let records = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("dicke.trajectory.records"),
-                    size: rec_bytes,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                });
-                let staging = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("dicke.trajectory.staging"),
-                    size: rec_bytes,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                let scratch = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("dicke.trajectory.scratch"),
-                    size: (chunk * scratch_per_traj).max(16),
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                });
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("dicke.trajectory.bind_group"),
-                    layout: &self.layout,
-                    entries: &[
-                        (0, &params_buf),
-                        (1, &rp),
-                        (2, &table),
-                        (3, &psi0),
-                        (4, &intervals),
-                        (5, &records),
-                        (6, &scratch),
-                    ]
-                    .map(|(binding, b)| wgpu::BindGroupEntry {
-                        binding,
-                        resource: b.as_entire_binding(),
-                    }),
-                });
-                Ok((params_buf, bind_group, records, staging))
-            })?;
+        let bufs = ctx.scoped("trajectory buffer allocation", || {
+            let params = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dicke.trajectory.params"),
+                size: std::mem::size_of::<TrajParams>() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&inp.rp));
+            let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
+            let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
+            let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
+            let copy_src = wgpu::BufferUsages::COPY_SRC;
+            let copy_dst = wgpu::BufferUsages::COPY_DST;
+            let records = rw("dicke.trajectory.records", rec_bytes, copy_src);
+            let scratch = rw(
+                "dicke.trajectory.scratch",
+                chunk * scratch_per_traj,
+                wgpu::BufferUsages::empty(),
+            );
+            let tstate = rw("dicke.trajectory.tstate", chunk * 8 * 4, copy_dst);
+            let rstate = rw(
+                "dicke.trajectory.rstate",
+                chunk * 4 * r,
+                wgpu::BufferUsages::empty(),
+            );
+            let status = rw("dicke.trajectory.status", 4, copy_src | copy_dst);
+            let vsave = rw(
+                "dicke.trajectory.vsave",
+                chunk * vsave_per_traj,
+                wgpu::BufferUsages::empty(),
+            );
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dicke.trajectory.staging"),
+                size: rec_bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let status_staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dicke.trajectory.status_staging"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("dicke.trajectory.bind_group"),
+                layout: &self.layout,
+                entries: &[
+                    (0, &params),
+                    (1, &rp),
+                    (2, &table),
+                    (3, &psi0),
+                    (4, &intervals),
+                    (5, &records),
+                    (6, &scratch),
+                    (7, &tstate),
+                    (8, &rstate),
+                    (9, &status),
+                    (10, &vsave),
+                ]
+                .map(|(binding, b)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: b.as_entire_binding(),
+                }),
+            });
+            Ok(Buffers {
+                params,
+                records,
+                tstate,
+                status,
+                staging,
+                status_staging,
+                bind_group,
+            })
+        })?;
+
+        // Dispatches per round: enough for the expected work at the budget (a trial per step
+        // and one per expected jump, charged at the worst case), then re-checked.
+        let trials = plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + nsave;
+        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost).max(1);
+        let first_round = (trials.saturating_mul(3) / 2)
+            .div_ceil(per_dispatch)
+            .clamp(1, 4096) as u32;
 
         let mut done = 0u64;
         while done < plan.ntraj {
@@ -367,29 +526,69 @@ impl TrajectoryGpu {
                 n_intervals: inp.intervals.len() as u32,
                 n_saves: nsave as u32,
                 n_sets: plan.set_steps.len() as u32,
-                _pad: [0; 2],
+                budget,
+                zero: 0,
             };
-            let bytes = count * rec_per_traj;
-            ctx.scoped("trajectory dispatch", || {
-                ctx.queue()
-                    .write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));
-                let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("dicke.trajectory.encoder"),
-                });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("dicke.trajectory.pass"),
-                        timestamp_writes: None,
+            let groups = count.div_ceil(per_group) as u32;
+            let mut round = first_round;
+            let mut fresh = true;
+            let mut dispatches = 0u64;
+            loop {
+                ctx.scoped("trajectory dispatch", || {
+                    if fresh {
+                        ctx.queue()
+                            .write_buffer(&bufs.params, 0, bytemuck::bytes_of(&params));
+                    }
+                    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("dicke.trajectory.encoder"),
                     });
-                    pass.set_pipeline(&pipeline);
-                    pass.set_bind_group(0, &bind_group, &[]);
-                    pass.dispatch_workgroups(count as u32, 1, 1);
+                    if fresh {
+                        enc.clear_buffer(&bufs.tstate, 0, None);
+                    }
+                    for k in 0..round {
+                        if k + 1 == round {
+                            enc.clear_buffer(&bufs.status, 0, None);
+                        }
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("dicke.trajectory.pass"),
+                            timestamp_writes: None,
+                        });
+                        pass.set_pipeline(&pipeline);
+                        pass.set_bind_group(0, &bufs.bind_group, &[]);
+                        pass.dispatch_workgroups(groups, 1, 1);
+                    }
+                    enc.copy_buffer_to_buffer(&bufs.status, 0, &bufs.status_staging, 0, 4);
+                    ctx.queue().submit([enc.finish()]);
+                    Ok(())
+                })?;
+                fresh = false;
+                dispatches += u64::from(round);
+                let st = ctx.read_back(&bufs.status_staging, "dicke.trajectory.status_staging", 4)?;
+                let unfinished = u32::from_le_bytes([st[0], st[1], st[2], st[3]]);
+                if unfinished == 0 {
+                    break;
                 }
-                enc.copy_buffer_to_buffer(&records, 0, &staging, 0, bytes);
+                // Every dispatch advances each unfinished trajectory by at least one trial.
+                if dispatches > trials.saturating_mul(64) + 1024 {
+                    return Err(GpuError::Validation {
+                        operation: "trajectory dispatch",
+                        message: format!(
+                            "{unfinished} trajectories still unfinished after {dispatches} dispatches"
+                        ),
+                    });
+                }
+                round = (round / 4).max(1);
+            }
+            let bytes = count * rec_per_traj;
+            ctx.scoped("trajectory read-back", || {
+                let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("dicke.trajectory.copy"),
+                });
+                enc.copy_buffer_to_buffer(&bufs.records, 0, &bufs.staging, 0, bytes);
                 ctx.queue().submit([enc.finish()]);
                 Ok(())
             })?;
-            let raw = ctx.read_back(&staging, "dicke.trajectory.staging", bytes)?;
+            let raw = ctx.read_back(&bufs.staging, "dicke.trajectory.staging", bytes)?;
             let vals: Vec<T> = bytemuck::pod_collect_to_vec(&raw);
             let wide: Vec<f64> = vals.into_iter().map(T::to_f64).collect();
             sink(&wide);
@@ -417,8 +616,12 @@ mod tests {
             ("n_intervals", std::mem::offset_of!(TrajParams, n_intervals)),
             ("n_saves", std::mem::offset_of!(TrajParams, n_saves)),
             ("n_sets", std::mem::offset_of!(TrajParams, n_sets)),
+            ("budget", std::mem::offset_of!(TrajParams, budget)),
+            ("zero", std::mem::offset_of!(TrajParams, zero)),
         ];
         for def in [
+            shaders::TRAJECTORY_LANE_F32,
+            shaders::TRAJECTORY_LANE_F64,
             shaders::TRAJECTORY_WG_F32,
             shaders::TRAJECTORY_ST_F32,
             shaders::TRAJECTORY_WG_F64,
@@ -469,7 +672,14 @@ mod tests {
                 "{p:?}"
             );
         }
+        let lane = include_str!("../../../shaders/trajectory_lane.wgsl");
+        assert!(lane.contains(&format!("const LANE_GROUP: u32 = {LANE_GROUP}u;")));
         let body = include_str!("../../../shaders/trajectory.wgsl");
+        assert!(
+            body.contains("    return 28u * l + 7u * rc + 64u;"),
+            "trial_cost differs from the WGSL twin"
+        );
+        assert_eq!(trial_cost(1, 1), 28 + 7 + 64);
         use crate::solver::trajectory as tr;
         for (name, v) in [
             ("QB", tr::QUANTUM_BITS as usize),

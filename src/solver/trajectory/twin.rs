@@ -6,11 +6,15 @@
 //! (same operands, same association, no fused multiply-adds), and every sum over levels is
 //! taken in the kernel's order: lane `l` of a workgroup of `lanes` invocations adds the levels
 //! `l, l + lanes, l + 2 lanes, ...` in that order into a zero, then the lanes are combined by
-//! the pairwise tree `p[l] += p[l + s]` for `s = lanes/2, lanes/4, ..., 1` ([`Twin::reduce`]).
-//! Square roots and divisions are correctly rounded on both sides on the devices we test
-//! (x86 CPUs; lavapipe, which emits the same LLVM instructions), so there the two agree to
-//! the last bit; on GPUs whose `sqrt`/division are approximate they agree to a few ulp per
-//! operation (module doc of [`super`], "Precision").
+//! the pairwise tree `p[l] += p[l + s]` for `s = lanes/2, lanes/4, ..., 1` ([`Twin::reduce`];
+//! `lanes = 1` is the plain sequential sum of the one-invocation-per-trajectory kernel).
+//!
+//! Two rules keep the GPU compiler from changing roundings (found on lavapipe, where the rest
+//! agrees to the last bit): a division `a / b` is written `a * (1 / b)`, the form Mesa lowers it
+//! to; and the only polynomial with literal constants (the Hermite crossing) takes its
+//! constants 1, 2, 3 from the parameter array, because Mesa reassociates sums around literals.
+//! The control flow (trials, crossings, jumps) is the kernel's; the kernel can additionally
+//! suspend between trials and resume in a later dispatch, which changes no arithmetic.
 //!
 //! The per-level coefficient tables below are precomputed once per run, but by the very
 //! expressions the kernel evaluates on the fly, so the values are identical.
@@ -39,8 +43,6 @@ pub trait Real:
 {
     const ZERO: Self;
     const ONE: Self;
-    const TWO: Self;
-    const THREE: Self;
     const HALF: Self;
     /// The matching [`super::Precision`].
     const PRECISION: super::Precision;
@@ -71,8 +73,6 @@ mod sealed {
 impl Real for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    const TWO: Self = 2.0;
-    const THREE: Self = 3.0;
     const HALF: Self = 0.5;
     const PRECISION: super::Precision = super::Precision::F32;
     fn from_f64(x: f64) -> Self {
@@ -96,8 +96,6 @@ impl Real for f32 {
 impl Real for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    const TWO: Self = 2.0;
-    const THREE: Self = 3.0;
     const HALF: Self = 0.5;
     const PRECISION: super::Precision = super::Precision::F64;
     fn from_f64(x: f64) -> Self {
@@ -467,29 +465,25 @@ impl<T: Real> Twin<T> {
         out[11] = T::ZERO;
     }
 
-    /// Cubic Hermite interpolant of the squared norm over the trial step, at fraction s:
-    /// p(0) = 1, p'(0) = -g0 tau, p(1) = f1, p'(1) = -g1 tau (d|psi|^2/dt = -psi^dag Gamma psi).
-    #[inline(always)]
-    fn hermite(s: T, d0: T, f1: T, d1: T) -> T {
-        let s2 = s * s;
-        let s3 = s2 * s;
-        let h00 = (T::TWO * s3 - T::THREE * s2) + T::ONE;
-        let h10 = (s3 - T::TWO * s2) + s;
-        let h01 = T::THREE * s2 - T::TWO * s3;
-        let h11 = s3 - s2;
-        ((h00 + h10 * d0) + h01 * f1) + h11 * d1
-    }
-
-    /// Smallest L in 1..=rq (quanta) with p(L/rq) <= b, by bisection (p(0) = 1 > b >= p(1)).
-    fn crossing(rq: u32, tau: T, g0: T, f1: T, g1: T, b: T) -> u32 {
+    /// Smallest L in 1..=rq (quanta) with p(L/rq) <= b, by bisection (p(0) = 1 > b >= p(1)),
+    /// where p is the cubic Hermite interpolant of the squared norm over the trial step,
+    /// p(0) = 1, p'(0) = -g0 tau, p(1) = f1, p'(1) = -g1 tau (d|psi|^2/dt = -psi^dag Gamma psi),
+    /// in Horner form `1 + s (c1 + s (c2 + s c3))` with the constants 1, 2, 3 read from the
+    /// parameters as the kernel does (module doc of `shaders/trajectory.wgsl`, `crossing`).
+    fn crossing(&self, rq: u32, tau: T, g0: T, f1: T, g1: T, b: T) -> u32 {
+        let (one, two, three) = (self.inp.rp[9], self.inp.rp[10], self.inp.rp[11]);
         let d0 = -(g0 * tau);
         let d1 = -(g1 * tau);
-        let rqf = T::from_u32(rq);
+        let c2 = (three * (f1 - one) - two * d0) - d1;
+        let c3 = (two * (one - f1) + d0) + d1;
+        // a / b written as a * (1 / b), as the kernel does (Mesa lowers a / b that way).
+        let rinv = T::ONE / T::from_u32(rq);
         let (mut lo, mut hi) = (0u32, rq);
         while hi - lo > 1 {
             let mid = (lo + hi) >> 1;
-            let s = T::from_u32(mid) / rqf;
-            if Self::hermite(s, d0, f1, d1) <= b {
+            let s = T::from_u32(mid) * rinv;
+            let p = one + s * (d0 + s * (c2 + s * c3));
+            if p <= b {
                 hi = mid;
             } else {
                 lo = mid;
@@ -531,12 +525,12 @@ impl<T: Real> Twin<T> {
                         }
                         g0 = g1 * in2;
                         c = v1 * in2;
-                        b = b / f1;
+                        b = b * (T::ONE / f1);
                         break;
                     }
                     // The norm reaches r inside this step: locate the quantum, redo the step
                     // up to it (u = acc there), jump.
-                    let l = Self::crossing(rq, tau, g0, f1, g1, b);
+                    let l = self.crossing(rq, tau, g0, f1, g1, b);
                     if l < rq {
                         self.factors(&mut w, set, l);
                         self.lawson(&mut w, T::from_u32(l) * q, c);

@@ -1,0 +1,1545 @@
+//! Batched exact collective master equation on the GPU: B density matrices of the same N
+//! (one [`Model`] and one initial state per batch element), integrated from `times[0]` to
+//! every save time by adaptive Dormand-Prince 5(4), in one kernel (`shaders/master_batch.wgsl`).
+//! The CPU twin is [`crate::solver::master::evolve`]; the GPU follows its algorithm step for step.
+//!
+//! ```text
+//! drho/dt = -i[H, rho] + Gamma D[J-] rho + w D[J+] rho + Gamma_phi D[Jz] rho
+//! H = omega0 Jz + Omega (cos phi Jx + sin phi Jy) + chi J+J- + chi_z Jz^2
+//! ```
+//!
+//! (PHYSICS.md sections 1-2; the stencil and its derivation are in the module doc of
+//! [`crate::solver::master`]).
+//!
+//! # Same algorithm as the CPU twin
+//!
+//! * **Frame**: the drive phase is a gauge, so the host rotates rho0 into the phi = 0 frame
+//!   (`g_r conj(g_c) rho_rc`, `g_k = e^{i phi k}`, in f64) and the results back, exactly as
+//!   `master::evolve` does; the kernel's couplings are real.
+//! * **Stencil coefficients** (`ure, E, m, sqrt(Gamma) jm, sqrt(w) jm, h_{k-1}, h_k,
+//!   Gamma_phi/2` per level, `master.rs::Coeffs`) are computed on the host in f64 and rounded
+//!   once to the working precision, so the kernel needs no sqrt, sin or cos at all.
+//! * **Integrator**: the tableau, the error norm
+//!   `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)`, the PI controller, the
+//!   clipping onto save times, the rejection rule, the step-size floor and Hairer's initial
+//!   step are those of [`crate::solver::ode`]. The kernel stores the full matrix; for a
+//!   Hermitian rho0 (the CPU twin's criterion) it weights the components so that the mean runs
+//!   over exactly the real components of the CPU's packed upper triangle (n(n+1) of them), so
+//!   both compute the same norm and take the same steps up to rounding.
+//! * **f64 kernel**: only arithmetic and sqrt run in f64 (DESIGN.md: WGSL's f64 pow/exp/log
+//!   are broken). The two powers of the controller (`err^0.17`, `err_old^0.04`) and the
+//!   initial-step power `(0.01/d)^0.2` are evaluated in f32 with the argument clamped to
+//!   [1e-30, 1e30]: they only choose step sizes (relative error ~1e-7 in h, absorbed by the
+//!   error control), never enter the solution. Measured: at rtol 1e-10 the f64 kernel takes
+//!   exactly the CPU twin's steps and agrees to ~1e-15; at rtol 1e-6 on stiff, often-rejecting
+//!   problems a near-threshold accept/reject decision can flip, and the two solutions then
+//!   differ at the tolerance level (1e-8 - 2e-7 seen at N = 50), as two runs of any adaptive
+//!   integrator with slightly different step sizes do.
+//! * **f32 kernel**: the error estimate itself is computed in f32, so tolerances below
+//!   rtol ~ 1e-6 measure rounding rather than truncation; use rtol >= 1e-6 (the tests use
+//!   rtol 1e-6, atol 1e-9 and see 1e-7 - 1e-6 deviations from the f64 CPU twin).
+//! * **Time** is kept as an unevaluated pair hi + lo of elapsed time since `times[0]`, and the
+//!   save times are passed the same way: in f32 the clock is exact to ~2^-48 relative and each
+//!   saved state is at its requested time to the rounding of one step size, not of t.
+//! * **Result**: for a Hermitian rho0 the returned matrices are Hermitised ((rho + rho^dag)/2,
+//!   which the CPU twin's packed storage gives by construction); the anti-Hermitian rounding
+//!   removed is reported as [`BatchStats::max_hermiticity_error`].
+//!
+//! # Mapping
+//!
+//! One workgroup of [`DEFAULT_LANES`] invocations per batch element; invocation `l` owns the
+//! matrix elements `e = l, l + lanes, ...` (row-major, (r, c) stepped without a division), so
+//! neighbouring invocations touch neighbouring addresses. Each element keeps [`SLOTS`]
+//! vectors of n^2 complex numbers in storage (y, two ping-pong stage inputs, k1..k7): the
+//! stencil reads neighbours written by other invocations, and one stage vector of N = 50
+//! (n^2 = 2601 complex, 21 KB in f32) already fills most of lavapipe's 32 KiB of workgroup
+//! memory, so workgroup memory would cap N near 60 and two ping-pong inputs would not fit at
+//! all. A stage pass computes `k_s = L(Y_s)` for the invocation's elements and, in the same
+//! loop, the next stage input `Y_{s+1}` (it needs only those elements), so one storage
+//! barrier separates stages; the error norm is a workgroup tree reduction whose result every
+//! invocation reads with `workgroupUniformLoad`, so the accept/reject decision and all control
+//! flow stay uniform. FSAL and y/ynew swap slot indices, not data. The kind of pass (which
+//! stage combination, error norm, initial-step sums) is a uniform `switch` *outside* the
+//! element loop, one loop per case: llvmpipe executes control flow under SIMD masks, and with
+//! the switch inside the loop every case cost every element (14% slower measured).
+//!
+//! Lanes measured on lavapipe (64 parameter points at N = 50, below): 64, 128 and 256 lanes
+//! within 4% of each other in f32 (20.6, 20.6, 21.4 s) and within the machine's noise in f64.
+//! 256 is the default (more invocations per element for large N on real GPUs);
+//! [`MasterBatchOptions::lanes`] overrides it.
+//!
+//! # Performance (measured; no real GPU was available to this work)
+//!
+//! 64 parameter points at N = 50 (seed 001's model, chi = 0.5, Omega/Omega_c from 0.5 to 2.1,
+//! from the south pole, t in [0, 0.5], 11 saves, rtol 1e-6, atol 1e-9, full matrices;
+//! `measure_batch64_n50` in `tests/gpu_master_batch.rs`, 2-core EPYC):
+//!
+//! | run | time | steps |
+//! |---|---|---|
+//! | CPU twin `master::evolve`, the 64 one after the other (f64, 2 threads) | 1.25 - 1.31 s | 28,317 |
+//! | lavapipe, f32, 256 lanes | 21.4 s (16x the CPU) | 28,632 |
+//! | lavapipe, f64, 256 lanes | 41 - 49 s (31 - 38x) | 28,317 |
+//!
+//! That is ~47 ns per element and stencil application on lavapipe against ~4.4 ns on the CPU
+//! twin, which also integrates only the Hermitian half (so ~5x per element at equal work, in
+//! line with DESIGN.md's 3.5 - 5x for lavapipe against a plain CPU loop). lavapipe is for
+//! testing the kernel, never for speed. On a real GPU a batch is one workgroup per point:
+//! batches of hundreds of points are needed to fill a large GPU.
+//!
+//! # Dispatches, and llvmpipe's loop limit
+//!
+//! The integration state of every element (time pair, h, err_old, counters, slot indices)
+//! lives in a storage array of [`MasterBatchCtrlF32`]/[`MasterBatchCtrlF64`] between
+//! dispatches. A dispatch runs at most `attempts` step attempts per element (auto: about 2^21
+//! matrix elements of stage work per workgroup, so a dispatch stays short of any watchdog),
+//! and the host re-dispatches (1, 2, 4, ... up to 16 per submission) until every element is
+//! done or failed; a round in which no element makes progress is an error, never a hang.
+//! Finished workgroups return at once, so a batch costs what its slowest element costs.
+//!
+//! llvmpipe (Mesa's software rasteriser behind lavapipe) ends every loop of a shader
+//! invocation once 65535 loop iterations *in total, over all loops of the invocation* have run
+//! (`LP_MAX_TGSI_LOOP_ITERATIONS`, "shared between every loop", gallivm `lp_bld_limits.h`): the
+//! remaining iterations are silently skipped. A long dispatch then integrates with half-done
+//! stage passes (found here: N = 50 at 64 lanes went wrong after ~200 attempts in one
+//! dispatch). So the kernel counts its own loop iterations (`LoopCosts`, the kernel's twin)
+//! and, on a software adapter, ends the dispatch before [`SOFTWARE_LOOP_BUDGET`]; pending
+//! saves resume first in the next one. Real GPUs have no such limit (budget `u32::MAX`). A
+//! problem whose single step needs more than the budget (N > ~1300 at 256 lanes, beyond
+//! lavapipe's binding size anyway) is refused on a software adapter. The test
+//! `gpu_split_into_dispatches_changes_nothing` fails without the budget.
+//!
+//! # Memory
+//!
+//! Per element: `SLOTS n^2` complex numbers of work and `saves x out_len` complex numbers of
+//! output (`out_len` = n^2, or 5n for [`BatchOutput::Band`]), in one binding each. The batch
+//! runs in chunks of elements that fit the device's storage binding size
+//! (`max_storage_buffer_binding_size`, 128 MiB on lavapipe), checked before any allocation:
+//! an element that does not fit alone is refused with [`GpuError::TooLarge`] (e.g. f32 work
+//! of one element needs 80 n^2 bytes: N <= 1294 on lavapipe). Buffers, the bind group and the
+//! pipelines are kept between calls and grown when a call needs more.
+//!
+//! # Failures
+//!
+//! Input errors (individual rates, mismatched dimensions, bad tolerances or times) are refused
+//! before any GPU work ([`MasterBatchError::Input`]); device errors are
+//! [`MasterBatchError::Gpu`]; an element whose integration fails (step size too small, too
+//! many steps, a non-finite state) reports its own [`SolverError`] in
+//! [`MasterBatch::elements`] while the others complete.
+
+use super::shaders::{self, ShaderDef};
+use super::{GpuContext, GpuError, lock};
+use crate::basis::Irrep;
+use crate::error::SolverError;
+use crate::model::Model;
+use crate::solver::ode::OdeOptions;
+use crate::solver::trajectory::Precision;
+use crate::state::DensityMatrix;
+use bytemuck::{Pod, Zeroable};
+use num_complex::Complex64 as c64;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// Work vectors per batch element: y, the stage inputs A and B, k1..k7 (twin of `SLOTS` in
+/// the kernel).
+pub const SLOTS: u64 = 10;
+/// Invocations per batch element unless [`MasterBatchOptions::lanes`] says otherwise.
+pub const DEFAULT_LANES: u32 = 256;
+/// Matrix elements of stage work per workgroup and dispatch that set the automatic number of
+/// step attempts per dispatch (module doc).
+const ATTEMPT_ELEMS: u64 = 1 << 21;
+/// Most step attempts per dispatch.
+const MAX_ATTEMPTS: u64 = 4096;
+/// Most dispatches per submission.
+const MAX_ROUNDS: u32 = 16;
+/// Largest work buffer of one chunk even where the binding limit allows more.
+const MAX_CHUNK_WORK_BYTES: u64 = 1 << 30;
+/// Loop iterations per invocation and dispatch on a software adapter: llvmpipe ends every
+/// loop of a shader invocation after 65535 iterations in total (module doc), this leaves 8%.
+pub const SOFTWARE_LOOP_BUDGET: u32 = 60_000;
+
+// Ctrl.status (twins of ST_* in shaders/master_batch.wgsl).
+const STATUS_INIT: u32 = 0;
+const STATUS_DONE: u32 = 2;
+const STATUS_STEP_TOO_SMALL: u32 = 3;
+const STATUS_TOO_MANY_STEPS: u32 = 4;
+const STATUS_NONFINITE: u32 = 5;
+
+/// Initial slot indices of y, A, B, k1, k7 (k2..k6 are fixed at 4..8).
+const SLOT_INIT: [u32; 5] = [0, 1, 2, 3, 9];
+
+/// What each batch element returns per save time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchOutput {
+    /// The whole density matrix.
+    #[default]
+    Full,
+    /// The five central diagonals q = c - r = -2..2 ([`Band`]): everything the first and second
+    /// moments of J need, 5n instead of n^2 numbers per save.
+    Band,
+}
+
+/// Options of [`MasterBatchGpu::run`] besides the integrator's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MasterBatchOptions {
+    /// Working precision of the kernel (F64 needs SHADER_F64).
+    pub precision: Precision,
+    /// Full matrices or the central band.
+    pub output: BatchOutput,
+    /// Invocations per element (a power of two, 1..=256); 0: [`DEFAULT_LANES`].
+    pub lanes: u32,
+    /// Step attempts per element and dispatch; 0: automatic (module doc).
+    pub attempts_per_dispatch: u32,
+}
+
+impl Default for MasterBatchOptions {
+    fn default() -> Self {
+        MasterBatchOptions {
+            precision: Precision::F32,
+            output: BatchOutput::Full,
+            lanes: 0,
+            attempts_per_dispatch: 0,
+        }
+    }
+}
+
+/// The central band of a density matrix: `data[(q + 2) dim + min(r, c)]` = rho_rc for
+/// q = c - r in -2..=2 (entries past the end of a short diagonal are 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub dim: usize,
+    pub data: Vec<c64>,
+}
+
+impl Band {
+    /// rho_rc if |c - r| <= 2, else None.
+    pub fn get(&self, r: usize, c: usize) -> Option<c64> {
+        let q = c as isize - r as isize;
+        (q.abs() <= 2 && r < self.dim && c < self.dim)
+            .then(|| self.data[(q + 2) as usize * self.dim + r.min(c)])
+    }
+
+    /// The trace.
+    pub fn trace(&self) -> c64 {
+        self.data[2 * self.dim..3 * self.dim].iter().sum()
+    }
+
+    /// A density matrix with the band filled and zeros elsewhere: exact for every observable
+    /// up to second order in J ([`crate::observe::moments`] reads only |c - r| <= 2).
+    pub fn to_density_matrix(&self) -> DensityMatrix {
+        let n = self.dim;
+        let mut dm = DensityMatrix::zeros(n);
+        for r in 0..n {
+            for c in r.saturating_sub(2)..(r + 3).min(n) {
+                if let Some(v) = self.get(r, c) {
+                    dm.data[r * n + c] = v;
+                }
+            }
+        }
+        dm
+    }
+}
+
+/// The saved states of one batch element, one per requested time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Saves {
+    Full(Vec<DensityMatrix>),
+    Band(Vec<Band>),
+}
+
+impl Saves {
+    /// Number of saved states.
+    pub fn len(&self) -> usize {
+        match self {
+            Saves::Full(v) => v.len(),
+            Saves::Band(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moments of J of every saved state ([`crate::observe::moments`]).
+    pub fn moments(&self) -> Vec<crate::observe::Moments> {
+        match self {
+            Saves::Full(v) => v.iter().map(crate::observe::moments).collect(),
+            Saves::Band(v) => v
+                .iter()
+                .map(|b| crate::observe::moments(&b.to_density_matrix()))
+                .collect(),
+        }
+    }
+}
+
+/// Work and accuracy of one batch element (the fields of [`crate::solver::master::EvolveStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BatchStats {
+    /// Accepted steps.
+    pub steps: usize,
+    /// Rejected step attempts.
+    pub rejected: usize,
+    /// Liouvillian applications.
+    pub rhs_evals: usize,
+    /// max over the saves of |tr rho(t) - tr rho0|.
+    pub max_trace_error: f64,
+    /// max over the saves of max |rho - rho^dag| as integrated (before the Hermitisation of a
+    /// Hermitian problem's result; for a non-Hermitian rho0 that of the result itself).
+    pub max_hermiticity_error: f64,
+    /// rho0 was Hermitian (the CPU twin's criterion): packed-triangle error norm, Hermitised
+    /// result.
+    pub hermitian: bool,
+}
+
+/// One batch element's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchElement {
+    pub saves: Saves,
+    pub stats: BatchStats,
+}
+
+/// The result of [`MasterBatchGpu::run`].
+#[derive(Debug)]
+pub struct MasterBatch {
+    /// The precision that ran.
+    pub precision: Precision,
+    /// The adapter it ran on.
+    pub adapter: String,
+    /// Invocations per element.
+    pub lanes: u32,
+    /// Step attempts per element and dispatch.
+    pub attempts_per_dispatch: u32,
+    /// Chunks of elements run one after the other (memory limits).
+    pub chunks: usize,
+    /// Dispatches over all chunks.
+    pub dispatches: usize,
+    /// Per element, in input order: its saves or why its integration failed.
+    pub elements: Vec<Result<BatchElement, SolverError>>,
+}
+
+impl MasterBatch {
+    /// The full matrices of every element (`Vec` per element, one matrix per save time), or the
+    /// first element's error. Band output is expanded with zeros off the band.
+    pub fn into_matrices(self) -> Result<Vec<Vec<DensityMatrix>>, SolverError> {
+        self.elements
+            .into_iter()
+            .map(|e| {
+                e.map(|el| match el.saves {
+                    Saves::Full(v) => v,
+                    Saves::Band(v) => v.iter().map(Band::to_density_matrix).collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Errors of [`MasterBatchGpu::run`]: refused input, or the device.
+#[derive(Debug, Error)]
+pub enum MasterBatchError {
+    #[error(transparent)]
+    Input(#[from] SolverError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+/// Per-element control block fields common to both precisions (tail of the WGSL `Ctrl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct CtrlState {
+    pub status: u32,
+    pub next_save: u32,
+    pub attempts: u32,
+    pub steps: u32,
+    pub rejected: u32,
+    pub rhs_evals: u32,
+    pub last_rejected: u32,
+    pub herm: u32,
+    pub slot_y: u32,
+    pub slot_a: u32,
+    pub slot_b: u32,
+    pub slot_k1: u32,
+    pub slot_k7: u32,
+    pub _pad: [u32; 3],
+}
+
+macro_rules! twin_structs {
+    ($params:ident, $ctrl:ident, $r:ty, $size_p:literal, $size_c:literal) => {
+        /// Uniform parameters of the master_batch kernel. WGSL twin: `struct Params` in
+        #[doc = concat!("`shaders/master_batch.wgsl` with R = ", stringify!($r), " (", $size_p, " bytes).")]
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+        pub struct $params {
+            /// Levels n = N + 1.
+            pub n: u32,
+            pub nn: u32,
+            /// Elements (workgroups) in this chunk.
+            pub batch: u32,
+            pub n_saves: u32,
+            /// 0: full matrix, 1: band.
+            pub out_mode: u32,
+            pub out_len: u32,
+            /// Step attempts per dispatch.
+            pub attempts: u32,
+            pub max_steps: u32,
+            /// Loop iterations per invocation and dispatch (module doc, "llvmpipe").
+            pub loop_budget: u32,
+            pub _pad_u: [u32; 3],
+            pub rtol: $r,
+            pub atol: $r,
+            /// First step; 0: Hairer's estimate.
+            pub h0: $r,
+            pub t0: $r,
+            /// `times[last] - times[0]`.
+            pub span: $r,
+            /// The step-size floor relative to max(|t|, span): 16 f64::EPSILON, as ode.rs.
+            pub hmin_rel: $r,
+            pub _pad: [$r; 2],
+        }
+
+        /// Per-element integration state. WGSL twin: `struct Ctrl` in
+        #[doc = concat!("`shaders/master_batch.wgsl` with R = ", stringify!($r), " (", $size_c, " bytes).")]
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+        pub struct $ctrl {
+            /// Elapsed time since `times[0]` as hi + lo.
+            pub t: [$r; 2],
+            /// Next step size (after a failure: the step that failed).
+            pub h: $r,
+            pub err_old: $r,
+            pub state: CtrlState,
+        }
+    };
+}
+twin_structs!(MasterBatchParamsF32, MasterBatchCtrlF32, f32, "80", "80");
+twin_structs!(MasterBatchParamsF64, MasterBatchCtrlF64, f64, "112", "96");
+
+/// The working precision as a host type (f32 or f64).
+trait Real: Pod + Copy + Default {
+    const PRECISION: Precision;
+    type Params: Pod;
+    type Ctrl: Pod;
+    fn of(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn params(u: [u32; 9], r: [f64; 6]) -> Self::Params;
+    fn ctrl(herm: bool) -> Self::Ctrl;
+    /// (state, elapsed time, h).
+    fn read_ctrl(c: &Self::Ctrl) -> ElementEnd;
+    /// x as an unevaluated pair hi + lo.
+    fn pair(x: f64) -> [Self; 2] {
+        let hi = Self::of(x);
+        [hi, Self::of(x - hi.to_f64())]
+    }
+}
+
+fn init_state(herm: bool) -> CtrlState {
+    let [slot_y, slot_a, slot_b, slot_k1, slot_k7] = SLOT_INIT;
+    CtrlState {
+        status: STATUS_INIT,
+        next_save: 0,
+        attempts: 0,
+        steps: 0,
+        rejected: 0,
+        rhs_evals: 0,
+        last_rejected: 0,
+        herm: u32::from(herm),
+        slot_y,
+        slot_a,
+        slot_b,
+        slot_k1,
+        slot_k7,
+        _pad: [0; 3],
+    }
+}
+
+macro_rules! impl_real {
+    ($r:ty, $prec:expr, $params:ident, $ctrl:ident) => {
+        impl Real for $r {
+            const PRECISION: Precision = $prec;
+            type Params = $params;
+            type Ctrl = $ctrl;
+            fn of(x: f64) -> Self {
+                x as $r
+            }
+            fn to_f64(self) -> f64 {
+                f64::from(self)
+            }
+            fn params(u: [u32; 9], r: [f64; 6]) -> $params {
+                let [
+                    n,
+                    nn,
+                    batch,
+                    n_saves,
+                    out_mode,
+                    out_len,
+                    attempts,
+                    max_steps,
+                    loop_budget,
+                ] = u;
+                let [rtol, atol, h0, t0, span, hmin_rel] = r.map(|x| x as $r);
+                $params {
+                    n,
+                    nn,
+                    batch,
+                    n_saves,
+                    out_mode,
+                    out_len,
+                    attempts,
+                    max_steps,
+                    loop_budget,
+                    _pad_u: [0; 3],
+                    rtol,
+                    atol,
+                    h0,
+                    t0,
+                    span,
+                    hmin_rel,
+                    _pad: [0.0; 2],
+                }
+            }
+            fn ctrl(herm: bool) -> $ctrl {
+                $ctrl {
+                    t: [0.0; 2],
+                    h: 0.0,
+                    err_old: 1e-4,
+                    state: init_state(herm),
+                }
+            }
+            fn read_ctrl(c: &$ctrl) -> ElementEnd {
+                (
+                    c.state,
+                    f64::from(c.t[0]) + f64::from(c.t[1]),
+                    f64::from(c.h),
+                )
+            }
+        }
+    };
+}
+impl_real!(f32, Precision::F32, MasterBatchParamsF32, MasterBatchCtrlF32);
+impl_real!(f64, Precision::F64, MasterBatchParamsF64, MasterBatchCtrlF64);
+
+/// Loop iterations per invocation of the kernel's phases, counted as the kernel does (twin of
+/// `per_pass`, `red_cost`, `attempt_cost`, `save_cost` in `main`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LoopCosts {
+    init: u64,
+    attempt: u64,
+    save: u64,
+}
+
+impl LoopCosts {
+    fn new(n: usize, lanes: u32) -> Self {
+        let per_pass = ((n * n) as u64).div_ceil(u64::from(lanes)) + 8;
+        let red = u64::from(lanes.trailing_zeros()) + 1;
+        LoopCosts {
+            init: 3 * per_pass + 2 * red,
+            attempt: 7 * per_pass + red + 2,
+            save: per_pass + 1,
+        }
+    }
+}
+
+fn real_size(p: Precision) -> u64 {
+    match p {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    }
+}
+
+/// Bytes a batch element needs on the device: (work, output per element), for `n` levels,
+/// `saves` save times. Both must fit one storage binding.
+pub fn element_bytes(n: usize, saves: usize, output: BatchOutput, precision: Precision) -> (u64, u64) {
+    let c = 2 * real_size(precision);
+    let nn = (n * n) as u64;
+    (SLOTS * nn * c, saves as u64 * out_len(n, output) as u64 * c)
+}
+
+fn out_len(n: usize, output: BatchOutput) -> usize {
+    match output {
+        BatchOutput::Full => n * n,
+        BatchOutput::Band => 5 * n,
+    }
+}
+
+/// Buffers kept between calls, grown when a call needs more.
+struct Buffers {
+    params: wgpu::Buffer,
+    coef: wgpu::Buffer,
+    times: wgpu::Buffer,
+    ctrl: wgpu::Buffer,
+    work: wgpu::Buffer,
+    out: wgpu::Buffer,
+    ctrl_staging: wgpu::Buffer,
+    out_staging: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    /// Sizes of params, coef, times, ctrl, work, out.
+    sizes: [u64; 6],
+}
+
+/// A pipeline built for (precision, lanes).
+type PipelineEntry = ((Precision, u32), Arc<wgpu::ComputePipeline>);
+
+/// An element's state after its last dispatch: (state, elapsed time since `times[0]`, h).
+type ElementEnd = (CtrlState, f64, f64);
+
+/// The batched master-equation kernel on one GPU: modules compiled once, pipelines built once
+/// per (precision, lanes) and cached, buffers reused. Create it once per device.
+pub struct MasterBatchGpu {
+    ctx: Arc<GpuContext>,
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    modules: Vec<(Precision, ShaderDef, wgpu::ShaderModule)>,
+    pipelines: Mutex<Vec<PipelineEntry>>,
+    buffers: Mutex<Option<Buffers>>,
+}
+
+impl std::fmt::Debug for MasterBatchGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterBatchGpu")
+            .field("device", &self.ctx.info().name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Input checks of ode.rs (`check_inputs`), worded for this solver.
+fn check_inputs(times: &[f64], opts: &OdeOptions) -> Result<(), SolverError> {
+    let bad = |message: String| SolverError::Unsupported {
+        solver: "master_batch",
+        message,
+    };
+    let tol_ok = |v: f64| v.is_finite() && v >= 0.0;
+    if !(tol_ok(opts.rtol) && tol_ok(opts.atol)) || opts.rtol + opts.atol == 0.0 {
+        return Err(bad(format!(
+            "tolerances rtol = {}, atol = {}: expected finite values >= 0, not both 0",
+            opts.rtol, opts.atol
+        )));
+    }
+    if let Some(h0) = opts.h0
+        && !(h0 > 0.0 && h0.is_finite())
+    {
+        return Err(bad(format!(
+            "initial step h0 = {h0}: expected a finite value > 0"
+        )));
+    }
+    if let Some(i) = times.iter().position(|t| !t.is_finite()) {
+        return Err(bad(format!("times[{i}] = {} is not finite", times[i])));
+    }
+    if let Some(i) = times.windows(2).position(|w| w[1] < w[0]) {
+        return Err(bad(format!(
+            "times must be non-decreasing: times[{}] = {} < times[{i}] = {}",
+            i + 1,
+            times[i + 1],
+            times[i]
+        )));
+    }
+    Ok(())
+}
+
+/// A batch element prepared on the host.
+struct Prepared {
+    /// Per level: (ure, E, m, dn, up, h_{k-1}, h_k, Gamma_phi / 2).
+    coef: Vec<[f64; 8]>,
+    /// Initial state in the phi = 0 frame, row-major.
+    y0: Vec<c64>,
+    /// Gauge factors e^{i phi k}.
+    gauge: Vec<c64>,
+    hermitian: bool,
+    trace0: c64,
+}
+
+fn prepare(model: &Model, rho0: &DensityMatrix, irrep: &Irrep) -> Prepared {
+    let n = irrep.dim();
+    let (g, w) = (model.gamma_coll, model.pump_coll);
+    let coef = (0..n)
+        .map(|k| {
+            let m = irrep.m[k];
+            [
+                -0.5 * (g * irrep.jpjm[k] + w * irrep.jmjp[k]),
+                model.omega0 * m + model.chi * irrep.jpjm[k] + model.chi_z * m * m,
+                m,
+                if k + 1 < n {
+                    g.sqrt() * irrep.jm[k + 1]
+                } else {
+                    0.0
+                },
+                w.sqrt() * irrep.jm[k],
+                if k > 0 {
+                    0.5 * model.drive * irrep.jp[k - 1]
+                } else {
+                    0.0
+                },
+                0.5 * model.drive * irrep.jp[k],
+                0.5 * model.dephase_coll,
+            ]
+        })
+        .collect();
+    let gauge: Vec<c64> = (0..n)
+        .map(|k| c64::new(0.0, model.phi * k as f64).exp())
+        .collect();
+    let scale = rho0.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
+    let hermitian = rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300);
+    let mut y0 = vec![c64::new(0.0, 0.0); n * n];
+    for r in 0..n {
+        for c in 0..n {
+            let rot = gauge[r] * gauge[c].conj();
+            if !hermitian {
+                y0[r * n + c] = rot * rho0.get(r, c);
+            } else if r <= c {
+                let mut v = rot * 0.5 * (rho0.get(r, c) + rho0.get(c, r).conj());
+                if r == c {
+                    v.im = 0.0;
+                }
+                y0[r * n + c] = v;
+                y0[c * n + r] = v.conj();
+            }
+        }
+    }
+    Prepared {
+        coef,
+        y0,
+        gauge,
+        hermitian,
+        trace0: rho0.trace(),
+    }
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    layout: &wgpu::PipelineLayout,
+    def: &ShaderDef,
+    module: &wgpu::ShaderModule,
+    lanes: u32,
+) -> Result<wgpu::ComputePipeline, GpuError> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let label = format!("dicke.{}.lanes{lanes}", def.name);
+    let constants = [("WG", f64::from(lanes))];
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&label),
+        layout: Some(layout),
+        module,
+        entry_point: Some(def.entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &constants,
+            ..Default::default()
+        },
+        cache: None,
+    });
+    match pollster::block_on(scope.pop()) {
+        None => Ok(pipeline),
+        Some(e) => Err(GpuError::Shader {
+            module: def.name,
+            message: e.to_string(),
+        }),
+    }
+}
+
+impl MasterBatchGpu {
+    /// Compile the modules on `ctx`'s device (the f64 one when it has SHADER_F64) and build the
+    /// default pipelines.
+    pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
+        let device = ctx.device();
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("dicke.master_batch.bind_group_layout"),
+            entries: &[
+                entry(0, wgpu::BufferBindingType::Uniform),
+                entry(1, storage(true)),
+                entry(2, storage(true)),
+                entry(3, storage(false)),
+                entry(4, storage(false)),
+                entry(5, storage(false)),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("dicke.master_batch.pipeline_layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let mut defs = vec![(Precision::F32, shaders::MASTER_BATCH_F32)];
+        if ctx.info().has_f64 {
+            defs.push((Precision::F64, shaders::MASTER_BATCH_F64));
+        }
+        let mut modules = Vec::new();
+        for (p, def) in defs {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(def.name),
+                source: wgpu::ShaderSource::Wgsl(def.source.into()),
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(GpuError::Shader {
+                    module: def.name,
+                    message: e.to_string(),
+                });
+            }
+            modules.push((p, def, module));
+        }
+        let this = MasterBatchGpu {
+            ctx,
+            layout,
+            pipeline_layout,
+            modules,
+            pipelines: Mutex::new(Vec::new()),
+            buffers: Mutex::new(None),
+        };
+        for p in [Precision::F32, Precision::F64] {
+            if this.modules.iter().any(|m| m.0 == p) {
+                this.pipeline_for(p, DEFAULT_LANES)?;
+            }
+        }
+        Ok(this)
+    }
+
+    /// The context this kernel runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    fn pipeline_for(&self, p: Precision, lanes: u32) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        let mut cache = lock(&self.pipelines);
+        if let Some((_, pl)) = cache.iter().find(|(k, _)| *k == (p, lanes)) {
+            return Ok(Arc::clone(pl));
+        }
+        let (_, def, module) = self
+            .modules
+            .iter()
+            .find(|m| m.0 == p)
+            .ok_or_else(|| GpuError::NoF64 {
+                what: "master_batch in f64",
+                adapter: self.ctx.info().name.clone(),
+            })?;
+        let pl = Arc::new(pipeline(
+            self.ctx.device(),
+            &self.pipeline_layout,
+            def,
+            module,
+            lanes,
+        )?);
+        cache.push(((p, lanes), Arc::clone(&pl)));
+        Ok(pl)
+    }
+
+    /// Integrate every `(models[b], rho0s[b])` (or the single `rho0s[0]` for all) from
+    /// `times[0]` and return the states at every time in `times` (the first is rho0 itself),
+    /// with the algorithm and tolerances of [`crate::solver::master::evolve`] (module doc).
+    /// All models must be collective with the same N.
+    pub fn run(
+        &self,
+        models: &[Model],
+        rho0s: &[DensityMatrix],
+        times: &[f64],
+        opts: &OdeOptions,
+        options: &MasterBatchOptions,
+    ) -> Result<MasterBatch, MasterBatchError> {
+        match options.precision {
+            Precision::F32 => self.run_t::<f32>(models, rho0s, times, opts, options),
+            Precision::F64 => self.run_t::<f64>(models, rho0s, times, opts, options),
+        }
+    }
+
+    fn run_t<R: Real>(
+        &self,
+        models: &[Model],
+        rho0s: &[DensityMatrix],
+        times: &[f64],
+        opts: &OdeOptions,
+        options: &MasterBatchOptions,
+    ) -> Result<MasterBatch, MasterBatchError> {
+        let precision = R::PRECISION;
+        let lanes = if options.lanes == 0 {
+            DEFAULT_LANES
+        } else {
+            options.lanes
+        };
+        let bad = |message: String| SolverError::Unsupported {
+            solver: "master_batch",
+            message,
+        };
+        if !(lanes.is_power_of_two() && lanes <= 256) {
+            return Err(bad(format!("lanes = {lanes}: expected a power of two <= 256")).into());
+        }
+        check_inputs(times, opts)?;
+        let mut result = MasterBatch {
+            precision,
+            adapter: self.ctx.info().name.clone(),
+            lanes,
+            attempts_per_dispatch: 0,
+            chunks: 0,
+            dispatches: 0,
+            elements: Vec::new(),
+        };
+        let Some(first) = models.first() else {
+            return Ok(result);
+        };
+        if rho0s.len() != models.len() && rho0s.len() != 1 {
+            return Err(bad(format!(
+                "{} initial states for {} models: expected one per model, or one for all",
+                rho0s.len(),
+                models.len()
+            ))
+            .into());
+        }
+        let n_atoms = first.n;
+        for (b, m) in models.iter().enumerate() {
+            if m.n != n_atoms {
+                return Err(bad(format!(
+                    "models[{b}] has N = {}, models[0] N = {n_atoms}: a batch shares N",
+                    m.n
+                ))
+                .into());
+            }
+            if !m.is_collective() {
+                return Err(bad(format!(
+                    "models[{b}] has individual (single-atom) rates {} > 0; the collective master \
+                     equation keeps only the j = N/2 irrep",
+                    m.individual_terms().join(", ")
+                ))
+                .into());
+            }
+        }
+        let irrep = Irrep::symmetric(n_atoms);
+        let n = irrep.dim();
+        for (b, rho) in rho0s.iter().enumerate() {
+            if rho.dim != n || rho.data.len() != n * n {
+                return Err(bad(format!(
+                    "rho0s[{b}] is {0} x {0}, N = {n_atoms} needs {n} x {n}",
+                    rho.dim
+                ))
+                .into());
+            }
+            if !rho.data.iter().all(|z| z.re.is_finite() && z.im.is_finite()) {
+                return Err(SolverError::NonFinite {
+                    t: times.first().copied().unwrap_or(0.0),
+                }
+                .into());
+            }
+        }
+        if precision == Precision::F64 && !self.ctx.info().has_f64 {
+            return Err(GpuError::NoF64 {
+                what: "master_batch in f64",
+                adapter: self.ctx.info().name.clone(),
+            }
+            .into());
+        }
+        let batch = models.len();
+        if times.is_empty() {
+            let empty = |h: bool| BatchElement {
+                saves: match options.output {
+                    BatchOutput::Full => Saves::Full(Vec::new()),
+                    BatchOutput::Band => Saves::Band(Vec::new()),
+                },
+                stats: BatchStats {
+                    steps: 0,
+                    rejected: 0,
+                    rhs_evals: 0,
+                    max_trace_error: 0.0,
+                    max_hermiticity_error: 0.0,
+                    hermitian: h,
+                },
+            };
+            result.elements = (0..batch)
+                .map(|b| {
+                    let rho = &rho0s[if rho0s.len() == 1 { 0 } else { b }];
+                    let scale = rho.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
+                    Ok(empty(rho.hermiticity_error() <= 1e-12 * scale.max(1e-300)))
+                })
+                .collect();
+            return Ok(result);
+        }
+
+        // Memory: refuse before allocating anything.
+        let limits = self.ctx.limits();
+        let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let n_saves = times.len();
+        let (work_per, out_per) = element_bytes(n, n_saves, options.output, precision);
+        if work_per > binding_limit {
+            return Err(GpuError::TooLarge {
+                what: format!(
+                    "master_batch: {SLOTS} work vectors of a {n} x {n} density matrix in {}",
+                    precision.name()
+                ),
+                bytes: work_per,
+                limit: binding_limit,
+            }
+            .into());
+        }
+        if out_per > binding_limit {
+            return Err(GpuError::TooLarge {
+                what: format!(
+                    "master_batch: {n_saves} saved {} of N = {n_atoms} per element in {} \
+                     (ask for the band output, or fewer save times)",
+                    match options.output {
+                        BatchOutput::Full => "density matrices",
+                        BatchOutput::Band => "bands",
+                    },
+                    precision.name()
+                ),
+                bytes: out_per,
+                limit: binding_limit,
+            }
+            .into());
+        }
+        let coef_per = 2 * n as u64 * 4 * real_size(precision);
+        let ctrl_per = std::mem::size_of::<R::Ctrl>() as u64;
+        let per_max = |per: u64, cap: u64| (cap / per.max(1)).max(1);
+        let chunk = (batch as u64)
+            .min(u64::from(limits.max_compute_workgroups_per_dimension))
+            .min(per_max(work_per, binding_limit.min(MAX_CHUNK_WORK_BYTES)))
+            .min(per_max(out_per, binding_limit))
+            .min(per_max(coef_per, binding_limit))
+            .min(per_max(ctrl_per, binding_limit))
+            .max(1) as usize;
+
+        let attempts = if options.attempts_per_dispatch > 0 {
+            options.attempts_per_dispatch
+        } else {
+            (ATTEMPT_ELEMS / (n * n) as u64).clamp(1, MAX_ATTEMPTS) as u32
+        };
+        result.attempts_per_dispatch = attempts;
+        let loop_budget = if self.ctx.info().software {
+            SOFTWARE_LOOP_BUDGET
+        } else {
+            u32::MAX
+        };
+        let costs = LoopCosts::new(n, lanes);
+        if costs.init.max(costs.attempt).max(costs.save) > u64::from(loop_budget) {
+            return Err(bad(format!(
+                "N = {n_atoms}: one step needs {} loop iterations per invocation, more than the \
+                 {loop_budget} that adapter `{}` runs per dispatch (llvmpipe ends loops after \
+                 65535); use a real GPU or the CPU backend",
+                costs.attempt,
+                self.ctx.info().name
+            ))
+            .into());
+        }
+        let pipeline = self.pipeline_for(precision, lanes)?;
+
+        // Shared per call: the save times as elapsed pairs and the scalar parameters.
+        let t0 = times[0];
+        let save_t: Vec<[R; 2]> = times.iter().map(|&t| R::pair(t - t0)).collect();
+        let span = times[n_saves - 1] - t0;
+        let max_steps = u32::try_from(opts.max_steps).unwrap_or(u32::MAX);
+        let out_mode = match options.output {
+            BatchOutput::Full => 0,
+            BatchOutput::Band => 1,
+        };
+        let olen = out_len(n, options.output);
+
+        let mut guard = lock(&self.buffers);
+        for start in (0..batch).step_by(chunk) {
+            let cb = chunk.min(batch - start);
+            let prepared: Vec<Prepared> = (start..start + cb)
+                .map(|b| prepare(&models[b], &rho0s[if rho0s.len() == 1 { 0 } else { b }], &irrep))
+                .collect();
+            let params = R::params(
+                [
+                    n as u32,
+                    (n * n) as u32,
+                    cb as u32,
+                    n_saves as u32,
+                    out_mode,
+                    olen as u32,
+                    attempts,
+                    max_steps,
+                    loop_budget,
+                ],
+                [
+                    opts.rtol,
+                    opts.atol,
+                    opts.h0.unwrap_or(0.0),
+                    t0,
+                    span,
+                    16.0 * f64::EPSILON,
+                ],
+            );
+            let sizes = [
+                std::mem::size_of::<R::Params>() as u64,
+                cb as u64 * coef_per,
+                (n_saves * 2) as u64 * real_size(precision),
+                cb as u64 * ctrl_per,
+                cb as u64 * work_per,
+                cb as u64 * out_per,
+            ];
+            let bufs = match guard.take() {
+                Some(b) if b.sizes.iter().zip(&sizes).all(|(have, need)| have >= need) => b,
+                old => {
+                    // Grow each to at least its previous size so that alternating calls settle.
+                    let grown = match &old {
+                        Some(o) => std::array::from_fn(|i| sizes[i].max(o.sizes[i])),
+                        None => sizes,
+                    };
+                    drop(old);
+                    self.buffers(grown)?
+                }
+            };
+            let (dispatches, states) =
+                self.run_chunk::<R>(&bufs, &pipeline, &params, &prepared, &save_t, cb, attempts)?;
+            result.dispatches += dispatches;
+            result.chunks += 1;
+            let out_bytes = cb as u64 * out_per;
+            let raw = self.scoped_copy_read(&bufs, out_bytes)?;
+            *guard = Some(bufs);
+            let vals: Vec<R> = bytemuck::pod_collect_to_vec(&raw);
+            for (i, p) in prepared.iter().enumerate() {
+                let (state, t_el, h) = states[i];
+                let t = t0 + t_el;
+                let el = match state.status {
+                    STATUS_DONE => Ok(convert::<R>(
+                        &vals[i * n_saves * olen * 2..(i + 1) * n_saves * olen * 2],
+                        p,
+                        n,
+                        n_saves,
+                        options.output,
+                        state,
+                    )),
+                    STATUS_STEP_TOO_SMALL => Err(SolverError::StepSizeTooSmall { t, dt: h }),
+                    STATUS_TOO_MANY_STEPS => Err(SolverError::TooManySteps {
+                        t,
+                        max_steps: opts.max_steps,
+                    }),
+                    STATUS_NONFINITE => Err(SolverError::NonFinite { t }),
+                    other => Err(SolverError::Unsupported {
+                        solver: "master_batch",
+                        message: format!("element {} ended in unknown status {other}", start + i),
+                    }),
+                };
+                result.elements.push(el);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Upload one chunk, dispatch until every element is done or failed; returns the number of
+    /// dispatches and each element's (state, elapsed time, h).
+    #[allow(clippy::too_many_arguments)]
+    fn run_chunk<R: Real>(
+        &self,
+        bufs: &Buffers,
+        pipeline: &wgpu::ComputePipeline,
+        params: &R::Params,
+        prepared: &[Prepared],
+        save_t: &[[R; 2]],
+        cb: usize,
+        attempts: u32,
+    ) -> Result<(usize, Vec<ElementEnd>), GpuError> {
+        let queue = self.ctx.queue();
+        let n = prepared[0].gauge.len();
+        let nn = n * n;
+        self.ctx.scoped("master_batch upload", || {
+            queue.write_buffer(&bufs.params, 0, bytemuck::bytes_of(params));
+            let coef: Vec<R> = prepared
+                .iter()
+                .flat_map(|p| p.coef.iter().flatten().map(|&x| R::of(x)))
+                .collect();
+            queue.write_buffer(&bufs.coef, 0, bytemuck::cast_slice(&coef));
+            queue.write_buffer(&bufs.times, 0, bytemuck::cast_slice(save_t));
+            let ctrl: Vec<R::Ctrl> = prepared.iter().map(|p| R::ctrl(p.hermitian)).collect();
+            queue.write_buffer(&bufs.ctrl, 0, bytemuck::cast_slice(&ctrl));
+            let csize = 2 * std::mem::size_of::<R>() as u64;
+            for (i, p) in prepared.iter().enumerate() {
+                let y: Vec<R> = p.y0.iter().flat_map(|z| [R::of(z.re), R::of(z.im)]).collect();
+                let offset = (i as u64 * SLOTS + u64::from(SLOT_INIT[0])) * nn as u64 * csize;
+                queue.write_buffer(&bufs.work, offset, bytemuck::cast_slice(&y));
+            }
+            Ok(())
+        })?;
+
+        let ctrl_bytes = cb as u64 * std::mem::size_of::<R::Ctrl>() as u64;
+        // Every dispatch makes progress on every unfinished element (the initialisation, a save
+        // or a step attempt: the loop budget admits each alone), so a round that changes no
+        // element's state means the device did not run the kernel.
+        let progress = |s: &CtrlState| (s.status, s.attempts, s.next_save);
+        let mut last: Vec<(u32, u32, u32)> = vec![(STATUS_INIT, 0, 0); cb];
+        let mut dispatches = 0usize;
+        let mut rounds = 1u32;
+        loop {
+            self.ctx.scoped("master_batch dispatch", || {
+                let mut enc = self
+                    .ctx
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("dicke.master_batch.encoder"),
+                    });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("dicke.master_batch.pass"),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, &bufs.bind_group, &[]);
+                    for _ in 0..rounds {
+                        pass.dispatch_workgroups(cb as u32, 1, 1);
+                    }
+                }
+                enc.copy_buffer_to_buffer(&bufs.ctrl, 0, &bufs.ctrl_staging, 0, ctrl_bytes);
+                queue.submit([enc.finish()]);
+                Ok(())
+            })?;
+            dispatches += rounds as usize;
+            let raw =
+                self.ctx
+                    .read_back(&bufs.ctrl_staging, "dicke.master_batch.ctrl_staging", ctrl_bytes)?;
+            let ctrl: Vec<R::Ctrl> = bytemuck::pod_collect_to_vec(&raw);
+            let states: Vec<ElementEnd> = ctrl.iter().map(R::read_ctrl).collect();
+            if states.iter().all(|s| s.0.status >= STATUS_DONE) {
+                return Ok((dispatches, states));
+            }
+            let now: Vec<(u32, u32, u32)> = states.iter().map(|s| progress(&s.0)).collect();
+            if now == last {
+                let stuck = states.iter().filter(|s| s.0.status < STATUS_DONE).count();
+                return Err(GpuError::Validation {
+                    operation: "master_batch dispatch",
+                    message: format!(
+                        "{stuck} of {cb} elements made no progress in {rounds} dispatches of \
+                         {attempts} attempts: the device did not run the kernel"
+                    ),
+                });
+            }
+            last = now;
+            rounds = (rounds * 2).min(MAX_ROUNDS);
+        }
+    }
+
+    fn scoped_copy_read(&self, bufs: &Buffers, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        self.ctx.scoped("master_batch read-back", || {
+            let mut enc = self
+                .ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("dicke.master_batch.readback_encoder"),
+                });
+            enc.copy_buffer_to_buffer(&bufs.out, 0, &bufs.out_staging, 0, bytes);
+            self.ctx.queue().submit([enc.finish()]);
+            Ok(())
+        })?;
+        self.ctx
+            .read_back(&bufs.out_staging, "dicke.master_batch.out_staging", bytes)
+    }
+
+    fn buffers(&self, sizes: [u64; 6]) -> Result<Buffers, GpuError> {
+        self.ctx.scoped("master_batch buffer allocation", || {
+            let device = self.ctx.device();
+            use wgpu::BufferUsages as U;
+            let mk = |label: &'static str, size: u64, usage: U| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    // wgpu refuses zero-sized bindings; copies need 4-byte multiples.
+                    size: size.max(16).next_multiple_of(16),
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let params = mk("dicke.master_batch.params", sizes[0], U::UNIFORM | U::COPY_DST);
+            let coef = mk("dicke.master_batch.coef", sizes[1], U::STORAGE | U::COPY_DST);
+            let times = mk("dicke.master_batch.times", sizes[2], U::STORAGE | U::COPY_DST);
+            let ctrl = mk(
+                "dicke.master_batch.ctrl",
+                sizes[3],
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            );
+            let work = mk("dicke.master_batch.work", sizes[4], U::STORAGE | U::COPY_DST);
+            let out = mk("dicke.master_batch.out", sizes[5], U::STORAGE | U::COPY_SRC);
+            let ctrl_staging = mk(
+                "dicke.master_batch.ctrl_staging",
+                sizes[3],
+                U::MAP_READ | U::COPY_DST,
+            );
+            let out_staging = mk(
+                "dicke.master_batch.out_staging",
+                sizes[5],
+                U::MAP_READ | U::COPY_DST,
+            );
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("dicke.master_batch.bind_group"),
+                layout: &self.layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: coef.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: times.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: ctrl.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: work.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 5,
+                        resource: out.as_entire_binding(),
+                    },
+                ],
+            });
+            Ok(Buffers {
+                params,
+                coef,
+                times,
+                ctrl,
+                work,
+                out,
+                ctrl_staging,
+                out_staging,
+                bind_group,
+                sizes,
+            })
+        })
+    }
+}
+
+/// One element's saves from the kernel's output (phi = 0 frame, working precision) to
+/// density matrices or bands in the model's frame, with the statistics.
+fn convert<R: Real>(
+    vals: &[R],
+    p: &Prepared,
+    n: usize,
+    n_saves: usize,
+    output: BatchOutput,
+    state: CtrlState,
+) -> BatchElement {
+    let olen = out_len(n, output);
+    let g = &p.gauge;
+    let at = |s: usize, j: usize| {
+        let i = 2 * (s * olen + j);
+        c64::new(vals[i].to_f64(), vals[i + 1].to_f64())
+    };
+    let mut max_tr: f64 = 0.0;
+    let mut max_herm: f64 = 0.0;
+    let saves = match output {
+        BatchOutput::Full => {
+            let mut v = Vec::with_capacity(n_saves);
+            for s in 0..n_saves {
+                let mut dm = DensityMatrix::zeros(n);
+                for r in 0..n {
+                    for c in 0..n {
+                        dm.data[r * n + c] = g[r].conj() * g[c] * at(s, r * n + c);
+                    }
+                }
+                max_herm = max_herm.max(dm.hermiticity_error());
+                if p.hermitian {
+                    for r in 0..n {
+                        for c in r..n {
+                            let mut x = 0.5 * (dm.data[r * n + c] + dm.data[c * n + r].conj());
+                            if r == c {
+                                x.im = 0.0;
+                            }
+                            dm.data[r * n + c] = x;
+                            dm.data[c * n + r] = x.conj();
+                        }
+                    }
+                }
+                max_tr = max_tr.max((dm.trace() - p.trace0).norm());
+                v.push(dm);
+            }
+            Saves::Full(v)
+        }
+        BatchOutput::Band => {
+            let mut v = Vec::with_capacity(n_saves);
+            for s in 0..n_saves {
+                let mut data = vec![c64::new(0.0, 0.0); 5 * n];
+                for q in -2isize..=2 {
+                    let len = n.saturating_sub(q.unsigned_abs());
+                    for k in 0..len {
+                        let (r, c) = if q >= 0 {
+                            (k, k + q as usize)
+                        } else {
+                            (k + q.unsigned_abs(), k)
+                        };
+                        let j = (q + 2) as usize * n + k;
+                        data[j] = g[r].conj() * g[c] * at(s, j);
+                    }
+                }
+                for q in 0..=2usize {
+                    for k in 0..n.saturating_sub(q) {
+                        let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
+                        max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
+                        if p.hermitian {
+                            let mut x = 0.5 * (data[up] + data[lo].conj());
+                            if q == 0 {
+                                x.im = 0.0;
+                            }
+                            data[up] = x;
+                            data[lo] = x.conj();
+                        }
+                    }
+                }
+                let band = Band { dim: n, data };
+                max_tr = max_tr.max((band.trace() - p.trace0).norm());
+                v.push(band);
+            }
+            Saves::Band(v)
+        }
+    };
+    BatchElement {
+        saves,
+        stats: BatchStats {
+            steps: state.steps as usize,
+            rejected: state.rejected as usize,
+            rhs_evals: state.rhs_evals as usize,
+            max_trace_error: max_tr,
+            max_hermiticity_error: max_herm,
+            hermitian: p.hermitian,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust twins and the WGSL structs (as naga lays them out) agree field by field, for
+    /// both precisions.
+    #[test]
+    fn params_and_ctrl_match_naga_layout() {
+        use std::mem::{offset_of, size_of};
+        use wgpu::naga::TypeInner;
+        let tail = offset_of!(MasterBatchCtrlF32, state);
+        let tail64 = offset_of!(MasterBatchCtrlF64, state);
+        let state_fields = |base: usize| {
+            vec![
+                ("status", base + offset_of!(CtrlState, status)),
+                ("next_save", base + offset_of!(CtrlState, next_save)),
+                ("attempts", base + offset_of!(CtrlState, attempts)),
+                ("steps", base + offset_of!(CtrlState, steps)),
+                ("rejected", base + offset_of!(CtrlState, rejected)),
+                ("rhs_evals", base + offset_of!(CtrlState, rhs_evals)),
+                ("last_rejected", base + offset_of!(CtrlState, last_rejected)),
+                ("herm", base + offset_of!(CtrlState, herm)),
+                ("slot_y", base + offset_of!(CtrlState, slot_y)),
+                ("slot_a", base + offset_of!(CtrlState, slot_a)),
+                ("slot_b", base + offset_of!(CtrlState, slot_b)),
+                ("slot_k1", base + offset_of!(CtrlState, slot_k1)),
+                ("slot_k7", base + offset_of!(CtrlState, slot_k7)),
+            ]
+        };
+        macro_rules! params_fields {
+            ($t:ty) => {
+                vec![
+                    ("n", offset_of!($t, n)),
+                    ("nn", offset_of!($t, nn)),
+                    ("batch", offset_of!($t, batch)),
+                    ("n_saves", offset_of!($t, n_saves)),
+                    ("out_mode", offset_of!($t, out_mode)),
+                    ("out_len", offset_of!($t, out_len)),
+                    ("attempts", offset_of!($t, attempts)),
+                    ("max_steps", offset_of!($t, max_steps)),
+                    ("loop_budget", offset_of!($t, loop_budget)),
+                    ("rtol", offset_of!($t, rtol)),
+                    ("atol", offset_of!($t, atol)),
+                    ("h0", offset_of!($t, h0)),
+                    ("t0", offset_of!($t, t0)),
+                    ("span", offset_of!($t, span)),
+                    ("hmin_rel", offset_of!($t, hmin_rel)),
+                ]
+            };
+        }
+        let mut ctrl32 = vec![
+            ("t", offset_of!(MasterBatchCtrlF32, t)),
+            ("h", offset_of!(MasterBatchCtrlF32, h)),
+            ("err_old", offset_of!(MasterBatchCtrlF32, err_old)),
+        ];
+        ctrl32.extend(state_fields(tail));
+        let mut ctrl64 = vec![
+            ("t", offset_of!(MasterBatchCtrlF64, t)),
+            ("h", offset_of!(MasterBatchCtrlF64, h)),
+            ("err_old", offset_of!(MasterBatchCtrlF64, err_old)),
+        ];
+        ctrl64.extend(state_fields(tail64));
+        let cases = [
+            (
+                shaders::MASTER_BATCH_F32,
+                "Params",
+                size_of::<MasterBatchParamsF32>(),
+                params_fields!(MasterBatchParamsF32),
+            ),
+            (
+                shaders::MASTER_BATCH_F64,
+                "Params",
+                size_of::<MasterBatchParamsF64>(),
+                params_fields!(MasterBatchParamsF64),
+            ),
+            (
+                shaders::MASTER_BATCH_F32,
+                "Ctrl",
+                size_of::<MasterBatchCtrlF32>(),
+                ctrl32,
+            ),
+            (
+                shaders::MASTER_BATCH_F64,
+                "Ctrl",
+                size_of::<MasterBatchCtrlF64>(),
+                ctrl64,
+            ),
+        ];
+        assert_eq!(size_of::<MasterBatchParamsF32>(), 80);
+        assert_eq!(size_of::<MasterBatchParamsF64>(), 112);
+        assert_eq!(size_of::<MasterBatchCtrlF32>(), 80);
+        assert_eq!(size_of::<MasterBatchCtrlF64>(), 96);
+        for (def, name, size, fields) in cases {
+            let module = wgpu::naga::front::wgsl::parse_str(def.source).expect("parses");
+            let (_, ty) = module
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some(name))
+                .expect("struct in WGSL");
+            let TypeInner::Struct { members, span } = &ty.inner else {
+                panic!("{name} is not a struct")
+            };
+            assert_eq!(*span as usize, size, "{}: size of {name}", def.name);
+            for (field, offset) in fields {
+                let m = members
+                    .iter()
+                    .find(|m| m.name.as_deref() == Some(field))
+                    .unwrap_or_else(|| panic!("{}: {name}.{field} missing", def.name));
+                assert_eq!(m.offset as usize, offset, "{}: {name}.{field}", def.name);
+            }
+        }
+    }
+
+    #[test]
+    fn band_indexing_and_expansion() {
+        let n = 4;
+        let mut data = vec![c64::new(0.0, 0.0); 5 * n];
+        for q in -2isize..=2 {
+            for k in 0..n - q.unsigned_abs() {
+                data[(q + 2) as usize * n + k] = c64::new(q as f64, k as f64);
+            }
+        }
+        let band = Band { dim: n, data };
+        assert_eq!(band.get(1, 3), Some(c64::new(2.0, 1.0)));
+        assert_eq!(band.get(3, 1), Some(c64::new(-2.0, 1.0)));
+        assert_eq!(band.get(0, 3), None);
+        let dm = band.to_density_matrix();
+        assert_eq!(dm.get(2, 1), c64::new(-1.0, 1.0));
+        assert_eq!(dm.get(0, 3), c64::new(0.0, 0.0));
+        assert_eq!(band.trace(), c64::new(0.0, 6.0));
+    }
+
+    #[test]
+    fn element_bytes_scale() {
+        // f32 work: 10 vectors x 8 bytes per complex.
+        let (w, o) = element_bytes(51, 11, BatchOutput::Full, Precision::F32);
+        assert_eq!(w, 10 * 51 * 51 * 8);
+        assert_eq!(o, 11 * 51 * 51 * 8);
+        let (_, ob) = element_bytes(51, 11, BatchOutput::Band, Precision::F64);
+        assert_eq!(ob, 11 * 5 * 51 * 16);
+    }
+}
