@@ -259,11 +259,11 @@ fn controller(err: f64, err_old: f64) -> f64 {
     fac.clamp(1.0 / FAC_MAX, 1.0 / FAC_MIN)
 }
 
-fn check_inputs(y0: &[f64], times: &[f64], opts: &OdeOptions) -> Result<(), SolverError> {
-    let bad = |message: String| SolverError::Unsupported {
-        solver: "ode",
-        message,
-    };
+/// Checks of the tolerances, initial step and save times shared by every integrator that
+/// follows this one (the CPU DP5 here and the GPU batch in `backend::gpu::master_batch`);
+/// errors name `solver`.
+pub fn check_options(solver: &'static str, times: &[f64], opts: &OdeOptions) -> Result<(), SolverError> {
+    let bad = |message: String| SolverError::Unsupported { solver, message };
     let tol_ok = |v: f64| v.is_finite() && v >= 0.0;
     if !(tol_ok(opts.rtol) && tol_ok(opts.atol)) || opts.rtol + opts.atol == 0.0 {
         return Err(bad(format!(
@@ -289,6 +289,11 @@ fn check_inputs(y0: &[f64], times: &[f64], opts: &OdeOptions) -> Result<(), Solv
             times[i]
         )));
     }
+    Ok(())
+}
+
+fn check_inputs(y0: &[f64], times: &[f64], opts: &OdeOptions) -> Result<(), SolverError> {
+    check_options("ode", times, opts)?;
     if !all_finite(y0) {
         return Err(SolverError::NonFinite {
             t: times.first().copied().unwrap_or(0.0),

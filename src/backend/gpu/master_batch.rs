@@ -601,40 +601,6 @@ impl std::fmt::Debug for MasterBatchGpu {
     }
 }
 
-/// Input checks of ode.rs (`check_inputs`), worded for this solver.
-fn check_inputs(times: &[f64], opts: &OdeOptions) -> Result<(), SolverError> {
-    let bad = |message: String| SolverError::Unsupported {
-        solver: "master_batch",
-        message,
-    };
-    let tol_ok = |v: f64| v.is_finite() && v >= 0.0;
-    if !(tol_ok(opts.rtol) && tol_ok(opts.atol)) || opts.rtol + opts.atol == 0.0 {
-        return Err(bad(format!(
-            "tolerances rtol = {}, atol = {}: expected finite values >= 0, not both 0",
-            opts.rtol, opts.atol
-        )));
-    }
-    if let Some(h0) = opts.h0
-        && !(h0 > 0.0 && h0.is_finite())
-    {
-        return Err(bad(format!(
-            "initial step h0 = {h0}: expected a finite value > 0"
-        )));
-    }
-    if let Some(i) = times.iter().position(|t| !t.is_finite()) {
-        return Err(bad(format!("times[{i}] = {} is not finite", times[i])));
-    }
-    if let Some(i) = times.windows(2).position(|w| w[1] < w[0]) {
-        return Err(bad(format!(
-            "times must be non-decreasing: times[{}] = {} < times[{i}] = {}",
-            i + 1,
-            times[i + 1],
-            times[i]
-        )));
-    }
-    Ok(())
-}
-
 /// A batch element prepared on the host.
 struct Prepared {
     /// Per level: (ure, E, m, dn, up, h_{k-1}, h_k, Gamma_phi / 2).
@@ -868,7 +834,7 @@ impl MasterBatchGpu {
         if !(lanes.is_power_of_two() && lanes <= 256) {
             return Err(bad(format!("lanes = {lanes}: expected a power of two <= 256")).into());
         }
-        check_inputs(times, opts)?;
+        crate::solver::ode::check_options("master_batch", times, opts)?;
         let mut result = MasterBatch {
             precision,
             adapter: self.ctx.info().name.clone(),
