@@ -11,7 +11,8 @@
 //! The device is requested with `adapter.limits()` (the adapter's real limits, not WebGPU's
 //! defaults) and with `SHADER_F64` when the adapter has it ([`GpuInfo::has_f64`]). Instance
 //! flags come from the build configuration plus the environment, so `WGPU_VALIDATION=1` turns
-//! the Vulkan validation layer on and `WGPU_BACKEND=vulkan` restricts the backends.
+//! the Vulkan validation layer on and `WGPU_BACKEND=vulkan` restricts the backends. (How CI
+//! turns the layer's messages into a failure: `tests/gpu_validation.rs`.)
 //!
 //! Nothing on a device path panics: no adapter, a failed device request, a shader or
 //! validation error, a failed mapping and a lost device all come back as [`GpuError`]. wgpu's

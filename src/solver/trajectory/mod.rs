@@ -192,7 +192,9 @@ pub struct TrajectoryOptions {
     /// Keep the records of the first this many trajectories in the result.
     pub save_trajectories: usize,
     /// Invocations per trajectory on the GPU, and hence the order of every sum over levels
-    /// on both backends (a power of two, 1..=256). 0: [`default_lanes`].
+    /// on both backends (a power of two, 1..=256). 0: [`default_lanes`] on the GPU,
+    /// [`CPU_LANES`] on the CPU (so by default the two backends differ by rounding only; set
+    /// the same value on both to get the same arithmetic).
     pub lanes: u32,
 }
 
@@ -210,6 +212,12 @@ impl Default for TrajectoryOptions {
         }
     }
 }
+
+/// The CPU's default summation order: 16 lanes, i.e. the lane accumulators of every sum over
+/// levels are one or two SIMD registers ([`twin`] module doc). A sequential sum (`lanes = 1`,
+/// the GPU's default below 257 levels) is a chain of dependent additions and costs the CPU
+/// twin about a third of its time at N = 100.
+pub const CPU_LANES: u32 = 16;
 
 /// Invocations per trajectory for `n_levels` levels: 1 (one invocation per trajectory, the
 /// "lane" mapping) up to 256 levels, else 256 (one workgroup per trajectory). Measured on
@@ -673,7 +681,11 @@ pub fn run_cpu(
     opts: &TrajectoryOptions,
 ) -> Result<EnsembleResult, SolverError> {
     let start = std::time::Instant::now();
-    let plan = Plan::new(model, psi0, times, opts)?;
+    let opts = TrajectoryOptions {
+        lanes: if opts.lanes == 0 { CPU_LANES } else { opts.lanes },
+        ..opts.clone()
+    };
+    let plan = Plan::new(model, psi0, times, &opts)?;
     let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
     match plan.precision {
         Precision::F32 => cpu_ensemble::<f32>(&plan, &mut acc),
@@ -820,7 +832,7 @@ mod tests {
         let psi = coherent(40, 2.0, 0.0);
         let times: Vec<f64> = (0..5).map(|i| 0.01 * i as f64).collect();
         let mut out = Vec::new();
-        for lanes in [1, 64, 256] {
+        for lanes in [1, 8, 16, 64, 256] {
             let opts = TrajectoryOptions {
                 ntraj: 3,
                 precision: Precision::F64,

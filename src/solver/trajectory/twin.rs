@@ -127,59 +127,6 @@ impl<T: Real> Cx<T> {
     pub fn new(re: T, im: T) -> Self {
         Cx { re, im }
     }
-    #[inline(always)]
-    fn zero() -> Self {
-        Cx::new(T::ZERO, T::ZERO)
-    }
-    #[inline(always)]
-    fn one() -> Self {
-        Cx::new(T::ONE, T::ZERO)
-    }
-    /// `a + b` (WGSL vec2 add).
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        Cx::new(self.re + b.re, self.im + b.im)
-    }
-    /// `a - b`.
-    #[inline(always)]
-    fn sub(self, b: Self) -> Self {
-        Cx::new(self.re - b.re, self.im - b.im)
-    }
-    /// `a * s` for a real s.
-    #[inline(always)]
-    fn scale(self, s: T) -> Self {
-        Cx::new(self.re * s, self.im * s)
-    }
-    /// WGSL `cmul`: `(a.x b.x - a.y b.y, a.x b.y + a.y b.x)`.
-    #[inline(always)]
-    fn mul(self, b: Self) -> Self {
-        Cx::new(self.re * b.re - self.im * b.im, self.re * b.im + self.im * b.re)
-    }
-    /// WGSL `mneg_i`: `-i z = (z.y, -z.x)`.
-    #[inline(always)]
-    fn mneg_i(self) -> Self {
-        Cx::new(self.im, -self.re)
-    }
-    /// `a.x a.x + a.y a.y`.
-    #[inline(always)]
-    fn norm2(self) -> T {
-        self.re * self.re + self.im * self.im
-    }
-    /// `Re(conj(a) b) = a.x b.x + a.y b.y`.
-    #[inline(always)]
-    fn re_dot(self, b: Self) -> T {
-        self.re * b.re + self.im * b.im
-    }
-    /// `a conj(b) = (a.x b.x + a.y b.y, a.y b.x - a.x b.y)`.
-    #[inline(always)]
-    fn mul_conj(self, b: Self) -> Self {
-        Cx::new(self.re * b.re + self.im * b.im, self.im * b.re - self.re * b.im)
-    }
-}
-
-#[inline(always)]
-fn add4<T: Real>(a: [T; 4], b: [T; 4]) -> [T; 4] {
-    [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
 }
 
 /// The kernel's inputs, converted to the working precision (the very arrays the GPU gets).
@@ -198,75 +145,193 @@ pub struct TwinInputs<T> {
     pub intervals: Vec<[u32; 2]>,
 }
 
-/// One trajectory engine: inputs plus per-level coefficients.
+/// Levels are padded to a multiple of this (the widest SIMD register holds 16 f32), so every
+/// per-level pass is whole vectors with no remainder loop.
+const CHUNK: usize = 16;
+
+/// A complex vector in split layout (real parts, imaginary parts), level `i` at index
+/// `i + 1`: index 0 and everything past the last level are zero ghosts, so the V stencil and
+/// the record's neighbour products need no branch, and each pass over the levels is one
+/// straight loop the compiler vectorises. The ghosts stay exactly zero because every
+/// coefficient of a padded level is zero (module doc of [`Twin`]).
+#[derive(Debug, Clone)]
+struct Cv<T> {
+    re: Vec<T>,
+    im: Vec<T>,
+}
+
+impl<T: Real> Cv<T> {
+    fn zeros(len: usize) -> Self {
+        Cv {
+            re: vec![T::ZERO; len],
+            im: vec![T::ZERO; len],
+        }
+    }
+}
+
+/// One trajectory engine: inputs plus per-level coefficients, padded to `np` levels
+/// (a multiple of [`CHUNK`]) with zero coefficients on the padding.
+///
+/// Layout and speed. The arithmetic is the kernel's expression by expression, but the data
+/// are laid out for the CPU: split real/imaginary vectors with zero ghosts ([`Cv`]), the
+/// exponential tables in the same split layout, the four stage passes of Lawson RK4 each fused
+/// into one loop (the stage input ping-pongs between two vectors, so the stencil never reads a
+/// level already overwritten), and the run compiled a second time with AVX2 enabled, chosen at
+/// run time. None of this changes a rounding: per-level expressions are evaluated in the same
+/// order (Rust never fuses multiply-adds), a padded level adds an exact zero to a sum, and the
+/// sums over levels keep the kernel's lane order ([`Twin::reduce`]), which for `lanes >= 8` is
+/// itself the order of an 8-wide vector accumulator.
 pub struct Twin<T> {
     inp: TwinInputs<T>,
+    np: usize,
     cm: Cx<T>,
     cp: Cx<T>,
     third: T,
     sixth: T,
     m: Vec<T>,
-    /// jp_i = <i+1|J+|i>, jp_{i-1}, jp_{i+1}.
+    /// m^2 (for <Jz^2>).
+    m2: Vec<T>,
+    /// jp_i = <i+1|J+|i>, jp_{i-1}, and jp_i jp_{i+1}.
     jp: Vec<T>,
     jpm1: Vec<T>,
-    jpp1: Vec<T>,
+    jpp: Vec<T>,
     /// Channel weights per level: Gamma jpjm, w jmjp, Gamma_phi m^2, and their sum gamma.
     wd: Vec<T>,
     wu: Vec<T>,
     wz: Vec<T>,
     gam: Vec<T>,
-    /// jpjm + jmjp (for <Jx^2> + <Jy^2>), and m + (m + 1).
+    /// jpjm + jmjp (for <Jx^2> + <Jy^2>), and jp_i (m + (m + 1)) (for <{J+, Jz}>).
     pm: Vec<T>,
-    mm: Vec<T>,
+    jpmm: Vec<T>,
+    /// The exponential table in split layout: `tab.re[(set * TABLE_DEPTH + k) * np + i]`.
+    tab: Cv<T>,
 }
 
-/// Per-trajectory work vectors (the kernel's private vectors and its shared `u`).
+/// Per-trajectory work vectors (ghosted [`Cv`] of length `np + 4`, factors of length `np`).
 struct Work<T> {
-    psi: Vec<Cx<T>>,
-    kvp: Vec<Cx<T>>,
-    acc: Vec<Cx<T>>,
-    kt: Vec<Cx<T>>,
-    kva: Vec<Cx<T>>,
-    e1: Vec<Cx<T>>,
-    e2: Vec<Cx<T>>,
-    u: Vec<Cx<T>>,
-    red: Vec<[T; 4]>,
+    psi: Cv<T>,
+    kvp: Cv<T>,
+    acc: Cv<T>,
+    kva: Cv<T>,
+    ua: Cv<T>,
+    ub: Cv<T>,
+    e1: Cv<T>,
+    e2: Cv<T>,
+    /// Per-level terms of up to four sums, reduced in the kernel's order.
+    f: [Vec<T>; 4],
+}
+
+/// `a * b` as WGSL `cmul` writes it: `(a.x b.x - a.y b.y, a.x b.y + a.y b.x)`.
+#[inline(always)]
+fn cmul<T: Real>(ar: T, ai: T, br: T, bi: T) -> (T, T) {
+    (ar * br - ai * bi, ar * bi + ai * br)
+}
+
+/// `(V u)_i - c u_i` times `-i` (`mneg_i(z) = (z.y, -z.x)`), from the left, centre and right
+/// neighbours of level i: `(V u)_i = cm (jp_{i-1} u_{i-1}) + cp (jp_i u_{i+1})`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn stage_k<T: Real>(cm: Cx<T>, cp: Cx<T>, jpm1: T, jp: T, l: (T, T), u: (T, T), r: (T, T), c: T) -> (T, T) {
+    let (vr, vi) = vstencil(cm, cp, jpm1, jp, l, r);
+    (vi - u.1 * c, -(vr - u.0 * c))
+}
+
+/// `(V u)_i` (the kernel's `vapply`).
+#[inline(always)]
+fn vstencil<T: Real>(cm: Cx<T>, cp: Cx<T>, jpm1: T, jp: T, l: (T, T), r: (T, T)) -> (T, T) {
+    let (t1r, t1i) = (l.0 * jpm1, l.1 * jpm1);
+    let (t2r, t2i) = (r.0 * jp, r.1 * jp);
+    let (ar, ai) = cmul(cm.re, cm.im, t1r, t1i);
+    let (br, bi) = cmul(cp.re, cp.im, t2r, t2i);
+    (ar + br, ai + bi)
+}
+
+/// Lane sums of `f` for a compile-time lane count `L` (`f.len()` a multiple of `L`).
+#[inline(always)]
+fn reduce_lanes<T: Real, const L: usize>(f: &[T]) -> T {
+    let mut p = [T::ZERO; L];
+    for c in f.chunks_exact(L) {
+        for l in 0..L {
+            p[l] = p[l] + c[l];
+        }
+    }
+    tree(&mut p)
+}
+
+/// The pairwise tree `p[l] += p[l + s]`, `s = len/2, ..., 1`, of the kernel's workgroup
+/// reduction; `p.len()` is a power of two.
+#[inline(always)]
+fn tree<T: Real>(p: &mut [T]) -> T {
+    let mut s = p.len() / 2;
+    while s > 0 {
+        for l in 0..s {
+            p[l] = p[l] + p[l + s];
+        }
+        s /= 2;
+    }
+    p[0]
 }
 
 impl<T: Real> Twin<T> {
     pub fn new(inp: TwinInputs<T>) -> Self {
         let n = inp.n_levels;
+        let np = n.div_ceil(CHUNK).max(1) * CHUNK;
         let jr = T::from_u32(inp.two_j) * T::HALF;
         let jp_of = |m: T| ((jr - m) * (jr + m + T::ONE)).max0().sqrt();
         let rp = &inp.rp;
-        let m: Vec<T> = (0..n).map(|i| T::from_u32(i as u32) - jr).collect();
-        let jp = m.iter().map(|&m| jp_of(m)).collect();
-        let jpm1 = m.iter().map(|&m| jp_of(m - T::ONE)).collect();
-        let jpp1 = m.iter().map(|&m| jp_of(m + T::ONE)).collect();
+        // Real levels get the kernel's expressions, padded levels zero.
+        let level = |f: &dyn Fn(T) -> T| -> Vec<T> {
+            (0..np)
+                .map(|i| {
+                    if i < n {
+                        f(T::from_u32(i as u32) - jr)
+                    } else {
+                        T::ZERO
+                    }
+                })
+                .collect()
+        };
         let jpjm = |m: T| (jr + m) * (jr - m + T::ONE);
         let jmjp = |m: T| (jr - m) * (jr + m + T::ONE);
-        let wd: Vec<T> = m.iter().map(|&m| rp[0] * jpjm(m)).collect();
-        let wu: Vec<T> = m.iter().map(|&m| rp[1] * jmjp(m)).collect();
-        let wz: Vec<T> = m.iter().map(|&m| rp[2] * (m * m)).collect();
-        let gam = (0..n).map(|i| (wd[i] + wu[i]) + wz[i]).collect();
-        let pm = m.iter().map(|&m| jpjm(m) + jmjp(m)).collect();
-        let mm = m.iter().map(|&m| m + (m + T::ONE)).collect();
+        let m = level(&|m| m);
+        let m2 = level(&|m| m * m);
+        let jp = level(&jp_of);
+        let jpm1 = level(&|m| jp_of(m - T::ONE));
+        let jpp = level(&|m| jp_of(m) * jp_of(m + T::ONE));
+        let wd = level(&|m| rp[0] * jpjm(m));
+        let wu = level(&|m| rp[1] * jmjp(m));
+        let wz = level(&|m| rp[2] * (m * m));
+        let gam = (0..np).map(|i| (wd[i] + wu[i]) + wz[i]).collect();
+        let pm = level(&|m| jpjm(m) + jmjp(m));
+        let jpmm = level(&|m| jp_of(m) * (m + (m + T::ONE)));
+        let rows = inp.table.len() / n.max(1);
+        let mut tab = Cv::zeros(rows * np);
+        for row in 0..rows {
+            for i in 0..n {
+                let z = inp.table[row * n + i];
+                tab.re[row * np + i] = z.re;
+                tab.im[row * np + i] = z.im;
+            }
+        }
         Twin {
             cm: Cx::new(rp[3], rp[4]),
             cp: Cx::new(rp[5], rp[6]),
             third: rp[7],
             sixth: rp[8],
             inp,
+            np,
             m,
+            m2,
             jp,
             jpm1,
-            jpp1,
+            jpp,
             wd,
             wu,
             wz,
             gam,
             pm,
-            mm,
+            jpmm,
+            tab,
         }
     }
 
@@ -276,191 +341,321 @@ impl<T: Real> Twin<T> {
     }
 
     fn work(&self) -> Work<T> {
-        let z = vec![Cx::zero(); self.inp.n_levels];
+        let g = Cv::zeros(self.np + 4);
+        let e = Cv::zeros(self.np);
         Work {
-            psi: z.clone(),
-            kvp: z.clone(),
-            acc: z.clone(),
-            kt: z.clone(),
-            kva: z.clone(),
-            e1: z.clone(),
-            e2: z.clone(),
-            u: z,
-            red: vec![[T::ZERO; 4]; self.inp.lanes],
+            psi: g.clone(),
+            kvp: g.clone(),
+            acc: g.clone(),
+            kva: g.clone(),
+            ua: g.clone(),
+            ub: g,
+            e1: e.clone(),
+            e2: e,
+            f: std::array::from_fn(|_| vec![T::ZERO; self.np]),
         }
     }
 
-    /// Sum of `f(i)` over the levels in the kernel's order (module doc).
-    #[inline]
-    fn reduce(&self, red: &mut [[T; 4]], f: impl Fn(usize) -> [T; 4]) -> [T; 4] {
-        let n = self.inp.n_levels;
-        let lanes = red.len();
-        for (l, slot) in red.iter_mut().enumerate() {
-            let mut a = [T::ZERO; 4];
-            let mut i = l;
-            while i < n {
-                a = add4(a, f(i));
-                i += lanes;
-            }
-            *slot = a;
-        }
-        let mut s = lanes / 2;
-        while s > 0 {
-            for l in 0..s {
-                red[l] = add4(red[l], red[l + s]);
-            }
-            s /= 2;
-        }
-        red[0]
-    }
-
-    /// (V u)_i = cm (jp_{i-1} u_{i-1}) + cp (jp_i u_{i+1}), neighbours outside the ladder 0.
+    /// Sums of the per-level terms `f[0..K]` in the kernel's order (module doc): lane `l` of
+    /// `lanes` adds levels `l, l + lanes, ...` into a zero, then the pairwise tree. Padded
+    /// levels add exact zeros. For one lane the K sums run in one loop (independent chains,
+    /// so their add latencies overlap); for 8 or 16 lanes the lane accumulators are one
+    /// vector register.
     #[inline(always)]
-    fn vapply(&self, u: &[Cx<T>], i: usize) -> Cx<T> {
-        let n = self.inp.n_levels;
-        let ul = if i > 0 { u[i - 1] } else { Cx::zero() };
-        let ur = if i + 1 < n { u[i + 1] } else { Cx::zero() };
-        let t1 = ul.scale(self.jpm1[i]);
-        let t2 = ur.scale(self.jp[i]);
-        self.cm.mul(t1).add(self.cp.mul(t2))
+    #[allow(clippy::needless_range_loop)] // level-major over K arrays: the K chains interleave
+    fn reduce<const K: usize>(&self, f: [&[T]; K]) -> [T; K] {
+        match self.inp.lanes {
+            1 => {
+                let mut a = [T::ZERO; K];
+                for i in 0..self.np {
+                    for k in 0..K {
+                        a[k] = a[k] + f[k][i];
+                    }
+                }
+                a
+            }
+            8 => f.map(reduce_lanes::<T, 8>),
+            16 => f.map(reduce_lanes::<T, 16>),
+            lanes => f.map(|f| {
+                let mut p = [T::ZERO; 256];
+                let p = &mut p[..lanes];
+                for chunk in f.chunks(lanes) {
+                    for (a, &x) in p.iter_mut().zip(chunk) {
+                        *a = *a + x;
+                    }
+                }
+                tree(p)
+            }),
+        }
     }
 
-    /// The Lawson factors exp(-i D tau) (e2) and exp(-i D tau/2) (e1) for `rq` quanta of
-    /// step-size set `set`: straight from the table for a full step, else the product of the
-    /// table entries of the set bits of `rq` (lowest bit first).
-    fn factors(&self, w: &mut Work<T>, set: usize, rq: u32) {
-        let n = self.inp.n_levels;
-        let t = &self.inp.table;
-        let base = set * TABLE_DEPTH;
-        if rq == FULL {
-            w.e2.copy_from_slice(&t[base * n..(base + 1) * n]);
-            w.e1.copy_from_slice(&t[(base + 1) * n..(base + 2) * n]);
-            return;
-        }
+    /// The Lawson factors exp(-i D tau) (e2) and exp(-i D tau/2) (e1) of a partial step of
+    /// `rq < FULL` quanta of step-size set `set`: the product of the table entries of the set
+    /// bits of `rq` (lowest bit first), starting from 1 as the kernel does.
+    #[inline(always)]
+    fn partial_factors(&self, w: &mut Work<T>, set: usize, rq: u32) {
+        let np = self.np;
         let qb = QUANTUM_BITS as usize;
-        for i in 0..n {
-            let mut e2 = Cx::one();
-            let mut e1 = Cx::one();
-            for p in 0..=qb {
-                if (rq >> p) & 1 != 0 {
-                    e2 = e2.mul(t[(base + qb - p) * n + i]);
-                    e1 = e1.mul(t[(base + qb - p + 1) * n + i]);
+        let base = set * TABLE_DEPTH;
+        w.e2.re.fill(T::ONE);
+        w.e2.im.fill(T::ZERO);
+        w.e1.re.fill(T::ONE);
+        w.e1.im.fill(T::ZERO);
+        for p in 0..=qb {
+            if (rq >> p) & 1 == 0 {
+                continue;
+            }
+            for (e, row) in [(&mut w.e2, base + qb - p), (&mut w.e1, base + qb - p + 1)] {
+                let tr = &self.tab.re[row * np..(row + 1) * np];
+                let ti = &self.tab.im[row * np..(row + 1) * np];
+                let (er, ei) = (&mut e.re[..np], &mut e.im[..np]);
+                for k in 0..np {
+                    (er[k], ei[k]) = cmul(er[k], ei[k], tr[k], ti[k]);
                 }
             }
-            w.e2[i] = e2;
-            w.e1[i] = e1;
         }
     }
 
     /// One Lawson (integrating-factor) RK4 step of size `tau` from the normalised `psi`
-    /// (with `kvp` = V psi) into `acc`, the diagonal part exact through `e1`, `e2`; `c` is the
-    /// energy shift <V> (module doc of [`super`]). Leaves `u` = the last stage input.
-    fn lawson(&self, w: &mut Work<T>, tau: T, c: T) {
-        let n = self.inp.n_levels;
+    /// (with `kvp` = V psi) into `acc`, the diagonal part exact through the factors
+    /// `(e1, e2)` (`full`: the table rows of a whole step of set `set`, else `w.e1`, `w.e2`);
+    /// `c` is the energy shift <V> (module doc of [`super`]). Each stage is one pass: it reads
+    /// the stage input from one ping-pong vector and writes the next into the other.
+    #[inline(always)]
+    fn lawson(&self, w: &mut Work<T>, full: Option<usize>, tau: T, c: T) {
+        let np = self.np;
         let h2 = tau * T::HALF;
         let h3 = tau * self.third;
         let h6 = tau * self.sixth;
-        for i in 0..n {
-            let ps = w.psi[i];
-            let k1 = w.kvp[i].sub(ps.scale(c)).mneg_i();
-            w.acc[i] = w.e2[i].mul(ps).add(w.e2[i].mul(k1).scale(h6));
-            w.u[i] = w.e1[i].mul(ps).add(w.e1[i].mul(k1).scale(h2));
+        let (cm, cp) = (self.cm, self.cp);
+        let (e1r, e1i, e2r, e2i) = match full {
+            Some(set) => {
+                let r2 = set * TABLE_DEPTH;
+                let r1 = r2 + 1;
+                (
+                    &self.tab.re[r1 * np..(r1 + 1) * np],
+                    &self.tab.im[r1 * np..(r1 + 1) * np],
+                    &self.tab.re[r2 * np..(r2 + 1) * np],
+                    &self.tab.im[r2 * np..(r2 + 1) * np],
+                )
+            }
+            None => (&w.e1.re[..np], &w.e1.im[..np], &w.e2.re[..np], &w.e2.im[..np]),
+        };
+        let (psr, psi_) = (&w.psi.re[1..np + 1], &w.psi.im[1..np + 1]);
+        let (jpm1, jp) = (&self.jpm1[..np], &self.jp[..np]);
+        {
+            // k1 from kvp; acc = E(h) psi + h/6 E(h) k1; ua = E(h/2) (psi + h/2 k1).
+            let (kvr, kvi) = (&w.kvp.re[1..np + 1], &w.kvp.im[1..np + 1]);
+            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
+            let (ur, ui) = (&mut w.ua.re[1..np + 1], &mut w.ua.im[1..np + 1]);
+            for k in 0..np {
+                let (k1r, k1i) = (kvi[k] - psi_[k] * c, -(kvr[k] - psr[k] * c));
+                let (pr, pi) = cmul(e2r[k], e2i[k], psr[k], psi_[k]);
+                let (qr, qi) = cmul(e2r[k], e2i[k], k1r, k1i);
+                ar[k] = pr + qr * h6;
+                ai[k] = pi + qi * h6;
+                let (pr, pi) = cmul(e1r[k], e1i[k], psr[k], psi_[k]);
+                let (qr, qi) = cmul(e1r[k], e1i[k], k1r, k1i);
+                ur[k] = pr + qr * h2;
+                ui[k] = pi + qi * h2;
+            }
         }
-        // k2
-        for i in 0..n {
-            w.kt[i] = self.vapply(&w.u, i).sub(w.u[i].scale(c)).mneg_i();
+        {
+            // k2 from ua; acc += h/3 E(h/2) k2; ub = E(h/2) psi + h/2 k2.
+            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
+            let (u, o) = (&w.ua, &mut w.ub);
+            let (ulr, uli, ucr, uci, urr, uri) = (
+                &u.re[..np],
+                &u.im[..np],
+                &u.re[1..np + 1],
+                &u.im[1..np + 1],
+                &u.re[2..np + 2],
+                &u.im[2..np + 2],
+            );
+            let (or, oi) = (&mut o.re[1..np + 1], &mut o.im[1..np + 1]);
+            for k in 0..np {
+                let (kr, ki) = stage_k(
+                    cm,
+                    cp,
+                    jpm1[k],
+                    jp[k],
+                    (ulr[k], uli[k]),
+                    (ucr[k], uci[k]),
+                    (urr[k], uri[k]),
+                    c,
+                );
+                let (qr, qi) = cmul(e1r[k], e1i[k], kr, ki);
+                ar[k] = ar[k] + qr * h3;
+                ai[k] = ai[k] + qi * h3;
+                let (pr, pi) = cmul(e1r[k], e1i[k], psr[k], psi_[k]);
+                or[k] = pr + kr * h2;
+                oi[k] = pi + ki * h2;
+            }
         }
-        for i in 0..n {
-            let k = w.kt[i];
-            w.acc[i] = w.acc[i].add(w.e1[i].mul(k).scale(h3));
-            w.u[i] = w.e1[i].mul(w.psi[i]).add(k.scale(h2));
+        {
+            // k3 from ub; acc += h/3 E(h/2) k3; ua = E(h) psi + h E(h/2) k3.
+            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
+            let (u, o) = (&w.ub, &mut w.ua);
+            let (ulr, uli, ucr, uci, urr, uri) = (
+                &u.re[..np],
+                &u.im[..np],
+                &u.re[1..np + 1],
+                &u.im[1..np + 1],
+                &u.re[2..np + 2],
+                &u.im[2..np + 2],
+            );
+            let (or, oi) = (&mut o.re[1..np + 1], &mut o.im[1..np + 1]);
+            for k in 0..np {
+                let (kr, ki) = stage_k(
+                    cm,
+                    cp,
+                    jpm1[k],
+                    jp[k],
+                    (ulr[k], uli[k]),
+                    (ucr[k], uci[k]),
+                    (urr[k], uri[k]),
+                    c,
+                );
+                let (qr, qi) = cmul(e1r[k], e1i[k], kr, ki);
+                ar[k] = ar[k] + qr * h3;
+                ai[k] = ai[k] + qi * h3;
+                let (pr, pi) = cmul(e2r[k], e2i[k], psr[k], psi_[k]);
+                or[k] = pr + qr * tau;
+                oi[k] = pi + qi * tau;
+            }
         }
-        // k3
-        for i in 0..n {
-            w.kt[i] = self.vapply(&w.u, i).sub(w.u[i].scale(c)).mneg_i();
-        }
-        for i in 0..n {
-            let k = w.kt[i];
-            w.acc[i] = w.acc[i].add(w.e1[i].mul(k).scale(h3));
-            w.u[i] = w.e2[i].mul(w.psi[i]).add(w.e1[i].mul(k).scale(tau));
-        }
-        // k4
-        for i in 0..n {
-            w.kt[i] = self.vapply(&w.u, i).sub(w.u[i].scale(c)).mneg_i();
-        }
-        for i in 0..n {
-            w.acc[i] = w.acc[i].add(w.kt[i].scale(h6));
+        {
+            // k4 from ua; acc += h/6 k4.
+            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
+            let u = &w.ua;
+            let (ulr, uli, ucr, uci, urr, uri) = (
+                &u.re[..np],
+                &u.im[..np],
+                &u.re[1..np + 1],
+                &u.im[1..np + 1],
+                &u.re[2..np + 2],
+                &u.im[2..np + 2],
+            );
+            for k in 0..np {
+                let (kr, ki) = stage_k(
+                    cm,
+                    cp,
+                    jpm1[k],
+                    jp[k],
+                    (ulr[k], uli[k]),
+                    (ucr[k], uci[k]),
+                    (urr[k], uri[k]),
+                    c,
+                );
+                ar[k] = ar[k] + kr * h6;
+                ai[k] = ai[k] + ki * h6;
+            }
         }
     }
 
-    /// u = acc, kva = V acc, and the sums (|acc|^2, acc^dag Gamma acc, Re acc^dag V acc).
-    fn end_of_step(&self, w: &mut Work<T>) -> [T; 4] {
-        let n = self.inp.n_levels;
-        w.u.copy_from_slice(&w.acc);
-        for i in 0..n {
-            w.kva[i] = self.vapply(&w.u, i);
+    /// `out = V x` and the sums `(|x|^2, x^dag Gamma x, Re x^dag V x)`.
+    #[inline(always)]
+    fn apply_v_sums(&self, x: &Cv<T>, out: &mut Cv<T>, f: &mut [Vec<T>; 4]) -> [T; 3] {
+        let np = self.np;
+        let (cm, cp) = (self.cm, self.cp);
+        let (jpm1, jp, gam) = (&self.jpm1[..np], &self.jp[..np], &self.gam[..np]);
+        let (xlr, xli, xcr, xci, xrr, xri) = (
+            &x.re[..np],
+            &x.im[..np],
+            &x.re[1..np + 1],
+            &x.im[1..np + 1],
+            &x.re[2..np + 2],
+            &x.im[2..np + 2],
+        );
+        let (or, oi) = (&mut out.re[1..np + 1], &mut out.im[1..np + 1]);
+        let [f0, f1, f2, _] = f;
+        let (f0, f1, f2) = (&mut f0[..np], &mut f1[..np], &mut f2[..np]);
+        for k in 0..np {
+            let (vr, vi) = vstencil(cm, cp, jpm1[k], jp[k], (xlr[k], xli[k]), (xrr[k], xri[k]));
+            or[k] = vr;
+            oi[k] = vi;
+            let a2 = xcr[k] * xcr[k] + xci[k] * xci[k];
+            f0[k] = a2;
+            f1[k] = gam[k] * a2;
+            f2[k] = xcr[k] * vr + xci[k] * vi;
         }
-        let (acc, kva) = (&w.acc, &w.kva);
-        self.reduce(&mut w.red, |i| {
-            let a2 = acc[i].norm2();
-            [a2, self.gam[i] * a2, acc[i].re_dot(kva[i]), T::ZERO]
-        })
+        let [f0, f1, f2, _] = &*f;
+        self.reduce([f0, f1, f2])
     }
 
-    /// psi = u / |u|, kvp = V psi; returns (<Gamma>, <V>) of psi.
+    /// `psi = x s`, `kvp = vx s` for the real scale `s`.
+    #[inline(always)]
+    fn set_psi(&self, w: &mut Work<T>, from_acc: bool, s: T) {
+        let np = self.np;
+        let (x, vx) = if from_acc {
+            (&w.acc, &w.kva)
+        } else {
+            (&w.ua, &w.kva)
+        };
+        for k in 1..np + 1 {
+            w.psi.re[k] = x.re[k] * s;
+            w.psi.im[k] = x.im[k] * s;
+            w.kvp.re[k] = vx.re[k] * s;
+            w.kvp.im[k] = vx.im[k] * s;
+        }
+    }
+
+    /// psi = u / |u|, kvp = V psi for the post-jump vector `u` (in `ua`); returns
+    /// (<Gamma>, <V>) of psi.
+    #[inline(always)]
     fn renorm_from_u(&self, w: &mut Work<T>) -> (T, T) {
-        let n = self.inp.n_levels;
-        for i in 0..n {
-            w.kt[i] = self.vapply(&w.u, i);
-        }
-        let (u, kt) = (&w.u, &w.kt);
-        let s = self.reduce(&mut w.red, |i| {
-            let a2 = u[i].norm2();
-            [a2, self.gam[i] * a2, u[i].re_dot(kt[i]), T::ZERO]
-        });
+        let s = self.apply_v_sums(&w.ua, &mut w.kva, &mut w.f);
         let inv = T::ONE / s[0].sqrt();
         let in2 = inv * inv;
-        for i in 0..n {
-            w.psi[i] = w.u[i].scale(inv);
-            w.kvp[i] = w.kt[i].scale(inv);
-        }
+        self.set_psi(w, false, inv);
         (s[1] * in2, s[2] * in2)
     }
 
     /// The ten stencil sums of `psi` (record layout in [`super::RECORD_LEN`]).
     fn record(&self, w: &mut Work<T>, out: &mut [T], jumps: u32) {
-        let n = self.inp.n_levels;
-        w.u.copy_from_slice(&w.psi);
-        let u = &w.u;
-        let r1 = self.reduce(&mut w.red, |i| {
-            let a2 = u[i].norm2();
-            [a2, self.m[i] * a2, (self.m[i] * self.m[i]) * a2, self.pm[i] * a2]
-        });
-        let r2 = self.reduce(&mut w.red, |i| {
-            let p1 = if i + 1 < n {
-                u[i].mul_conj(u[i + 1]).scale(self.jp[i])
-            } else {
-                Cx::zero()
-            };
-            let p2 = if i + 2 < n {
-                u[i].mul_conj(u[i + 2]).scale(self.jp[i] * self.jpp1[i])
-            } else {
-                Cx::zero()
-            };
-            [p1.re, p1.im, p2.re, p2.im]
-        });
-        let r3 = self.reduce(&mut w.red, |i| {
-            let x = if i + 1 < n {
-                u[i].mul_conj(u[i + 1]).scale(self.jp[i] * self.mm[i])
-            } else {
-                Cx::zero()
-            };
-            [x.re, x.im, T::ZERO, T::ZERO]
-        });
-        out[..4].copy_from_slice(&r1);
-        out[4..8].copy_from_slice(&r2);
-        out[8] = r3[0];
-        out[9] = r3[1];
+        let np = self.np;
+        let u = &w.psi;
+        let (cr, ci) = (&u.re[1..np + 1], &u.im[1..np + 1]);
+        let (r1r, r1i) = (&u.re[2..np + 2], &u.im[2..np + 2]);
+        let (r2r, r2i) = (&u.re[3..np + 3], &u.im[3..np + 3]);
+        let mut sums = [T::ZERO; 10];
+        {
+            let [f0, f1, f2, f3] = &mut w.f;
+            for k in 0..np {
+                let a2 = cr[k] * cr[k] + ci[k] * ci[k];
+                f0[k] = a2;
+                f1[k] = self.m[k] * a2;
+                f2[k] = self.m2[k] * a2;
+                f3[k] = self.pm[k] * a2;
+            }
+        }
+        let [f0, f1, f2, f3] = &w.f;
+        sums[..4].copy_from_slice(&self.reduce([f0, f1, f2, f3]));
+        // a conj(b) = (a.x b.x + a.y b.y, a.y b.x - a.x b.y)
+        {
+            let [f0, f1, f2, f3] = &mut w.f;
+            for k in 0..np {
+                let (pr, pi) = (cr[k] * r1r[k] + ci[k] * r1i[k], ci[k] * r1r[k] - cr[k] * r1i[k]);
+                f0[k] = pr * self.jp[k];
+                f1[k] = pi * self.jp[k];
+                let (qr, qi) = (cr[k] * r2r[k] + ci[k] * r2i[k], ci[k] * r2r[k] - cr[k] * r2i[k]);
+                f2[k] = qr * self.jpp[k];
+                f3[k] = qi * self.jpp[k];
+            }
+        }
+        let [f0, f1, f2, f3] = &w.f;
+        sums[4..8].copy_from_slice(&self.reduce([f0, f1, f2, f3]));
+        {
+            let [f0, f1, _, _] = &mut w.f;
+            for k in 0..np {
+                let (pr, pi) = (cr[k] * r1r[k] + ci[k] * r1i[k], ci[k] * r1r[k] - cr[k] * r1i[k]);
+                f0[k] = pr * self.jpmm[k];
+                f1[k] = pi * self.jpmm[k];
+            }
+        }
+        let [f0, f1, _, _] = &w.f;
+        [sums[8], sums[9]] = self.reduce([f0, f1]);
+        out[..10].copy_from_slice(&sums);
         out[10] = T::from_u32(jumps);
         out[11] = T::ZERO;
     }
@@ -492,15 +687,67 @@ impl<T: Real> Twin<T> {
         hi
     }
 
+    /// Apply jump channel `ch` (0: J-, 1: J+, 2: Jz) to `acc` into `ua` (unnormalised).
+    #[inline(always)]
+    fn jump(&self, w: &mut Work<T>, ch: u32) {
+        let np = self.np;
+        let a = &w.acc;
+        let (or, oi) = (&mut w.ua.re[1..np + 1], &mut w.ua.im[1..np + 1]);
+        match ch {
+            0 => {
+                let (xr, xi) = (&a.re[2..np + 2], &a.im[2..np + 2]);
+                for k in 0..np {
+                    or[k] = xr[k] * self.jp[k];
+                    oi[k] = xi[k] * self.jp[k];
+                }
+            }
+            1 => {
+                let (xr, xi) = (&a.re[..np], &a.im[..np]);
+                for k in 0..np {
+                    or[k] = xr[k] * self.jpm1[k];
+                    oi[k] = xi[k] * self.jpm1[k];
+                }
+            }
+            _ => {
+                let (xr, xi) = (&a.re[1..np + 1], &a.im[1..np + 1]);
+                for k in 0..np {
+                    or[k] = xr[k] * self.m[k];
+                    oi[k] = xi[k] * self.m[k];
+                }
+            }
+        }
+    }
+
     /// Run trajectory `traj` (global index) and write its `n_saves() * RECORD_LEN` record
-    /// values into `out`.
+    /// values into `out`. Uses the AVX2 build of the same code where the CPU has it.
     pub fn run(&self, traj: u64, out: &mut [T]) {
-        let n = self.inp.n_levels;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { self.run_avx2(traj, out) };
+            return;
+        }
+        self.run_impl(traj, out);
+    }
+
+    /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&self, traj: u64, out: &mut [T]) {
+        self.run_impl(traj, out);
+    }
+
+    #[inline(always)]
+    fn run_impl(&self, traj: u64, out: &mut [T]) {
+        let np = self.np;
         let nsave = self.n_saves();
         assert_eq!(out.len(), nsave * RECORD_LEN, "record buffer length");
         let mut w = self.work();
         let mut rng = PhiloxStream::new(self.inp.seed, traj);
-        w.u.copy_from_slice(&self.inp.psi0);
+        for (i, z) in self.inp.psi0.iter().enumerate() {
+            w.ua.re[i + 1] = z.re;
+            w.ua.im[i + 1] = z.im;
+        }
         let (mut g0, mut c) = self.renorm_from_u(&mut w);
         let mut b = T::draw2(&mut rng)[0];
         let mut jumps = 0u32;
@@ -512,35 +759,42 @@ impl<T: Real> Twin<T> {
             for _ in 0..steps {
                 let mut rq = FULL;
                 loop {
-                    let tau = if rq == FULL { h } else { T::from_u32(rq) * q };
-                    self.factors(&mut w, set, rq);
-                    self.lawson(&mut w, tau, c);
-                    let [f1, g1, v1, _] = self.end_of_step(&mut w);
+                    let (tau, full) = if rq == FULL {
+                        (h, Some(set))
+                    } else {
+                        self.partial_factors(&mut w, set, rq);
+                        (T::from_u32(rq) * q, None)
+                    };
+                    self.lawson(&mut w, full, tau, c);
+                    let [f1, g1, v1] = self.apply_v_sums(&w.acc, &mut w.kva, &mut w.f);
                     if f1 > b {
                         let inv = T::ONE / f1.sqrt();
                         let in2 = inv * inv;
-                        for i in 0..n {
-                            w.psi[i] = w.acc[i].scale(inv);
-                            w.kvp[i] = w.kva[i].scale(inv);
-                        }
+                        self.set_psi(&mut w, true, inv);
                         g0 = g1 * in2;
                         c = v1 * in2;
                         b = b * (T::ONE / f1);
                         break;
                     }
                     // The norm reaches r inside this step: locate the quantum, redo the step
-                    // up to it (u = acc there), jump.
+                    // up to it (acc is then the state there), jump.
                     let l = self.crossing(rq, tau, g0, f1, g1, b);
                     if l < rq {
-                        self.factors(&mut w, set, l);
-                        self.lawson(&mut w, T::from_u32(l) * q, c);
-                        self.end_of_step(&mut w);
+                        self.partial_factors(&mut w, set, l);
+                        self.lawson(&mut w, None, T::from_u32(l) * q, c);
                     }
-                    let acc = &w.acc;
-                    let wt = self.reduce(&mut w.red, |i| {
-                        let a2 = acc[i].norm2();
-                        [self.wd[i] * a2, self.wu[i] * a2, self.wz[i] * a2, T::ZERO]
-                    });
+                    let wt = {
+                        let (ar, ai) = (&w.acc.re[1..np + 1], &w.acc.im[1..np + 1]);
+                        let [f0, f1, f2, _] = &mut w.f;
+                        for k in 0..np {
+                            let a2 = ar[k] * ar[k] + ai[k] * ai[k];
+                            f0[k] = self.wd[k] * a2;
+                            f1[k] = self.wu[k] * a2;
+                            f2[k] = self.wz[k] * a2;
+                        }
+                        let [f0, f1, f2, _] = &w.f;
+                        self.reduce([f0, f1, f2])
+                    };
                     let [uc, ur] = T::draw2(&mut rng);
                     let tot = (wt[0] + wt[1]) + wt[2];
                     if tot > T::ZERO {
@@ -558,27 +812,11 @@ impl<T: Real> Twin<T> {
                         if ch == 1 && wt[1] <= T::ZERO {
                             ch = 0;
                         }
-                        for i in 0..n {
-                            w.kt[i] = match ch {
-                                0 => {
-                                    if i + 1 < n {
-                                        w.u[i + 1].scale(self.jp[i])
-                                    } else {
-                                        Cx::zero()
-                                    }
-                                }
-                                1 => {
-                                    if i > 0 {
-                                        w.u[i - 1].scale(self.jpm1[i])
-                                    } else {
-                                        Cx::zero()
-                                    }
-                                }
-                                _ => w.u[i].scale(self.m[i]),
-                            };
-                        }
-                        w.u.copy_from_slice(&w.kt);
+                        self.jump(&mut w, ch);
                         jumps += 1;
+                    } else {
+                        w.ua.re.copy_from_slice(&w.acc.re);
+                        w.ua.im.copy_from_slice(&w.acc.im);
                     }
                     (g0, c) = self.renorm_from_u(&mut w);
                     b = ur;
