@@ -44,6 +44,18 @@ pub enum SolverError {
     TooManySteps { t: f64, max_steps: usize },
     #[error("sparse LU failed: {0}")]
     Factorization(String),
+    /// One point of a scan failed; the run stops there (points before it are written).
+    /// `cause` is in the message rather than a `#[source]` so that both `{}` and `{:#}` show it
+    /// exactly once.
+    #[error("scan point {index} ({variable} = {value}): {cause}{others}")]
+    ScanPoint {
+        index: usize,
+        variable: String,
+        value: f64,
+        cause: Box<SolverError>,
+        /// E.g. "; 2 of 16 points failed" when a batch reports more than one failure.
+        others: String,
+    },
     #[error("request needs about {needed_mib} MiB (limit {limit_mib} MiB): {what}")]
     TooLarge {
         what: String,

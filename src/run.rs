@@ -2,20 +2,49 @@
 //! observables, and write the output contract ([`crate::output`]).
 //!
 //! The library reports progress through [`Progress`] and never prints; `main.rs` draws it.
+//!
+//! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
+//!
+//! Every scan point is integrated from the scenario's initial state over the task's time
+//! grid. This is the one master-equation task with a GPU path: the points are independent
+//! integrations of the same size, exactly the batch dimension of
+//! [`MasterBatchGpu`](crate::backend::gpu::master_batch::MasterBatchGpu), so `--backend gpu`
+//! runs all of them in one batch, while a single `evolve` or a steady state (one sparse LU)
+//! has no batch to fill a GPU with and stays on the CPU. `--backend cpu` runs
+//! [`master::evolve`] (the batch's CPU twin) point after point, writing each point's rows as
+//! it finishes; `auto` takes a real GPU when there is one and never a software adapter
+//! (lavapipe is slower than the CPU twin, DESIGN.md), as for trajectories. The GPU returns
+//! only the central band |c - r| <= 2 of each saved matrix (5n instead of n^2 numbers: all
+//! that the moments of J, <J^2> and P_m read) unless a column needs the whole matrix
+//! (`purity`, `lambda_max`, `fidelity`) or a Husimi grid is asked for. A failed point stops
+//! the run with an error naming it ([`SolverError::ScanPoint`]); the points before it are
+//! written, on both backends alike, so the files do not depend on the backend.
 
+use crate::backend::gpu::master_batch::{
+    BatchOutput, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves,
+};
+use crate::backend::gpu::{GpuContext, GpuOptions};
 use crate::backend::{self, BackendChoice, BackendUsed};
 use crate::c64;
-use crate::error::{Error, InputError, SolverError};
+use crate::error::{Error, InputError, OutputError, SolverError};
 use crate::observe;
 use crate::output::{self, CsvWriter, plot};
-use crate::scenario::{BASE_OBSERVABLES, Point, Scenario, State, Task};
+use crate::scenario::{BASE_OBSERVABLES, EvolveSpec, F32_MIN_RTOL, Point, ScanMode, Scenario, State, Task};
 use crate::solver::master;
 use crate::solver::ode::OdeOptions;
 use crate::solver::trajectory::{self, Precision, TrajectoryOptions};
 use crate::state::{DensityMatrix, pure};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+/// The long-format file of a scan of evolutions: `<variable>, t, <observables>` per point and
+/// save time.
+pub const SCAN_EVOLUTION_CSV: &str = "scan_evolution.csv";
+
+/// Observable columns that need more of rho than its central band |c - r| <= 2.
+const FULL_MATRIX_COLUMNS: [&str; 3] = ["purity", "lambda_max", "fidelity"];
 
 /// Progress reporting hook (the CLI draws an indicatif bar).
 pub trait Progress {
@@ -154,6 +183,19 @@ fn refuse_if_too_large(n: usize, copies: f64, what: &str) -> Result<(), SolverEr
 
 /// Run a scenario and write its outputs into `opts.out_dir`.
 pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) -> Result<RunSummary, Error> {
+    execute_on(sc, opts, None, progress)
+}
+
+/// [`execute`] with a GPU context the caller already holds (tests share one per test binary;
+/// a program running many scenarios creates the device once). It is used wherever `execute`
+/// would create one: for `--backend gpu`, and for `--backend auto` only if it is a real GPU
+/// (auto never runs on a software adapter).
+pub fn execute_on(
+    sc: &Scenario,
+    opts: &RunOptions,
+    gpu: Option<Arc<GpuContext>>,
+    progress: &mut dyn Progress,
+) -> Result<RunSummary, Error> {
     let t_start = Instant::now();
     let points = sc.points()?;
     for p in &points {
@@ -171,7 +213,12 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
         }
     }
     let mut backend = match sc.task {
-        Task::Trajectories { .. } => None,
+        // Resolved where they run: both have a GPU path.
+        Task::Trajectories { .. }
+        | Task::Scan {
+            mode: ScanMode::Evolve { .. },
+            ..
+        } => None,
         _ => Some(backend::cpu_only(opts.backend, "master")?),
     };
     let dir = &opts.out_dir;
@@ -210,7 +257,7 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                 ..TrajectoryOptions::default()
             };
             progress.start(1, "trajectories");
-            let (ens, used) = run_trajectories(opts.backend, &p.model, &psi0, times, &topts)?;
+            let (ens, used) = run_trajectories(opts.backend, gpu.clone(), &p.model, &psi0, times, &topts)?;
             progress.finish();
             backend = Some(used);
             let x_names = vec!["t".to_string()];
@@ -329,18 +376,28 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
                 serde_json::to_value(st).unwrap_or_default(),
             )
         }
+        Task::Scan {
+            variable,
+            mode: ScanMode::Evolve { spec, precision },
+            ..
+        } => {
+            let job = ScanEvolve {
+                sc,
+                points: &points,
+                variable,
+                spec,
+                precision: *precision,
+                dir,
+                names: &names,
+            };
+            let (out, used) = scan_evolve(&job, opts.backend, gpu, progress)?;
+            backend = Some(used);
+            files.push(SCAN_EVOLUTION_CSV.into());
+            out
+        }
         Task::SteadyState | Task::Scan { .. } => {
             let (x_names, pinned): (Vec<String>, Option<&str>) = match &sc.task {
-                Task::Scan { variable, .. } => {
-                    let mut v = vec![variable.clone()];
-                    v.extend(
-                        sc.varying_parameters()?
-                            .into_iter()
-                            .filter(|n| *n != variable.as_str())
-                            .map(str::to_string),
-                    );
-                    (v, Some(variable.as_str()))
-                }
+                Task::Scan { variable, .. } => (scan_x_names(sc, variable)?, Some(variable.as_str())),
                 _ => (vec![], None),
             };
             let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header(&x_names, &names))?;
@@ -383,17 +440,7 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
             progress.finish();
             let nx = x_names.len();
             let scalars = if pinned.is_some() {
-                let xi = nx + 3; // xi2 column
-                let best = rows
-                    .iter()
-                    .filter(|r| r[xi].is_finite())
-                    .min_by(|a, b| a[xi].total_cmp(&b[xi]));
-                json!({
-                    "points": rows.len(),
-                    "min_xi2": best.map(|r| jnum(r[xi])),
-                    "min_xi2_dB": best.map(|r| jnum(10.0 * r[xi].log10())),
-                    "min_xi2_at": best.map(|r| x_names.iter().zip(r).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>()),
-                })
+                scan_scalars(&x_names, &rows)
             } else {
                 json!({
                     "steady_state": names.iter().zip(&rows[0][nx..]).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>(),
@@ -465,14 +512,22 @@ pub fn execute(sc: &Scenario, opts: &RunOptions, progress: &mut dyn Progress) ->
         Task::SteadyState => "steady_state",
         Task::Scan { .. } => "scan",
     };
+    let solver = match sc.task {
+        Task::Trajectories { .. } => "trajectories (Monte-Carlo wave function, collective)".to_string(),
+        Task::Scan {
+            mode: ScanMode::Evolve { .. },
+            ..
+        } => format!(
+            "master (exact collective, time evolution per scan point, {} on {})",
+            backend.precision, backend.name
+        ),
+        _ => "master (exact collective, f64)".to_string(),
+    };
     let result = json!({
         "dicke_version": crate::VERSION,
         "title": sc.title,
         "task": task_name,
-        "solver": match sc.task {
-            Task::Trajectories { .. } => "trajectories (Monte-Carlo wave function, collective)",
-            _ => "master (exact collective, f64)",
-        },
+        "solver": solver,
         "backend": backend,
         "wall_time_s": wall_s,
         "overrides": opts.overrides,
@@ -591,12 +646,12 @@ fn draw_plot(
 /// the reason recorded).
 fn run_trajectories(
     choice: BackendChoice,
+    provided: Option<Arc<GpuContext>>,
     model: &crate::model::Model,
     psi0: &[c64],
     times: &[f64],
     topts: &TrajectoryOptions,
 ) -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
-    use crate::backend::gpu::{GpuContext, GpuOptions};
     let cpu = |note: String| -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
         let ens = trajectory::run_cpu(model, psi0, times, topts)?;
         let used = BackendUsed {
@@ -607,27 +662,487 @@ fn run_trajectories(
         };
         Ok((ens, used))
     };
-    let gpu = |ctx: GpuContext, note: String| -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
-        let engine = crate::backend::gpu::trajectory::TrajectoryGpu::new(std::sync::Arc::new(ctx))?;
-        let ens = trajectory::run_gpu(&engine, model, psi0, times, topts).map_err(|e| match e {
-            trajectory::TrajectoryError::Solver(s) => Error::from(s),
-            trajectory::TrajectoryError::Gpu(g) => Error::from(g),
-        })?;
-        let info = engine.context().info();
-        let used = BackendUsed {
-            name: "gpu",
-            device: format!("{} ({}, {})", info.name, info.device_type, info.backend),
-            precision: ens.precision.name(),
-            note,
+    let gpu =
+        |ctx: Arc<GpuContext>, note: String| -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
+            let engine = crate::backend::gpu::trajectory::TrajectoryGpu::new(ctx)?;
+            let ens = trajectory::run_gpu(&engine, model, psi0, times, topts).map_err(|e| match e {
+                trajectory::TrajectoryError::Solver(s) => Error::from(s),
+                trajectory::TrajectoryError::Gpu(g) => Error::from(g),
+            })?;
+            let info = engine.context().info();
+            let used = BackendUsed {
+                name: "gpu",
+                device: format!("{} ({}, {})", info.name, info.device_type, info.backend),
+                precision: ens.precision.name(),
+                note,
+            };
+            Ok((ens, used))
         };
-        Ok((ens, used))
-    };
     match choice {
         BackendChoice::Cpu => cpu("requested".into()),
-        BackendChoice::Gpu => gpu(GpuContext::new(&GpuOptions::explicit())?, "requested".into()),
-        BackendChoice::Auto => match GpuContext::new(&GpuOptions::auto()) {
+        BackendChoice::Gpu => gpu(explicit_context(provided)?, "requested".into()),
+        BackendChoice::Auto => match auto_context(provided) {
             Ok(ctx) => gpu(ctx, "auto: real GPU adapter found".into()),
-            Err(e) => cpu(format!("auto: no real GPU adapter, running on the CPU ({e})")),
+            Err(why) => cpu(format!("auto: no real GPU adapter, running on the CPU ({why})")),
         },
     }
+}
+
+/// `--backend gpu`: the caller's context, else a new one that accepts any adapter (lavapipe
+/// included: asked for explicitly).
+fn explicit_context(provided: Option<Arc<GpuContext>>) -> Result<Arc<GpuContext>, Error> {
+    match provided {
+        Some(ctx) => Ok(ctx),
+        None => Ok(Arc::new(GpuContext::new(&GpuOptions::explicit())?)),
+    }
+}
+
+/// `--backend auto`: a real GPU (the caller's context if it is one), else why not.
+fn auto_context(provided: Option<Arc<GpuContext>>) -> Result<Arc<GpuContext>, String> {
+    match provided {
+        Some(ctx) if !ctx.info().software => Ok(ctx),
+        Some(ctx) => Err(format!(
+            "adapter `{}` is a software rasteriser, used only with --backend gpu",
+            ctx.info().name
+        )),
+        None => GpuContext::new(&GpuOptions::auto())
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The x columns of a scan: the scanned variable, then every model parameter it moves.
+fn scan_x_names(sc: &Scenario, variable: &str) -> Result<Vec<String>, InputError> {
+    let mut v = vec![variable.to_string()];
+    v.extend(
+        sc.varying_parameters()?
+            .into_iter()
+            .filter(|n| *n != variable)
+            .map(str::to_string),
+    );
+    Ok(v)
+}
+
+/// result.json scalars of a scan: the best squeezing over the points and where.
+fn scan_scalars(x_names: &[String], rows: &[Vec<f64>]) -> serde_json::Value {
+    let xi = x_names.len() + 3; // xi2 column
+    let best = rows
+        .iter()
+        .filter(|r| r[xi].is_finite())
+        .min_by(|a, b| a[xi].total_cmp(&b[xi]));
+    json!({
+        "points": rows.len(),
+        "min_xi2": best.map(|r| jnum(r[xi])),
+        "min_xi2_dB": best.map(|r| jnum(10.0 * r[xi].log10())),
+        "min_xi2_at": best.map(|r| x_names.iter().zip(r).map(|(k, v)| (k.clone(), jnum(*v))).collect::<serde_json::Map<_, _>>()),
+    })
+}
+
+/// What the match arms of [`execute_on`] produce: x column names, x values (for the plot),
+/// rows, the final / steady state (for a Husimi grid), result scalars, solver statistics.
+type TaskOutput = (
+    Vec<String>,
+    Vec<f64>,
+    Vec<Vec<f64>>,
+    Option<DensityMatrix>,
+    serde_json::Value,
+    serde_json::Value,
+);
+
+/// A scan of evolutions as [`execute_on`] hands it over.
+struct ScanEvolve<'a> {
+    sc: &'a Scenario,
+    points: &'a [Point],
+    variable: &'a str,
+    spec: &'a EvolveSpec,
+    precision: Option<Precision>,
+    dir: &'a Path,
+    /// Observable columns (base then extras).
+    names: &'a [String],
+}
+
+impl ScanEvolve<'_> {
+    fn initial_state(&self, p: &Point) -> Result<Vec<c64>, InputError> {
+        let spec = self.sc.initial.as_ref().ok_or_else(|| {
+            InputError::invalid(
+                "initial",
+                "(missing)",
+                "an [initial] table for kind = \"scan\" with mode = \"evolve\"",
+            )
+        })?;
+        pure_state(p, "initial", p.state("initial", spec)?)
+    }
+
+    fn value(&self, p: &Point) -> f64 {
+        p.values.get(self.variable).copied().unwrap_or(f64::NAN)
+    }
+
+    /// The error of point `index`, named by its index and value.
+    fn point_error(&self, index: usize, cause: SolverError, others: String) -> Error {
+        SolverError::ScanPoint {
+            index,
+            variable: self.variable.to_string(),
+            value: self.value(&self.points[index]),
+            cause: Box::new(cause),
+            others,
+        }
+        .into()
+    }
+
+    /// One point's statistics in result.json, led by its scan value.
+    fn point_stats(&self, p: &Point, stats: impl serde::Serialize) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert(self.variable.to_string(), jnum(self.value(p)));
+        if let Ok(serde_json::Value::Object(s)) = serde_json::to_value(stats) {
+            m.extend(s);
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// The output files of a scan of evolutions, fed one saved state at a time.
+struct ScanSink<'a> {
+    job: &'a ScanEvolve<'a>,
+    x_names: Vec<String>,
+    observables: CsvWriter,
+    evolution: CsvWriter,
+    pm: Option<CsvWriter>,
+    /// One row per finished point: x values, observables at the final time.
+    rows: Vec<Vec<f64>>,
+    /// The final state of the last finished point (for a Husimi grid of a pinned scan).
+    last: Option<DensityMatrix>,
+}
+
+impl ScanSink<'_> {
+    /// Save `k` (time `t`) of point `p`; the last save also writes the point's final row.
+    fn save(
+        &mut self,
+        p: &Point,
+        reference: Option<&[c64]>,
+        k: usize,
+        t: f64,
+        rho: &DensityMatrix,
+    ) -> Result<(), OutputError> {
+        let obs = observable_row(rho, &self.job.sc.observables.columns, reference);
+        let x = self.job.value(p);
+        let mut long = vec![x, t];
+        long.extend(&obs);
+        self.evolution.row(&long)?;
+        if k + 1 == self.job.spec.times.len() {
+            let mut full: Vec<f64> = self
+                .x_names
+                .iter()
+                .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
+                .collect();
+            full.extend(&obs);
+            self.observables.row(&full)?;
+            self.rows.push(full);
+            if let Some(w) = self.pm.as_mut() {
+                let mut r = vec![x];
+                r.extend(observe::pm(rho));
+                w.row(&r)?;
+            }
+            if self.job.sc.observables.husimi.is_some() {
+                self.last = Some(rho.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a scan of evolutions runs.
+enum ScanEngine {
+    Cpu {
+        note: String,
+    },
+    Gpu {
+        ctx: Arc<GpuContext>,
+        precision: Precision,
+        note: String,
+    },
+}
+
+/// The backend policy of a scan of evolutions (module doc): `cpu`; `gpu` (any adapter, an
+/// error if none or if it cannot run the requested precision); `auto` (a real GPU that can run
+/// it, else the CPU with the reason recorded). Precision: as asked, else f64 where the adapter
+/// has SHADER_F64, else f32 (which needs rtol >= [`F32_MIN_RTOL`]).
+fn scan_engine(
+    choice: BackendChoice,
+    gpu: Option<Arc<GpuContext>>,
+    asked: Option<Precision>,
+    rtol: f64,
+) -> Result<ScanEngine, Error> {
+    let cpu_note = |note: String| {
+        let note = match asked {
+            Some(Precision::F32) => {
+                format!("{note}; precision = \"f32\" is the GPU kernel's, the CPU integrator runs in f64")
+            }
+            _ => note,
+        };
+        Ok(ScanEngine::Cpu { note })
+    };
+    let resolve = |ctx: &GpuContext| {
+        asked.unwrap_or(if ctx.info().has_f64 {
+            Precision::F64
+        } else {
+            Precision::F32
+        })
+    };
+    match choice {
+        BackendChoice::Cpu => cpu_note("requested".into()),
+        BackendChoice::Gpu => {
+            let ctx = explicit_context(gpu)?;
+            let precision = resolve(&ctx);
+            // An explicit f32 with a small rtol is refused by the scenario already; this is the
+            // default precision of an adapter without f64.
+            if precision == Precision::F32 && rtol < F32_MIN_RTOL {
+                return Err(InputError::invalid(
+                    "task.rtol",
+                    rtol,
+                    format!(
+                        "rtol >= {F32_MIN_RTOL:e}: adapter `{}` has no SHADER_F64, so the scan runs \
+                         the f32 kernel, whose error estimate is computed in f32; or run with \
+                         --backend cpu",
+                        ctx.info().name
+                    ),
+                )
+                .into());
+            }
+            Ok(ScanEngine::Gpu {
+                ctx,
+                precision,
+                note: "requested".into(),
+            })
+        }
+        BackendChoice::Auto => match auto_context(gpu) {
+            Err(why) => cpu_note(format!("auto: no real GPU adapter, running on the CPU ({why})")),
+            Ok(ctx) => {
+                let precision = resolve(&ctx);
+                let name = ctx.info().name.clone();
+                if precision == Precision::F64 && !ctx.info().has_f64 {
+                    cpu_note(format!(
+                        "auto: GPU adapter `{name}` has no SHADER_F64 and precision = \"f64\" was \
+                         asked; running on the CPU"
+                    ))
+                } else if precision == Precision::F32 && rtol < F32_MIN_RTOL {
+                    cpu_note(format!(
+                        "auto: GPU adapter `{name}` has no SHADER_F64 and rtol = {rtol:e} is below \
+                         the f32 kernel's {F32_MIN_RTOL:e}; running on the CPU"
+                    ))
+                } else {
+                    Ok(ScanEngine::Gpu {
+                        ctx,
+                        precision,
+                        note: "auto: real GPU adapter found".into(),
+                    })
+                }
+            }
+        },
+    }
+}
+
+/// Run a scan of evolutions (module doc) and write observables.csv (final time per point),
+/// scan_evolution.csv (every point and save) and pm.csv.
+fn scan_evolve(
+    job: &ScanEvolve,
+    choice: BackendChoice,
+    gpu: Option<Arc<GpuContext>>,
+    progress: &mut dyn Progress,
+) -> Result<(TaskOutput, BackendUsed), Error> {
+    let (sc, points, spec) = (job.sc, job.points, job.spec);
+    let engine = scan_engine(choice, gpu, job.precision, spec.rtol)?;
+    let n = points[0].model.n;
+    let dim = n + 1;
+    let times = &spec.times;
+    let ode = OdeOptions {
+        rtol: spec.rtol,
+        atol: spec.atol,
+        max_steps: spec.max_steps,
+        h0: None,
+    };
+    let needs_full = sc
+        .observables
+        .columns
+        .iter()
+        .any(|c| FULL_MATRIX_COLUMNS.contains(&c.as_str()))
+        || sc.observables.husimi.is_some();
+    let output = if needs_full {
+        BatchOutput::Full
+    } else {
+        BatchOutput::Band
+    };
+
+    // Memory, before anything is allocated. The CPU integrates one point at a time (the
+    // estimate of a single evolution); the GPU checks its own bindings, and the host holds
+    // every point's saves (c64) plus one read-back copy of them and the initial states.
+    let psis: Vec<Vec<c64>> = match &engine {
+        ScanEngine::Cpu { .. } => {
+            refuse_if_too_large(n, 12.0, "time evolution of one scan point")?;
+            Vec::new()
+        }
+        ScanEngine::Gpu { .. } => {
+            let psis = points
+                .iter()
+                .map(|p| job.initial_state(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let shared = psis.iter().all(|p| *p == psis[0]);
+            let per_save = match output {
+                BatchOutput::Full => dim * dim,
+                BatchOutput::Band => 5 * dim,
+            } as f64;
+            let rho0s = if shared { 1.0 } else { points.len() as f64 };
+            let bytes = 16.0
+                * (2.0 * points.len() as f64 * times.len() as f64 * per_save + rho0s * (dim * dim) as f64);
+            let needed_mib = (bytes / (1024.0 * 1024.0)).ceil() as u64;
+            let limit_mib = memory_limit_mib();
+            if needed_mib > limit_mib {
+                return Err(SolverError::TooLarge {
+                    what: format!(
+                        "GPU scan of {} points x {} save times at N = {n} ({}), held on the host",
+                        points.len(),
+                        times.len(),
+                        match output {
+                            BatchOutput::Full => "full density matrices: a column needs them",
+                            BatchOutput::Band => "central bands",
+                        }
+                    ),
+                    needed_mib,
+                    limit_mib,
+                }
+                .into());
+            }
+            if shared { vec![psis[0].clone()] } else { psis }
+        }
+    };
+
+    let x_names = scan_x_names(sc, job.variable)?;
+    let dir = job.dir;
+    let mut evo_header = vec![job.variable.to_string(), "t".to_string()];
+    evo_header.extend(job.names.iter().cloned());
+    let mut sink = ScanSink {
+        job,
+        observables: CsvWriter::create(&dir.join("observables.csv"), &header(&x_names, job.names))?,
+        evolution: CsvWriter::create(&dir.join(SCAN_EVOLUTION_CSV), &evo_header)?,
+        pm: pm_writer(sc, dir, job.variable, n)?,
+        x_names,
+        rows: Vec::new(),
+        last: None,
+    };
+    let mut point_stats = Vec::new();
+    let (stats, used) = match engine {
+        ScanEngine::Cpu { note } => {
+            progress.start(points.len() as u64, "scan (evolve)");
+            for (i, p) in points.iter().enumerate() {
+                let rho0 = DensityMatrix::from_pure(&job.initial_state(p)?);
+                let reference = reference_state(sc, p)?;
+                let mut write_err = None;
+                let st = master::evolve(&p.model, &rho0, times, &ode, &mut |k, t, rho| {
+                    if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
+                        write_err.get_or_insert(e);
+                    }
+                });
+                if let Some(e) = write_err {
+                    return Err(e.into());
+                }
+                let st = st.map_err(|e| job.point_error(i, e, String::new()))?;
+                point_stats.push(job.point_stats(p, st));
+                progress.set(i as u64 + 1);
+            }
+            progress.finish();
+            let stats = json!({
+                "mode": "evolve",
+                "integrator": "master::evolve (CPU, f64), one point after the other",
+                "precision": "f64",
+                "points": point_stats,
+            });
+            let used = BackendUsed {
+                name: "cpu",
+                device: format!("{} rayon threads", rayon::current_num_threads()),
+                precision: "f64",
+                note,
+            };
+            (stats, used)
+        }
+        ScanEngine::Gpu { ctx, precision, note } => {
+            let kernel = MasterBatchGpu::new(Arc::clone(&ctx))?;
+            let rho0s: Vec<DensityMatrix> = psis.iter().map(|p| DensityMatrix::from_pure(p)).collect();
+            drop(psis);
+            let models: Vec<crate::model::Model> = points.iter().map(|p| p.model).collect();
+            progress.start(1, "scan (GPU batch)");
+            let t_batch = Instant::now();
+            let batch = kernel
+                .run(
+                    &models,
+                    &rho0s,
+                    times,
+                    &ode,
+                    &MasterBatchOptions {
+                        precision,
+                        output,
+                        ..MasterBatchOptions::default()
+                    },
+                )
+                .map_err(|e| match e {
+                    MasterBatchError::Input(s) => Error::from(s),
+                    MasterBatchError::Gpu(g) => Error::from(g),
+                });
+            progress.finish();
+            let batch = batch?;
+            let batch_wall_s = t_batch.elapsed().as_secs_f64();
+            let failed = batch.elements.iter().filter(|e| e.is_err()).count();
+            let others = if failed > 1 {
+                format!("; {failed} of {} points failed", points.len())
+            } else {
+                String::new()
+            };
+            for (i, (p, el)) in points.iter().zip(batch.elements).enumerate() {
+                let el = el.map_err(|e| job.point_error(i, e, others.clone()))?;
+                let reference = reference_state(sc, p)?;
+                match &el.saves {
+                    Saves::Full(v) => {
+                        for (k, (t, rho)) in times.iter().zip(v).enumerate() {
+                            sink.save(p, reference.as_deref(), k, *t, rho)?;
+                        }
+                    }
+                    Saves::Band(v) => {
+                        for (k, (t, band)) in times.iter().zip(v).enumerate() {
+                            sink.save(p, reference.as_deref(), k, *t, &band.to_density_matrix())?;
+                        }
+                    }
+                }
+                point_stats.push(job.point_stats(p, el.stats));
+            }
+            let info = ctx.info();
+            let stats = json!({
+                "mode": "evolve",
+                "integrator": "master_batch (GPU, every point in one batch)",
+                "precision": batch.precision,
+                "adapter": batch.adapter,
+                "output": output,
+                "lanes": batch.lanes,
+                "attempts_per_dispatch": batch.attempts_per_dispatch,
+                "chunks": batch.chunks,
+                "dispatches": batch.dispatches,
+                "batch_wall_s": batch_wall_s,
+                "points": point_stats,
+            });
+            let used = BackendUsed {
+                name: "gpu",
+                device: format!("{} ({}, {})", info.name, info.device_type, info.backend),
+                precision: batch.precision.name(),
+                note,
+            };
+            (stats, used)
+        }
+    };
+    let ScanSink {
+        x_names, rows, last, ..
+    } = sink;
+    let mut scalars = scan_scalars(&x_names, &rows);
+    if let serde_json::Value::Object(m) = &mut scalars {
+        m.insert("mode".into(), json!("evolve"));
+        m.insert("t_final".into(), jnum(times[times.len() - 1]));
+    }
+    let xs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+    Ok(((x_names, xs, rows, last, scalars, stats), used))
 }

@@ -204,3 +204,128 @@ fn trajectories_write_means_standard_errors_and_single_trajectories() {
     assert_eq!(res["backend"]["name"], "cpu");
     assert_eq!(res["backend"]["precision"], "f32");
 }
+
+#[test]
+fn scan_of_evolutions_writes_final_rows_and_the_long_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("se");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/exchange_scan_dynamics.toml",
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=10",
+        "--set",
+        "task.num=3",
+        "--set",
+        "task.n_times=5",
+        "--set",
+        "task.t_end=0.1",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    for f in ["observables.csv", "scan_evolution.csv", "result.json", "plot.png"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let (header, rows) = read_csv(&out.join("observables.csv"));
+    assert_eq!(&header[..6], ["u", "Omega", "Jx", "Jy", "Jz", "xi2"]);
+    assert_eq!(rows.len(), 3);
+    let (eh, erows) = read_csv(&out.join("scan_evolution.csv"));
+    assert_eq!(&eh[..3], ["u", "t", "Jx"]);
+    assert_eq!(erows.len(), 3 * 5);
+    // <Jz> at t = 0.1 of each point against master::evolve of that point, with the scenario's
+    // tolerances: the same code path, so agreement to rounding (1e-12 of j = 5).
+    let jz = header.iter().position(|h| h == "Jz").unwrap();
+    let times: Vec<f64> = (0..5).map(|i| 0.1 * i as f64 / 4.0).collect();
+    let ode = dicke::solver::ode::OdeOptions {
+        rtol: 1e-8,
+        atol: 1e-10,
+        max_steps: 10_000_000,
+        h0: None,
+    };
+    for (i, u) in [0.5, 1.625, 2.75].iter().enumerate() {
+        assert!((rows[i][0] - u).abs() < 1e-12, "u grid: {}", rows[i][0]);
+        let model = dicke::model::Model {
+            n: 10,
+            gamma_coll: 1.0,
+            chi: 1.875 / 2.0,
+            drive: u * 10.0 / 2.0,
+            ..Default::default()
+        };
+        let rho0 = dicke::state::DensityMatrix::from_pure(&dicke::state::pure::dicke(10, -5.0).unwrap());
+        let mut fin = f64::NAN;
+        dicke::solver::master::evolve(&model, &rho0, &times, &ode, &mut |_, _, rho| {
+            fin = dicke::observe::moments(rho).mean[2];
+        })
+        .unwrap();
+        assert!(
+            (rows[i][jz] - fin).abs() < 1e-12 * 5.0,
+            "u = {u}: {} vs {fin}",
+            rows[i][jz]
+        );
+        // Sane physics: the drive has lifted the spin off the south pole, within -j..j.
+        assert!(fin > -5.0 && fin < 5.0, "{fin}");
+    }
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(res["task"], "scan");
+    assert_eq!(res["results"]["mode"], "evolve");
+    assert_eq!(res["backend"]["name"], "cpu");
+    assert_eq!(res["backend"]["precision"], "f64");
+    assert_eq!(res["stats"]["points"].as_array().unwrap().len(), 3);
+    assert!(res["stats"]["points"][0]["steps"].as_u64().unwrap() > 0);
+    assert!(
+        res["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "scan_evolution.csv")
+    );
+}
+
+/// Requests that would not fit are refused before anything is allocated: the CPU path by the
+/// per-point estimate of one evolution, the GPU path by what the host holds of the batch.
+#[test]
+fn scan_of_evolutions_refuses_what_does_not_fit() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dicke"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DICKE_MEMORY_LIMIT_MIB", "1")
+            .output()
+            .expect("run the dicke binary");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big");
+    let base = [
+        "run",
+        "scenarios/exchange_scan_dynamics.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=200",
+    ];
+    let mut cpu = base.to_vec();
+    cpu.extend(["--backend", "cpu"]);
+    let (ok, stderr) = run(&cpu);
+    assert!(
+        !ok && stderr.contains("request needs about") && stderr.contains("limit 1 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("scan point"), "{stderr}");
+    if dicke::backend::gpu::test_context("scan_of_evolutions_refuses_what_does_not_fit").is_some() {
+        let mut gpu = base.to_vec();
+        gpu.extend(["--backend", "gpu"]);
+        let (ok, stderr) = run(&gpu);
+        assert!(
+            !ok && stderr.contains("request needs about") && stderr.contains("GPU scan of 16 points"),
+            "{stderr}"
+        );
+    }
+}

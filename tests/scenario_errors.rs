@@ -144,3 +144,122 @@ fn set_pins_a_scan_variable() {
     assert_eq!(pts.len(), 1);
     assert_eq!(pts[0].values["x"], 0.25);
 }
+
+/// A scan of evolutions over x, built from GOOD (which has [initial]).
+fn scan_evolve(extra: &str) -> String {
+    GOOD.replace(
+        "[task]\nkind = \"evolve\"\nt_end = 1.0\nn_times = 11",
+        &format!(
+            "[task]\nkind = \"scan\"\nmode = \"evolve\"\nvariable = \"x\"\nvalues = [0.25, 0.5]\n\
+             t_end = 1.0\nn_times = 11\n{extra}"
+        ),
+    )
+}
+
+#[test]
+fn scan_evolve_parses_and_shares_the_evolve_fields() {
+    use dicke::scenario::{ScanMode, Task};
+    use dicke::solver::trajectory::Precision;
+    let sc = parse(&scan_evolve("rtol = 2e-6\nprecision = \"f32\""), "t", &[]).unwrap();
+    let Task::Scan { values, mode, .. } = &sc.task else {
+        panic!("a scan: {:?}", sc.task);
+    };
+    assert_eq!(values, &[0.25, 0.5]);
+    let ScanMode::Evolve { spec, precision } = mode else {
+        panic!("mode evolve: {mode:?}");
+    };
+    assert_eq!(spec.times.len(), 11);
+    assert_eq!(spec.times[10], 1.0);
+    assert_eq!((spec.rtol, spec.atol, spec.max_steps), (2e-6, 1e-10, 10_000_000));
+    assert_eq!(*precision, Some(Precision::F32));
+    // No precision: chosen at run time (f64 where the GPU has it).
+    let sc = parse(&scan_evolve(""), "t", &[]).unwrap();
+    assert!(matches!(
+        sc.task,
+        Task::Scan {
+            mode: ScanMode::Evolve { precision: None, .. },
+            ..
+        }
+    ));
+    // The default mode is today's steady-state scan.
+    let text = GOOD.replace(
+        "[task]\nkind = \"evolve\"\nt_end = 1.0\nn_times = 11",
+        "[task]\nkind = \"scan\"\nvariable = \"x\"\nvalues = [0.25]",
+    );
+    let sc = parse(&text, "t", &[]).unwrap();
+    assert!(matches!(
+        sc.task,
+        Task::Scan {
+            mode: ScanMode::SteadyState,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn scan_mode_errors_name_the_field_value_and_expectation() {
+    // A bad mode.
+    let e = err(&scan_evolve(""), &["task.mode=relax"]);
+    assert!(
+        e.contains("task.mode")
+            && e.contains("\"relax\"")
+            && e.contains("\"evolve\"")
+            && e.contains("\"steady_state\""),
+        "{e}"
+    );
+    // Evolve fields in a steady-state scan (the default mode, and the explicit one).
+    let e = err(&scan_evolve(""), &["task.mode=steady_state"]);
+    assert!(
+        e.contains("task.t_end") && e.contains("mode = \"steady_state\"") && e.contains("mode = \"evolve\""),
+        "{e}"
+    );
+    let steady = GOOD.replace(
+        "[task]\nkind = \"evolve\"\nt_end = 1.0\nn_times = 11",
+        "[task]\nkind = \"scan\"\nvariable = \"x\"\nvalues = [0.25]",
+    );
+    for (key, field) in [
+        ("task.rtol=1e-6", "task.rtol"),
+        ("task.max_steps=10", "task.max_steps"),
+        ("task.precision=f32", "task.precision"),
+    ] {
+        let e = err(&steady, &[key]);
+        assert!(e.contains(field) && e.contains("steady_state"), "{key}: {e}");
+    }
+    // `mode` belongs to scans only.
+    let e = err(GOOD, &["task.mode=evolve"]);
+    assert!(e.contains("task.mode") && e.contains("kind = \"evolve\""), "{e}");
+    // A bad precision value, and f32 with a tolerance the f32 kernel cannot resolve.
+    let e = err(&scan_evolve(""), &["task.precision=f16"]);
+    assert!(
+        e.contains("task.precision") && e.contains("\"f16\"") && e.contains("\"f32\" or \"f64\""),
+        "{e}"
+    );
+    let e = err(&scan_evolve("precision = \"f32\""), &[]);
+    assert!(
+        e.contains("task.rtol") && e.contains("0.00000001") && e.contains("f32") && e.contains("1e-6"),
+        "{e}"
+    );
+    // Trajectory fields are errors in either mode.
+    let e = err(&scan_evolve(""), &["task.ntraj=10"]);
+    assert!(e.contains("task.ntraj") && e.contains("kind = \"scan\""), "{e}");
+    // The shared time-grid checks, naming this task.
+    let e = err(&scan_evolve(""), &["task.t_end=-1"]);
+    assert!(e.contains("task.t_end") && e.contains("-1"), "{e}");
+    let e = err(&scan_evolve("").replace("t_end = 1.0\n", ""), &[]);
+    assert!(
+        e.contains("task.t_end") && e.contains("missing") && e.contains("mode = \"evolve\""),
+        "{e}"
+    );
+    let e = err(&scan_evolve(""), &["task.atol=0"]);
+    assert!(e.contains("task.atol") && e.contains("> 0"), "{e}");
+    // An evolution needs a start.
+    let no_initial = scan_evolve("").replace("[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n", "");
+    let e = err(&no_initial, &[]);
+    assert!(
+        e.contains("initial") && e.contains("missing") && e.contains("mode = \"evolve\""),
+        "{e}"
+    );
+    // The initial state is checked at every point.
+    let e = err(&scan_evolve(""), &["initial.m=7"]);
+    assert!(e.contains("initial.m") && e.contains('7'), "{e}");
+}

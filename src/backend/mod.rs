@@ -1,9 +1,12 @@
 //! Compute backends.
 //!
 //! `Cpu` is the reference for every kernel and the default where there is no GPU. The GPU
-//! backend (wgpu compute shaders) arrives with the trajectory engine; in this version the
-//! exact collective master equation runs on the CPU only, so `auto` resolves to `cpu` and an
-//! explicit `gpu` request is refused with a message rather than silently run elsewhere.
+//! backend (wgpu compute shaders, [`gpu`]) runs what comes in batches large enough to fill a
+//! device: quantum trajectories, and scans of evolutions (`kind = "scan"`, `mode = "evolve"`:
+//! every scan point's density matrix in one `master_batch`). A single evolution and the steady
+//! state (one sparse LU) have no such batch and run on the CPU only: for them `auto` resolves
+//! to `cpu` and an explicit `gpu` request is refused with a message ([`cpu_only`]) rather than
+//! silently run elsewhere.
 
 pub mod gpu;
 
@@ -59,8 +62,9 @@ pub fn cpu_only(choice: BackendChoice, solver: &'static str) -> Result<BackendUs
         ))),
         BackendChoice::Gpu => Err(SolverError::Unsupported {
             solver,
-            message: "has no GPU kernel in this version (GPU trajectories and batched master \
-                      equations come with the GPU engine); run with --backend cpu or auto"
+            message: "has no GPU kernel for this task (the GPU runs kind = \"trajectories\" and \
+                      kind = \"scan\" with mode = \"evolve\", a batch of evolutions); run with \
+                      --backend cpu or auto"
                 .into(),
         }),
     }

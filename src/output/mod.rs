@@ -9,6 +9,9 @@
 //!   and solver statistics.
 //! - `DIR/plot.png`: the main observables ([`plot`]).
 //! - optional `pm.csv` (P_m per row) and `husimi.csv` / `husimi.png`.
+//! - `DIR/scan_evolution.csv` for a scan of evolutions (`mode = "evolve"`): long format,
+//!   `<variable>, t, <observables>` for every point and save time, so that the per-point table
+//!   above (final time) keeps the shape of a steady-state scan.
 
 pub mod plot;
 

@@ -13,7 +13,7 @@
 //! [initial]              # for `evolve`: dicke (m), coherent (theta, phi) or crss
 //! state = "dicke"
 //! m = "-N/2"
-//! [task]                 # evolve | steady_state | scan
+//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve)
 //! kind = "evolve"
 //! t_end = 0.2
 //! n_times = 201
@@ -30,6 +30,7 @@ pub mod expr;
 
 use crate::error::InputError;
 use crate::model::{Model, PARAM_NAMES};
+use crate::solver::trajectory::Precision;
 use expr::{Expr, Scope};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -98,6 +99,7 @@ struct RawTask {
     dt: Option<Num>,
     cfl: Option<Num>,
     // scan
+    mode: Option<String>,
     variable: Option<String>,
     values: Option<Vec<Num>>,
     start: Option<Num>,
@@ -205,9 +207,42 @@ pub enum Task {
     },
     /// The steady state of the model.
     SteadyState,
-    /// Steady states at each value of `variable`.
-    Scan { variable: String, values: Vec<f64> },
+    /// At each value of `variable`: the steady state, or the evolution from the initial state
+    /// ([`ScanMode`]).
+    Scan {
+        variable: String,
+        values: Vec<f64>,
+        mode: ScanMode,
+    },
 }
+
+/// Save times and integrator settings of a time evolution: `kind = "evolve"` and a scan with
+/// `mode = "evolve"` take the same fields, parsed and checked by one function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvolveSpec {
+    pub times: Vec<f64>,
+    pub rtol: f64,
+    pub atol: f64,
+    pub max_steps: usize,
+}
+
+/// What a `kind = "scan"` task computes at each point (`task.mode`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanMode {
+    /// The steady state (`mode = "steady_state"`, the default).
+    SteadyState,
+    /// The evolution from the initial state over `spec.times` (`mode = "evolve"`). `precision`
+    /// is the GPU kernel's (None: f64 where the adapter has SHADER_F64, else f32); the CPU
+    /// integrator always runs in f64.
+    Evolve {
+        spec: EvolveSpec,
+        precision: Option<Precision>,
+    },
+}
+
+/// The f32 GPU kernel computes its error estimate in f32, so below this rtol the estimate
+/// measures rounding rather than truncation (module doc of `backend::gpu::master_batch`).
+pub const F32_MIN_RTOL: f64 = 1e-6;
 
 /// Which observables to write beyond the base columns.
 #[derive(Debug, Clone, Default)]
@@ -493,7 +528,7 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
         scenario.observables.husimi = Some((nt, np));
     }
     scenario.task = task(&raw.task, &scenario, &base)?;
-    if let Task::Scan { variable, values } = &mut scenario.task
+    if let Task::Scan { variable, values, .. } = &mut scenario.task
         && pinned.contains(variable)
     {
         *values = vec![base.values.get(variable.as_str()).copied().unwrap_or(f64::NAN)];
@@ -534,18 +569,25 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
             ));
         }
     }
-    if let (Task::Evolve { .. } | Task::Trajectories { .. }, None) = (&scenario.task, &scenario.initial) {
+    let evolves = match &scenario.task {
+        Task::Evolve { .. } => Some("kind = \"evolve\""),
+        Task::Trajectories { .. } => Some("kind = \"trajectories\""),
+        Task::Scan {
+            mode: ScanMode::Evolve { .. },
+            ..
+        } => Some("kind = \"scan\" with mode = \"evolve\""),
+        Task::Scan { .. } | Task::SteadyState => None,
+    };
+    if let (Some(what), None) = (evolves, &scenario.initial) {
         return Err(InputError::invalid(
             "initial",
             "(missing)",
-            "an [initial] table (state = \"dicke\" | \"coherent\" | \"crss\") for kind = \"evolve\"",
+            format!("an [initial] table (state = \"dicke\" | \"coherent\" | \"crss\") for {what}"),
         ));
     }
     // Validate every point of a scan (cheap) and the initial / reference states.
     for p in scenario.points()? {
-        if let (Some(spec), Task::Evolve { .. } | Task::Trajectories { .. }) =
-            (&scenario.initial, &scenario.task)
-        {
+        if let (Some(spec), Some(_)) = (&scenario.initial, evolves) {
             check_state(&p, "initial", p.state("initial", spec)?)?;
         }
         if let Some(spec) = &scenario.observables.fidelity {
@@ -652,19 +694,75 @@ fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputError> {
     }
 }
 
-fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
-    let only = |names: &[(&str, bool)], kind: &str| -> Result<(), InputError> {
-        for (name, present) in names {
-            if *present {
-                return Err(InputError::invalid(
-                    format!("task.{name}"),
-                    "(given)",
-                    format!("no `{name}` for kind = \"{kind}\""),
-                ));
-            }
-        }
-        Ok(())
+/// A number > 0 (`default` when absent).
+fn positive(base: &Point, field: &str, n: &Option<Num>, default: f64) -> Result<f64, InputError> {
+    let v = match n {
+        None => default,
+        Some(n) => base.eval(field, n)?,
     };
+    if v <= 0.0 {
+        return Err(InputError::invalid(field, v, "a number > 0"));
+    }
+    Ok(v)
+}
+
+/// A whole number in 1..=max (`default` when absent).
+fn count(base: &Point, field: &str, n: &Option<Num>, default: f64, max: f64) -> Result<usize, InputError> {
+    let v = match n {
+        None => default,
+        Some(n) => base.eval(field, n)?,
+    };
+    if v < 1.0 || v.fract() != 0.0 || v > max {
+        return Err(InputError::invalid(
+            field,
+            v,
+            format!("a whole number in 1..={max}"),
+        ));
+    }
+    Ok(v as usize)
+}
+
+/// Refuse every field of `names` that is present: it has no meaning for `context`
+/// (e.g. `kind = "evolve"`); `hint` (may be empty) says what to do instead.
+fn refuse(names: &[(&str, bool)], context: &str, hint: &str) -> Result<(), InputError> {
+    for (name, present) in names {
+        if *present {
+            return Err(InputError::invalid(
+                format!("task.{name}"),
+                "(given)",
+                format!("no `{name}` for {context}{hint}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `task.precision`: "f32" | "f64", None when absent.
+fn precision(t: &RawTask) -> Result<Option<Precision>, InputError> {
+    match t.precision.as_deref() {
+        None => Ok(None),
+        Some("f32") => Ok(Some(Precision::F32)),
+        Some("f64") => Ok(Some(Precision::F64)),
+        Some(other) => Err(InputError::invalid(
+            "task.precision",
+            format!("\"{other}\""),
+            "\"f32\" or \"f64\"",
+        )),
+    }
+}
+
+/// The time grid and integrator fields of `kind = "evolve"` and of a scan with
+/// `mode = "evolve"` (`context` names the task in errors).
+fn evolve_spec(t: &RawTask, base: &Point, context: &str) -> Result<EvolveSpec, InputError> {
+    Ok(EvolveSpec {
+        times: time_grid(t, base, context)?,
+        rtol: positive(base, "task.rtol", &t.rtol, 1e-8)?,
+        atol: positive(base, "task.atol", &t.atol, 1e-10)?,
+        max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+    })
+}
+
+fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
     let evolve_fields = [
         ("t_start", t.t_start.is_some()),
         ("t_end", t.t_end.is_some()),
@@ -678,58 +776,43 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
         ("ntraj", t.ntraj.is_some()),
         ("seed", t.seed.is_some()),
         ("save_trajectories", t.save_trajectories.is_some()),
-        ("precision", t.precision.is_some()),
         ("dt", t.dt.is_some()),
         ("cfl", t.cfl.is_some()),
     ];
+    let precision_field = [("precision", t.precision.is_some())];
     let scan_fields = [
+        ("mode", t.mode.is_some()),
         ("variable", t.variable.is_some()),
         ("values", t.values.is_some()),
         ("start", t.start.is_some()),
         ("stop", t.stop.is_some()),
         ("num", t.num.is_some()),
     ];
-    let positive = |field: &str, n: &Option<Num>, default: f64| -> Result<f64, InputError> {
-        let v = match n {
-            None => default,
-            Some(n) => base.eval(field, n)?,
-        };
-        if v <= 0.0 {
-            return Err(InputError::invalid(field, v, "a number > 0"));
-        }
-        Ok(v)
-    };
-    let count = |field: &str, n: &Option<Num>, default: f64, max: f64| -> Result<usize, InputError> {
-        let v = match n {
-            None => default,
-            Some(n) => base.eval(field, n)?,
-        };
-        if v < 1.0 || v.fract() != 0.0 || v > max {
-            return Err(InputError::invalid(
-                field,
-                v,
-                format!("a whole number in 1..={max}"),
-            ));
-        }
-        Ok(v as usize)
-    };
     match t.kind.as_str() {
         "evolve" => {
-            only(&scan_fields, "evolve")?;
-            only(&traj_fields, "evolve")?;
-            let times = time_grid(t, base, "evolve")?;
+            let ctx = "kind = \"evolve\"";
+            refuse(&scan_fields, ctx, "")?;
+            refuse(&traj_fields, ctx, "")?;
+            refuse(&precision_field, ctx, " (the CPU integrator runs in f64)")?;
+            let EvolveSpec {
+                times,
+                rtol,
+                atol,
+                max_steps,
+            } = evolve_spec(t, base, ctx)?;
             Ok(Task::Evolve {
                 times,
-                rtol: positive("task.rtol", &t.rtol, 1e-8)?,
-                atol: positive("task.atol", &t.atol, 1e-10)?,
-                max_steps: count("task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+                rtol,
+                atol,
+                max_steps,
             })
         }
         "trajectories" => {
-            only(&scan_fields, "trajectories")?;
-            only(&evolve_fields[4..], "trajectories")?; // rtol, atol, max_steps
-            let times = time_grid(t, base, "trajectories")?;
-            let ntraj = count("task.ntraj", &t.ntraj, 1000.0, 1e9)?;
+            let ctx = "kind = \"trajectories\"";
+            refuse(&scan_fields, ctx, "")?;
+            refuse(&evolve_fields[4..], ctx, "")?; // rtol, atol, max_steps
+            let times = time_grid(t, base, ctx)?;
+            let ntraj = count(base, "task.ntraj", &t.ntraj, 1000.0, 1e9)?;
             let seed = match &t.seed {
                 None => 0.0,
                 Some(n) => base.eval("task.seed", n)?,
@@ -755,39 +838,62 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                     v as usize
                 }
             };
-            let f64 = match t.precision.as_deref() {
-                None | Some("f32") => false,
-                Some("f64") => true,
-                Some(other) => {
-                    return Err(InputError::invalid(
-                        "task.precision",
-                        format!("\"{other}\""),
-                        "\"f32\" or \"f64\"",
-                    ));
-                }
-            };
             let opt_pos = |field: &str, n: &Option<Num>| -> Result<Option<f64>, InputError> {
-                n.as_ref().map(|_| positive(field, n, 1.0)).transpose()
+                n.as_ref().map(|_| positive(base, field, n, 1.0)).transpose()
             };
             Ok(Task::Trajectories {
                 times,
                 ntraj: ntraj as u64,
                 seed: seed as u64,
                 save_trajectories: save,
-                f64,
+                f64: precision(t)? == Some(Precision::F64),
                 dt: opt_pos("task.dt", &t.dt)?,
                 cfl: opt_pos("task.cfl", &t.cfl)?,
             })
         }
         "steady_state" => {
-            only(&traj_fields, "steady_state")?;
-            only(&scan_fields, "steady_state")?;
-            only(&evolve_fields, "steady_state")?;
+            let ctx = "kind = \"steady_state\"";
+            refuse(&traj_fields, ctx, "")?;
+            refuse(&precision_field, ctx, "")?;
+            refuse(&scan_fields, ctx, "")?;
+            refuse(&evolve_fields, ctx, "")?;
             Ok(Task::SteadyState)
         }
         "scan" => {
-            only(&evolve_fields, "scan")?;
-            only(&traj_fields, "scan")?;
+            refuse(&traj_fields, "kind = \"scan\"", "")?;
+            let mode = match t.mode.as_deref() {
+                None | Some("steady_state") => {
+                    let hint = " (set mode = \"evolve\" for a scan of time evolutions)";
+                    let ctx = "kind = \"scan\" with mode = \"steady_state\"";
+                    refuse(&evolve_fields, ctx, hint)?;
+                    refuse(&precision_field, ctx, hint)?;
+                    ScanMode::SteadyState
+                }
+                Some("evolve") => {
+                    let spec = evolve_spec(t, base, "kind = \"scan\" with mode = \"evolve\"")?;
+                    let precision = precision(t)?;
+                    if precision == Some(Precision::F32) && spec.rtol < F32_MIN_RTOL {
+                        return Err(InputError::invalid(
+                            "task.rtol",
+                            spec.rtol,
+                            format!(
+                                "rtol >= {F32_MIN_RTOL:e} with precision = \"f32\" (the f32 GPU \
+                                 kernel computes its error estimate in f32, so a tighter rtol \
+                                 measures rounding); use precision = \"f64\" for tighter tolerances"
+                            ),
+                        ));
+                    }
+                    ScanMode::Evolve { spec, precision }
+                }
+                Some(other) => {
+                    return Err(InputError::invalid(
+                        "task.mode",
+                        format!("\"{other}\""),
+                        "\"steady_state\" (the default: one steady state per point) or \"evolve\" \
+                         (the evolution from [initial] at each point)",
+                    ));
+                }
+            };
             let variable = t.variable.clone().ok_or_else(|| {
                 InputError::invalid(
                     "task.variable",
@@ -837,7 +943,7 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                 };
                 let a = need("start", &t.start)?;
                 let b = need("stop", &t.stop)?;
-                let n = count("task.num", &t.num, 0.0, 1e6)?;
+                let n = count(base, "task.num", &t.num, 0.0, 1e6)?;
                 if n == 1 {
                     vec![a]
                 } else {
@@ -847,7 +953,11 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
             if values.is_empty() {
                 return Err(InputError::invalid("task.values", "[]", "at least one value"));
             }
-            Ok(Task::Scan { variable, values })
+            Ok(Task::Scan {
+                variable,
+                values,
+                mode,
+            })
         }
         other => Err(InputError::invalid(
             "task.kind",
@@ -857,23 +967,9 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
     }
 }
 
-/// The save times of an `evolve` or `trajectories` task: `times = [..]` or `t_start`,
-/// `t_end`, `n_times`.
-fn time_grid(t: &RawTask, base: &Point, kind: &str) -> Result<Vec<f64>, InputError> {
-    let count = |field: &str, n: &Option<Num>, default: f64, max: f64| -> Result<usize, InputError> {
-        let v = match n {
-            None => default,
-            Some(n) => base.eval(field, n)?,
-        };
-        if v < 1.0 || v.fract() != 0.0 || v > max {
-            return Err(InputError::invalid(
-                field,
-                v,
-                format!("a whole number in 1..={max}"),
-            ));
-        }
-        Ok(v as usize)
-    };
+/// The save times of a time evolution (`context`, e.g. `kind = "evolve"`, names the task in
+/// errors): `times = [..]` or `t_start`, `t_end`, `n_times`.
+fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<f64>, InputError> {
     let times: Vec<f64> = if let Some(list) = &t.times {
         if t.t_start.is_some() || t.t_end.is_some() || t.n_times.is_some() {
             return Err(InputError::invalid(
@@ -896,7 +992,7 @@ fn time_grid(t: &RawTask, base: &Point, kind: &str) -> Result<Vec<f64>, InputErr
                 return Err(InputError::invalid(
                     "task.t_end",
                     "(missing)",
-                    format!("the final time (a number or expression) for kind = \"{kind}\""),
+                    format!("the final time (a number or expression) for {context}"),
                 ));
             }
             Some(n) => base.eval("task.t_end", n)?,
@@ -908,7 +1004,7 @@ fn time_grid(t: &RawTask, base: &Point, kind: &str) -> Result<Vec<f64>, InputErr
                 format!("a time > t_start = {t0}"),
             ));
         }
-        let n = count("task.n_times", &t.n_times, 101.0, 1e6)?;
+        let n = count(base, "task.n_times", &t.n_times, 101.0, 1e6)?;
         if n < 2 {
             return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
         }
@@ -1013,7 +1109,7 @@ impl Scenario {
     /// The points this scenario runs: one per scan value, or the single base point.
     pub fn points(&self) -> Result<Vec<Point>, InputError> {
         match &self.task {
-            Task::Scan { variable, values } => values
+            Task::Scan { variable, values, .. } => values
                 .iter()
                 .map(|v| self.point(&[(variable.as_str(), *v)]))
                 .collect(),
