@@ -11,6 +11,11 @@ kernel on whatever adapter `--backend gpu` finds, lavapipe on a machine without 
 Speed-ups are against the faster of the two QuTiP runs. Agreement: both are ensembles of
 NTRAJ, so <Jz>_qutip - <Jz>_dicke has a standard error of about sqrt(2) x dicke's SE.
 
+QuTiP options: its defaults except norm_t_tol = 1e-9 (default 1e-6). With the default, mcsolve
+stops with "Could not find the collapse time within desired tolerance": the jump rate here is
+~2500 Gamma, so in a 1e-6 time bracket the norm still changes by ~2.5e-3, far more than its
+norm_tol of 1e-4 (PHYSICS.md sec. 4 on the stiffness).
+
 Usage: python3 bench/qutip_mcsolve.py DICKE_BINARY OUT_JSON [--ntraj K] [--backends cpu,gpu]
 """
 import json, os, subprocess, sys, tempfile, time
@@ -33,7 +38,7 @@ jz_q = None
 for mapping in ("serial", "parallel"):
     t0 = time.perf_counter()
     mc = qutip.mcsolve(H, south, tlist, [np.sqrt(Gamma) * Jm], e_ops=[Jz], ntraj=ntraj,
-                       options={"progress_bar": False, "map": mapping})
+                       options={"progress_bar": False, "map": mapping, "norm_t_tol": 1e-9})
     t = time.perf_counter() - t0
     out["qutip"][mapping] = {"s": t, "traj_per_s": ntraj / t}
     jz_q = np.array(mc.expect[0])
