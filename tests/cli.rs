@@ -1,6 +1,7 @@
 //! End-to-end tests of the `dicke` binary: the output contract and error reporting.
 
-use std::path::Path;
+mod common;
+use common::read_csv;
 use std::process::Command;
 
 fn dicke(args: &[&str]) -> (bool, String, String) {
@@ -14,21 +15,6 @@ fn dicke(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
-    let text = std::fs::read_to_string(path).expect("csv exists");
-    let mut lines = text.lines();
-    let header = lines
-        .next()
-        .expect("header")
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let rows = lines
-        .map(|l| l.split(',').map(|v| v.parse::<f64>().expect("number")).collect())
-        .collect();
-    (header, rows)
 }
 
 #[test]

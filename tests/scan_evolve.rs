@@ -27,6 +27,8 @@
 //!   f32 runs at rtol 1e-6,
 //!   atol 1e-9 (the kernel's floor), f64 at rtol 1e-10, atol 1e-12.
 
+mod common;
+use common::read_csv;
 use dicke::backend::BackendChoice;
 use dicke::backend::gpu::{GpuContext, test_context};
 use dicke::basis::Irrep;
@@ -66,21 +68,6 @@ plot = false
 
 /// Columns compared (after the x columns).
 const COLS: [&str; 7] = ["Jx", "Jy", "Jz", "xi2", "J2", "var_Jz", "JzJz"];
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header = lines
-        .next()
-        .expect("header")
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let rows = lines
-        .map(|l| l.split(',').map(|v| v.parse::<f64>().expect("number")).collect())
-        .collect();
-    (header, rows)
-}
 
 fn run_scan(
     text: &str,

@@ -427,7 +427,6 @@ impl<T: Real> Twin<T> {
         let h2 = tau * T::HALF;
         let h3 = tau * self.third;
         let h6 = tau * self.sixth;
-        let (cm, cp) = (self.cm, self.cp);
         let (e1r, e1i, e2r, e2i) = match full {
             Some(set) => {
                 let r2 = set * TABLE_DEPTH;
@@ -442,7 +441,6 @@ impl<T: Real> Twin<T> {
             None => (&w.e1.re[..np], &w.e1.im[..np], &w.e2.re[..np], &w.e2.im[..np]),
         };
         let (psr, psi_) = (&w.psi.re[1..np + 1], &w.psi.im[1..np + 1]);
-        let (jpm1, jp) = (&self.jpm1[..np], &self.jp[..np]);
         {
             // k1 from kvp; acc = E(h) psi + h/6 E(h) k1; ua = E(h/2) (psi + h/2 k1).
             let (kvr, kvi) = (&w.kvp.re[1..np + 1], &w.kvp.im[1..np + 1]);
@@ -460,95 +458,68 @@ impl<T: Real> Twin<T> {
                 ui[k] = pi + qi * h2;
             }
         }
-        {
-            // k2 from ua; acc += h/3 E(h/2) k2; ub = E(h/2) psi + h/2 k2.
-            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
-            let (u, o) = (&w.ua, &mut w.ub);
-            let (ulr, uli, ucr, uci, urr, uri) = (
-                &u.re[..np],
-                &u.im[..np],
-                &u.re[1..np + 1],
-                &u.im[1..np + 1],
-                &u.re[2..np + 2],
-                &u.im[2..np + 2],
+        let e1 = (e1r, e1i);
+        // k2 from ua; acc += h/3 E(h/2) k2; ub = E(h/2) psi + h/2 k2.
+        self.stage::<true, false, true>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h3, h2);
+        // k3 from ub; acc += h/3 E(h/2) k3; ua = E(h) psi + h E(h/2) k3.
+        self.stage::<true, true, true>(&w.ub, &mut w.ua, &mut w.acc, &w.psi, e1, (e2r, e2i), c, h3, tau);
+        // k4 from ua; acc += h/6 k4 (ub is free and is not written).
+        self.stage::<false, false, false>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h6, h6);
+    }
+
+    /// A later Lawson stage in one pass: `k = -i (V - c) u` from the stage input `u`;
+    /// `acc += s_acc (E k)` (`ROT_ACC`, E = `e1`) or `acc += s_acc k`; and when `WRITE`, the
+    /// next stage input `out = ep psi + s_out (E k)` (`ROT_OUT`) or `ep psi + s_out k`. The
+    /// const flags pick the kernel's expression for each stage without a branch in the loop.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn stage<const ROT_ACC: bool, const ROT_OUT: bool, const WRITE: bool>(
+        &self,
+        u: &Cv<T>,
+        out: &mut Cv<T>,
+        acc: &mut Cv<T>,
+        psi: &Cv<T>,
+        (e1r, e1i): (&[T], &[T]),
+        (epr, epi): (&[T], &[T]),
+        c: T,
+        s_acc: T,
+        s_out: T,
+    ) {
+        let np = self.np;
+        let (cm, cp) = (self.cm, self.cp);
+        let (jpm1, jp) = (&self.jpm1[..np], &self.jp[..np]);
+        let (e1r, e1i, epr, epi) = (&e1r[..np], &e1i[..np], &epr[..np], &epi[..np]);
+        let (psr, psi_) = (&psi.re[1..np + 1], &psi.im[1..np + 1]);
+        let (ar, ai) = (&mut acc.re[1..np + 1], &mut acc.im[1..np + 1]);
+        let (ulr, uli, ucr, uci, urr, uri) = (
+            &u.re[..np],
+            &u.im[..np],
+            &u.re[1..np + 1],
+            &u.im[1..np + 1],
+            &u.re[2..np + 2],
+            &u.im[2..np + 2],
+        );
+        let (or, oi) = (&mut out.re[1..np + 1], &mut out.im[1..np + 1]);
+        for k in 0..np {
+            let (kr, ki) = stage_k(
+                cm,
+                cp,
+                jpm1[k],
+                jp[k],
+                (ulr[k], uli[k]),
+                (ucr[k], uci[k]),
+                (urr[k], uri[k]),
+                c,
             );
-            let (or, oi) = (&mut o.re[1..np + 1], &mut o.im[1..np + 1]);
-            for k in 0..np {
-                let (kr, ki) = stage_k(
-                    cm,
-                    cp,
-                    jpm1[k],
-                    jp[k],
-                    (ulr[k], uli[k]),
-                    (ucr[k], uci[k]),
-                    (urr[k], uri[k]),
-                    c,
-                );
-                let (qr, qi) = cmul(e1r[k], e1i[k], kr, ki);
-                ar[k] = ar[k] + qr * h3;
-                ai[k] = ai[k] + qi * h3;
-                let (pr, pi) = cmul(e1r[k], e1i[k], psr[k], psi_[k]);
-                or[k] = pr + kr * h2;
-                oi[k] = pi + ki * h2;
-            }
-        }
-        {
-            // k3 from ub; acc += h/3 E(h/2) k3; ua = E(h) psi + h E(h/2) k3.
-            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
-            let (u, o) = (&w.ub, &mut w.ua);
-            let (ulr, uli, ucr, uci, urr, uri) = (
-                &u.re[..np],
-                &u.im[..np],
-                &u.re[1..np + 1],
-                &u.im[1..np + 1],
-                &u.re[2..np + 2],
-                &u.im[2..np + 2],
-            );
-            let (or, oi) = (&mut o.re[1..np + 1], &mut o.im[1..np + 1]);
-            for k in 0..np {
-                let (kr, ki) = stage_k(
-                    cm,
-                    cp,
-                    jpm1[k],
-                    jp[k],
-                    (ulr[k], uli[k]),
-                    (ucr[k], uci[k]),
-                    (urr[k], uri[k]),
-                    c,
-                );
-                let (qr, qi) = cmul(e1r[k], e1i[k], kr, ki);
-                ar[k] = ar[k] + qr * h3;
-                ai[k] = ai[k] + qi * h3;
-                let (pr, pi) = cmul(e2r[k], e2i[k], psr[k], psi_[k]);
-                or[k] = pr + qr * tau;
-                oi[k] = pi + qi * tau;
-            }
-        }
-        {
-            // k4 from ua; acc += h/6 k4.
-            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
-            let u = &w.ua;
-            let (ulr, uli, ucr, uci, urr, uri) = (
-                &u.re[..np],
-                &u.im[..np],
-                &u.re[1..np + 1],
-                &u.im[1..np + 1],
-                &u.re[2..np + 2],
-                &u.im[2..np + 2],
-            );
-            for k in 0..np {
-                let (kr, ki) = stage_k(
-                    cm,
-                    cp,
-                    jpm1[k],
-                    jp[k],
-                    (ulr[k], uli[k]),
-                    (ucr[k], uci[k]),
-                    (urr[k], uri[k]),
-                    c,
-                );
-                ar[k] = ar[k] + kr * h6;
-                ai[k] = ai[k] + ki * h6;
+            let (qr, qi) = cmul(e1r[k], e1i[k], kr, ki);
+            let (xr, xi) = if ROT_ACC { (qr, qi) } else { (kr, ki) };
+            ar[k] = ar[k] + xr * s_acc;
+            ai[k] = ai[k] + xi * s_acc;
+            if WRITE {
+                let (pr, pi) = cmul(epr[k], epi[k], psr[k], psi_[k]);
+                let (yr, yi) = if ROT_OUT { (qr, qi) } else { (kr, ki) };
+                or[k] = pr + yr * s_out;
+                oi[k] = pi + yi * s_out;
             }
         }
     }
