@@ -1376,7 +1376,6 @@ mod tests {
     #[test]
     fn params_and_ctrl_match_naga_layout() {
         use std::mem::{offset_of, size_of};
-        use wgpu::naga::TypeInner;
         let tail = offset_of!(MasterBatchCtrlF32, state);
         let tail64 = offset_of!(MasterBatchCtrlF64, state);
         let state_fields = |base: usize| {
@@ -1460,23 +1459,7 @@ mod tests {
         assert_eq!(size_of::<MasterBatchCtrlF32>(), 80);
         assert_eq!(size_of::<MasterBatchCtrlF64>(), 96);
         for (def, name, size, fields) in cases {
-            let module = wgpu::naga::front::wgsl::parse_str(def.source).expect("parses");
-            let (_, ty) = module
-                .types
-                .iter()
-                .find(|(_, t)| t.name.as_deref() == Some(name))
-                .expect("struct in WGSL");
-            let TypeInner::Struct { members, span } = &ty.inner else {
-                panic!("{name} is not a struct")
-            };
-            assert_eq!(*span as usize, size, "{}: size of {name}", def.name);
-            for (field, offset) in fields {
-                let m = members
-                    .iter()
-                    .find(|m| m.name.as_deref() == Some(field))
-                    .unwrap_or_else(|| panic!("{}: {name}.{field} missing", def.name));
-                assert_eq!(m.offset as usize, offset, "{}: {name}.{field}", def.name);
-            }
+            def.assert_struct_layout(name, size, &fields);
         }
     }
 

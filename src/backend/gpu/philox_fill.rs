@@ -369,7 +369,6 @@ mod tests {
     /// The Rust struct and its WGSL twins (as naga lays them out) agree field by field.
     #[test]
     fn fill_params_match_naga_layout() {
-        use wgpu::naga::TypeInner;
         let rust = [
             ("seed", std::mem::offset_of!(FillParams, seed)),
             ("first_traj", std::mem::offset_of!(FillParams, first_traj)),
@@ -379,24 +378,7 @@ mod tests {
             ("mode", std::mem::offset_of!(FillParams, mode)),
         ];
         for def in [shaders::PHILOX_FILL, shaders::PHILOX_FILL_F64] {
-            let module = wgpu::naga::front::wgsl::parse_str(def.source).expect("parses");
-            let ty = module
-                .types
-                .iter()
-                .find(|(_, t)| t.name.as_deref() == Some("FillParams"))
-                .map(|(_, t)| &t.inner)
-                .expect("FillParams in WGSL");
-            let TypeInner::Struct { members, span } = ty else {
-                panic!("FillParams is not a struct")
-            };
-            assert_eq!(*span as usize, std::mem::size_of::<FillParams>(), "{}", def.name);
-            for (name, offset) in rust {
-                let m = members
-                    .iter()
-                    .find(|m| m.name.as_deref() == Some(name))
-                    .expect(name);
-                assert_eq!(m.offset as usize, offset, "{}: field {name}", def.name);
-            }
+            def.assert_struct_layout("FillParams", std::mem::size_of::<FillParams>(), &rust);
         }
     }
 }

@@ -23,6 +23,31 @@ pub struct ShaderDef {
 }
 
 impl ShaderDef {
+    /// Test helper: assert that the WGSL struct `name` of this module, as naga lays it out,
+    /// has `size` bytes and each `(field, offset)` of its Rust twin (`#[repr(C)]`, offsets from
+    /// `std::mem::offset_of!`). Shared by every kernel host's layout test.
+    #[cfg(test)]
+    pub(crate) fn assert_struct_layout(&self, name: &str, size: usize, fields: &[(&str, usize)]) {
+        use wgpu::naga::TypeInner;
+        let module = wgpu::naga::front::wgsl::parse_str(self.source).expect("parses");
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{}: no struct {name} in WGSL", self.name));
+        let TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("{}: {name} is not a struct", self.name)
+        };
+        assert_eq!(*span as usize, size, "{}: size of {name}", self.name);
+        for &(field, offset) in fields {
+            let m = members
+                .iter()
+                .find(|m| m.name.as_deref() == Some(field))
+                .unwrap_or_else(|| panic!("{}: {name}.{field} missing", self.name));
+            assert_eq!(m.offset as usize, offset, "{}: {name}.{field}", self.name);
+        }
+    }
+
     /// The wgpu features this module needs from the device.
     pub fn features(&self) -> wgpu::Features {
         if self.needs_f64 {

@@ -605,7 +605,6 @@ mod tests {
     /// The Rust struct and its WGSL twin (as naga lays it out) agree field by field.
     #[test]
     fn traj_params_match_naga_layout() {
-        use wgpu::naga::TypeInner;
         assert_eq!(std::mem::size_of::<TrajParams>(), 48);
         let rust = [
             ("seed", std::mem::offset_of!(TrajParams, seed)),
@@ -627,24 +626,7 @@ mod tests {
             shaders::TRAJECTORY_WG_F64,
             shaders::TRAJECTORY_ST_F64,
         ] {
-            let module = wgpu::naga::front::wgsl::parse_str(def.source).expect("parses");
-            let ty = module
-                .types
-                .iter()
-                .find(|(_, t)| t.name.as_deref() == Some("TrajParams"))
-                .map(|(_, t)| &t.inner)
-                .expect("TrajParams in WGSL");
-            let TypeInner::Struct { members, span } = ty else {
-                panic!("TrajParams is not a struct")
-            };
-            assert_eq!(*span as usize, std::mem::size_of::<TrajParams>(), "{}", def.name);
-            for (name, offset) in rust {
-                let m = members
-                    .iter()
-                    .find(|m| m.name.as_deref() == Some(name))
-                    .expect(name);
-                assert_eq!(m.offset as usize, offset, "{}: field {name}", def.name);
-            }
+            def.assert_struct_layout("TrajParams", std::mem::size_of::<TrajParams>(), &rust);
         }
     }
 
