@@ -369,7 +369,7 @@ fn record(t: u32, save: u32, jumps: u32) {
         records[o + 8u] = s3.x;
         records[o + 9u] = s3.y;
         records[o + 10u] = R(jumps);
-        records[o + 11u] = 0.0;
+        records[o + 11u] = R(P.two_j); // 2j of the irrep (fixed here: collective models)
     }
 }
 

@@ -199,7 +199,8 @@ pub fn execute_on(
     let t_start = Instant::now();
     let points = sc.points()?;
     for p in &points {
-        if !p.model.is_collective() {
+        // Trajectories follow single-atom processes by changing irrep at jumps.
+        if !p.model.is_collective() && !matches!(sc.task, Task::Trajectories { .. }) {
             return Err(SolverError::Unsupported {
                 solver: "master",
                 message: format!(
@@ -266,12 +267,14 @@ pub fn execute_on(
             header.push("jumps".into());
             header.extend(se_names.iter().cloned());
             let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header)?;
-            let j = p.model.n as f64 / 2.0;
             let mut rows = Vec::new();
             for (i, t) in times.iter().enumerate() {
                 let mom = ens.moments(i, p.model.n);
                 let mut full = vec![*t];
-                full.extend(moment_row(&mom, j * (j + 1.0), extras, None, None));
+                // <J^2> = <j(j+1)> over the trajectories' irreps (j = N/2 throughout for a
+                // collective model; single-atom processes move it).
+                let j2 = ens.mean_of("J2").map_or(f64::NAN, |v| v[i]);
+                full.extend(moment_row(&mom, j2, extras, None, None));
                 full.push(ens.mean_of("jumps").map_or(f64::NAN, |v| v[i]));
                 full.extend(ens.se.iter().map(|se| se[i]));
                 csv.row(&full)?;
@@ -289,6 +292,37 @@ pub fn execute_on(
                     }
                 }
                 files.push("trajectories.csv".into());
+                if sc.plot {
+                    // The single trajectories themselves (seed 000 Fig. 4, seed 002 Fig. 2c):
+                    // <Jz>(t) and j(j+1)(t) of each, one line per trajectory.
+                    let col = |k: &str| trajectory::OBS_NAMES.iter().position(|n| *n == k).unwrap_or(0);
+                    let (kz, kj) = (col("Jz"), col("J2"));
+                    let names: Vec<String> = ens
+                        .trajectories
+                        .iter()
+                        .map(|tr| format!("#{}", tr.index))
+                        .collect();
+                    let values = |k: usize| -> Vec<Vec<f64>> {
+                        ens.trajectories
+                            .iter()
+                            .map(|tr| tr.values.iter().map(|v| v[k]).collect())
+                            .collect()
+                    };
+                    let (vz, vj) = (values(kz), values(kj));
+                    let (sz, sj): (Vec<plot::Series>, Vec<plot::Series>) = names
+                        .iter()
+                        .zip(vz.iter().zip(&vj))
+                        .map(|(name, (z, j))| (plot::Series { name, y: z }, plot::Series { name, y: j }))
+                        .unzip();
+                    plot::line_plot(
+                        &dir.join("trajectories.png"),
+                        &format!("single trajectories  {}", sc.title),
+                        "t",
+                        times,
+                        &[("<Jz>", sz), ("j(j+1)", sj)],
+                    )?;
+                    files.push("trajectories.png".into());
+                }
             }
             let fin = rows.last().cloned().unwrap_or_default();
             let scalars = json!({
@@ -513,7 +547,9 @@ pub fn execute_on(
         Task::Scan { .. } => "scan",
     };
     let solver = match sc.task {
-        Task::Trajectories { .. } => "trajectories (Monte-Carlo wave function, collective)".to_string(),
+        Task::Trajectories { .. } => {
+            "trajectories (Monte-Carlo wave function; irrep-changing with single-atom rates)".to_string()
+        }
         Task::Scan {
             mode: ScanMode::Evolve { .. },
             ..
@@ -681,6 +717,10 @@ fn run_trajectories(
     match choice {
         BackendChoice::Cpu => cpu("requested".into()),
         BackendChoice::Gpu => gpu(explicit_context(provided)?, "requested".into()),
+        BackendChoice::Auto if !model.is_collective() => cpu(format!(
+            "auto: single-atom rates ({}) need irrep-changing trajectories, CPU only in this version",
+            model.individual_terms().join(", ")
+        )),
         BackendChoice::Auto => match auto_context(provided) {
             Ok(ctx) => gpu(ctx, "auto: real GPU adapter found".into()),
             Err(why) => cpu(format!("auto: no real GPU adapter, running on the CPU ({why})")),

@@ -457,3 +457,97 @@ fn measure_throughput() {
         }
     }
 }
+
+/// Irrep-changing (J-changing, Zhang-Zhang-Molmer) trajectories against an exact result that
+/// uses no permutation-invariant algebra at all: with only single-atom dissipation (gamma_down,
+/// gamma_up, gamma_phi) and a single-atom Hamiltonian (omega0 Jz + Omega Jx is a sum over
+/// atoms), the atoms evolve independently, so a product initial state (spin coherent) stays a
+/// product of identical single-atom states with Bloch vector s(t). Then
+/// `<J_a> = N s_a / 2`, `<{J_a, J_b}>/2 = N delta_ab / 4 + N (N-1) s_a s_b / 4` and
+/// `<J^2> = 3N/4 + N(N-1)|s|^2/4`. s(t) comes from the exact solver at N = 1, where
+/// D[J-] = D[sigma-], D[J+] = D[sigma+] and D[Jz] = D[sigma_z]/4 (so Gamma_phi = 4 gamma_phi).
+/// Every irrep-changing channel (A+-, B+-, D+-) fires here, and the trajectories leave j = N/2
+/// at the first such jump. Tolerance: 4 SE of 4000 trajectories (f64), floor 1e-6 at t = 0.
+#[test]
+fn cpu_individual_channels_match_independent_atoms() {
+    let (gd, gu, gp, omega0, drive) = (0.7, 0.3, 0.4, 0.9, 1.7);
+    let times = linspace(0.0, 2.0, 21);
+    let single = Model {
+        n: 1,
+        omega0,
+        drive,
+        gamma_coll: gd,
+        pump_coll: gu,
+        dephase_coll: 4.0 * gp,
+        ..Default::default()
+    };
+    let s1 = master_moments(&single, &pure::coherent(1, 2.2, 0.5), &times);
+    for n in [5usize, 6] {
+        let model = Model {
+            n,
+            omega0,
+            drive,
+            gamma_down: gd,
+            gamma_up: gu,
+            gamma_phi: gp,
+            ..Default::default()
+        };
+        let nf = n as f64;
+        // Bloch vector s = 2 <J> of the single atom.
+        let s: Vec<[f64; 3]> = s1.iter().map(|m| [2.0 * m[0], 2.0 * m[1], 2.0 * m[2]]).collect();
+        let pair = |a: usize, b: usize| -> Vec<f64> {
+            s.iter()
+                .map(|v| if a == b { nf / 4.0 } else { 0.0 } + nf * (nf - 1.0) / 4.0 * v[a] * v[b])
+                .collect()
+        };
+        let opts = TrajectoryOptions {
+            ntraj: 4000,
+            seed: 21,
+            precision: Precision::F64,
+            ..Default::default()
+        };
+        let ens = trajectory::run_cpu(&model, &pure::coherent(n, 2.2, 0.5), &times, &opts).expect("run_cpu");
+        let what = format!("independent atoms N = {n}");
+        for a in 0..3 {
+            let mean: Vec<f64> = s.iter().map(|v| nf / 2.0 * v[a]).collect();
+            assert_within_se(&what, &ens, a, &mean, 4.0, 1e-6);
+        }
+        for (k, (a, b)) in [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
+            .into_iter()
+            .enumerate()
+        {
+            assert_within_se(&what, &ens, 3 + k, &pair(a, b), 4.0, 1e-6);
+        }
+        let j2: Vec<f64> = s
+            .iter()
+            .map(|v| 0.75 * nf + nf * (nf - 1.0) / 4.0 * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]))
+            .collect();
+        let kj2 = OBS_NAMES.iter().position(|&o| o == "J2").expect("J2 observable");
+        assert_within_se(&what, &ens, kj2, &j2, 4.0, 1e-6);
+    }
+}
+
+/// The GPU kernel keeps one irrep per trajectory: a model with single-atom rates is refused
+/// there with a message naming the rates (CPU only in this version), never run wrongly.
+#[test]
+fn gpu_refuses_irrep_changing_models() {
+    let Some(gpu) = engine("gpu_refuses_irrep_changing_models") else {
+        return;
+    };
+    let model = Model {
+        n: 4,
+        gamma_coll: 1.0,
+        gamma_down: 0.5,
+        ..Default::default()
+    };
+    let err = trajectory::run_gpu(
+        gpu,
+        &model,
+        &pure::coherent(4, 1.0, 0.0),
+        &[0.0, 0.1],
+        &TrajectoryOptions::default(),
+    )
+    .expect_err("individual rates on the GPU");
+    let text = err.to_string();
+    assert!(text.contains("gamma_down") && text.contains("CPU"), "{text}");
+}

@@ -1,7 +1,9 @@
-//! Monte-Carlo wave-function trajectories for collective-only models (PHYSICS.md sections 1,
-//! 2, 4 and 8): one pure state in the symmetric irrep j = N/2, CPU (this module, rayon over
-//! trajectories) and GPU ([`crate::backend::gpu::trajectory`], `shaders/trajectory.wgsl`),
-//! with the same algorithm, the same indexing and the same random numbers.
+//! Monte-Carlo wave-function trajectories (PHYSICS.md sections 1, 2, 4 and 8): one pure state
+//! in one irrep j at a time, CPU (this module, rayon over trajectories) and GPU
+//! ([`crate::backend::gpu::trajectory`], `shaders/trajectory.wgsl`), with the same algorithm,
+//! the same indexing and the same random numbers. Collective-only models stay in j = N/2 and run
+//! on both backends; with single-atom rates a jump may change j (below, "Irrep-changing
+//! jumps"), which runs on the CPU only in this version.
 //!
 //! # Unravelling
 //!
@@ -17,6 +19,23 @@
 //! `gamma_i = Gamma jpjm + w jmjp + Gamma_phi m^2` (index i = m + j, [`crate::basis`]), and
 //! `(V u)_i = cm jp_{i-1} u_{i-1} + cp jp_i u_{i+1}`, `cm = (Omega/2) e^{-i phi}`,
 //! `cp = conj(cm)`: a two-neighbour stencil generated from (j, m) in the kernel.
+//!
+//! # Irrep-changing jumps (single-atom rates; Zhang, Zhang & Molmer, NJP 20, 112001)
+//!
+//! With gamma_down, gamma_up, gamma_phi > 0 a trajectory in irrep j has, besides the collective
+//! channels (rates `Gamma + gamma_down a0(j)`, `w + gamma_up a0(j)`, `Gamma_phi + 4 gamma_phi
+//! a0(j)` on J-, J+, Jz), the six irrep-changing channels `A-, A+, B-, B+, D-, D+` of
+//! PHYSICS.md sec. 3 with rates `gamma_down a-+(j)`, `gamma_up a-+(j)`, `4 gamma_phi a-+(j)`
+//! ([`twin::IND_CHANNELS`], [`irrep_rates`]). Their weights join gamma_i ([`irrep_diag`]:
+//! the sum equals `Gamma_op + gamma_down (Jz + N/2) + gamma_up (N/2 - Jz) + gamma_phi N`,
+//! test `irrep_rates_sum_to_h_eff`), so H_eff stays diagonal plus V, and everything below
+//! holds per irrep: each irrep gets its own twin (coefficients and exponential tables, built
+//! the first time a trajectory enters it), the state vector is sized for j = N/2, and a jump
+//! into j' re-indexes the amplitudes (level i = m + j to i' = m' + j') and switches twin. The
+//! record carries 2j (slot 11), from which `J2 = j(j+1)` per trajectory; the ensemble mean of
+//! J2 is `<J^2>` of the permutation-invariant state (sum over its blocks). Validated against
+//! independent atoms (tests/trajectory.rs `cpu_individual_channels_match_independent_atoms`):
+//! with only single-atom dissipation the exact state is a product, known from N = 1.
 //!
 //! # Waiting-time algorithm
 //!
@@ -135,14 +154,15 @@ use thiserror::Error;
 use twin::{Cx, Real, Twin, TwinInputs};
 
 /// Names of the recorded observables, in the order of [`EnsembleResult::mean`]: the first
-/// moments, the symmetrised second moments `<{Ja, Jb}>/2`, and the number of jumps so far.
-pub const OBS_NAMES: [&str; 10] = [
-    "Jx", "Jy", "Jz", "JxJx", "JyJy", "JzJz", "JxJy", "JxJz", "JyJz", "jumps",
+/// moments, the symmetrised second moments `<{Ja, Jb}>/2`, the number of jumps so far, and
+/// `J2 = j(j+1)` of the trajectory's irrep.
+pub const OBS_NAMES: [&str; 11] = [
+    "Jx", "Jy", "Jz", "JxJx", "JyJy", "JzJz", "JxJy", "JxJz", "JyJz", "jumps", "J2",
 ];
 /// Number of observables per save.
 pub const N_OBS: usize = OBS_NAMES.len();
 /// Numbers per trajectory and save time written by the kernel:
-/// `[|psi|^2, S_m, S_m2, S_pm, Re J+, Im J+, Re J+^2, Im J+^2, Re X, Im X, jumps, 0]`.
+/// `[|psi|^2, S_m, S_m2, S_pm, Re J+, Im J+, Re J+^2, Im J+^2, Re X, Im X, jumps, 2j]`.
 pub const RECORD_LEN: usize = 12;
 /// log2 of the number of quanta per step on which jump times are located.
 pub const QUANTUM_BITS: u32 = 16;
@@ -323,6 +343,9 @@ pub struct Plan {
     head: [f64; HEAD_LEN],
     table: Vec<c64>,
     psi0: Vec<c64>,
+    model: Model,
+    /// Single-atom rates: jumps change the irrep (CPU only in this version).
+    pub individual: bool,
 }
 
 impl Plan {
@@ -333,13 +356,6 @@ impl Plan {
         times: &[f64],
         opts: &TrajectoryOptions,
     ) -> Result<Plan, SolverError> {
-        if !model.is_collective() {
-            return Err(unsupported(format!(
-                "the model has individual (single-atom) rates {} > 0; these trajectories live in the \
-                 j = N/2 irrep and need a collective-only model",
-                model.individual_terms().join(", ")
-            )));
-        }
         let irrep = Irrep::symmetric(model.n);
         let n = irrep.dim();
         if psi0.len() != n {
@@ -373,22 +389,28 @@ impl Plan {
         }
 
         // Diagonal of H_eff and the rate bound.
-        let (g, w, gphi) = (model.gamma_coll, model.pump_coll, model.dephase_coll);
-        let energy: Vec<f64> = (0..n)
-            .map(|k| {
-                let m = irrep.m[k];
-                model.omega0 * m + model.chi * irrep.jpjm[k] + model.chi_z * m * m
-            })
-            .collect();
-        let gamma: Vec<f64> = (0..n)
-            .map(|k| g * irrep.jpjm[k] + w * irrep.jmjp[k] + gphi * irrep.m[k] * irrep.m[k])
-            .collect();
-        let rho_v = model.drive.abs() * irrep.j();
-        let dd = (1..n)
-            .map(|k| c64::new(energy[k] - energy[k - 1], -0.5 * (gamma[k] - gamma[k - 1])).norm())
-            .fold(0.0, f64::max);
-        let gmax = gamma.iter().cloned().fold(0.0, f64::max);
-        let rate_bound = rho_v.max(dd).max(gmax);
+        // Diagonal of H_eff and the rate bound, over every irrep a trajectory can reach.
+        let individual = !model.is_collective();
+        let (energy, gamma) = irrep_diag(model, model.n);
+        let mut rate_bound = 0.0f64;
+        let two_js: Vec<usize> = if individual {
+            (0..=model.n / 2).map(|i| model.n - 2 * i).collect()
+        } else {
+            vec![model.n]
+        };
+        for &two_j in &two_js {
+            let (e, g) = if two_j == model.n {
+                (energy.clone(), gamma.clone())
+            } else {
+                irrep_diag(model, two_j)
+            };
+            let rho_v = model.drive.abs() * two_j as f64 / 2.0;
+            let dd = (1..e.len())
+                .map(|k| c64::new(e[k] - e[k - 1], -0.5 * (g[k] - g[k - 1])).norm())
+                .fold(0.0, f64::max);
+            let gmax = g.iter().cloned().fold(0.0, f64::max);
+            rate_bound = rate_bound.max(rho_v.max(dd).max(gmax));
+        }
         if !rate_bound.is_finite() {
             return Err(unsupported("model rates are not finite".into()));
         }
@@ -452,16 +474,10 @@ impl Plan {
                 model.n
             )));
         }
-        let mut table = Vec::with_capacity(set_steps.len() * TABLE_DEPTH * n);
-        for &h in &set_steps {
-            for k in 0..TABLE_DEPTH {
-                let tau = h * 0.5f64.powi(k as i32);
-                table
-                    .extend((0..n).map(|i| c64::from_polar((-0.5 * gamma[i] * tau).exp(), -energy[i] * tau)));
-            }
-        }
+        let table = exp_table(&set_steps, &energy, &gamma);
         let cm = c64::from_polar(0.5 * model.drive, -model.phi);
         let mut head = [0.0; HEAD_LEN];
+        let ([g, w, gphi], _) = irrep_rates(model, model.n);
         head.copy_from_slice(&[
             g,
             w,
@@ -493,6 +509,8 @@ impl Plan {
             head,
             table,
             psi0: psi0.iter().map(|z| z * inv).collect(),
+            model: *model,
+            individual,
         })
     }
 
@@ -512,18 +530,41 @@ impl Plan {
         v
     }
 
-    /// The kernel inputs in precision T.
+    /// The kernel inputs in precision T (the irrep j = N/2 of the initial state).
     pub fn inputs<T: Real>(&self) -> TwinInputs<T> {
+        self.inputs_for(self.n_atoms as u32)
+    }
+
+    /// The inputs of the twin for irrep 2j = `two_j` (j < N/2 only with single-atom rates):
+    /// its effective collective rates, irrep-changing rates and exponential table.
+    pub fn inputs_for<T: Real>(&self, two_j: u32) -> TwinInputs<T> {
         let cx = |z: &c64| Cx::new(T::from_f64(z.re), T::from_f64(z.im));
+        let n = two_j as usize + 1;
+        let (coll, ind) = irrep_rates(&self.model, two_j as usize);
+        let mut rp: Vec<T> = self.real_params();
+        for k in 0..3 {
+            rp[k] = T::from_f64(coll[k]);
+        }
+        let table = if two_j as usize == self.n_atoms {
+            self.table.iter().map(cx).collect()
+        } else {
+            let (e, g) = irrep_diag(&self.model, two_j as usize);
+            exp_table(&self.set_steps, &e, &g).iter().map(cx).collect()
+        };
         TwinInputs {
-            n_levels: self.n_levels,
-            two_j: self.n_atoms as u32,
+            n_levels: n,
+            two_j,
             lanes: self.lanes as usize,
             seed: self.seed,
-            rp: self.real_params(),
-            table: self.table.iter().map(cx).collect(),
-            psi0: self.psi0.iter().map(cx).collect(),
+            rp,
+            table,
+            psi0: if two_j as usize == self.n_atoms {
+                self.psi0.iter().map(cx).collect()
+            } else {
+                vec![Cx::new(T::ZERO, T::ZERO); n]
+            },
             intervals: self.intervals.clone(),
+            ind: ind.map(T::from_f64),
         }
     }
 
@@ -547,7 +588,89 @@ impl Plan {
     }
 }
 
-/// The ten observables from one record (`RECORD_LEN` numbers), in f64.
+/// Rates in irrep 2j = `two_j` (PHYSICS.md sec. 4): the collective channels J-, J+, Jz with
+/// the single-atom a0 parts added (`Gamma + gamma_down a0`, `w + gamma_up a0`,
+/// `Gamma_phi + 4 gamma_phi a0`), and the six irrep-changing ones in [`twin::IND_CHANNELS`]
+/// order. A collective-only model gets its own rates and zeros.
+pub fn irrep_rates(model: &Model, two_j: usize) -> ([f64; 3], [f64; 6]) {
+    let coll = [model.gamma_coll, model.pump_coll, model.dephase_coll];
+    if model.is_collective() {
+        return (coll, [0.0; 6]);
+    }
+    let (a0, am, ap) = individual_weights(model.n, two_j);
+    let (gd, gu, gp) = (model.gamma_down, model.gamma_up, 4.0 * model.gamma_phi);
+    (
+        [coll[0] + gd * a0, coll[1] + gu * a0, coll[2] + gp * a0],
+        [gd * am, gd * ap, gu * am, gu * ap, gp * am, gp * ap],
+    )
+}
+
+/// a0, a-, a+ of PHYSICS.md sec. 3 for N atoms in irrep 2j; a channel with j = 0 in a
+/// denominator has weight 0 (its operator annihilates the j = 0 state).
+fn individual_weights(n: usize, two_j: usize) -> (f64, f64, f64) {
+    let j = two_j as f64 / 2.0;
+    let h = n as f64 / 2.0;
+    if two_j == 0 {
+        return (0.0, 0.0, h / 2.0);
+    }
+    (
+        (h + 1.0) / (2.0 * j * (j + 1.0)),
+        (h + j + 1.0) / (2.0 * j * (2.0 * j + 1.0)),
+        (h - j) / (2.0 * (j + 1.0) * (2.0 * j + 1.0)),
+    )
+}
+
+/// Energies and decay rates (the diagonal of H_eff = energy - i gamma/2) of irrep 2j: gamma is
+/// the sum of every channel's weight `rate |<j'm'|C|jm>|^2`, so the jump probabilities add up
+/// to one exactly (and equal Gamma J+J- + w J-J+ + Gamma_phi Jz^2 + gamma_down (Jz + N/2) +
+/// gamma_up (N/2 - Jz) + gamma_phi N, PHYSICS.md sec. 4; test `irrep_rates_sum_to_h_eff`).
+pub fn irrep_diag(model: &Model, two_j: usize) -> (Vec<f64>, Vec<f64>) {
+    let irrep = Irrep::new(two_j);
+    let n = irrep.dim();
+    let ([g, w, gphi], ind) = irrep_rates(model, two_j);
+    let j = irrep.j();
+    let energy = (0..n)
+        .map(|k| {
+            let m = irrep.m[k];
+            model.omega0 * m + model.chi * irrep.jpjm[k] + model.chi_z * m * m
+        })
+        .collect();
+    let gamma = (0..n)
+        .map(|k| {
+            let m = irrep.m[k];
+            let c = g * irrep.jpjm[k] + w * irrep.jmjp[k] + gphi * m * m;
+            if model.is_collective() {
+                return c;
+            }
+            let prods = [
+                (j + m) * (j + m - 1.0),
+                (j - m + 1.0) * (j - m + 2.0),
+                (j - m) * (j - m - 1.0),
+                (j + m + 1.0) * (j + m + 2.0),
+                j * j - m * m,
+                (j + 1.0) * (j + 1.0) - m * m,
+            ];
+            c + ind.iter().zip(prods).map(|(r, p)| r * p.max(0.0)).sum::<f64>()
+        })
+        .collect();
+    (energy, gamma)
+}
+
+/// exp(-i D tau), D = energy - i gamma/2, for tau = h 2^-k, k = 0..TABLE_DEPTH, per step-size
+/// set h: `[(set * TABLE_DEPTH + k) * n + i]`, in f64.
+fn exp_table(set_steps: &[f64], energy: &[f64], gamma: &[f64]) -> Vec<c64> {
+    let n = energy.len();
+    let mut table = Vec::with_capacity(set_steps.len() * TABLE_DEPTH * n);
+    for &h in set_steps {
+        for k in 0..TABLE_DEPTH {
+            let tau = h * 0.5f64.powi(k as i32);
+            table.extend((0..n).map(|i| c64::from_polar((-0.5 * gamma[i] * tau).exp(), -energy[i] * tau)));
+        }
+    }
+    table
+}
+
+/// The observables ([`OBS_NAMES`]) from one record (`RECORD_LEN` numbers), in f64.
 pub fn record_observables(r: &[f64]) -> [f64; N_OBS] {
     let norm = r[0];
     let inv = 1.0 / norm;
@@ -563,6 +686,7 @@ pub fn record_observables(r: &[f64]) -> [f64; N_OBS] {
         0.5 * r[8] * inv,
         0.5 * r[9] * inv,
         r[10],
+        0.25 * r[11] * (r[11] + 2.0),
     ]
 }
 
@@ -658,12 +782,48 @@ const CPU_BATCH: u64 = 1024;
 /// trajectory-major (`count * n_saves * RECORD_LEN`).
 pub fn cpu_records(plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
     match plan.precision {
-        Precision::F32 => cpu_records_t::<f32>(&Twin::new(plan.inputs()), plan, offset, count),
-        Precision::F64 => cpu_records_t::<f64>(&Twin::new(plan.inputs()), plan, offset, count),
+        Precision::F32 => cpu_records_t(&Twins::<f32>::new(plan), plan, offset, count),
+        Precision::F64 => cpu_records_t(&Twins::<f64>::new(plan), plan, offset, count),
     }
 }
 
-fn cpu_records_t<T: Real>(tw: &Twin<T>, plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
+/// The twins of a run: the initial irrep's, and with single-atom rates every other irrep's,
+/// each built the first time a trajectory jumps into it (shared by all threads).
+struct Twins<'p, T> {
+    plan: &'p Plan,
+    top: Twin<T>,
+    /// Index (N - 2j)/2 - 1 for 2j = N-2, N-4, ...
+    lower: Vec<std::sync::OnceLock<Twin<T>>>,
+}
+
+impl<'p, T: Real> Twins<'p, T> {
+    fn new(plan: &'p Plan) -> Self {
+        let count = if plan.individual { plan.n_atoms / 2 } else { 0 };
+        Twins {
+            plan,
+            top: Twin::new(plan.inputs()),
+            lower: (0..count).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    fn get(&self, two_j: u32) -> &Twin<T> {
+        let n = self.plan.n_atoms as u32;
+        if two_j >= n {
+            return &self.top;
+        }
+        self.lower[((n - two_j) / 2 - 1) as usize].get_or_init(|| Twin::new(self.plan.inputs_for(two_j)))
+    }
+
+    fn run(&self, traj: u64, out: &mut [T]) {
+        if self.plan.individual {
+            self.top.run_with(&|tj| self.get(tj), traj, out);
+        } else {
+            self.top.run(traj, out);
+        }
+    }
+}
+
+fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
     let len = plan.n_saves() * RECORD_LEN;
     let per: Vec<Vec<T>> = (0..count)
         .into_par_iter()
@@ -699,7 +859,7 @@ pub fn run_cpu(
 }
 
 fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) {
-    let tw = Twin::<T>::new(plan.inputs());
+    let tw = Twins::<T>::new(plan);
     let len = plan.n_saves() * RECORD_LEN;
     let mut done = 0;
     while done < plan.ntraj {
@@ -750,6 +910,14 @@ pub fn run_gpu(
 ) -> Result<EnsembleResult, TrajectoryError> {
     let start = std::time::Instant::now();
     let plan = Plan::new(model, psi0, times, opts)?;
+    if plan.individual {
+        return Err(unsupported(format!(
+            "the model has single-atom rates {}: these trajectories change irrep at jumps, \
+             which runs on the CPU only in this version (--backend cpu)",
+            model.individual_terms().join(", ")
+        ))
+        .into());
+    }
     let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
     let len = plan.n_saves() * RECORD_LEN;
     let mut next = plan.first_traj;
@@ -810,6 +978,7 @@ mod tests {
             m.second[0][2],
             m.second[1][2],
             0.0,
+            4.5 * 5.5, // j(j+1) of the record's irrep, j = N/2
         ];
         for k in 0..N_OBS {
             assert!(
@@ -852,8 +1021,44 @@ mod tests {
         }
     }
 
+    /// H_eff's decay rates in every irrep are the sum of the channel weights, which must equal
+    /// Gamma J+J- + w J-J+ + Gamma_phi Jz^2 + gamma_down (Jz + N/2) + gamma_up (N/2 - Jz) +
+    /// gamma_phi N (PHYSICS.md sec. 4): the a0/a-/a+ weights preserve the trace.
     #[test]
-    fn refuses_individual_rates_and_bad_input() {
+    fn irrep_rates_sum_to_h_eff() {
+        for n in [1usize, 4, 5, 30] {
+            let model = Model {
+                n,
+                gamma_coll: 0.6,
+                pump_coll: 0.2,
+                dephase_coll: 0.3,
+                gamma_down: 0.7,
+                gamma_up: 0.4,
+                gamma_phi: 0.25,
+                ..Default::default()
+            };
+            for two_j in (0..=n / 2).map(|i| n - 2 * i) {
+                let (_, g) = irrep_diag(&model, two_j);
+                let irrep = Irrep::new(two_j);
+                for (k, &gk) in g.iter().enumerate() {
+                    let m = irrep.m[k];
+                    let want = 0.6 * irrep.jpjm[k]
+                        + 0.2 * irrep.jmjp[k]
+                        + 0.3 * m * m
+                        + 0.7 * (m + n as f64 / 2.0)
+                        + 0.4 * (n as f64 / 2.0 - m)
+                        + 0.25 * n as f64;
+                    assert!(
+                        (gk - want).abs() < 1e-12 * want.max(1.0),
+                        "N={n} 2j={two_j} m={m}: {gk} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accepts_individual_rates_refuses_bad_input() {
         let model = Model {
             n: 4,
             gamma_down: 0.1,
@@ -861,7 +1066,7 @@ mod tests {
         };
         let psi = coherent(4, 1.0, 0.0);
         let opts = TrajectoryOptions::default();
-        assert!(Plan::new(&model, &psi, &[0.0, 1.0], &opts).is_err());
+        assert!(Plan::new(&model, &psi, &[0.0, 1.0], &opts).unwrap().individual);
         let model = Model { n: 4, ..model };
         let model = Model {
             gamma_down: 0.0,

@@ -6,7 +6,7 @@
 //! (same operands, same association, no fused multiply-adds), and every sum over levels is
 //! taken in the kernel's order: lane `l` of a workgroup of `lanes` invocations adds the levels
 //! `l, l + lanes, l + 2 lanes, ...` in that order into a zero, then the lanes are combined by
-//! the pairwise tree `p[l] += p[l + s]` for `s = lanes/2, lanes/4, ..., 1` ([`Twin::reduce`];
+//! the pairwise tree `p[l] += p[l + s]` for `s = lanes/2, lanes/4, ..., 1` (`Twin::reduce`;
 //! `lanes = 1` is the plain sequential sum of the one-invocation-per-trajectory kernel).
 //!
 //! Two rules keep the GPU compiler from changing roundings (found on lavapipe, where the rest
@@ -143,7 +143,23 @@ pub struct TwinInputs<T> {
     pub psi0: Vec<Cx<T>>,
     /// (set, steps) per save interval.
     pub intervals: Vec<[u32; 2]>,
+    /// Rates of the six irrep-changing channels in this irrep ([`IND_CHANNELS`] order):
+    /// `gamma_down a-(j), gamma_down a+(j), gamma_up a-(j), gamma_up a+(j), 4 gamma_phi a-(j),
+    /// 4 gamma_phi a+(j)`; all zero for a collective-only model (then the twin is exactly the
+    /// GPU kernel's). `rp[0..3]` then hold the collective rates with the individual a0 parts.
+    pub ind: [T; 6],
 }
+
+/// The irrep-changing jump operators of PHYSICS.md sec. 4, in the order of
+/// [`TwinInputs::ind`]: name, change of 2j, change of the level index i = m + j.
+pub const IND_CHANNELS: [(&str, i32, i32); 6] = [
+    ("A-", -2, -2),
+    ("A+", 2, 0),
+    ("B-", -2, 0),
+    ("B+", 2, 2),
+    ("D-", -2, -1),
+    ("D+", 2, 1),
+];
 
 /// Levels are padded to a multiple of this (the widest SIMD register holds 16 f32), so every
 /// per-level pass is whole vectors with no remainder loop.
@@ -170,16 +186,16 @@ impl<T: Real> Cv<T> {
 }
 
 /// One trajectory engine: inputs plus per-level coefficients, padded to `np` levels
-/// (a multiple of [`CHUNK`]) with zero coefficients on the padding.
+/// (a multiple of `CHUNK`) with zero coefficients on the padding.
 ///
 /// Layout and speed. The arithmetic is the kernel's expression by expression, but the data
-/// are laid out for the CPU: split real/imaginary vectors with zero ghosts ([`Cv`]), the
+/// are laid out for the CPU: split real/imaginary vectors with zero ghosts (`Cv`), the
 /// exponential tables in the same split layout, the four stage passes of Lawson RK4 each fused
 /// into one loop (the stage input ping-pongs between two vectors, so the stencil never reads a
 /// level already overwritten), and the run compiled a second time with AVX2 enabled, chosen at
 /// run time. None of this changes a rounding: per-level expressions are evaluated in the same
 /// order (Rust never fuses multiply-adds), a padded level adds an exact zero to a sum, and the
-/// sums over levels keep the kernel's lane order ([`Twin::reduce`]), which for `lanes >= 8` is
+/// sums over levels keep the kernel's lane order (`Twin::reduce`), which for `lanes >= 8` is
 /// itself the order of an 8-wide vector accumulator.
 pub struct Twin<T> {
     inp: TwinInputs<T>,
@@ -200,6 +216,11 @@ pub struct Twin<T> {
     wu: Vec<T>,
     wz: Vec<T>,
     gam: Vec<T>,
+    /// Whether any irrep-changing channel has a rate; then their weights `rate * |<j'm'|A|jm>|^2`
+    /// and amplitudes `<j'm'|A|jm>` per source level ([`IND_CHANNELS`] order).
+    ind_on: bool,
+    wi: [Vec<T>; 6],
+    ci: [Vec<T>; 6],
     /// jpjm + jmjp (for <Jx^2> + <Jy^2>), and jp_i (m + (m + 1)) (for <{J+, Jz}>).
     pm: Vec<T>,
     jpmm: Vec<T>,
@@ -207,7 +228,7 @@ pub struct Twin<T> {
     tab: Cv<T>,
 }
 
-/// Per-trajectory work vectors (ghosted [`Cv`] of length `np + 4`, factors of length `np`).
+/// Per-trajectory work vectors (ghosted `Cv` of length `np + 4`, factors of length `np`).
 struct Work<T> {
     psi: Cv<T>,
     kvp: Cv<T>,
@@ -301,7 +322,30 @@ impl<T: Real> Twin<T> {
         let wd = level(&|m| rp[0] * jpjm(m));
         let wu = level(&|m| rp[1] * jmjp(m));
         let wz = level(&|m| rp[2] * (m * m));
-        let gam = (0..np).map(|i| (wd[i] + wu[i]) + wz[i]).collect();
+        // |<j'm'|A|jm>|^2 of A-, A+, B-, B+, D-, D+ (PHYSICS.md sec. 3).
+        let one = T::ONE;
+        let prods: [&dyn Fn(T) -> T; 6] = [
+            &|m| (jr + m) * (jr + m - one),
+            &|m| (jr - m + one) * (jr - m + (one + one)),
+            &|m| (jr - m) * (jr - m - one),
+            &|m| (jr + m + one) * (jr + m + (one + one)),
+            &|m| jr * jr - m * m,
+            &|m| (jr + one) * (jr + one) - m * m,
+        ];
+        let ind = inp.ind;
+        let ind_on = ind.iter().any(|&r| r > T::ZERO);
+        let wi: [Vec<T>; 6] = std::array::from_fn(|k| level(&|m| ind[k] * prods[k](m).max0()));
+        let ci: [Vec<T>; 6] = std::array::from_fn(|k| level(&|m| prods[k](m).max0().sqrt()));
+        let gam = (0..np)
+            .map(|i| {
+                let c = (wd[i] + wu[i]) + wz[i];
+                if ind_on {
+                    c + (((wi[0][i] + wi[1][i]) + (wi[2][i] + wi[3][i])) + (wi[4][i] + wi[5][i]))
+                } else {
+                    c
+                }
+            })
+            .collect();
         let pm = level(&|m| jpjm(m) + jmjp(m));
         let jpmm = level(&|m| jp_of(m) * (m + (m + T::ONE)));
         let rows = inp.table.len() / n.max(1);
@@ -329,6 +373,9 @@ impl<T: Real> Twin<T> {
             wu,
             wz,
             gam,
+            ind_on,
+            wi,
+            ci,
             pm,
             jpmm,
             tab,
@@ -628,7 +675,7 @@ impl<T: Real> Twin<T> {
         [sums[8], sums[9]] = self.reduce([f0, f1]);
         out[..10].copy_from_slice(&sums);
         out[10] = T::from_u32(jumps);
-        out[11] = T::ZERO;
+        out[11] = T::from_u32(self.inp.two_j);
     }
 
     /// Smallest L in 1..=rq (quanta) with p(L/rq) <= b, by bisection (p(0) = 1 > b >= p(1)),
@@ -689,28 +736,58 @@ impl<T: Real> Twin<T> {
         }
     }
 
+    /// Apply irrep-changing channel `k` ([`IND_CHANNELS`]) to `acc`: the new irrep's twin
+    /// (from `twin_of`, by 2j), with its unnormalised state in `ua`. Every work vector is
+    /// cleared first, so the levels and ghosts past the new irrep are exact zeros again.
+    #[inline(always)]
+    fn jump_irrep<'a>(&self, w: &mut Work<T>, k: usize, twin_of: &dyn Fn(u32) -> &'a Twin<T>) -> &'a Twin<T> {
+        let (_, dj, di) = IND_CHANNELS[k];
+        let to = twin_of((self.inp.two_j as i32 + dj) as u32);
+        for v in [&mut w.ua, &mut w.ub, &mut w.psi, &mut w.kvp, &mut w.kva] {
+            v.re.fill(T::ZERO);
+            v.im.fill(T::ZERO);
+        }
+        let n_to = to.inp.n_levels as i32;
+        for i in 0..self.inp.n_levels {
+            let t = i as i32 + di;
+            if (0..n_to).contains(&t) {
+                let c = self.ci[k][i];
+                w.ua.re[t as usize + 1] = w.acc.re[i + 1] * c;
+                w.ua.im[t as usize + 1] = w.acc.im[i + 1] * c;
+            }
+        }
+        w.acc.re.fill(T::ZERO);
+        w.acc.im.fill(T::ZERO);
+        to
+    }
+
     /// Run trajectory `traj` (global index) and write its `n_saves() * RECORD_LEN` record
     /// values into `out`. Uses the AVX2 build of the same code where the CPU has it.
     pub fn run(&self, traj: u64, out: &mut [T]) {
+        self.run_with(&|_| self, traj, out);
+    }
+
+    /// As [`Twin::run`] for a model with single-atom processes: `self` is the irrep of the
+    /// initial state (j = N/2), `twin_of(2j)` the twin of any other irrep a jump leads to.
+    pub fn run_with<'a>(&'a self, twin_of: &dyn Fn(u32) -> &'a Twin<T>, traj: u64, out: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_avx2(traj, out) };
+            unsafe { self.run_avx2(twin_of, traj, out) };
             return;
         }
-        self.run_impl(traj, out);
+        self.run_impl(twin_of, traj, out);
     }
 
     /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn run_avx2(&self, traj: u64, out: &mut [T]) {
-        self.run_impl(traj, out);
+    fn run_avx2<'a>(&'a self, twin_of: &dyn Fn(u32) -> &'a Twin<T>, traj: u64, out: &mut [T]) {
+        self.run_impl(twin_of, traj, out);
     }
 
     #[inline(always)]
-    fn run_impl(&self, traj: u64, out: &mut [T]) {
-        let np = self.np;
+    fn run_impl<'a>(&'a self, twin_of: &dyn Fn(u32) -> &'a Twin<T>, traj: u64, out: &mut [T]) {
         let nsave = self.n_saves();
         assert_eq!(out.len(), nsave * RECORD_LEN, "record buffer length");
         let mut w = self.work();
@@ -719,10 +796,12 @@ impl<T: Real> Twin<T> {
             w.ua.re[i + 1] = z.re;
             w.ua.im[i + 1] = z.im;
         }
-        let (mut g0, mut c) = self.renorm_from_u(&mut w);
+        // The twin of the current irrep: changes only at an irrep-changing jump.
+        let mut tw: &'a Twin<T> = self;
+        let (mut g0, mut c) = tw.renorm_from_u(&mut w);
         let mut b = T::draw2(&mut rng)[0];
         let mut jumps = 0u32;
-        self.record(&mut w, &mut out[..RECORD_LEN], jumps);
+        tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
             let set = set as usize;
             let h = self.inp.rp[HEAD_LEN + 2 * set];
@@ -733,15 +812,15 @@ impl<T: Real> Twin<T> {
                     let (tau, full) = if rq == FULL {
                         (h, Some(set))
                     } else {
-                        self.partial_factors(&mut w, set, rq);
+                        tw.partial_factors(&mut w, set, rq);
                         (T::from_u32(rq) * q, None)
                     };
-                    self.lawson(&mut w, full, tau, c);
-                    let [f1, g1, v1] = self.apply_v_sums(&w.acc, &mut w.kva, &mut w.f);
+                    tw.lawson(&mut w, full, tau, c);
+                    let [f1, g1, v1] = tw.apply_v_sums(&w.acc, &mut w.kva, &mut w.f);
                     if f1 > b {
                         let inv = T::ONE / f1.sqrt();
                         let in2 = inv * inv;
-                        self.set_psi(&mut w, true, inv);
+                        tw.set_psi(&mut w, true, inv);
                         g0 = g1 * in2;
                         c = v1 * in2;
                         b = b * (T::ONE / f1);
@@ -749,47 +828,81 @@ impl<T: Real> Twin<T> {
                     }
                     // The norm reaches r inside this step: locate the quantum, redo the step
                     // up to it (acc is then the state there), jump.
-                    let l = self.crossing(rq, tau, g0, f1, g1, b);
+                    let l = tw.crossing(rq, tau, g0, f1, g1, b);
                     if l < rq {
-                        self.partial_factors(&mut w, set, l);
-                        self.lawson(&mut w, None, T::from_u32(l) * q, c);
+                        tw.partial_factors(&mut w, set, l);
+                        tw.lawson(&mut w, None, T::from_u32(l) * q, c);
                     }
-                    let wt = {
+                    let np = tw.np;
+                    let (wt, wi) = {
                         let (ar, ai) = (&w.acc.re[1..np + 1], &w.acc.im[1..np + 1]);
-                        let [f0, f1, f2, _] = &mut w.f;
+                        let [f0, f1, f2, f3] = &mut w.f;
                         for k in 0..np {
                             let a2 = ar[k] * ar[k] + ai[k] * ai[k];
-                            f0[k] = self.wd[k] * a2;
-                            f1[k] = self.wu[k] * a2;
-                            f2[k] = self.wz[k] * a2;
+                            f0[k] = tw.wd[k] * a2;
+                            f1[k] = tw.wu[k] * a2;
+                            f2[k] = tw.wz[k] * a2;
+                            f3[k] = a2;
                         }
                         let [f0, f1, f2, _] = &w.f;
-                        self.reduce([f0, f1, f2])
+                        let wt = tw.reduce([f0, f1, f2]);
+                        let mut wi = [T::ZERO; 6];
+                        if tw.ind_on {
+                            // The irrep-changing weights, two at a time (f0, f1 are free).
+                            for pair in 0..3 {
+                                let [g0_, g1_, _, a2] = &mut w.f;
+                                for k in 0..np {
+                                    g0_[k] = tw.wi[2 * pair][k] * a2[k];
+                                    g1_[k] = tw.wi[2 * pair + 1][k] * a2[k];
+                                }
+                                let [g0_, g1_, _, _] = &w.f;
+                                [wi[2 * pair], wi[2 * pair + 1]] = tw.reduce([g0_, g1_]);
+                            }
+                        }
+                        (wt, wi)
                     };
                     let [uc, ur] = T::draw2(&mut rng);
-                    let tot = (wt[0] + wt[1]) + wt[2];
+                    let coll = (wt[0] + wt[1]) + wt[2];
+                    let tot = if tw.ind_on {
+                        coll + (((wi[0] + wi[1]) + (wi[2] + wi[3])) + (wi[4] + wi[5]))
+                    } else {
+                        coll
+                    };
                     if tot > T::ZERO {
                         let x = uc * tot;
-                        let mut ch = 2u32;
-                        if x < wt[0] + wt[1] {
-                            ch = 1;
+                        let ch = if tw.ind_on {
+                            choose(
+                                x,
+                                &[wt[0], wt[1], wt[2], wi[0], wi[1], wi[2], wi[3], wi[4], wi[5]],
+                            )
+                        } else {
+                            // The GPU kernel's selection, kept literally (bit-identical twin).
+                            let mut ch = 2usize;
+                            if x < wt[0] + wt[1] {
+                                ch = 1;
+                            }
+                            if x < wt[0] {
+                                ch = 0;
+                            }
+                            if ch == 2 && wt[2] <= T::ZERO {
+                                ch = 1;
+                            }
+                            if ch == 1 && wt[1] <= T::ZERO {
+                                ch = 0;
+                            }
+                            ch
+                        };
+                        if ch < 3 {
+                            tw.jump(&mut w, ch as u32);
+                        } else {
+                            tw = tw.jump_irrep(&mut w, ch - 3, twin_of);
                         }
-                        if x < wt[0] {
-                            ch = 0;
-                        }
-                        if ch == 2 && wt[2] <= T::ZERO {
-                            ch = 1;
-                        }
-                        if ch == 1 && wt[1] <= T::ZERO {
-                            ch = 0;
-                        }
-                        self.jump(&mut w, ch);
                         jumps += 1;
                     } else {
                         w.ua.re.copy_from_slice(&w.acc.re);
                         w.ua.im.copy_from_slice(&w.acc.im);
                     }
-                    (g0, c) = self.renorm_from_u(&mut w);
+                    (g0, c) = tw.renorm_from_u(&mut w);
                     b = ur;
                     rq -= l;
                     if rq == 0 {
@@ -797,11 +910,30 @@ impl<T: Real> Twin<T> {
                     }
                 }
             }
-            self.record(
+            tw.record(
                 &mut w,
                 &mut out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN],
                 jumps,
             );
         }
     }
+}
+
+/// The channel of a jump with several candidate channels: the first k whose cumulative
+/// weight exceeds `x = u * total`, among those with positive weight; if rounding leaves `x`
+/// at or past the last cumulative sum, the last channel with positive weight.
+#[inline(always)]
+fn choose<T: Real>(x: T, weights: &[T]) -> usize {
+    let mut cum = T::ZERO;
+    let mut last = 0;
+    for (k, &wk) in weights.iter().enumerate() {
+        if wk > T::ZERO {
+            cum = cum + wk;
+            if x < cum {
+                return k;
+            }
+            last = k;
+        }
+    }
+    last
 }
