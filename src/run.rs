@@ -519,7 +519,7 @@ pub fn execute_on(
                     (OwnedState::Sym(rho), serde_json::to_value(st).unwrap_or_default())
                 } else {
                     refuse_bytes(
-                        blocks::steady_state_memory_estimate(p.model.n),
+                        blocks::steady_state_memory_estimate(&p.model),
                         format!(
                             "block steady state at N = {} (sparse LU, estimated fill included)",
                             p.model.n

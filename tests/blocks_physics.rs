@@ -250,6 +250,16 @@ fn bad_input_is_an_error() {
     assert!(e.contains("N = 5") && e.contains("N = 6"), "{e}");
     let mut out = BlockState::zeros(6);
     assert!(blocks::liouvillian_apply(&model, &wrong, &mut out).is_err());
+    // Far above the memory limit: refused before allocating, with the estimate named.
+    let big = Model {
+        n: 400,
+        drive: 1.0,
+        gamma_coll: 0.1,
+        gamma_down: 1.0,
+        ..Default::default()
+    };
+    let e = blocks::steady_state(&big).unwrap_err().to_string();
+    assert!(e.contains("MiB") && e.contains("N = 400"), "{e}");
     // Only dephasing and no drive: populations are conserved, no unique steady state.
     let model = Model {
         n: 4,

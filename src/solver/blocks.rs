@@ -62,15 +62,29 @@
 //! residuals in twice the working precision.
 //!
 //! Ordering: faer's COLAMD (the default of `sp_lu`) on the blocks stored largest j first, each
-//! row-major. The unknowns form a 3-D lattice (j, r, c) with nearest-neighbour couplings (q
-//! moves only with the drive, j only by one), and partial pivoting fills within A^T A, whose
-//! graph a fill-reducing ordering has to see whole; a hand-made nested dissection of the (r, c)
-//! grid lost to COLAMD in the collective solver for this reason (see [`super::master`]), and the
-//! block structure adds one more dimension of the same kind. Measured at N = 54 and 100 (see
-//! [`steady_state_memory_estimate`] and BENCHMARKS.md). Populations are not made exactly
-//! conservative in floating point as in the collective solver (the rates of one level now
-//! flow into three blocks): the refinement brings the residual to the rounding floor, and
-//! populations far below 1e-10 carry a relative error that grows as they shrink.
+//! row-major. The unknowns form a 3-D lattice (j, m_r, m_c) with nearest-neighbour couplings
+//! (the drive moves m_r or m_c by one; a jump moves both by the same 0 or +-1 and j by 0 or
+//! +-1, so q = c - r changes only with the drive), and partial pivoting fills within A^T A,
+//! whose graph a fill-reducing ordering has to see whole: COLAMD works on exactly that. The
+//! structured alternatives are worse on paper: ordering by q makes the matrix block
+//! tridiagonal with dense Schur complements of ~N^2/2 unknowns per q (O(N^7) work); ordering by
+//! j likewise with (N+1)^2-sized dense blocks; and a hand-made nested dissection of the (r, c)
+//! grid already lost to COLAMD in the collective solver ([`super::master`]). Measured (seed
+//! 000, parity layout below): N = 54 0.75 s, 217 MB; N = 100 31 s, 3.6 GB; the work grows
+//! like nu^2 and the memory like nu^1.56 in the number of unknowns nu (BENCHMARKS.md).
+//! Populations are not made exactly conservative in floating point as in the collective solver
+//! (the rates of one level now flow into three blocks): the refinement brings the residual to
+//! the rounding floor, and populations far below 1e-10 carry a relative error that grows as
+//! they shrink.
+//!
+//! **Parity.** When the Hamiltonian is the drive alone (omega0 = chi = chi_z = 0, e.g. seed
+//! 000), the antiunitary map sigma(rho) = U conj(rho) U^dag, U = e^{i pi Jz}, commutes with L in
+//! the phi = 0 frame: U Jx U^dag = -Jx undoes the sign that conjugation gives -i[H, .], every
+//! jump operator (J-, Jz, A+-, B+-, D+-, all real) goes to +-itself, so each dissipator is
+//! unchanged. A unique steady state is therefore sigma-invariant: (R_j)_rc is real for even
+//! c - r and imaginary for odd. The solve then has one real unknown per element r <= c
+//! (sum_j (2j+1)(2j+2)/2 instead of sum_j (2j+1)^2): half the unknowns, about a quarter of
+//! the LU work. The residual is still checked on the full complex stencil.
 //!
 //! Collective-only models conserve J^2: every block then has its own steady state and the
 //! steady state is not unique; [`steady_state`] refuses them (use [`super::master`]).
@@ -348,18 +362,33 @@ pub fn evolve(
     })
 }
 
-/// Upper envelope of the measured peak memory of [`steady_state`] per (unknown)^(4/3), bytes
-/// (see [`steady_state_memory_estimate`]).
-pub const FILL_PER_UNKNOWN_43: f64 = 40.0;
+/// Upper envelope of the measured peak resident memory of [`steady_state`] over
+/// (real unknowns)^1.6, bytes (see [`steady_state_memory_estimate`]).
+pub const FILL_PER_UNKNOWN_POW: f64 = 64.0;
 
-/// Estimated peak memory (bytes) of [`steady_state`] for N atoms: the matrix (about 20
-/// nonzeros per real unknown, held three times as in the collective solver) plus the LU
-/// fill. The unknowns form a 3-D lattice, for which nested-dissection-like orderings fill
-/// like nu^(4/3); [`FILL_PER_UNKNOWN_43`] is an upper envelope of the measured peak resident
-/// memory over that (BENCHMARKS.md, issue 4).
-pub fn steady_state_memory_estimate(n: usize) -> f64 {
-    let nu = block_elements(n) as f64;
-    3.0 * 16.0 * 20.0 * nu + FILL_PER_UNKNOWN_43 * nu.powf(4.0 / 3.0) + 64.0 * nu
+/// Estimated peak memory (bytes) of [`steady_state`] for `model`. Peak resident memory
+/// measured with faer 0.22 on seed 000's model (2-core EPYC), against the real unknowns nu:
+/// general layout N = 30 (nu = 5,456): 51 MB, N = 54 (29,260): 703 MB; parity layout N = 54
+/// (15,022): 217 MB, N = 100 (89,726): 3.59 GB. That is bytes ~ 45-53 nu^1.56 (the LU fill
+/// of a 3-D lattice under COLAMD); the estimate 64 nu^1.6 is an upper envelope that
+/// over-predicts growth slightly (1.3x at N = 54, 1.5x at N = 100).
+pub fn steady_state_memory_estimate(model: &Model) -> f64 {
+    let parity = has_parity(model);
+    let nu: f64 = crate::basis::two_js(model.n)
+        .iter()
+        .map(|&t| {
+            let d = (t + 1) as f64;
+            if parity { d * (d + 1.0) / 2.0 } else { d * d }
+        })
+        .sum();
+    FILL_PER_UNKNOWN_POW * nu.powf(1.6) + 64.0 * 16.0 * block_elements(model.n) as f64
+}
+
+/// True when the model's Hamiltonian is the drive alone (omega0 = chi = chi_z = 0): then, in the
+/// phi = 0 frame, the steady state obeys rho = U conj(rho) U^dag with U = e^{i pi Jz}
+/// (module doc), i.e. (R_j)_rc is real for even c - r and imaginary for odd.
+fn has_parity(model: &Model) -> bool {
+    model.omega0 == 0.0 && model.chi == 0.0 && model.chi_z == 0.0
 }
 
 /// The steady state of a model with single-atom rates: sum_j tr R_j = 1, L rho = 0, every
@@ -368,6 +397,12 @@ pub fn steady_state_memory_estimate(n: usize) -> f64 {
 /// collective solver [`super::master::steady_state`] gives the one of the symmetric subspace) and
 /// problems above the memory limit, before allocating.
 pub fn steady_state(model: &Model) -> Result<(BlockState, SteadyStats), SolverError> {
+    steady_state_with(model, has_parity(model))
+}
+
+/// [`steady_state`] with the parity layout on or off (`parity` must only be set when
+/// [`has_parity`] holds).
+fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyStats), SolverError> {
     if model.is_collective() {
         return Err(SolverError::Unsupported {
             solver: "blocks",
@@ -382,7 +417,7 @@ pub fn steady_state(model: &Model) -> Result<(BlockState, SteadyStats), SolverEr
             "sparse LU of the {nb} x {nb} real block Liouvillian (N = {}), estimated fill included",
             model.n
         ),
-        steady_state_memory_estimate(model.n),
+        steady_state_memory_estimate(model),
     )?;
     let op = BlockOp::new(model, false);
     debug_assert_eq!(op.len(), nb);
@@ -394,23 +429,36 @@ pub fn steady_state(model: &Model) -> Result<(BlockState, SteadyStats), SolverEr
         .map(|t| t.3.norm())
         .sum::<f64>()
         .max(f64::MIN_POSITIVE.sqrt());
-    let csr = assemble_hermitian_blocks(&op.dims, s, |b, r, c, t| op.couplings(b, r, c, t));
+    let csr = assemble_hermitian_blocks(&op.dims, s, parity, |b, r, c, t| op.couplings(b, r, c, t));
     let nnz = csr.2.len();
+    let unknowns = csr.0.len() - 1;
     let unpack = |x: &[f64]| -> BlockState {
         let mut st = BlockState::zeros(model.n);
         let mut base = 0;
         for (b, &d) in op.dims.iter().enumerate() {
             let o = op.offsets[b];
+            let mut p = base; // packed upper triangle, row by row (parity layout)
             for r in 0..d {
-                st.data[o + r * d + r] = c64::new(x[base + hidx(d, r, r)], 0.0);
-                for c in r + 1..d {
-                    let i = base + hidx(d, r, c);
-                    let v = c64::new(x[i], x[i + 1]);
+                for c in r..d {
+                    let v = if parity {
+                        let x = x[p];
+                        p += 1;
+                        if (c - r) % 2 == 0 {
+                            c64::new(x, 0.0)
+                        } else {
+                            c64::new(0.0, x)
+                        }
+                    } else if c == r {
+                        c64::new(x[base + hidx(d, r, r)], 0.0)
+                    } else {
+                        let i = base + hidx(d, r, c);
+                        c64::new(x[i], x[i + 1])
+                    };
                     st.data[o + r * d + c] = v;
                     st.data[o + c * d + r] = v.conj();
                 }
             }
-            base += d * d;
+            base += if parity { d * (d + 1) / 2 } else { d * d };
         }
         st
     };
@@ -431,7 +479,7 @@ pub fn steady_state(model: &Model) -> Result<(BlockState, SteadyStats), SolverEr
     Ok((
         st,
         SteadyStats {
-            unknowns: nb,
+            unknowns,
             nnz,
             trace_error,
             hermiticity_error,
@@ -440,4 +488,52 @@ pub fn steady_state(model: &Model) -> Result<(BlockState, SteadyStats), SolverEr
             refinement_steps,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parity layout (half the unknowns) gives the same steady state as the general one,
+    /// and the general solution does have the parity: (R_j)_rc real for even c - r, imaginary
+    /// for odd (to rounding, 1e-15 on elements <= 1). Seed 000-like model with gamma_up and
+    /// gamma_phi on as well, phi != 0 (the parity holds in the phi = 0 frame: compared there).
+    #[test]
+    fn parity_layout_matches_general_layout() {
+        let model = Model {
+            n: 9,
+            drive: 2.3,
+            gamma_coll: 0.8,
+            pump_coll: 0.1,
+            dephase_coll: 0.2,
+            gamma_down: 0.5,
+            gamma_up: 0.15,
+            gamma_phi: 0.3,
+            ..Default::default()
+        };
+        assert!(has_parity(&model));
+        let (a, sa) = steady_state_with(&model, true).unwrap();
+        let (b, sb) = steady_state_with(&model, false).unwrap();
+        // sum_j d(d+1)/2 real unknowns against sum_j d^2.
+        let sum_d: usize = (0..a.num_blocks()).map(|k| a.dim(k)).sum();
+        assert_eq!(2 * sa.unknowns, sb.unknowns + sum_d);
+        assert!(sa.residual < 1e-13 && sb.residual < 1e-13, "{sa:?} {sb:?}");
+        let d = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).norm())
+            .fold(0.0, f64::max);
+        assert!(d < 1e-13, "parity vs general: {d:e}");
+        for blk in 0..b.num_blocks() {
+            let dim = b.dim(blk);
+            for r in 0..dim {
+                for c in 0..dim {
+                    let v = b.block(blk)[r * dim + c];
+                    let off = if (c + r) % 2 == 0 { v.im } else { v.re };
+                    assert!(off.abs() < 1e-15, "block {blk} ({r},{c}) = {v}");
+                }
+            }
+        }
+    }
 }

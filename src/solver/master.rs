@@ -892,18 +892,31 @@ pub(crate) type Coupling = (usize, usize, usize, c64);
 /// equation `couplings(b, r, c, &mut terms)` lists. The equation of block 0's (0, 0) element
 /// is replaced by `s tr rho` (all blocks' diagonals): see [`steady_state`] for why that is
 /// exact.
+///
+/// With `parity`, the solution is known to obey rho_rc = (-1)^(c-r) conj(rho_rc) (real for
+/// even c - r, imaginary for odd; see [`super::blocks`] for when): each element r <= c then has
+/// one real unknown (packed upper triangle, `offset_b` = sum of d(d+1)/2), and its equation is
+/// the real part (even c - r) or the imaginary part (odd), the other part vanishing
+/// identically on such matrices. Half the unknowns.
 pub(crate) fn assemble_hermitian_blocks(
     dims: &[usize],
     s: f64,
+    parity: bool,
     couplings: impl Fn(usize, usize, usize, &mut Vec<Coupling>),
 ) -> Csr {
     let mut offsets = Vec::with_capacity(dims.len());
     let mut nu = 0;
     for &d in dims {
         offsets.push(nu);
-        nu += d * d;
+        nu += if parity { packed_len(d) } else { d * d };
     }
-    let idx = |b: usize, r: usize, c: usize| offsets[b] + hidx(dims[b], r, c);
+    let idx = |b: usize, r: usize, c: usize| {
+        if parity {
+            offsets[b] + packed_offset(dims[b], r) + c - r
+        } else {
+            offsets[b] + hidx(dims[b], r, c)
+        }
+    };
     let mut row_ptr = Vec::with_capacity(nu + 1);
     let mut col_idx = Vec::with_capacity(14 * nu);
     let mut val = Vec::with_capacity(14 * nu);
@@ -942,6 +955,22 @@ pub(crate) fn assemble_hermitian_blocks(
                         if k == c64::new(0.0, 0.0) {
                             continue;
                         }
+                        if parity {
+                            // rho' = ph x: ph = 1 (even distance), i above / -i below the
+                            // diagonal (odd); keep Re (even c - r) or Im (odd) of k rho'.
+                            let (lo, hi) = (rr.min(cc), rr.max(cc));
+                            let ph = if (hi - lo) % 2 == 0 {
+                                c64::new(1.0, 0.0)
+                            } else if rr < cc {
+                                c64::new(0.0, 1.0)
+                            } else {
+                                c64::new(0.0, -1.0)
+                            };
+                            let kp = k * ph;
+                            let v = if (c - r) % 2 == 0 { kp.re } else { kp.im };
+                            re_row.push((idx(bb, lo, hi), v));
+                            continue;
+                        }
                         // rho' = x + i sy * y with the unknowns of the upper element
                         let (x, y, sy) = if rr == cc {
                             (idx(bb, rr, rr), usize::MAX, 0.0)
@@ -963,7 +992,7 @@ pub(crate) fn assemble_hermitian_blocks(
                 }
                 flush(&mut re_row, &mut col_idx, &mut val);
                 row_ptr.push(col_idx.len());
-                if c > r {
+                if c > r && !parity {
                     flush(&mut im_row, &mut col_idx, &mut val);
                     row_ptr.push(col_idx.len());
                 }
@@ -978,7 +1007,7 @@ pub(crate) fn assemble_hermitian_blocks(
 /// equation of rho_00 replaced by `s tr rho`.
 fn assemble_hermitian(co: &Coeffs, s: f64) -> Csr {
     let n = co.n;
-    assemble_hermitian_blocks(&[n], s, |_, r, c, terms| {
+    assemble_hermitian_blocks(&[n], s, false, |_, r, c, terms| {
         let diagonal = r == c;
         if diagonal {
             // The population terms, exactly conservative (see `population_rates`).
