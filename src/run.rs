@@ -3,6 +3,18 @@
 //!
 //! The library reports progress through [`Progress`] and never prints; `main.rs` draws it.
 //!
+//! # Which exact solver
+//!
+//! Collective-only models (every single-atom rate 0) conserve J^2 and run [`master`] in the
+//! j = N/2 irrep. Models with `gamma_down`, `gamma_up` or `gamma_phi` run the
+//! permutation-invariant block solver [`blocks`] for `evolve`, `steady_state` and both kinds
+//! of scan (per point: a scan may mix both). The initial state is R_{N/2} = |psi><psi|; the
+//! observables of a block state are sums over blocks, the fidelity and Husimi Q read R_{N/2}
+//! (exact: the reference and the coherent states lie in j = N/2), purity and lambda_max are
+//! those of the full 2^N state (degeneracies via ln-gamma; [`crate::observe`]). Trajectories
+//! and the GPU batch are collective-only: single-atom rates are refused there by name, and a
+//! scan of evolutions under `--backend auto` runs on the CPU with the reason recorded.
+//!
 //! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
 //!
 //! Every scan point is integrated from the scenario's initial state over the task's time
