@@ -3,6 +3,18 @@
 //!
 //! The library reports progress through [`Progress`] and never prints; `main.rs` draws it.
 //!
+//! # Which exact solver
+//!
+//! Collective-only models (every single-atom rate 0) conserve J^2 and run [`master`] in the
+//! j = N/2 irrep. Models with `gamma_down`, `gamma_up` or `gamma_phi` run the
+//! permutation-invariant block solver [`blocks`] for `evolve`, `steady_state` and both kinds
+//! of scan (per point: a scan may mix both). The initial state is R_{N/2} = |psi><psi|; the
+//! observables of a block state are sums over blocks, the fidelity and Husimi Q read R_{N/2}
+//! (exact: the reference and the coherent states lie in j = N/2), purity and lambda_max are
+//! those of the full 2^N state (degeneracies via ln-gamma; [`crate::observe`]). Trajectories
+//! and the GPU batch are collective-only: single-atom rates are refused there by name, and a
+//! scan of evolutions under `--backend auto` runs on the CPU with the reason recorded.
+//!
 //! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
 //!
 //! Every scan point is integrated from the scenario's initial state over the task's time
@@ -30,10 +42,11 @@ use crate::error::{Error, InputError, OutputError, SolverError};
 use crate::observe;
 use crate::output::{self, CsvWriter, plot};
 use crate::scenario::{BASE_OBSERVABLES, EvolveSpec, F32_MIN_RTOL, Point, ScanMode, Scenario, State, Task};
+use crate::solver::blocks;
 use crate::solver::master;
 use crate::solver::ode::OdeOptions;
 use crate::solver::trajectory::{self, Precision, TrajectoryOptions};
-use crate::state::{DensityMatrix, pure};
+use crate::state::{BlockState, DensityMatrix, pure};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,15 +130,56 @@ pub fn pure_state(point: &Point, field: &str, state: State) -> Result<Vec<c64>, 
     }
 }
 
-/// The observable columns (base then extras) for a density matrix.
-fn observable_row(rho: &DensityMatrix, extras: &[String], reference: Option<&[c64]>) -> Vec<f64> {
-    moment_row(
-        &observe::moments(rho),
-        observe::j2(rho),
-        extras,
-        Some(rho),
-        reference,
-    )
+/// A state the master-equation tasks produce: the (N+1) x (N+1) density matrix of the
+/// symmetric subspace (collective-only models) or the blocks R_j of a permutation-invariant
+/// state (models with single-atom rates, [`blocks`]).
+#[derive(Clone, Copy)]
+enum StateRef<'a> {
+    Sym(&'a DensityMatrix),
+    Blocks(&'a BlockState),
+}
+
+/// An owned [`StateRef`].
+enum OwnedState {
+    Sym(DensityMatrix),
+    Blocks(BlockState),
+}
+
+impl OwnedState {
+    fn as_ref(&self) -> StateRef<'_> {
+        match self {
+            OwnedState::Sym(r) => StateRef::Sym(r),
+            OwnedState::Blocks(s) => StateRef::Blocks(s),
+        }
+    }
+}
+
+impl StateRef<'_> {
+    fn pm(&self) -> Vec<f64> {
+        match self {
+            StateRef::Sym(r) => observe::pm(r),
+            StateRef::Blocks(s) => observe::pm_blocks(s),
+        }
+    }
+
+    /// The matrix a Husimi grid reads: rho itself, or the j = N/2 block R_{N/2}, which is exact
+    /// for the full state because every spin coherent state lies in j = N/2
+    /// ([`crate::observe`] module doc).
+    fn husimi_matrix(&self) -> DensityMatrix {
+        match self {
+            StateRef::Sym(r) => (*r).clone(),
+            StateRef::Blocks(s) => s.block_matrix(0),
+        }
+    }
+}
+
+/// The observable columns (base then extras) for a state.
+fn observable_row(state: StateRef, extras: &[String], reference: Option<&[c64]>) -> Vec<f64> {
+    let (mom, j2) = match state {
+        StateRef::Sym(rho) => (observe::moments(rho), observe::j2(rho)),
+        StateRef::Blocks(s) => (observe::moments_blocks(s), observe::j2_blocks(s)),
+    };
+    moment_row(&mom, j2, extras, Some(state), reference)
 }
 
 /// The observable columns from moments; the columns that need the density matrix itself
@@ -135,7 +189,7 @@ fn moment_row(
     mom: &observe::Moments,
     j2: f64,
     extras: &[String],
-    rho: Option<&DensityMatrix>,
+    rho: Option<StateRef>,
     reference: Option<&[c64]>,
 ) -> Vec<f64> {
     let xi2 = mom.xi2();
@@ -155,10 +209,20 @@ fn moment_row(
             "xi2_dB" => 10.0 * xi2.log10(),
             "N_eff" => observe::n_eff(j2),
             "Jp_abs" => (mom.mean[0] * mom.mean[0] + mom.mean[1] * mom.mean[1]).sqrt(),
-            "purity" => rho.map_or(f64::NAN, |r| r.data.iter().map(|z| z.norm_sqr()).sum()),
-            "lambda_max" => rho.map_or(f64::NAN, observe::largest_eigenvalue),
+            // Of the full 2^N-dimensional state: for blocks the degeneracies enter.
+            "purity" => match rho {
+                Some(StateRef::Sym(r)) => r.data.iter().map(|z| z.norm_sqr()).sum(),
+                Some(StateRef::Blocks(s)) => observe::purity_blocks(s),
+                None => f64::NAN,
+            },
+            "lambda_max" => match rho {
+                Some(StateRef::Sym(r)) => observe::largest_eigenvalue(r),
+                Some(StateRef::Blocks(s)) => observe::largest_eigenvalue_blocks(s),
+                None => f64::NAN,
+            },
             "fidelity" => match (rho, reference) {
-                (Some(r), Some(psi)) => observe::fidelity_pure(r, psi),
+                (Some(StateRef::Sym(r)), Some(psi)) => observe::fidelity_pure(r, psi),
+                (Some(StateRef::Blocks(s)), Some(psi)) => observe::fidelity_blocks(s, psi),
                 _ => f64::NAN,
             },
             _ => f64::NAN, // unreachable: names are validated in scenario::validate
@@ -169,16 +233,64 @@ fn moment_row(
 
 fn refuse_if_too_large(n: usize, copies: f64, what: &str) -> Result<(), SolverError> {
     let dim = (n + 1) as f64;
-    let needed = (16.0 * dim * dim * copies / (1024.0 * 1024.0)).ceil() as u64;
+    refuse_bytes(
+        16.0 * dim * dim * copies,
+        format!("{what} at N = {n} ((N+1)^2 complex elements x {copies})"),
+    )
+}
+
+fn refuse_bytes(bytes: f64, what: String) -> Result<(), SolverError> {
+    let needed = (bytes / (1024.0 * 1024.0)).ceil() as u64;
     let limit = memory_limit_mib();
     if needed > limit {
         return Err(SolverError::TooLarge {
-            what: format!("{what} at N = {n} ((N+1)^2 complex elements x {copies})"),
+            what,
             needed_mib: needed,
             limit_mib: limit,
         });
     }
     Ok(())
+}
+
+/// [`refuse_if_too_large`] for the time evolution of a model: the (N+1)^2 matrix of a
+/// collective model, the blocks (sum_j (2j+1)^2 elements, 11 work vectors) otherwise.
+fn refuse_evolution_if_too_large(model: &crate::model::Model, what: &str) -> Result<(), SolverError> {
+    if model.is_collective() {
+        refuse_if_too_large(model.n, 12.0, what)
+    } else {
+        let len = crate::state::blocks::block_elements(model.n) as f64;
+        refuse_bytes(
+            16.0 * 11.0 * len,
+            format!(
+                "{what} at N = {} (blocks R_j: {len} complex elements x 11)",
+                model.n
+            ),
+        )
+    }
+}
+
+/// Evolve `psi0` under `model`: the collective solver for collective-only models, the block
+/// solver (from R_{N/2} = |psi0><psi0|) otherwise. Returns the statistics as JSON.
+fn evolve_any(
+    model: &crate::model::Model,
+    psi0: &[c64],
+    times: &[f64],
+    ode: &OdeOptions,
+    on_save: &mut dyn FnMut(usize, f64, StateRef),
+) -> Result<serde_json::Value, SolverError> {
+    let rho0 = DensityMatrix::from_pure(psi0);
+    let st = if model.is_collective() {
+        master::evolve(model, &rho0, times, ode, &mut |i, t, rho| {
+            on_save(i, t, StateRef::Sym(rho))
+        })?
+    } else {
+        let b0 = BlockState::from_symmetric(&rho0);
+        drop(rho0);
+        blocks::evolve(model, &b0, times, ode, &mut |i, t, s| {
+            on_save(i, t, StateRef::Blocks(s))
+        })?
+    };
+    Ok(serde_json::to_value(st).unwrap_or_default())
 }
 
 /// Run a scenario and write its outputs into `opts.out_dir`.
@@ -198,21 +310,8 @@ pub fn execute_on(
 ) -> Result<RunSummary, Error> {
     let t_start = Instant::now();
     let points = sc.points()?;
-    for p in &points {
-        // Trajectories follow single-atom processes by changing irrep at jumps.
-        if !p.model.is_collective() && !matches!(sc.task, Task::Trajectories { .. }) {
-            return Err(SolverError::Unsupported {
-                solver: "master",
-                message: format!(
-                    "individual (single-atom) rates {} are nonzero; the exact solver of this version \
-                     handles collective-only models (j = N/2). Individual processes need the \
-                     permutation-invariant block solver of the next capability; set them to 0",
-                    p.model.individual_terms().join(", ")
-                ),
-            }
-            .into());
-        }
-    }
+    // Single-atom rates: the block solver runs the master-equation tasks, irrep-changing
+    // trajectories the trajectories task.
     let mut backend = match sc.task {
         // Resolved where they run: both have a GPU path.
         Task::Trajectories { .. }
@@ -350,13 +449,12 @@ pub fn execute_on(
             max_steps,
         } => {
             let p = &points[0];
-            refuse_if_too_large(p.model.n, 12.0, "time evolution")?;
+            refuse_evolution_if_too_large(&p.model, "time evolution")?;
             let spec = sc.initial.as_ref().ok_or_else(|| {
                 InputError::invalid("initial", "(missing)", "an [initial] table for kind = \"evolve\"")
             })?;
             let psi0 = pure_state(p, "initial", p.state("initial", spec)?)?;
             let reference = reference_state(sc, p)?;
-            let rho0 = DensityMatrix::from_pure(&psi0);
             let x_names = vec!["t".to_string()];
             let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header(&x_names, &names))?;
             let mut pm_csv = pm_writer(sc, dir, "t", p.model.n)?;
@@ -367,10 +465,10 @@ pub fn execute_on(
                 h0: None,
             };
             let mut rows = Vec::new();
-            let mut last = rho0.clone();
+            let mut last = None;
             let mut write_err = None;
             progress.start(times.len() as u64, "evolve");
-            let st = master::evolve(&p.model, &rho0, times, &ode, &mut |i, t, rho| {
+            let st = evolve_any(&p.model, &psi0, times, &ode, &mut |i, t, rho| {
                 let row = observable_row(rho, extras, reference.as_deref());
                 let mut full = vec![t];
                 full.extend(&row);
@@ -379,14 +477,14 @@ pub fn execute_on(
                 }
                 if let Some(w) = pm_csv.as_mut() {
                     let mut r = vec![t];
-                    r.extend(observe::pm(rho));
+                    r.extend(rho.pm());
                     if let Err(e) = w.row(&r) {
                         write_err.get_or_insert(e);
                     }
                 }
                 rows.push(full);
-                if i + 1 == times.len() {
-                    last = rho.clone();
+                if i + 1 == times.len() && sc.observables.husimi.is_some() {
+                    last = Some(rho.husimi_matrix());
                 }
                 progress.set(i as u64 + 1);
             });
@@ -401,14 +499,7 @@ pub fn execute_on(
                 "t_final": fin.first().copied().unwrap_or(f64::NAN),
             });
             let xs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
-            (
-                x_names,
-                xs,
-                rows,
-                Some(last),
-                scalars,
-                serde_json::to_value(st).unwrap_or_default(),
-            )
+            (x_names, xs, rows, last, scalars, st)
         }
         Task::Scan {
             variable,
@@ -448,8 +539,26 @@ pub fn execute_on(
             );
             for (i, p) in points.iter().enumerate() {
                 let reference = reference_state(sc, p)?;
-                let (rho, st) = master::steady_state(&p.model)?;
-                let obs = observable_row(&rho, extras, reference.as_deref());
+                // Collective-only models: the j = N/2 solver; single-atom rates: the blocks.
+                let (owned, st) = if p.model.is_collective() {
+                    let (rho, st) = master::steady_state(&p.model)?;
+                    (OwnedState::Sym(rho), serde_json::to_value(st).unwrap_or_default())
+                } else {
+                    refuse_bytes(
+                        blocks::steady_state_memory_estimate(&p.model),
+                        format!(
+                            "block steady state at N = {} (sparse LU, estimated fill included)",
+                            p.model.n
+                        ),
+                    )?;
+                    let (s, st) = blocks::steady_state(&p.model)?;
+                    (
+                        OwnedState::Blocks(s),
+                        serde_json::to_value(st).unwrap_or_default(),
+                    )
+                };
+                let state = owned.as_ref();
+                let obs = observable_row(state, extras, reference.as_deref());
                 let xvals: Vec<f64> = x_names
                     .iter()
                     .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
@@ -463,12 +572,14 @@ pub fn execute_on(
                     } else {
                         vec![xvals[0]]
                     };
-                    r.extend(observe::pm(&rho));
+                    r.extend(state.pm());
                     w.row(&r)?;
                 }
                 rows.push(full);
-                stats.push(serde_json::to_value(st).unwrap_or_default());
-                last = Some(rho);
+                stats.push(st);
+                if sc.observables.husimi.is_some() {
+                    last = Some(state.husimi_matrix());
+                }
                 progress.set(i as u64 + 1);
             }
             progress.finish();
@@ -546,6 +657,7 @@ pub fn execute_on(
         Task::SteadyState => "steady_state",
         Task::Scan { .. } => "scan",
     };
+    let with_blocks = points.iter().any(|p| !p.model.is_collective());
     let solver = match sc.task {
         Task::Trajectories { .. } => {
             "trajectories (Monte-Carlo wave function; irrep-changing with single-atom rates)".to_string()
@@ -554,9 +666,18 @@ pub fn execute_on(
             mode: ScanMode::Evolve { .. },
             ..
         } => format!(
-            "master (exact collective, time evolution per scan point, {} on {})",
-            backend.precision, backend.name
+            "{} (time evolution per scan point, {} on {})",
+            if with_blocks {
+                "blocks (exact permutation-invariant, single-atom rates)"
+            } else {
+                "master (exact collective)"
+            },
+            backend.precision,
+            backend.name
         ),
+        _ if with_blocks => {
+            "blocks (exact permutation-invariant master equation, single-atom rates, f64)".to_string()
+        }
         _ => "master (exact collective, f64)".to_string(),
     };
     let result = json!({
@@ -861,7 +982,7 @@ impl ScanSink<'_> {
         reference: Option<&[c64]>,
         k: usize,
         t: f64,
-        rho: &DensityMatrix,
+        rho: StateRef,
     ) -> Result<(), OutputError> {
         let obs = observable_row(rho, &self.job.sc.observables.columns, reference);
         let x = self.job.value(p);
@@ -879,11 +1000,11 @@ impl ScanSink<'_> {
             self.rows.push(full);
             if let Some(w) = self.pm.as_mut() {
                 let mut r = vec![x];
-                r.extend(observe::pm(rho));
+                r.extend(rho.pm());
                 w.row(&r)?;
             }
             if self.job.sc.observables.husimi.is_some() {
-                self.last = Some(rho.clone());
+                self.last = Some(rho.husimi_matrix());
             }
         }
         Ok(())
@@ -990,7 +1111,30 @@ fn scan_evolve(
     progress: &mut dyn Progress,
 ) -> Result<(TaskOutput, BackendUsed), Error> {
     let (sc, points, spec) = (job.sc, job.points, job.spec);
-    let engine = scan_engine(choice, gpu, job.precision, spec.rtol)?;
+    // The GPU kernel is the collective stencil (j = N/2): single-atom rates run the block
+    // solver on the CPU; `gpu` refuses them, `auto` falls back with the reason recorded.
+    let individual = points.iter().find(|p| !p.model.is_collective());
+    let engine = match (individual, choice) {
+        (Some(p), BackendChoice::Gpu) => {
+            return Err(SolverError::Unsupported {
+                solver: "scan (evolve, GPU)",
+                message: format!(
+                    "the GPU batch integrates the collective master equation (j = N/2) only, and \
+                     single-atom rates {} are nonzero; run with --backend cpu (the \
+                     permutation-invariant block solver) or auto",
+                    p.model.individual_terms().join(", ")
+                ),
+            }
+            .into());
+        }
+        (Some(p), BackendChoice::Auto) => ScanEngine::Cpu {
+            note: format!(
+                "auto: single-atom rates {} need the block solver, which runs on the CPU only",
+                p.model.individual_terms().join(", ")
+            ),
+        },
+        _ => scan_engine(choice, gpu, job.precision, spec.rtol)?,
+    };
     let n = points[0].model.n;
     let dim = n + 1;
     let times = &spec.times;
@@ -1017,7 +1161,9 @@ fn scan_evolve(
     // every point's saves (c64) plus one read-back copy of them and the initial states.
     let psis: Vec<Vec<c64>> = match &engine {
         ScanEngine::Cpu { .. } => {
-            refuse_if_too_large(n, 12.0, "time evolution of one scan point")?;
+            for p in points {
+                refuse_evolution_if_too_large(&p.model, "time evolution of one scan point")?;
+            }
             Vec::new()
         }
         ScanEngine::Gpu { .. } => {
@@ -1073,10 +1219,10 @@ fn scan_evolve(
         ScanEngine::Cpu { note } => {
             progress.start(points.len() as u64, "scan (evolve)");
             for (i, p) in points.iter().enumerate() {
-                let rho0 = DensityMatrix::from_pure(&job.initial_state(p)?);
+                let psi0 = job.initial_state(p)?;
                 let reference = reference_state(sc, p)?;
                 let mut write_err = None;
-                let st = master::evolve(&p.model, &rho0, times, &ode, &mut |k, t, rho| {
+                let st = evolve_any(&p.model, &psi0, times, &ode, &mut |k, t, rho| {
                     if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
                         write_err.get_or_insert(e);
                     }
@@ -1091,7 +1237,11 @@ fn scan_evolve(
             progress.finish();
             let stats = json!({
                 "mode": "evolve",
-                "integrator": "master::evolve (CPU, f64), one point after the other",
+                "integrator": if points.iter().any(|p| !p.model.is_collective()) {
+                    "blocks::evolve (single-atom rates) / master::evolve (collective-only points) (CPU, f64), one point after the other"
+                } else {
+                    "master::evolve (CPU, f64), one point after the other"
+                },
                 "precision": "f64",
                 "points": point_stats,
             });
@@ -1141,12 +1291,18 @@ fn scan_evolve(
                 match &el.saves {
                     Saves::Full(v) => {
                         for (k, (t, rho)) in times.iter().zip(v).enumerate() {
-                            sink.save(p, reference.as_deref(), k, *t, rho)?;
+                            sink.save(p, reference.as_deref(), k, *t, StateRef::Sym(rho))?;
                         }
                     }
                     Saves::Band(v) => {
                         for (k, (t, band)) in times.iter().zip(v).enumerate() {
-                            sink.save(p, reference.as_deref(), k, *t, &band.to_density_matrix())?;
+                            sink.save(
+                                p,
+                                reference.as_deref(),
+                                k,
+                                *t,
+                                StateRef::Sym(&band.to_density_matrix()),
+                            )?;
                         }
                     }
                 }

@@ -102,17 +102,32 @@ fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
 
 #[test]
 fn errors_are_messages_not_panics() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"],
             "model.Gamma",
         ),
         (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
         (&["run", "no/such/file.toml"], "no/such/file.toml"),
+        // Single-atom rates: trajectories are collective-only in this version ...
         (
             &[
                 "run",
-                "scenarios/quickstart.toml",
+                "scenarios/exchange_trajectories.toml",
+                "--set",
+                "gamma_down=0.1",
+                "--set",
+                "N=4",
+            ],
+            "gamma_down",
+        ),
+        // ... and so is the GPU batch of a scan of evolutions (refused before any device work).
+        (
+            &[
+                "run",
+                "scenarios/exchange_scan_dynamics.toml",
+                "--backend",
+                "gpu",
                 "--set",
                 "gamma_down=0.1",
                 "--set",
@@ -314,4 +329,61 @@ fn scan_of_evolutions_refuses_what_does_not_fit() {
             "{stderr}"
         );
     }
+}
+
+/// A model with single-atom rates runs on the block solver (evolve and steady-state scan),
+/// and says so in result.json.
+#[test]
+fn single_atom_rates_run_on_the_block_solver() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ev");
+    let (ok, _, stderr) = dicke(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "gamma_down=0.3",
+        "--set",
+        "N=6",
+    ]);
+    assert!(ok, "{stderr}");
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert!(
+        res["solver"].as_str().unwrap().starts_with("blocks"),
+        "{}",
+        res["solver"]
+    );
+    let out = dir.path().join("ss");
+    let (ok, _, stderr) = dicke(&[
+        "run",
+        "scenarios/bistability_steady_state.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=18",
+        "--set",
+        "x=0.75",
+    ]);
+    assert!(ok, "{stderr}");
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert!(
+        res["solver"].as_str().unwrap().starts_with("blocks"),
+        "{}",
+        res["solver"]
+    );
+    // gamma_1D = 15.5 / (N - 1) derived from the overridden N.
+    assert!((res["model"]["Gamma"].as_f64().unwrap() - 15.5 / 17.0).abs() < 1e-12);
+    let pm = std::fs::read_to_string(out.join("pm.csv")).unwrap();
+    let row: Vec<f64> = pm
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(row.len(), 1 + 19);
+    assert!((row[1..].iter().sum::<f64>() - 1.0).abs() < 1e-12);
 }

@@ -79,6 +79,36 @@ impl Irrep {
     }
 }
 
+/// Weights of the single-atom jump channels in the permutation-invariant basis (PHYSICS.md
+/// section 3), for N atoms and irrep 2j = `two_j`:
+///
+/// ```text
+/// a0(j) = (N/2 + 1) / (2 j (j+1))          within the block (J-, J+, Jz)
+/// a-(j) = (N/2 + j + 1) / (2 j (2j+1))     block j -> j-1 (A-, B-, D-)
+/// a+(j) = (N/2 - j) / (2 (j+1) (2j+1))     block j -> j+1 (A+, B+, D+)
+/// ```
+///
+/// A channel with j = 0 in its denominator carries weight 0: its operator vanishes there
+/// (J-, Jz and A-, D- annihilate the one state of j = 0), so 0 is exact, not a cutoff.
+/// Returned as (a0, a-, a+).
+pub fn individual_weights(n: usize, two_j: usize) -> (f64, f64, f64) {
+    let j = two_j as f64 / 2.0;
+    let h = n as f64 / 2.0;
+    if two_j == 0 {
+        return (0.0, 0.0, h / 2.0);
+    }
+    let a0 = (h + 1.0) / (2.0 * j * (j + 1.0));
+    let am = (h + j + 1.0) / (2.0 * j * (2.0 * j + 1.0));
+    let ap = (h - j) / (2.0 * (j + 1.0) * (2.0 * j + 1.0));
+    (a0, am, ap)
+}
+
+/// The irreps 2j = N, N-2, ..., 1 or 0 of N spins-1/2, largest first (the block order of the
+/// permutation-invariant state).
+pub fn two_js(n: usize) -> Vec<usize> {
+    (0..=n / 2).map(|i| n - 2 * i).collect()
+}
+
 /// ln of the degeneracy of irrep j among N spins-1/2:
 /// d_N(j) = (2j+1) N! / ((N/2 + j + 1)! (N/2 - j)!).
 /// Computed with ln-gamma because d_N(j) overflows u64 near N = 80 and f64 near N = 1030.
@@ -152,6 +182,31 @@ mod tests {
         assert!((ln_degeneracy(4, 4)).abs() < 1e-14);
         assert!((ln_degeneracy(4, 2) - 3f64.ln()).abs() < 1e-14);
         assert!((ln_degeneracy(4, 0) - 2f64.ln()).abs() < 1e-14);
+    }
+
+    /// Trace preservation of the emission channel (PHYSICS.md sec. 3): for every j and m,
+    /// a0 x y + a- x (x-1) + a+ y (y+1) = x + N/2 - j with x = j+m, y = j-m+1, i.e. the three
+    /// jump parts remove exactly the anticommutator's <j,m| Jz + N/2 |j,m>.
+    #[test]
+    fn individual_weights_preserve_trace() {
+        for n in [1usize, 2, 3, 6, 11, 54] {
+            for two_j in two_js(n) {
+                let (a0, am, ap) = individual_weights(n, two_j);
+                let j = two_j as f64 / 2.0;
+                for k in 0..=two_j {
+                    let m = k as f64 - j;
+                    let (x, y) = (j + m, j - m + 1.0);
+                    let lhs = a0 * x * y + am * x * (x - 1.0) + ap * y * (y + 1.0);
+                    let rhs = x + n as f64 / 2.0 - j;
+                    assert!(
+                        (lhs - rhs).abs() < 1e-12 * rhs.max(1.0),
+                        "N={n} 2j={two_j} m={m}: {lhs} vs {rhs}"
+                    );
+                }
+            }
+        }
+        assert_eq!(two_js(5), vec![5, 3, 1]);
+        assert_eq!(two_js(4), vec![4, 2, 0]);
     }
 
     #[test]

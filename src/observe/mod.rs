@@ -48,13 +48,24 @@
 //! F_{-q} = F_q^* for Hermitian rho, so Q = F_0 + 2 Re sum_{q>0} F_q e^{iqφ}. Cost
 //! O(n_θ dim^2 / 2 + n_θ n_φ dim) instead of O(n_θ n_φ dim^2); rows run in parallel (rayon).
 //! Only the lower triangle of rho is read (rho is taken Hermitian).
+//!
+//! **Permutation-invariant states** ([`BlockState`], PHYSICS.md sections 3 and 8): every
+//! collective expectation is sum_j tr(R_j A^(j)), so moments add block by block
+//! ([`moments_blocks`]); P_m = sum_j <j,m|R_j|j,m> ([`pm_blocks`]); <J^2> = sum_j j(j+1) tr R_j.
+//! A pure reference state of the symmetric subspace overlaps only the j = N/2 block
+//! ([`fidelity_blocks`]), and so does every spin coherent state: the Husimi Q of the full
+//! state is exactly that of R_{N/2} (whose integral is tr R_{N/2}, the weight of j = N/2).
+//! The spectrum of rho = sum_j R_j (x) 1_{d_j}/d_j is that of each R_j divided by d_j, with
+//! multiplicity d_j, so purity = sum_j tr(R_j^2)/d_j and lambda_max = max_j lambda_max(R_j)/d_j,
+//! with d_j from ln-gamma ([`crate::basis::ln_degeneracy`]; it overflows f64 near N = 1030).
 
 use num_complex::Complex64 as c64;
 use rayon::prelude::*;
 
 use crate::basis::Irrep;
-use crate::state::DensityMatrix;
+use crate::basis::ln_degeneracy;
 use crate::state::pure::coherent_real;
+use crate::state::{BlockState, DensityMatrix};
 
 /// First and second moments of the collective spin.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -348,4 +359,88 @@ pub fn largest_eigenvalue(rho: &DensityMatrix) -> f64 {
         Ok(ev) => ev.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
         Err(_) => f64::NAN,
     }
+}
+
+/// Moments of block b of a permutation-invariant state (irrep 2j = `s.two_j[b]`,
+/// `Moments::n` = N), unnormalised like [`moments`].
+pub fn moments_block(s: &BlockState, b: usize) -> Moments {
+    let d = s.dim(b);
+    let irrep = Irrep::new(s.two_j[b]);
+    let blk = s.block(b);
+    let herm = |r: usize, c: usize| 0.5 * (blk[r * d + c] + blk[c * d + r].conj());
+    moments_from_bands(
+        s.n,
+        &irrep,
+        |k| blk[k * d + k].re,
+        |k| herm(k, k + 1),
+        |k| herm(k, k + 2),
+    )
+}
+
+/// Moments of a permutation-invariant state: the sum over blocks of [`moments_block`].
+pub fn moments_blocks(s: &BlockState) -> Moments {
+    let mut m = Moments::zero(s.n);
+    for b in 0..s.num_blocks() {
+        m.add_scaled(1.0, &moments_block(s, b));
+    }
+    m
+}
+
+/// P_m = sum_j <j,m|R_j|j,m> for m = -N/2..N/2 (index m + N/2, like [`pm`] in j = N/2).
+pub fn pm_blocks(s: &BlockState) -> Vec<f64> {
+    let mut p = vec![0.0; s.n + 1];
+    for b in 0..s.num_blocks() {
+        let (d, shift) = (s.dim(b), (s.n - s.two_j[b]) / 2); // index of m = -j is N/2 - j
+        let blk = s.block(b);
+        for k in 0..d {
+            p[k + shift] += blk[k * d + k].re;
+        }
+    }
+    p
+}
+
+/// <J^2> = sum_j j(j+1) tr R_j.
+pub fn j2_blocks(s: &BlockState) -> f64 {
+    (0..s.num_blocks())
+        .map(|b| {
+            let j = s.two_j[b] as f64 / 2.0;
+            j * (j + 1.0) * s.block_trace(b).re
+        })
+        .sum()
+}
+
+/// <psi|rho|psi> for a pure state psi of the symmetric subspace (length N + 1): only R_{N/2}
+/// overlaps it. Panics if `psi.len() != N + 1` (a caller bug).
+pub fn fidelity_blocks(s: &BlockState, psi: &[c64]) -> f64 {
+    fidelity_pure(&s.block_matrix(0), psi)
+}
+
+/// tr rho^2 = sum_j tr(R_j^2) / d_N(j) of the full 2^N-dimensional state (module doc).
+pub fn purity_blocks(s: &BlockState) -> f64 {
+    (0..s.num_blocks())
+        .map(|b| {
+            let sq: f64 = s.block(b).iter().map(|z| z.norm_sqr()).sum();
+            if sq == 0.0 {
+                0.0
+            } else {
+                (sq.ln() - ln_degeneracy(s.n, s.two_j[b])).exp()
+            }
+        })
+        .sum()
+}
+
+/// Largest eigenvalue of the full state, max_j lambda_max(R_j) / d_N(j) (module doc). Blocks
+/// that are exactly zero are skipped.
+pub fn largest_eigenvalue_blocks(s: &BlockState) -> f64 {
+    (0..s.num_blocks())
+        .filter(|&b| s.block(b).iter().any(|z| *z != c64::new(0.0, 0.0)))
+        .map(|b| {
+            let l = largest_eigenvalue(&s.block_matrix(b));
+            if l > 0.0 {
+                (l.ln() - ln_degeneracy(s.n, s.two_j[b])).exp()
+            } else {
+                l
+            }
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
 }

@@ -1,8 +1,9 @@
 //! States in the symmetric Dicke basis (index k = m + j, see [`crate::basis`]).
 //!
 //! A pure state is a `Vec<c64>` of length 2j+1; a density matrix is [`DensityMatrix`], a dense
-//! row-major (2j+1) x (2j+1) complex matrix (the collective-only state space; individual
-//! processes need the block structure of the next capability).
+//! row-major (2j+1) x (2j+1) complex matrix (the collective-only state space). A
+//! permutation-invariant state with single-atom processes is a [`BlockState`], one block R_j
+//! per irrep ([`blocks`]).
 
 use num_complex::Complex64 as c64;
 
@@ -64,4 +65,7 @@ impl DensityMatrix {
             .fold(0.0, f64::max)
     }
 }
+pub mod blocks;
 pub mod pure;
+
+pub use blocks::BlockState;

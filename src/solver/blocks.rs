@@ -1,0 +1,539 @@
+//! The exact permutation-invariant master equation with single-atom processes (PHYSICS.md
+//! sections 1 and 3), on the CPU in f64.
+//!
+//! The state is a [`BlockState`]: one block R_j per irrep 2j = N, N-2, ..., 1 or 0, with
+//! sum_j tr R_j = 1 and <A> = sum_j tr(R_j A^(j)). Every block evolves under the model's
+//! Hamiltonian and collective dissipators with the irrep-j ladder coefficients (the stencil of
+//! [`super::master`], reused per block), plus the single-atom channels. With
+//! `a0, a-, a+` = [`individual_weights`] (PHYSICS.md sec. 3):
+//!
+//! ```text
+//! sum_n D[sigma_n^-] R = a0 J- R J+  + a- A- R A-^dag + a+ A+ R A+^dag - {Jz + N/2, R}/2
+//! sum_n D[sigma_n^+] R = a0 J+ R J-  + a- B- R B-^dag + a+ B+ R B+^dag - {N/2 - Jz, R}/2
+//! sum_n D[sigma_n^z] R = 4 a0 Jz R Jz + 4 a- D- R D-^dag + 4 a+ D+ R D+^dag - N R
+//! ```
+//!
+//! where A-, B-, D- map irrep j to j-1 and A+, B+, D+ map j to j+1:
+//! `A-|j,m> = sqrt((j+m)(j+m-1)) |j-1,m-1>`, `A+|j,m> = sqrt((j-m+1)(j-m+2)) |j+1,m-1>`,
+//! `B-|j,m> = sqrt((j-m)(j-m-1)) |j-1,m+1>`, `B+|j,m> = sqrt((j+m+1)(j+m+2)) |j+1,m+1>`,
+//! `D-|j,m> = sqrt(j^2-m^2) |j-1,m>`, `D+|j,m> = sqrt((j+1)^2-m^2) |j+1,m>`.
+//!
+//! **Within a block** the single-atom terms have the collective stencil's shape: the jump
+//! weights become Gamma + gamma_down a0(j) (J- R J+), w + gamma_up a0(j) (J+ R J-) and
+//! Gamma_phi + 4 gamma_phi a0(j) (Jz R Jz), and the losses add, per level k (m = k - j),
+//! `-gamma_down (m + N/2)/2 - gamma_up (N/2 - m)/2 + 2 gamma_phi a0 m^2 - gamma_phi N/2`
+//! (the last two undo the -(4 gamma_phi a0/2)(m_r^2 + m_c^2) that the merged Jz R Jz weight
+//! brings and add the -gamma_phi N of sum_n sigma_n^z sigma_n^z = N). See
+//! [`super::master::Coeffs::with_rates`].
+//!
+//! **Inflow.** Block j receives from j+1 the terms a-(j+1) (X R_{j+1} X^dag) for X = A-, B-, D-
+//! (weights gamma_down, gamma_up, 4 gamma_phi) and from j-1 the terms a+(j-1) (X R_{j-1} X^dag)
+//! for X = A+, B+, D+. In index form (k = m + j in each block) each of them is
+//!
+//! ```text
+//! (R_j)_{r,c} += f(r + s) f(c + s) (R_src)_{r+s, c+s}
+//! ```
+//!
+//! with a per-level factor f of the source block (rate and weight included) and a shift s:
+//! A- s = +2, B- s = 0, D- s = +1 (from j+1); A+ s = 0, B+ s = -2, D+ s = -1 (from j-1). So the
+//! jumps keep q = c - r; only the drive changes q (by 1), and the Liouvillian couples block j
+//! to j +- 1 only.
+//!
+//! The drive phase is a gauge, as in [`super::master`]: U = exp(-i phi Jz) commutes with every
+//! single-atom dissipator's sum over atoms, and the inflow shifts r and c together, so the
+//! factor e^{i phi (r - c)} of each element is the same in the source and the target block.
+//! [`evolve`] and [`steady_state`] work in the phi = 0 frame.
+//!
+//! # Time evolution
+//!
+//! Dormand-Prince 5(4) ([`super::ode`]) on all blocks as one flat complex vector; the
+//! Liouvillian runs block-parallel (rayon; blocks above 128 levels split their rows again in
+//! the collective stencil). Full (not Hermitian-packed) storage: simplest correct form, it
+//! also takes non-Hermitian initial operators. Memory: 10 work vectors of sum_j (2j+1)^2 ~ N^3/6
+//! complex numbers (N = 200: 1.35e6 elements, 216 MB).
+//!
+//! # Steady state
+//!
+//! Sparse LU (faer 0.22) of the real form of L on Hermitian blocks
+//! ([`super::master::assemble_hermitian_blocks`]): unknowns (R_j)_kk and (Re, Im)(R_j)_rc for
+//! r < c, sum_j (2j+1)^2 reals; the equation of (R_{N/2})_{00} is replaced by
+//! `s sum_j tr R_j = s` (exact: the diagonal equations of all blocks sum to zero identically,
+//! because the dissipator is trace preserving), with two steps of iterative refinement with
+//! residuals in twice the working precision.
+//!
+//! Ordering: faer's COLAMD (the default of `sp_lu`) on the blocks stored largest j first, each
+//! row-major. The unknowns form a 3-D lattice (j, m_r, m_c) with nearest-neighbour couplings
+//! (the drive moves m_r or m_c by one; a jump moves both by the same 0 or +-1 and j by 0 or
+//! +-1, so q = c - r changes only with the drive), and partial pivoting fills within A^T A,
+//! whose graph a fill-reducing ordering has to see whole: COLAMD works on exactly that. The
+//! structured alternatives are worse on paper: ordering by q makes the matrix block
+//! tridiagonal with dense Schur complements of ~N^2/2 unknowns per q (O(N^7) work); ordering by
+//! j likewise with (N+1)^2-sized dense blocks; and a hand-made nested dissection of the (r, c)
+//! grid already lost to COLAMD in the collective solver ([`super::master`]). Measured (seed
+//! 000, parity layout below): N = 54 0.75 s, 217 MB; N = 100 31 s, 3.6 GB; the work grows
+//! like nu^2 and the memory like nu^1.56 in the number of unknowns nu (BENCHMARKS.md).
+//! Populations are not made exactly conservative in floating point as in the collective solver
+//! (the rates of one level now flow into three blocks): the refinement brings the residual to
+//! the rounding floor, and populations far below 1e-10 carry a relative error that grows as
+//! they shrink.
+//!
+//! **Parity.** When the Hamiltonian is the drive alone (omega0 = chi = chi_z = 0, e.g. seed
+//! 000), the antiunitary map sigma(rho) = U conj(rho) U^dag, U = e^{i pi Jz}, commutes with L in
+//! the phi = 0 frame: U Jx U^dag = -Jx undoes the sign that conjugation gives -i[H, .], every
+//! jump operator (J-, Jz, A+-, B+-, D+-, all real) goes to +-itself, so each dissipator is
+//! unchanged. A unique steady state is therefore sigma-invariant: (R_j)_rc is real for even
+//! c - r and imaginary for odd. The solve then has one real unknown per element r <= c
+//! (sum_j (2j+1)(2j+2)/2 instead of sum_j (2j+1)^2): half the unknowns, about a quarter of
+//! the LU work. The residual is still checked on the full complex stencil.
+//!
+//! Collective-only models conserve J^2: every block then has its own steady state and the
+//! steady state is not unique; [`steady_state`] refuses them (use [`super::master`]).
+
+use crate::basis::{Irrep, individual_weights};
+use crate::error::SolverError;
+use crate::model::Model;
+use crate::solver::master::{
+    Coeffs, Coupling, EvolveStats, SteadyStats, StencilRates, apply_full, assemble_hermitian_blocks,
+    check_memory, gauge, hidx, solve_refined,
+};
+use crate::solver::ode::{self, OdeOptions};
+use crate::state::BlockState;
+use crate::state::blocks::block_elements;
+use num_complex::Complex64 as c64;
+use rayon::prelude::*;
+
+/// One inflow term into a block: `(R_target)_{r,c} += coef[r+s] coef[c+s] (R_src)_{r+s,c+s}`.
+struct Transfer {
+    src: usize,
+    shift: isize,
+    /// Per source level k, rate and channel weight included.
+    coef: Vec<f64>,
+}
+
+/// The block Liouvillian of one model: per block the collective-shaped stencil and the inflow.
+struct BlockOp {
+    dims: Vec<usize>,
+    offsets: Vec<usize>,
+    co: Vec<Coeffs>,
+    inflow: Vec<Vec<Transfer>>,
+}
+
+impl BlockOp {
+    fn new(model: &Model, with_phase: bool) -> BlockOp {
+        let n = model.n;
+        let two_js = crate::basis::two_js(n);
+        let (gd, gu, gp) = (model.gamma_down, model.gamma_up, model.gamma_phi);
+        let half_n = n as f64 / 2.0;
+        let mut dims = Vec::new();
+        let mut offsets = Vec::new();
+        let mut co = Vec::new();
+        let mut inflow = Vec::new();
+        let mut off = 0;
+        for (b, &t) in two_js.iter().enumerate() {
+            let irrep = Irrep::new(t);
+            let (a0, _, _) = individual_weights(n, t);
+            let extra_loss = irrep
+                .m
+                .iter()
+                .map(|&m| {
+                    -0.5 * gd * (m + half_n) - 0.5 * gu * (half_n - m) + 2.0 * gp * a0 * m * m
+                        - 0.5 * gp * n as f64
+                })
+                .collect();
+            let rates = StencilRates {
+                down_jump: model.gamma_coll + gd * a0,
+                up_jump: model.pump_coll + gu * a0,
+                dephase: model.dephase_coll + 4.0 * gp * a0,
+                extra_loss,
+            };
+            co.push(Coeffs::with_rates(model, &irrep, with_phase, &rates));
+            dims.push(t + 1);
+            offsets.push(off);
+            off += (t + 1) * (t + 1);
+
+            let mut tr = Vec::new();
+            let sq = |x: f64| x.max(0.0).sqrt();
+            let mut push = |src: usize, shift: isize, rate: f64, f: &dyn Fn(f64) -> f64, src_dim: usize| {
+                if rate > 0.0 {
+                    let coef: Vec<f64> = (0..src_dim).map(|k| rate.sqrt() * f(k as f64)).collect();
+                    if coef.iter().any(|&c| c != 0.0) {
+                        tr.push(Transfer { src, shift, coef });
+                    }
+                }
+            };
+            if b > 0 {
+                // From j+1 (source 2J = t + 2) through A-, B-, D- with a-(J).
+                let tj = (t + 2) as f64;
+                let am = individual_weights(n, t + 2).1;
+                push(b - 1, 2, gd * am, &|k| sq(k * (k - 1.0)), t + 3);
+                push(b - 1, 0, gu * am, &|k| sq((tj - k) * (tj - k - 1.0)), t + 3);
+                push(b - 1, 1, 4.0 * gp * am, &|k| sq(k * (tj - k)), t + 3);
+            }
+            if b + 1 < two_js.len() {
+                // From j-1 (source 2J = t - 2) through A+, B+, D+ with a+(J).
+                let tj = (t - 2) as f64;
+                let ap = individual_weights(n, t - 2).2;
+                push(b + 1, 0, gd * ap, &|k| sq((tj - k + 1.0) * (tj - k + 2.0)), t - 1);
+                push(b + 1, -2, gu * ap, &|k| sq((k + 1.0) * (k + 2.0)), t - 1);
+                push(
+                    b + 1,
+                    -1,
+                    4.0 * gp * ap,
+                    &|k| sq((tj + 1.0 - k) * (k + 1.0)),
+                    t - 1,
+                );
+            }
+            inflow.push(tr);
+        }
+        BlockOp {
+            dims,
+            offsets,
+            co,
+            inflow,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offsets
+            .last()
+            .map_or(0, |o| o + self.dims.last().map_or(0, |d| d * d))
+    }
+
+    /// out = L y on the flat block vector.
+    fn apply<const PHASED: bool>(&self, y: &[c64], out: &mut [c64]) {
+        let mut outs: Vec<(usize, &mut [c64])> = Vec::with_capacity(self.dims.len());
+        let mut rest = out;
+        for (b, &d) in self.dims.iter().enumerate() {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(d * d);
+            outs.push((b, head));
+            rest = tail;
+        }
+        let blk = |b: usize| &y[self.offsets[b]..self.offsets[b] + self.dims[b] * self.dims[b]];
+        outs.into_par_iter().for_each(|(b, o)| {
+            apply_full::<PHASED>(&self.co[b], blk(b), o);
+            let d = self.dims[b];
+            for t in &self.inflow[b] {
+                let src = blk(t.src);
+                let ds = self.dims[t.src];
+                let s = t.shift;
+                // target index i reads source index i + s, both in range
+                let lo = (-s).max(0) as usize;
+                let hi = (d as isize).min(ds as isize - s).max(0) as usize;
+                for r in lo..hi {
+                    let rs = (r as isize + s) as usize;
+                    let cr = t.coef[rs];
+                    if cr == 0.0 {
+                        continue;
+                    }
+                    let orow = &mut o[r * d..(r + 1) * d];
+                    let srow = &src[rs * ds..(rs + 1) * ds];
+                    let ss = (lo as isize + s) as usize;
+                    let (oseg, sseg) = (&mut orow[lo..hi], &srow[ss..ss + (hi - lo)]);
+                    let cseg = &t.coef[ss..ss + (hi - lo)];
+                    for ((o, v), cc) in oseg.iter_mut().zip(sseg).zip(cseg) {
+                        *o += (cr * cc) * v;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The complex equation of element (r, c) of block b (for the sparse assembly).
+    fn couplings(&self, b: usize, r: usize, c: usize, terms: &mut Vec<Coupling>) {
+        let n = self.dims[b] as isize;
+        for (dr, dc, k) in self.co[b].couplings(r, c) {
+            let (rr, cc) = (r as isize + dr, c as isize + dc);
+            if rr < 0 || cc < 0 || rr >= n || cc >= n {
+                continue;
+            }
+            terms.push((b, rr as usize, cc as usize, k));
+        }
+        for t in &self.inflow[b] {
+            let ds = self.dims[t.src] as isize;
+            let (rs, cs) = (r as isize + t.shift, c as isize + t.shift);
+            if rs < 0 || cs < 0 || rs >= ds || cs >= ds {
+                continue;
+            }
+            let (rs, cs) = (rs as usize, cs as usize);
+            terms.push((t.src, rs, cs, c64::new(t.coef[rs] * t.coef[cs], 0.0)));
+        }
+    }
+}
+
+fn check_shape(model: &Model, s: &BlockState) -> Result<(), SolverError> {
+    let expect = BlockState::zeros(model.n);
+    if s.n != model.n || s.two_j != expect.two_j || s.data.len() != expect.data.len() {
+        return Err(SolverError::Unsupported {
+            solver: "blocks",
+            message: format!(
+                "the block state is for N = {} ({} elements), the model has N = {} ({} elements)",
+                s.n,
+                s.data.len(),
+                model.n,
+                expect.data.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `out = L rho` in the model's frame (phi as given), any blocks (Hermitian or not).
+/// Errors if a state's shape does not match the model's N.
+pub fn liouvillian_apply(model: &Model, rho: &BlockState, out: &mut BlockState) -> Result<(), SolverError> {
+    check_shape(model, rho)?;
+    check_shape(model, out)?;
+    let op = BlockOp::new(model, true);
+    if model.phi == 0.0 {
+        op.apply::<false>(&rho.data, &mut out.data);
+    } else {
+        op.apply::<true>(&rho.data, &mut out.data);
+    }
+    Ok(())
+}
+
+/// Multiply every block's element (r, c) by g_r conj(g_c) (`inverse`: conj(g_r) g_c), g_k =
+/// e^{i phi k}: into (out of) the phi = 0 frame.
+fn to_frame(s: &mut [c64], dims: &[usize], offsets: &[usize], phi: f64, inverse: bool) {
+    if phi == 0.0 {
+        return;
+    }
+    let g = gauge(dims.first().copied().unwrap_or(0), phi);
+    for (&d, &o) in dims.iter().zip(offsets) {
+        for r in 0..d {
+            for c in 0..d {
+                let f = if inverse {
+                    g[r].conj() * g[c]
+                } else {
+                    g[r] * g[c].conj()
+                };
+                s[o + r * d + c] *= f;
+            }
+        }
+    }
+}
+
+/// Integrate the block master equation from `rho0` at `times[0]` and call
+/// `on_save(i, times[i], rho)` at every requested time (the first with `rho0` itself).
+/// Refuses a state whose shape does not match the model, and a workspace above the memory
+/// limit ([`super::master::STEADY_STATE_MEMORY_LIMIT_MIB`]) before allocating it.
+pub fn evolve(
+    model: &Model,
+    rho0: &BlockState,
+    times: &[f64],
+    opts: &OdeOptions,
+    on_save: &mut dyn FnMut(usize, f64, &BlockState),
+) -> Result<EvolveStats, SolverError> {
+    check_shape(model, rho0)?;
+    let len = rho0.data.len();
+    check_memory(
+        format!(
+            "time evolution of the {} blocks of N = {} ({len} complex elements, 11 work vectors)",
+            rho0.num_blocks(),
+            model.n
+        ),
+        11.0 * 16.0 * len as f64,
+    )?;
+    let op = BlockOp::new(model, false);
+    let tr0 = rho0.trace();
+    let mut y0 = rho0.data.clone();
+    to_frame(&mut y0, &op.dims, &op.offsets, model.phi, false);
+    let mut out = rho0.clone();
+    let (mut max_tr, mut max_herm) = (0.0f64, 0.0f64);
+    let st = ode::integrate(
+        |_t, y: &[c64], dy: &mut [c64]| op.apply::<false>(y, dy),
+        &y0,
+        times,
+        opts,
+        |i, t, y| {
+            out.data.copy_from_slice(y);
+            to_frame(&mut out.data, &op.dims, &op.offsets, model.phi, true);
+            max_tr = max_tr.max((out.trace() - tr0).norm());
+            max_herm = max_herm.max(out.hermiticity_error());
+            on_save(i, t, &out);
+        },
+    )?;
+    Ok(EvolveStats {
+        steps: st.steps,
+        rejected: st.rejected,
+        rhs_evals: st.rhs_evals,
+        max_trace_error: max_tr,
+        max_hermiticity_error: max_herm,
+        hermitian_storage: false,
+    })
+}
+
+/// Upper envelope of the measured peak resident memory of [`steady_state`] over
+/// (real unknowns)^1.6, bytes (see [`steady_state_memory_estimate`]).
+pub const FILL_PER_UNKNOWN_POW: f64 = 64.0;
+
+/// Estimated peak memory (bytes) of [`steady_state`] for `model`. Peak resident memory
+/// measured with faer 0.22 on seed 000's model (2-core EPYC), against the real unknowns nu:
+/// general layout N = 30 (nu = 5,456): 51 MB, N = 54 (29,260): 703 MB; parity layout N = 54
+/// (15,022): 217 MB, N = 100 (89,726): 3.59 GB. That is bytes ~ 45-53 nu^1.56 (the LU fill
+/// of a 3-D lattice under COLAMD); the estimate 64 nu^1.6 is an upper envelope that
+/// over-predicts growth slightly (1.3x at N = 54, 1.5x at N = 100).
+pub fn steady_state_memory_estimate(model: &Model) -> f64 {
+    let parity = has_parity(model);
+    let nu: f64 = crate::basis::two_js(model.n)
+        .iter()
+        .map(|&t| {
+            let d = (t + 1) as f64;
+            if parity { d * (d + 1.0) / 2.0 } else { d * d }
+        })
+        .sum();
+    FILL_PER_UNKNOWN_POW * nu.powf(1.6) + 64.0 * 16.0 * block_elements(model.n) as f64
+}
+
+/// True when the model's Hamiltonian is the drive alone (omega0 = chi = chi_z = 0): then, in the
+/// phi = 0 frame, the steady state obeys rho = U conj(rho) U^dag with U = e^{i pi Jz}
+/// (module doc), i.e. (R_j)_rc is real for even c - r and imaginary for odd.
+fn has_parity(model: &Model) -> bool {
+    model.omega0 == 0.0 && model.chi == 0.0 && model.chi_z == 0.0
+}
+
+/// The steady state of a model with single-atom rates: sum_j tr R_j = 1, L rho = 0, every
+/// block Hermitian, with a report of its accuracy (module doc for the method). Refuses
+/// collective-only models (their steady state is not unique in the block space; the
+/// collective solver [`super::master::steady_state`] gives the one of the symmetric subspace) and
+/// problems above the memory limit, before allocating.
+pub fn steady_state(model: &Model) -> Result<(BlockState, SteadyStats), SolverError> {
+    steady_state_with(model, has_parity(model))
+}
+
+/// [`steady_state`] with the parity layout on or off (`parity` must only be set when
+/// [`has_parity`] holds).
+fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyStats), SolverError> {
+    if model.is_collective() {
+        return Err(SolverError::Unsupported {
+            solver: "blocks",
+            message: "every single-atom rate is 0, so J^2 is conserved and each block R_j has its own \
+                      steady state (not unique); use the collective solver (master) for the j = N/2 one"
+                .to_string(),
+        });
+    }
+    let nb = block_elements(model.n);
+    check_memory(
+        format!(
+            "sparse LU of the {nb} x {nb} real block Liouvillian (N = {}), estimated fill included",
+            model.n
+        ),
+        steady_state_memory_estimate(model),
+    )?;
+    let op = BlockOp::new(model, false);
+    debug_assert_eq!(op.len(), nb);
+    // Scale of the trace row: 1-norm of the equation it replaces.
+    let mut terms = Vec::new();
+    op.couplings(0, 0, 0, &mut terms);
+    let s = terms
+        .iter()
+        .map(|t| t.3.norm())
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE.sqrt());
+    let csr = assemble_hermitian_blocks(&op.dims, s, parity, |b, r, c, t| op.couplings(b, r, c, t));
+    let nnz = csr.2.len();
+    let unknowns = csr.0.len() - 1;
+    let unpack = |x: &[f64]| -> BlockState {
+        let mut st = BlockState::zeros(model.n);
+        let mut base = 0;
+        for (b, &d) in op.dims.iter().enumerate() {
+            let o = op.offsets[b];
+            let mut p = base; // packed upper triangle, row by row (parity layout)
+            for r in 0..d {
+                for c in r..d {
+                    let v = if parity {
+                        let x = x[p];
+                        p += 1;
+                        if (c - r) % 2 == 0 {
+                            c64::new(x, 0.0)
+                        } else {
+                            c64::new(0.0, x)
+                        }
+                    } else if c == r {
+                        c64::new(x[base + hidx(d, r, r)], 0.0)
+                    } else {
+                        let i = base + hidx(d, r, c);
+                        c64::new(x[i], x[i + 1])
+                    };
+                    st.data[o + r * d + c] = v;
+                    st.data[o + c * d + r] = v.conj();
+                }
+            }
+            base += if parity { d * (d + 1) / 2 } else { d * d };
+        }
+        st
+    };
+    let residual_of = |st: &BlockState| {
+        let mut l = vec![c64::new(0.0, 0.0); nb];
+        op.apply::<false>(&st.data, &mut l);
+        l.iter().map(|z| z.norm()).fold(0.0, f64::max)
+    };
+    let (x, residual_unrefined, refinement_steps) = solve_refined(&csr, s, |x| residual_of(&unpack(x)))?;
+    drop(csr);
+    let mut st = unpack(&x);
+    // Residual in the phi = 0 frame: the gauge multiplies each element by a phase, so it has
+    // the same size in the model's frame.
+    let residual = residual_of(&st);
+    to_frame(&mut st.data, &op.dims, &op.offsets, model.phi, true);
+    let trace_error = (st.trace() - 1.0).norm();
+    let hermiticity_error = st.hermiticity_error();
+    Ok((
+        st,
+        SteadyStats {
+            unknowns,
+            nnz,
+            trace_error,
+            hermiticity_error,
+            residual,
+            residual_unrefined,
+            refinement_steps,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parity layout (half the unknowns) gives the same steady state as the general one,
+    /// and the general solution does have the parity: (R_j)_rc real for even c - r, imaginary
+    /// for odd (to rounding, 1e-15 on elements <= 1). Seed 000-like model with gamma_up and
+    /// gamma_phi on as well, phi != 0 (the parity holds in the phi = 0 frame: compared there).
+    #[test]
+    fn parity_layout_matches_general_layout() {
+        let model = Model {
+            n: 9,
+            drive: 2.3,
+            gamma_coll: 0.8,
+            pump_coll: 0.1,
+            dephase_coll: 0.2,
+            gamma_down: 0.5,
+            gamma_up: 0.15,
+            gamma_phi: 0.3,
+            ..Default::default()
+        };
+        assert!(has_parity(&model));
+        let (a, sa) = steady_state_with(&model, true).unwrap();
+        let (b, sb) = steady_state_with(&model, false).unwrap();
+        // sum_j d(d+1)/2 real unknowns against sum_j d^2.
+        let sum_d: usize = (0..a.num_blocks()).map(|k| a.dim(k)).sum();
+        assert_eq!(2 * sa.unknowns, sb.unknowns + sum_d);
+        assert!(sa.residual < 1e-13 && sb.residual < 1e-13, "{sa:?} {sb:?}");
+        let d = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).norm())
+            .fold(0.0, f64::max);
+        assert!(d < 1e-13, "parity vs general: {d:e}");
+        for blk in 0..b.num_blocks() {
+            let dim = b.dim(blk);
+            for r in 0..dim {
+                for c in 0..dim {
+                    let v = b.block(blk)[r * dim + c];
+                    let off = if (c + r) % 2 == 0 { v.im } else { v.re };
+                    assert!(off.abs() < 1e-15, "block {blk} ({r},{c}) = {v}");
+                }
+            }
+        }
+    }
+}
