@@ -837,6 +837,16 @@ fn run_trajectories(
         };
     match choice {
         BackendChoice::Cpu => cpu("requested".into()),
+        // Refused before any device is opened, so the message names the rates on any machine.
+        BackendChoice::Gpu if !model.is_collective() => Err(SolverError::Unsupported {
+            solver: "trajectories",
+            message: format!(
+                "the model has single-atom rates {}: its trajectories change irrep at jumps, which \
+                 runs on the CPU only in this version (--backend cpu or auto)",
+                model.individual_terms().join(", ")
+            ),
+        }
+        .into()),
         BackendChoice::Gpu => gpu(explicit_context(provided)?, "requested".into()),
         BackendChoice::Auto if !model.is_collective() => cpu(format!(
             "auto: single-atom rates ({}) need irrep-changing trajectories, CPU only in this version",

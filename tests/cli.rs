@@ -109,11 +109,14 @@ fn errors_are_messages_not_panics() {
         ),
         (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
         (&["run", "no/such/file.toml"], "no/such/file.toml"),
-        // Single-atom rates: trajectories are collective-only in this version ...
+        // Single-atom rates: the GPU trajectory kernel keeps one irrep (irrep-changing
+        // trajectories are CPU only in this version) ...
         (
             &[
                 "run",
                 "scenarios/exchange_trajectories.toml",
+                "--backend",
+                "gpu",
                 "--set",
                 "gamma_down=0.1",
                 "--set",
