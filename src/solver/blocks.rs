@@ -39,6 +39,11 @@
 //! jumps keep q = c - r; only the drive changes q (by 1), and the Liouvillian couples block j
 //! to j +- 1 only.
 //!
+//! These coefficients (PHYSICS.md sec. 3 as written) are checked against the full 2^N
+//! Lindbladian with every term of the model on at random rates, N = 2..6
+//! (`tests/blocks_bruteforce.rs`: 2e-13 in <J>, <Jz^2>, <J+J->, <J^2> over time); no correction
+//! to sec. 3 was needed.
+//!
 //! The drive phase is a gauge, as in [`super::master`]: U = exp(-i phi Jz) commutes with every
 //! single-atom dissipator's sum over atoms, and the inflow shifts r and c together, so the
 //! factor e^{i phi (r - c)} of each element is the same in the source and the target block.
@@ -46,11 +51,13 @@
 //!
 //! # Time evolution
 //!
-//! Dormand-Prince 5(4) ([`super::ode`]) on all blocks as one flat complex vector; the
-//! Liouvillian runs block-parallel (rayon; blocks above 128 levels split their rows again in
-//! the collective stencil). Full (not Hermitian-packed) storage: simplest correct form, it
-//! also takes non-Hermitian initial operators. Memory: 10 work vectors of sum_j (2j+1)^2 ~ N^3/6
-//! complex numbers (N = 200: 1.35e6 elements, 216 MB).
+//! Dormand-Prince 5(4) ([`super::ode`]) on all blocks as one flat vector; the Liouvillian
+//! runs block-parallel (rayon; large blocks split their rows again in the collective
+//! stencil). Hermitian initial blocks (every physical state) are integrated as their upper
+//! triangles in split re/im planes with the collective solver's packed kernel per block
+//! (the inflow maps upper triangles onto upper triangles); anything else takes the full
+//! complex storage. Memory: 10 work vectors of sum_j (2j+1)^2 ~ N^3/6 complex numbers at most
+//! (N = 200: 1.37e6 elements, 220 MB; about half with packed storage).
 //!
 //! # Steady state
 //!
@@ -70,7 +77,7 @@
 //! tridiagonal with dense Schur complements of ~N^2/2 unknowns per q (O(N^7) work); ordering by
 //! j likewise with (N+1)^2-sized dense blocks; and a hand-made nested dissection of the (r, c)
 //! grid already lost to COLAMD in the collective solver ([`super::master`]). Measured (seed
-//! 000, parity layout below): N = 54 0.75 s, 217 MB; N = 100 31 s, 3.6 GB; the work grows
+//! 000, parity layout below): N = 54 0.6-0.75 s, 217 MB; N = 100 25-31 s, 3.6 GB; the work grows
 //! like nu^2 and the memory like nu^1.56 in the number of unknowns nu (BENCHMARKS.md).
 //! Populations are not made exactly conservative in floating point as in the collective solver
 //! (the rates of one level now flow into three blocks): the refinement brings the residual to
@@ -93,8 +100,8 @@ use crate::basis::{Irrep, individual_weights};
 use crate::error::SolverError;
 use crate::model::Model;
 use crate::solver::master::{
-    Coeffs, Coupling, EvolveStats, SteadyStats, StencilRates, apply_full, assemble_hermitian_blocks,
-    check_memory, gauge, hidx, solve_refined,
+    Coeffs, Coupling, EvolveStats, SteadyStats, StencilRates, apply_full, apply_packed_split,
+    assemble_hermitian_blocks, check_memory, gauge, hidx, packed_len, packed_offset, solve_refined,
 };
 use crate::solver::ode::{self, OdeOptions};
 use crate::state::BlockState;
@@ -238,6 +245,62 @@ impl BlockOp {
         });
     }
 
+    /// Start of block b in the packed Hermitian layout: each block is its upper triangle
+    /// (P = d(d+1)/2 elements) as `[re (P) | im (P)]`, the blocks one after the other.
+    fn packed_offsets(&self) -> Vec<usize> {
+        let mut v = Vec::with_capacity(self.dims.len() + 1);
+        let mut o = 0;
+        for &d in &self.dims {
+            v.push(o);
+            o += 2 * packed_len(d);
+        }
+        v.push(o);
+        v
+    }
+
+    /// out = L y (phi = 0 frame) on Hermitian blocks in the packed layout: the collective
+    /// stencil per block ([`apply_packed_split`]) plus the inflow, which maps upper triangles
+    /// onto upper triangles (r and c shift together).
+    fn apply_packed(&self, poff: &[usize], y: &[f64], out: &mut [f64]) {
+        let mut outs: Vec<(usize, &mut [f64])> = Vec::with_capacity(self.dims.len());
+        let mut rest = out;
+        for b in 0..self.dims.len() {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(poff[b + 1] - poff[b]);
+            outs.push((b, head));
+            rest = tail;
+        }
+        outs.into_par_iter().for_each(|(b, o)| {
+            apply_packed_split(&self.co[b], &y[poff[b]..poff[b + 1]], o);
+            let d = self.dims[b];
+            let p = packed_len(d);
+            let (ore, oim) = o.split_at_mut(p);
+            for t in &self.inflow[b] {
+                let ds = self.dims[t.src];
+                let ps = packed_len(ds);
+                let (sre, sim) = y[poff[t.src]..poff[t.src + 1]].split_at(ps);
+                let s = t.shift;
+                let lo = (-s).max(0) as usize;
+                let hi = (d as isize).min(ds as isize - s).max(0) as usize;
+                for r in lo..hi {
+                    let rs = (r as isize + s) as usize;
+                    let cr = t.coef[rs];
+                    if cr == 0.0 {
+                        continue;
+                    }
+                    // columns c = r..hi of row r, sources c + s = rs..: contiguous in both
+                    let len = hi - r;
+                    let (io, is) = (packed_offset(d, r), packed_offset(ds, rs));
+                    let cc = &t.coef[rs..rs + len];
+                    for (k, &cf) in cc.iter().enumerate() {
+                        let w = cr * cf;
+                        ore[io + k] += w * sre[is + k];
+                        oim[io + k] += w * sim[is + k];
+                    }
+                }
+            }
+        });
+    }
+
     /// The complex equation of element (r, c) of block b (for the sparse assembly).
     fn couplings(&self, b: usize, r: usize, c: usize, terms: &mut Vec<Coupling>) {
         let n = self.dims[b] as isize;
@@ -339,6 +402,55 @@ pub fn evolve(
     to_frame(&mut y0, &op.dims, &op.offsets, model.phi, false);
     let mut out = rho0.clone();
     let (mut max_tr, mut max_herm) = (0.0f64, 0.0f64);
+    let scale = rho0.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
+    if rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300) {
+        // Hermitian blocks: integrate the upper triangles only (half the work and memory;
+        // the result is Hermitian to the last bit), as in the collective solver.
+        let poff = op.packed_offsets();
+        let mut yp = vec![0.0; poff[op.dims.len()]];
+        for (b, &d) in op.dims.iter().enumerate() {
+            let (o, p) = (op.offsets[b], packed_len(d));
+            for r in 0..d {
+                for c in r..d {
+                    let v = 0.5 * (y0[o + r * d + c] + y0[o + c * d + r].conj());
+                    let i = poff[b] + packed_offset(d, r) + c - r;
+                    yp[i] = v.re;
+                    yp[i + p] = if c == r { 0.0 } else { v.im };
+                }
+            }
+        }
+        drop(y0);
+        let st = ode::integrate_real(
+            |_t, y: &[f64], dy: &mut [f64]| op.apply_packed(&poff, y, dy),
+            &yp,
+            times,
+            opts,
+            |i, t, y| {
+                for (b, &d) in op.dims.iter().enumerate() {
+                    let (o, p) = (op.offsets[b], packed_len(d));
+                    for r in 0..d {
+                        for c in r..d {
+                            let k = poff[b] + packed_offset(d, r) + c - r;
+                            let v = c64::new(y[k], y[k + p]);
+                            out.data[o + r * d + c] = v;
+                            out.data[o + c * d + r] = v.conj();
+                        }
+                    }
+                }
+                to_frame(&mut out.data, &op.dims, &op.offsets, model.phi, true);
+                max_tr = max_tr.max((out.trace() - tr0).norm());
+                on_save(i, t, &out);
+            },
+        )?;
+        return Ok(EvolveStats {
+            steps: st.steps,
+            rejected: st.rejected,
+            rhs_evals: st.rhs_evals,
+            max_trace_error: max_tr,
+            max_hermiticity_error: 0.0,
+            hermitian_storage: true,
+        });
+    }
     let st = ode::integrate(
         |_t, y: &[c64], dy: &mut [c64]| op.apply::<false>(y, dy),
         &y0,
@@ -493,6 +605,75 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The packed Hermitian apply equals the full complex apply on random Hermitian blocks
+    /// (all terms on, every individual channel, phi = 0 frame), to rounding (1e-13 of |L|).
+    #[test]
+    fn packed_apply_matches_full_apply() {
+        for n in [1usize, 4, 7] {
+            let model = Model {
+                n,
+                omega0: 0.4,
+                drive: 1.7,
+                chi: 0.3,
+                chi_z: -0.2,
+                gamma_coll: 0.8,
+                pump_coll: 0.2,
+                dephase_coll: 0.3,
+                gamma_down: 0.6,
+                gamma_up: 0.25,
+                gamma_phi: 0.35,
+                ..Default::default()
+            };
+            let op = BlockOp::new(&model, false);
+            let poff = op.packed_offsets();
+            let mut st = BlockState::zeros(n);
+            let mut seed = 0x1234_5678_9abc_def0u64 + n as u64;
+            let mut rnd = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            };
+            let mut yp = vec![0.0; poff[op.dims.len()]];
+            for (b, &d) in op.dims.iter().enumerate() {
+                let (o, p) = (op.offsets[b], packed_len(d));
+                for r in 0..d {
+                    for c in r..d {
+                        let v = if r == c {
+                            c64::new(rnd(), 0.0)
+                        } else {
+                            c64::new(rnd(), rnd())
+                        };
+                        st.data[o + r * d + c] = v;
+                        st.data[o + c * d + r] = v.conj();
+                        let i = poff[b] + packed_offset(d, r) + c - r;
+                        yp[i] = v.re;
+                        yp[i + p] = v.im;
+                    }
+                }
+            }
+            let mut full = vec![c64::new(0.0, 0.0); st.data.len()];
+            op.apply::<false>(&st.data, &mut full);
+            let mut packed = vec![0.0; yp.len()];
+            op.apply_packed(&poff, &yp, &mut packed);
+            let scale = full.iter().map(|z| z.norm()).fold(0.0, f64::max);
+            for (b, &d) in op.dims.iter().enumerate() {
+                let (o, p) = (op.offsets[b], packed_len(d));
+                for r in 0..d {
+                    for c in r..d {
+                        let i = poff[b] + packed_offset(d, r) + c - r;
+                        let v = c64::new(packed[i], packed[i + p]);
+                        let w = full[o + r * d + c];
+                        assert!(
+                            (v - w).norm() <= 1e-13 * scale,
+                            "N={n} block {b} ({r},{c}): {v} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The parity layout (half the unknowns) gives the same steady state as the general one,
     /// and the general solution does have the parity: (R_j)_rc real for even c - r, imaginary

@@ -421,12 +421,12 @@ pub(crate) fn apply_full<const PHASED: bool>(co: &Coeffs, rho: &[c64], out: &mut
 
 /// Offset of row r in the packed upper triangle (row r holds columns r..n).
 #[inline]
-fn packed_offset(n: usize, r: usize) -> usize {
+pub(crate) fn packed_offset(n: usize, r: usize) -> usize {
     r * n - r * r.saturating_sub(1) / 2
 }
 
 /// Number of elements of the packed upper triangle.
-fn packed_len(n: usize) -> usize {
+pub(crate) fn packed_len(n: usize) -> usize {
     n * (n + 1) / 2
 }
 
@@ -682,7 +682,7 @@ multiversion! {
 
 /// L rho (phi = 0 frame) on a Hermitian matrix stored as its packed upper triangle in split
 /// planes: `y = [re (P) | im (P)]`, P = n(n+1)/2; output likewise.
-fn apply_packed_split(co: &Coeffs, y: &[f64], out: &mut [f64]) {
+pub(crate) fn apply_packed_split(co: &Coeffs, y: &[f64], out: &mut [f64]) {
     let n = co.n;
     let p = packed_len(n);
     let (re, im) = y.split_at(p);
