@@ -380,45 +380,67 @@ pub fn execute_on(
                 rows.push(full);
             }
             if !ens.trajectories.is_empty() {
+                // Per single trajectory, besides the recorded moments: its own squeezing xi^2
+                // and effective atom number N_eff = 2 sqrt(1/4 + j(j+1)) - 1 = 2j (seed 002
+                // Fig. 2c plots both along single trajectories).
+                let kj = trajectory::OBS_NAMES.iter().position(|n| *n == "J2").unwrap_or(0);
+                let kz = trajectory::OBS_NAMES.iter().position(|n| *n == "Jz").unwrap_or(0);
+                let derived: Vec<Vec<[f64; 2]>> = ens
+                    .trajectories
+                    .iter()
+                    .map(|tr| {
+                        tr.values
+                            .iter()
+                            .map(|v| [trajectory::moments_of(v, p.model.n).xi2(), observe::n_eff(v[kj])])
+                            .collect()
+                    })
+                    .collect();
                 let mut h = vec!["traj".to_string(), "t".to_string()];
                 h.extend(trajectory::OBS_NAMES.iter().map(|s| s.to_string()));
+                h.extend(["xi2".to_string(), "N_eff".to_string()]);
                 let mut w = CsvWriter::create(&dir.join("trajectories.csv"), &h)?;
-                for tr in &ens.trajectories {
+                for (tr, d) in ens.trajectories.iter().zip(&derived) {
                     for (i, v) in tr.values.iter().enumerate() {
                         let mut r = vec![tr.index as f64, times[i]];
                         r.extend(v.iter());
+                        r.extend(d[i]);
                         w.row(&r)?;
                     }
                 }
                 files.push("trajectories.csv".into());
                 if sc.plot {
-                    // The single trajectories themselves (seed 000 Fig. 4, seed 002 Fig. 2c):
-                    // <Jz>(t) and j(j+1)(t) of each, one line per trajectory.
-                    let col = |k: &str| trajectory::OBS_NAMES.iter().position(|n| *n == k).unwrap_or(0);
-                    let (kz, kj) = (col("Jz"), col("J2"));
+                    // The single trajectories themselves (seed 000 Fig. 4, seed 002 Fig. 2c),
+                    // one line per trajectory.
                     let names: Vec<String> = ens
                         .trajectories
                         .iter()
                         .map(|tr| format!("#{}", tr.index))
                         .collect();
-                    let values = |k: usize| -> Vec<Vec<f64>> {
-                        ens.trajectories
-                            .iter()
-                            .map(|tr| tr.values.iter().map(|v| v[k]).collect())
-                            .collect()
-                    };
-                    let (vz, vj) = (values(kz), values(kj));
-                    let (sz, sj): (Vec<plot::Series>, Vec<plot::Series>) = names
+                    let jz: Vec<Vec<f64>> = ens
+                        .trajectories
                         .iter()
-                        .zip(vz.iter().zip(&vj))
-                        .map(|(name, (z, j))| (plot::Series { name, y: z }, plot::Series { name, y: j }))
-                        .unzip();
+                        .map(|tr| tr.values.iter().map(|v| v[kz]).collect())
+                        .collect();
+                    let pick = |k: usize| -> Vec<Vec<f64>> {
+                        derived.iter().map(|d| d.iter().map(|x| x[k]).collect()).collect()
+                    };
+                    let (xi, ne) = (pick(0), pick(1));
+                    fn mk<'a>(v: &'a [Vec<f64>], names: &'a [String]) -> Vec<plot::Series<'a>> {
+                        v.iter()
+                            .zip(names)
+                            .map(|(y, name)| plot::Series { name, y })
+                            .collect()
+                    }
                     plot::line_plot(
                         &dir.join("trajectories.png"),
                         &format!("single trajectories  {}", sc.title),
                         "t",
                         times,
-                        &[("<Jz>", sz), ("j(j+1)", sj)],
+                        &[
+                            ("<Jz>", mk(&jz, &names)),
+                            ("xi^2", mk(&xi, &names)),
+                            ("N_eff", mk(&ne, &names)),
+                        ],
                     )?;
                     files.push("trajectories.png".into());
                 }

@@ -390,3 +390,43 @@ fn single_atom_rates_run_on_the_block_solver() {
     assert_eq!(row.len(), 1 + 19);
     assert!((row[1..].iter().sum::<f64>() - 1.0).abs() < 1e-12);
 }
+
+/// The shipped seed 000 Fig. 4 scenario, shortened: irrep-changing trajectories (single-atom
+/// decay) run on the default backend, write the single trajectories with their own xi2 and
+/// N_eff, and leave j = N/2 (N_eff < N at the end for some trajectory: the single-atom
+/// channels fire; with gamma_F = 1/11 and 8 trajectories to t = 60 the chance that none does
+/// is negligible, and the seed is fixed).
+#[test]
+fn switching_trajectories_change_irrep_and_write_single_trajectories() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bt");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/bistability_trajectories.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "task.t_end=60",
+        "--set",
+        "task.n_times=61",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (h, rows) = read_csv(&out.join("trajectories.csv"));
+    let col = |name: &str| {
+        h.iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let (neff, xi2, jz) = (col("N_eff"), col("xi2"), col("Jz"));
+    assert_eq!(rows.len(), 8 * 61);
+    assert!(
+        rows.iter()
+            .all(|r| r[neff] <= 18.0 + 1e-9 && r[neff] >= 0.0 && r[jz].abs() <= 9.0 + 1e-9)
+    );
+    assert!(rows.iter().all(|r| r[xi2] > 0.0));
+    assert!(rows.iter().any(|r| r[neff] < 17.5), "no trajectory left j = N/2");
+    assert!(out.join("trajectories.png").exists());
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(res["backend"]["name"], "cpu");
+}
