@@ -354,6 +354,7 @@ pub fn execute_on(
                 dt: *dt,
                 cfl: cfl.unwrap_or(trajectory::DEFAULT_CFL),
                 save_trajectories: *save_trajectories,
+                pm: sc.observables.pm,
                 ..TrajectoryOptions::default()
             };
             progress.start(1, "trajectories");
@@ -378,6 +379,21 @@ pub fn execute_on(
                 full.extend(ens.se.iter().map(|se| se[i]));
                 csv.row(&full)?;
                 rows.push(full);
+            }
+            if !ens.pm_mean.is_empty() {
+                // P_m over the ensemble (summed over irreps), then its standard errors.
+                let n = p.model.n;
+                let j = n as f64 / 2.0;
+                let mut h = vec!["t".to_string()];
+                h.extend((0..=n).map(|k| format!("P({})", k as f64 - j)));
+                h.extend((0..=n).map(|k| format!("P({})_se", k as f64 - j)));
+                let mut w = CsvWriter::create(&dir.join("pm.csv"), &h)?;
+                for (i, t) in times.iter().enumerate() {
+                    let mut r = vec![*t];
+                    r.extend(&ens.pm_mean[i]);
+                    r.extend(&ens.pm_se[i]);
+                    w.row(&r)?;
+                }
             }
             if !ens.trajectories.is_empty() {
                 // Per single trajectory, besides the recorded moments: its own squeezing xi^2

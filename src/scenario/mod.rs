@@ -557,15 +557,11 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
                  (not purity, lambda_max, fidelity); the moments' standard errors are always written",
             ));
         }
-        if scenario.observables.pm || scenario.observables.husimi.is_some() {
+        if scenario.observables.husimi.is_some() {
             return Err(InputError::invalid(
-                if scenario.observables.pm {
-                    "observables.pm"
-                } else {
-                    "observables.husimi"
-                },
+                "observables.husimi",
                 "(given)",
-                "no P_m or Husimi output for kind = \"trajectories\" in this version",
+                "no Husimi output for kind = \"trajectories\" in this version (P_m is: observables.pm)",
             ));
         }
     }

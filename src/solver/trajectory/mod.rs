@@ -214,6 +214,9 @@ pub struct TrajectoryOptions {
     pub cfl: f64,
     /// Keep the records of the first this many trajectories in the result.
     pub save_trajectories: usize,
+    /// Also accumulate the magnetisation distribution P_m (summed over irreps) at every save,
+    /// with its standard errors (CPU only in this version).
+    pub pm: bool,
     /// Invocations per trajectory on the GPU, and hence the order of every sum over levels
     /// on both backends (a power of two, 1..=256). 0: [`default_lanes`] on the GPU,
     /// [`CPU_LANES`] on the CPU (so by default the two backends differ by rounding only; set
@@ -231,6 +234,7 @@ impl Default for TrajectoryOptions {
             dt: None,
             cfl: DEFAULT_CFL,
             save_trajectories: 0,
+            pm: false,
             lanes: 0,
         }
     }
@@ -285,6 +289,10 @@ pub struct EnsembleResult {
     pub xi2: Vec<f64>,
     /// The first `save_trajectories` trajectories.
     pub trajectories: Vec<SingleTrajectory>,
+    /// With [`TrajectoryOptions::pm`]: `pm_mean[t][m + N/2]` = P_m at `times[t]` (the mean
+    /// over trajectories of |<j,m|psi>|^2) and its standard error `pm_se`; empty otherwise.
+    pub pm_mean: Vec<Vec<f64>>,
+    pub pm_se: Vec<Vec<f64>>,
     /// Wall-clock seconds of the ensemble (kernels + reduction).
     pub wall_s: f64,
 }
@@ -335,6 +343,7 @@ pub struct Plan {
     pub first_traj: u64,
     pub ntraj: u64,
     pub save_trajectories: usize,
+    pub pm: bool,
     pub times: Vec<f64>,
     /// Step size of each set, and (set, steps) per save interval.
     pub set_steps: Vec<f64>,
@@ -502,6 +511,7 @@ impl Plan {
             first_traj: opts.first_traj,
             ntraj: opts.ntraj,
             save_trajectories: opts.save_trajectories,
+            pm: opts.pm,
             times: times.to_vec(),
             set_steps,
             intervals,
@@ -710,6 +720,9 @@ pub struct Accumulator {
     s2: Vec<[f64; N_OBS]>,
     keep: usize,
     kept: Vec<SingleTrajectory>,
+    /// Sums of the populations and of their squares, `[save * (N + 1) + m + N/2]`.
+    pm_s1: Vec<f64>,
+    pm_s2: Vec<f64>,
 }
 
 impl Accumulator {
@@ -722,11 +735,55 @@ impl Accumulator {
             s2: vec![[0.0; N_OBS]; nsave],
             keep,
             kept: Vec::new(),
+            pm_s1: Vec::new(),
+            pm_s2: Vec::new(),
         }
     }
 
     /// Add trajectory `index` from its records (`nsave * RECORD_LEN` numbers, any precision
     /// already widened to f64).
+    /// Add one trajectory's populations (`nsave * (N + 1)` numbers), any order relative to
+    /// [`Accumulator::push`].
+    pub fn push_pm(&mut self, pm: &[f64]) {
+        if self.pm_s1.is_empty() {
+            self.pm_s1 = vec![0.0; pm.len()];
+            self.pm_s2 = vec![0.0; pm.len()];
+        }
+        for ((a, b), &p) in self.pm_s1.iter_mut().zip(self.pm_s2.iter_mut()).zip(pm) {
+            *a += p;
+            *b += p * p;
+        }
+    }
+
+    /// Means and standard errors of P_m per save (empty without [`Accumulator::push_pm`]).
+    fn pm_stats(&self) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        if self.pm_s1.is_empty() || self.nsave == 0 {
+            return (Vec::new(), Vec::new());
+        }
+        let n = self.count as f64;
+        let npm = self.pm_s1.len() / self.nsave;
+        let mut mean = Vec::with_capacity(self.nsave);
+        let mut se = Vec::with_capacity(self.nsave);
+        for t in 0..self.nsave {
+            let r = t * npm..(t + 1) * npm;
+            let m: Vec<f64> = self.pm_s1[r.clone()].iter().map(|s| s / n).collect();
+            let e = self.pm_s2[r]
+                .iter()
+                .zip(&m)
+                .map(|(s2, mu)| {
+                    if self.count > 1 {
+                        (((s2 - n * mu * mu) / (n - 1.0)).max(0.0) / n).sqrt()
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect();
+            mean.push(m);
+            se.push(e);
+        }
+        (mean, se)
+    }
+
     pub fn push(&mut self, index: u64, records: &[f64]) {
         debug_assert_eq!(records.len(), self.nsave * RECORD_LEN);
         let first = self.count == 0;
@@ -782,8 +839,8 @@ const CPU_BATCH: u64 = 1024;
 /// trajectory-major (`count * n_saves * RECORD_LEN`).
 pub fn cpu_records(plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
     match plan.precision {
-        Precision::F32 => cpu_records_t(&Twins::<f32>::new(plan), plan, offset, count),
-        Precision::F64 => cpu_records_t(&Twins::<f64>::new(plan), plan, offset, count),
+        Precision::F32 => cpu_records_t(&Twins::<f32>::new(plan), plan, offset, count).0,
+        Precision::F64 => cpu_records_t(&Twins::<f64>::new(plan), plan, offset, count).0,
     }
 }
 
@@ -814,26 +871,41 @@ impl<'p, T: Real> Twins<'p, T> {
         self.lower[((n - two_j) / 2 - 1) as usize].get_or_init(|| Twin::new(self.plan.inputs_for(two_j)))
     }
 
-    fn run(&self, traj: u64, out: &mut [T]) {
-        if self.plan.individual {
-            self.top.run_with(&|tj| self.get(tj), traj, out);
+    fn run(&self, traj: u64, out: &mut [T], pm: Option<&mut [T]>) {
+        if self.plan.individual || pm.is_some() {
+            self.top.run_with(&|tj| self.get(tj), traj, out, pm);
         } else {
             self.top.run(traj, out);
         }
     }
 }
 
-fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
+/// Records (and, with `plan.pm`, populations `n_saves * (N + 1)` per trajectory; else empty)
+/// of trajectories `plan.first_traj + offset ..+ count`, in f64, trajectory-major.
+fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u64) -> (Vec<f64>, Vec<f64>) {
     let len = plan.n_saves() * RECORD_LEN;
-    let per: Vec<Vec<T>> = (0..count)
+    let npm = if plan.pm {
+        plan.n_saves() * (plan.n_atoms + 1)
+    } else {
+        0
+    };
+    let per: Vec<(Vec<T>, Vec<T>)> = (0..count)
         .into_par_iter()
         .map(|i| {
             let mut out = vec![T::ZERO; len];
-            tw.run(plan.first_traj + offset + i, &mut out);
-            out
+            let mut pm = vec![T::ZERO; npm];
+            let pm_slot = if plan.pm { Some(pm.as_mut_slice()) } else { None };
+            tw.run(plan.first_traj + offset + i, &mut out, pm_slot);
+            (out, pm)
         })
         .collect();
-    per.into_iter().flatten().map(T::to_f64).collect()
+    let mut rec = Vec::with_capacity(per.len() * len);
+    let mut pms = Vec::with_capacity(per.len() * npm);
+    for (r, p) in per {
+        rec.extend(r.into_iter().map(T::to_f64));
+        pms.extend(p.into_iter().map(T::to_f64));
+    }
+    (rec, pms)
 }
 
 /// Run the ensemble on the CPU (rayon over trajectories).
@@ -864,9 +936,14 @@ fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) {
     let mut done = 0;
     while done < plan.ntraj {
         let count = CPU_BATCH.min(plan.ntraj - done);
-        let rec = cpu_records_t(&tw, plan, done, count);
+        let (rec, pm) = cpu_records_t(&tw, plan, done, count);
         for (i, r) in rec.chunks_exact(len).enumerate() {
             acc.push(plan.first_traj + done + i as u64, r);
+        }
+        if plan.pm {
+            for p in pm.chunks_exact(plan.n_saves() * (plan.n_atoms + 1)) {
+                acc.push_pm(p);
+            }
         }
         done += count;
     }
@@ -879,6 +956,7 @@ fn finish(
     device: String,
     start: std::time::Instant,
 ) -> EnsembleResult {
+    let (pm_mean, pm_se) = acc.pm_stats();
     let (mean, se, xi2, trajectories) = acc.finish(plan.n_atoms);
     EnsembleResult {
         times: plan.times.clone(),
@@ -896,6 +974,8 @@ fn finish(
         se,
         xi2,
         trajectories,
+        pm_mean,
+        pm_se,
         wall_s: start.elapsed().as_secs_f64(),
     }
 }
@@ -910,6 +990,14 @@ pub fn run_gpu(
 ) -> Result<EnsembleResult, TrajectoryError> {
     let start = std::time::Instant::now();
     let plan = Plan::new(model, psi0, times, opts)?;
+    if plan.pm {
+        return Err(unsupported(
+            "P_m from trajectories (observables.pm) is accumulated on the CPU only in this version \
+             (--backend cpu)"
+                .into(),
+        )
+        .into());
+    }
     if plan.individual {
         return Err(unsupported(format!(
             "the model has single-atom rates {}: these trajectories change irrep at jumps, \

@@ -764,30 +764,65 @@ impl<T: Real> Twin<T> {
     /// Run trajectory `traj` (global index) and write its `n_saves() * RECORD_LEN` record
     /// values into `out`. Uses the AVX2 build of the same code where the CPU has it.
     pub fn run(&self, traj: u64, out: &mut [T]) {
-        self.run_with(&|_| self, traj, out);
+        self.run_with(&|_| self, traj, out, None);
     }
 
     /// As [`Twin::run`] for a model with single-atom processes: `self` is the irrep of the
     /// initial state (j = N/2), `twin_of(2j)` the twin of any other irrep a jump leads to.
-    pub fn run_with<'a>(&'a self, twin_of: &dyn Fn(u32) -> &'a Twin<T>, traj: u64, out: &mut [T]) {
+    ///
+    /// `pm`, if given (`n_saves() * (N + 1)` numbers), receives the trajectory's populations
+    /// |<j, m|psi>|^2 at every save, at index `save * (N + 1) + m + N/2` (zero outside its
+    /// irrep): summed over trajectories they give P_m of the permutation-invariant state.
+    pub fn run_with<'a>(
+        &'a self,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+        traj: u64,
+        out: &mut [T],
+        pm: Option<&mut [T]>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_avx2(twin_of, traj, out) };
+            unsafe { self.run_avx2(twin_of, traj, out, pm) };
             return;
         }
-        self.run_impl(twin_of, traj, out);
+        self.run_impl(twin_of, traj, out, pm);
+    }
+
+    /// The populations of the normalised `psi` into `row` (N + 1 numbers, index m + N/2).
+    fn populations(&self, w: &Work<T>, row: &mut [T], n_atoms: usize) {
+        row.fill(T::ZERO);
+        let shift = (n_atoms - self.inp.two_j as usize) / 2;
+        for i in 0..self.inp.n_levels {
+            let (re, im) = (w.psi.re[i + 1], w.psi.im[i + 1]);
+            row[shift + i] = re * re + im * im;
+        }
     }
 
     /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn run_avx2<'a>(&'a self, twin_of: &dyn Fn(u32) -> &'a Twin<T>, traj: u64, out: &mut [T]) {
-        self.run_impl(twin_of, traj, out);
+    fn run_avx2<'a>(
+        &'a self,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+        traj: u64,
+        out: &mut [T],
+        pm: Option<&mut [T]>,
+    ) {
+        self.run_impl(twin_of, traj, out, pm);
     }
 
     #[inline(always)]
-    fn run_impl<'a>(&'a self, twin_of: &dyn Fn(u32) -> &'a Twin<T>, traj: u64, out: &mut [T]) {
+    fn run_impl<'a>(
+        &'a self,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+        traj: u64,
+        out: &mut [T],
+        mut pm: Option<&mut [T]>,
+    ) {
+        // The initial irrep is j = N/2: its 2j is N.
+        let n_atoms = self.inp.two_j as usize;
+        let npm = n_atoms + 1;
         let nsave = self.n_saves();
         assert_eq!(out.len(), nsave * RECORD_LEN, "record buffer length");
         let mut w = self.work();
@@ -802,6 +837,9 @@ impl<T: Real> Twin<T> {
         let mut b = T::draw2(&mut rng)[0];
         let mut jumps = 0u32;
         tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
+        if let Some(p) = pm.as_deref_mut() {
+            tw.populations(&w, &mut p[..npm], n_atoms);
+        }
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
             let set = set as usize;
             let h = self.inp.rp[HEAD_LEN + 2 * set];
@@ -915,6 +953,9 @@ impl<T: Real> Twin<T> {
                 &mut out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN],
                 jumps,
             );
+            if let Some(p) = pm.as_deref_mut() {
+                tw.populations(&w, &mut p[(iv + 1) * npm..(iv + 2) * npm], n_atoms);
+            }
         }
     }
 }
