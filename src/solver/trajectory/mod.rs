@@ -403,7 +403,7 @@ impl Plan {
         let (energy, gamma) = irrep_diag(model, model.n);
         let mut rate_bound = 0.0f64;
         let two_js: Vec<usize> = if individual {
-            (0..=model.n / 2).map(|i| model.n - 2 * i).collect()
+            crate::basis::two_js(model.n)
         } else {
             vec![model.n]
         };
@@ -607,26 +607,11 @@ pub fn irrep_rates(model: &Model, two_j: usize) -> ([f64; 3], [f64; 6]) {
     if model.is_collective() {
         return (coll, [0.0; 6]);
     }
-    let (a0, am, ap) = individual_weights(model.n, two_j);
+    let (a0, am, ap) = crate::basis::individual_weights(model.n, two_j);
     let (gd, gu, gp) = (model.gamma_down, model.gamma_up, 4.0 * model.gamma_phi);
     (
         [coll[0] + gd * a0, coll[1] + gu * a0, coll[2] + gp * a0],
         [gd * am, gd * ap, gu * am, gu * ap, gp * am, gp * ap],
-    )
-}
-
-/// a0, a-, a+ of PHYSICS.md sec. 3 for N atoms in irrep 2j; a channel with j = 0 in a
-/// denominator has weight 0 (its operator annihilates the j = 0 state).
-fn individual_weights(n: usize, two_j: usize) -> (f64, f64, f64) {
-    let j = two_j as f64 / 2.0;
-    let h = n as f64 / 2.0;
-    if two_j == 0 {
-        return (0.0, 0.0, h / 2.0);
-    }
-    (
-        (h + 1.0) / (2.0 * j * (j + 1.0)),
-        (h + j + 1.0) / (2.0 * j * (2.0 * j + 1.0)),
-        (h - j) / (2.0 * (j + 1.0) * (2.0 * j + 1.0)),
     )
 }
 
@@ -1125,7 +1110,7 @@ mod tests {
                 gamma_phi: 0.25,
                 ..Default::default()
             };
-            for two_j in (0..=n / 2).map(|i| n - 2 * i) {
+            for two_j in crate::basis::two_js(n) {
                 let (_, g) = irrep_diag(&model, two_j);
                 let irrep = Irrep::new(two_j);
                 for (k, &gk) in g.iter().enumerate() {
