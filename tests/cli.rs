@@ -102,29 +102,15 @@ fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
 
 #[test]
 fn errors_are_messages_not_panics() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"],
             "model.Gamma",
         ),
         (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
         (&["run", "no/such/file.toml"], "no/such/file.toml"),
-        // Single-atom rates: the GPU trajectory kernel keeps one irrep (irrep-changing
-        // trajectories are CPU only in this version) ...
-        (
-            &[
-                "run",
-                "scenarios/exchange_trajectories.toml",
-                "--backend",
-                "gpu",
-                "--set",
-                "gamma_down=0.1",
-                "--set",
-                "N=4",
-            ],
-            "gamma_down",
-        ),
-        // ... and so is the GPU batch of a scan of evolutions (refused before any device work).
+        // Single-atom rates: the GPU batch of a scan of evolutions is collective-only (refused
+        // before any device work).
         (
             &[
                 "run",

@@ -138,7 +138,7 @@ pub const LAVAPIPE_LOOP_BUDGET: u32 = 60_000;
 /// Twin of `trial_cost` in trajectory.wgsl: an upper bound of the loop iterations one trial
 /// costs an invocation (`l` level-loop iterations, `rc` iterations of a reduction).
 pub fn trial_cost(l: u32, rc: u32) -> u32 {
-    28 * l + 7 * rc + 64
+    28 * l + 9 * rc + 96
 }
 
 /// Buffers of one run that the dispatch loop touches.
@@ -375,7 +375,12 @@ impl TrajectoryGpu {
             Variant::Wg => 2 * n * 2 * r,
             Variant::St | Variant::Lane => 0,
         };
-        let table_bytes = inp.table.len() as u64 * 2 * r;
+        // The exponential tables of every irrep: the top irrep's rows and one scale per irrep
+        // and row (solver::trajectory module doc, "Exponential tables per irrep"), checked
+        // against the binding limit before anything is allocated.
+        let table = plan.kernel_table::<T>();
+        let rp = plan.kernel_rp::<T>();
+        let table_bytes = table.len() as u64 * 2 * r;
         for (what, bytes) in [
             ("trajectory records of one trajectory", rec_per_traj),
             (
@@ -422,7 +427,7 @@ impl TrajectoryGpu {
                 mapped_at_creation: false,
             })
         };
-        let table = flat(&inp.table);
+        let table = flat(&table);
         let psi0 = flat(&inp.psi0);
         let intervals: Vec<u32> = if inp.intervals.is_empty() {
             vec![0, 0] // a binding may not be empty
@@ -437,7 +442,7 @@ impl TrajectoryGpu {
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&inp.rp));
+            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&rp));
             let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
             let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
             let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
@@ -658,10 +663,10 @@ mod tests {
         assert!(lane.contains(&format!("const LANE_GROUP: u32 = {LANE_GROUP}u;")));
         let body = include_str!("../../../shaders/trajectory.wgsl");
         assert!(
-            body.contains("    return 28u * l + 7u * rc + 64u;"),
+            body.contains("    return 28u * l + 9u * rc + 96u;"),
             "trial_cost differs from the WGSL twin"
         );
-        assert_eq!(trial_cost(1, 1), 28 + 7 + 64);
+        assert_eq!(trial_cost(1, 1), 28 + 9 + 96);
         use crate::solver::trajectory as tr;
         for (name, v) in [
             ("QB", tr::QUANTUM_BITS as usize),

@@ -174,6 +174,10 @@ pub const TABLE_DEPTH: usize = QUANTUM_BITS as usize + 2;
 pub const HEAD_LEN: usize = 12;
 /// Default `cfl` (see [`TrajectoryOptions::cfl`]).
 pub const DEFAULT_CFL: f64 = 0.5;
+/// Largest |ln| of a factorised table factor (irrep scale or top-irrep entry) per step with
+/// single-atom rates: both stay inside f32's normal range with room for their product
+/// (module doc, "Exponential tables per irrep"). The default step gives at most ~cfl/2.
+pub const MAX_TABLE_EXPONENT: f64 = 40.0;
 
 /// Working precision of the trajectory kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -351,6 +355,10 @@ pub struct Plan {
     pub rate_bound: f64,
     head: [f64; HEAD_LEN],
     table: Vec<c64>,
+    /// With single-atom rates: `S_j(tau) = exp(-i (c_j - c_{N/2}) tau)`,
+    /// `c_j = (chi - i (Gamma + w)/2) j(j+1)`, at `[(set * TABLE_DEPTH + k) * n_irreps + ji]`,
+    /// `ji = (N - 2j)/2` (module doc); empty for collective models.
+    scale: Vec<c64>,
     psi0: Vec<c64>,
     model: Model,
     /// Single-atom rates: jumps change the irrep (CPU only in this version).
@@ -484,6 +492,35 @@ impl Plan {
             )));
         }
         let table = exp_table(&set_steps, &energy, &gamma);
+        // Irrep-changing models: the other irreps' tables are the top irrep's times one
+        // complex scale per irrep and table row (module doc, "Exponential tables per irrep").
+        let scale = if individual {
+            let big_j = model.n as f64 / 2.0;
+            let top = big_j * (big_j + 1.0);
+            let (de, dg): (Vec<f64>, Vec<f64>) = two_js
+                .iter()
+                .map(|&tj| {
+                    let j = tj as f64 / 2.0;
+                    let d = j * (j + 1.0) - top;
+                    (model.chi * d, (model.gamma_coll + model.pump_coll) * d)
+                })
+                .unzip();
+            // Both factors must stay far inside f32's range (e^+-87): |S| grows to
+            // exp((Gamma + w) J(J+1) h/2) at j = 0, the top table falls to exp(-max gamma h/2).
+            let hbig = set_steps.iter().cloned().fold(0.0, f64::max);
+            let gtop = gamma.iter().cloned().fold(0.0, f64::max);
+            let expo = 0.5 * hbig * gtop.max(-dg.iter().cloned().fold(0.0, f64::min));
+            if !expo.is_finite() || expo > MAX_TABLE_EXPONENT {
+                return Err(unsupported(format!(
+                    "with single-atom rates the step h = {hbig:e} is too long for the factorised \
+                     exponential tables: exp(+-{expo:.1}) per step (at most exp(+-{MAX_TABLE_EXPONENT})); \
+                     use a smaller dt or the default cfl"
+                )));
+            }
+            exp_table(&set_steps, &de, &dg)
+        } else {
+            Vec::new()
+        };
         let cm = c64::from_polar(0.5 * model.drive, -model.phi);
         let mut head = [0.0; HEAD_LEN];
         let ([g, w, gphi], _) = irrep_rates(model, model.n);
@@ -518,6 +555,7 @@ impl Plan {
             rate_bound,
             head,
             table,
+            scale,
             psi0: psi0.iter().map(|z| z * inv).collect(),
             model: *model,
             individual,
@@ -558,8 +596,20 @@ impl Plan {
         let table = if two_j as usize == self.n_atoms {
             self.table.iter().map(cx).collect()
         } else {
-            let (e, g) = irrep_diag(&self.model, two_j as usize);
-            exp_table(&self.set_steps, &e, &g).iter().map(cx).collect()
+            // The kernel's `tab`: the top irrep's entry of the same m times the irrep's scale,
+            // both rounded to T, multiplied in T (S first, as WGSL `cmul(S, e)`).
+            let ji = (self.n_atoms - two_j as usize) / 2;
+            let (nir, ntop) = (self.n_irreps(), self.n_levels);
+            let rows = self.set_steps.len() * TABLE_DEPTH;
+            let mut t = Vec::with_capacity(rows * n);
+            for row in 0..rows {
+                let s = cx(&self.scale[row * nir + ji]);
+                for i in 0..n {
+                    let e = cx(&self.table[row * ntop + i + ji]);
+                    t.push(Cx::new(s.re * e.re - s.im * e.im, s.re * e.im + s.im * e.re));
+                }
+            }
+            t
         };
         TwinInputs {
             n_levels: n,
@@ -576,6 +626,33 @@ impl Plan {
             intervals: self.intervals.clone(),
             ind: ind.map(T::from_f64),
         }
+    }
+
+    /// Irreps a trajectory can visit: 2j = N, N-2, ..., 1 or 0 with single-atom rates (N/2 + 1
+    /// of them), else only j = N/2.
+    pub fn n_irreps(&self) -> usize {
+        if self.individual { self.n_atoms / 2 + 1 } else { 1 }
+    }
+
+    /// The GPU kernel's real parameters: [`Plan::real_params`], then per irrep
+    /// `ji = (N - 2j)/2 = 0..n_irreps` the collective rates with the a0 parts and the six
+    /// irrep-changing rates ([`irrep_rates`], [`twin::IND_CHANNELS`] order): nine numbers, the
+    /// very values of that irrep's [`TwinInputs::rp`]`[0..3]` and [`TwinInputs::ind`].
+    pub fn kernel_rp<T: Real>(&self) -> Vec<T> {
+        let mut v = self.real_params::<T>();
+        for ji in 0..self.n_irreps() {
+            let (coll, ind) = irrep_rates(&self.model, self.n_atoms - 2 * ji);
+            v.extend(coll.iter().chain(&ind).map(|&x| T::from_f64(x)));
+        }
+        v
+    }
+
+    /// The GPU kernel's table: the top irrep's `exp(-i D tau)` rows
+    /// (`[row * (N + 1) + m + N/2]`, row = set * TABLE_DEPTH + k), then with single-atom rates
+    /// the irrep scales `[rows * (N + 1) + row * n_irreps + ji]`, all rounded to T.
+    pub fn kernel_table<T: Real>(&self) -> Vec<Cx<T>> {
+        let cx = |z: &c64| Cx::new(T::from_f64(z.re), T::from_f64(z.im));
+        self.table.iter().chain(&self.scale).map(cx).collect()
     }
 
     /// Steps per save interval.
@@ -981,14 +1058,6 @@ pub fn run_gpu(
              (--backend cpu)"
                 .into(),
         )
-        .into());
-    }
-    if plan.individual {
-        return Err(unsupported(format!(
-            "the model has single-atom rates {}: these trajectories change irrep at jumps, \
-             which runs on the CPU only in this version (--backend cpu)",
-            model.individual_terms().join(", ")
-        ))
         .into());
     }
     let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
