@@ -1163,6 +1163,43 @@ mod tests {
         }
     }
 
+    /// As above with irrep-changing jumps that shrink the ladder past a multiple of the twin's
+    /// padding (2j + 1 = 21 -> 15 levels: 32 -> 16 padded): the sums must cover only the
+    /// current irrep's levels. Before the fix, lanes >= 8 also summed the longer irrep's stale
+    /// terms left in the work vectors, and these records differed by 1e-4 and more.
+    #[test]
+    fn reduction_lanes_change_only_rounding_after_irrep_changes() {
+        let model = Model {
+            n: 20,
+            gamma_coll: 1.0,
+            drive: 10.0,
+            chi: 0.5,
+            gamma_down: 20.0,
+            gamma_phi: 5.0,
+            ..Default::default()
+        };
+        let psi = coherent(20, 2.0, 0.0);
+        let times: Vec<f64> = (0..9).map(|i| 0.01 * i as f64).collect();
+        let mut out = Vec::new();
+        for lanes in [1, 8, 16, 64] {
+            let opts = TrajectoryOptions {
+                ntraj: 4,
+                precision: Precision::F64,
+                lanes,
+                ..Default::default()
+            };
+            let plan = Plan::new(&model, &psi, &times, &opts).unwrap();
+            out.push(cpu_records(&plan, 0, 4));
+        }
+        let lowest = out[0].chunks(RECORD_LEN).map(|r| r[11]).fold(20.0, f64::min);
+        assert!(lowest <= 14.0, "no trajectory reached 2j <= 14 (lowest {lowest})");
+        for o in &out[1..] {
+            for (a, b) in o.iter().zip(&out[0]) {
+                assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
     /// H_eff's decay rates in every irrep are the sum of the channel weights, which must equal
     /// Gamma J+J- + w J-J+ + Gamma_phi Jz^2 + gamma_down (Jz + N/2) + gamma_up (N/2 - Jz) +
     /// gamma_phi N (PHYSICS.md sec. 4): the a0/a-/a+ weights preserve the trace.
