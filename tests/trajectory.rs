@@ -458,6 +458,62 @@ fn measure_throughput() {
     }
 }
 
+/// Irrep-changing throughput at N = 2000 (not a test of correctness): seed 002's model
+/// (Gamma = chi = 1, Upsilon/Upsilon_c = 0.9, gamma_down = gamma_s = 2 Gamma, all spins along
+/// -x), f32, the CPU twin and the GPU kernel in one run. Environment: DICKE_MEASURE_NTRAJ
+/// (default 8), DICKE_MEASURE_T (t_end, default 5e-4: ~2000 steps of 2.5e-7), DICKE_MEASURE_GPU_NTRAJ
+/// (default 2: lavapipe is slow), DICKE_MEASURE_LANES (GPU lanes, default 0 = 256 at N = 2000).
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn measure_irrep_changing_throughput_n2000() {
+    let env = |k: &str, d: f64| std::env::var(k).map(|v| v.parse().expect(k)).unwrap_or(d);
+    let n = 2000;
+    let upsilon_c = 5f64.sqrt();
+    let model = Model {
+        n,
+        gamma_coll: 1.0,
+        chi: 1.0,
+        drive: 0.9 * upsilon_c * n as f64 / 2.0,
+        gamma_down: 2.0,
+        ..Default::default()
+    };
+    let psi0 = pure::coherent(n, std::f64::consts::FRAC_PI_2, std::f64::consts::PI);
+    let t_end = env("DICKE_MEASURE_T", 5e-4);
+    let times = linspace(0.0, t_end, 6);
+    let report = |what: &str, e: &EnsembleResult| {
+        let steps: u32 = e.steps.iter().sum();
+        let last = times.len() - 1;
+        println!(
+            "{what}: {} trajectories to t = {t_end:e} in {:.2} s: {:.3} trajectories/s ({}; {steps} steps of \
+             {:.3e}; mean jumps {:.1}, mean 2j at the end {:.1})",
+            e.ntraj,
+            e.wall_s,
+            e.ntraj as f64 / e.wall_s,
+            e.device,
+            e.step_sizes[0],
+            e.mean[9][last],
+            (4.0 * e.mean[10][last] + 1.0).sqrt() - 1.0
+        );
+    };
+    let opts = TrajectoryOptions {
+        ntraj: env("DICKE_MEASURE_NTRAJ", 8.0) as u64,
+        seed: 2002,
+        precision: Precision::F32,
+        ..Default::default()
+    };
+    let e = trajectory::run_cpu(&model, &psi0, &times, &opts).unwrap();
+    report("cpu twin f32", &e);
+    if let Some(gpu) = engine("measure_irrep_changing_throughput_n2000") {
+        let o = TrajectoryOptions {
+            ntraj: env("DICKE_MEASURE_GPU_NTRAJ", 2.0) as u64,
+            lanes: env("DICKE_MEASURE_LANES", 0.0) as u32,
+            ..opts
+        };
+        let e = trajectory::run_gpu(gpu, &model, &psi0, &times, &o).unwrap();
+        report("gpu f32", &e);
+    }
+}
+
 /// Irrep-changing (J-changing, Zhang-Zhang-Molmer) trajectories against an exact result that
 /// uses no permutation-invariant algebra at all: with only single-atom dissipation (gamma_down,
 /// gamma_up, gamma_phi) and a single-atom Hamiltonian (omega0 Jz + Omega Jx is a sum over

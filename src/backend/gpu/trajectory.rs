@@ -352,7 +352,10 @@ impl TrajectoryGpu {
         };
         let levels_loop = (plan.n_levels as u32).div_ceil(wg) + 1;
         let cost = trial_cost(levels_loop, wg.trailing_zeros() + 1);
-        if u64::from(cost) + 4 * u64::from(levels_loop) > u64::from(budget) {
+        // The kernel reserves one trial and the start-up (cost + 4 l) before its first trial
+        // and runs a trial only while a whole cost is left: a dispatch advances a trajectory
+        // only if 2 cost + 4 l fit (with less, every dispatch would suspend at once).
+        if 2 * u64::from(cost) + 4 * u64::from(levels_loop) > u64::from(budget) {
             return Err(GpuError::TooLarge {
                 what: format!(
                     "one trajectory step of {} levels on {} invocations ({} loop iterations; this \
@@ -513,7 +516,7 @@ impl TrajectoryGpu {
         // Dispatches per round: enough for the expected work at the budget (a trial per step
         // and one per expected jump, charged at the worst case), then re-checked.
         let trials = plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + nsave;
-        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost).max(1);
+        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost - 1).max(1);
         let first_round = (trials.saturating_mul(3) / 2)
             .div_ceil(per_dispatch)
             .clamp(1, 4096) as u32;
