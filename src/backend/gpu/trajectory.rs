@@ -25,6 +25,31 @@
 //! 120-180 trajectories/s. On a real GPU the workgroup mapping should win for long ladders
 //! (u in on-chip memory); this session had no GPU to measure it.
 //!
+//! # Irrep-changing trajectories (single-atom rates)
+//!
+//! The kernel follows the twin's `run_with` ([`crate::solver::trajectory`], "Irrep-changing
+//! jumps"): every per-level buffer is laid out for j = N/2 (`TrajParams::n_levels` = N + 1 is
+//! the stride; the lane, st and wg variants index by it), and a trajectory carries its current
+//! 2j in private variables (ladder length, j, the irrep's nine rates at its offset in the real
+//! parameters: `Plan::kernel_rp`) and in slot 7 of its resumable state. At a jump the nine
+//! channel weights (J-, J+, Jz, then A-, A+, B-, B+, D-, D+) are reduced as the twin reduces
+//! them, the channel chosen by the twin's `choose` (collective models keep the original
+//! three-way selection, bit for bit), and an irrep-changing jump writes level `i' = i + di` of
+//! the new irrep from level i of the old one times `sqrt(|<j'm'|A|jm>|^2)`, then switches irrep.
+//! Exponential tables: the top irrep's and one scale per irrep and row, multiplied when read
+//! (module doc of the solver, "Exponential tables per irrep"; 0.8 MiB at N = 2000 in f64,
+//! checked against the binding limit before allocation). Collective models read the same
+//! numbers at the same addresses as before (one irrep, scale never read). Measured against the
+//! twin on lavapipe (tests/trajectory.rs
+//! `gpu_matches_cpu_twin_per_trajectory_irrep_changing`, N = 20, all six irrep-changing
+//! channels): the same jumps into the same irreps; records bit for bit with one level per
+//! invocation, within 1.5e-5 (f32) / 4e-14 (f64) relative in the other mappings.
+//!
+//! On lavapipe (256-bit llvmpipe) the fastest mapping at N = 2000 is a workgroup of 8
+//! (`lanes = 8`, st): 0.8-1 s per 205 steps and trajectory, against 10 s with the default 256
+//! lanes (every barrier of a workgroup wider than the 8 SIMD lanes switches coroutines) and
+//! 6 s with 4 or 16 lanes; `lanes` <= 2 cannot fit one trial in the loop budget and is refused.
+//!
 //! # Lavapipe's loop limiter, and resumable trajectories
 //!
 //! Mesa's llvmpipe (lavapipe) ends every loop of a shader invocation once the invocation has

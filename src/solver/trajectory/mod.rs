@@ -1,9 +1,9 @@
 //! Monte-Carlo wave-function trajectories (PHYSICS.md sections 1, 2, 4 and 8): one pure state
 //! in one irrep j at a time, CPU (this module, rayon over trajectories) and GPU
 //! ([`crate::backend::gpu::trajectory`], `shaders/trajectory.wgsl`), with the same algorithm,
-//! the same indexing and the same random numbers. Collective-only models stay in j = N/2 and run
-//! on both backends; with single-atom rates a jump may change j (below, "Irrep-changing
-//! jumps"), which runs on the CPU only in this version.
+//! the same indexing and the same random numbers. Collective-only models stay in j = N/2; with
+//! single-atom rates a jump may change j (below, "Irrep-changing jumps"). Both run on both
+//! backends (P_m accumulation, [`TrajectoryOptions::pm`], is CPU only).
 //!
 //! # Unravelling
 //!
@@ -31,7 +31,12 @@
 //! test `irrep_rates_sum_to_h_eff`), so H_eff stays diagonal plus V, and everything below
 //! holds per irrep: each irrep gets its own twin (coefficients and exponential tables, built
 //! the first time a trajectory enters it), the state vector is sized for j = N/2, and a jump
-//! into j' re-indexes the amplitudes (level i = m + j to i' = m' + j') and switches twin. The
+//! into j' re-indexes the amplitudes (level i = m + j to i' = m' + j') and switches twin; every
+//! sum over levels then covers the new irrep's levels only (the work vectors' tail still holds
+//! the longer irrep's terms). The GPU kernel does the same with the irrep's 2j in the
+//! trajectory's state (module doc of [`crate::backend::gpu::trajectory`]). One step grid
+//! serves every irrep: the rate bound below is the maximum over all irreps a trajectory can
+//! reach, so h does not change at a jump and the tables of all irreps share their step sizes. The
 //! record carries 2j (slot 11), from which `J2 = j(j+1)` per trajectory; the ensemble mean of
 //! J2 is `<J^2>` of the permutation-invariant state (sum over its blocks). Validated against
 //! independent atoms (tests/trajectory.rs `cpu_individual_channels_match_independent_atoms`):
@@ -94,6 +99,34 @@
 //! controller would make the step sequence depend on rounding (accept/reject decisions flip on
 //! ulp-level differences between devices), and would need run-time exponentials.
 //!
+//! # Exponential tables per irrep (single-atom rates)
+//!
+//! The diagonal of H_eff depends on j only through a constant: with `jpjm = j(j+1) - m(m-1)`,
+//! `jmjp = j(j+1) - m(m+1)` and the single-atom weights summing to `gamma_down (m + N/2) +
+//! gamma_up (N/2 - m) + gamma_phi N` (test `irrep_rates_sum_to_h_eff`),
+//!
+//! ```text
+//! D_j(m) = D_{N/2}(m) + c_j - c_{N/2},   c_j = (chi - i (Gamma + w)/2) j(j+1),
+//! E_j(tau)_m = S_j(tau) E_{N/2}(tau)_m,  S_j(tau) = exp(-i (c_j - c_{N/2}) tau).
+//! ```
+//!
+//! So the tables are the top irrep's `(N + 1) x TABLE_DEPTH` entries per step size plus one
+//! complex scale per irrep and row (`Plan::kernel_table`): at N = 2000 and one step size
+//! 36 K + 18 K complex numbers (0.8 MiB in f64), where every irrep's own table would be
+//! `sum_j (2j + 1) x TABLE_DEPTH` = 1.8e7 complex numbers (144 MB in f32, 288 MB in f64:
+//! above lavapipe's 128 MiB storage binding, so N = 2000 could not run there at all, and a
+//! quarter of a 1 GiB binding elsewhere) and 1.8e7 host exponentials per run. Restricting to
+//! the irreps reachable in the run would not help: a trajectory's j has no bound known in
+//! advance. The kernel forms `cmul(S_j, E_top)` when it reads an entry (one
+//! complex product more per level and table read, against ~200 flops per level and step); the
+//! twin's lower irreps take the same product in the working precision (`Plan::inputs_for`), so
+//! CPU and GPU see the same numbers; the top irrep (and every collective model) keeps its
+//! directly rounded table, unchanged. Cost: the lower irreps' entries carry two roundings
+//! instead of one (1e-7 / 2e-16 relative, as the table itself). The factors must stay in f32's
+//! range: `|S_j| <= exp((Gamma + w) J(J+1) h/2)`, `|E_top| >= exp(-max gamma h/2)`, both
+//! ~exp(cfl/2) at the default step; a step making either exceed `exp(MAX_TABLE_EXPONENT)` is
+//! refused with a message (only a hand-set `dt` far beyond the rate bound can).
+//!
 //! # Random numbers
 //!
 //! Trajectory `t` (global index, `first_traj + i`) draws from `PhiloxStream::new(seed, t)`
@@ -139,6 +172,10 @@
 //! 29-32 trajectories/s (lane mapping). The twin's layout ([`twin`]) is what makes it fast; the
 //! step count is set by accuracy (above), so the next gain must come from fewer flops per
 //! trajectory, not from tuning.
+//!
+//! Irrep-changing, seed 002 at N = 2000 (gamma_s = 2 Gamma, f32, t to 5e-4: 2015 steps of
+//! 2.5e-7, ~460 jumps per trajectory), busy machine: CPU twin 7.4 trajectories/s on two cores,
+//! lavapipe 0.28/s with `lanes = 8` (BENCHMARKS.md).
 
 pub mod twin;
 
@@ -219,7 +256,8 @@ pub struct TrajectoryOptions {
     /// Keep the records of the first this many trajectories in the result.
     pub save_trajectories: usize,
     /// Also accumulate the magnetisation distribution P_m (summed over irreps) at every save,
-    /// with its standard errors (CPU only in this version).
+    /// with its standard errors (CPU only in this version: `run_gpu` refuses it, and
+    /// `--backend auto` then runs on the CPU).
     pub pm: bool,
     /// Invocations per trajectory on the GPU, and hence the order of every sum over levels
     /// on both backends (a power of two, 1..=256). 0: [`default_lanes`] on the GPU,
@@ -361,7 +399,7 @@ pub struct Plan {
     scale: Vec<c64>,
     psi0: Vec<c64>,
     model: Model,
-    /// Single-atom rates: jumps change the irrep (CPU only in this version).
+    /// Single-atom rates: jumps change the irrep.
     pub individual: bool,
 }
 
