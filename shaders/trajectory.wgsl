@@ -148,7 +148,7 @@ fn wdeph(m: R) -> R {
     return rp[rb + 2u] * (m * m);
 }
 // |<j'm'|A|jm>|^2 of the irrep-changing channel k (A-, A+, B-, B+, D-, D+; twin `prods` in
-// Twin::new), floored at 0. Every value is an exact small integer or quarter in f32 and f64.
+// Twin::new), floored at 0: integers, exact in f32 below N = 4094 (and the twin rounds alike).
 fn iprod(k: u32, m: R) -> R {
     var x: R;
     switch k {

@@ -1284,6 +1284,21 @@ mod tests {
         let psi = coherent(4, 1.0, 0.0);
         let opts = TrajectoryOptions::default();
         assert!(Plan::new(&model, &psi, &[0.0, 1.0], &opts).unwrap().individual);
+        // A hand-set step far beyond the rate bound would push the factorised tables out of
+        // f32's range: refused, naming the step.
+        let coll = Model {
+            gamma_coll: 1.0,
+            ..model
+        };
+        let long = TrajectoryOptions {
+            dt: Some(100.0),
+            ..Default::default()
+        };
+        let err = Plan::new(&coll, &psi, &[0.0, 100.0], &long)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("step h = 1e2") && err.contains("dt"), "{err}");
+        assert!(Plan::new(&coll, &psi, &[0.0, 1.0], &opts).is_ok());
         let model = Model { n: 4, ..model };
         let model = Model {
             gamma_down: 0.0,
