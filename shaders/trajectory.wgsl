@@ -1,7 +1,9 @@
-// trajectory: Monte-Carlo wave-function trajectories of a collective-only model (PHYSICS.md
-// sec. 4). The body shared by every variant: WG invocations per trajectory, invocation `lane`
-// owning the levels i = lane + s * WG (WG = 1 in the lane variant: one invocation per
-// trajectory, all levels). The algorithm (waiting time with the norm gap b = r / |psi|^2,
+// trajectory: Monte-Carlo wave-function trajectories (PHYSICS.md sec. 4), collective models
+// (one irrep, j = N/2) and models with single-atom rates (irrep-changing jumps: the trajectory
+// carries its current 2j, its vectors are sized for j = N/2 and hold the levels i = m + j of
+// the current irrep). The body shared by every variant: WG invocations per trajectory,
+// invocation `lane` owning the levels i = lane + s * WG (WG = 1 in the lane variant: one
+// invocation per trajectory, all levels). The algorithm (waiting time with the norm gap b = r / |psi|^2,
 // Lawson RK4 with the diagonal part exact from host tables, crossing located on 2^16 quanta per
 // step by a cubic Hermite interpolant of the norm) is documented in
 // src/solver/trajectory/mod.rs; the CPU twin src/solver/trajectory/twin.rs evaluates every
@@ -34,7 +36,9 @@ struct TrajParams {
     seed: vec2<u32>,
     first_traj: vec2<u32>,
     ntraj: u32,
+    // N + 1: the vectors' length (stride of every per-level buffer) and the top irrep's ladder.
     n_levels: u32,
+    // N: 2j of the initial irrep.
     two_j: u32,
     n_intervals: u32,
     n_saves: u32,
@@ -48,9 +52,12 @@ struct TrajParams {
 
 @group(0) @binding(0) var<uniform> P: TrajParams;
 // [Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 1, 2, 3], then (h, q) per
-// step-size set.
+// step-size set, then per irrep ji = (N - 2j)/2 its nine rates (Plan::kernel_rp):
+// the collective channels' [Gamma, w, Gamma_phi] + a0 parts, and A-, A+, B-, B+, D-, D+.
 @group(0) @binding(1) var<storage, read> rp: array<R>;
-// exp(-i D h_set 2^-k) at [(tset * DEPTH + k) * n_levels + i].
+// exp(-i D_top h_set 2^-k) of the top irrep at [(tset * DEPTH + k) * n_levels + m + N/2], then
+// (single-atom rates) the irrep scales S at [n_sets * DEPTH * n_levels + row * nirr + ji]
+// (Plan::kernel_table): irrep j's entry is S_j * top entry of the same m (`tab`).
 @group(0) @binding(2) var<storage, read> table: array<C>;
 @group(0) @binding(3) var<storage, read> psi0: array<C>;
 // (set, steps) per save interval.
@@ -58,17 +65,34 @@ struct TrajParams {
 // RECLEN numbers per (trajectory in this dispatch, save).
 @group(0) @binding(5) var<storage, read_write> records: array<R>;
 // Resumable state per trajectory slot: [phase (0 new, 1 running, 2 done), interval, step,
-// remaining quanta, jumps, draw lo, draw hi, 0] and [b, <Gamma_op>, <V>, 0].
+// remaining quanta, jumps, draw lo, draw hi, 2j] and [b, <Gamma_op>, <V>, 0].
 @group(0) @binding(7) var<storage, read_write> tstate: array<u32>;
 @group(0) @binding(8) var<storage, read_write> rstate: array<R>;
 // status[0]: trajectories of this dispatch that suspended unfinished.
 @group(0) @binding(9) var<storage, read_write> status: array<atomic<u32>>;
 
 var<private> lane: u32;
+// The current irrep: 2j, its ladder length 2j + 1, j, its index ji = (N - 2j)/2, the offset of
+// its nine rates in rp, and whether any irrep-changing rate is positive (the twin's `ind_on`).
+var<private> tj: u32;
 var<private> nlev: u32;
 var<private> jr: R;
+var<private> ji: u32;
+var<private> rb: u32;
+var<private> ind_on: bool;
 var<private> cm: C;
 var<private> cp: C;
+
+// Enter irrep 2j = two_j.
+fn set_irrep(two_j: u32) {
+    tj = two_j;
+    nlev = two_j + 1u;
+    jr = R(two_j) * 0.5;
+    ji = (P.two_j - two_j) / 2u;
+    rb = HEAD + 2u * P.n_sets + 9u * ji;
+    ind_on = rp[rb + 3u] > 0.0 || rp[rb + 4u] > 0.0 || rp[rb + 5u] > 0.0 || rp[rb + 6u] > 0.0
+        || rp[rb + 7u] > 0.0 || rp[rb + 8u] > 0.0;
+}
 
 fn cmul(a: C, b: C) -> C {
     return C(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
@@ -112,18 +136,64 @@ fn jpjm(m: R) -> R {
 fn jmjp(m: R) -> R {
     return (jr - m) * (jr + m + 1.0);
 }
-// Channel weights per level: Gamma jpjm, w jmjp, Gamma_phi m^2; gamma = their sum.
+// Channel weights per level: Gamma jpjm, w jmjp, Gamma_phi m^2 (the current irrep's rates);
+// gamma = their sum, plus the irrep-changing weights where any is on.
 fn wdown(m: R) -> R {
-    return rp[0] * jpjm(m);
+    return rp[rb] * jpjm(m);
 }
 fn wup(m: R) -> R {
-    return rp[1] * jmjp(m);
+    return rp[rb + 1u] * jmjp(m);
 }
 fn wdeph(m: R) -> R {
-    return rp[2] * (m * m);
+    return rp[rb + 2u] * (m * m);
+}
+// |<j'm'|A|jm>|^2 of the irrep-changing channel k (A-, A+, B-, B+, D-, D+; twin `prods` in
+// Twin::new), floored at 0: integers, exact in f32 below N = 4094 (and the twin rounds alike).
+fn iprod(k: u32, m: R) -> R {
+    var x: R;
+    switch k {
+        case 0u: {
+            x = (jr + m) * (jr + m - 1.0);
+        }
+        case 1u: {
+            x = (jr - m + 1.0) * (jr - m + 2.0);
+        }
+        case 2u: {
+            x = (jr - m) * (jr - m - 1.0);
+        }
+        case 3u: {
+            x = (jr + m + 1.0) * (jr + m + 2.0);
+        }
+        case 4u: {
+            x = jr * jr - m * m;
+        }
+        default: {
+            x = (jr + 1.0) * (jr + 1.0) - m * m;
+        }
+    }
+    return select(R(0.0), x, x > 0.0);
+}
+// Weight rate_k |<j'm'|A_k|jm>|^2 of channel k at level m.
+fn wind(k: u32, m: R) -> R {
+    return rp[rb + 3u + k] * iprod(k, m);
 }
 fn gam(m: R) -> R {
-    return (wdown(m) + wup(m)) + wdeph(m);
+    let c = (wdown(m) + wup(m)) + wdeph(m);
+    if !ind_on {
+        return c;
+    }
+    return c + (((wind(0u, m) + wind(1u, m)) + (wind(2u, m) + wind(3u, m))) + (wind(4u, m) + wind(5u, m)));
+}
+
+// Table row `row` at level i of the current irrep: the top irrep's entry of the same m, times
+// the irrep's scale below the top (single-atom rates only).
+fn tab(row: u32, i: u32) -> C {
+    let e = table[row * P.n_levels + i + ji];
+    if ji == 0u {
+        return e;
+    }
+    let nirr = P.two_j / 2u + 1u;
+    return cmul(table[P.n_sets * DEPTH * P.n_levels + row * nirr + ji], e);
 }
 
 // (V u)_i = cm jp_{i-1} u_{i-1} + cp jp_i u_{i+1}.
@@ -151,8 +221,8 @@ fn nstage(i: u32, c: R) -> C {
 // QB - p + 1), lowest bit first. Unrolled below: a loop would spend lavapipe's loop budget.
 fn compose_bit(e: ptr<function, array<C, 2>>, rq: u32, p: u32, base: u32, i: u32) {
     if ((rq >> p) & 1u) != 0u {
-        (*e)[0] = cmul((*e)[0], table[(base + QB - p) * nlev + i]);
-        (*e)[1] = cmul((*e)[1], table[(base + QB - p + 1u) * nlev + i]);
+        (*e)[0] = cmul((*e)[0], tab(base + QB - p, i));
+        (*e)[1] = cmul((*e)[1], tab(base + QB - p + 1u, i));
     }
 }
 
@@ -165,8 +235,8 @@ fn factors(tset: u32, rq: u32) {
             break;
         }
         if rq == FULL {
-            vs(E2, s, i, table[base * nlev + i]);
-            vs(E1, s, i, table[(base + 1u) * nlev + i]);
+            vs(E2, s, i, tab(base, i));
+            vs(E1, s, i, tab(base + 1u, i));
         } else {
             var e = array<C, 2>(C(1.0, 0.0), C(1.0, 0.0));
             compose_bit(&e, rq, 0u, base, i);
@@ -369,7 +439,7 @@ fn record(t: u32, save: u32, jumps: u32) {
         records[o + 8u] = s3.x;
         records[o + 9u] = s3.y;
         records[o + 10u] = R(jumps);
-        records[o + 11u] = R(P.two_j); // 2j of the irrep (fixed here: collective models)
+        records[o + 11u] = R(tj); // 2j of the current irrep
     }
 }
 
@@ -412,7 +482,7 @@ fn crossing(rq: u32, tau: R, g0: R, f1: R, g1: R, b: R) -> u32 {
 // the partial step, a jump and the record that may follow) costs an invocation: l = level-loop
 // iterations (levels per invocation + the exit), rc = iterations of one `reduce`.
 fn trial_cost(l: u32, rc: u32) -> u32 {
-    return 28u * l + 7u * rc + 64u;
+    return 28u * l + 9u * rc + 96u;
 }
 
 // Advance trajectory slot t of this dispatch (global index P.first_traj + t), as invocation
@@ -420,8 +490,7 @@ fn trial_cost(l: u32, rc: u32) -> u32 {
 // iterations; then persist its state (the vectors PSI and KVP through save_vectors).
 fn run_trajectory(t: u32, li: u32) {
     lane = li;
-    nlev = P.n_levels;
-    jr = R(P.two_j) * 0.5;
+    set_irrep(P.two_j);
     cm = C(rp[3], rp[4]);
     cp = C(rp[5], rp[6]);
     variant_init(t);
@@ -431,7 +500,7 @@ fn run_trajectory(t: u32, li: u32) {
     if phase == 2u {
         return;
     }
-    let l = (nlev + WG - 1u) / WG + 1u;
+    let l = (P.n_levels + WG - 1u) / WG + 1u;
     let cost = trial_cost(l, countTrailingZeros(WG) + 1u);
     var used = cost + 4u * l;
     let traj = philox_add64(P.first_traj, t);
@@ -459,6 +528,7 @@ fn run_trajectory(t: u32, li: u32) {
         st = 0u;
         rq = FULL;
     } else {
+        set_irrep(tstate[su + 7u]);
         load_vectors();
         iv = tstate[su + 1u];
         st = tstate[su + 2u];
@@ -521,7 +591,12 @@ fn run_trajectory(t: u32, li: u32) {
             lawson(R(lq) * q, gc.y);
             _ = end_of_step();
         }
+        // Channel weights |C_k acc|^2: the collective ones, and the irrep-changing ones (all
+        // zero where no irrep-changing rate is on; reduced anyway, so that every barrier of
+        // `reduce` stays in uniform control flow).
         var wa = R4(0.0, 0.0, 0.0, 0.0);
+        var wb = R4(0.0, 0.0, 0.0, 0.0);
+        var wc = R4(0.0, 0.0, 0.0, 0.0);
         for (var s = 0u; ; s = s + 1u) {
             let i = lane + s * WG;
             if i >= nlev {
@@ -530,46 +605,109 @@ fn run_trajectory(t: u32, li: u32) {
             let a2 = norm2(vl(ACC, s, i));
             let m = lvl_m(i);
             wa = wa + R4(wdown(m) * a2, wup(m) * a2, wdeph(m) * a2, 0.0);
+            if ind_on {
+                wb = wb + R4(wind(0u, m) * a2, wind(1u, m) * a2, wind(2u, m) * a2, wind(3u, m) * a2);
+                wc = wc + R4(wind(4u, m) * a2, wind(5u, m) * a2, 0.0, 0.0);
+            }
         }
         let wt = reduce(wa);
+        let wi = reduce(wb);
+        let wj = reduce(wc);
         let uu = draw2(&rng);
-        let tot = (wt.x + wt.y) + wt.z;
+        // Without irrep-changing rates wi, wj are +0 and tot is the collective sum exactly.
+        let coll = (wt.x + wt.y) + wt.z;
+        let tot = coll + (((wi.x + wi.y) + (wi.z + wi.w)) + (wj.x + wj.y));
         if tot > 0.0 {
             let x = uu.x * tot;
             var ch = 2u;
-            if x < wt.x + wt.y {
-                ch = 1u;
-            }
-            if x < wt.x {
+            if ind_on {
+                // The first channel whose cumulative weight exceeds x among those with positive
+                // weight, else the last positive one (twin: `choose`).
+                let w9 = array<R, 9>(wt.x, wt.y, wt.z, wi.x, wi.y, wi.z, wi.w, wj.x, wj.y);
+                var cum = R(0.0);
+                var found = false;
                 ch = 0u;
+                for (var k = 0u; k < 9u; k = k + 1u) {
+                    if !found && w9[k] > 0.0 {
+                        cum = cum + w9[k];
+                        ch = k;
+                        if x < cum {
+                            found = true;
+                        }
+                    }
+                }
+            } else {
+                if x < wt.x + wt.y {
+                    ch = 1u;
+                }
+                if x < wt.x {
+                    ch = 0u;
+                }
+                if ch == 2u && wt.z <= 0.0 {
+                    ch = 1u;
+                }
+                if ch == 1u && wt.y <= 0.0 {
+                    ch = 0u;
+                }
             }
-            if ch == 2u && wt.z <= 0.0 {
-                ch = 1u;
+            // u holds acc (end_of_step): apply the jump operator. An irrep-changing channel
+            // k = ch - 3 (twin: IND_CHANNELS) maps level i of 2j to i + di of 2j + dj, with
+            // the amplitude sqrt(|<j'm'|A_k|jm>|^2) of the source level.
+            var dj = 0i;
+            var di = 0i;
+            switch ch {
+                case 3u: {
+                    dj = -2i;
+                    di = -2i;
+                }
+                case 4u: {
+                    dj = 2i;
+                    di = 0i;
+                }
+                case 5u: {
+                    dj = -2i;
+                    di = 0i;
+                }
+                case 6u: {
+                    dj = 2i;
+                    di = 2i;
+                }
+                case 7u: {
+                    dj = -2i;
+                    di = -1i;
+                }
+                case 8u: {
+                    dj = 2i;
+                    di = 1i;
+                }
+                default: {}
             }
-            if ch == 1u && wt.y <= 0.0 {
-                ch = 0u;
-            }
-            // u holds acc (end_of_step): apply the jump operator.
+            let n_to = u32(i32(tj) + dj) + 1u;
             for (var s = 0u; ; s = s + 1u) {
                 let i = lane + s * WG;
-                if i >= nlev {
+                if i >= n_to {
                     break;
                 }
-                let m = lvl_m(i);
                 var y = C(0.0, 0.0);
                 if ch == 0u {
                     if i + 1u < nlev {
-                        y = u_ld(i + 1u) * jp_of(m);
+                        y = u_ld(i + 1u) * jp_of(lvl_m(i));
                     }
                 } else if ch == 1u {
                     if i > 0u {
-                        y = u_ld(i - 1u) * jp_of(m - 1.0);
+                        y = u_ld(i - 1u) * jp_of(lvl_m(i) - 1.0);
                     }
+                } else if ch == 2u {
+                    y = u_ld(i) * lvl_m(i);
                 } else {
-                    y = u_ld(i) * m;
+                    let src = i32(i) - di;
+                    if src >= 0i && src < i32(nlev) {
+                        y = u_ld(u32(src)) * sqrt(iprod(ch - 3u, lvl_m(u32(src))));
+                    }
                 }
                 vs(KT, s, i, y);
             }
+            set_irrep(u32(i32(tj) + dj));
             sync();
             for (var s = 0u; ; s = s + 1u) {
                 let i = lane + s * WG;
@@ -604,6 +742,7 @@ fn run_trajectory(t: u32, li: u32) {
         tstate[su + 4u] = jumps;
         tstate[su + 5u] = rng.ctr.x;
         tstate[su + 6u] = rng.ctr.y;
+        tstate[su + 7u] = tj;
         rstate[sr] = b;
         rstate[sr + 1u] = gc.x;
         rstate[sr + 2u] = gc.y;

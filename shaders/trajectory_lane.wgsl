@@ -2,7 +2,7 @@
 // the invocation owns every level), LANE_GROUP trajectories per workgroup, no barriers and no
 // workgroup memory. Every per-level vector lives in a storage scratch region interleaved over
 // the trajectories of the dispatch (element (v, i) of trajectory slot t at
-// (v * n_levels + i) * ntraj + t), so neighbouring invocations touch neighbouring words.
+// (v * n_levels + i) * ntraj + t, n_levels = N + 1 whatever the current irrep), so neighbouring invocations touch neighbouring words.
 // Sums over levels are sequential in level order: the twin's `lanes = 1`.
 // Siblings: trajectory_wg.wgsl, trajectory_st.wgsl.
 
@@ -16,16 +16,16 @@ fn variant_init(t: u32) {
     slot = t;
 }
 fn vl(v: u32, s: u32, i: u32) -> C {
-    return scratch[(v * nlev + i) * P.ntraj + slot];
+    return scratch[(v * P.n_levels + i) * P.ntraj + slot];
 }
 fn vs(v: u32, s: u32, i: u32, x: C) {
-    scratch[(v * nlev + i) * P.ntraj + slot] = x;
+    scratch[(v * P.n_levels + i) * P.ntraj + slot] = x;
 }
 fn u_ld(i: u32) -> C {
-    return scratch[(7u * nlev + i) * P.ntraj + slot];
+    return scratch[(7u * P.n_levels + i) * P.ntraj + slot];
 }
 fn u_st(i: u32, x: C) {
-    scratch[(7u * nlev + i) * P.ntraj + slot] = x;
+    scratch[(7u * P.n_levels + i) * P.ntraj + slot] = x;
 }
 fn sync() {}
 fn reduce(x: R4) -> R4 {

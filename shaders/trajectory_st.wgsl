@@ -1,6 +1,6 @@
 // Variant "st" of the trajectory kernel, for ladders too long for workgroup memory: one
 // workgroup of WG invocations per trajectory, every per-level vector of the trajectory (7
-// private ones and the shared stage vector u) in a storage scratch region of 8 (2j + 1) complex
+// private ones and the shared stage vector u) in a storage scratch region of 8 (N + 1) complex
 // numbers per workgroup slot. Siblings: trajectory_wg.wgsl, trajectory_lane.wgsl.
 
 // Invocations per trajectory (pipeline constant; a power of two <= 256).
@@ -11,19 +11,19 @@ var<workgroup> red: array<R4, 256>;
 var<private> sbase: u32;
 
 fn variant_init(slot: u32) {
-    sbase = slot * 8u * nlev;
+    sbase = slot * 8u * P.n_levels;
 }
 fn vl(v: u32, s: u32, i: u32) -> C {
-    return scratch[sbase + v * nlev + i];
+    return scratch[sbase + v * P.n_levels + i];
 }
 fn vs(v: u32, s: u32, i: u32, x: C) {
-    scratch[sbase + v * nlev + i] = x;
+    scratch[sbase + v * P.n_levels + i] = x;
 }
 fn u_ld(i: u32) -> C {
-    return scratch[sbase + 7u * nlev + i];
+    return scratch[sbase + 7u * P.n_levels + i];
 }
 fn u_st(i: u32, x: C) {
-    scratch[sbase + 7u * nlev + i] = x;
+    scratch[sbase + 7u * P.n_levels + i] = x;
 }
 fn sync() {
     storageBarrier();

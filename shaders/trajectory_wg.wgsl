@@ -51,28 +51,28 @@ fn reduce(x: R4) -> R4 {
     return workgroupUniformLoad(&red[0]);
 }
 
-// PSI and KVP (private) are kept between dispatches in `vsave`: 2 (2j + 1) per trajectory slot.
+// PSI and KVP (private) are kept between dispatches in `vsave`: 2 (N + 1) per trajectory slot.
 @group(0) @binding(10) var<storage, read_write> vsave: array<C>;
 fn save_vectors() {
-    let base = wslot * 2u * nlev;
+    let base = wslot * 2u * P.n_levels;
     for (var s = 0u; ; s = s + 1u) {
         let i = lane + s * WG;
         if i >= nlev {
             break;
         }
         vsave[base + i] = vl(PSI, s, i);
-        vsave[base + nlev + i] = vl(KVP, s, i);
+        vsave[base + P.n_levels + i] = vl(KVP, s, i);
     }
 }
 fn load_vectors() {
-    let base = wslot * 2u * nlev;
+    let base = wslot * 2u * P.n_levels;
     for (var s = 0u; ; s = s + 1u) {
         let i = lane + s * WG;
         if i >= nlev {
             break;
         }
         vs(PSI, s, i, vsave[base + i]);
-        vs(KVP, s, i, vsave[base + nlev + i]);
+        vs(KVP, s, i, vsave[base + P.n_levels + i]);
     }
 }
 

@@ -12,8 +12,9 @@
 //! observables of a block state are sums over blocks, the fidelity and Husimi Q read R_{N/2}
 //! (exact: the reference and the coherent states lie in j = N/2), purity and lambda_max are
 //! those of the full 2^N state (degeneracies via ln-gamma; [`crate::observe`]). Trajectories
-//! and the GPU batch are collective-only: single-atom rates are refused there by name, and a
-//! scan of evolutions under `--backend auto` runs on the CPU with the reason recorded.
+//! with single-atom rates change irrep at jumps, on both backends ([`trajectory`]). The GPU
+//! batch is collective-only: single-atom rates are refused there by name, and a scan of
+//! evolutions under `--backend auto` runs on the CPU with the reason recorded.
 //!
 //! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
 //!
@@ -875,21 +876,12 @@ fn run_trajectories(
         };
     match choice {
         BackendChoice::Cpu => cpu("requested".into()),
-        // Refused before any device is opened, so the message names the rates on any machine.
-        BackendChoice::Gpu if !model.is_collective() => Err(SolverError::Unsupported {
-            solver: "trajectories",
-            message: format!(
-                "the model has single-atom rates {}: its trajectories change irrep at jumps, which \
-                 runs on the CPU only in this version (--backend cpu or auto)",
-                model.individual_terms().join(", ")
-            ),
-        }
-        .into()),
         BackendChoice::Gpu => gpu(explicit_context(provided)?, "requested".into()),
-        BackendChoice::Auto if !model.is_collective() => cpu(format!(
-            "auto: single-atom rates ({}) need irrep-changing trajectories, CPU only in this version",
-            model.individual_terms().join(", ")
-        )),
+        // P_m is accumulated on the CPU only (run_gpu refuses it with a message).
+        BackendChoice::Auto if topts.pm => cpu(
+            "auto: P_m from trajectories (observables.pm) is accumulated on the CPU only in this version"
+                .into(),
+        ),
         BackendChoice::Auto => match auto_context(provided) {
             Ok(ctx) => gpu(ctx, "auto: real GPU adapter found".into()),
             Err(why) => cpu(format!("auto: no real GPU adapter, running on the CPU ({why})")),

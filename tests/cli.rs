@@ -102,29 +102,15 @@ fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
 
 #[test]
 fn errors_are_messages_not_panics() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"],
             "model.Gamma",
         ),
         (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
         (&["run", "no/such/file.toml"], "no/such/file.toml"),
-        // Single-atom rates: the GPU trajectory kernel keeps one irrep (irrep-changing
-        // trajectories are CPU only in this version) ...
-        (
-            &[
-                "run",
-                "scenarios/exchange_trajectories.toml",
-                "--backend",
-                "gpu",
-                "--set",
-                "gamma_down=0.1",
-                "--set",
-                "N=4",
-            ],
-            "gamma_down",
-        ),
-        // ... and so is the GPU batch of a scan of evolutions (refused before any device work).
+        // Single-atom rates: the GPU batch of a scan of evolutions is collective-only (refused
+        // before any device work).
         (
             &[
                 "run",
@@ -392,15 +378,14 @@ fn single_atom_rates_run_on_the_block_solver() {
 }
 
 /// The shipped seed 000 Fig. 4 scenario, shortened: irrep-changing trajectories (single-atom
-/// decay) run on the default backend, write the single trajectories with their own xi2 and
+/// decay) run on `backend` (no flag: the default, auto), write the single trajectories with their own xi2 and
 /// N_eff, and leave j = N/2 (N_eff < N at the end for some trajectory: the single-atom
 /// channels fire; with gamma_F = 1/11 and 8 trajectories to t = 60 the chance that none does
 /// is negligible, and the seed is fixed).
-#[test]
-fn switching_trajectories_change_irrep_and_write_single_trajectories() {
+fn switching_trajectories(backend: Option<&str>) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bt");
-    let (ok, stdout, stderr) = dicke(&[
+    let mut args = vec![
         "run",
         "scenarios/bistability_trajectories.toml",
         "--out",
@@ -409,7 +394,11 @@ fn switching_trajectories_change_irrep_and_write_single_trajectories() {
         "task.t_end=60",
         "--set",
         "task.n_times=61",
-    ]);
+    ];
+    if let Some(b) = backend {
+        args.extend(["--backend", b]);
+    }
+    let (ok, stdout, stderr) = dicke(&args);
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     let (h, rows) = read_csv(&out.join("trajectories.csv"));
     let col = |name: &str| {
@@ -426,7 +415,27 @@ fn switching_trajectories_change_irrep_and_write_single_trajectories() {
     assert!(rows.iter().all(|r| r[xi2] > 0.0));
     assert!(rows.iter().any(|r| r[neff] < 17.5), "no trajectory left j = N/2");
     assert!(out.join("trajectories.png").exists());
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
-    assert_eq!(res["backend"]["name"], "cpu");
+    serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap()
+}
+
+/// Default backend (auto): a real GPU when there is one, else the CPU with the reason.
+#[test]
+fn switching_trajectories_change_irrep_and_write_single_trajectories() {
+    let res = switching_trajectories(None);
+    let note = res["backend"]["note"].as_str().unwrap_or_default();
+    assert!(
+        res["backend"]["name"] == "gpu" || note.starts_with("auto: no real GPU adapter"),
+        "auto picked {} ({note})",
+        res["backend"]["name"]
+    );
+}
+
+/// `--backend gpu` (lavapipe in CI): the irrep-changing GPU kernel behind the CLI.
+#[test]
+fn switching_trajectories_on_the_gpu() {
+    if dicke::backend::gpu::test_context("switching_trajectories_on_the_gpu").is_none() {
+        return;
+    }
+    let res = switching_trajectories(Some("gpu"));
+    assert_eq!(res["backend"]["name"], "gpu");
 }

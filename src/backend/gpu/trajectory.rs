@@ -25,6 +25,31 @@
 //! 120-180 trajectories/s. On a real GPU the workgroup mapping should win for long ladders
 //! (u in on-chip memory); this session had no GPU to measure it.
 //!
+//! # Irrep-changing trajectories (single-atom rates)
+//!
+//! The kernel follows the twin's `run_with` ([`crate::solver::trajectory`], "Irrep-changing
+//! jumps"): every per-level buffer is laid out for j = N/2 (`TrajParams::n_levels` = N + 1 is
+//! the stride; the lane, st and wg variants index by it), and a trajectory carries its current
+//! 2j in private variables (ladder length, j, the irrep's nine rates at its offset in the real
+//! parameters: `Plan::kernel_rp`) and in slot 7 of its resumable state. At a jump the nine
+//! channel weights (J-, J+, Jz, then A-, A+, B-, B+, D-, D+) are reduced as the twin reduces
+//! them, the channel chosen by the twin's `choose` (collective models keep the original
+//! three-way selection, bit for bit), and an irrep-changing jump writes level `i' = i + di` of
+//! the new irrep from level i of the old one times `sqrt(|<j'm'|A|jm>|^2)`, then switches irrep.
+//! Exponential tables: the top irrep's and one scale per irrep and row, multiplied when read
+//! (module doc of the solver, "Exponential tables per irrep"; 0.8 MiB at N = 2000 in f64,
+//! checked against the binding limit before allocation). Collective models read the same
+//! numbers at the same addresses as before (one irrep, scale never read). Measured against the
+//! twin on lavapipe (tests/trajectory.rs
+//! `gpu_matches_cpu_twin_per_trajectory_irrep_changing`, N = 20, all six irrep-changing
+//! channels): the same jumps into the same irreps; records bit for bit with one level per
+//! invocation, within 1.5e-5 (f32) / 4e-14 (f64) relative in the other mappings.
+//!
+//! On lavapipe (256-bit llvmpipe) the fastest mapping at N = 2000 is a workgroup of 8
+//! (`lanes = 8`, st): 0.8-1 s per 205 steps and trajectory, against 10 s with the default 256
+//! lanes (every barrier of a workgroup wider than the 8 SIMD lanes switches coroutines) and
+//! 6 s with 4 or 16 lanes; `lanes` <= 2 cannot fit one trial in the loop budget and is refused.
+//!
 //! # Lavapipe's loop limiter, and resumable trajectories
 //!
 //! Mesa's llvmpipe (lavapipe) ends every loop of a shader invocation once the invocation has
@@ -138,7 +163,7 @@ pub const LAVAPIPE_LOOP_BUDGET: u32 = 60_000;
 /// Twin of `trial_cost` in trajectory.wgsl: an upper bound of the loop iterations one trial
 /// costs an invocation (`l` level-loop iterations, `rc` iterations of a reduction).
 pub fn trial_cost(l: u32, rc: u32) -> u32 {
-    28 * l + 7 * rc + 64
+    28 * l + 9 * rc + 96
 }
 
 /// Buffers of one run that the dispatch loop touches.
@@ -352,7 +377,10 @@ impl TrajectoryGpu {
         };
         let levels_loop = (plan.n_levels as u32).div_ceil(wg) + 1;
         let cost = trial_cost(levels_loop, wg.trailing_zeros() + 1);
-        if u64::from(cost) + 4 * u64::from(levels_loop) > u64::from(budget) {
+        // The kernel reserves one trial and the start-up (cost + 4 l) before its first trial
+        // and runs a trial only while a whole cost is left: a dispatch advances a trajectory
+        // only if 2 cost + 4 l fit (with less, every dispatch would suspend at once).
+        if 2 * u64::from(cost) + 4 * u64::from(levels_loop) > u64::from(budget) {
             return Err(GpuError::TooLarge {
                 what: format!(
                     "one trajectory step of {} levels on {} invocations ({} loop iterations; this \
@@ -375,7 +403,12 @@ impl TrajectoryGpu {
             Variant::Wg => 2 * n * 2 * r,
             Variant::St | Variant::Lane => 0,
         };
-        let table_bytes = inp.table.len() as u64 * 2 * r;
+        // The exponential tables of every irrep: the top irrep's rows and one scale per irrep
+        // and row (solver::trajectory module doc, "Exponential tables per irrep"), checked
+        // against the binding limit before anything is allocated.
+        let table = plan.kernel_table::<T>();
+        let rp = plan.kernel_rp::<T>();
+        let table_bytes = table.len() as u64 * 2 * r;
         for (what, bytes) in [
             ("trajectory records of one trajectory", rec_per_traj),
             (
@@ -422,7 +455,7 @@ impl TrajectoryGpu {
                 mapped_at_creation: false,
             })
         };
-        let table = flat(&inp.table);
+        let table = flat(&table);
         let psi0 = flat(&inp.psi0);
         let intervals: Vec<u32> = if inp.intervals.is_empty() {
             vec![0, 0] // a binding may not be empty
@@ -437,7 +470,7 @@ impl TrajectoryGpu {
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&inp.rp));
+            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&rp));
             let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
             let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
             let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
@@ -508,7 +541,7 @@ impl TrajectoryGpu {
         // Dispatches per round: enough for the expected work at the budget (a trial per step
         // and one per expected jump, charged at the worst case), then re-checked.
         let trials = plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + nsave;
-        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost).max(1);
+        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost - 1).max(1);
         let first_round = (trials.saturating_mul(3) / 2)
             .div_ceil(per_dispatch)
             .clamp(1, 4096) as u32;
@@ -658,10 +691,10 @@ mod tests {
         assert!(lane.contains(&format!("const LANE_GROUP: u32 = {LANE_GROUP}u;")));
         let body = include_str!("../../../shaders/trajectory.wgsl");
         assert!(
-            body.contains("    return 28u * l + 7u * rc + 64u;"),
+            body.contains("    return 28u * l + 9u * rc + 96u;"),
             "trial_cost differs from the WGSL twin"
         );
-        assert_eq!(trial_cost(1, 1), 28 + 7 + 64);
+        assert_eq!(trial_cost(1, 1), 28 + 9 + 96);
         use crate::solver::trajectory as tr;
         for (name, v) in [
             ("QB", tr::QUANTUM_BITS as usize),

@@ -1,9 +1,9 @@
 //! Monte-Carlo wave-function trajectories (PHYSICS.md sections 1, 2, 4 and 8): one pure state
 //! in one irrep j at a time, CPU (this module, rayon over trajectories) and GPU
 //! ([`crate::backend::gpu::trajectory`], `shaders/trajectory.wgsl`), with the same algorithm,
-//! the same indexing and the same random numbers. Collective-only models stay in j = N/2 and run
-//! on both backends; with single-atom rates a jump may change j (below, "Irrep-changing
-//! jumps"), which runs on the CPU only in this version.
+//! the same indexing and the same random numbers. Collective-only models stay in j = N/2; with
+//! single-atom rates a jump may change j (below, "Irrep-changing jumps"). Both run on both
+//! backends (P_m accumulation, [`TrajectoryOptions::pm`], is CPU only).
 //!
 //! # Unravelling
 //!
@@ -31,7 +31,12 @@
 //! test `irrep_rates_sum_to_h_eff`), so H_eff stays diagonal plus V, and everything below
 //! holds per irrep: each irrep gets its own twin (coefficients and exponential tables, built
 //! the first time a trajectory enters it), the state vector is sized for j = N/2, and a jump
-//! into j' re-indexes the amplitudes (level i = m + j to i' = m' + j') and switches twin. The
+//! into j' re-indexes the amplitudes (level i = m + j to i' = m' + j') and switches twin; every
+//! sum over levels then covers the new irrep's levels only (the work vectors' tail still holds
+//! the longer irrep's terms). The GPU kernel does the same with the irrep's 2j in the
+//! trajectory's state (module doc of [`crate::backend::gpu::trajectory`]). One step grid
+//! serves every irrep: the rate bound below is the maximum over all irreps a trajectory can
+//! reach, so h does not change at a jump and the tables of all irreps share their step sizes. The
 //! record carries 2j (slot 11), from which `J2 = j(j+1)` per trajectory; the ensemble mean of
 //! J2 is `<J^2>` of the permutation-invariant state (sum over its blocks). Validated against
 //! independent atoms (tests/trajectory.rs `cpu_individual_channels_match_independent_atoms`):
@@ -94,6 +99,34 @@
 //! controller would make the step sequence depend on rounding (accept/reject decisions flip on
 //! ulp-level differences between devices), and would need run-time exponentials.
 //!
+//! # Exponential tables per irrep (single-atom rates)
+//!
+//! The diagonal of H_eff depends on j only through a constant: with `jpjm = j(j+1) - m(m-1)`,
+//! `jmjp = j(j+1) - m(m+1)` and the single-atom weights summing to `gamma_down (m + N/2) +
+//! gamma_up (N/2 - m) + gamma_phi N` (test `irrep_rates_sum_to_h_eff`),
+//!
+//! ```text
+//! D_j(m) = D_{N/2}(m) + c_j - c_{N/2},   c_j = (chi - i (Gamma + w)/2) j(j+1),
+//! E_j(tau)_m = S_j(tau) E_{N/2}(tau)_m,  S_j(tau) = exp(-i (c_j - c_{N/2}) tau).
+//! ```
+//!
+//! So the tables are the top irrep's `(N + 1) x TABLE_DEPTH` entries per step size plus one
+//! complex scale per irrep and row (`Plan::kernel_table`): at N = 2000 and one step size
+//! 36 K + 18 K complex numbers (0.8 MiB in f64), where every irrep's own table would be
+//! `sum_j (2j + 1) x TABLE_DEPTH` = 1.8e7 complex numbers (144 MB in f32, 288 MB in f64:
+//! above lavapipe's 128 MiB storage binding, so N = 2000 could not run there at all, and a
+//! quarter of a 1 GiB binding elsewhere) and 1.8e7 host exponentials per run. Restricting to
+//! the irreps reachable in the run would not help: a trajectory's j has no bound known in
+//! advance. The kernel forms `cmul(S_j, E_top)` when it reads an entry (one
+//! complex product more per level and table read, against ~200 flops per level and step); the
+//! twin's lower irreps take the same product in the working precision (`Plan::inputs_for`), so
+//! CPU and GPU see the same numbers; the top irrep (and every collective model) keeps its
+//! directly rounded table, unchanged. Cost: the lower irreps' entries carry two roundings
+//! instead of one (1e-7 / 2e-16 relative, as the table itself). The factors must stay in f32's
+//! range: `|S_j| <= exp((Gamma + w) J(J+1) h/2)`, `|E_top| >= exp(-max gamma h/2)`, both
+//! ~exp(cfl/2) at the default step; a step making either exceed `exp(MAX_TABLE_EXPONENT)` is
+//! refused with a message (only a hand-set `dt` far beyond the rate bound can).
+//!
 //! # Random numbers
 //!
 //! Trajectory `t` (global index, `first_traj + i`) draws from `PhiloxStream::new(seed, t)`
@@ -139,6 +172,10 @@
 //! 29-32 trajectories/s (lane mapping). The twin's layout ([`twin`]) is what makes it fast; the
 //! step count is set by accuracy (above), so the next gain must come from fewer flops per
 //! trajectory, not from tuning.
+//!
+//! Irrep-changing, seed 002 at N = 2000 (gamma_s = 2 Gamma, f32, t to 5e-4: 2015 steps of
+//! 2.5e-7, ~460 jumps per trajectory), busy machine: CPU twin 7.4 trajectories/s on two cores,
+//! lavapipe 0.28/s with `lanes = 8` (BENCHMARKS.md).
 
 pub mod twin;
 
@@ -174,6 +211,10 @@ pub const TABLE_DEPTH: usize = QUANTUM_BITS as usize + 2;
 pub const HEAD_LEN: usize = 12;
 /// Default `cfl` (see [`TrajectoryOptions::cfl`]).
 pub const DEFAULT_CFL: f64 = 0.5;
+/// Largest |ln| of a factorised table factor (irrep scale or top-irrep entry) per step with
+/// single-atom rates: both stay inside f32's normal range with room for their product
+/// (module doc, "Exponential tables per irrep"). The default step gives at most ~cfl/2.
+pub const MAX_TABLE_EXPONENT: f64 = 40.0;
 
 /// Working precision of the trajectory kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -215,7 +256,8 @@ pub struct TrajectoryOptions {
     /// Keep the records of the first this many trajectories in the result.
     pub save_trajectories: usize,
     /// Also accumulate the magnetisation distribution P_m (summed over irreps) at every save,
-    /// with its standard errors (CPU only in this version).
+    /// with its standard errors (CPU only in this version: `run_gpu` refuses it, and
+    /// `--backend auto` then runs on the CPU).
     pub pm: bool,
     /// Invocations per trajectory on the GPU, and hence the order of every sum over levels
     /// on both backends (a power of two, 1..=256). 0: [`default_lanes`] on the GPU,
@@ -351,9 +393,13 @@ pub struct Plan {
     pub rate_bound: f64,
     head: [f64; HEAD_LEN],
     table: Vec<c64>,
+    /// With single-atom rates: `S_j(tau) = exp(-i (c_j - c_{N/2}) tau)`,
+    /// `c_j = (chi - i (Gamma + w)/2) j(j+1)`, at `[(set * TABLE_DEPTH + k) * n_irreps + ji]`,
+    /// `ji = (N - 2j)/2` (module doc); empty for collective models.
+    scale: Vec<c64>,
     psi0: Vec<c64>,
     model: Model,
-    /// Single-atom rates: jumps change the irrep (CPU only in this version).
+    /// Single-atom rates: jumps change the irrep.
     pub individual: bool,
 }
 
@@ -484,6 +530,35 @@ impl Plan {
             )));
         }
         let table = exp_table(&set_steps, &energy, &gamma);
+        // Irrep-changing models: the other irreps' tables are the top irrep's times one
+        // complex scale per irrep and table row (module doc, "Exponential tables per irrep").
+        let scale = if individual {
+            let big_j = model.n as f64 / 2.0;
+            let top = big_j * (big_j + 1.0);
+            let (de, dg): (Vec<f64>, Vec<f64>) = two_js
+                .iter()
+                .map(|&tj| {
+                    let j = tj as f64 / 2.0;
+                    let d = j * (j + 1.0) - top;
+                    (model.chi * d, (model.gamma_coll + model.pump_coll) * d)
+                })
+                .unzip();
+            // Both factors must stay far inside f32's range (e^+-87): |S| grows to
+            // exp((Gamma + w) J(J+1) h/2) at j = 0, the top table falls to exp(-max gamma h/2).
+            let hbig = set_steps.iter().cloned().fold(0.0, f64::max);
+            let gtop = gamma.iter().cloned().fold(0.0, f64::max);
+            let expo = 0.5 * hbig * gtop.max(-dg.iter().cloned().fold(0.0, f64::min));
+            if !expo.is_finite() || expo > MAX_TABLE_EXPONENT {
+                return Err(unsupported(format!(
+                    "with single-atom rates the step h = {hbig:e} is too long for the factorised \
+                     exponential tables: exp(+-{expo:.1}) per step (at most exp(+-{MAX_TABLE_EXPONENT})); \
+                     use a smaller dt or the default cfl"
+                )));
+            }
+            exp_table(&set_steps, &de, &dg)
+        } else {
+            Vec::new()
+        };
         let cm = c64::from_polar(0.5 * model.drive, -model.phi);
         let mut head = [0.0; HEAD_LEN];
         let ([g, w, gphi], _) = irrep_rates(model, model.n);
@@ -518,6 +593,7 @@ impl Plan {
             rate_bound,
             head,
             table,
+            scale,
             psi0: psi0.iter().map(|z| z * inv).collect(),
             model: *model,
             individual,
@@ -558,8 +634,20 @@ impl Plan {
         let table = if two_j as usize == self.n_atoms {
             self.table.iter().map(cx).collect()
         } else {
-            let (e, g) = irrep_diag(&self.model, two_j as usize);
-            exp_table(&self.set_steps, &e, &g).iter().map(cx).collect()
+            // The kernel's `tab`: the top irrep's entry of the same m times the irrep's scale,
+            // both rounded to T, multiplied in T (S first, as WGSL `cmul(S, e)`).
+            let ji = (self.n_atoms - two_j as usize) / 2;
+            let (nir, ntop) = (self.n_irreps(), self.n_levels);
+            let rows = self.set_steps.len() * TABLE_DEPTH;
+            let mut t = Vec::with_capacity(rows * n);
+            for row in 0..rows {
+                let s = cx(&self.scale[row * nir + ji]);
+                for i in 0..n {
+                    let e = cx(&self.table[row * ntop + i + ji]);
+                    t.push(Cx::new(s.re * e.re - s.im * e.im, s.re * e.im + s.im * e.re));
+                }
+            }
+            t
         };
         TwinInputs {
             n_levels: n,
@@ -576,6 +664,33 @@ impl Plan {
             intervals: self.intervals.clone(),
             ind: ind.map(T::from_f64),
         }
+    }
+
+    /// Irreps a trajectory can visit: 2j = N, N-2, ..., 1 or 0 with single-atom rates (N/2 + 1
+    /// of them), else only j = N/2.
+    pub fn n_irreps(&self) -> usize {
+        if self.individual { self.n_atoms / 2 + 1 } else { 1 }
+    }
+
+    /// The GPU kernel's real parameters: [`Plan::real_params`], then per irrep
+    /// `ji = (N - 2j)/2 = 0..n_irreps` the collective rates with the a0 parts and the six
+    /// irrep-changing rates ([`irrep_rates`], [`twin::IND_CHANNELS`] order): nine numbers, the
+    /// very values of that irrep's [`TwinInputs::rp`]`[0..3]` and [`TwinInputs::ind`].
+    pub fn kernel_rp<T: Real>(&self) -> Vec<T> {
+        let mut v = self.real_params::<T>();
+        for ji in 0..self.n_irreps() {
+            let (coll, ind) = irrep_rates(&self.model, self.n_atoms - 2 * ji);
+            v.extend(coll.iter().chain(&ind).map(|&x| T::from_f64(x)));
+        }
+        v
+    }
+
+    /// The GPU kernel's table: the top irrep's `exp(-i D tau)` rows
+    /// (`[row * (N + 1) + m + N/2]`, row = set * TABLE_DEPTH + k), then with single-atom rates
+    /// the irrep scales `[rows * (N + 1) + row * n_irreps + ji]`, all rounded to T.
+    pub fn kernel_table<T: Real>(&self) -> Vec<Cx<T>> {
+        let cx = |z: &c64| Cx::new(T::from_f64(z.re), T::from_f64(z.im));
+        self.table.iter().chain(&self.scale).map(cx).collect()
     }
 
     /// Steps per save interval.
@@ -983,14 +1098,6 @@ pub fn run_gpu(
         )
         .into());
     }
-    if plan.individual {
-        return Err(unsupported(format!(
-            "the model has single-atom rates {}: these trajectories change irrep at jumps, \
-             which runs on the CPU only in this version (--backend cpu)",
-            model.individual_terms().join(", ")
-        ))
-        .into());
-    }
     let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
     let len = plan.n_saves() * RECORD_LEN;
     let mut next = plan.first_traj;
@@ -1094,6 +1201,43 @@ mod tests {
         }
     }
 
+    /// As above with irrep-changing jumps that shrink the ladder past a multiple of the twin's
+    /// padding (2j + 1 = 21 -> 15 levels: 32 -> 16 padded): the sums must cover only the
+    /// current irrep's levels. Before the fix, lanes >= 8 also summed the longer irrep's stale
+    /// terms left in the work vectors, and these records differed by 1e-4 and more.
+    #[test]
+    fn reduction_lanes_change_only_rounding_after_irrep_changes() {
+        let model = Model {
+            n: 20,
+            gamma_coll: 1.0,
+            drive: 10.0,
+            chi: 0.5,
+            gamma_down: 20.0,
+            gamma_phi: 5.0,
+            ..Default::default()
+        };
+        let psi = coherent(20, 2.0, 0.0);
+        let times: Vec<f64> = (0..9).map(|i| 0.01 * i as f64).collect();
+        let mut out = Vec::new();
+        for lanes in [1, 8, 16, 64] {
+            let opts = TrajectoryOptions {
+                ntraj: 4,
+                precision: Precision::F64,
+                lanes,
+                ..Default::default()
+            };
+            let plan = Plan::new(&model, &psi, &times, &opts).unwrap();
+            out.push(cpu_records(&plan, 0, 4));
+        }
+        let lowest = out[0].chunks(RECORD_LEN).map(|r| r[11]).fold(20.0, f64::min);
+        assert!(lowest <= 14.0, "no trajectory reached 2j <= 14 (lowest {lowest})");
+        for o in &out[1..] {
+            for (a, b) in o.iter().zip(&out[0]) {
+                assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
     /// H_eff's decay rates in every irrep are the sum of the channel weights, which must equal
     /// Gamma J+J- + w J-J+ + Gamma_phi Jz^2 + gamma_down (Jz + N/2) + gamma_up (N/2 - Jz) +
     /// gamma_phi N (PHYSICS.md sec. 4): the a0/a-/a+ weights preserve the trace.
@@ -1140,6 +1284,21 @@ mod tests {
         let psi = coherent(4, 1.0, 0.0);
         let opts = TrajectoryOptions::default();
         assert!(Plan::new(&model, &psi, &[0.0, 1.0], &opts).unwrap().individual);
+        // A hand-set step far beyond the rate bound would push the factorised tables out of
+        // f32's range: refused, naming the step.
+        let coll = Model {
+            gamma_coll: 1.0,
+            ..model
+        };
+        let long = TrajectoryOptions {
+            dt: Some(100.0),
+            ..Default::default()
+        };
+        let err = Plan::new(&coll, &psi, &[0.0, 100.0], &long)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("step h = 1e2") && err.contains("dt"), "{err}");
+        assert!(Plan::new(&coll, &psi, &[0.0, 1.0], &opts).is_ok());
         let model = Model { n: 4, ..model };
         let model = Model {
             gamma_down: 0.0,

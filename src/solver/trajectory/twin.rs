@@ -411,6 +411,9 @@ impl<T: Real> Twin<T> {
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // level-major over K arrays: the K chains interleave
     fn reduce<const K: usize>(&self, f: [&[T]; K]) -> [T; K] {
+        // Only this irrep's levels: the work vectors are sized for j = N/2, and after a jump
+        // into a shorter irrep their tail still holds the longer irrep's terms.
+        let f = f.map(|x| &x[..self.np]);
         match self.inp.lanes {
             1 => {
                 let mut a = [T::ZERO; K];
