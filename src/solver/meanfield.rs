@@ -787,17 +787,41 @@ pub struct Boundary {
 
 /// Boundaries along the scan values `xs` (in the given order) where
 /// [`FixedPoints::signature`] changes, each located by bisection to a bracket of width <=
-/// 2 `tol` (module doc). `at(x)` computes the fixed points at the scanned value x.
+/// 2 `tol` (module doc); changes found within a few `tol` of each other are merged into one
+/// boundary. `at(x)` computes the signature at the scanned value x.
 pub fn boundaries<E>(
     xs: &[f64],
     sigs: &[(usize, usize)],
     tol: f64,
     mut at: impl FnMut(f64) -> Result<(usize, usize), E>,
 ) -> Result<Vec<Boundary>, E> {
-    let mut out = Vec::new();
+    let mut out: Vec<Boundary> = Vec::new();
     for i in 1..xs.len().min(sigs.len()) {
         if sigs[i - 1] != sigs[i] {
-            locate(xs[i - 1], sigs[i - 1], xs[i], sigs[i], tol, &mut at, &mut out, 0)?;
+            let mut found = Vec::new();
+            locate(
+                xs[i - 1],
+                sigs[i - 1],
+                xs[i],
+                sigs[i],
+                tol,
+                &mut at,
+                &mut found,
+                0,
+            )?;
+            // Changes closer than the tolerance are one boundary (e.g. seed 001 at Omega_c,
+            // where the stable fixed point merges with a saddle that turns into a center).
+            for b in found {
+                match out.last_mut() {
+                    Some(last) if (b.at - last.at).abs() <= 2.0 * (b.tol + last.tol) => {
+                        let (lo, hi) = (last.at - last.tol, b.at + b.tol);
+                        last.after = b.after;
+                        last.at = 0.5 * (lo + hi);
+                        last.tol = 0.5 * (hi - lo).abs();
+                    }
+                    _ => out.push(b),
+                }
+            }
         }
     }
     Ok(out)
