@@ -11,6 +11,7 @@ use dicke::solver::{blocks, master};
 use dicke::state::{BlockState, DensityMatrix, pure};
 
 use Factorisation::{Collective, Individual};
+use std::f64::consts::{PI, TAU};
 
 /// Deterministic pseudo-random numbers in [0, 1) (xorshift64*), enough for parameter draws.
 struct Draw(u64);
@@ -76,7 +77,7 @@ fn individual_factorisation_is_exact_on_product_states() {
     for n in 1..=6 {
         for _ in 0..4 {
             let model = random_model(n, &mut d);
-            let (theta, phi) = (3.14 * d.next(), 6.28 * d.next());
+            let (theta, phi) = (PI * d.next(), TAU * d.next());
             let exact = exact_rate_blocks(&model, theta, phi);
             let co = Coeffs::new(&model, Individual);
             let mf = meanfield::rhs(&co, bloch(theta, phi));
@@ -273,8 +274,8 @@ fn seed000_fixed_points_agree_with_integration() {
     let mut starts: Vec<[f64; 3]> = Vec::new();
     for i in 0..7 {
         for j in 0..4 {
-            let theta = 3.14159 * (i as f64 + 0.5) / 7.0;
-            let phi = 6.28318 * j as f64 / 4.0;
+            let theta = PI * (i as f64 + 0.5) / 7.0;
+            let phi = TAU * j as f64 / 4.0;
             let r = 0.9;
             starts.push(bloch(theta, phi).map(|v| r * v));
         }
@@ -342,8 +343,8 @@ fn phase(fp: &FixedPoints) -> &'static str {
 
 #[test]
 fn seed001_phases_fixed_points_and_eigenvalues() {
-    let (n, g, chi) = (100.0, 1.0, 0.9375);
-    let oc = n / 2.0 * (g * g + 4.0 * chi * chi as f64).sqrt();
+    let (n, g, chi): (f64, f64, f64) = (100.0, 1.0, 0.9375);
+    let oc = n / 2.0 * (g * g + 4.0 * chi * chi).sqrt();
     assert!((oc - 106.25).abs() < 1e-12);
     for (omega, want) in [
         (25.0, "decaying"),
@@ -540,8 +541,8 @@ fn collective_steady_state_below_omega_c() {
 // (its S5, S9), which has real roots only for r^2 <= 1/8: Upsilon'_c = Upsilon_c/sqrt(2).
 
 fn seed002(n: usize, gamma_s: f64, u: f64) -> Model {
-    let (g, chi) = (1.0, 1.0);
-    let uc = (g * g + 4.0 * chi * chi as f64).sqrt();
+    let (g, chi): (f64, f64) = (1.0, 1.0);
+    let uc = (g * g + 4.0 * chi * chi).sqrt();
     Model {
         n,
         gamma_coll: g,

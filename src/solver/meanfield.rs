@@ -118,8 +118,9 @@
 //! tangent plane: stability is judged from the 2x2 restriction `E^T J E` to the tangent plane
 //! (orthonormal E perpendicular to s), and only those two eigenvalues are reported. With `tol =
 //! 1e-9 x` the largest rate of the equations: stable if max Re(lambda) < -tol, unstable if
-//! > tol, a **center** if all |Re| <= tol with an imaginary part (seed 001's SS3: closed orbits
-//! around it, the oscillating solutions), marginal otherwise (a zero eigenvalue at a fold).
+//! max Re(lambda) > tol, a **center** if all |Re| <= tol with an imaginary part (seed 001's
+//! SS3: closed orbits around it, the oscillating solutions), marginal otherwise (a zero
+//! eigenvalue at a fold).
 //!
 //! **Boundaries** along a scan ([`boundaries`]): between consecutive scan values whose
 //! (number of stable fixed points, number of centers) differ, bisection on the scanned value
@@ -723,7 +724,7 @@ pub fn bloch_vector(model: &Model, state: State) -> Result<[f64; 3], InputError>
     match state {
         State::Coherent { theta, phi } => Ok([theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()]),
         State::Dicke { m } => {
-            if !(m.abs() <= n / 2.0) || (m + n / 2.0).fract() != 0.0 {
+            if m.is_nan() || m.abs() > n / 2.0 || (m + n / 2.0).fract() != 0.0 {
                 return Err(InputError::invalid(
                     "initial.m",
                     m,
