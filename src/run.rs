@@ -15,6 +15,12 @@
 //! and the GPU batch are collective-only: single-atom rates are refused there by name, and a
 //! scan of evolutions under `--backend auto` runs on the CPU with the reason recorded.
 //!
+//! # Mean-field fixed points (`kind = "fixed_points"`)
+//!
+//! [`meanfield`] at each scan value (per factorisation; the collective curve may run on the
+//! model changed by `task.collective_set`), rows written as each point finishes, then the
+//! boundaries bisected between scan points and the branch plot. CPU only.
+//!
 //! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
 //!
 //! Every scan point is integrated from the scenario's initial state over the task's time
