@@ -621,3 +621,51 @@ fn initial_bloch_vectors() {
     assert!(dist(s, mom.mean.map(|v| v / 10.0)) < 1e-15);
     assert!(s[2] < 0.0 && s[0].abs() < 1e-12, "{s:?}");
 }
+
+/// A U(1)-symmetric model (Omega = 0) with a ring of fixed points: collective decay with
+/// single-atom pumping (a superradiant laser), individual factorisation. kappa(sz) vanishes at
+/// sz* = 2 kappa0 / ((N-1) Gamma) = 4/9 (Delta = 0), where dsz/dt = 0 holds on a circle of
+/// radius^2 = 2 (B (1 - sz*) - A (1 + sz*)) / C; the ring is reported as degenerate (not as
+/// points), and the isolated fixed point on the axis, sz = (B - A)/(A + B) = 1/2, is found and
+/// unstable (the lasing ring attracts).
+#[test]
+fn ring_of_fixed_points_is_reported_not_listed() {
+    let m = Model {
+        n: 10,
+        gamma_coll: 1.0,
+        gamma_up: 3.0,
+        ..Model::default()
+    };
+    let fp = meanfield::fixed_points(&m, Individual);
+    assert_eq!(fp.degenerate.len(), 1, "{fp:#?}");
+    assert!(fp.degenerate[0].contains("0.444"), "{:?}", fp.degenerate);
+    assert_eq!(fp.points.len(), 1, "{fp:#?}");
+    assert!(
+        dist(fp.points[0].s, [0.0, 0.0, 0.5]) < 1e-14,
+        "{:?}",
+        fp.points[0].s
+    );
+    assert_eq!(fp.points[0].stability, Stability::Unstable);
+    // Integration from near the axis ends on the ring: sz -> 4/9, sx^2 + sy^2 -> 2 (3 (5/9) -
+    // 13/9) / 9 = 4/81 (within 1e-6 after t = 60, the slowest rate being ~0.5).
+    let mut fin = [0.0; 3];
+    let opts = OdeOptions {
+        rtol: 1e-10,
+        atol: 1e-12,
+        ..OdeOptions::default()
+    };
+    meanfield::evolve(
+        &m,
+        Individual,
+        [0.01, 0.0, 0.0],
+        &[0.0, 60.0],
+        &opts,
+        |_, _, s| fin = s,
+    )
+    .unwrap();
+    assert!((fin[2] - 4.0 / 9.0).abs() < 1e-6, "{fin:?}");
+    assert!(
+        (fin[0] * fin[0] + fin[1] * fin[1] - 4.0 / 81.0).abs() < 1e-6,
+        "{fin:?}"
+    );
+}
