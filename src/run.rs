@@ -1427,6 +1427,7 @@ fn fixed_points_task(
         values,
         factorisations,
         boundary_tol,
+        integrate,
         collective,
         collective_set,
     } = &sc.task
@@ -1459,6 +1460,7 @@ fn fixed_points_task(
     // Per factorisation: (x, sz, stable) of every fixed point, for the plot.
     type Curve = (meanfield::Factorisation, Vec<(f64, f64, bool)>);
     let mut curves: Vec<Curve> = Vec::new();
+    let mut ends: Vec<Curve> = Vec::new();
     progress.start((factorisations.len() * values.len()) as u64, "fixed points");
     let mut done = 0;
     for &f in factorisations {
@@ -1474,12 +1476,26 @@ fn fixed_points_task(
         };
         let file = fixed_points_file(f, both);
         let mut csv = CsvWriter::create(&dir.join(file), &header)?;
+        // With t_end: where a run of the ODE from [initial] ends, next to all fixed points.
+        let end_file = file.replace("fixed_points", "meanfield_final");
+        let mut end_csv = match integrate {
+            Some(_) => {
+                let h: Vec<String> = [variable.as_str(), "Omega", "sx", "sy", "sz", "distance_to_stable"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                files.push(end_file.clone());
+                Some(CsvWriter::create(&dir.join(&end_file), &h)?)
+            }
+            None => None,
+        };
+        let mut end_curve = Vec::new();
         let mut sigs = Vec::new();
         let mut degenerate = Vec::new();
         let mut unphysical = 0;
         let mut curve = Vec::new();
         let mut radius = None;
-        for &x in values {
+        for (i, &x) in values.iter().enumerate() {
             let (p, fp) = at(x)?;
             for q in &fp.points {
                 let stable = q.stability == meanfield::Stability::Stable;
@@ -1498,6 +1514,33 @@ fn fixed_points_task(
             }
             for d in &fp.degenerate {
                 degenerate.push(json!({ variable.as_str(): jnum(x), "note": d }));
+            }
+            if let (Some(spec), Some(w), Some(init)) = (integrate, end_csv.as_mut(), &src.initial) {
+                let s0 = meanfield::bloch_vector(&p.model, p.state("initial", init)?)?;
+                let ode = OdeOptions {
+                    rtol: spec.rtol,
+                    atol: spec.atol,
+                    max_steps: spec.max_steps,
+                    h0: None,
+                };
+                let mut fin = s0;
+                meanfield::evolve(&p.model, f, s0, &spec.times, &ode, |_, _, s| fin = s).map_err(|e| {
+                    SolverError::ScanPoint {
+                        index: i,
+                        variable: variable.clone(),
+                        value: x,
+                        cause: Box::new(e),
+                        others: String::new(),
+                    }
+                })?;
+                let d = fp
+                    .points
+                    .iter()
+                    .filter(|q| q.stability == meanfield::Stability::Stable)
+                    .map(|q| (0..3).map(|k| (q.s[k] - fin[k]).powi(2)).sum::<f64>().sqrt())
+                    .fold(f64::NAN, f64::min);
+                w.row(&[x, p.model.drive, fin[0], fin[1], fin[2], d])?;
+                end_curve.push((x, fin[2], true));
             }
             unphysical += fp.unphysical_roots;
             radius = fp.sphere_radius;
@@ -1541,13 +1584,24 @@ fn fixed_points_task(
                     .collect::<serde_json::Map<_, _>>()
             );
         }
+        if let Some(spec) = integrate {
+            r["integration"] = json!({
+                "file": end_file,
+                "t_end": jnum(spec.times[1]),
+                "rtol": jnum(spec.rtol),
+                "atol": jnum(spec.atol),
+            });
+        }
         results.insert(f.name().to_string(), r);
         files.push(file.to_string());
         curves.push((f, curve));
+        if integrate.is_some() {
+            ends.push((f, end_curve));
+        }
     }
     progress.finish();
     if sc.plot {
-        let sets: Vec<plot::BranchSet> = curves
+        let mut sets: Vec<plot::BranchSet> = curves
             .iter()
             .map(|(f, c)| plot::BranchSet {
                 name: match f {
@@ -1559,8 +1613,23 @@ fn fixed_points_task(
                     meanfield::Factorisation::Collective => 3,
                 },
                 points: c,
+                markers: false,
             })
             .collect();
+        for (f, c) in &ends {
+            sets.push(plot::BranchSet {
+                name: match f {
+                    meanfield::Factorisation::Individual => "individual: run from [initial] ends",
+                    meanfield::Factorisation::Collective => "collective: run from [initial] ends",
+                },
+                colour: match f {
+                    meanfield::Factorisation::Individual => 2,
+                    meanfield::Factorisation::Collective => 1,
+                },
+                points: c,
+                markers: true,
+            });
+        }
         let title = if sc.title.is_empty() {
             "mean-field fixed points"
         } else {

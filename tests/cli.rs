@@ -493,3 +493,47 @@ fn fixed_points_scenario_reproduces_the_bistability_window() {
     let png = std::fs::read(out.join("plot.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+/// kind = "fixed_points" with [initial] and t_end: each point is also integrated from the south
+/// pole. Individual factorisation (seed 000): every run ends on a stable fixed point (distance
+/// < 1e-6 after t = 200/gamma, slowest rate ~0.2 gamma away from the folds), on the lower
+/// branch up to the upper edge of the window (hysteresis: inside the window the south pole
+/// picks the lower state) and on the upper one (sz > -0.1) beyond it. Collective (Dicke) above
+/// Omega_c: no stable fixed point, the distance column is NaN.
+#[test]
+fn fixed_points_with_runs_from_the_initial_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("scenarios/bistability_meanfield.toml")
+        .unwrap()
+        .replace(
+            "[task]",
+            "[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n\n[task]\nt_end = 200",
+        );
+    let path = dir.path().join("mf_runs.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "task.num=61",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("meanfield_final.csv"));
+    assert_eq!(header, ["x", "Omega", "sx", "sy", "sz", "distance_to_stable"]);
+    assert_eq!(rows.len(), 61);
+    for r in &rows {
+        assert!(r[5] < 1e-6, "run did not end on a stable fixed point: {r:?}");
+        if r[0] < 0.8052 {
+            assert!(r[4] < -0.3, "lower branch expected: {r:?}");
+        } else {
+            assert!(r[4] > -0.1, "upper branch expected: {r:?}");
+        }
+    }
+    let (_, rc) = read_csv(&out.join("meanfield_final_collective.csv"));
+    for r in rc.iter().filter(|r| r[0] > 1.0) {
+        assert!(r[5].is_nan(), "{r:?}");
+    }
+}

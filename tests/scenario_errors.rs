@@ -296,7 +296,18 @@ fn fixed_points_task_fields_are_checked() {
     );
     assert!(e.contains("initial") && e.contains("fixed_points"), "{e}");
     let e = err(FIXED_POINTS, &["task.t_end=3"]);
-    assert!(e.contains("task.t_end"), "{e}");
+    assert!(e.contains("task.t_end") && e.contains("[initial]"), "{e}");
+    let e = err(FIXED_POINTS, &["task.rtol=1e-6"]);
+    assert!(e.contains("task.rtol") && e.contains("t_end"), "{e}");
+    let with_initial = FIXED_POINTS.replace(
+        "[task]",
+        "[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]\nt_end = 5",
+    );
+    assert!(parse(&with_initial, "test.toml", &[]).is_ok());
+    let e = err(&with_initial, &["task.n_times=11"]);
+    assert!(e.contains("task.n_times") && e.contains("end point"), "{e}");
+    let e = err(&with_initial, &["initial.m=7"]);
+    assert!(e.contains("initial.m") && e.contains("7"), "{e}");
     let e = err(FIXED_POINTS, &["task.boundary_tol=-1"]);
     assert!(e.contains("task.boundary_tol") && e.contains("> 0"), "{e}");
     // Mean-field fields on another kind.

@@ -447,6 +447,8 @@ pub struct BranchSet<'a> {
     pub name: &'a str,
     pub colour: usize,
     pub points: &'a [(f64, f64, bool)],
+    /// Draw the points as markers only (e.g. where runs of the ODE end), labelled `name`.
+    pub markers: bool,
 }
 
 /// Branches of a set of fixed points: points at consecutive x are linked greedily by the
@@ -504,8 +506,9 @@ fn assemble_branches(points: &[(f64, f64, bool)], max_jump: f64) -> Vec<Vec<(f64
 
 /// Writes a PNG of fixed-point branches y(x) (e.g. mean-field sz against a scanned drive): each
 /// [`BranchSet`] in its own colour, segments between two stable points solid, every other
-/// segment dashed, isolated points as dots (filled when stable). Points at consecutive x are
-/// joined into branches by the smallest jump in y (at most 10 % of the y range).
+/// segment dashed, isolated points as dots (filled when stable); a set with `markers` as
+/// crosses only. Points at consecutive x are joined into branches by the smallest jump in y (at
+/// most 10 % of the y range).
 ///
 /// Errors: a path not ending in `.png`, or any drawing or file error.
 pub fn branch_plot(
@@ -558,6 +561,15 @@ fn draw_branch_plot(
     for set in sets {
         let color = PALETTE[set.colour % PALETTE.len()];
         let line = color.stroke_width(2);
+        if set.markers {
+            let pts = set.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite());
+            chart
+                .draw_series(pts.map(|p| Cross::new((p.0, p.1), 4, color.stroke_width(1))))
+                .map_err(e)?
+                .label(set.name)
+                .legend(move |(px, py)| Cross::new((px + 10, py), 4, color.stroke_width(1)));
+            continue;
+        }
         let branches = assemble_branches(set.points, max_jump);
         let mut solid = Vec::new();
         let mut dashed = Vec::new();

@@ -226,6 +226,9 @@ pub enum Task {
         factorisations: Vec<crate::solver::meanfield::Factorisation>,
         /// Bisection tolerance of the boundaries, in units of the scanned variable.
         boundary_tol: f64,
+        /// With `[initial]` and `task.t_end`: also integrate the mean-field ODEs from the
+        /// initial state's Bloch vector to t_end at every point (times = [0, t_end]).
+        integrate: Option<EvolveSpec>,
         /// The scenario the collective factorisation runs on when `task.collective_set`
         /// changes the model for it (e.g. seed 000's Dicke curve: single-atom decay off).
         collective: Option<Box<Scenario>>,
@@ -565,12 +568,25 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
             pinned,
         )?));
     }
-    if let (Task::FixedPoints { .. }, Some(_)) = (&scenario.task, &raw.initial) {
-        return Err(InputError::invalid(
-            "initial",
-            "(given)",
-            "no [initial] table for kind = \"fixed_points\" (fixed points do not depend on an initial state)",
-        ));
+    if let Task::FixedPoints { integrate, .. } = &scenario.task {
+        match (integrate, &raw.initial) {
+            (None, Some(_)) => {
+                return Err(InputError::invalid(
+                    "initial",
+                    "(given)",
+                    "no [initial] table for kind = \"fixed_points\" without task.t_end (fixed points do \
+                     not depend on an initial state; with t_end each point is also integrated from it)",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(InputError::invalid(
+                    "task.t_end",
+                    "(given)",
+                    "an [initial] table to integrate from (or no t_end) for kind = \"fixed_points\"",
+                ));
+            }
+            _ => {}
+        }
     }
     if let (Task::Scan { values, .. }, Some(_)) = (&scenario.task, scenario.observables.husimi)
         && values.len() > 1
@@ -611,6 +627,9 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
             mode: ScanMode::Evolve { .. },
             ..
         } => Some("kind = \"scan\" with mode = \"evolve\""),
+        Task::FixedPoints {
+            integrate: Some(_), ..
+        } => Some("kind = \"fixed_points\" with t_end"),
         Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } => None,
     };
     if let (Some(what), None) = (evolves, &scenario.initial) {
@@ -984,12 +1003,36 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
             let ctx = "kind = \"fixed_points\"";
             refuse(&traj_fields, ctx, "")?;
             refuse(&precision_field, ctx, "")?;
+            // t_start, n_times, times: only the end point of a run is kept.
             refuse(
-                &evolve_fields,
+                &evolve_fields[..4]
+                    .iter()
+                    .filter(|f| f.0 != "t_end")
+                    .copied()
+                    .collect::<Vec<_>>(),
                 ctx,
-                " (mean-field fixed points need no time grid)",
+                " (a run from [initial] keeps only its end point: give t_end)",
             )?;
             refuse(&scan_fields[..1], ctx, "")?; // mode
+            let integrate = match &t.t_end {
+                None => {
+                    refuse(
+                        &evolve_fields[4..],
+                        ctx,
+                        " without t_end (they set the run from [initial])",
+                    )?;
+                    None
+                }
+                Some(_) => {
+                    let t_end = positive(base, "task.t_end", &t.t_end, 1.0)?;
+                    Some(EvolveSpec {
+                        times: vec![0.0, t_end],
+                        rtol: positive(base, "task.rtol", &t.rtol, 1e-10)?,
+                        atol: positive(base, "task.atol", &t.atol, 1e-12)?,
+                        max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+                    })
+                }
+            };
             use crate::solver::meanfield::Factorisation;
             let factorisations = match t.factorisation.as_deref() {
                 None | Some("individual") => vec![Factorisation::Individual],
@@ -1024,6 +1067,7 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                 values,
                 factorisations,
                 boundary_tol,
+                integrate,
                 collective: None,
                 collective_set,
             })
