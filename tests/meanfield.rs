@@ -669,3 +669,87 @@ fn ring_of_fixed_points_is_reported_not_listed() {
         "{fin:?}"
     );
 }
+
+/// Completeness and correctness at random parameters (every term on, both factorisations,
+/// N = 2..40): every reported fixed point solves ds/dt = 0 (residual < 1e-10 of the rate scale)
+/// and lies in the Bloch ball (on the unit sphere when |s| is conserved); and every run of the
+/// ODE from 12 random initial states that comes to rest (|ds/dt| < 1e-9 of the scale at
+/// t = 400/rate) ends within 1e-6 of a reported fixed point that is not unstable. A missed
+/// attracting root would fail the second check.
+#[test]
+fn fixed_points_are_complete_at_random_parameters() {
+    let mut d = Draw(0x1234_5678_9abc_def1);
+    let opts = OdeOptions {
+        rtol: 1e-11,
+        atol: 1e-13,
+        ..OdeOptions::default()
+    };
+    let mut rested = 0;
+    for trial in 0..24 {
+        let n = 2 + (d.next() * 38.0) as usize;
+        let mut m = random_model(n, &mut d);
+        // Collective rates ~ 1/N so that the collective terms stay comparable with the rest.
+        m.gamma_coll *= 4.0 / n as f64;
+        m.pump_coll *= 1.0 / n as f64;
+        m.chi *= 2.0 / n as f64;
+        m.chi_z *= 2.0 / n as f64;
+        m.drive *= 1.5;
+        if trial % 3 == 0 {
+            // Collective-only: the sphere case of the collective factorisation.
+            m.gamma_down = 0.0;
+            m.gamma_up = 0.0;
+            m.gamma_phi = 0.0;
+        }
+        for f in [Individual, Collective] {
+            let co = Coeffs::new(&m, f);
+            let scale = co.scale();
+            let fp = meanfield::fixed_points(&m, f);
+            for p in &fp.points {
+                let r = meanfield::rhs(&co, p.s);
+                let res = r.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                assert!(
+                    res < 1e-10 * scale,
+                    "trial {trial} {f:?}: residual {res} at {:?}",
+                    p.s
+                );
+                let len = dist(p.s, [0.0; 3]);
+                if co.conserves_length {
+                    assert!((len - 1.0).abs() < 1e-12, "{len}");
+                } else {
+                    assert!(len <= 1.0 + 1e-9, "{len}");
+                }
+            }
+            let slowest = scale.max(1e-3);
+            for _ in 0..12 {
+                let (th, ph) = (PI * d.next(), TAU * d.next());
+                let r0 = if co.conserves_length { 1.0 } else { d.next().sqrt() };
+                let s0 = bloch(th, ph).map(|v| r0 * v);
+                let mut fin = s0;
+                if meanfield::evolve(&m, f, s0, &[0.0, 400.0 / slowest], &opts, |_, _, s| fin = s).is_err() {
+                    continue;
+                }
+                let r = meanfield::rhs(&co, fin);
+                if r.iter().fold(0.0f64, |a, v| a.max(v.abs())) > 1e-9 * scale {
+                    continue; // still moving (a limit cycle, a center's orbit, slow drift)
+                }
+                rested += 1;
+                let near = fp
+                    .points
+                    .iter()
+                    .filter(|p| p.stability != Stability::Unstable)
+                    .map(|p| dist(p.s, fin))
+                    .fold(f64::INFINITY, f64::min);
+                let ring = !fp.degenerate.is_empty();
+                assert!(
+                    near < 1e-6 || ring,
+                    "trial {trial} {f:?}: run from {s0:?} rests at {fin:?}, not at any of {fp:#?}"
+                );
+            }
+        }
+    }
+    assert!(
+        rested > 100,
+        "only {rested} runs came to rest: the check is too weak"
+    );
+    println!("{rested} runs came to rest on a reported fixed point");
+}
