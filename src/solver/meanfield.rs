@@ -135,6 +135,11 @@
 //! sin phi, cos theta)`, a Dicke state `s = (0, 0, 2m/N)`, a CRSS its Bloch vector `<J>/(N/2)`
 //! computed from its amplitudes (a mean-field state can only carry the mean; the CRSS's
 //! squeezing is lost).
+//!
+//! The scenario task is `kind = "fixed_points"` (`crate::run`, `docs/scenarios.md`); the
+//! validation is in `tests/meanfield.rs` (exactness of the individual factorisation on product
+//! states against the block solver's Liouvillian, the collective one as the classical limit,
+//! seeds 000-002, completeness against integration at random parameters).
 
 use crate::error::{InputError, SolverError};
 use crate::model::Model;
