@@ -16,6 +16,12 @@
 //! batch is collective-only: single-atom rates are refused there by name, and a scan of
 //! evolutions under `--backend auto` runs on the CPU with the reason recorded.
 //!
+//! # Mean-field fixed points (`kind = "fixed_points"`)
+//!
+//! [`meanfield`] at each scan value (per factorisation; the collective curve may run on the
+//! model changed by `task.collective_set`), rows written as each point finishes, then the
+//! boundaries bisected between scan points and the branch plot. CPU only.
+//!
 //! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
 //!
 //! Every scan point is integrated from the scenario's initial state over the task's time
@@ -45,6 +51,7 @@ use crate::output::{self, CsvWriter, plot};
 use crate::scenario::{BASE_OBSERVABLES, EvolveSpec, F32_MIN_RTOL, Point, ScanMode, Scenario, State, Task};
 use crate::solver::blocks;
 use crate::solver::master;
+use crate::solver::meanfield;
 use crate::solver::ode::OdeOptions;
 use crate::solver::trajectory::{self, Precision, TrajectoryOptions};
 use crate::state::{BlockState, DensityMatrix, pure};
@@ -310,6 +317,9 @@ pub fn execute_on(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, Error> {
     let t_start = Instant::now();
+    if let Task::FixedPoints { .. } = sc.task {
+        return fixed_points_task(sc, opts, progress, t_start);
+    }
     let points = sc.points()?;
     // Single-atom rates: the block solver runs the master-equation tasks, irrep-changing
     // trajectories the trajectories task.
@@ -559,6 +569,7 @@ pub fn execute_on(
             files.push(SCAN_EVOLUTION_CSV.into());
             out
         }
+        Task::FixedPoints { .. } => return fixed_points_task(sc, opts, progress, t_start),
         Task::SteadyState | Task::Scan { .. } => {
             let (x_names, pinned): (Vec<String>, Option<&str>) = match &sc.task {
                 Task::Scan { variable, .. } => (scan_x_names(sc, variable)?, Some(variable.as_str())),
@@ -695,6 +706,7 @@ pub fn execute_on(
         Task::Trajectories { .. } => "trajectories",
         Task::SteadyState => "steady_state",
         Task::Scan { .. } => "scan",
+        Task::FixedPoints { .. } => "fixed_points",
     };
     let with_blocks = points.iter().any(|p| !p.model.is_collective());
     let solver = match sc.task {
@@ -1381,4 +1393,266 @@ fn scan_evolve(
     }
     let xs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
     Ok(((x_names, xs, rows, last, scalars, stats), used))
+}
+
+/// The output file of the fixed points of one factorisation: `fixed_points.csv`, and
+/// `fixed_points_collective.csv` for the collective curve when both are asked for.
+fn fixed_points_file(f: meanfield::Factorisation, both: bool) -> &'static str {
+    match (f, both) {
+        (meanfield::Factorisation::Collective, true) => "fixed_points_collective.csv",
+        _ => "fixed_points.csv",
+    }
+}
+
+/// `kind = "fixed_points"`: mean-field fixed points per scan value and factorisation
+/// (`solver::meanfield`), one CSV row per fixed point, the boundaries in result.json, and a
+/// plot of sz against the scanned variable (stable solid, unstable dashed, one colour per
+/// factorisation).
+fn fixed_points_task(
+    sc: &Scenario,
+    opts: &RunOptions,
+    progress: &mut dyn Progress,
+    t_start: Instant,
+) -> Result<RunSummary, Error> {
+    let Task::FixedPoints {
+        variable,
+        values,
+        factorisations,
+        boundary_tol,
+        integrate,
+        collective,
+        collective_set,
+    } = &sc.task
+    else {
+        return Err(SolverError::Unsupported {
+            solver: "mean field",
+            message: "not a fixed_points task".into(),
+        }
+        .into());
+    };
+    let backend = backend::cpu_only(opts.backend, "mean field")?;
+    let dir = &opts.out_dir;
+    output::create_dir(dir)?;
+    let both = factorisations.len() > 1;
+    let header: Vec<String> = [
+        variable.as_str(),
+        "Omega",
+        "sx",
+        "sy",
+        "sz",
+        "stable",
+        "center",
+        "max_re_eig",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut files = Vec::new();
+    let mut results = serde_json::Map::new();
+    // Per factorisation: (x, sz, stable) of every fixed point, for the plot.
+    type Curve = (meanfield::Factorisation, Vec<(f64, f64, bool)>);
+    let mut curves: Vec<Curve> = Vec::new();
+    let mut ends: Vec<Curve> = Vec::new();
+    progress.start((factorisations.len() * values.len()) as u64, "fixed points");
+    let mut done = 0;
+    for &f in factorisations {
+        // The collective curve may run on its own model (task.collective_set).
+        let src: &Scenario = match (f, collective) {
+            (meanfield::Factorisation::Collective, Some(c)) => c,
+            _ => sc,
+        };
+        let at = |x: f64| -> Result<(Point, meanfield::FixedPoints), Error> {
+            let p = src.point(&[(variable.as_str(), x)])?;
+            let fp = meanfield::fixed_points(&p.model, f);
+            Ok((p, fp))
+        };
+        let file = fixed_points_file(f, both);
+        let mut csv = CsvWriter::create(&dir.join(file), &header)?;
+        // With t_end: where a run of the ODE from [initial] ends, next to all fixed points.
+        let end_file = file.replace("fixed_points", "meanfield_final");
+        let mut end_csv = match integrate {
+            Some(_) => {
+                let h: Vec<String> = [variable.as_str(), "Omega", "sx", "sy", "sz", "distance_to_stable"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                files.push(end_file.clone());
+                Some(CsvWriter::create(&dir.join(&end_file), &h)?)
+            }
+            None => None,
+        };
+        let mut end_curve = Vec::new();
+        let mut sigs = Vec::new();
+        let mut degenerate = Vec::new();
+        let mut unphysical = 0;
+        let mut curve = Vec::new();
+        let mut radius = None;
+        for (i, &x) in values.iter().enumerate() {
+            let (p, fp) = at(x)?;
+            for q in &fp.points {
+                let stable = q.stability == meanfield::Stability::Stable;
+                let center = q.stability == meanfield::Stability::Center;
+                csv.row(&[
+                    x,
+                    p.model.drive,
+                    q.s[0],
+                    q.s[1],
+                    q.s[2],
+                    f64::from(u8::from(stable)),
+                    f64::from(u8::from(center)),
+                    q.max_re(),
+                ])?;
+                curve.push((x, q.s[2], stable));
+            }
+            for d in &fp.degenerate {
+                degenerate.push(json!({ variable.as_str(): jnum(x), "note": d }));
+            }
+            if let (Some(spec), Some(w), Some(init)) = (integrate, end_csv.as_mut(), &src.initial) {
+                let s0 = meanfield::bloch_vector(&p.model, p.state("initial", init)?)?;
+                let ode = OdeOptions {
+                    rtol: spec.rtol,
+                    atol: spec.atol,
+                    max_steps: spec.max_steps,
+                    h0: None,
+                };
+                let mut fin = s0;
+                meanfield::evolve(&p.model, f, s0, &spec.times, &ode, |_, _, s| fin = s).map_err(|e| {
+                    SolverError::ScanPoint {
+                        index: i,
+                        variable: variable.clone(),
+                        value: x,
+                        cause: Box::new(e),
+                        others: String::new(),
+                    }
+                })?;
+                let d = fp
+                    .points
+                    .iter()
+                    .filter(|q| q.stability == meanfield::Stability::Stable)
+                    .map(|q| (0..3).map(|k| (q.s[k] - fin[k]).powi(2)).sum::<f64>().sqrt())
+                    .fold(f64::NAN, f64::min);
+                w.row(&[x, p.model.drive, fin[0], fin[1], fin[2], d])?;
+                end_curve.push((x, fin[2], true));
+            }
+            unphysical += fp.unphysical_roots;
+            radius = fp.sphere_radius;
+            let (ns, nc) = fp.signature();
+            sigs.push((ns, nc));
+            done += 1;
+            progress.set(done);
+        }
+        let bounds = meanfield::boundaries(values, &sigs, *boundary_tol, |x| {
+            at(x).map(|(_, fp)| fp.signature())
+        })?;
+        let bjson: Vec<serde_json::Value> = bounds
+            .iter()
+            .map(|b| {
+                json!({
+                    "at": jnum(b.at),
+                    "tol": jnum(b.tol),
+                    "stable_before": b.before.0,
+                    "stable_after": b.after.0,
+                    "centers_before": b.before.1,
+                    "centers_after": b.after.1,
+                })
+            })
+            .collect();
+        let mut r = json!({
+            "file": file,
+            "boundaries": bjson,
+            "boundary_tol": jnum(*boundary_tol),
+            "unphysical_roots_dropped": unphysical,
+            "degenerate": degenerate,
+            "sphere_radius": radius.map(jnum),
+        });
+        if f == meanfield::Factorisation::Collective && !collective_set.is_empty() {
+            r["collective_set"] = json!(collective_set);
+            r["model"] = json!(
+                src.point(&[])?
+                    .model
+                    .values()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), jnum(v)))
+                    .collect::<serde_json::Map<_, _>>()
+            );
+        }
+        if let Some(spec) = integrate {
+            r["integration"] = json!({
+                "file": end_file,
+                "t_end": jnum(spec.times[1]),
+                "rtol": jnum(spec.rtol),
+                "atol": jnum(spec.atol),
+            });
+        }
+        results.insert(f.name().to_string(), r);
+        files.push(file.to_string());
+        curves.push((f, curve));
+        if integrate.is_some() {
+            ends.push((f, end_curve));
+        }
+    }
+    progress.finish();
+    if sc.plot {
+        let mut sets: Vec<plot::BranchSet> = curves
+            .iter()
+            .map(|(f, c)| plot::BranchSet {
+                name: match f {
+                    meanfield::Factorisation::Individual => "individual",
+                    meanfield::Factorisation::Collective => "collective (Dicke)",
+                },
+                colour: match f {
+                    meanfield::Factorisation::Individual => 0,
+                    meanfield::Factorisation::Collective => 3,
+                },
+                points: c,
+                markers: false,
+            })
+            .collect();
+        for (f, c) in &ends {
+            sets.push(plot::BranchSet {
+                name: match f {
+                    meanfield::Factorisation::Individual => "individual: run from [initial] ends",
+                    meanfield::Factorisation::Collective => "collective: run from [initial] ends",
+                },
+                colour: match f {
+                    meanfield::Factorisation::Individual => 2,
+                    meanfield::Factorisation::Collective => 1,
+                },
+                points: c,
+                markers: true,
+            });
+        }
+        let title = if sc.title.is_empty() {
+            "mean-field fixed points"
+        } else {
+            sc.title.as_str()
+        };
+        plot::branch_plot(&dir.join("plot.png"), title, variable, "sz = <sigma^z>", &sets)?;
+        files.push("plot.png".into());
+    }
+    files.push("result.json".into());
+    let wall_s = t_start.elapsed().as_secs_f64();
+    let base = sc.point(&[])?;
+    let result = json!({
+        "dicke_version": crate::VERSION,
+        "title": sc.title,
+        "task": "fixed_points",
+        "solver": "meanfield (fixed points of the mean-field equations, CPU f64)",
+        "backend": backend,
+        "wall_time_s": wall_s,
+        "overrides": opts.overrides,
+        "scenario": toml_to_json(&sc.as_run),
+        "model": base.model.values().into_iter().map(|(k, v)| (k.to_string(), jnum(v))).collect::<serde_json::Map<_, _>>(),
+        "columns": header,
+        "results": results,
+        "files": files,
+    });
+    output::write_json(&dir.join("result.json"), &result)?;
+    Ok(RunSummary {
+        out_dir: dir.clone(),
+        backend,
+        wall_s,
+        files,
+        result,
+    })
 }

@@ -439,3 +439,110 @@ fn switching_trajectories_on_the_gpu() {
     let res = switching_trajectories(Some("gpu"));
     assert_eq!(res["backend"]["name"], "gpu");
 }
+
+/// The shipped mean-field scenario (seed 000 Fig. 1b): files, columns, the fixed points at
+/// x = 0.75 and the boundaries. Bisection tolerance 1.2e-9 (1e-9 of the scan span): the window
+/// edges agree with seed 000 eq. (S24), 0.69290 and 0.80523, to 1e-6; the Dicke curve's only
+/// change is at x = 1 (Omega_c), where its stable point gives way to two centers.
+#[test]
+fn fixed_points_scenario_reproduces_the_bistability_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mf");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/bistability_meanfield.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("fixed_points.csv"));
+    assert_eq!(
+        header,
+        ["x", "Omega", "sx", "sy", "sz", "stable", "center", "max_re_eig"]
+    );
+    let at = |rows: &[Vec<f64>], x: f64| -> Vec<Vec<f64>> {
+        rows.iter()
+            .filter(|r| (r[0] - x).abs() < 1e-12)
+            .cloned()
+            .collect()
+    };
+    let r = at(&rows, 0.75);
+    assert_eq!(r.len(), 3, "{r:?}");
+    let sz: Vec<f64> = r.iter().map(|r| r[4]).collect();
+    let stable: Vec<f64> = r.iter().map(|r| r[5]).collect();
+    assert_eq!(stable, [1.0, 0.0, 1.0]);
+    assert!(
+        (sz[0] + 0.635).abs() < 5e-4 && (sz[2] + 0.032).abs() < 5e-4,
+        "{sz:?}"
+    );
+    assert!((r[0][1] - 2.0 * 0.75 * 15.5 / 4.0).abs() < 1e-12, "Omega column");
+    let (hc, rc) = read_csv(&out.join("fixed_points_collective.csv"));
+    assert_eq!(hc, header);
+    let c = at(&rc, 0.75);
+    let st: Vec<&Vec<f64>> = c.iter().filter(|r| r[5] == 1.0).collect();
+    assert_eq!(st.len(), 1);
+    assert!(
+        (st[0][4] + (1.0f64 - 0.75 * 0.75).sqrt()).abs() < 1e-12,
+        "Dicke curve: {:?}",
+        st[0]
+    );
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(res["task"], "fixed_points");
+    let b = res["results"]["individual"]["boundaries"].as_array().unwrap();
+    assert_eq!(b.len(), 2, "{b:?}");
+    let g: f64 = 1.0 / 15.5;
+    for (bd, sgn) in b.iter().zip([-1.0, 1.0]) {
+        let x = ((1.0 + 20.0 * g - 8.0 * g * g + sgn * (1.0 - 8.0 * g).powf(1.5)) / 4.0).sqrt();
+        assert!((bd["at"].as_f64().unwrap() - x).abs() < 1e-6, "{bd} vs {x}");
+    }
+    let bc = res["results"]["collective"]["boundaries"].as_array().unwrap();
+    assert_eq!(bc.len(), 1, "{bc:?}");
+    assert!((bc[0]["at"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    let png = std::fs::read(out.join("plot.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// kind = "fixed_points" with [initial] and t_end: each point is also integrated from the south
+/// pole. Individual factorisation (seed 000): every run ends on a stable fixed point (distance
+/// < 1e-6 after t = 200/gamma, slowest rate ~0.2 gamma away from the folds), on the lower
+/// branch up to the upper edge of the window (hysteresis: inside the window the south pole
+/// picks the lower state) and on the upper one (sz > -0.1) beyond it. Collective (Dicke) above
+/// Omega_c: no stable fixed point, the distance column is NaN.
+#[test]
+fn fixed_points_with_runs_from_the_initial_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("scenarios/bistability_meanfield.toml")
+        .unwrap()
+        .replace(
+            "[task]",
+            "[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n\n[task]\nt_end = 200",
+        );
+    let path = dir.path().join("mf_runs.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "task.num=61",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("meanfield_final.csv"));
+    assert_eq!(header, ["x", "Omega", "sx", "sy", "sz", "distance_to_stable"]);
+    assert_eq!(rows.len(), 61);
+    for r in &rows {
+        assert!(r[5] < 1e-6, "run did not end on a stable fixed point: {r:?}");
+        if r[0] < 0.8052 {
+            assert!(r[4] < -0.3, "lower branch expected: {r:?}");
+        } else {
+            assert!(r[4] > -0.1, "upper branch expected: {r:?}");
+        }
+    }
+    let (_, rc) = read_csv(&out.join("meanfield_final_collective.csv"));
+    for r in rc.iter().filter(|r| r[0] > 1.0) {
+        assert!(r[5].is_nan(), "{r:?}");
+    }
+}

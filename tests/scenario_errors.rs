@@ -263,3 +263,73 @@ fn scan_mode_errors_name_the_field_value_and_expectation() {
     let e = err(&scan_evolve(""), &["initial.m=7"]);
     assert!(e.contains("initial.m") && e.contains('7'), "{e}");
 }
+
+const FIXED_POINTS: &str = r#"
+[variables]
+x = 0.5
+[model]
+N = 10
+Gamma = 1
+gamma_down = 0.5
+Omega = "x * N/2"
+[task]
+kind = "fixed_points"
+variable = "x"
+start = 0.1
+stop = 1.0
+num = 10
+factorisation = "both"
+"#;
+
+#[test]
+fn fixed_points_task_fields_are_checked() {
+    let sc = parse(FIXED_POINTS, "test.toml", &[]).unwrap();
+    assert_eq!(sc.points().unwrap().len(), 10);
+    let e = err(FIXED_POINTS, &["task.factorisation=cumulant"]);
+    assert!(
+        e.contains("task.factorisation") && e.contains("cumulant") && e.contains("\"both\""),
+        "{e}"
+    );
+    let e = err(
+        &FIXED_POINTS.replace("[task]", "[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]"),
+        &[],
+    );
+    assert!(e.contains("initial") && e.contains("fixed_points"), "{e}");
+    let e = err(FIXED_POINTS, &["task.t_end=3"]);
+    assert!(e.contains("task.t_end") && e.contains("[initial]"), "{e}");
+    let e = err(FIXED_POINTS, &["task.rtol=1e-6"]);
+    assert!(e.contains("task.rtol") && e.contains("t_end"), "{e}");
+    let with_initial = FIXED_POINTS.replace(
+        "[task]",
+        "[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]\nt_end = 5",
+    );
+    assert!(parse(&with_initial, "test.toml", &[]).is_ok());
+    let e = err(&with_initial, &["task.n_times=11"]);
+    assert!(e.contains("task.n_times") && e.contains("end point"), "{e}");
+    let e = err(&with_initial, &["initial.m=7"]);
+    assert!(e.contains("initial.m") && e.contains("7"), "{e}");
+    let e = err(FIXED_POINTS, &["task.boundary_tol=-1"]);
+    assert!(e.contains("task.boundary_tol") && e.contains("> 0"), "{e}");
+    // Mean-field fields on another kind.
+    let e = err(GOOD, &["task.factorisation=both"]);
+    assert!(
+        e.contains("task.factorisation") && e.contains("fixed_points"),
+        "{e}"
+    );
+    // collective_set: applied like --set, errors name the entry.
+    let with_set = FIXED_POINTS.replace(
+        "factorisation = \"both\"",
+        "factorisation = \"both\"\ncollective_set = [\"gamma_down=0\", \"Gamma=-1\"]",
+    );
+    let e = err(&with_set, &[]);
+    assert!(e.contains("model.Gamma") && e.contains("-1"), "{e}");
+    let with_set = FIXED_POINTS.replace("factorisation = \"both\"", "collective_set = [\"gamma_down=0\"]");
+    let e = err(&with_set, &[]);
+    assert!(e.contains("task.collective_set"), "{e}");
+    let with_set = FIXED_POINTS.replace(
+        "factorisation = \"both\"",
+        "factorisation = \"collective\"\ncollective_set = [\"nonsense\"]",
+    );
+    let e = err(&with_set, &[]);
+    assert!(e.contains("task.collective_set[0]"), "{e}");
+}

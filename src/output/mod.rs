@@ -12,6 +12,9 @@
 //! - `DIR/scan_evolution.csv` for a scan of evolutions (`mode = "evolve"`): long format,
 //!   `<variable>, t, <observables>` for every point and save time, so that the per-point table
 //!   above (final time) keeps the shape of a steady-state scan.
+//! - `DIR/fixed_points.csv` (and `fixed_points_collective.csv` with `factorisation = "both"`)
+//!   for `kind = "fixed_points"`: `<variable>, Omega, sx, sy, sz, stable, center, max_re_eig`,
+//!   one row per mean-field fixed point (no `observables.csv`; `docs/scenarios.md`).
 
 pub mod plot;
 

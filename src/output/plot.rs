@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -436,6 +437,204 @@ fn draw_line_plot(
                 .map_err(e)?;
         }
     }
+    Ok(())
+}
+
+/// One family of fixed points for [`branch_plot`]: `(x, y, stable)` triples (any order of y
+/// at one x; x non-decreasing), drawn in palette colour `colour`.
+#[derive(Debug, Clone, Copy)]
+pub struct BranchSet<'a> {
+    pub name: &'a str,
+    pub colour: usize,
+    pub points: &'a [(f64, f64, bool)],
+    /// Draw the points as markers only (e.g. where runs of the ODE end), labelled `name`.
+    pub markers: bool,
+}
+
+/// Branches of a set of fixed points: points at consecutive x are linked greedily by the
+/// smallest |dy| (each point at most once, |dy| below `max_jump`); unlinked points start a new
+/// branch. Returns polylines of (x, y, stable).
+fn assemble_branches(points: &[(f64, f64, bool)], max_jump: f64) -> Vec<Vec<(f64, f64, bool)>> {
+    let mut groups: Vec<Vec<(f64, f64, bool)>> = Vec::new();
+    for &p in points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+        match groups.last_mut() {
+            // Points at the same (x, y) (e.g. two fixed points that differ only in sx) are
+            // one point of the plot: stable if either is.
+            Some(g) if g[0].0 == p.0 => match g.iter_mut().find(|q| q.1 == p.1) {
+                Some(q) => q.2 |= p.2,
+                None => g.push(p),
+            },
+            _ => groups.push(vec![p]),
+        }
+    }
+    let mut done: Vec<Vec<(f64, f64, bool)>> = Vec::new();
+    let mut open: Vec<Vec<(f64, f64, bool)>> = Vec::new();
+    for g in groups {
+        let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
+        for (i, b) in open.iter().enumerate() {
+            let last = b[b.len() - 1];
+            for (j, q) in g.iter().enumerate() {
+                pairs.push(((q.1 - last.1).abs(), i, j));
+            }
+        }
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut used_b, mut used_p) = (vec![false; open.len()], vec![false; g.len()]);
+        let mut next: Vec<Vec<(f64, f64, bool)>> = Vec::new();
+        let mut taken: Vec<Option<usize>> = vec![None; g.len()];
+        for (d, i, j) in pairs {
+            if d <= max_jump && !used_b[i] && !used_p[j] {
+                used_b[i] = true;
+                used_p[j] = true;
+                taken[j] = Some(i);
+            }
+        }
+        let mut old: Vec<Option<Vec<(f64, f64, bool)>>> = open.into_iter().map(Some).collect();
+        for (j, q) in g.iter().enumerate() {
+            let mut b = match taken[j] {
+                Some(i) => old[i].take().unwrap_or_default(),
+                None => Vec::new(),
+            };
+            b.push(*q);
+            next.push(b);
+        }
+        done.extend(old.into_iter().flatten());
+        open = next;
+    }
+    done.extend(open);
+    done
+}
+
+/// Writes a PNG of fixed-point branches y(x) (e.g. mean-field sz against a scanned drive): each
+/// [`BranchSet`] in its own colour, segments between two stable points solid, every other
+/// segment dashed, isolated points as dots (filled when stable); a set with `markers` as
+/// crosses only. Points at consecutive x are joined into branches by the smallest jump in y (at
+/// most 10 % of the y range).
+///
+/// Errors: a path not ending in `.png`, or any drawing or file error.
+pub fn branch_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    sets: &[BranchSet],
+) -> Result<(), OutputError> {
+    check_path(path)?;
+    let root =
+        BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
+    draw_branch_plot(&root, title, x_label, y_label, sets).map_err(|m| write_err(path, m))?;
+    root.present().map_err(|e| write_err(path, e))
+}
+
+fn draw_branch_plot(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    sets: &[BranchSet],
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let body = root.titled(title, (FONT, 24)).map_err(e)?;
+    let all = || sets.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = axis_range(finite_range(all().map(|p| p.0)), 0.0);
+    let yr = finite_range(all().map(|p| p.1));
+    let (y0, y1) = axis_range(yr, MARGIN_FRACTION);
+    let max_jump = yr.map_or(1.0, |(lo, hi)| 0.1 * (hi - lo).max(1e-300));
+    let mut chart = ChartBuilder::on(&body)
+        .margin_left(10)
+        .margin_right(20)
+        .margin_top(8)
+        .margin_bottom(4)
+        .x_label_area_size(50)
+        .y_label_area_size(90)
+        .build_cartesian_2d(Axis::new(x0, x1, X_TICKS), Axis::new(y0, y1, Y_TICKS))
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .y_desc(y_label)
+        .x_desc(x_label)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(e)?;
+    for set in sets {
+        let color = PALETTE[set.colour % PALETTE.len()];
+        let line = color.stroke_width(2);
+        if set.markers {
+            let pts = set.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite());
+            chart
+                .draw_series(pts.map(|p| Cross::new((p.0, p.1), 4, color.stroke_width(1))))
+                .map_err(e)?
+                .label(set.name)
+                .legend(move |(px, py)| Cross::new((px + 10, py), 4, color.stroke_width(1)));
+            continue;
+        }
+        let branches = assemble_branches(set.points, max_jump);
+        let mut solid = Vec::new();
+        let mut dashed = Vec::new();
+        let mut dots = Vec::new();
+        for b in &branches {
+            if b.len() == 1 {
+                dots.push(b[0]);
+            }
+            // Maximal runs of segments of one kind, drawn as one path each (a dash pattern
+            // restarts with every path, so per-segment dashes would look solid).
+            let mut run: Vec<(f64, f64)> = Vec::new();
+            let mut run_solid = true;
+            for w in b.windows(2) {
+                let seg_solid = w[0].2 && w[1].2;
+                if !run.is_empty() && seg_solid != run_solid {
+                    let done = std::mem::take(&mut run);
+                    if run_solid {
+                        solid.push(done)
+                    } else {
+                        dashed.push(done)
+                    }
+                }
+                if run.is_empty() {
+                    run.push((w[0].0, w[0].1));
+                    run_solid = seg_solid;
+                }
+                run.push((w[1].0, w[1].1));
+            }
+            if run.len() > 1 {
+                if run_solid {
+                    solid.push(run)
+                } else {
+                    dashed.push(run)
+                }
+            }
+        }
+        let anno = chart
+            .draw_series(solid.into_iter().map(|s| PathElement::new(s, line)))
+            .map_err(e)?;
+        anno.label(format!("{} stable", set.name))
+            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], line));
+        let anno = chart
+            .draw_series(dashed.into_iter().map(|s| DashedPathElement::new(s, 6, 4, line)))
+            .map_err(e)?;
+        anno.label(format!("{} unstable", set.name))
+            .legend(move |(px, py)| DashedPathElement::new(vec![(px, py), (px + 24, py)], 6, 4, line));
+        chart
+            .draw_series(dots.into_iter().map(|p| {
+                let style = if p.2 {
+                    color.filled()
+                } else {
+                    color.stroke_width(1)
+                };
+                Circle::new((p.0, p.1), 3, style)
+            }))
+            .map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 15))
+        .draw()
+        .map_err(e)?;
     Ok(())
 }
 

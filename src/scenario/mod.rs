@@ -13,7 +13,7 @@
 //! [initial]              # for `evolve`: dicke (m), coherent (theta, phi) or crss
 //! state = "dicke"
 //! m = "-N/2"
-//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve)
+//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve) | fixed_points
 //! kind = "evolve"
 //! t_end = 0.2
 //! n_times = 201
@@ -105,6 +105,10 @@ struct RawTask {
     start: Option<Num>,
     stop: Option<Num>,
     num: Option<Num>,
+    // fixed_points
+    factorisation: Option<String>,
+    boundary_tol: Option<Num>,
+    collective_set: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +217,23 @@ pub enum Task {
         variable: String,
         values: Vec<f64>,
         mode: ScanMode,
+    },
+    /// Mean field (`solver::meanfield`): every fixed point and its stability at each value of
+    /// `variable`, and the boundaries where the number of stable fixed points changes.
+    FixedPoints {
+        variable: String,
+        values: Vec<f64>,
+        factorisations: Vec<crate::solver::meanfield::Factorisation>,
+        /// Bisection tolerance of the boundaries, in units of the scanned variable.
+        boundary_tol: f64,
+        /// With `[initial]` and `task.t_end`: also integrate the mean-field ODEs from the
+        /// initial state's Bloch vector to t_end at every point (times = [0, t_end]).
+        integrate: Option<EvolveSpec>,
+        /// The scenario the collective factorisation runs on when `task.collective_set`
+        /// changes the model for it (e.g. seed 000's Dicke curve: single-atom decay off).
+        collective: Option<Box<Scenario>>,
+        /// The overrides that made `collective`, as written.
+        collective_set: Vec<String>,
     },
 }
 
@@ -528,10 +549,44 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
         scenario.observables.husimi = Some((nt, np));
     }
     scenario.task = task(&raw.task, &scenario, &base)?;
-    if let Task::Scan { variable, values, .. } = &mut scenario.task
+    if let Task::Scan { variable, values, .. } | Task::FixedPoints { variable, values, .. } =
+        &mut scenario.task
         && pinned.contains(variable)
     {
         *values = vec![base.values.get(variable.as_str()).copied().unwrap_or(f64::NAN)];
+    }
+    if let Task::FixedPoints {
+        collective,
+        collective_set,
+        ..
+    } = &mut scenario.task
+        && !collective_set.is_empty()
+    {
+        *collective = Some(Box::new(collective_scenario(
+            &scenario.as_run,
+            collective_set,
+            pinned,
+        )?));
+    }
+    if let Task::FixedPoints { integrate, .. } = &scenario.task {
+        match (integrate, &raw.initial) {
+            (None, Some(_)) => {
+                return Err(InputError::invalid(
+                    "initial",
+                    "(given)",
+                    "no [initial] table for kind = \"fixed_points\" without task.t_end (fixed points do \
+                     not depend on an initial state; with t_end each point is also integrated from it)",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(InputError::invalid(
+                    "task.t_end",
+                    "(given)",
+                    "an [initial] table to integrate from (or no t_end) for kind = \"fixed_points\"",
+                ));
+            }
+            _ => {}
+        }
     }
     if let (Task::Scan { values, .. }, Some(_)) = (&scenario.task, scenario.observables.husimi)
         && values.len() > 1
@@ -572,7 +627,10 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
             mode: ScanMode::Evolve { .. },
             ..
         } => Some("kind = \"scan\" with mode = \"evolve\""),
-        Task::Scan { .. } | Task::SteadyState => None,
+        Task::FixedPoints {
+            integrate: Some(_), ..
+        } => Some("kind = \"fixed_points\" with t_end"),
+        Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } => None,
     };
     if let (Some(what), None) = (evolves, &scenario.initial) {
         return Err(InputError::invalid(
@@ -591,6 +649,38 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
         }
     }
     Ok(scenario)
+}
+
+/// The scenario of the collective curve of a `fixed_points` task: the scenario as run with the
+/// overrides of `task.collective_set` applied (like `--set`), run with factorisation =
+/// "collective". Errors name `task.collective_set[i]`.
+fn collective_scenario(
+    as_run: &toml::Value,
+    set: &[String],
+    pinned: &[String],
+) -> Result<Scenario, InputError> {
+    let mut tree = as_run.clone();
+    if let Some(task) = tree.get_mut("task").and_then(|t| t.as_table_mut()) {
+        task.remove("collective_set");
+        task.insert("factorisation".into(), toml::Value::String("collective".into()));
+    }
+    for (i, o) in set.iter().enumerate() {
+        apply_override(&mut tree, o).map_err(|e| {
+            InputError::invalid(
+                format!("task.collective_set[{i}]"),
+                format!("\"{o}\""),
+                e.to_string(),
+            )
+        })?;
+    }
+    let raw: RawScenario = tree
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| InputError::Parse {
+            path: "task.collective_set".to_string(),
+            message: e.to_string(),
+        })?;
+    validate(raw, tree, pinned)
 }
 
 /// Range checks of a resolved state against the model (N, Gamma).
@@ -784,6 +874,18 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
         ("stop", t.stop.is_some()),
         ("num", t.num.is_some()),
     ];
+    let fixed_point_fields = [
+        ("factorisation", t.factorisation.is_some()),
+        ("boundary_tol", t.boundary_tol.is_some()),
+        ("collective_set", t.collective_set.is_some()),
+    ];
+    if t.kind != "fixed_points" {
+        refuse(
+            &fixed_point_fields,
+            &format!("kind = \"{}\"", t.kind),
+            " (mean-field fields, for kind = \"fixed_points\")",
+        )?;
+    }
     match t.kind.as_str() {
         "evolve" => {
             let ctx = "kind = \"evolve\"";
@@ -890,77 +992,162 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                     ));
                 }
             };
-            let variable = t.variable.clone().ok_or_else(|| {
-                InputError::invalid(
-                    "task.variable",
-                    "(missing)",
-                    "the name of the variable or model parameter to scan",
-                )
-            })?;
-            if !sc.defs.contains_key(&variable) && !PARAM_NAMES.contains(&variable.as_str()) {
-                return Err(InputError::invalid(
-                    "task.variable",
-                    format!("\"{variable}\""),
-                    format!(
-                        "a variable of [variables] ({}) or a model parameter",
-                        sc.variable_names.join(", ")
-                    ),
-                ));
-            }
-            if variable == "N" {
-                return Err(InputError::invalid(
-                    "task.variable",
-                    "\"N\"",
-                    "a continuous parameter (scans over N are not supported: run one scenario per N)",
-                ));
-            }
-            let values: Vec<f64> = if let Some(list) = &t.values {
-                if t.start.is_some() || t.stop.is_some() || t.num.is_some() {
-                    return Err(InputError::invalid(
-                        "task.values",
-                        "(given)",
-                        "either `values` or `start`/`stop`/`num`, not both",
-                    ));
-                }
-                list.iter()
-                    .enumerate()
-                    .map(|(i, n)| base.eval(&format!("task.values[{i}]"), n))
-                    .collect::<Result<_, _>>()?
-            } else {
-                let need = |name: &str, v: &Option<Num>| -> Result<f64, InputError> {
-                    match v {
-                        None => Err(InputError::invalid(
-                            format!("task.{name}"),
-                            "(missing)",
-                            "`values = [...]` or `start`, `stop` and `num` for kind = \"scan\"",
-                        )),
-                        Some(n) => base.eval(&format!("task.{name}"), n),
-                    }
-                };
-                let a = need("start", &t.start)?;
-                let b = need("stop", &t.stop)?;
-                let n = count(base, "task.num", &t.num, 0.0, 1e6)?;
-                if n == 1 {
-                    vec![a]
-                } else {
-                    (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect()
-                }
-            };
-            if values.is_empty() {
-                return Err(InputError::invalid("task.values", "[]", "at least one value"));
-            }
+            let (variable, values) = scan_axis(t, sc, base, "kind = \"scan\"")?;
             Ok(Task::Scan {
                 variable,
                 values,
                 mode,
             })
         }
+        "fixed_points" => {
+            let ctx = "kind = \"fixed_points\"";
+            refuse(&traj_fields, ctx, "")?;
+            refuse(&precision_field, ctx, "")?;
+            // t_start, n_times, times: only the end point of a run is kept.
+            refuse(
+                &evolve_fields[..4]
+                    .iter()
+                    .filter(|f| f.0 != "t_end")
+                    .copied()
+                    .collect::<Vec<_>>(),
+                ctx,
+                " (a run from [initial] keeps only its end point: give t_end)",
+            )?;
+            refuse(&scan_fields[..1], ctx, "")?; // mode
+            let integrate = match &t.t_end {
+                None => {
+                    refuse(
+                        &evolve_fields[4..],
+                        ctx,
+                        " without t_end (they set the run from [initial])",
+                    )?;
+                    None
+                }
+                Some(_) => {
+                    let t_end = positive(base, "task.t_end", &t.t_end, 1.0)?;
+                    Some(EvolveSpec {
+                        times: vec![0.0, t_end],
+                        rtol: positive(base, "task.rtol", &t.rtol, 1e-10)?,
+                        atol: positive(base, "task.atol", &t.atol, 1e-12)?,
+                        max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+                    })
+                }
+            };
+            use crate::solver::meanfield::Factorisation;
+            let factorisations = match t.factorisation.as_deref() {
+                None | Some("individual") => vec![Factorisation::Individual],
+                Some("collective") => vec![Factorisation::Collective],
+                Some("both") => vec![Factorisation::Individual, Factorisation::Collective],
+                Some(other) => {
+                    return Err(InputError::invalid(
+                        "task.factorisation",
+                        format!("\"{other}\""),
+                        "\"individual\" (the default), \"collective\" or \"both\"",
+                    ));
+                }
+            };
+            let (variable, values) = scan_axis(t, sc, base, ctx)?;
+            let span = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let boundary_tol = positive(
+                base,
+                "task.boundary_tol",
+                &t.boundary_tol,
+                1e-9 * span.max(1e-300),
+            )?;
+            let collective_set = t.collective_set.clone().unwrap_or_default();
+            if !collective_set.is_empty() && !factorisations.contains(&Factorisation::Collective) {
+                return Err(InputError::invalid(
+                    "task.collective_set",
+                    format!("{collective_set:?}"),
+                    "no `collective_set` unless factorisation = \"collective\" or \"both\" (it changes the model of the collective curve)",
+                ));
+            }
+            Ok(Task::FixedPoints {
+                variable,
+                values,
+                factorisations,
+                boundary_tol,
+                integrate,
+                collective: None,
+                collective_set,
+            })
+        }
         other => Err(InputError::invalid(
             "task.kind",
             format!("\"{other}\""),
-            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\"",
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\"",
         )),
     }
+}
+
+/// The scanned variable and its values (`variable` with `values = [...]` or `start`, `stop`,
+/// `num`), shared by `kind = "scan"` and `kind = "fixed_points"` (`context` names the task).
+fn scan_axis(
+    t: &RawTask,
+    sc: &Scenario,
+    base: &Point,
+    context: &str,
+) -> Result<(String, Vec<f64>), InputError> {
+    let variable = t.variable.clone().ok_or_else(|| {
+        InputError::invalid(
+            "task.variable",
+            "(missing)",
+            "the name of the variable or model parameter to scan",
+        )
+    })?;
+    if !sc.defs.contains_key(&variable) && !PARAM_NAMES.contains(&variable.as_str()) {
+        return Err(InputError::invalid(
+            "task.variable",
+            format!("\"{variable}\""),
+            format!(
+                "a variable of [variables] ({}) or a model parameter",
+                sc.variable_names.join(", ")
+            ),
+        ));
+    }
+    if variable == "N" {
+        return Err(InputError::invalid(
+            "task.variable",
+            "\"N\"",
+            "a continuous parameter (scans over N are not supported: run one scenario per N)",
+        ));
+    }
+    let values: Vec<f64> = if let Some(list) = &t.values {
+        if t.start.is_some() || t.stop.is_some() || t.num.is_some() {
+            return Err(InputError::invalid(
+                "task.values",
+                "(given)",
+                "either `values` or `start`/`stop`/`num`, not both",
+            ));
+        }
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| base.eval(&format!("task.values[{i}]"), n))
+            .collect::<Result<_, _>>()?
+    } else {
+        let need = |name: &str, v: &Option<Num>| -> Result<f64, InputError> {
+            match v {
+                None => Err(InputError::invalid(
+                    format!("task.{name}"),
+                    "(missing)",
+                    format!("`values = [...]` or `start`, `stop` and `num` for {context}"),
+                )),
+                Some(n) => base.eval(&format!("task.{name}"), n),
+            }
+        };
+        let a = need("start", &t.start)?;
+        let b = need("stop", &t.stop)?;
+        let n = count(base, "task.num", &t.num, 0.0, 1e6)?;
+        if n == 1 {
+            vec![a]
+        } else {
+            (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect()
+        }
+    };
+    if values.is_empty() {
+        return Err(InputError::invalid("task.values", "[]", "at least one value"));
+    }
+    Ok((variable, values))
 }
 
 /// The save times of a time evolution (`context`, e.g. `kind = "evolve"`, names the task in
@@ -1105,7 +1292,7 @@ impl Scenario {
     /// The points this scenario runs: one per scan value, or the single base point.
     pub fn points(&self) -> Result<Vec<Point>, InputError> {
         match &self.task {
-            Task::Scan { variable, values, .. } => values
+            Task::Scan { variable, values, .. } | Task::FixedPoints { variable, values, .. } => values
                 .iter()
                 .map(|v| self.point(&[(variable.as_str(), *v)]))
                 .collect(),

@@ -9,7 +9,11 @@
 //!   evolution ([`blocks::evolve`]) and steady state ([`blocks::steady_state`]).
 //! - [`ode`]: the shared adaptive integrator (Dormand-Prince 5(4), FSAL, PI step control,
 //!   exact stepping onto save times) used by the solvers above.
+//! - [`meanfield`]: mean field (PHYSICS.md sec. 5) for the whole engine model in the individual
+//!   and the collective factorisation: ODEs, integration, all fixed points and their stability,
+//!   boundaries along a scan.
 pub mod blocks;
 pub mod master;
+pub mod meanfield;
 pub mod ode;
 pub mod trajectory;
