@@ -535,6 +535,20 @@ fn sweep_writes_one_row_per_point_and_a_figure() {
     assert_eq!(res["results"]["failed"], 0);
     let png = std::fs::read(out.join("sweep.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The memory estimate is checked before anything runs (a 0 MiB limit refuses any sweep).
+    let o = Command::new(env!("CARGO_BIN_EXE_dicke"))
+        .args(["run", "scenarios/exchange_cumulant_phase_diagram.toml", "--out"])
+        .arg(dir.path().join("mem"))
+        .env("DICKE_MEMORY_LIMIT_MIB", "0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("MiB") && stderr.contains("1681 points"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mem").join(dicke::sweep::SWEEP_CSV).exists());
     // The sweep has no GPU kernel in this version: --backend gpu is refused by name.
     let (ok, _, stderr) = dicke(&[
         "run",

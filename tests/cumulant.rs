@@ -191,8 +191,8 @@ fn open_rhs_matches_the_2n_lindbladian_for_random_symmetric_states() {
 
 /// The closure `<ABC> = <AB><C> + <AC><B> + <BC><A> - 2<A><B><C>` is exact for product states
 /// (spin coherent states, all of whose connected correlations vanish), and the variables of
-/// `from_pure` equal the brute-force single- and two-atom moments (every third-order moment
-/// and the nine variables to 1e-13).
+/// `from_pure` equal the brute-force single- and two-atom moments for coherent, Dicke and CRSS
+/// states (every third-order moment and the nine variables to 1e-13).
 #[test]
 fn closure_is_exact_for_coherent_states_and_from_pure_matches_brute_force() {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
@@ -224,16 +224,32 @@ fn closure_is_exact_for_coherent_states_and_from_pure_matches_brute_force() {
                 ex.t3[k]
             );
         }
-        // A Dicke state is not a product: the closure is then an approximation (|T1| differs).
+        // A Dicke state and a CRSS are not products: from_pure still gives their exact
+        // moments; the closure is then an approximation (T1 differs for the Dicke state).
         let dk = pure::dicke(n, 0.5 * n as f64 - 1.0).expect("valid m");
-        let v = embed(n, &dk);
-        let rho: Vec<c64> = (0..d * d).map(|i| v[i / d] * v[i % d].conj()).collect();
-        let ex = exact(&b, &rho);
-        cumulant::close_third(&ex.y, &mut t3);
-        assert!(
-            (t3[0] - ex.t3[0]).abs() > 1e-3,
-            "N={n}: closure exact for a Dicke state?"
-        );
+        let crss = pure::crss(n, 0.8 * n as f64, 1.0);
+        for (name, psi) in [("dicke", &dk), ("crss", &crss)] {
+            let v = embed(n, psi);
+            let rho: Vec<c64> = (0..d * d).map(|i| v[i / d] * v[i % d].conj()).collect();
+            let ex = exact(&b, &rho);
+            let y = cumulant::from_pure(psi);
+            for k in 0..NVAR {
+                assert!(
+                    (y[k] - ex.y[k]).abs() < 1e-13,
+                    "N={n} {name} {}: {} vs {}",
+                    VARS[k],
+                    y[k],
+                    ex.y[k]
+                );
+            }
+            if name == "dicke" {
+                cumulant::close_third(&ex.y, &mut t3);
+                assert!(
+                    (t3[0] - ex.t3[0]).abs() > 1e-3,
+                    "N={n}: closure exact for a Dicke state?"
+                );
+            }
+        }
     }
 }
 

@@ -359,6 +359,14 @@ fn sweep_errors_name_field_value_and_expectation() {
         &["gamma_down=-1"],
     );
     assert!(e.contains("model.gamma_down"), "{e}");
+    let e = err(
+        &SWEEP.replace(
+            "variable = \"gamma_down\"\nvalues = [0.0, 1.0, 2.0]",
+            "variable = \"N\"\nvalues = [10, 20.5]",
+        ),
+        &[],
+    );
+    assert!(e.contains("task.axes[1].values") && e.contains("20.5"), "{e}");
     let e = err(&SWEEP.replace("t_end = 1.0\nn_times = 11", "times = [0, 1]"), &[]);
     assert!(e.contains("task.times"), "{e}");
 }

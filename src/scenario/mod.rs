@@ -1201,6 +1201,20 @@ fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<SweepSpec, Inp
             ));
         }
         let values = axis_values(base, &prefix, what, &a.values, &a.start, &a.stop, &a.num)?;
+        if variable == "N"
+            && let Some(v) = values
+                .iter()
+                .find(|v| **v < 1.0 || v.fract() != 0.0 || **v > crate::model::MAX_N as f64)
+        {
+            return Err(InputError::invalid(
+                format!("{prefix}.values"),
+                v,
+                format!(
+                    "whole numbers of atoms 1 <= N <= {} on an N axis",
+                    crate::model::MAX_N
+                ),
+            ));
+        }
         axes.push(SweepAxis { variable, values });
     }
     if !grid && axes.iter().any(|a| a.values.len() != axes[0].values.len()) {
