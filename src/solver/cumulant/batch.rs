@@ -28,6 +28,23 @@
 //!   never a minimum);
 //! * `jz_late`: the mean of <Jz> over the saves with `t_k >= t_late` (the long-time inversion;
 //!   it averages over an oscillating phase instead of reading one phase of it).
+//!
+//! Reductions see only the saves: the save spacing must resolve the dynamics (near
+//! Upsilon_c the collective oscillation has period ~2 pi / Omega ~ 1/(N Gamma), and a coarser
+//! grid aliases it; the shipped phase-diagram scenarios save every 1e-4 / Gamma).
+//!
+//! # Cost and precision (measured; BENCHMARKS.md)
+//!
+//! The step is bounded by stability, not accuracy: the collective rates and the drive put
+//! eigenvalues of size ~N Gamma on the Jacobian, so a point costs ~1.5 N Gamma t_end
+//! step attempts (seed 002 model: ~9,000 at N = 2000 and ~45,000 at N = 10^4 to
+//! t = 3/Gamma, nearly the same at rtol 1e-6 and 1e-8), each ~0.8 us on one core. An
+//! implicit or exponential scheme would remove that bound in the stationary superradiant phase
+//! (not done). xi^2 comes from covariances such as
+//! `<Jz^2> - <Jz>^2 = N/4 + N(N-1) v/4 - N^2 z^2/4`, a difference of terms ~N^2/4 whose result
+//! is ~N xi^2/4: an absolute error e in the moments becomes ~N^2 e/4 in the variance, so at
+//! N = 10^4 the moments need e ~ 1e-8 for 1e-3 relative accuracy in xi^2 (hence atol 1e-10),
+//! and an f32 twin (rounding 6e-8) is limited to ~1 % in xi^2 there.
 
 use super::{NPAR, NVAR, rhs, to_moments};
 use crate::solver::ode::{
