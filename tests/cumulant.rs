@@ -354,18 +354,20 @@ fn seed002(n: usize, gamma_s: f64) -> Model {
 /// ```
 ///
 /// The agreement does NOT improve with N at fixed Gamma t in this range: the deviation
-/// grows. Measured with gamma_s/Gamma = 0, 0.2, 0.5, 1, 2, 5, 20 and N = 10 - 40 (an ignored
-/// diagnostic, `diag_windows`): the window [0, 3/Gamma] is 3N collective times 1/(N Gamma),
+/// grows. Measured with gamma_s/Gamma = 0 - 20 and N = 10 - 40 (the ignored diagnostic
+/// `diag_windows`): the window [0, 3/Gamma] is 3N collective times 1/(N Gamma),
 /// the closure error accumulates per collective time, and what makes the closure good is
 /// single-atom decoherence relative to the collective rate, gamma_s/(N Gamma), which falls
 /// with N at fixed gamma_s (at gamma_s = 20 Gamma the deviations are 5e-5 (N = 10) to
-/// 2e-3 (N = 40); at gamma_s = 0.5, 0.02 - 0.15). Early in the collective transient
-/// (N Gamma t <= 5) the <J> deviation does fall with N from N = 20 on (gamma_s = 2: 3.5e-3,
-/// 2.6e-3, 1.8e-3 at N = 20, 30, 40). The xi^2 deviations at N >= 20 are largest late, where
-/// |<J>| is small and xi^2 >> 1 (no squeezing on either side).
+/// 2e-3 (N = 40); at gamma_s = 0.5, 0.02 - 0.15). On a window fixed in collective time
+/// (N Gamma t <= 10) the <J> deviation does fall with N from N = 20 on:
+/// `cumulant_agreement_improves_with_n_in_collective_time` (N = 20, 40, 80). The xi^2
+/// deviations at N >= 20 here are largest late, where
+/// |<J>| is small and xi^2 >> 1 (no squeezing on either side). The minimum of xi^2 over the
+/// window agrees to 1.6 - 2.3 %: 0.792 / 0.805, 0.642 / 0.657, 0.566 / 0.577 (exact / cumulant).
 ///
-/// Asserted: the measured bounds with a 1.5x margin (a change of a term of the equations moves
-/// these by far more, and the N = 2 and open-RHS tests pin every term exactly), and that
+/// Asserted: the measured bounds with a 1.5x margin (a regression guard on the approximation's
+/// behaviour; the N = 2 and open-RHS tests pin every term exactly), and that
 /// both sides see the early squeezing (xi^2 < 0.9 near N Gamma t ~ 2 - 6).
 #[test]
 fn cumulants_vs_exact_solver_seed002() {
@@ -410,6 +412,43 @@ fn cumulants_vs_exact_solver_seed002() {
             "N = {n}: no early squeezing ({min_a}, {min_b})"
         );
     }
+}
+
+/// Where the agreement does improve with N: on a window fixed in collective time,
+/// N Gamma t <= 10 (the first collective transient with its squeezing minimum), the largest
+/// <J>/(N/2) deviation on seed 002's model (gamma_s = 2 Gamma) falls from N = 20 to 40 to 80.
+/// Measured: 3.3e-2, 2.9e-2, 1.2e-2 (late half of the window dominates; the first half alone:
+/// 3.5e-3, 1.8e-3, 6.4e-4, roughly 1/N). N = 10 is left out: it is better than N = 20 (2.4e-2),
+/// the small-N side of the crossover described in `cumulants_vs_exact_solver_seed002`.
+/// Asserted: strictly decreasing, and the N = 80 deviation below half of N = 20's.
+#[test]
+fn cumulant_agreement_improves_with_n_in_collective_time() {
+    let opts = OdeOptions {
+        rtol: 1e-9,
+        atol: 1e-11,
+        ..OdeOptions::default()
+    };
+    let mut errs = Vec::new();
+    for n in [20usize, 40, 80] {
+        let times: Vec<f64> = (0..=100).map(|k| 0.1 * k as f64 / n as f64).collect();
+        let model = seed002(n, 2.0);
+        let psi = pure::coherent(n, std::f64::consts::FRAC_PI_2, std::f64::consts::PI);
+        let a = run_blocks(&model, &psi, &times, &opts);
+        let b = run_cumulant(&model, &psi, &times, &opts);
+        let mut e: f64 = 0.0;
+        for (ma, mb) in a.iter().zip(&b) {
+            for q in 0..3 {
+                e = e.max((ma.mean[q] - mb.mean[q]).abs() / (n as f64 / 2.0));
+            }
+        }
+        eprintln!("N = {n}: max |d<J>|/(N/2) for N Gamma t <= 10: {e:.3e}");
+        errs.push(e);
+    }
+    assert!(errs[1] < errs[0] && errs[2] < errs[1], "not decreasing: {errs:?}");
+    assert!(
+        errs[2] < 0.5 * errs[0],
+        "N = 80 not below half of N = 20: {errs:?}"
+    );
 }
 
 /// Diagnostic behind the doc of `cumulants_vs_exact_solver_seed002` (not run by default):
