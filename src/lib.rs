@@ -21,6 +21,7 @@ pub mod run;
 pub mod scenario;
 pub mod solver;
 pub mod state;
+pub mod sweep;
 
 pub use error::{Error, Result};
 pub use num_complex::Complex64 as c64;

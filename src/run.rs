@@ -316,6 +316,9 @@ pub fn execute_on(
     gpu: Option<Arc<GpuContext>>,
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, Error> {
+    if let Task::Sweep(spec) = &sc.task {
+        return crate::sweep::execute(sc, spec, opts, progress);
+    }
     let t_start = Instant::now();
     if let Task::FixedPoints { .. } = sc.task {
         return fixed_points_task(sc, opts, progress, t_start);
@@ -340,6 +343,13 @@ pub fn execute_on(
     let mut files = vec!["observables.csv".to_string(), "result.json".to_string()];
 
     let (x_names, xs, rows, last_rho, scalars, stats) = match &sc.task {
+        Task::Sweep(_) => {
+            return Err(SolverError::Unsupported {
+                solver: "run",
+                message: "kind = \"sweep\" runs in crate::sweep".into(),
+            }
+            .into());
+        }
         Task::Trajectories {
             times,
             ntraj,
@@ -707,6 +717,7 @@ pub fn execute_on(
         Task::SteadyState => "steady_state",
         Task::Scan { .. } => "scan",
         Task::FixedPoints { .. } => "fixed_points",
+        Task::Sweep(_) => "sweep",
     };
     let with_blocks = points.iter().any(|p| !p.model.is_collective());
     let solver = match sc.task {
@@ -783,7 +794,7 @@ fn jnum(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
-fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+pub(crate) fn toml_to_json(v: &toml::Value) -> serde_json::Value {
     match v {
         toml::Value::String(s) => json!(s),
         toml::Value::Integer(i) => json!(i),

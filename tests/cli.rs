@@ -546,3 +546,133 @@ fn fixed_points_with_runs_from_the_initial_state() {
         assert!(r[5].is_nan(), "{r:?}");
     }
 }
+
+/// `kind = "sweep"` end to end on a small version of the shipped Fig. S1a scenario (N = 40,
+/// chi pinned to 1 by --set so the sweep runs along y only, t_end = 0.5, 51 saves): the
+/// header names the axes, the parameter they move and the per-point quantities; every point
+/// finishes; one row is recomputed here through the library (same model, same initial state,
+/// same tolerances through `cumulant::evolve`, whose steps the batch reproduces), so the
+/// wiring of parameters, initial state and reductions is checked to rounding (1e-9).
+#[test]
+fn sweep_writes_one_row_per_point_and_a_figure() {
+    use dicke::model::Model;
+    use dicke::solver::cumulant;
+    use dicke::solver::ode::OdeOptions;
+    use dicke::state::pure;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sw");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/exchange_cumulant_phase_diagram.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=40",
+        "--set",
+        "chi=1",
+        "--set",
+        "task.t_end=0.5",
+        "--set",
+        "task.n_times=51",
+        "--set",
+        "task.t_min=0.05",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    assert_eq!(&header[..3], ["chi", "y", "Omega"]);
+    assert_eq!(
+        &header[3..],
+        [
+            "xi2_min",
+            "xi2_min_dB",
+            "t_xi2_min",
+            "Jz_late",
+            "Jx",
+            "Jy",
+            "Jz",
+            "xi2",
+            "J2",
+            "N_eff",
+            "steps",
+            "rejected",
+            "status"
+        ]
+    );
+    assert_eq!(rows.len(), 41);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for r in &rows {
+        assert_eq!(r[0], 1.0);
+        assert_eq!(r[col("status")], 0.0);
+        assert!((r[col("Omega")] - r[1] * 20.0).abs() < 1e-9);
+        assert!(r[col("t_xi2_min")] >= 0.05 - 1e-12);
+    }
+    // Row 20 through the library.
+    let r = &rows[20];
+    let model = Model {
+        n: 40,
+        drive: r[col("Omega")],
+        chi: 1.0,
+        gamma_coll: 1.0,
+        gamma_down: 20.0,
+        ..Model::default()
+    };
+    let y0 = cumulant::from_pure(&pure::coherent(
+        40,
+        std::f64::consts::FRAC_PI_2,
+        std::f64::consts::PI,
+    ));
+    let times: Vec<f64> = (0..=50).map(|k| 0.01 * k as f64).collect();
+    let opts = OdeOptions {
+        rtol: 1e-8,
+        atol: 1e-10,
+        ..OdeOptions::default()
+    };
+    let (mut xmin, mut last) = (f64::INFINITY, [0.0; 9]);
+    cumulant::evolve(&model, &y0, &times, &opts, &mut |_, t, y| {
+        if t >= 0.05 - 1e-12 {
+            xmin = xmin.min(cumulant::to_moments(40, y).xi2());
+        }
+        last = *y;
+    })
+    .unwrap();
+    let m = cumulant::to_moments(40, &last);
+    assert!(
+        (r[col("Jz")] - m.mean[2]).abs() < 1e-9,
+        "{} vs {}",
+        r[col("Jz")],
+        m.mean[2]
+    );
+    assert!((r[col("xi2")] - m.xi2()).abs() < 1e-9);
+    assert!((r[col("xi2_min")] - xmin).abs() < 1e-9);
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(res["task"], "sweep");
+    assert_eq!(res["results"]["points"], 41);
+    assert_eq!(res["results"]["failed"], 0);
+    let png = std::fs::read(out.join("sweep.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The memory estimate is checked before anything runs (a 0 MiB limit refuses any sweep).
+    let o = Command::new(env!("CARGO_BIN_EXE_dicke"))
+        .args(["run", "scenarios/exchange_cumulant_phase_diagram.toml", "--out"])
+        .arg(dir.path().join("mem"))
+        .env("DICKE_MEMORY_LIMIT_MIB", "0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("MiB") && stderr.contains("1681 points"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mem").join(dicke::sweep::SWEEP_CSV).exists());
+    // The sweep has no GPU kernel in this version: --backend gpu is refused by name.
+    let (ok, _, stderr) = dicke(&[
+        "run",
+        "scenarios/exchange_cumulant_phase_diagram.toml",
+        "--backend",
+        "gpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("cumulant sweep"), "{stderr}");
+}

@@ -333,3 +333,110 @@ fn fixed_points_task_fields_are_checked() {
     let e = err(&with_set, &[]);
     assert!(e.contains("task.collective_set[0]"), "{e}");
 }
+
+const SWEEP: &str = r#"
+[variables]
+u = 0.5
+[model]
+N = 100
+Gamma = 1
+Omega = "u * N/2"
+[initial]
+state = "coherent"
+theta = "pi/2"
+[task]
+kind = "sweep"
+t_end = 1.0
+n_times = 11
+[[task.axes]]
+variable = "u"
+start = 0.1
+stop = 1.0
+num = 4
+[[task.axes]]
+variable = "gamma_down"
+values = [0.0, 1.0, 2.0]
+"#;
+
+#[test]
+fn sweep_parses_and_counts_points() {
+    let sc = parse(SWEEP, "test.toml", &[]).unwrap();
+    let dicke::scenario::Task::Sweep(spec) = &sc.task else {
+        panic!("not a sweep")
+    };
+    assert_eq!(spec.len(), 12);
+    assert_eq!(spec.coords(0), [0.1, 0.0]);
+    assert_eq!(spec.coords(5), [0.4, 2.0]);
+    assert_eq!(spec.t_min, 0.0);
+    assert!((spec.t_late - 0.9).abs() < 1e-12);
+    // --set pins an axis to one value.
+    let sc = parse(SWEEP, "test.toml", &["u=0.3".to_string()]).unwrap();
+    let dicke::scenario::Task::Sweep(spec) = &sc.task else {
+        panic!("not a sweep")
+    };
+    assert_eq!(spec.len(), 3);
+}
+
+#[test]
+fn sweep_errors_name_field_value_and_expectation() {
+    let cases: [(String, &str); 9] = [
+        (
+            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nmethod = \"exact\""),
+            "task.method",
+        ),
+        (
+            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nlayout = \"zip\""),
+            "task.layout",
+        ),
+        (
+            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nlayout = \"list\""),
+            "equal length",
+        ),
+        (
+            SWEEP.replace("n_times = 11", "n_times = 11\nt_min = 5"),
+            "task.t_min",
+        ),
+        (
+            SWEEP.replace("n_times = 11", "n_times = 11\nheatmap = \"purity\""),
+            "task.heatmap",
+        ),
+        (
+            SWEEP.replace("variable = \"gamma_down\"", "variable = \"u\""),
+            "task.axes[1].variable",
+        ),
+        (
+            SWEEP.replace("variable = \"gamma_down\"", "variable = \"nope\""),
+            "task.axes[1].variable",
+        ),
+        (
+            SWEEP.replace("values = [0.0, 1.0, 2.0]", "values = [0.0]\nnum = 3"),
+            "task.axes[1].values",
+        ),
+        (
+            SWEEP.replace("kind = \"sweep\"", "kind = \"evolve\""),
+            "task.axes",
+        ),
+    ];
+    for (text, needle) in &cases {
+        let e = err(text, &[]);
+        assert!(e.contains(needle), "expected `{needle}` in: {e}");
+    }
+    let e = err(
+        &SWEEP.replace(
+            "[[task.axes]]\nvariable = \"u\"\nstart = 0.1\nstop = 1.0\nnum = 4\n",
+            "",
+        ),
+        &["gamma_down=-1"],
+    );
+    assert!(e.contains("model.gamma_down"), "{e}");
+    let e = err(
+        &SWEEP.replace(
+            "variable = \"gamma_down\"\nvalues = [0.0, 1.0, 2.0]",
+            "variable = \"N\"\nvalues = [10, 20.5]",
+        ),
+        &[],
+    );
+    assert!(e.contains("task.axes[1].values") && e.contains("20.5"), "{e}");
+    let e = err(&SWEEP.replace("t_end = 1.0\nn_times = 11", "times = [0, 1]"), &[]);
+    assert!(e.contains("task.times"), "{e}");
+}

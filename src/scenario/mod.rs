@@ -109,6 +109,24 @@ struct RawTask {
     factorisation: Option<String>,
     boundary_tol: Option<Num>,
     collective_set: Option<Vec<String>>,
+    // sweep
+    method: Option<String>,
+    layout: Option<String>,
+    axes: Option<Vec<RawAxis>>,
+    t_min: Option<Num>,
+    t_late: Option<Num>,
+    heatmap: Option<String>,
+}
+
+/// One axis of a `kind = "sweep"` task (`[[task.axes]]`): the scan's value fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAxis {
+    variable: Option<String>,
+    values: Option<Vec<Num>>,
+    start: Option<Num>,
+    stop: Option<Num>,
+    num: Option<Num>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +253,89 @@ pub enum Task {
         /// The overrides that made `collective`, as written.
         collective_set: Vec<String>,
     },
+    /// An approximate method (cumulants) over one or two parameter axes ([`SweepSpec`]).
+    Sweep(SweepSpec),
+}
+
+/// A sweep axis: a variable or model parameter and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepAxis {
+    pub variable: String,
+    pub values: Vec<f64>,
+}
+
+/// `kind = "sweep"`: the points, the method, the save grid and the per-point reductions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSpec {
+    /// One or two axes.
+    pub axes: Vec<SweepAxis>,
+    /// `layout = "grid"` (every combination, first axis slowest) or `"list"` (the i-th values
+    /// of all axes together; equal lengths).
+    pub grid: bool,
+    /// `method`: only `"cumulant"` in this version.
+    pub method: String,
+    pub t0: f64,
+    pub t_end: f64,
+    /// Number of saves (`n_times`), both ends included.
+    pub nsave: usize,
+    /// xi^2 minimum over saves with t >= t_min.
+    pub t_min: f64,
+    /// <Jz> averaged over saves with t >= t_late.
+    pub t_late: f64,
+    pub rtol: f64,
+    pub atol: f64,
+    pub max_steps: usize,
+    /// The column drawn in the heat map of a two-axis grid.
+    pub heatmap: String,
+}
+
+/// Per-point quantities of a sweep (columns of sweep.csv after the axes and the model
+/// parameters that vary), in order.
+pub const SWEEP_QUANTITIES: [&str; 13] = [
+    "xi2_min",
+    "xi2_min_dB",
+    "t_xi2_min",
+    "Jz_late",
+    "Jx",
+    "Jy",
+    "Jz",
+    "xi2",
+    "J2",
+    "N_eff",
+    "steps",
+    "rejected",
+    "status",
+];
+
+impl SweepSpec {
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        if self.grid {
+            self.axes.iter().map(|a| a.values.len()).product()
+        } else {
+            self.axes[0].values.len()
+        }
+    }
+
+    /// True when there are no points (never after validation).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The axis values of point `i` (grid: first axis slowest).
+    pub fn coords(&self, i: usize) -> Vec<f64> {
+        if self.grid {
+            let mut rest = i;
+            let mut out = vec![0.0; self.axes.len()];
+            for (k, a) in self.axes.iter().enumerate().rev() {
+                out[k] = a.values[rest % a.values.len()];
+                rest /= a.values.len();
+            }
+            out
+        } else {
+            self.axes.iter().map(|a| a.values[i]).collect()
+        }
+    }
 }
 
 /// Save times and integrator settings of a time evolution: `kind = "evolve"` and a scan with
@@ -588,6 +689,42 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
             _ => {}
         }
     }
+    if let Task::Sweep(spec) = &mut scenario.task {
+        for a in spec.axes.iter_mut() {
+            if pinned.contains(&a.variable) {
+                a.values = vec![base.values.get(a.variable.as_str()).copied().unwrap_or(f64::NAN)];
+            }
+        }
+        if !spec.grid
+            && spec
+                .axes
+                .iter()
+                .any(|a| a.values.len() != spec.axes[0].values.len())
+        {
+            return Err(InputError::invalid(
+                "task.layout",
+                "\"list\"",
+                "no --set of one axis of a list sweep (pin all axes or none)",
+            ));
+        }
+        if scenario.observables.husimi.is_some()
+            || scenario.observables.pm
+            || scenario.observables.fidelity.is_some()
+        {
+            return Err(InputError::invalid(
+                "observables",
+                "(given)",
+                "no [observables] tables or pm for kind = \"sweep\" (its columns are fixed: docs/scenarios.md)",
+            ));
+        }
+        if !scenario.observables.columns.is_empty() {
+            return Err(InputError::invalid(
+                "observables.columns",
+                format!("{:?}", scenario.observables.columns),
+                "no extra columns for kind = \"sweep\" (its columns are fixed: docs/scenarios.md)",
+            ));
+        }
+    }
     if let (Task::Scan { values, .. }, Some(_)) = (&scenario.task, scenario.observables.husimi)
         && values.len() > 1
     {
@@ -630,6 +767,7 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
         Task::FixedPoints {
             integrate: Some(_), ..
         } => Some("kind = \"fixed_points\" with t_end"),
+        Task::Sweep(_) => Some("kind = \"sweep\""),
         Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } => None,
     };
     if let (Some(what), None) = (evolves, &scenario.initial) {
@@ -866,6 +1004,19 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
         ("cfl", t.cfl.is_some()),
     ];
     let precision_field = [("precision", t.precision.is_some())];
+    let sweep_fields = [
+        ("method", t.method.is_some()),
+        ("layout", t.layout.is_some()),
+        ("axes", t.axes.is_some()),
+        ("t_min", t.t_min.is_some()),
+        ("t_late", t.t_late.is_some()),
+        ("heatmap", t.heatmap.is_some()),
+    ];
+    refuse(
+        if t.kind == "sweep" { &[] } else { &sweep_fields },
+        &format!("kind = \"{}\"", t.kind),
+        " (sweep fields: kind = \"sweep\")",
+    )?;
     let scan_fields = [
         ("mode", t.mode.is_some()),
         ("variable", t.variable.is_some()),
@@ -1072,10 +1223,17 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
                 collective_set,
             })
         }
+        "sweep" => {
+            let ctx = "kind = \"sweep\"";
+            refuse(&scan_fields, ctx, " (its axes are [[task.axes]] tables)")?;
+            refuse(&traj_fields, ctx, "")?;
+            refuse(&precision_field, ctx, " (the CPU batch runs in f64)")?;
+            Ok(Task::Sweep(sweep_spec(t, sc, base)?))
+        }
         other => Err(InputError::invalid(
             "task.kind",
             format!("\"{other}\""),
-            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\"",
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\"",
         )),
     }
 }
@@ -1088,23 +1246,7 @@ fn scan_axis(
     base: &Point,
     context: &str,
 ) -> Result<(String, Vec<f64>), InputError> {
-    let variable = t.variable.clone().ok_or_else(|| {
-        InputError::invalid(
-            "task.variable",
-            "(missing)",
-            "the name of the variable or model parameter to scan",
-        )
-    })?;
-    if !sc.defs.contains_key(&variable) && !PARAM_NAMES.contains(&variable.as_str()) {
-        return Err(InputError::invalid(
-            "task.variable",
-            format!("\"{variable}\""),
-            format!(
-                "a variable of [variables] ({}) or a model parameter",
-                sc.variable_names.join(", ")
-            ),
-        ));
-    }
+    let variable = axis_variable(sc, "task.variable", &t.variable)?;
     if variable == "N" {
         return Err(InputError::invalid(
             "task.variable",
@@ -1112,42 +1254,221 @@ fn scan_axis(
             "a continuous parameter (scans over N are not supported: run one scenario per N)",
         ));
     }
-    let values: Vec<f64> = if let Some(list) = &t.values {
-        if t.start.is_some() || t.stop.is_some() || t.num.is_some() {
+    let values = axis_values(base, "task", context, &t.values, &t.start, &t.stop, &t.num)?;
+    Ok((variable, values))
+}
+
+/// The `variable` field of a scan or sweep axis: a variable of [variables] or a model parameter.
+fn axis_variable(sc: &Scenario, field: &str, v: &Option<String>) -> Result<String, InputError> {
+    let variable = v.clone().ok_or_else(|| {
+        InputError::invalid(
+            field,
+            "(missing)",
+            "the name of the variable or model parameter to scan",
+        )
+    })?;
+    if !sc.defs.contains_key(&variable) && !PARAM_NAMES.contains(&variable.as_str()) {
+        return Err(InputError::invalid(
+            field,
+            format!("\"{variable}\""),
+            format!(
+                "a variable of [variables] ({}) or a model parameter",
+                sc.variable_names.join(", ")
+            ),
+        ));
+    }
+    Ok(variable)
+}
+
+/// The values of a scan or sweep axis: `values = [..]` or `start`, `stop`, `num` (evenly
+/// spaced, both ends included); `prefix` is the table (`task`, `task.axes[0]`), `what` names
+/// the task in errors.
+fn axis_values(
+    base: &Point,
+    prefix: &str,
+    what: &str,
+    values: &Option<Vec<Num>>,
+    start: &Option<Num>,
+    stop: &Option<Num>,
+    num: &Option<Num>,
+) -> Result<Vec<f64>, InputError> {
+    let out: Vec<f64> = if let Some(list) = values {
+        if start.is_some() || stop.is_some() || num.is_some() {
             return Err(InputError::invalid(
-                "task.values",
+                format!("{prefix}.values"),
                 "(given)",
                 "either `values` or `start`/`stop`/`num`, not both",
             ));
         }
         list.iter()
             .enumerate()
-            .map(|(i, n)| base.eval(&format!("task.values[{i}]"), n))
+            .map(|(i, n)| base.eval(&format!("{prefix}.values[{i}]"), n))
             .collect::<Result<_, _>>()?
     } else {
         let need = |name: &str, v: &Option<Num>| -> Result<f64, InputError> {
             match v {
                 None => Err(InputError::invalid(
-                    format!("task.{name}"),
+                    format!("{prefix}.{name}"),
                     "(missing)",
-                    format!("`values = [...]` or `start`, `stop` and `num` for {context}"),
+                    format!("`values = [...]` or `start`, `stop` and `num` for {what}"),
                 )),
-                Some(n) => base.eval(&format!("task.{name}"), n),
+                Some(n) => base.eval(&format!("{prefix}.{name}"), n),
             }
         };
-        let a = need("start", &t.start)?;
-        let b = need("stop", &t.stop)?;
-        let n = count(base, "task.num", &t.num, 0.0, 1e6)?;
+        let a = need("start", start)?;
+        let b = need("stop", stop)?;
+        let n = count(base, &format!("{prefix}.num"), num, 0.0, 1e6)?;
         if n == 1 {
             vec![a]
         } else {
             (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect()
         }
     };
-    if values.is_empty() {
-        return Err(InputError::invalid("task.values", "[]", "at least one value"));
+    if out.is_empty() {
+        return Err(InputError::invalid(
+            format!("{prefix}.values"),
+            "[]",
+            "at least one value",
+        ));
     }
-    Ok((variable, values))
+    Ok(out)
+}
+
+/// Most points a sweep accepts (the per-point results stream to disk; the heat map and the
+/// summary hold a few numbers per point).
+pub const MAX_SWEEP_POINTS: f64 = 1e8;
+
+/// `kind = "sweep"` (validated; `t` already checked for fields of other kinds).
+fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<SweepSpec, InputError> {
+    let what = "kind = \"sweep\"";
+    let method = t.method.clone().unwrap_or_else(|| "cumulant".into());
+    if method != "cumulant" {
+        return Err(InputError::invalid(
+            "task.method",
+            format!("\"{method}\""),
+            "\"cumulant\" (the second-order cumulant expansion; the only sweep method in this version)",
+        ));
+    }
+    let grid = match t.layout.as_deref() {
+        None | Some("grid") => true,
+        Some("list") => false,
+        Some(other) => {
+            return Err(InputError::invalid(
+                "task.layout",
+                format!("\"{other}\""),
+                "\"grid\" (every combination of the axes' values) or \"list\" (the i-th values together)",
+            ));
+        }
+    };
+    let raw_axes = t.axes.as_deref().unwrap_or(&[]);
+    if raw_axes.is_empty() || raw_axes.len() > 2 {
+        return Err(InputError::invalid(
+            "task.axes",
+            format!("{} axes", raw_axes.len()),
+            "one or two [[task.axes]] tables, each with `variable` and `values` or `start`/`stop`/`num`",
+        ));
+    }
+    let mut axes = Vec::new();
+    for (k, a) in raw_axes.iter().enumerate() {
+        let prefix = format!("task.axes[{k}]");
+        let variable = axis_variable(sc, &format!("{prefix}.variable"), &a.variable)?;
+        if axes.iter().any(|b: &SweepAxis| b.variable == variable) {
+            return Err(InputError::invalid(
+                format!("{prefix}.variable"),
+                format!("\"{variable}\""),
+                "a different variable on each axis",
+            ));
+        }
+        let values = axis_values(base, &prefix, what, &a.values, &a.start, &a.stop, &a.num)?;
+        if variable == "N"
+            && let Some(v) = values
+                .iter()
+                .find(|v| **v < 1.0 || v.fract() != 0.0 || **v > crate::model::MAX_N as f64)
+        {
+            return Err(InputError::invalid(
+                format!("{prefix}.values"),
+                v,
+                format!(
+                    "whole numbers of atoms 1 <= N <= {} on an N axis",
+                    crate::model::MAX_N
+                ),
+            ));
+        }
+        axes.push(SweepAxis { variable, values });
+    }
+    if !grid && axes.iter().any(|a| a.values.len() != axes[0].values.len()) {
+        return Err(InputError::invalid(
+            "task.layout",
+            "\"list\"",
+            format!(
+                "axes of equal length for layout = \"list\" (lengths {})",
+                axes.iter()
+                    .map(|a| a.values.len().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let npoints: f64 = if grid {
+        axes.iter().map(|a| a.values.len() as f64).product()
+    } else {
+        axes[0].values.len() as f64
+    };
+    if npoints > MAX_SWEEP_POINTS {
+        return Err(InputError::invalid(
+            "task.axes",
+            format!("{npoints} points"),
+            format!("at most {MAX_SWEEP_POINTS:e} points"),
+        ));
+    }
+    if t.times.is_some() {
+        return Err(InputError::invalid(
+            "task.times",
+            "(given)",
+            "an evenly spaced save grid `t_start`, `t_end`, `n_times` for kind = \"sweep\" (the \
+             per-point reductions run on a uniform grid)",
+        ));
+    }
+    let times = time_grid(t, base, what)?;
+    let (t0, t_end) = (times[0], times[times.len() - 1]);
+    let opt_time = |field: &str, n: &Option<Num>, default: f64| -> Result<f64, InputError> {
+        let v = match n {
+            None => return Ok(default),
+            Some(n) => base.eval(field, n)?,
+        };
+        if !(t0..=t_end).contains(&v) {
+            return Err(InputError::invalid(
+                field,
+                v,
+                format!("a time in [t_start, t_end] = [{t0}, {t_end}]"),
+            ));
+        }
+        Ok(v)
+    };
+    let t_min = opt_time("task.t_min", &t.t_min, t0)?;
+    let t_late = opt_time("task.t_late", &t.t_late, t0 + 0.9 * (t_end - t0))?;
+    let heatmap = t.heatmap.clone().unwrap_or_else(|| "xi2_min_dB".into());
+    if !SWEEP_QUANTITIES.contains(&heatmap.as_str()) {
+        return Err(InputError::invalid(
+            "task.heatmap",
+            format!("\"{heatmap}\""),
+            format!("one of the sweep columns {}", SWEEP_QUANTITIES.join(", ")),
+        ));
+    }
+    Ok(SweepSpec {
+        axes,
+        grid,
+        method,
+        t0,
+        t_end,
+        nsave: times.len(),
+        t_min,
+        t_late,
+        rtol: positive(base, "task.rtol", &t.rtol, 1e-8)?,
+        atol: positive(base, "task.atol", &t.atol, 1e-10)?,
+        max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+        heatmap,
+    })
 }
 
 /// The save times of a time evolution (`context`, e.g. `kind = "evolve"`, names the task in

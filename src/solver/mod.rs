@@ -7,12 +7,16 @@
 //! - [`blocks`]: the exact permutation-invariant master equation with single-atom decay,
 //!   pumping and dephasing (PHYSICS.md sec. 3): one block R_j per irrep, CPU f64, time
 //!   evolution ([`blocks::evolve`]) and steady state ([`blocks::steady_state`]).
+//! - [`cumulant`]: second-order cumulant expansion (PHYSICS.md sec. 5) of the whole engine
+//!   model, nine real moments per parameter point; [`cumulant::batch`] integrates many points
+//!   at once (CPU twin of a compute kernel).
 //! - [`ode`]: the shared adaptive integrator (Dormand-Prince 5(4), FSAL, PI step control,
 //!   exact stepping onto save times) used by the solvers above.
 //! - [`meanfield`]: mean field (PHYSICS.md sec. 5) for the whole engine model in the individual
 //!   and the collective factorisation: ODEs, integration, all fixed points and their stability,
 //!   boundaries along a scan.
 pub mod blocks;
+pub mod cumulant;
 pub mod master;
 pub mod meanfield;
 pub mod ode;

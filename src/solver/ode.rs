@@ -64,43 +64,43 @@ pub struct OdeStats {
 }
 
 // Dormand-Prince 5(4) tableau (Hairer's DOPRI5 constants).
-const C2: f64 = 1.0 / 5.0;
-const C3: f64 = 3.0 / 10.0;
-const C4: f64 = 4.0 / 5.0;
-const C5: f64 = 8.0 / 9.0;
-const A21: f64 = 1.0 / 5.0;
-const A31: f64 = 3.0 / 40.0;
-const A32: f64 = 9.0 / 40.0;
-const A41: f64 = 44.0 / 45.0;
-const A42: f64 = -56.0 / 15.0;
-const A43: f64 = 32.0 / 9.0;
-const A51: f64 = 19372.0 / 6561.0;
-const A52: f64 = -25360.0 / 2187.0;
-const A53: f64 = 64448.0 / 6561.0;
-const A54: f64 = -212.0 / 729.0;
-const A61: f64 = 9017.0 / 3168.0;
-const A62: f64 = -355.0 / 33.0;
-const A63: f64 = 46732.0 / 5247.0;
-const A64: f64 = 49.0 / 176.0;
-const A65: f64 = -5103.0 / 18656.0;
-const A71: f64 = 35.0 / 384.0;
-const A73: f64 = 500.0 / 1113.0;
-const A74: f64 = 125.0 / 192.0;
-const A75: f64 = -2187.0 / 6784.0;
-const A76: f64 = 11.0 / 84.0;
+pub(crate) const C2: f64 = 1.0 / 5.0;
+pub(crate) const C3: f64 = 3.0 / 10.0;
+pub(crate) const C4: f64 = 4.0 / 5.0;
+pub(crate) const C5: f64 = 8.0 / 9.0;
+pub(crate) const A21: f64 = 1.0 / 5.0;
+pub(crate) const A31: f64 = 3.0 / 40.0;
+pub(crate) const A32: f64 = 9.0 / 40.0;
+pub(crate) const A41: f64 = 44.0 / 45.0;
+pub(crate) const A42: f64 = -56.0 / 15.0;
+pub(crate) const A43: f64 = 32.0 / 9.0;
+pub(crate) const A51: f64 = 19372.0 / 6561.0;
+pub(crate) const A52: f64 = -25360.0 / 2187.0;
+pub(crate) const A53: f64 = 64448.0 / 6561.0;
+pub(crate) const A54: f64 = -212.0 / 729.0;
+pub(crate) const A61: f64 = 9017.0 / 3168.0;
+pub(crate) const A62: f64 = -355.0 / 33.0;
+pub(crate) const A63: f64 = 46732.0 / 5247.0;
+pub(crate) const A64: f64 = 49.0 / 176.0;
+pub(crate) const A65: f64 = -5103.0 / 18656.0;
+pub(crate) const A71: f64 = 35.0 / 384.0;
+pub(crate) const A73: f64 = 500.0 / 1113.0;
+pub(crate) const A74: f64 = 125.0 / 192.0;
+pub(crate) const A75: f64 = -2187.0 / 6784.0;
+pub(crate) const A76: f64 = 11.0 / 84.0;
 // e = b(5th order) - b(4th order)
-const E1: f64 = 71.0 / 57600.0;
-const E3: f64 = -71.0 / 16695.0;
-const E4: f64 = 71.0 / 1920.0;
-const E5: f64 = -17253.0 / 339200.0;
-const E6: f64 = 22.0 / 525.0;
-const E7: f64 = -1.0 / 40.0;
+pub(crate) const E1: f64 = 71.0 / 57600.0;
+pub(crate) const E3: f64 = -71.0 / 16695.0;
+pub(crate) const E4: f64 = 71.0 / 1920.0;
+pub(crate) const E5: f64 = -17253.0 / 339200.0;
+pub(crate) const E6: f64 = 22.0 / 525.0;
+pub(crate) const E7: f64 = -1.0 / 40.0;
 
 // Step-size controller (DOPRI5 defaults).
-const SAFE: f64 = 0.9;
-const FAC_MIN: f64 = 0.2; // a step may shrink h to at most FAC_MIN h ...
-const FAC_MAX: f64 = 10.0; // ... and grow it to at most FAC_MAX h
-const BETA: f64 = 0.04;
+pub(crate) const SAFE: f64 = 0.9;
+pub(crate) const FAC_MIN: f64 = 0.2; // a step may shrink h to at most FAC_MIN h ...
+pub(crate) const FAC_MAX: f64 = 10.0; // ... and grow it to at most FAC_MAX h
+pub(crate) const BETA: f64 = 0.04;
 
 /// Components per rayon task; below `PAR_MIN` components everything runs on one thread.
 const CHUNK: usize = 1 << 13;
@@ -253,7 +253,7 @@ where
 }
 
 /// h_old / h_new from the PI controller (Hairer's DOPRI5, accepted step).
-fn controller(err: f64, err_old: f64) -> f64 {
+pub(crate) fn controller(err: f64, err_old: f64) -> f64 {
     let fac11 = err.powf(0.2 - 0.75 * BETA);
     let fac = fac11 / err_old.powf(BETA) / SAFE;
     fac.clamp(1.0 / FAC_MAX, 1.0 / FAC_MIN)

@@ -1,0 +1,470 @@
+//! Batched integration of the closed cumulant equations over parameter points (CPU, rayon):
+//! one 9-variable ODE system per point, f64, and per-point reductions on a fixed save grid.
+//! This is the CPU twin of a compute kernel: everything a point does is a function of that
+//! point alone ([`integrate_point`]: fixed-size arrays, no allocation, no closures), so a GPU
+//! invocation per point can follow it line by line.
+//!
+//! # Scheme
+//!
+//! Adaptive Dormand-Prince 5(4) with exactly the tableau, error norm
+//! (`sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)` over the nine components), PI
+//! controller, rejection rule, Hairer starting step and clipping onto save times of
+//! [`crate::solver::ode`] (its constants are shared). Chosen over a fixed step because the
+//! cumulant dynamics are stiff only in bursts: the collective rate N Gamma sets the step
+//! during the superradiant transient, the much slower single-atom rates afterwards, and a
+//! fixed step bounded by the largest rate would spend most of its steps where nothing happens.
+//! The step sequence depends only on the point (its parameters, initial state and tolerances),
+//! never on the batch or the thread.
+//!
+//! # Save grid and reductions
+//!
+//! Saves at `t_k = t0 + k (t_end - t0)/(nsave - 1)`, k = 0..nsave-1 (the integrator lands on
+//! each exactly). At every save the collective moments follow from the nine variables
+//! ([`super::to_moments`]) and the point records:
+//!
+//! * the final values (the nine variables, <J>, xi^2, <J^2> at t_end);
+//! * `xi2_min`: the minimum of xi^2 over saves with `t_k >= t_min`, and `t_xi2_min`, the first
+//!   save time where it is attained (NaN when no save qualifies; infinite xi^2, |<J>| = 0, is
+//!   never a minimum);
+//! * `jz_late`: the mean of <Jz> over the saves with `t_k >= t_late` (the long-time inversion;
+//!   it averages over an oscillating phase instead of reading one phase of it).
+//!
+//! Reductions see only the saves: the save spacing must resolve the dynamics (near
+//! Upsilon_c the collective oscillation has period ~2 pi / Omega ~ 1/(N Gamma), and a coarser
+//! grid aliases it; the shipped phase-diagram scenarios save every 1e-4 / Gamma).
+//!
+//! # Cost and precision (measured; BENCHMARKS.md)
+//!
+//! The step is bounded by stability, not accuracy: the collective rates and the drive put
+//! eigenvalues of size ~N Gamma on the Jacobian, so a point costs ~1.5 N Gamma t_end
+//! step attempts (seed 002 model: ~9,000 at N = 2000 and ~45,000 at N = 10^4 to
+//! t = 3/Gamma, nearly the same at rtol 1e-6 and 1e-8), each ~0.8 us on one core. An
+//! implicit or exponential scheme would remove that bound in the stationary superradiant phase
+//! (not done). xi^2 comes from covariances such as
+//! `<Jz^2> - <Jz>^2 = N/4 + N(N-1) v/4 - N^2 z^2/4`, a difference of terms ~N^2/4 whose result
+//! is ~N xi^2/4: an absolute error e in the moments becomes ~N^2 e/4 in the variance, so at
+//! N = 10^4 the moments need e ~ 1e-8 for 1e-3 relative accuracy in xi^2 (hence atol 1e-10),
+//! and an f32 twin (rounding 6e-8) is limited to ~1 % in xi^2 there.
+
+use super::{NPAR, NVAR, rhs, to_moments};
+use crate::solver::ode::{
+    A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63, A64, A65, A71, A73, A74, A75, A76, BETA,
+    E1, E3, E4, E5, E6, E7, FAC_MIN, SAFE, controller,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Tolerances and step limit of the per-point integrator.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BatchOptions {
+    /// Relative tolerance per component.
+    pub rtol: f64,
+    /// Absolute tolerance per component (the variables are O(1) moments of Pauli operators).
+    pub atol: f64,
+    /// Step attempts (accepted + rejected) allowed per point.
+    pub max_steps: u64,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            rtol: 1e-8,
+            atol: 1e-10,
+            max_steps: 10_000_000,
+        }
+    }
+}
+
+/// The save grid and the windows of the reductions (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SaveGrid {
+    pub t0: f64,
+    pub t_end: f64,
+    /// Number of saves (>= 2), both ends included.
+    pub nsave: usize,
+    /// xi^2 minimum over saves with t >= t_min.
+    pub t_min: f64,
+    /// <Jz> averaged over saves with t >= t_late.
+    pub t_late: f64,
+}
+
+impl SaveGrid {
+    /// The k-th save time.
+    pub fn time(&self, k: usize) -> f64 {
+        if k + 1 == self.nsave {
+            self.t_end
+        } else {
+            self.t0 + (self.t_end - self.t0) * k as f64 / (self.nsave - 1) as f64
+        }
+    }
+}
+
+/// How a point's integration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[repr(u32)]
+pub enum Status {
+    Ok = 0,
+    /// The step size fell below 16 eps |t|.
+    StepSizeTooSmall = 1,
+    /// More than `max_steps` attempts.
+    TooManySteps = 2,
+    /// A non-finite state or derivative.
+    NonFinite = 3,
+}
+
+/// Per-point results (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PointResult {
+    pub status: Status,
+    /// Time reached (t_end when `status` is Ok).
+    pub t_reached: f64,
+    /// The nine variables at t_end (at `t_reached` on failure).
+    pub y: [f64; NVAR],
+    /// <Jx>, <Jy>, <Jz> at t_end.
+    pub mean: [f64; 3],
+    /// xi^2 at t_end.
+    pub xi2: f64,
+    /// <J^2> at t_end.
+    pub j2: f64,
+    pub xi2_min: f64,
+    pub t_xi2_min: f64,
+    pub jz_late: f64,
+    pub steps: u64,
+    pub rejected: u64,
+}
+
+/// Running reductions over the save grid.
+struct Reduce {
+    xi2_min: f64,
+    t_xi2_min: f64,
+    jz_sum: f64,
+    jz_count: u64,
+}
+
+impl Reduce {
+    fn save(&mut self, n: usize, grid: &SaveGrid, t: f64, y: &[f64; NVAR]) {
+        let m = to_moments(n, y);
+        if t >= grid.t_min {
+            let x = m.xi2();
+            if x < self.xi2_min {
+                self.xi2_min = x;
+                self.t_xi2_min = t;
+            }
+        }
+        if t >= grid.t_late {
+            self.jz_sum += m.mean[2];
+            self.jz_count += 1;
+        }
+    }
+}
+
+/// y_out = y + sum_j a_j k_j over the nine components.
+#[inline(always)]
+fn combo<const M: usize>(out: &mut [f64; NVAR], y: &[f64; NVAR], a: [f64; M], ks: [&[f64; NVAR]; M]) {
+    for i in 0..NVAR {
+        let mut acc = y[i];
+        for j in 0..M {
+            acc += a[j] * ks[j][i];
+        }
+        out[i] = acc;
+    }
+}
+
+fn all_finite(v: &[f64; NVAR]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
+/// Integrate one point from `y0` at `grid.t0` over the save grid (module doc). Never panics;
+/// a failure is reported in `status` with the results up to `t_reached`.
+pub fn integrate_point(
+    par: &[f64; NPAR],
+    y0: &[f64; NVAR],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> PointResult {
+    let n = par[0] as usize;
+    let mut red = Reduce {
+        xi2_min: f64::INFINITY,
+        t_xi2_min: f64::NAN,
+        jz_sum: 0.0,
+        jz_count: 0,
+    };
+    let mut y = *y0;
+    let mut ynew = [0.0; NVAR];
+    let mut ytmp = [0.0; NVAR];
+    let mut k = [[0.0; NVAR]; 7];
+    let mut t = grid.t0;
+    let span = grid.t_end - grid.t0;
+    let (mut steps, mut rejected, mut attempts) = (0u64, 0u64, 0u64);
+    let mut status = Status::Ok;
+
+    rhs(par, &y, &mut k[0]);
+    red.save(n, grid, t, &y);
+    let mut next = 1usize;
+    if !all_finite(&y) || !all_finite(&k[0]) {
+        status = Status::NonFinite;
+        next = grid.nsave; // skip the loop
+    }
+
+    // Hairer's starting step (as crate::solver::ode::initial_step).
+    let mut h = span;
+    if next < grid.nsave {
+        let sc = |v: f64| o.atol + o.rtol * v.abs();
+        let rms =
+            |f: &dyn Fn(usize) -> f64| ((0..NVAR).map(f).map(|x| x * x).sum::<f64>() / NVAR as f64).sqrt();
+        let d0 = rms(&|i| y[i] / sc(y[i]));
+        let d1 = rms(&|i| k[0][i] / sc(y[i]));
+        let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {
+            1e-6
+        } else {
+            0.01 * d0 / d1
+        };
+        h0 = h0.min(span);
+        combo(&mut ytmp, &y, [h0], [&k[0]]);
+        rhs(par, &ytmp, &mut k[1]);
+        let d2 = rms(&|i| (k[1][i] - k[0][i]) / sc(y[i])) / h0;
+        let h1 = if d1.max(d2) <= 1e-15 {
+            (h0 * 1e-3).max(1e-6)
+        } else {
+            (0.01 / d1.max(d2)).powf(0.2)
+        };
+        h = (100.0 * h0).min(h1).min(span);
+    }
+    let mut err_old = 1e-4f64;
+    let mut last_rejected = false;
+
+    while next < grid.nsave {
+        let target = grid.time(next);
+        let mut hs = h;
+        let clipped = t + 1.01 * hs >= target;
+        if clipped {
+            hs = target - t;
+        }
+        if hs <= 16.0 * f64::EPSILON * t.abs().max(span) {
+            status = Status::StepSizeTooSmall;
+            break;
+        }
+        attempts += 1;
+        if attempts > o.max_steps {
+            status = Status::TooManySteps;
+            break;
+        }
+        // One DP5 step (stages as in ode::Work::step; the system is autonomous, so the stage
+        // times c_i h are not needed).
+        {
+            let [k1, k2, k3, k4, k5, k6, k7] = &mut k;
+            combo(&mut ytmp, &y, [hs * A21], [k1]);
+            rhs(par, &ytmp, k2);
+            combo(&mut ytmp, &y, [hs * A31, hs * A32], [k1, k2]);
+            rhs(par, &ytmp, k3);
+            combo(&mut ytmp, &y, [hs * A41, hs * A42, hs * A43], [k1, k2, k3]);
+            rhs(par, &ytmp, k4);
+            combo(
+                &mut ytmp,
+                &y,
+                [hs * A51, hs * A52, hs * A53, hs * A54],
+                [k1, k2, k3, k4],
+            );
+            rhs(par, &ytmp, k5);
+            combo(
+                &mut ytmp,
+                &y,
+                [hs * A61, hs * A62, hs * A63, hs * A64, hs * A65],
+                [k1, k2, k3, k4, k5],
+            );
+            rhs(par, &ytmp, k6);
+            combo(
+                &mut ynew,
+                &y,
+                [hs * A71, hs * A73, hs * A74, hs * A75, hs * A76],
+                [k1, k3, k4, k5, k6],
+            );
+            rhs(par, &ynew, k7);
+        }
+        let e = [hs * E1, hs * E3, hs * E4, hs * E5, hs * E6, hs * E7];
+        let mut sum = 0.0;
+        for i in 0..NVAR {
+            let acc = e[0] * k[0][i]
+                + e[1] * k[2][i]
+                + e[2] * k[3][i]
+                + e[3] * k[4][i]
+                + e[4] * k[5][i]
+                + e[5] * k[6][i];
+            let q = acc / (o.atol + o.rtol * y[i].abs().max(ynew[i].abs()));
+            sum += q * q;
+        }
+        let err = (sum / NVAR as f64).sqrt();
+
+        if err.is_finite() && err <= 1.0 {
+            steps += 1;
+            t = if clipped { target } else { t + hs };
+            y = ynew;
+            k[0] = k[6];
+            let fac = controller(err, err_old);
+            err_old = err.max(1e-4);
+            let mut h_new = hs / fac;
+            if last_rejected {
+                h_new = h_new.min(hs);
+            }
+            last_rejected = false;
+            h = if clipped { h_new.max(h) } else { h_new };
+            while next < grid.nsave && grid.time(next) <= t {
+                red.save(n, grid, grid.time(next), &y);
+                next += 1;
+            }
+        } else {
+            rejected += 1;
+            last_rejected = true;
+            if !err.is_finite() {
+                if !all_finite(&y) {
+                    status = Status::NonFinite;
+                    break;
+                }
+                h = hs * 0.1;
+            } else {
+                let fac11 = err.powf(0.2 - 0.75 * BETA);
+                h = hs / (1.0 / FAC_MIN).min(fac11 / SAFE);
+            }
+            if h <= 16.0 * f64::EPSILON * t.abs().max(span) {
+                status = if err.is_finite() {
+                    Status::StepSizeTooSmall
+                } else {
+                    Status::NonFinite
+                };
+                break;
+            }
+        }
+    }
+
+    let m = to_moments(n, &y);
+    PointResult {
+        status,
+        t_reached: t,
+        y,
+        mean: m.mean,
+        xi2: m.xi2(),
+        j2: m.second[0][0] + m.second[1][1] + m.second[2][2],
+        xi2_min: if red.xi2_min.is_finite() {
+            red.xi2_min
+        } else {
+            f64::NAN
+        },
+        t_xi2_min: red.t_xi2_min,
+        jz_late: if red.jz_count > 0 {
+            red.jz_sum / red.jz_count as f64
+        } else {
+            f64::NAN
+        },
+        steps,
+        rejected,
+    }
+}
+
+/// Integrate every point (`pars[i]` from `y0s[i]`) in parallel; results in input order.
+/// Panics if the two slices differ in length (a caller bug).
+pub fn integrate_batch(
+    pars: &[[f64; NPAR]],
+    y0s: &[[f64; NVAR]],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> Vec<PointResult> {
+    assert_eq!(
+        pars.len(),
+        y0s.len(),
+        "integrate_batch: one initial state per point"
+    );
+    pars.par_iter()
+        .zip(y0s.par_iter())
+        .with_min_len(16)
+        .map(|(p, y0)| integrate_point(p, y0, grid, o))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::solver::cumulant::{self, params};
+    use crate::solver::ode::OdeOptions;
+    use crate::state::pure;
+
+    /// The batch follows `crate::solver::ode` step for step (same tableau, norm, controller,
+    /// starting step and clipping), so each point equals `cumulant::evolve` with the same
+    /// tolerances to rounding (1e-12 on O(1) moments), and its reductions equal those taken
+    /// from the evolve saves (the same numbers, so exactly, but compared to 1e-12).
+    #[test]
+    fn batch_point_equals_single_evolution_and_reductions() {
+        let grid = SaveGrid {
+            t0: 0.0,
+            t_end: 1.5,
+            nsave: 31,
+            t_min: 0.2,
+            t_late: 1.0,
+        };
+        let o = BatchOptions {
+            rtol: 1e-8,
+            atol: 1e-10,
+            max_steps: 1_000_000,
+        };
+        let models: Vec<Model> = (0..4)
+            .map(|i| Model {
+                n: 20 + 10 * i,
+                drive: (0.5 + 0.15 * i as f64) * 5f64.sqrt() * (20 + 10 * i) as f64 / 2.0,
+                chi: 1.0,
+                gamma_coll: 1.0,
+                gamma_down: 0.5 + i as f64,
+                gamma_phi: 0.1 * i as f64,
+                omega0: 0.3,
+                phi: 0.2,
+                ..Model::default()
+            })
+            .collect();
+        let pars: Vec<_> = models.iter().map(params).collect();
+        let y0s: Vec<_> = models
+            .iter()
+            .map(|m| {
+                cumulant::from_pure(&pure::coherent(
+                    m.n,
+                    std::f64::consts::FRAC_PI_2,
+                    std::f64::consts::PI,
+                ))
+            })
+            .collect();
+        let res = integrate_batch(&pars, &y0s, &grid, &o);
+        let times: Vec<f64> = (0..grid.nsave).map(|k| grid.time(k)).collect();
+        for (i, m) in models.iter().enumerate() {
+            let r = &res[i];
+            assert_eq!(r.status, Status::Ok);
+            let mut saves = Vec::new();
+            let opts = OdeOptions {
+                rtol: o.rtol,
+                atol: o.atol,
+                ..OdeOptions::default()
+            };
+            let st = cumulant::evolve(m, &y0s[i], &times, &opts, &mut |_, t, y| saves.push((t, *y))).unwrap();
+            assert_eq!(st.steps as u64, r.steps, "point {i}: step counts differ");
+            let last = saves.last().unwrap().1;
+            for (k, (a, b)) in last.iter().zip(&r.y).enumerate() {
+                assert!((a - b).abs() < 1e-12, "point {i} var {k}");
+            }
+            let (mut xmin, mut tmin, mut jz, mut cnt) = (f64::INFINITY, f64::NAN, 0.0, 0);
+            for (t, y) in &saves {
+                let mm = to_moments(m.n, y);
+                if *t >= grid.t_min && mm.xi2() < xmin {
+                    xmin = mm.xi2();
+                    tmin = *t;
+                }
+                if *t >= grid.t_late {
+                    jz += mm.mean[2];
+                    cnt += 1;
+                }
+            }
+            assert!(
+                (xmin - r.xi2_min).abs() < 1e-12 && tmin == r.t_xi2_min,
+                "point {i} xi2 min"
+            );
+            assert!((jz / cnt as f64 - r.jz_late).abs() < 1e-9, "point {i} jz_late");
+            assert_eq!(cnt, 11);
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Second-order cumulant expansion of the engine model (PHYSICS.md sections 1 and 5), every
+//! term included: omega0, Omega, phi, chi, chi_z, Gamma, w, Gamma_phi, gamma_down, gamma_up,
+//! gamma_phi.
+//!
+//! # Variables
+//!
+//! For a permutation-symmetric state every single-atom moment is the same for all atoms and
+//! every two-atom moment the same for all pairs a != b. The state vector is nine real numbers
+//! (layout [`S_RE`] .. [`V`]):
+//!
+//! ```text
+//! s = <sigma_a^+>            complex   [s_re, s_im]
+//! z = <sigma_a^z>            real
+//! p = <sigma_a^+ sigma_b^->  real      (p^* = <sigma_a^- sigma_b^+> = <sigma_b^+ sigma_a^->, = p by a <-> b)
+//! q = <sigma_a^+ sigma_b^+>  complex
+//! u = <sigma_a^z sigma_b^+>  complex   (= <sigma_a^+ sigma_b^z> by a <-> b)
+//! v = <sigma_a^z sigma_b^z>  real      (Hermitian)
+//! ```
+//!
+//! The equations also need four third-order moments of three distinct atoms a, b, c
+//! (layout [`T1`] .. [`T4_IM`]; each is symmetric in its atoms):
+//!
+//! ```text
+//! T1 = <sigma^+ sigma^- sigma^z>   real (its conjugate <sigma^- sigma^+ sigma^z> is T1 with a <-> b)
+//! T2 = <sigma^+ sigma^+ sigma^z>   T3 = <sigma^+ sigma^+ sigma^->   T4 = <sigma^z sigma^z sigma^+>
+//! ```
+//!
+//! # Derivation (Heisenberg picture, d<O>/dt = <L^dag O>)
+//!
+//! `L^dag O = i[H, O] + sum_k g_k (L_k^dag O L_k - {L_k^dag L_k, O}/2)`. Write every collective
+//! term as a double sum over atoms k, l and split k = l from k != l:
+//!
+//! * `chi J+J- = chi sum_k (1 + sigma_k^z)/2 + chi sum_{k!=l} sigma_k^+ sigma_l^-`,
+//!   `chi_z Jz^2 = chi_z N/4 + (chi_z/4) sum_{k!=l} sigma_k^z sigma_l^z`,
+//!   `Gamma D[J-] = Gamma sum_k D[sigma_k^-] + Gamma sum_{k!=l} (sigma_k^+ . sigma_l^- - {sigma_k^+ sigma_l^-, .}/2)`,
+//!   likewise `w D[J+]` and `Gamma_phi D[Jz] = (Gamma_phi/4) sum_k D[sigma_k^z] + (Gamma_phi/4) sum_{k!=l} ...`.
+//!
+//! **One-atom part** (acts on each factor of a product separately): with
+//! `delta = omega0 + chi`, `eta = Omega e^{i phi}/2`, `gd = gamma_down + Gamma`,
+//! `gu = gamma_up + w`, `gp = gamma_phi + Gamma_phi/4`, `G = gd + gu`, `g = gd - gu`,
+//! `Gamma2 = G/2 + 2 gp`:
+//!
+//! ```text
+//! L1(sigma^+) = (i delta - Gamma2) sigma^+ - i eta sigma^z
+//! L1(sigma^z) = -2i eta^* sigma^+ + 2i eta sigma^- - G sigma^z - g
+//! ```
+//!
+//! **Pair part with one atom a inside the operator's support and one atom c outside** (both
+//! orders (a, c) and (c, a) together; the collective-dephasing pieces cancel):
+//!
+//! ```text
+//! X_a(O_a) = c1 sigma_c^- [sigma_a^+, O_a] + c2 sigma_c^+ [sigma_a^-, O_a] + i (chi_z/2) sigma_c^z [sigma_a^z, O_a]
+//! c1 = i chi + kappa,   c2 = i chi - kappa,   kappa = (Gamma - w)/2
+//! ```
+//!
+//! Summed over the N - n atoms outside a support of n atoms, this turns an n-atom moment's
+//! equation into (N - n) times (n+1)-atom moments: the hierarchy. With
+//! `X(sigma^+) = -c2 sigma_a^z sigma_c^+ + i chi_z sigma_a^+ sigma_c^z`,
+//! `X(sigma^z) = -2 c1 sigma_a^+ sigma_c^- + 2 c2 sigma_a^- sigma_c^+`,
+//! `X(sigma^-) = c1 sigma_a^z sigma_c^- - i chi_z sigma_a^- sigma_c^z`:
+//!
+//! ```text
+//! ds/dt = (i delta - Gamma2) s - i eta z + (N-1)(kappa - i chi + i chi_z) u
+//! dz/dt = -2i eta^* s + 2i eta s^* - G z - g - 4 kappa (N-1) p
+//! ```
+//!
+//! **Pair part with both atoms inside** (two-atom operators O_a O_b; the terms of the pair
+//! (a, b) in both orders, evaluated with sigma^+ sigma^- = (1 + sigma^z)/2 etc.):
+//!
+//! ```text
+//! p: Gamma (z + v)/2 + w (v - z)/2 + Gamma_phi p          (chi, chi_z: 0 for a symmetric state)
+//! q: -Gamma_phi q
+//! u: Gamma(-s/2 - u) + w(s/2 - u) - i chi s + i chi_z s
+//! v: 4 (Gamma + w) p
+//! ```
+//!
+//! Together (each two-atom equation: the one-atom part on both factors, the in-pair part, and
+//! (N-2) times X on each factor with a third atom):
+//!
+//! ```text
+//! dp/dt = -2 Gamma2 p - 2 Im(eta^* u) + Gamma (z+v)/2 + w (v-z)/2 + Gamma_phi p + 2 kappa (N-2) T1
+//! dq/dt = 2(i delta - Gamma2) q - Gamma_phi q - 2i eta u + 2 (N-2)(kappa - i chi + i chi_z) T2
+//! du/dt = (i delta - Gamma2 - G) u - g s - 2i eta^* q + 2i eta p - i eta v
+//!         + Gamma(-s/2 - u) + w(s/2 - u) + i(chi_z - chi) s
+//!         + (N-2) [ -4 kappa T3 + (kappa - i chi + i chi_z) T4 ]
+//! dv/dt = -4i eta^* u + 4i eta u^* - 2 G v - 2 g z + 4 (Gamma + w) p - 8 kappa (N-2) T1
+//! ```
+//!
+//! [`open_rhs`] implements exactly these equations given the third-order moments: it is exact
+//! for any permutation-symmetric state, which `tests/cumulant.rs` checks against Tr(O L rho) of
+//! the 2^N Lindbladian for random symmetric states, N = 3..6, every term on. At N = 2 the
+//! (N-2) terms vanish and the equations are exact with no closure.
+//!
+//! # Closure
+//!
+//! Third-order cumulants set to zero, `<ABC> ~ <AB><C> + <AC><B> + <BC><A> - 2<A><B><C>`
+//! ([`close_third`]):
+//!
+//! ```text
+//! T1 = p z + u s^* + u^* s - 2 |s|^2 z      T2 = q z + 2 u s - 2 s^2 z
+//! T3 = q s^* + 2 p s - 2 s^2 s^*            T4 = v s + 2 u z - 2 z^2 s
+//! ```
+//!
+//! and [`rhs`] = [`open_rhs`] after [`close_third`]. The seed 002 equations (S12)-(S17) are the
+//! special case w = Gamma_phi = gamma_up = gamma_phi = chi_z = omega0 = phi = 0; e.g. (S12) is
+//! the s equation with Gamma2 = (Gamma + gamma_s)/2 and (N-1)(Gamma - 2i chi)/2 in front of u.
+//!
+//! # Collective observables
+//!
+//! From permutation symmetry alone (no approximation; [`to_moments`], and [`from_moments`]
+//! inverts it):
+//!
+//! ```text
+//! <J+> = N s,  <Jz> = N z/2,  <J+J-> = N (1+z)/2 + N(N-1) p,  <J-J+> = <J+J-> - 2<Jz>,
+//! <J+^2> = N(N-1) q,  <{J+, Jz}> = N(N-1) u,  <Jz^2> = N/4 + N(N-1) v/4,
+//! ```
+//!
+//! then `<Jx^2>`, `<Jy^2>`, `<{Ja,Jb}>/2` as in [`crate::observe`] and
+//! `<J^2> = <J+J-> - <Jz> + <Jz^2>`. The parameters travel as the flat array of [`params`]
+//! (no transcendental function inside the right-hand side: cos phi and sin phi are folded in on
+//! the host), so [`rhs`] translates line by line to a compute kernel.
+
+pub mod batch;
+
+use crate::c64;
+use crate::error::SolverError;
+use crate::model::Model;
+use crate::observe::Moments;
+use crate::solver::ode::{self, OdeOptions, OdeStats};
+
+/// Number of real state variables.
+pub const NVAR: usize = 9;
+/// Index of Re s, s = <sigma^+>.
+pub const S_RE: usize = 0;
+/// Index of Im s.
+pub const S_IM: usize = 1;
+/// Index of z = <sigma^z>.
+pub const Z: usize = 2;
+/// Index of p = <sigma_a^+ sigma_b^-> (real).
+pub const P: usize = 3;
+/// Index of Re q, q = <sigma_a^+ sigma_b^+>.
+pub const Q_RE: usize = 4;
+/// Index of Im q.
+pub const Q_IM: usize = 5;
+/// Index of Re u, u = <sigma_a^z sigma_b^+>.
+pub const U_RE: usize = 6;
+/// Index of Im u.
+pub const U_IM: usize = 7;
+/// Index of v = <sigma_a^z sigma_b^z> (real).
+pub const V: usize = 8;
+
+/// Number of real third-order moments.
+pub const NTHIRD: usize = 7;
+/// T1 = <sigma^+ sigma^- sigma^z> (real).
+pub const T1: usize = 0;
+/// Re T2, T2 = <sigma^+ sigma^+ sigma^z>.
+pub const T2_RE: usize = 1;
+/// Im T2.
+pub const T2_IM: usize = 2;
+/// Re T3, T3 = <sigma^+ sigma^+ sigma^->.
+pub const T3_RE: usize = 3;
+/// Im T3.
+pub const T3_IM: usize = 4;
+/// Re T4, T4 = <sigma^z sigma^z sigma^+>.
+pub const T4_RE: usize = 5;
+/// Im T4.
+pub const T4_IM: usize = 6;
+
+/// Number of parameters in the flat parameter array of [`params`]:
+/// `[N, omega0, Omega cos phi, Omega sin phi, chi, chi_z, Gamma, w, Gamma_phi, gamma_down,
+/// gamma_up, gamma_phi]`.
+pub const NPAR: usize = 12;
+
+/// The model as the flat parameter array the right-hand side reads (cos and sin of the drive
+/// phase evaluated here, on the host).
+pub fn params(m: &Model) -> [f64; NPAR] {
+    let (sp, cp) = m.phi.sin_cos();
+    [
+        m.n as f64,
+        m.omega0,
+        m.drive * cp,
+        m.drive * sp,
+        m.chi,
+        m.chi_z,
+        m.gamma_coll,
+        m.pump_coll,
+        m.dephase_coll,
+        m.gamma_down,
+        m.gamma_up,
+        m.gamma_phi,
+    ]
+}
+
+/// The open right-hand side: d/dt of the nine variables, exact given the state `y` and the
+/// third-order moments `t3` of a permutation-symmetric state (module doc). No allocation.
+pub fn open_rhs(par: &[f64; NPAR], y: &[f64; NVAR], t3: &[f64; NTHIRD], dy: &mut [f64; NVAR]) {
+    let n = par[0];
+    let omega0 = par[1];
+    let eta = c64::new(0.5 * par[2], 0.5 * par[3]); // Omega e^{i phi} / 2
+    let chi = par[4];
+    let chi_z = par[5];
+    let gam = par[6];
+    let w = par[7];
+    let gam_phi = par[8];
+    let gd = par[9] + gam;
+    let gu = par[10] + w;
+    let gp = par[11] + 0.25 * gam_phi;
+    let big_g = gd + gu;
+    let small_g = gd - gu;
+    let gamma2 = 0.5 * big_g + 2.0 * gp;
+    let delta = omega0 + chi;
+    let kappa = 0.5 * (gam - w);
+    let i = c64::new(0.0, 1.0);
+    // kappa - i chi + i chi_z: the coefficient of the outside-atom sigma^+ coupling.
+    let cpl = c64::new(kappa, chi_z - chi);
+    let rot = c64::new(-gamma2, delta); // i delta - Gamma2
+
+    let s = c64::new(y[S_RE], y[S_IM]);
+    let z = y[Z];
+    let p = y[P];
+    let q = c64::new(y[Q_RE], y[Q_IM]);
+    let u = c64::new(y[U_RE], y[U_IM]);
+    let v = y[V];
+    let t1 = t3[T1];
+    let t2 = c64::new(t3[T2_RE], t3[T2_IM]);
+    let t3c = c64::new(t3[T3_RE], t3[T3_IM]);
+    let t4 = c64::new(t3[T4_RE], t3[T4_IM]);
+    let n1 = n - 1.0;
+    let n2 = n - 2.0;
+
+    let ds = rot * s - i * eta * z + n1 * cpl * u;
+    // -2i eta^* s + 2i eta s^* = 4 Im(eta^* s)... written as the real part of 2 * (-2i eta^* s)/2:
+    let drive_z = (-2.0 * i * eta.conj() * s + 2.0 * i * eta * s.conj()).re;
+    let dz = drive_z - big_g * z - small_g - 4.0 * kappa * n1 * p;
+    let dp = -2.0 * gamma2 * p - 2.0 * (eta.conj() * u).im
+        + 0.5 * gam * (z + v)
+        + 0.5 * w * (v - z)
+        + gam_phi * p
+        + 2.0 * kappa * n2 * t1;
+    let dq = 2.0 * rot * q - gam_phi * q - 2.0 * i * eta * u + 2.0 * n2 * cpl * t2;
+    let du = (rot - big_g) * u - small_g * s - 2.0 * i * eta.conj() * q + 2.0 * i * eta * p - i * eta * v
+        + gam * (-0.5 * s - u)
+        + w * (0.5 * s - u)
+        + i * (chi_z - chi) * s
+        + n2 * (-4.0 * kappa * t3c + cpl * t4);
+    let dv = (-4.0 * i * eta.conj() * u + 4.0 * i * eta * u.conj()).re - 2.0 * big_g * v - 2.0 * small_g * z
+        + 4.0 * (gam + w) * p
+        - 8.0 * kappa * n2 * t1;
+
+    dy[S_RE] = ds.re;
+    dy[S_IM] = ds.im;
+    dy[Z] = dz;
+    dy[P] = dp;
+    dy[Q_RE] = dq.re;
+    dy[Q_IM] = dq.im;
+    dy[U_RE] = du.re;
+    dy[U_IM] = du.im;
+    dy[V] = dv;
+}
+
+/// Third-order moments from first and second order by the cumulant closure
+/// `<ABC> ~ <AB><C> + <AC><B> + <BC><A> - 2<A><B><C>` (module doc).
+pub fn close_third(y: &[f64; NVAR], t3: &mut [f64; NTHIRD]) {
+    let s = c64::new(y[S_RE], y[S_IM]);
+    let z = y[Z];
+    let p = y[P];
+    let q = c64::new(y[Q_RE], y[Q_IM]);
+    let u = c64::new(y[U_RE], y[U_IM]);
+    let v = y[V];
+    let t1 = p * z + 2.0 * (u * s.conj()).re - 2.0 * s.norm_sqr() * z;
+    let t2 = q * z + 2.0 * u * s - 2.0 * s * s * z;
+    let t3c = q * s.conj() + 2.0 * p * s - 2.0 * s * s * s.conj();
+    let t4 = v * s + 2.0 * u * z - 2.0 * z * z * s;
+    t3[T1] = t1;
+    t3[T2_RE] = t2.re;
+    t3[T2_IM] = t2.im;
+    t3[T3_RE] = t3c.re;
+    t3[T3_IM] = t3c.im;
+    t3[T4_RE] = t4.re;
+    t3[T4_IM] = t4.im;
+}
+
+/// The closed second-order cumulant equations: [`open_rhs`] after [`close_third`].
+pub fn rhs(par: &[f64; NPAR], y: &[f64; NVAR], dy: &mut [f64; NVAR]) {
+    let mut t3 = [0.0; NTHIRD];
+    close_third(y, &mut t3);
+    open_rhs(par, y, &t3, dy);
+}
+
+/// The nine variables of a permutation-symmetric state of `n` atoms from its collective first
+/// and second moments (module doc; exact). For n = 1 the two-atom moments do not exist and are
+/// set to 0 (they enter the equations only multiplied by N - 1).
+pub fn from_moments(n: usize, m: &Moments) -> [f64; NVAR] {
+    let nf = n as f64;
+    let s = c64::new(m.mean[0], m.mean[1]) / nf;
+    let z = 2.0 * m.mean[2] / nf;
+    let mut y = [0.0; NVAR];
+    y[S_RE] = s.re;
+    y[S_IM] = s.im;
+    y[Z] = z;
+    if n >= 2 {
+        let pairs = nf * (nf - 1.0);
+        let [[xx, xy, xz], [_, yy, yz], [_, _, zz]] = m.second;
+        let jpjm = xx + yy + m.mean[2];
+        let jp2 = c64::new(xx - yy, 2.0 * xy);
+        let x = c64::new(2.0 * xz, 2.0 * yz); // <{J+, Jz}>
+        y[P] = (jpjm - 0.5 * nf * (1.0 + z)) / pairs;
+        y[Q_RE] = jp2.re / pairs;
+        y[Q_IM] = jp2.im / pairs;
+        y[U_RE] = x.re / pairs;
+        y[U_IM] = x.im / pairs;
+        y[V] = (4.0 * zz - nf) / pairs;
+    }
+    y
+}
+
+/// Collective first and second moments of the state `y` of `n` atoms (module doc).
+pub fn to_moments(n: usize, y: &[f64; NVAR]) -> Moments {
+    let nf = n as f64;
+    let pairs = nf * (nf - 1.0);
+    let jz = 0.5 * nf * y[Z];
+    let jpjm = 0.5 * nf * (1.0 + y[Z]) + pairs * y[P];
+    let jmjp = jpjm - 2.0 * jz;
+    let (jp2_re, jp2_im) = (pairs * y[Q_RE], pairs * y[Q_IM]);
+    let (x_re, x_im) = (pairs * y[U_RE], pairs * y[U_IM]);
+    let zz = 0.25 * nf + 0.25 * pairs * y[V];
+    let xx = 0.25 * (jpjm + jmjp + 2.0 * jp2_re);
+    let yy = 0.25 * (jpjm + jmjp - 2.0 * jp2_re);
+    let xy = 0.5 * jp2_im;
+    let xz = 0.5 * x_re;
+    let yz = 0.5 * x_im;
+    Moments {
+        n,
+        mean: [nf * y[S_RE], nf * y[S_IM], jz],
+        second: [[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]],
+    }
+}
+
+/// <J^2> = <J+J-> - <Jz> + <Jz^2> of the state `y` of `n` atoms.
+pub fn j2(n: usize, y: &[f64; NVAR]) -> f64 {
+    let m = to_moments(n, y);
+    m.second[0][0] + m.second[1][1] + m.second[2][2]
+}
+
+/// The nine variables of a pure state of the symmetric irrep j = N/2 (amplitudes as in
+/// [`crate::state::pure`]: coherent, Dicke, CRSS), from its exact collective moments.
+pub fn from_pure(psi: &[c64]) -> [f64; NVAR] {
+    let n = psi.len().saturating_sub(1);
+    from_moments(n, &crate::observe::moments_pure(psi))
+}
+
+/// Integrate the closed cumulant equations from `y0` at `times[0]` with the shared adaptive
+/// integrator ([`crate::solver::ode`]), calling `on_save(i, t, y)` at every requested time.
+pub fn evolve(
+    model: &Model,
+    y0: &[f64; NVAR],
+    times: &[f64],
+    opts: &OdeOptions,
+    on_save: &mut dyn FnMut(usize, f64, &[f64; NVAR]),
+) -> Result<OdeStats, SolverError> {
+    let par = params(model);
+    ode::integrate_real(
+        |_t, y: &[f64], dy: &mut [f64]| {
+            let y: &[f64; NVAR] = y.try_into().expect("nine variables");
+            let dy: &mut [f64; NVAR] = dy.try_into().expect("nine variables");
+            rhs(&par, y, dy);
+        },
+        y0,
+        times,
+        opts,
+        |i, t, y: &[f64]| on_save(i, t, y.try_into().expect("nine variables")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::pure;
+
+    /// from_moments and to_moments are inverse (exact relations, rounding only).
+    #[test]
+    fn moments_round_trip() {
+        for n in [2usize, 3, 7, 40] {
+            let psi = pure::coherent(n, 1.1, 0.4);
+            let m = crate::observe::moments_pure(&psi);
+            let y = from_moments(n, &m);
+            let back = to_moments(n, &y);
+            for a in 0..3 {
+                assert!((back.mean[a] - m.mean[a]).abs() < 1e-12 * n as f64);
+                for b in 0..3 {
+                    let d = (back.second[a][b] - m.second[a][b]).abs();
+                    assert!(d < 1e-11 * (n * n) as f64, "n={n} second[{a}][{b}]: {d:e}");
+                }
+            }
+            // A coherent state is a product state: p = |s|^2, q = s^2, u = z s, v = z^2.
+            let s = c64::new(y[S_RE], y[S_IM]);
+            assert!((y[P] - s.norm_sqr()).abs() < 1e-12);
+            assert!((c64::new(y[Q_RE], y[Q_IM]) - s * s).norm() < 1e-12);
+            assert!((c64::new(y[U_RE], y[U_IM]) - y[Z] * s).norm() < 1e-12);
+            assert!((y[V] - y[Z] * y[Z]).abs() < 1e-12);
+        }
+    }
+}
