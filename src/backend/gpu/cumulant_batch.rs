@@ -503,7 +503,7 @@ impl CumulantBatchGpu {
             a => a,
         };
         let limits = self.ctx.limits();
-        let binding = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let nsave = grid.nsave;
         if (nsave as u64) * 2 * real_size(precision) > binding {
             return Err(GpuError::TooLarge {
@@ -512,12 +512,11 @@ impl CumulantBatchGpu {
                 limit: binding,
             });
         }
-        let chunk = (pars.len() as u64)
-            .min(binding / state_size(precision))
+        let cap = (binding / state_size(precision))
             .min(binding / (NPAR as u64 * real_size(precision)))
             .min(u64::from(limits.max_compute_workgroups_per_dimension) * u64::from(WORKGROUP))
-            .min(MAX_CHUNK)
-            .max(1) as usize;
+            .min(MAX_CHUNK);
+        let chunk = (pars.len() as u64).clamp(1, cap.max(1)) as usize;
 
         // Shared per call: save times (elapsed, as pairs) and window flags, decided in f64.
         let times: Vec<f64> = (0..nsave).map(|k| grid.time(k)).collect();
@@ -595,7 +594,7 @@ impl CumulantBatchGpu {
             queue.write_buffer(&bufs.state, 0, bytemuck::cast_slice(init));
             Ok(())
         })?;
-        let bytes = (cb * std::mem::size_of::<R::State>()) as u64;
+        let bytes = std::mem::size_of_val(init) as u64;
         let groups = (cb as u32).div_ceil(WORKGROUP);
         // Every dispatch makes progress on every unfinished point (its start, a save or an
         // attempt: the budget admits each alone), so a round that changes nothing means the
@@ -770,7 +769,7 @@ mod tests {
     fn params_and_state_match_naga_layout() {
         macro_rules! params_fields {
             ($t:ty) => {
-                vec![
+                [
                     ("points", offset_of!($t, points)),
                     ("n_saves", offset_of!($t, n_saves)),
                     ("attempts", offset_of!($t, attempts)),
@@ -787,7 +786,7 @@ mod tests {
         macro_rules! state_fields {
             ($t:ty) => {{
                 let c = offset_of!($t, c);
-                vec![
+                [
                     ("y", offset_of!($t, y)),
                     ("k1", offset_of!($t, k1)),
                     ("t", offset_of!($t, t)),
