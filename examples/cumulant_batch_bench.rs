@@ -33,8 +33,8 @@ fn main() {
     let side: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let what = args.get(2).map(String::as_str).unwrap_or("cpu8,cpu6,gpu32,gpu64");
     let n = 2000usize;
-    let (gamma, chi) = (1.0, 1.0);
-    let upsilon_c = (gamma * gamma + 4.0 * chi * chi as f64).sqrt();
+    let (gamma, chi) = (1.0f64, 1.0f64);
+    let upsilon_c = (gamma * gamma + 4.0 * chi * chi).sqrt();
     let y0 = cumulant::from_pure(&pure::coherent(
         n,
         std::f64::consts::FRAC_PI_2,
