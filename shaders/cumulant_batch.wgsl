@@ -28,9 +28,11 @@ const ST_MAXSTEPS: u32 = 4u;
 const ST_NONFINITE: u32 = 5u;
 
 // Loop iterations charged per phase (twins of LOOP_* in cumulant_batch.rs): a 9-component
-// loop is charged 10 (its exit test included).
-const COST_INIT: u32 = 50u;
-const COST_ATTEMPT: u32 = 80u;
+// loop is charged 10 (its exit test included); an attempt runs seven such loops, all_finite
+// on a non-finite rejection and the outer and save loops' tests (82), the start four loops
+// and one all_finite pair (50); both rounded up with margin.
+const COST_INIT: u32 = 60u;
+const COST_ATTEMPT: u32 = 90u;
 const COST_SAVE: u32 = 2u;
 
 // Dormand-Prince 5(4) (src/solver/ode.rs), abstract constants rounded once to R where used.
