@@ -329,8 +329,9 @@ fn save(b: u32, k: u32, y: array<R, 9>, s: ptr<function, State>) {
     }
 }
 
-// y + h sum_j a_j k_j for up to five stages (unused weights are 0 and add exact zeros... except
-// for non-finite k, so every combination below names exactly its own stages as batch.rs does).
+// y + sum_j a_j k_j (a_j = h times a tableau entry), accumulated in the order of batch.rs
+// `combo`. One function per stage count, each naming exactly its own stages: a shared
+// five-stage version with zero weights would add 0 * inf = NaN for a non-finite unused stage.
 fn combo1(y: array<R, 9>, a1: R, k1: array<R, 9>) -> array<R, 9> {
     var o: array<R, 9>;
     for (var i = 0u; i < NV; i++) {
