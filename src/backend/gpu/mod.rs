@@ -22,6 +22,7 @@
 //! Shaders live in [`shaders`]; the only kernel so far is the Philox stream fill used to test
 //! that the GPU random numbers are bit-identical to [`crate::rng`] ([`GpuContext::philox_fill`]).
 
+pub mod cumulant_batch;
 pub mod master_batch;
 pub mod philox_fill;
 pub mod shaders;

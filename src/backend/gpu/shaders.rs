@@ -173,6 +173,30 @@ pub const MASTER_BATCH_F32: ShaderDef = ShaderDef {
     needs_f64: false,
 };
 
+/// Batched cumulant equations, f32, one invocation per parameter point
+/// (src/backend/gpu/cumulant_batch.rs). The precision prelude is master_batch's (R, R_MAX,
+/// powc: the same working type and the same f32 controller power).
+pub const CUMULANT_BATCH_F32: ShaderDef = ShaderDef {
+    name: "cumulant_batch_f32",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/master_batch_f32.wgsl"),
+        include_str!("../../../shaders/cumulant_batch.wgsl"),
+    ),
+    needs_f64: false,
+};
+
+/// Batched cumulant equations, f64 (arithmetic and sqrt only in f64).
+pub const CUMULANT_BATCH_F64: ShaderDef = ShaderDef {
+    name: "cumulant_batch_f64",
+    entry: "main",
+    source: concat!(
+        include_str!("../../../shaders/master_batch_f64.wgsl"),
+        include_str!("../../../shaders/cumulant_batch.wgsl"),
+    ),
+    needs_f64: true,
+};
+
 /// Batched master equation, f64 (arithmetic and sqrt only in f64).
 pub const MASTER_BATCH_F64: ShaderDef = ShaderDef {
     name: "master_batch_f64",
@@ -196,6 +220,8 @@ pub const MODULES: &[ShaderDef] = &[
     TRAJECTORY_ST_F64,
     MASTER_BATCH_F32,
     MASTER_BATCH_F64,
+    CUMULANT_BATCH_F32,
+    CUMULANT_BATCH_F64,
 ];
 
 /// The naga capabilities a device created with `features` validates shaders under (the subset

@@ -1,0 +1,557 @@
+// cumulant_batch: the closed second-order cumulant equations of the engine model (nine real
+// variables per parameter point, src/solver/cumulant/mod.rs `rhs`) integrated by adaptive
+// Dormand-Prince 5(4), one invocation per parameter point, with the per-point reductions of
+// the save grid (minimum of xi^2 after t_min and its save index, sum of <Jz> after t_late).
+//
+// The CPU twin is `integrate_point` in src/solver/cumulant/batch.rs; this file follows it line
+// by line (tableau, error norm, PI controller, rejection rule, Hairer's starting step, clipping
+// onto save times, the step-size floor). Host side, mapping and precision:
+// src/backend/gpu/cumulant_batch.rs.
+//
+// A dispatch runs at most P.attempts step attempts and P.loop_budget loop iterations per
+// invocation (llvmpipe ends every loop of an invocation after 65535 iterations in total: the
+// kernel counts its own and stops first). The whole integration state, including k1 (FSAL),
+// lives in `st` between dispatches; saves still pending resume first.
+//
+// Prepended by the registry: master_batch_f32.wgsl | master_batch_f64.wgsl (R, R_MAX, powc).
+
+override WG: u32 = 64u;
+
+const NV: u32 = 9u;
+
+// State.status (twins of the STATUS_* constants in cumulant_batch.rs).
+const ST_INIT: u32 = 0u;
+const ST_RUN: u32 = 1u;
+const ST_DONE: u32 = 2u;
+const ST_SMALL: u32 = 3u;
+const ST_MAXSTEPS: u32 = 4u;
+const ST_NONFINITE: u32 = 5u;
+
+// Loop iterations charged per phase (twins of LOOP_* in cumulant_batch.rs): a 9-component
+// loop is charged 10 (its exit test included); an attempt runs seven such loops, all_finite
+// on a non-finite rejection and the outer and save loops' tests (82), the start four loops
+// and one all_finite pair (50); both rounded up with margin.
+const COST_INIT: u32 = 60u;
+const COST_ATTEMPT: u32 = 90u;
+const COST_SAVE: u32 = 2u;
+
+// Dormand-Prince 5(4) (src/solver/ode.rs), abstract constants rounded once to R where used.
+const A21 = 1.0 / 5.0;
+const A31 = 3.0 / 40.0;
+const A32 = 9.0 / 40.0;
+const A41 = 44.0 / 45.0;
+const A42 = -56.0 / 15.0;
+const A43 = 32.0 / 9.0;
+const A51 = 19372.0 / 6561.0;
+const A52 = -25360.0 / 2187.0;
+const A53 = 64448.0 / 6561.0;
+const A54 = -212.0 / 729.0;
+const A61 = 9017.0 / 3168.0;
+const A62 = -355.0 / 33.0;
+const A63 = 46732.0 / 5247.0;
+const A64 = 49.0 / 176.0;
+const A65 = -5103.0 / 18656.0;
+const A71 = 35.0 / 384.0;
+const A73 = 500.0 / 1113.0;
+const A74 = 125.0 / 192.0;
+const A75 = -2187.0 / 6784.0;
+const A76 = 11.0 / 84.0;
+const E1 = 71.0 / 57600.0;
+const E3 = -71.0 / 16695.0;
+const E4 = 71.0 / 1920.0;
+const E5 = -17253.0 / 339200.0;
+const E6 = 22.0 / 525.0;
+const E7 = -1.0 / 40.0;
+const SAFE = 0.9;
+const FAC_MIN = 0.2;
+const FAC_MAX = 10.0;
+const BETA = 0.04;
+
+// Twin of CumulantBatchParams{F32,F64} (a u32 block, then an R block).
+struct Params {
+    points: u32,
+    n_saves: u32,
+    attempts: u32,
+    max_steps: u32,
+    loop_budget: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    rtol: R,
+    atol: R,
+    // Absolute start time and span of the save grid.
+    t0: R,
+    span: R,
+    // Step-size floor relative to max(|t|, span): 16 f64::EPSILON, as batch.rs.
+    hmin_rel: R,
+    _pad3: R,
+    _pad4: R,
+    _pad5: R,
+}
+
+// Twin of CumulantBatchState{F32,F64}: the integration state of one point. `t` is the time
+// elapsed since t0 as an unevaluated sum hi + lo (in f32 exact to ~2^-48 relative).
+struct State {
+    y: array<R, 9>,
+    k1: array<R, 9>,
+    t: vec2<R>,
+    h: R,
+    err_old: R,
+    xi2_min: R,
+    jz_sum: R,
+    status: u32,
+    next_save: u32,
+    attempts: u32,
+    steps: u32,
+    rejected: u32,
+    last_rejected: u32,
+    // Save index of the xi^2 minimum (0xffffffff: none yet).
+    k_min: u32,
+    jz_count: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+// 12 parameters per point (cumulant::params, cos/sin of phi folded in on the host).
+@group(0) @binding(1) var<storage, read> par: array<R>;
+// Save times minus t0 as (hi, lo) pairs.
+@group(0) @binding(2) var<storage, read> save_t: array<vec2<R>>;
+// Per save: bit 0 = t_k >= t_min, bit 1 = t_k >= t_late (decided on the host in f64).
+@group(0) @binding(3) var<storage, read> save_flag: array<u32>;
+@group(0) @binding(4) var<storage, read_write> st: array<State>;
+
+fn finite(x: R) -> bool {
+    return abs(x) <= R_MAX;
+}
+
+fn all_finite(v: array<R, 9>) -> bool {
+    var ok = true;
+    for (var i = 0u; i < NV; i++) {
+        ok = ok && finite(v[i]);
+    }
+    return ok;
+}
+
+// Knuth's TwoSum: s + e = a + b exactly.
+fn two_sum(a: R, b: R) -> vec2<R> {
+    let s = a + b;
+    let bb = s - a;
+    return vec2<R>(s, (a - (s - bb)) + (b - bb));
+}
+
+fn t_add(t: vec2<R>, h: R) -> vec2<R> {
+    let s = two_sum(t.x, h);
+    let lo = t.y + s.y;
+    let hi = s.x + lo;
+    return vec2<R>(hi, lo - (hi - s.x));
+}
+
+fn t_le(a: vec2<R>, b: vec2<R>) -> bool {
+    return a.x < b.x || (a.x == b.x && a.y <= b.y);
+}
+
+fn t_sub(a: vec2<R>, b: vec2<R>) -> R {
+    return (a.x - b.x) + (a.y - b.y);
+}
+
+// Complex helpers (x = re, y = im).
+fn cm(a: vec2<R>, b: vec2<R>) -> vec2<R> {
+    return vec2<R>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+fn cj(a: vec2<R>) -> vec2<R> {
+    return vec2<R>(a.x, -a.y);
+}
+
+// i a
+fn ci(a: vec2<R>) -> vec2<R> {
+    return vec2<R>(-a.y, a.x);
+}
+
+// The closed right-hand side: cumulant::close_third then cumulant::open_rhs, term by term.
+fn rhs(b: u32, y: array<R, 9>) -> array<R, 9> {
+    let o = b * 12u;
+    let n = par[o];
+    let omega0 = par[o + 1u];
+    let eta = vec2<R>(0.5 * par[o + 2u], 0.5 * par[o + 3u]);
+    let chi = par[o + 4u];
+    let chi_z = par[o + 5u];
+    let gam = par[o + 6u];
+    let w = par[o + 7u];
+    let gam_phi = par[o + 8u];
+    let gd = par[o + 9u] + gam;
+    let gu = par[o + 10u] + w;
+    let gp = par[o + 11u] + 0.25 * gam_phi;
+    let big_g = gd + gu;
+    let small_g = gd - gu;
+    let gamma2 = 0.5 * big_g + 2.0 * gp;
+    let delta = omega0 + chi;
+    let kappa = 0.5 * (gam - w);
+    let cpl = vec2<R>(kappa, chi_z - chi);
+    let rot = vec2<R>(-gamma2, delta);
+
+    let s = vec2<R>(y[0], y[1]);
+    let z = y[2];
+    let p = y[3];
+    let q = vec2<R>(y[4], y[5]);
+    let u = vec2<R>(y[6], y[7]);
+    let v = y[8];
+
+    // close_third
+    let ss = cm(s, s);
+    let t1 = p * z + 2.0 * cm(u, cj(s)).x - 2.0 * dot(s, s) * z;
+    let t2 = q * z + 2.0 * cm(u, s) - 2.0 * ss * z;
+    let t3c = cm(q, cj(s)) + 2.0 * p * s - 2.0 * cm(ss, cj(s));
+    let t4 = v * s + 2.0 * u * z - 2.0 * z * z * s;
+
+    let n1 = n - 1.0;
+    let n2 = n - 2.0;
+    let ieta = ci(eta);
+    let ietac = ci(cj(eta));
+
+    let ds = cm(rot, s) - ieta * z + n1 * cm(cpl, u);
+    let drive_z = (-2.0 * cm(ietac, s) + 2.0 * cm(ieta, cj(s))).x;
+    let dz = drive_z - big_g * z - small_g - 4.0 * kappa * n1 * p;
+    let dp = -2.0 * gamma2 * p - 2.0 * cm(cj(eta), u).y
+        + 0.5 * gam * (z + v)
+        + 0.5 * w * (v - z)
+        + gam_phi * p
+        + 2.0 * kappa * n2 * t1;
+    let dq = 2.0 * cm(rot, q) - gam_phi * q - 2.0 * cm(ieta, u) + 2.0 * n2 * cm(cpl, t2);
+    let du = cm(rot - vec2<R>(big_g, 0.0), u) - small_g * s - 2.0 * cm(ietac, q) + 2.0 * ieta * p - ieta * v
+        + gam * (-0.5 * s - u)
+        + w * (0.5 * s - u)
+        + ci((chi_z - chi) * s)
+        + n2 * (-4.0 * kappa * t3c + cm(cpl, t4));
+    let dv = (-4.0 * cm(ietac, u) + 4.0 * cm(ieta, cj(u))).x - 2.0 * big_g * v - 2.0 * small_g * z
+        + 4.0 * (gam + w) * p
+        - 8.0 * kappa * n2 * t1;
+    return array<R, 9>(ds.x, ds.y, dz, dp, dq.x, dq.y, du.x, du.y, dv);
+}
+
+fn cross3(a: vec3<R>, b: vec3<R>) -> vec3<R> {
+    return vec3<R>(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
+}
+
+// x^T C y for the symmetric covariance given by its diagonal cd and off-diagonal co
+// (xy, xz, yz), summed in the order of observe::quad (a, b = 0..2 row by row).
+fn quad(cd: vec3<R>, co: vec3<R>, x: vec3<R>, y: vec3<R>) -> R {
+    var s = x.x * cd.x * y.x;
+    s += x.x * co.x * y.y;
+    s += x.x * co.y * y.z;
+    s += x.y * co.x * y.x;
+    s += x.y * cd.y * y.y;
+    s += x.y * co.z * y.z;
+    s += x.z * co.y * y.x;
+    s += x.z * co.z * y.y;
+    s += x.z * cd.z * y.z;
+    return s;
+}
+
+// (valid, <Jz>, xi^2) of the state y of N atoms: cumulant::to_moments then
+// observe::Moments::xi2 (min_perp_variance), without loops. valid = false where |<J>| = 0 or
+// is not finite (xi^2 infinite on the CPU, never a minimum).
+struct Obs {
+    valid: bool,
+    jz: R,
+    xi2: R,
+}
+
+fn observe(b: u32, y: array<R, 9>) -> Obs {
+    let nf = par[b * 12u];
+    let pairs = nf * (nf - 1.0);
+    let jz = 0.5 * nf * y[2];
+    let jpjm = 0.5 * nf * (1.0 + y[2]) + pairs * y[3];
+    let jmjp = jpjm - 2.0 * jz;
+    let jp2_re = pairs * y[4];
+    let jp2_im = pairs * y[5];
+    let x_re = pairs * y[6];
+    let x_im = pairs * y[7];
+    let zz = 0.25 * nf + 0.25 * pairs * y[8];
+    let xx = 0.25 * (jpjm + jmjp + 2.0 * jp2_re);
+    let yy = 0.25 * (jpjm + jmjp - 2.0 * jp2_re);
+    let xy = 0.5 * jp2_im;
+    let xz = 0.5 * x_re;
+    let yz = 0.5 * x_im;
+    let mean = vec3<R>(nf * y[0], nf * y[1], jz);
+
+    let m2 = dot(mean, mean);
+    let len = sqrt(m2);
+    if len == 0.0 || !finite(len) {
+        return Obs(false, jz, 0.0);
+    }
+    let u = mean / len;
+    // The axis least aligned with u (the first of equal ones, as Iterator::min_by).
+    var ax = vec3<R>(1.0, 0.0, 0.0);
+    var amin = abs(u.x);
+    if abs(u.y) < amin {
+        ax = vec3<R>(0.0, 1.0, 0.0);
+        amin = abs(u.y);
+    }
+    if abs(u.z) < amin {
+        ax = vec3<R>(0.0, 0.0, 1.0);
+    }
+    let e1r = cross3(u, ax);
+    let e1 = e1r / sqrt(dot(e1r, e1r));
+    let e2 = cross3(u, e1);
+    // Covariance second - mean mean^T.
+    let cd = vec3<R>(xx - mean.x * mean.x, yy - mean.y * mean.y, zz - mean.z * mean.z);
+    let co = vec3<R>(xy - mean.x * mean.y, xz - mean.x * mean.z, yz - mean.y * mean.z);
+    let a = quad(cd, co, e1, e1);
+    let bb = quad(cd, co, e1, e2);
+    let d = quad(cd, co, e2, e2);
+    let half_diff = 0.5 * (a - d);
+    // hypot without overflow: scale by the larger magnitude.
+    let hm = max(abs(half_diff), abs(bb));
+    var r = R(0.0);
+    if hm > 0.0 {
+        let hx = half_diff / hm;
+        let hy = bb / hm;
+        r = hm * sqrt(hx * hx + hy * hy);
+    }
+    let lam = 0.5 * (a + d) - r;
+    return Obs(true, jz, nf * lam / m2);
+}
+
+// Record save k at state y (batch.rs `Reduce::save`).
+fn save(b: u32, k: u32, y: array<R, 9>, s: ptr<function, State>) {
+    let f = save_flag[k];
+    if f == 0u {
+        return;
+    }
+    let ob = observe(b, y);
+    if (f & 1u) != 0u && ob.valid && ob.xi2 < (*s).xi2_min {
+        (*s).xi2_min = ob.xi2;
+        (*s).k_min = k;
+    }
+    if (f & 2u) != 0u {
+        (*s).jz_sum += ob.jz;
+        (*s).jz_count += 1u;
+    }
+}
+
+// y + sum_j a_j k_j (a_j = h times a tableau entry), accumulated in the order of batch.rs
+// `combo`. One function per stage count, each naming exactly its own stages: a shared
+// five-stage version with zero weights would add 0 * inf = NaN for a non-finite unused stage.
+fn combo1(y: array<R, 9>, a1: R, k1: array<R, 9>) -> array<R, 9> {
+    var o: array<R, 9>;
+    for (var i = 0u; i < NV; i++) {
+        o[i] = y[i] + a1 * k1[i];
+    }
+    return o;
+}
+
+fn combo2(y: array<R, 9>, a1: R, k1: array<R, 9>, a2: R, k2: array<R, 9>) -> array<R, 9> {
+    var o: array<R, 9>;
+    for (var i = 0u; i < NV; i++) {
+        var acc = y[i];
+        acc += a1 * k1[i];
+        acc += a2 * k2[i];
+        o[i] = acc;
+    }
+    return o;
+}
+
+fn combo3(y: array<R, 9>, a1: R, k1: array<R, 9>, a2: R, k2: array<R, 9>, a3: R, k3: array<R, 9>) -> array<R, 9> {
+    var o: array<R, 9>;
+    for (var i = 0u; i < NV; i++) {
+        var acc = y[i];
+        acc += a1 * k1[i];
+        acc += a2 * k2[i];
+        acc += a3 * k3[i];
+        o[i] = acc;
+    }
+    return o;
+}
+
+fn combo4(y: array<R, 9>, a1: R, k1: array<R, 9>, a2: R, k2: array<R, 9>, a3: R, k3: array<R, 9>, a4: R, k4: array<R, 9>) -> array<R, 9> {
+    var o: array<R, 9>;
+    for (var i = 0u; i < NV; i++) {
+        var acc = y[i];
+        acc += a1 * k1[i];
+        acc += a2 * k2[i];
+        acc += a3 * k3[i];
+        acc += a4 * k4[i];
+        o[i] = acc;
+    }
+    return o;
+}
+
+fn combo5(y: array<R, 9>, a1: R, k1: array<R, 9>, a2: R, k2: array<R, 9>, a3: R, k3: array<R, 9>, a4: R, k4: array<R, 9>, a5: R, k5: array<R, 9>) -> array<R, 9> {
+    var o: array<R, 9>;
+    for (var i = 0u; i < NV; i++) {
+        var acc = y[i];
+        acc += a1 * k1[i];
+        acc += a2 * k2[i];
+        acc += a3 * k3[i];
+        acc += a4 * k4[i];
+        acc += a5 * k5[i];
+        o[i] = acc;
+    }
+    return o;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if b >= P.points {
+        return;
+    }
+    var s = st[b];
+    if s.status >= ST_DONE {
+        return;
+    }
+    let span = P.span;
+    var used = 0u;
+
+    if s.status == ST_INIT {
+        used += COST_INIT;
+        let y = s.y;
+        let f0 = rhs(b, y);
+        s.k1 = f0;
+        save(b, 0u, y, &s);
+        s.next_save = 1u;
+        s.err_old = 1e-4;
+        s.last_rejected = 0u;
+        if !all_finite(y) || !all_finite(f0) {
+            s.status = ST_NONFINITE;
+        } else if s.next_save >= P.n_saves {
+            s.status = ST_DONE;
+        } else {
+            // Hairer's starting step.
+            var d0 = R(0.0);
+            var d1 = R(0.0);
+            for (var i = 0u; i < NV; i++) {
+                let sc = P.atol + P.rtol * abs(y[i]);
+                let a = y[i] / sc;
+                let c = f0[i] / sc;
+                d0 += a * a;
+                d1 += c * c;
+            }
+            d0 = sqrt(d0 / R(NV));
+            d1 = sqrt(d1 / R(NV));
+            var h0 = R(1e-6);
+            if !(d0 < 1e-5 || d1 < 1e-5) {
+                h0 = 0.01 * d0 / d1;
+            }
+            h0 = min(h0, span);
+            let f1 = rhs(b, combo1(y, h0, f0));
+            var d2 = R(0.0);
+            for (var i = 0u; i < NV; i++) {
+                let sc = P.atol + P.rtol * abs(y[i]);
+                let c = (f1[i] - f0[i]) / sc;
+                d2 += c * c;
+            }
+            d2 = sqrt(d2 / R(NV)) / h0;
+            let dm = max(d1, d2);
+            var h1 = max(h0 * 1e-3, 1e-6);
+            if !(dm <= 1e-15) {
+                h1 = powc(0.01 / dm, 0.2);
+            }
+            s.h = min(min(100.0 * h0, h1), span);
+            s.status = ST_RUN;
+        }
+    }
+
+    var it = 0u;
+    loop {
+        if s.status != ST_RUN {
+            break;
+        }
+        // Saves due at t (resumed first after a dispatch boundary).
+        loop {
+            if s.next_save >= P.n_saves || !t_le(save_t[s.next_save], s.t) || used + COST_SAVE > P.loop_budget {
+                break;
+            }
+            save(b, s.next_save, s.y, &s);
+            used += COST_SAVE;
+            s.next_save += 1u;
+        }
+        if s.next_save >= P.n_saves {
+            s.status = ST_DONE;
+            break;
+        }
+        let tgt = save_t[s.next_save];
+        if t_le(tgt, s.t) || it >= P.attempts || used + COST_ATTEMPT > P.loop_budget {
+            break;
+        }
+        it += 1u;
+        used += COST_ATTEMPT;
+
+        var hs = s.h;
+        let rem = t_sub(tgt, s.t);
+        // batch.rs: clipped = t + 1.01 hs >= target
+        let clipped = 1.01 * hs >= rem;
+        if clipped {
+            hs = rem;
+        }
+        if hs <= P.hmin_rel * max(abs(P.t0 + s.t.x), span) {
+            s.h = hs;
+            s.status = ST_SMALL;
+            break;
+        }
+        s.attempts += 1u;
+        if s.attempts > P.max_steps {
+            s.status = ST_MAXSTEPS;
+            break;
+        }
+
+        let y = s.y;
+        let k1 = s.k1;
+        let k2 = rhs(b, combo1(y, hs * A21, k1));
+        let k3 = rhs(b, combo2(y, hs * A31, k1, hs * A32, k2));
+        let k4 = rhs(b, combo3(y, hs * A41, k1, hs * A42, k2, hs * A43, k3));
+        let k5 = rhs(b, combo4(y, hs * A51, k1, hs * A52, k2, hs * A53, k3, hs * A54, k4));
+        let k6 = rhs(b, combo5(y, hs * A61, k1, hs * A62, k2, hs * A63, k3, hs * A64, k4, hs * A65, k5));
+        let ynew = combo5(y, hs * A71, k1, hs * A73, k3, hs * A74, k4, hs * A75, k5, hs * A76, k6);
+        let k7 = rhs(b, ynew);
+        var sum = R(0.0);
+        for (var i = 0u; i < NV; i++) {
+            let acc = (hs * E1) * k1[i] + (hs * E3) * k3[i] + (hs * E4) * k4[i] + (hs * E5) * k5[i]
+                + (hs * E6) * k6[i] + (hs * E7) * k7[i];
+            let q = acc / (P.atol + P.rtol * max(abs(y[i]), abs(ynew[i])));
+            sum += q * q;
+        }
+        let err = sqrt(sum / R(NV));
+
+        if finite(err) && err <= 1.0 {
+            s.steps += 1u;
+            if clipped {
+                s.t = tgt;
+            } else {
+                s.t = t_add(s.t, hs);
+            }
+            s.y = ynew;
+            s.k1 = k7;
+            let fac = clamp(powc(err, 0.2 - 0.75 * BETA) / powc(s.err_old, BETA) / SAFE, 1.0 / FAC_MAX, 1.0 / FAC_MIN);
+            s.err_old = max(err, 1e-4);
+            var h_new = hs / fac;
+            if s.last_rejected != 0u {
+                h_new = min(h_new, hs);
+            }
+            s.last_rejected = 0u;
+            if clipped {
+                s.h = max(h_new, s.h);
+            } else {
+                s.h = h_new;
+            }
+        } else {
+            s.rejected += 1u;
+            s.last_rejected = 1u;
+            if !finite(err) {
+                if !all_finite(y) {
+                    s.h = hs;
+                    s.status = ST_NONFINITE;
+                    break;
+                }
+                s.h = hs * 0.1;
+            } else {
+                s.h = hs / min(1.0 / FAC_MIN, powc(err, 0.2 - 0.75 * BETA) / SAFE);
+            }
+            if s.h <= P.hmin_rel * max(abs(P.t0 + s.t.x), span) {
+                s.status = select(ST_NONFINITE, ST_SMALL, finite(err));
+                break;
+            }
+        }
+    }
+    st[b] = s;
+}
