@@ -11,9 +11,9 @@
 //! of scan (per point: a scan may mix both). The initial state is R_{N/2} = |psi><psi|; the
 //! observables of a block state are sums over blocks, the fidelity and Husimi Q read R_{N/2}
 //! (exact: the reference and the coherent states lie in j = N/2), purity and lambda_max are
-//! those of the full 2^N state (degeneracies via ln-gamma; [`crate::observe`]). Trajectories
-//! and the GPU batch are collective-only: single-atom rates are refused there by name, and a
-//! scan of evolutions under `--backend auto` runs on the CPU with the reason recorded.
+//! those of the full 2^N state (degeneracies via ln-gamma; [`crate::observe`]). The GPU
+//! trajectory kernel is collective-only (single-atom rates are refused there by name); the GPU
+//! batch of a scan of evolutions runs both (below).
 //!
 //! # Scans of evolutions (`kind = "scan"`, `mode = "evolve"`)
 //!
@@ -21,14 +21,18 @@
 //! grid. This is the one master-equation task with a GPU path: the points are independent
 //! integrations of the same size, exactly the batch dimension of
 //! [`MasterBatchGpu`](crate::backend::gpu::master_batch::MasterBatchGpu), so `--backend gpu`
-//! runs all of them in one batch, while a single `evolve` or a steady state (one sparse LU)
+//! runs all of them in one batch (points with single-atom rates as one batch of blocks R_j,
+//! `run_blocks`; collective-only points of the same scan, e.g. a rate scanned from 0, as a
+//! second, collective batch), while a single `evolve` or a steady state (one sparse LU)
 //! has no batch to fill a GPU with and stays on the CPU. `--backend cpu` runs
-//! [`master::evolve`] (the batch's CPU twin) point after point, writing each point's rows as
-//! it finishes; `auto` takes a real GPU when there is one and never a software adapter
-//! (lavapipe is slower than the CPU twin, DESIGN.md), as for trajectories. The GPU returns
-//! only the central band |c - r| <= 2 of each saved matrix (5n instead of n^2 numbers: all
-//! that the moments of J, <J^2> and P_m read) unless a column needs the whole matrix
-//! (`purity`, `lambda_max`, `fidelity`) or a Husimi grid is asked for. A failed point stops
+//! [`master::evolve`] / [`blocks::evolve`] (the batch's CPU twins) point after point, writing
+//! each point's rows as it finishes; `auto` takes a real GPU when there is one and never a
+//! software adapter (lavapipe is slower than the CPU twin, DESIGN.md), as for trajectories.
+//! The GPU returns
+//! only the central band |c - r| <= 2 of each saved matrix or block (5n instead of n^2
+//! numbers: all that the moments of J, <J^2> and P_m read; the observables of a block state
+//! are then summed over its blocks by the same code as the CPU path's) unless a column needs
+//! the whole matrix (`purity`, `lambda_max`, `fidelity`) or a Husimi grid is asked for. A failed point stops
 //! the run with an error naming it ([`SolverError::ScanPoint`]); the points before it are
 //! written, on both backends alike, so the files do not depend on the backend.
 

@@ -102,7 +102,7 @@ fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
 
 #[test]
 fn errors_are_messages_not_panics() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"],
             "model.Gamma",
@@ -110,25 +110,11 @@ fn errors_are_messages_not_panics() {
         (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
         (&["run", "no/such/file.toml"], "no/such/file.toml"),
         // Single-atom rates: the GPU trajectory kernel keeps one irrep (irrep-changing
-        // trajectories are CPU only in this version) ...
+        // trajectories are CPU only in this version).
         (
             &[
                 "run",
                 "scenarios/exchange_trajectories.toml",
-                "--backend",
-                "gpu",
-                "--set",
-                "gamma_down=0.1",
-                "--set",
-                "N=4",
-            ],
-            "gamma_down",
-        ),
-        // ... and so is the GPU batch of a scan of evolutions (refused before any device work).
-        (
-            &[
-                "run",
-                "scenarios/exchange_scan_dynamics.toml",
                 "--backend",
                 "gpu",
                 "--set",

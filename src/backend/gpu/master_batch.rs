@@ -1,15 +1,38 @@
-//! Batched exact collective master equation on the GPU: B density matrices of the same N
-//! (one [`Model`] and one initial state per batch element), integrated from `times[0]` to
-//! every save time by adaptive Dormand-Prince 5(4), in one kernel (`shaders/master_batch.wgsl`).
-//! The CPU twin is [`crate::solver::master::evolve`]; the GPU follows its algorithm step for step.
+//! Batched exact master equation on the GPU: B states of the same N (one [`Model`] and one
+//! initial state per batch element), integrated from `times[0]` to every save time by adaptive
+//! Dormand-Prince 5(4), in one kernel (`shaders/master_batch.wgsl`), for two equations:
 //!
-//! ```text
-//! drho/dt = -i[H, rho] + Gamma D[J-] rho + w D[J+] rho + Gamma_phi D[Jz] rho
-//! H = omega0 Jz + Omega (cos phi Jx + sin phi Jy) + chi J+J- + chi_z Jz^2
-//! ```
+//! * [`MasterBatchGpu::run`]: the collective master equation in j = N/2 (PHYSICS.md sections
+//!   1-2; stencil in the module doc of [`crate::solver::master`]), CPU twin
+//!   [`crate::solver::master::evolve`]:
 //!
-//! (PHYSICS.md sections 1-2; the stencil and its derivation are in the module doc of
-//! [`crate::solver::master`]).
+//!   ```text
+//!   drho/dt = -i[H, rho] + Gamma D[J-] rho + w D[J+] rho + Gamma_phi D[Jz] rho
+//!   H = omega0 Jz + Omega (cos phi Jx + sin phi Jy) + chi J+J- + chi_z Jz^2
+//!   ```
+//!
+//! * [`MasterBatchGpu::run_blocks`]: the permutation-invariant block master equation with the
+//!   single-atom rates gamma_down, gamma_up, gamma_phi (PHYSICS.md section 3; module doc of
+//!   [`crate::solver::blocks`]), CPU twin [`crate::solver::blocks::evolve`]. The state is the
+//!   blocks R_j, 2j = N, N-2, ...; each block evolves under the collective-shaped stencil with
+//!   its own coefficients (`blocks.rs` merges the single-atom terms' within-block parts into
+//!   the jump weights and a per-level loss) plus up to six inflow terms from j +- 1,
+//!   `(R_j)_{r,c} += f(r+s) f(c+s) (R_src)_{r+s,c+s}`.
+//!
+//! # One kernel for both
+//!
+//! A batch element is a set of blocks sharing one layout across the batch ([`MasterBatchBlock`]:
+//! size, offsets, and the list of inflow terms with source block and shift). The collective
+//! equation is the one-block case with no inflow, so both run the same kernel and the same
+//! arithmetic: the stencil code is that of the collective kernel with the block's size in place
+//! of N + 1, and an inflow term is one more product per element. (Alternatives: a second kernel
+//! for the blocks would have duplicated the integrator, the dispatch logic and the loop
+//! budget; a per-element layout would have let elements differ in which inflow terms they have,
+//! but the layout is the union over the batch instead: an element without a term gets zero
+//! factors, and adding 0 changes nothing, so the arithmetic still equals the CPU twin's, which
+//! skips the term.) The host computes every number in f64 as the CPU twin does
+//! ([`crate::solver::blocks`]'s `stencil`, the same `BlockOp` the CPU applies) and rounds it
+//! once: the kernel evaluates no transcendental function.
 //!
 //! # Same algorithm as the CPU twin
 //!
@@ -17,15 +40,19 @@
 //!   (`g_r conj(g_c) rho_rc`, `g_k = e^{i phi k}`, in f64) and the results back, exactly as
 //!   `master::evolve` does; the kernel's couplings are real.
 //! * **Stencil coefficients** (`ure, E, m, sqrt(Gamma) jm, sqrt(w) jm, h_{k-1}, h_k,
-//!   Gamma_phi/2` per level, `master.rs::Coeffs`) are computed on the host in f64 and rounded
-//!   once to the working precision, so the kernel needs no sqrt, sin or cos at all.
+//!   Gamma_phi/2` per level of every block, `master.rs::Coeffs`) and the inflow factors f per
+//!   source level are computed on the host in f64 and rounded once to the working precision,
+//!   so the kernel needs no sqrt, sin or cos at all. The inflow adds its terms after the
+//!   stencil, in the CPU's order, each as `(f(r+s) f(c+s)) rho_src`.
 //! * **Integrator**: the tableau, the error norm
 //!   `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)`, the PI controller, the
 //!   clipping onto save times, the rejection rule, the step-size floor and Hairer's initial
-//!   step are those of [`crate::solver::ode`]. The kernel stores the full matrix; for a
-//!   Hermitian rho0 (the CPU twin's criterion) it weights the components so that the mean runs
-//!   over exactly the real components of the CPU's packed upper triangle (n(n+1) of them), so
-//!   both compute the same norm and take the same steps up to rounding.
+//!   step are those of [`crate::solver::ode`]. The kernel stores full blocks; for a Hermitian
+//!   rho0 (the CPU twin's criterion) it weights the components so that the mean runs over
+//!   exactly the real components of the CPU's packed upper triangles (sum over blocks of
+//!   d(d+1)), so both compute the same norm and take the same steps up to rounding. Measured
+//!   on the block equation (`tests/gpu_blocks_batch.rs`, every term on, N = 5 and 8, rtol
+//!   1e-10): equal step counts and <= 5e-16 deviation in f64; f32 within 1.4e-7.
 //! * **f64 kernel**: only arithmetic and sqrt run in f64 (DESIGN.md: WGSL's f64 pow/exp/log
 //!   are broken). The two powers of the controller (`err^0.17`, `err_old^0.04`) and the
 //!   initial-step power `(0.01/d)^0.2` are evaluated in f32 with the argument clamped to
@@ -47,10 +74,15 @@
 //!
 //! # Mapping
 //!
-//! One workgroup of [`DEFAULT_LANES`] invocations per batch element; invocation `l` owns the
-//! matrix elements `e = l, l + lanes, ...` (row-major, (r, c) stepped without a division), so
-//! neighbouring invocations touch neighbouring addresses. Each element keeps [`SLOTS`]
-//! vectors of n^2 complex numbers in storage (y, two ping-pong stage inputs, k1..k7): the
+//! One workgroup of [`DEFAULT_LANES`] invocations per batch element; in each block invocation
+//! `l` owns the block's elements `e = l, l + lanes, ...` (row-major, (r, c) stepped without a
+//! division), so neighbouring invocations touch neighbouring addresses. A pass loops over the
+//! blocks, then over the block's elements: a flat loop over all blocks' elements that finds
+//! its block inside the loop body was tried first and broke llvmpipe's loop budget (below):
+//! llvmpipe runs both sides of a branch under masks, so the block search's loop ran for every
+//! element. Small blocks leave lanes idle (N = 30 at 256 lanes: 29 rounds per pass instead of
+//! 22). Each element keeps [`SLOTS`] vectors of `len` = sum_j (2j+1)^2 complex numbers in
+//! storage (n^2 for the collective equation; y, two ping-pong stage inputs, k1..k7): the
 //! stencil reads neighbours written by other invocations, and one stage vector of N = 50
 //! (n^2 = 2601 complex, 21 KB in f32) already fills most of lavapipe's 32 KiB of workgroup
 //! memory, so workgroup memory would cap N near 60 and two ping-pong inputs would not fit at
@@ -110,8 +142,10 @@
 //!
 //! # Memory
 //!
-//! Per element: `SLOTS n^2` complex numbers of work and `saves x out_len` complex numbers of
-//! output (`out_len` = n^2, or 5n for [`BatchOutput::Band`]), in one binding each. The batch
+//! Per element: `SLOTS len` complex numbers of work and `saves x out_len` complex numbers of
+//! output (`out_len` = len, or 5 sum_j (2j+1) for [`BatchOutput::Band`]), in one binding each;
+//! the block equation needs ~N^3/6 instead of N^2 per vector (N = 100: 176,851 complex, 14 MB
+//! of f32 work per element; lavapipe's 128 MiB binding takes N <= ~200 in f32). The batch
 //! runs in chunks of elements that fit the device's storage binding size
 //! (`max_storage_buffer_binding_size`, 128 MiB on lavapipe), checked before any allocation:
 //! an element that does not fit alone is refused with [`GpuError::TooLarge`] (e.g. f32 work
