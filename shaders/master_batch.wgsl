@@ -134,8 +134,9 @@ struct Ctrl {
 // Twin of MasterBatchBlock (128 bytes): block b of every state (the layout is shared by the
 // batch). d = 2j + 1; voff: first flat element; band_off: first entry of its band output;
 // lvl: first level (coefficients at coef[(elem levels + lvl + k) 2 + 0/1]); ntr inflow terms,
-// tr[t] = (source block, shift s as i32 bits, offset of its factors f in the element's
-// icoef, 0), in the order the CPU twin adds them.
+// tr[t] = (source block's voff, shift s as i32 bits, offset of its factors f in the element's
+// icoef, source block's d), in the order the CPU twin adds them (the source's offset and size
+// sit in the term itself: no dependent load of its Block per element).
 struct Block {
     d: u32,
     voff: u32,
@@ -248,7 +249,7 @@ fn lapply(v: u32, cb: u32, n: u32, r: u32, c: u32) -> C {
 // f(r + s) f(c + s) (R_src)_{r+s,c+s} for the vector at offset v, 0 where out of range; the
 // weight f f is formed first, as on the CPU.
 fn xfer(v: u32, ib: u32, t: vec4<u32>, r: u32, c: u32) -> C {
-    let ds = blocks[t.x].d;
+    let ds = t.w;
     let s = bitcast<i32>(t.y);
     let rs = i32(r) + s;
     let cs = i32(c) + s;
@@ -256,7 +257,7 @@ fn xfer(v: u32, ib: u32, t: vec4<u32>, r: u32, c: u32) -> C {
     let rr = u32(select(0, rs, ok));
     let cc = u32(select(0, cs, ok));
     let wf = icoef[ib + t.z + rr] * icoef[ib + t.z + cc];
-    let z = work[v + blocks[t.x].voff + rr * ds + cc];
+    let z = work[v + t.x + rr * ds + cc];
     return select(C(0.0, 0.0), wf * z, ok);
 }
 

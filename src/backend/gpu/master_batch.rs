@@ -675,8 +675,9 @@ pub struct MasterBatchBlock {
     /// Inflow terms in `tr`.
     pub ntr: u32,
     pub _pad: [u32; 3],
-    /// (source block, shift as i32 bits, offset of the factors in the element's inflow
-    /// coefficients, 0), in the order the CPU twin adds them.
+    /// (first flat element of the source block, shift as i32 bits, offset of the factors in
+    /// the element's inflow coefficients, source block's d), in the order the CPU twin adds
+    /// them.
     pub tr: [[u32; 4]; 6],
 }
 
@@ -781,7 +782,12 @@ impl Layout {
             .map(|b| {
                 let mut tr = [[0u32; 4]; 6];
                 for (k, &(_, src, shift, ioff)) in self.tr[b].iter().enumerate() {
-                    tr[k] = [src as u32, (shift as i32) as u32, ioff as u32, 0];
+                    tr[k] = [
+                        self.voff[src] as u32,
+                        (shift as i32) as u32,
+                        ioff as u32,
+                        self.dims[src] as u32,
+                    ];
                 }
                 MasterBatchBlock {
                     d: self.dims[b] as u32,
