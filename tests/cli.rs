@@ -416,3 +416,48 @@ fn switching_trajectories_change_irrep_and_write_single_trajectories() {
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(res["backend"]["name"], "cpu");
 }
+
+/// The shipped seed 002 scan of exact evolutions (single-atom decay, block master equation),
+/// shortened: the collective point gamma_s = 0 keeps N_eff = N, the others lose atoms from
+/// j = N/2 (N_eff < N) and squeeze less at the end; the run records the solver it used.
+#[test]
+fn emission_squeezing_scan_runs_the_block_solver() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("es");
+    let (ok, stdout, stderr) = dicke(&[
+        "run",
+        "scenarios/emission_squeezing_scan.toml",
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "N=10",
+        "--set",
+        "task.num=3",
+        "--set",
+        "task.n_times=6",
+        "--set",
+        "task.t_end=0.5",
+    ]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let (h, rows) = read_csv(&out.join("observables.csv"));
+    assert_eq!(rows.len(), 3);
+    let ne = h.iter().position(|c| c == "N_eff").unwrap();
+    assert!(
+        (rows[0][ne] - 10.0).abs() < 1e-9,
+        "gamma_s = 0: N_eff {}",
+        rows[0][ne]
+    );
+    assert!(rows[1][ne] < 10.0 - 1e-3 && rows[2][ne] < rows[1][ne], "{rows:?}");
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert!(
+        res["stats"]["integrator"]
+            .as_str()
+            .unwrap()
+            .contains("blocks::evolve"),
+        "{}",
+        res["stats"]["integrator"]
+    );
+}

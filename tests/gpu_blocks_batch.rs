@@ -285,3 +285,41 @@ fn gpu_blocks_f64_matches_cpu() {
     compare(&gpu, 5, Precision::F64, BatchOutput::Full);
     compare(&gpu, 8, Precision::F64, BatchOutput::Full);
 }
+
+/// Refused before any allocation: blocks whose work vectors exceed the device's storage
+/// binding (N = 250 in f32: 10 x 2.67e6 complex numbers, 213 MB, against lavapipe's 128 MiB),
+/// and initial states of the wrong N.
+#[test]
+fn gpu_blocks_refuse_oversized_and_mismatched_input() {
+    let Some(gpu) = kernel("gpu_blocks_refuse_oversized_and_mismatched_input") else {
+        return;
+    };
+    let o = opts(Precision::F32);
+    let mut model = models(4)[0];
+    let wrong = gpu.run_blocks(
+        &[model],
+        &states(5)[..1],
+        &TIMES,
+        &o,
+        &MasterBatchOptions::default(),
+    );
+    let e = wrong.unwrap_err().to_string();
+    assert!(e.contains("rho0s[0]") && e.contains("N = 4"), "{e}");
+    let limits = gpu.context().limits();
+    let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let (work, _) = dicke::backend::gpu::master_batch::block_element_bytes(
+        250,
+        TIMES.len(),
+        BatchOutput::Band,
+        Precision::F32,
+    );
+    if work > binding {
+        model.n = 250;
+        let rho = BlockState::from_symmetric(&DensityMatrix::from_pure(&dicke(250, -125.0).unwrap()));
+        let e = gpu
+            .run_blocks(&[model], &[rho], &TIMES, &o, &MasterBatchOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("blocks R_j of N = 250"), "{e}");
+    }
+}
