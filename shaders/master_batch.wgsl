@@ -30,6 +30,10 @@
 
 // Invocations per batch element (pipeline constant; a power of two <= 256).
 override WG: u32 = 256u;
+// Whether the batch has inflow terms (the block equation; pipeline constant). The collective
+// pipeline sets it false, so that its elements carry no inflow code: llvmpipe runs branches
+// under masks, and the dead inflow branch made the collective kernel measurably slower.
+override INFLOW: bool = true;
 
 const SLOTS: u32 = 10u;
 const S_K2: u32 = 4u;
@@ -265,7 +269,7 @@ fn xfer(v: u32, ib: u32, t: vec4<u32>, r: u32, c: u32) -> C {
 // (written out, not looped: llvmpipe's loop limit counts every loop iteration).
 fn lelem(v: u32, cb: u32, ib: u32, w: Walk) -> C {
     var k = lapply(v + w.voff, cb + 2u * w.lvl, w.d, w.r, w.c);
-    if w.ntr > 0u {
+    if INFLOW && w.ntr > 0u {
         let b = w.b;
         k += xfer(v, ib, blocks[b].tr[0], w.r, w.c);
         if w.ntr > 1u {
