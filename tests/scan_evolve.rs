@@ -480,3 +480,24 @@ fn gpu_f32_scan_with_single_atom_rates_matches_cpu_scan() {
         Weights::blocks(12),
     );
 }
+
+/// Single-atom rates with a column that needs whole blocks (purity of the 2^N state): the
+/// full-output path of the block batch (`Saves::Blocks`).
+#[test]
+fn gpu_f64_scan_with_single_atom_rates_full_output() {
+    let text = SCAN_SINGLE_ATOM.replace(
+        "columns = [\"var_Jz\", \"JzJz\"]",
+        "columns = [\"var_Jz\", \"JzJz\", \"purity\"]",
+    );
+    let Some((g, _dir)) = gpu_vs_cpu_with(
+        "gpu_f64_scan_with_single_atom_rates_full_output",
+        &text,
+        "f64",
+        1e-10,
+        1e-12,
+        Weights::blocks(12),
+    ) else {
+        return;
+    };
+    assert_eq!(g.result["stats"]["output"], "full");
+}
