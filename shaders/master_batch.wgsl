@@ -1,14 +1,20 @@
-// master_batch: adaptive Dormand-Prince 5(4) integration of the collective master equation
-// (PHYSICS.md sections 1-2) for a batch of density matrices of the same N, one workgroup of WG
-// invocations per batch element, invocation `lid` owning the matrix elements
-// e = lid, lid + WG, ... (row-major, e = r n + c).
+// master_batch: adaptive Dormand-Prince 5(4) integration of the master equation for a batch of
+// states of the same N, one workgroup of WG invocations per batch element. A state is a set of
+// blocks: the collective master equation (PHYSICS.md sections 1-2) is one block (j = N/2) with
+// no inflow; the permutation-invariant block master equation with single-atom processes
+// (section 3) is one block R_j per irrep, each with the collective-shaped stencil of its own
+// coefficients plus the inflow terms from j +- 1:
+//   (R_j)_{r,c} += f(r + s) f(c + s) (R_src)_{r+s,c+s}   (src/solver/blocks.rs `Transfer`).
+// Invocation `lid` owns the flat elements e = lid, lid + WG, ... of the concatenated row-major
+// blocks; `Walk` carries (block, r, c) along.
 //
-// The algorithm is that of the CPU twin, src/solver/ode.rs (`integrate_real`: tableau, error
+// The algorithm is that of the CPU twins, src/solver/ode.rs (`integrate_real`: tableau, error
 // norm, PI controller, clipping onto the save times, Hairer's initial step) applied to the
-// stencil of src/solver/master.rs (`row_interior`, phi = 0 frame: the host rotates rho in and
-// out with the gauge e^{i phi k}). Host side and the mapping: src/backend/gpu/master_batch.rs.
+// stencil of src/solver/master.rs (`row_interior`) and the inflow of src/solver/blocks.rs
+// (`BlockOp::apply_packed`), phi = 0 frame (the host rotates rho in and out with the gauge
+// e^{i phi k}). Host side and the mapping: src/backend/gpu/master_batch.rs.
 //
-// Storage per element: SLOTS vectors of n^2 complex numbers (y, two ping-pong stage inputs
+// Storage per element: SLOTS vectors of P.len complex numbers (y, two ping-pong stage inputs
 // A and B, k1..k7); each stage pass computes k_s = L(Y_s) for the invocation's elements and,
 // in the same pass, the next stage input Y_{s+1} (which needs only those elements), so a step
 // costs one storage barrier per stage. The slots of y / Y_7 and of k1 / k7 swap on acceptance
@@ -24,6 +30,10 @@
 
 // Invocations per batch element (pipeline constant; a power of two <= 256).
 override WG: u32 = 256u;
+// Whether the batch has inflow terms (the block equation; pipeline constant). The collective
+// pipeline sets it false, so that its elements carry no inflow code: llvmpipe runs branches
+// under masks, and the dead inflow branch made the collective kernel measurably slower.
+override INFLOW: bool = true;
 
 const SLOTS: u32 = 10u;
 const S_K2: u32 = 4u;
@@ -75,8 +85,14 @@ const BETA = 0.04;
 
 // Twin of MasterBatchParams{F32,F64}: a u32 block, then an R block (80 bytes in f32, 112 in f64).
 struct Params {
-    n: u32,
-    nn: u32,
+    // Blocks per state, complex elements per state (sum of d^2), levels per state (sum of d),
+    // inflow coefficients per element, real components of the CPU twin's packed Hermitian
+    // vector (sum of d (d + 1)).
+    n_blocks: u32,
+    len: u32,
+    levels: u32,
+    icoef_len: u32,
+    herm_len: u32,
     batch: u32,
     n_saves: u32,
     out_mode: u32,
@@ -84,9 +100,6 @@ struct Params {
     attempts: u32,
     max_steps: u32,
     loop_budget: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
     rtol: R,
     atol: R,
     h0: R,
@@ -122,6 +135,24 @@ struct Ctrl {
     _pad2: u32,
 }
 
+// Twin of MasterBatchBlock (128 bytes): block b of every state (the layout is shared by the
+// batch). d = 2j + 1; voff: first flat element; band_off: first entry of its band output;
+// lvl: first level (coefficients at coef[(elem levels + lvl + k) 2 + 0/1]); ntr inflow terms,
+// tr[t] = (source block's voff, shift s as i32 bits, offset of its factors f in the element's
+// icoef, source block's d), in the order the CPU twin adds them (the source's offset and size
+// sit in the term itself: no dependent load of its Block per element).
+struct Block {
+    d: u32,
+    voff: u32,
+    band_off: u32,
+    lvl: u32,
+    ntr: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    tr: array<vec4<u32>, 6>,
+}
+
 // Offsets of the vectors of one element in `work`.
 struct Offs {
     y: u32,
@@ -137,17 +168,21 @@ struct Offs {
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-// Per element and level k, two vec4: (ure, E, m, dn) and (up, h_{k-1}, h_k, Gamma_phi / 2),
-// at coef[(b n + k) 2 + 0/1] (master.rs `Coeffs`, computed in f64 on the host).
+// Per element and level k (all blocks' levels in a row), two vec4: (ure, E, m, dn) and
+// (up, h_{k-1}, h_k, Gamma_phi / 2), at coef[(b P.levels + k) 2 + 0/1] (master.rs `Coeffs`,
+// computed in f64 on the host).
 @group(0) @binding(1) var<storage, read> coef: array<vec4<R>>;
 // Save times minus times[0], as (hi, lo) pairs.
 @group(0) @binding(2) var<storage, read> save_t: array<vec2<R>>;
 @group(0) @binding(3) var<storage, read_write> ctrl: array<Ctrl>;
-// SLOTS x n^2 per element, element-major.
+// SLOTS x P.len per element, element-major.
 @group(0) @binding(4) var<storage, read_write> work: array<C>;
-// P.out_len per (element, save): the full matrix, or the five central diagonals
-// q = c - r = -2..2 at (q + 2) n + min(r, c) (P.out_mode = 1).
+// P.out_len per (element, save): the full blocks, or per block the five central diagonals
+// q = c - r = -2..2 at band_off + (q + 2) d + min(r, c) (P.out_mode = 1).
 @group(0) @binding(5) var<storage, read_write> out: array<C>;
+@group(0) @binding(6) var<storage, read> blocks: array<Block>;
+// Inflow factors f per element (P.icoef_len each), per (block, term) and source level.
+@group(0) @binding(7) var<storage, read> icoef: array<R>;
 
 var<workgroup> red: array<vec4<R>, 256>;
 var<workgroup> wctrl: Ctrl;
@@ -185,11 +220,11 @@ fn ld(i: u32, alt: u32, ok: bool) -> C {
     return select(C(0.0, 0.0), work[select(alt, i, ok)], ok);
 }
 
-// (L rho)_{rc} in the phi = 0 frame for the vector at offset v, term by term in the order of
-// master.rs `row_interior`: D_rc rho_rc - i S_rc + Gamma jm[r+1] jm[c+1] rho_{r+1,c+1}
-// + w jm[r] jm[c] rho_{r-1,c-1}; neighbours outside the matrix are 0.
-fn lapply(v: u32, cb: u32, r: u32, c: u32) -> C {
-    let n = P.n;
+// The stencil part of (L rho)_{rc} in the phi = 0 frame for the d x d block at offset v with
+// level coefficients from coef[cb], term by term in the order of master.rs `row_interior`:
+// D_rc rho_rc - i S_rc + Gamma jm[r+1] jm[c+1] rho_{r+1,c+1} + w jm[r] jm[c] rho_{r-1,c-1};
+// neighbours outside the block are 0.
+fn lapply(v: u32, cb: u32, n: u32, r: u32, c: u32) -> C {
     let r0 = coef[cb + 2u * r];
     let r1 = coef[cb + 2u * r + 1u];
     let c0 = coef[cb + 2u * c];
@@ -214,9 +249,51 @@ fn lapply(v: u32, cb: u32, r: u32, c: u32) -> C {
     );
 }
 
-// Weights of the real and imaginary part of element (r, c) in the error norm: with a
-// Hermitian rho0 the CPU twin integrates the packed upper triangle (r <= c; the diagonal's
-// imaginary part is identically 0 there), without it every component counts.
+// One inflow term t of the block (blocks.rs `BlockOp::apply_packed`):
+// f(r + s) f(c + s) (R_src)_{r+s,c+s} for the vector at offset v, 0 where out of range; the
+// weight f f is formed first, as on the CPU.
+fn xfer(v: u32, ib: u32, t: vec4<u32>, r: u32, c: u32) -> C {
+    let ds = t.w;
+    let s = bitcast<i32>(t.y);
+    let rs = i32(r) + s;
+    let cs = i32(c) + s;
+    let ok = rs >= 0 && cs >= 0 && rs < i32(ds) && cs < i32(ds);
+    let rr = u32(select(0, rs, ok));
+    let cc = u32(select(0, cs, ok));
+    let wf = icoef[ib + t.z + rr] * icoef[ib + t.z + cc];
+    let z = work[v + t.x + rr * ds + cc];
+    return select(C(0.0, 0.0), wf * z, ok);
+}
+
+// (L rho)_e for the walk's element: the block's stencil, then its inflow terms in order
+// (written out, not looped: llvmpipe's loop limit counts every loop iteration).
+fn lelem(v: u32, cb: u32, ib: u32, w: Walk) -> C {
+    var k = lapply(v + w.voff, cb + 2u * w.lvl, w.d, w.r, w.c);
+    if INFLOW && w.ntr > 0u {
+        let b = w.b;
+        k += xfer(v, ib, blocks[b].tr[0], w.r, w.c);
+        if w.ntr > 1u {
+            k += xfer(v, ib, blocks[b].tr[1], w.r, w.c);
+        }
+        if w.ntr > 2u {
+            k += xfer(v, ib, blocks[b].tr[2], w.r, w.c);
+        }
+        if w.ntr > 3u {
+            k += xfer(v, ib, blocks[b].tr[3], w.r, w.c);
+        }
+        if w.ntr > 4u {
+            k += xfer(v, ib, blocks[b].tr[4], w.r, w.c);
+        }
+        if w.ntr > 5u {
+            k += xfer(v, ib, blocks[b].tr[5], w.r, w.c);
+        }
+    }
+    return k;
+}
+
+// Weights of the real and imaginary part of element (r, c) of a block in the error norm: with
+// a Hermitian rho0 the CPU twin integrates each block's packed upper triangle (r <= c; the
+// diagonal's imaginary part is identically 0 there), without it every component counts.
 fn weights(herm: bool, r: u32, c: u32) -> vec2<R> {
     if herm {
         return vec2<R>(select(R(0.0), R(1.0), r <= c), select(R(0.0), R(1.0), r < c));
@@ -241,31 +318,42 @@ fn reduce(v: vec4<R>, lid: u32) -> vec4<R> {
     return workgroupUniformLoad(&red[0]);
 }
 
-// The element loop of a pass: e = lid, lid + WG, ... with (r, c) stepped without a division.
-// WGSL has no closures, so each pass below repeats this loop around its own body; the uniform
-// switch on the pass kind stays outside the loop (llvmpipe runs SIMD control flow under
-// masks: a switch inside the loop would cost every case for every element).
+// The element loop of a pass, block by block: in block b, e = voff + lid, voff + lid + WG, ...
+// with (r, c) stepped without a division. A loop over the blocks around a loop over a block's
+// elements, not one flat loop: llvmpipe runs both sides of a branch under masks, so a block
+// search inside the element loop would cost loop iterations for every element (measured: it
+// broke the loop budget). WGSL has no closures, so each pass below repeats this double loop
+// around its own body; the uniform switch on the pass kind stays outside the loop (a switch
+// inside the loop would cost every case for every element).
 struct Walk {
     e: u32,
     r: u32,
     c: u32,
     dq: u32,
     dr: u32,
+    b: u32,
+    d: u32,
+    // first element past the block
+    end: u32,
+    voff: u32,
+    lvl: u32,
+    ntr: u32,
 }
 
-fn walk_start(lid: u32) -> Walk {
-    let n = P.n;
-    let dq = WG / n;
-    let r = lid / n;
-    return Walk(lid, r, lid - r * n, dq, WG - dq * n);
+fn walk_start(lid: u32, b: u32) -> Walk {
+    let d = blocks[b].d;
+    let voff = blocks[b].voff;
+    let dq = WG / d;
+    let r = lid / d;
+    return Walk(voff + lid, r, lid - r * d, dq, WG - dq * d, b, d, voff + d * d, voff, blocks[b].lvl, blocks[b].ntr);
 }
 
 fn walk_next(w: ptr<function, Walk>) {
     (*w).e += WG;
     (*w).c += (*w).dr;
     (*w).r += (*w).dq;
-    if (*w).c >= P.n {
-        (*w).c -= P.n;
+    if (*w).c >= (*w).d {
+        (*w).c -= (*w).d;
         (*w).r += 1u;
     }
 }
@@ -276,92 +364,107 @@ fn walk_next(w: ptr<function, Walk>) {
 //         order of ode.rs `combo_chunk`; st 6 writes ynew;
 //   7: the error norm sum of the step (v_in = ynew);
 //   8: Hairer's d2 sum (init, v_in = y + h0 f0, k_out = scratch).
-fn stage(lid: u32, cb: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o: Offs, h: R, herm: bool) -> vec4<R> {
+fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o: Offs, h: R, herm: bool) -> vec4<R> {
     var acc = vec4<R>(0.0, 0.0, 0.0, 0.0);
-    var w = walk_start(lid);
     switch st {
         case 2u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                work[nxt + e] = work[o.y + e] + (h * A31) * work[o.k1 + e] + (h * A32) * k;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    work[nxt + e] = work[o.y + e] + (h * A31) * work[o.k1 + e] + (h * A32) * k;
+                }
             }
         }
         case 3u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                work[nxt + e] = work[o.y + e] + (h * A41) * work[o.k1 + e] + (h * A42) * work[o.k2 + e]
-                    + (h * A43) * k;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    work[nxt + e] = work[o.y + e] + (h * A41) * work[o.k1 + e] + (h * A42) * work[o.k2 + e]
+                        + (h * A43) * k;
+                }
             }
         }
         case 4u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                work[nxt + e] = work[o.y + e] + (h * A51) * work[o.k1 + e] + (h * A52) * work[o.k2 + e]
-                    + (h * A53) * work[o.k3 + e] + (h * A54) * k;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    work[nxt + e] = work[o.y + e] + (h * A51) * work[o.k1 + e] + (h * A52) * work[o.k2 + e]
+                        + (h * A53) * work[o.k3 + e] + (h * A54) * k;
+                }
             }
         }
         case 5u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                work[nxt + e] = work[o.y + e] + (h * A61) * work[o.k1 + e] + (h * A62) * work[o.k2 + e]
-                    + (h * A63) * work[o.k3 + e] + (h * A64) * work[o.k4 + e] + (h * A65) * k;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    work[nxt + e] = work[o.y + e] + (h * A61) * work[o.k1 + e] + (h * A62) * work[o.k2 + e]
+                        + (h * A63) * work[o.k3 + e] + (h * A64) * work[o.k4 + e] + (h * A65) * k;
+                }
             }
         }
         case 6u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                work[nxt + e] = work[o.y + e] + (h * A71) * work[o.k1 + e] + (h * A73) * work[o.k3 + e]
-                    + (h * A74) * work[o.k4 + e] + (h * A75) * work[o.k5 + e] + (h * A76) * k;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    work[nxt + e] = work[o.y + e] + (h * A71) * work[o.k1 + e] + (h * A73) * work[o.k3 + e]
+                        + (h * A74) * work[o.k4 + e] + (h * A75) * work[o.k5 + e] + (h * A76) * k;
+                }
             }
         }
         case 7u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                // err_i = h sum_j E_j k_j / (atol + rtol max(|y_i|, |ynew_i|))
-                let d = (h * E1) * work[o.k1 + e] + (h * E3) * work[o.k3 + e] + (h * E4) * work[o.k4 + e]
-                    + (h * E5) * work[o.k5 + e] + (h * E6) * work[o.k6 + e] + (h * E7) * k;
-                let sc = P.atol + P.rtol * max(abs(work[o.y + e]), abs(work[v_in + e]));
-                let q = d / sc;
-                let wt = weights(herm, w.r, w.c);
-                acc.x += wt.x * q.x * q.x + wt.y * q.y * q.y;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    // err_i = h sum_j E_j k_j / (atol + rtol max(|y_i|, |ynew_i|))
+                    let d = (h * E1) * work[o.k1 + e] + (h * E3) * work[o.k3 + e] + (h * E4) * work[o.k4 + e]
+                        + (h * E5) * work[o.k5 + e] + (h * E6) * work[o.k6 + e] + (h * E7) * k;
+                    let sc = P.atol + P.rtol * max(abs(work[o.y + e]), abs(work[v_in + e]));
+                    let q = d / sc;
+                    let wt = weights(herm, w.r, w.c);
+                    acc.x += wt.x * q.x * q.x + wt.y * q.y * q.y;
+                }
             }
         }
         case 1u: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                let y0 = work[o.y + e];
-                let sc = P.atol + P.rtol * abs(y0);
-                let q0 = y0 / sc;
-                let q1 = k / sc;
-                let wt = weights(herm, w.r, w.c);
-                acc.x += wt.x * q0.x * q0.x + wt.y * q0.y * q0.y;
-                acc.y += wt.x * q1.x * q1.x + wt.y * q1.y * q1.y;
-                acc.z = max(acc.z, select(R(1.0), R(0.0), finite(k.x) && finite(k.y)));
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    let y0 = work[o.y + e];
+                    let sc = P.atol + P.rtol * abs(y0);
+                    let q0 = y0 / sc;
+                    let q1 = k / sc;
+                    let wt = weights(herm, w.r, w.c);
+                    acc.x += wt.x * q0.x * q0.x + wt.y * q0.y * q0.y;
+                    acc.y += wt.x * q1.x * q1.x + wt.y * q1.y * q1.y;
+                    acc.z = max(acc.z, select(R(1.0), R(0.0), finite(k.x) && finite(k.y)));
+                }
             }
         }
         default: {
-            for (; w.e < P.nn; walk_next(&w)) {
-                let e = w.e;
-                let k = lapply(v_in, cb, w.r, w.c);
-                work[k_out + e] = k;
-                let sc = P.atol + P.rtol * abs(work[o.y + e]);
-                let q = (k - work[o.k1 + e]) / sc;
-                let wt = weights(herm, w.r, w.c);
-                acc.x += wt.x * q.x * q.x + wt.y * q.y * q.y;
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    let e = w.e;
+                    let k = lelem(v_in, cb, ib, w);
+                    work[k_out + e] = k;
+                    let sc = P.atol + P.rtol * abs(work[o.y + e]);
+                    let q = (k - work[o.k1 + e]) / sc;
+                    let wt = weights(herm, w.r, w.c);
+                    acc.x += wt.x * q.x * q.x + wt.y * q.y * q.y;
+                }
             }
         }
     }
@@ -370,24 +473,26 @@ fn stage(lid: u32, cb: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o: Offs, h
 
 // Write the invocation's elements of the vector at offset y to save `idx` of element b.
 fn save(lid: u32, b: u32, y: u32, idx: u32) {
-    let n = P.n;
     let o = (b * P.n_saves + idx) * P.out_len;
     if P.out_mode == 0u {
-        for (var e = lid; e < P.nn; e += WG) {
+        for (var e = lid; e < P.len; e += WG) {
             out[o + e] = work[y + e];
         }
     } else {
-        for (var w = walk_start(lid); w.e < P.nn; walk_next(&w)) {
-            let q = i32(w.c) - i32(w.r);
-            if q >= -2 && q <= 2 {
-                out[o + u32(q + 2) * n + min(w.r, w.c)] = work[y + w.e];
+        for (var b = 0u; b < P.n_blocks; b++) {
+            let bo = o + blocks[b].band_off;
+            for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                let q = i32(w.c) - i32(w.r);
+                if q >= -2 && q <= 2 {
+                    out[bo + u32(q + 2) * w.d + min(w.r, w.c)] = work[y + w.e];
+                }
             }
         }
     }
 }
 
 fn offsets(base: u32, cs: Ctrl) -> Offs {
-    let nn = P.nn;
+    let nn = P.len;
     return Offs(
         base + cs.slot_y * nn,
         base + cs.slot_a * nn,
@@ -415,16 +520,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if cs.status >= ST_DONE {
         return;
     }
-    let nn = P.nn;
+    let nn = P.len;
     let base = b * SLOTS * nn;
-    let cb = b * 2u * P.n;
+    let cb = b * 2u * P.levels;
+    let ib = b * P.icoef_len;
     let herm = cs.herm != 0u;
     // Number of real components of the CPU twin's state vector.
-    let inv_len = select(1.0 / R(2u * nn), 1.0 / R(P.n * (P.n + 1u)), herm);
+    let inv_len = select(1.0 / R(2u * nn), 1.0 / R(P.herm_len), herm);
     // Loop iterations (per invocation) of one element pass, a reduction, an attempt and a save;
-    // a pass is charged 8 more for the exit tests of its loop and of the switch's other cases
-    // (in case llvmpipe enters them under an empty mask); `used` counts against P.loop_budget.
-    let per_pass = (nn + WG - 1u) / WG + 8u;
+    // a pass over the blocks runs at most ceil(len / WG) + n_blocks element iterations (each
+    // block adds at most one partial round), n_blocks block iterations and n_blocks + 1 loop
+    // exits, and is charged 8 more for the exit tests of the switch's other cases (in case
+    // llvmpipe enters them under an empty mask); `used` counts against P.loop_budget.
+    let per_pass = (nn + WG - 1u) / WG + 3u * P.n_blocks + 9u;
     let red_cost = countTrailingZeros(WG) + 1u;
     let attempt_cost = 7u * per_pass + red_cost + 2u;
     let save_cost = per_pass + 1u;
@@ -433,7 +541,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if cs.status == ST_INIT {
         // k1 = f(y0) with Hairer's d0, d1 and the finiteness check of ode.rs.
         let o = offsets(base, cs);
-        let s = reduce(stage(lid, cb, 1u, o.y, o.k1, 0u, o, 0.0, herm), lid);
+        let s = reduce(stage(lid, cb, ib, 1u, o.y, o.k1, 0u, o, 0.0, herm), lid);
         used += per_pass + red_cost;
         cs.rhs_evals = 1u;
         cs.err_old = 1e-4;
@@ -460,7 +568,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 work[o.a + e] = work[o.y + e] + h0 * work[o.k1 + e];
             }
             storageBarrier();
-            let s2 = reduce(stage(lid, cb, 8u, o.a, o.k2, 0u, o, 0.0, herm), lid);
+            let s2 = reduce(stage(lid, cb, ib, 8u, o.a, o.k2, 0u, o, 0.0, herm), lid);
             used += 2u * per_pass + red_cost;
             cs.rhs_evals += 1u;
             let d2 = sqrt(s2.x * inv_len) / h0;
@@ -523,19 +631,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             work[o.a + e] = work[o.y + e] + (hs * A21) * work[o.k1 + e];
         }
         storageBarrier();
-        _ = stage(lid, cb, 2u, o.a, o.k2, o.b, o, hs, herm);
+        _ = stage(lid, cb, ib, 2u, o.a, o.k2, o.b, o, hs, herm);
         storageBarrier();
-        _ = stage(lid, cb, 3u, o.b, o.k3, o.a, o, hs, herm);
+        _ = stage(lid, cb, ib, 3u, o.b, o.k3, o.a, o, hs, herm);
         storageBarrier();
-        _ = stage(lid, cb, 4u, o.a, o.k4, o.b, o, hs, herm);
+        _ = stage(lid, cb, ib, 4u, o.a, o.k4, o.b, o, hs, herm);
         storageBarrier();
-        _ = stage(lid, cb, 5u, o.b, o.k5, o.a, o, hs, herm);
+        _ = stage(lid, cb, ib, 5u, o.b, o.k5, o.a, o, hs, herm);
         storageBarrier();
         // k6 = f(Y6); ynew = y + h (a71 k1 + a73 k3 + a74 k4 + a75 k5 + a76 k6) into B
-        _ = stage(lid, cb, 6u, o.a, o.k6, o.b, o, hs, herm);
+        _ = stage(lid, cb, ib, 6u, o.a, o.k6, o.b, o, hs, herm);
         storageBarrier();
         // k7 = f(ynew) and the error norm
-        let s = reduce(stage(lid, cb, 7u, o.b, o.k7, 0u, o, hs, herm), lid);
+        let s = reduce(stage(lid, cb, ib, 7u, o.b, o.k7, 0u, o, hs, herm), lid);
         cs.rhs_evals += 6u;
         let err = sqrt(s.x * inv_len);
 

@@ -12,9 +12,8 @@
 //! observables of a block state are sums over blocks, the fidelity and Husimi Q read R_{N/2}
 //! (exact: the reference and the coherent states lie in j = N/2), purity and lambda_max are
 //! those of the full 2^N state (degeneracies via ln-gamma; [`crate::observe`]). Trajectories
-//! with single-atom rates change irrep at jumps, on both backends ([`trajectory`]). The GPU
-//! batch is collective-only: single-atom rates are refused there by name, and a scan of
-//! evolutions under `--backend auto` runs on the CPU with the reason recorded.
+//! with single-atom rates change irrep at jumps, on both backends ([`trajectory`]); the GPU
+//! batch of a scan of evolutions runs both collective and single-atom models (below).
 //!
 //! # Mean-field fixed points (`kind = "fixed_points"`)
 //!
@@ -28,19 +27,23 @@
 //! grid. This is the one master-equation task with a GPU path: the points are independent
 //! integrations of the same size, exactly the batch dimension of
 //! [`MasterBatchGpu`](crate::backend::gpu::master_batch::MasterBatchGpu), so `--backend gpu`
-//! runs all of them in one batch, while a single `evolve` or a steady state (one sparse LU)
+//! runs all of them in one batch (points with single-atom rates as one batch of blocks R_j,
+//! `run_blocks`; collective-only points of the same scan, e.g. a rate scanned from 0, as a
+//! second, collective batch), while a single `evolve` or a steady state (one sparse LU)
 //! has no batch to fill a GPU with and stays on the CPU. `--backend cpu` runs
-//! [`master::evolve`] (the batch's CPU twin) point after point, writing each point's rows as
-//! it finishes; `auto` takes a real GPU when there is one and never a software adapter
-//! (lavapipe is slower than the CPU twin, DESIGN.md), as for trajectories. The GPU returns
-//! only the central band |c - r| <= 2 of each saved matrix (5n instead of n^2 numbers: all
-//! that the moments of J, <J^2> and P_m read) unless a column needs the whole matrix
-//! (`purity`, `lambda_max`, `fidelity`) or a Husimi grid is asked for. A failed point stops
+//! [`master::evolve`] / [`blocks::evolve`] (the batch's CPU twins) point after point, writing
+//! each point's rows as it finishes; `auto` takes a real GPU when there is one and never a
+//! software adapter (lavapipe is slower than the CPU twin, DESIGN.md), as for trajectories.
+//! The GPU returns
+//! only the central band |c - r| <= 2 of each saved matrix or block (5n instead of n^2
+//! numbers: all that the moments of J, <J^2> and P_m read; the observables of a block state
+//! are then summed over its blocks by the same code as the CPU path's) unless a column needs
+//! the whole matrix (`purity`, `lambda_max`, `fidelity`) or a Husimi grid is asked for. A failed point stops
 //! the run with an error naming it ([`SolverError::ScanPoint`]); the points before it are
 //! written, on both backends alike, so the files do not depend on the backend.
 
 use crate::backend::gpu::master_batch::{
-    BatchOutput, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves,
+    BatchOutput, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves, block_state_from_bands,
 };
 use crate::backend::gpu::{GpuContext, GpuOptions};
 use crate::backend::{self, BackendChoice, BackendUsed};
@@ -1174,30 +1177,10 @@ fn scan_evolve(
     progress: &mut dyn Progress,
 ) -> Result<(TaskOutput, BackendUsed), Error> {
     let (sc, points, spec) = (job.sc, job.points, job.spec);
-    // The GPU kernel is the collective stencil (j = N/2): single-atom rates run the block
-    // solver on the CPU; `gpu` refuses them, `auto` falls back with the reason recorded.
-    let individual = points.iter().find(|p| !p.model.is_collective());
-    let engine = match (individual, choice) {
-        (Some(p), BackendChoice::Gpu) => {
-            return Err(SolverError::Unsupported {
-                solver: "scan (evolve, GPU)",
-                message: format!(
-                    "the GPU batch integrates the collective master equation (j = N/2) only, and \
-                     single-atom rates {} are nonzero; run with --backend cpu (the \
-                     permutation-invariant block solver) or auto",
-                    p.model.individual_terms().join(", ")
-                ),
-            }
-            .into());
-        }
-        (Some(p), BackendChoice::Auto) => ScanEngine::Cpu {
-            note: format!(
-                "auto: single-atom rates {} need the block solver, which runs on the CPU only",
-                p.model.individual_terms().join(", ")
-            ),
-        },
-        _ => scan_engine(choice, gpu, job.precision, spec.rtol)?,
-    };
+    // The GPU kernel integrates the collective master equation (one block) and the block
+    // master equation of single-atom rates (the blocks R_j with their inflow): the points of
+    // each kind run as one batch.
+    let engine = scan_engine(choice, gpu, job.precision, spec.rtol)?;
     let n = points[0].model.n;
     let dim = n + 1;
     let times = &spec.times;
@@ -1235,13 +1218,26 @@ fn scan_evolve(
                 .map(|p| job.initial_state(p))
                 .collect::<Result<Vec<_>, _>>()?;
             let shared = psis.iter().all(|p| *p == psis[0]);
-            let per_save = match output {
-                BatchOutput::Full => dim * dim,
-                BatchOutput::Band => 5 * dim,
-            } as f64;
+            // Per point and save: the matrix or band of a collective point, every block (or
+            // every block's band) of a point with single-atom rates.
+            let blocks_len = crate::state::blocks::block_elements(n) as f64;
+            let blocks_band: f64 = crate::basis::two_js(n).iter().map(|t| 5.0 * (t + 1) as f64).sum();
+            let saves_elems: f64 = points
+                .iter()
+                .map(|p| match (p.model.is_collective(), output) {
+                    (true, BatchOutput::Full) => (dim * dim) as f64,
+                    (true, BatchOutput::Band) => (5 * dim) as f64,
+                    (false, BatchOutput::Full) => blocks_len,
+                    (false, BatchOutput::Band) => blocks_band,
+                })
+                .sum();
             let rho0s = if shared { 1.0 } else { points.len() as f64 };
-            let bytes = 16.0
-                * (2.0 * points.len() as f64 * times.len() as f64 * per_save + rho0s * (dim * dim) as f64);
+            let rho0_elems = if points.iter().any(|p| !p.model.is_collective()) {
+                blocks_len
+            } else {
+                (dim * dim) as f64
+            };
+            let bytes = 16.0 * (2.0 * times.len() as f64 * saves_elems + rho0s * rho0_elems);
             let needed_mib = (bytes / (1024.0 * 1024.0)).ceil() as u64;
             let limit_mib = memory_limit_mib();
             if needed_mib > limit_mib {
@@ -1318,70 +1314,114 @@ fn scan_evolve(
         }
         ScanEngine::Gpu { ctx, precision, note } => {
             let kernel = MasterBatchGpu::new(Arc::clone(&ctx))?;
-            let rho0s: Vec<DensityMatrix> = psis.iter().map(|p| DensityMatrix::from_pure(p)).collect();
-            drop(psis);
-            let models: Vec<crate::model::Model> = points.iter().map(|p| p.model).collect();
+            let options = MasterBatchOptions {
+                precision,
+                output,
+                ..MasterBatchOptions::default()
+            };
+            // Collective points as one batch of (N+1)^2 matrices, points with single-atom
+            // rates as one batch of block states (R_{N/2} = |psi><psi|), in point order.
+            let (sym, blk): (Vec<usize>, Vec<usize>) =
+                (0..points.len()).partition(|&i| points[i].model.is_collective());
+            let shared = psis.len() == 1;
+            let rho0_of = |i: usize| DensityMatrix::from_pure(&psis[if shared { 0 } else { i }]);
+            let group_rho0s = |idx: &[usize]| -> Vec<DensityMatrix> {
+                if shared {
+                    vec![rho0_of(0)]
+                } else {
+                    idx.iter().map(|&i| rho0_of(i)).collect()
+                }
+            };
             progress.start(1, "scan (GPU batch)");
             let t_batch = Instant::now();
-            let batch = kernel
-                .run(
-                    &models,
-                    &rho0s,
-                    times,
-                    &ode,
-                    &MasterBatchOptions {
-                        precision,
-                        output,
-                        ..MasterBatchOptions::default()
-                    },
-                )
-                .map_err(|e| match e {
-                    MasterBatchError::Input(s) => Error::from(s),
-                    MasterBatchError::Gpu(g) => Error::from(g),
-                });
+            let to_error = |e: MasterBatchError| match e {
+                MasterBatchError::Input(s) => Error::from(s),
+                MasterBatchError::Gpu(g) => Error::from(g),
+            };
+            let mut batches = Vec::new();
+            let mut elements: Vec<
+                Option<Result<crate::backend::gpu::master_batch::BatchElement, SolverError>>,
+            > = (0..points.len()).map(|_| None).collect();
+            for (idx, blocks_kind) in [(&sym, false), (&blk, true)] {
+                if idx.is_empty() {
+                    continue;
+                }
+                let models: Vec<crate::model::Model> = idx.iter().map(|&i| points[i].model).collect();
+                let rho0s = group_rho0s(idx);
+                let batch = if blocks_kind {
+                    let b0: Vec<BlockState> = rho0s.iter().map(BlockState::from_symmetric).collect();
+                    drop(rho0s);
+                    kernel.run_blocks(&models, &b0, times, &ode, &options)
+                } else {
+                    kernel.run(&models, &rho0s, times, &ode, &options)
+                };
+                let mut batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        progress.finish();
+                        return Err(to_error(e));
+                    }
+                };
+                for (&i, el) in idx.iter().zip(std::mem::take(&mut batch.elements)) {
+                    elements[i] = Some(el);
+                }
+                batches.push((blocks_kind, batch));
+            }
             progress.finish();
-            let batch = batch?;
+            drop(psis);
             let batch_wall_s = t_batch.elapsed().as_secs_f64();
-            let failed = batch.elements.iter().filter(|e| e.is_err()).count();
+            let failed = elements.iter().filter(|e| matches!(e, Some(Err(_)))).count();
             let others = if failed > 1 {
                 format!("; {failed} of {} points failed", points.len())
             } else {
                 String::new()
             };
-            for (i, (p, el)) in points.iter().zip(batch.elements).enumerate() {
+            for (i, (p, el)) in points.iter().zip(elements).enumerate() {
+                let Some(el) = el else {
+                    unreachable!("every point is in one of the two batches")
+                };
                 let el = el.map_err(|e| job.point_error(i, e, others.clone()))?;
                 let reference = reference_state(sc, p)?;
-                match &el.saves {
-                    Saves::Full(v) => {
-                        for (k, (t, rho)) in times.iter().zip(v).enumerate() {
-                            sink.save(p, reference.as_deref(), k, *t, StateRef::Sym(rho))?;
+                for (k, t) in times.iter().enumerate() {
+                    match &el.saves {
+                        Saves::Full(v) => sink.save(p, reference.as_deref(), k, *t, StateRef::Sym(&v[k]))?,
+                        Saves::Band(v) => sink.save(
+                            p,
+                            reference.as_deref(),
+                            k,
+                            *t,
+                            StateRef::Sym(&v[k].to_density_matrix()),
+                        )?,
+                        Saves::Blocks(v) => {
+                            sink.save(p, reference.as_deref(), k, *t, StateRef::Blocks(&v[k]))?
                         }
-                    }
-                    Saves::Band(v) => {
-                        for (k, (t, band)) in times.iter().zip(v).enumerate() {
-                            sink.save(
-                                p,
-                                reference.as_deref(),
-                                k,
-                                *t,
-                                StateRef::Sym(&band.to_density_matrix()),
-                            )?;
-                        }
+                        Saves::BlockBands(v) => sink.save(
+                            p,
+                            reference.as_deref(),
+                            k,
+                            *t,
+                            StateRef::Blocks(&block_state_from_bands(&v[k])),
+                        )?,
                     }
                 }
                 point_stats.push(job.point_stats(p, el.stats));
             }
+            let batch = &batches[0].1;
             let info = ctx.info();
             let stats = json!({
                 "mode": "evolve",
-                "integrator": "master_batch (GPU, every point in one batch)",
+                "integrator": match (sym.is_empty(), blk.is_empty()) {
+                    (_, true) => "master_batch (GPU, every point in one batch)",
+                    (true, false) => "master_batch on the blocks R_j (GPU, single-atom rates, every point in one batch)",
+                    (false, false) => "master_batch (GPU): collective points in one batch, points with single-atom rates in one batch of blocks R_j",
+                },
                 "precision": batch.precision,
                 "adapter": batch.adapter,
                 "output": output,
                 "lanes": batch.lanes,
-                "attempts_per_dispatch": batch.attempts_per_dispatch,
-                "chunks": batch.chunks,
-                "dispatches": batch.dispatches,
+                "attempts_per_dispatch": batches.iter().map(|b| b.1.attempts_per_dispatch).max(),
+                "chunks": batches.iter().map(|b| b.1.chunks).sum::<usize>(),
+                "dispatches": batches.iter().map(|b| b.1.dispatches).sum::<usize>(),
                 "batch_wall_s": batch_wall_s,
                 "points": point_stats,
             });

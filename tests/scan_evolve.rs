@@ -206,6 +206,27 @@ impl Weights {
         }
     }
 
+    /// The same sums over every irrep of N atoms (j = N/2, N/2 - 1, ...), for block states:
+    /// an observable sum_j tr(R_j A^(j)) moves by at most delta times its sum over all blocks;
+    /// j = N/2 and n = sum_j (2j + 1) keep the other bounds upper bounds.
+    fn blocks(atoms: usize) -> Self {
+        let mut w = Weights {
+            j: atoms as f64 / 2.0,
+            n: 0.0,
+            abs_m: 0.0,
+            m2: 0.0,
+            jp: 0.0,
+        };
+        for t in dicke::basis::two_js(atoms) {
+            let irrep = Irrep::new(t);
+            w.n += (t + 1) as f64;
+            w.abs_m += irrep.m.iter().map(|m| m.abs()).sum::<f64>();
+            w.m2 += irrep.m.iter().map(|m| m * m).sum::<f64>();
+            w.jp += irrep.jp.iter().sum::<f64>();
+        }
+        w
+    }
+
     /// The bound on each of COLS for a CPU row `r` (indexed by COLS) and element bound `d`.
     fn bounds(&self, r: &[f64], d: f64) -> Vec<f64> {
         let (j, n) = (self.j, self.n);
@@ -237,6 +258,18 @@ fn gpu_vs_cpu(
     rtol: f64,
     atol: f64,
 ) -> Option<(RunSummary, tempfile::TempDir)> {
+    gpu_vs_cpu_with(test, text, precision, rtol, atol, Weights::new(12))
+}
+
+/// [`gpu_vs_cpu`] with the observables' weights `w` (the bounds of the module doc).
+fn gpu_vs_cpu_with(
+    test: &str,
+    text: &str,
+    precision: &str,
+    rtol: f64,
+    atol: f64,
+    w: Weights,
+) -> Option<(RunSummary, tempfile::TempDir)> {
     let ctx = test_context(test)?;
     let tol = [format!("task.rtol={rtol}"), format!("task.atol={atol}")];
     let mut o: Vec<&str> = tol.iter().map(String::as_str).collect();
@@ -251,7 +284,6 @@ fn gpu_vs_cpu(
         "f32" => f64::from(f32::EPSILON) / 2.0,
         _ => f64::EPSILON / 2.0,
     };
-    let w = Weights::new(12);
     let j = w.j;
     let scale = [j, j, j, 1.0, j * (j + 1.0), j * (j + 1.0), j * (j + 1.0)];
     let (mut worst_bound, mut worst_scale) = (0.0f64, 0.0f64);
@@ -379,4 +411,93 @@ fn auto_does_not_take_a_software_adapter() {
     } else {
         assert_eq!(s.backend.name, "gpu");
     }
+}
+
+/// Single-atom rates (every one of them, proportional to the scanned g) on the GPU: the points
+/// with g > 0 run as one batch of blocks R_j (`run_blocks`, CPU twin `blocks::evolve`), the
+/// collective point g = 0 as the collective batch; both files match the CPU scan within the
+/// bounds of the module doc, with the weights summed over every irrep (`Weights::blocks`).
+const SCAN_SINGLE_ATOM: &str = r#"
+title = "test: scan of evolutions with single-atom rates"
+[variables]
+g = 0.5
+[model]
+N = 12
+Gamma = 1.0
+chi = 1.0
+Omega = "0.9 * N / 2"
+w = 0.1
+gamma_down = "g"
+gamma_up = "0.2 * g"
+gamma_phi = "0.5 * g"
+[initial]
+state = "coherent"
+theta = "pi / 2"
+phi = "pi"
+[task]
+kind = "scan"
+mode = "evolve"
+variable = "g"
+values = [0.0, 0.5, 2.0]
+t_end = 0.1
+n_times = 6
+[observables]
+columns = ["var_Jz", "JzJz"]
+[output]
+plot = false
+"#;
+
+#[test]
+fn gpu_f64_scan_with_single_atom_rates_matches_cpu_scan() {
+    let Some((g, _dir)) = gpu_vs_cpu_with(
+        "gpu_f64_scan_with_single_atom_rates_matches_cpu_scan",
+        SCAN_SINGLE_ATOM,
+        "f64",
+        1e-10,
+        1e-12,
+        Weights::blocks(12),
+    ) else {
+        return;
+    };
+    assert_eq!(g.result["stats"]["output"], "band");
+    let integrator = g.result["stats"]["integrator"].as_str().unwrap();
+    assert!(integrator.contains("blocks R_j"), "{integrator}");
+    // The collective point keeps <J^2> = j(j+1) = 42; the single-atom points leave j = N/2.
+    let (h, rows) = read_csv(&g.out_dir.join("observables.csv"));
+    let j2 = col(&h, "J2");
+    assert!((rows[0][j2] - 42.0).abs() < 1e-9, "J2 = {}", rows[0][j2]);
+    assert!(rows[2][j2] < 42.0 - 1e-3, "J2 = {}", rows[2][j2]);
+}
+
+#[test]
+fn gpu_f32_scan_with_single_atom_rates_matches_cpu_scan() {
+    gpu_vs_cpu_with(
+        "gpu_f32_scan_with_single_atom_rates_matches_cpu_scan",
+        SCAN_SINGLE_ATOM,
+        "f32",
+        1e-6,
+        1e-9,
+        Weights::blocks(12),
+    );
+}
+
+/// Single-atom rates with a column that needs whole blocks (purity of the 2^N state): the
+/// full-output path of the block batch (`Saves::Blocks`).
+#[test]
+fn gpu_f64_scan_with_single_atom_rates_full_output() {
+    let text = SCAN_SINGLE_ATOM.replace(
+        "columns = [\"var_Jz\", \"JzJz\"]",
+        "columns = [\"var_Jz\", \"JzJz\", \"purity\"]",
+    );
+    let Some((g, _dir)) = gpu_vs_cpu_with(
+        "gpu_f64_scan_with_single_atom_rates_full_output",
+        &text,
+        "f64",
+        1e-10,
+        1e-12,
+        Weights::blocks(12),
+    ) else {
+        return;
+    };
+    assert_eq!(g.result["stats"]["output"], "full");
 }

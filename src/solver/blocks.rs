@@ -113,8 +113,48 @@ use rayon::prelude::*;
 struct Transfer {
     src: usize,
     shift: isize,
+    /// Which of the six channels ([`CHANNELS`]) this is, in the order they are applied.
+    channel: usize,
     /// Per source level k, rate and channel weight included.
     coef: Vec<f64>,
+}
+
+/// The six inflow channels of a block, in the order [`BlockOp`] adds them: (source block
+/// relative to the target, -1 for j+1 and +1 for j-1; shift s). A-, B-, D- from j+1, then A+,
+/// B+, D+ from j-1 (module doc).
+pub(crate) const CHANNELS: [(isize, isize); 6] = [(-1, 2), (-1, 0), (-1, 1), (1, 0), (1, -2), (1, -1)];
+
+/// The block Liouvillian of a model (phi = 0 frame) as numbers, for the GPU kernel
+/// ([`crate::backend::gpu::master_batch`]): exactly the f64 values [`evolve`] uses.
+pub(crate) struct BlockStencil {
+    /// 2j + 1 per block, largest j first.
+    pub dims: Vec<usize>,
+    /// Per block and level: [`super::master::Coeffs::levels`].
+    pub levels: Vec<Vec<[f64; 8]>>,
+    /// Per block and channel ([`CHANNELS`]): the per-source-level factor f (rate and weight
+    /// included), or None where [`evolve`] applies no such term.
+    pub inflow: Vec<[Option<Vec<f64>>; 6]>,
+}
+
+/// The numbers of the block Liouvillian of `model` (phi = 0 frame), see [`BlockStencil`].
+pub(crate) fn stencil(model: &Model) -> BlockStencil {
+    let op = BlockOp::new(model, false);
+    let inflow = op
+        .inflow
+        .iter()
+        .map(|ts| {
+            let mut slots: [Option<Vec<f64>>; 6] = Default::default();
+            for t in ts {
+                slots[t.channel] = Some(t.coef.clone());
+            }
+            slots
+        })
+        .collect();
+    BlockStencil {
+        levels: op.co.iter().map(Coeffs::levels).collect(),
+        dims: op.dims,
+        inflow,
+    }
 }
 
 /// The block Liouvillian of one model: per block the collective-shaped stencil and the inflow.
@@ -160,13 +200,22 @@ impl BlockOp {
 
             let mut tr = Vec::new();
             let sq = |x: f64| x.max(0.0).sqrt();
+            // Channels 0-2 come from j+1 and 3-5 from j-1 ([`CHANNELS`]); the top block has no
+            // j+1 and starts at 3.
+            let mut channel = if b == 0 { 3 } else { 0 };
             let mut push = |src: usize, shift: isize, rate: f64, f: &dyn Fn(f64) -> f64, src_dim: usize| {
                 if rate > 0.0 {
                     let coef: Vec<f64> = (0..src_dim).map(|k| rate.sqrt() * f(k as f64)).collect();
                     if coef.iter().any(|&c| c != 0.0) {
-                        tr.push(Transfer { src, shift, coef });
+                        tr.push(Transfer {
+                            src,
+                            shift,
+                            channel,
+                            coef,
+                        });
                     }
                 }
+                channel += 1;
             };
             if b > 0 {
                 // From j+1 (source 2J = t + 2) through A-, B-, D- with a-(J).
@@ -605,6 +654,38 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every inflow term sits at the source block and shift its channel number says
+    /// ([`CHANNELS`]: the GPU kernel's layout relies on it), in channel order.
+    #[test]
+    fn transfers_follow_channel_table() {
+        for n in [1usize, 2, 5, 8] {
+            let model = Model {
+                n,
+                drive: 1.0,
+                gamma_down: 0.6,
+                gamma_up: 0.25,
+                gamma_phi: 0.35,
+                ..Default::default()
+            };
+            let op = BlockOp::new(&model, false);
+            for (b, ts) in op.inflow.iter().enumerate() {
+                let mut last = None;
+                for t in ts {
+                    let (rel, shift) = CHANNELS[t.channel];
+                    assert_eq!(t.src as isize, b as isize + rel, "N={n} block {b}");
+                    assert_eq!(t.shift, shift, "N={n} block {b}");
+                    assert_eq!(t.coef.len(), op.dims[t.src]);
+                    assert!(last < Some(t.channel));
+                    last = Some(t.channel);
+                }
+            }
+            let st = stencil(&model);
+            assert_eq!(st.dims, op.dims);
+            let n_terms: usize = st.inflow.iter().map(|s| s.iter().flatten().count()).sum();
+            assert_eq!(n_terms, op.inflow.iter().map(Vec::len).sum::<usize>());
+        }
+    }
 
     /// The packed Hermitian apply equals the full complex apply on random Hermitian blocks
     /// (all terms on, every individual channel, phi = 0 frame), to rounding (1e-13 of |L|).

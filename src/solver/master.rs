@@ -244,6 +244,30 @@ impl Coeffs {
         }
     }
 
+    /// The collective stencil of `model` in the phi = 0 frame (the j = N/2 irrep).
+    pub(crate) fn collective(model: &Model, irrep: &Irrep) -> Coeffs {
+        Coeffs::new(model, irrep, false)
+    }
+
+    /// Per level k the numbers the GPU kernel reads (`shaders/master_batch.wgsl`):
+    /// `[ure_k, E_k, m_k, dn_k, up_k, h_{k-1}, h_k, Gamma_phi / 2]` (h_{-1} = 0).
+    pub(crate) fn levels(&self) -> Vec<[f64; 8]> {
+        (0..self.n)
+            .map(|k| {
+                [
+                    self.ure[k],
+                    self.e[k],
+                    self.m[k],
+                    self.dn[k],
+                    self.up[k],
+                    self.hp[k],
+                    self.hp[k + 1],
+                    self.gph,
+                ]
+            })
+            .collect()
+    }
+
     /// The stencil's couplings of element (r, c): (dr, dc, coefficient) for the neighbour
     /// (r + dr, c + dc). Out-of-range neighbours have zero coefficients.
     pub(crate) fn couplings(&self, r: usize, c: usize) -> [(isize, isize, c64); 7] {

@@ -1,15 +1,44 @@
-//! Batched exact collective master equation on the GPU: B density matrices of the same N
-//! (one [`Model`] and one initial state per batch element), integrated from `times[0]` to
-//! every save time by adaptive Dormand-Prince 5(4), in one kernel (`shaders/master_batch.wgsl`).
-//! The CPU twin is [`crate::solver::master::evolve`]; the GPU follows its algorithm step for step.
+//! Batched exact master equation on the GPU: B states of the same N (one [`Model`] and one
+//! initial state per batch element), integrated from `times[0]` to every save time by adaptive
+//! Dormand-Prince 5(4), in one kernel (`shaders/master_batch.wgsl`), for two equations:
 //!
-//! ```text
-//! drho/dt = -i[H, rho] + Gamma D[J-] rho + w D[J+] rho + Gamma_phi D[Jz] rho
-//! H = omega0 Jz + Omega (cos phi Jx + sin phi Jy) + chi J+J- + chi_z Jz^2
-//! ```
+//! * [`MasterBatchGpu::run`]: the collective master equation in j = N/2 (PHYSICS.md sections
+//!   1-2; stencil in the module doc of [`crate::solver::master`]), CPU twin
+//!   [`crate::solver::master::evolve`]:
 //!
-//! (PHYSICS.md sections 1-2; the stencil and its derivation are in the module doc of
-//! [`crate::solver::master`]).
+//!   ```text
+//!   drho/dt = -i[H, rho] + Gamma D[J-] rho + w D[J+] rho + Gamma_phi D[Jz] rho
+//!   H = omega0 Jz + Omega (cos phi Jx + sin phi Jy) + chi J+J- + chi_z Jz^2
+//!   ```
+//!
+//! * [`MasterBatchGpu::run_blocks`]: the permutation-invariant block master equation with the
+//!   single-atom rates gamma_down, gamma_up, gamma_phi (PHYSICS.md section 3; module doc of
+//!   [`crate::solver::blocks`]), CPU twin [`crate::solver::blocks::evolve`]. The state is the
+//!   blocks R_j, 2j = N, N-2, ...; each block evolves under the collective-shaped stencil with
+//!   its own coefficients (`blocks.rs` merges the single-atom terms' within-block parts into
+//!   the jump weights and a per-level loss) plus up to six inflow terms from j +- 1,
+//!   `(R_j)_{r,c} += f(r+s) f(c+s) (R_src)_{r+s,c+s}`.
+//!
+//! # One kernel for both
+//!
+//! A batch element is a set of blocks sharing one layout across the batch ([`MasterBatchBlock`]:
+//! size, offsets, and the list of inflow terms with source block and shift). The collective
+//! equation is the one-block case with no inflow, so both run the same kernel and the same
+//! arithmetic: the stencil code is that of the collective kernel with the block's size in place
+//! of N + 1, and an inflow term is one more product per element. (Alternatives: a second kernel
+//! for the blocks would have duplicated the integrator, the dispatch logic and the loop
+//! budget; a per-element layout would have let elements differ in which inflow terms they have,
+//! but the layout is the union over the batch instead: an element without a term gets zero
+//! factors, and adding 0 changes nothing, so the arithmetic still equals the CPU twin's, which
+//! skips the term.) The host computes every number in f64 as the CPU twin does
+//! ([`crate::solver::blocks`]'s `stencil`, the same `BlockOp` the CPU applies) and rounds it
+//! once: the kernel evaluates no transcendental function. The pipeline constant `INFLOW`
+//! compiles the inflow out of the collective pipeline: llvmpipe runs branches under masks, and
+//! the dead inflow branch cost the collective batch ~60% on lavapipe (16 points at N = 50, f32:
+//! 29.8 s with it, 18.5 s without, same load). Measured against the kernel before this
+//! generalisation, back to back on the busy 2-core machine (load ~9): 12.0 s before, 14.6 s
+//! after (27x and 24x the CPU twin in the same runs), i.e. at most ~20% slower, within the
+//! machine's noise.
 //!
 //! # Same algorithm as the CPU twin
 //!
@@ -17,15 +46,19 @@
 //!   (`g_r conj(g_c) rho_rc`, `g_k = e^{i phi k}`, in f64) and the results back, exactly as
 //!   `master::evolve` does; the kernel's couplings are real.
 //! * **Stencil coefficients** (`ure, E, m, sqrt(Gamma) jm, sqrt(w) jm, h_{k-1}, h_k,
-//!   Gamma_phi/2` per level, `master.rs::Coeffs`) are computed on the host in f64 and rounded
-//!   once to the working precision, so the kernel needs no sqrt, sin or cos at all.
+//!   Gamma_phi/2` per level of every block, `master.rs::Coeffs`) and the inflow factors f per
+//!   source level are computed on the host in f64 and rounded once to the working precision,
+//!   so the kernel needs no sqrt, sin or cos at all. The inflow adds its terms after the
+//!   stencil, in the CPU's order, each as `(f(r+s) f(c+s)) rho_src`.
 //! * **Integrator**: the tableau, the error norm
 //!   `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)`, the PI controller, the
 //!   clipping onto save times, the rejection rule, the step-size floor and Hairer's initial
-//!   step are those of [`crate::solver::ode`]. The kernel stores the full matrix; for a
-//!   Hermitian rho0 (the CPU twin's criterion) it weights the components so that the mean runs
-//!   over exactly the real components of the CPU's packed upper triangle (n(n+1) of them), so
-//!   both compute the same norm and take the same steps up to rounding.
+//!   step are those of [`crate::solver::ode`]. The kernel stores full blocks; for a Hermitian
+//!   rho0 (the CPU twin's criterion) it weights the components so that the mean runs over
+//!   exactly the real components of the CPU's packed upper triangles (sum over blocks of
+//!   d(d+1)), so both compute the same norm and take the same steps up to rounding. Measured
+//!   on the block equation (`tests/gpu_blocks_batch.rs`, every term on, N = 5 and 8, rtol
+//!   1e-10): equal step counts and <= 5e-16 deviation in f64; f32 within 1.4e-7.
 //! * **f64 kernel**: only arithmetic and sqrt run in f64 (DESIGN.md: WGSL's f64 pow/exp/log
 //!   are broken). The two powers of the controller (`err^0.17`, `err_old^0.04`) and the
 //!   initial-step power `(0.01/d)^0.2` are evaluated in f32 with the argument clamped to
@@ -47,10 +80,15 @@
 //!
 //! # Mapping
 //!
-//! One workgroup of [`DEFAULT_LANES`] invocations per batch element; invocation `l` owns the
-//! matrix elements `e = l, l + lanes, ...` (row-major, (r, c) stepped without a division), so
-//! neighbouring invocations touch neighbouring addresses. Each element keeps [`SLOTS`]
-//! vectors of n^2 complex numbers in storage (y, two ping-pong stage inputs, k1..k7): the
+//! One workgroup of [`DEFAULT_LANES`] invocations per batch element; in each block invocation
+//! `l` owns the block's elements `e = l, l + lanes, ...` (row-major, (r, c) stepped without a
+//! division), so neighbouring invocations touch neighbouring addresses. A pass loops over the
+//! blocks, then over the block's elements: a flat loop over all blocks' elements that finds
+//! its block inside the loop body was tried first and broke llvmpipe's loop budget (below):
+//! llvmpipe runs both sides of a branch under masks, so the block search's loop ran for every
+//! element. Small blocks leave lanes idle (N = 30 at 256 lanes: 29 rounds per pass instead of
+//! 22). Each element keeps [`SLOTS`] vectors of `len` = sum_j (2j+1)^2 complex numbers in
+//! storage (n^2 for the collective equation; y, two ping-pong stage inputs, k1..k7): the
 //! stencil reads neighbours written by other invocations, and one stage vector of N = 50
 //! (n^2 = 2601 complex, 21 KB in f32) already fills most of lavapipe's 32 KiB of workgroup
 //! memory, so workgroup memory would cap N near 60 and two ping-pong inputs would not fit at
@@ -110,8 +148,10 @@
 //!
 //! # Memory
 //!
-//! Per element: `SLOTS n^2` complex numbers of work and `saves x out_len` complex numbers of
-//! output (`out_len` = n^2, or 5n for [`BatchOutput::Band`]), in one binding each. The batch
+//! Per element: `SLOTS len` complex numbers of work and `saves x out_len` complex numbers of
+//! output (`out_len` = len, or 5 sum_j (2j+1) for [`BatchOutput::Band`]), in one binding each;
+//! the block equation needs ~N^3/6 instead of N^2 per vector (N = 100: 176,851 complex, 14 MB
+//! of f32 work per element; lavapipe's 128 MiB binding takes N <= ~200 in f32). The batch
 //! runs in chunks of elements that fit the device's storage binding size
 //! (`max_storage_buffer_binding_size`, 128 MiB on lavapipe), checked before any allocation:
 //! an element that does not fit alone is refused with [`GpuError::TooLarge`] (e.g. f32 work
@@ -120,7 +160,8 @@
 //!
 //! # Failures
 //!
-//! Input errors (individual rates, mismatched dimensions, bad tolerances or times) are refused
+//! Input errors (individual rates given to [`MasterBatchGpu::run`], mismatched dimensions, bad
+//! tolerances or times) are refused
 //! before any GPU work ([`MasterBatchError::Input`]); device errors are
 //! [`MasterBatchError::Gpu`]; an element whose integration fails (step size too small, too
 //! many steps, a non-finite state) reports its own [`SolverError`] in
@@ -133,7 +174,7 @@ use crate::error::SolverError;
 use crate::model::Model;
 use crate::solver::ode::OdeOptions;
 use crate::solver::trajectory::Precision;
-use crate::state::DensityMatrix;
+use crate::state::{BlockState, DensityMatrix};
 use bytemuck::{Pod, Zeroable};
 use num_complex::Complex64 as c64;
 use serde::Serialize;
@@ -246,6 +287,29 @@ impl Band {
 pub enum Saves {
     Full(Vec<DensityMatrix>),
     Band(Vec<Band>),
+    /// Block batch ([`MasterBatchGpu::run_blocks`]): every block R_j whole.
+    Blocks(Vec<BlockState>),
+    /// Block batch, band output: per save the band of every block (largest j first).
+    BlockBands(Vec<Vec<Band>>),
+}
+
+/// A block state with the bands of `bands` (one per block, largest j first) filled and zeros
+/// elsewhere: exact for every observable up to second order in J, <J^2> and P_m.
+pub fn block_state_from_bands(bands: &[Band]) -> BlockState {
+    let n_atoms = bands.first().map_or(0, |b| b.dim.saturating_sub(1));
+    let mut st = BlockState::zeros(n_atoms);
+    for (b, band) in bands.iter().enumerate() {
+        let o = st.offsets[b];
+        let d = band.dim;
+        for r in 0..d {
+            for c in r.saturating_sub(2)..(r + 3).min(d) {
+                if let Some(v) = band.get(r, c) {
+                    st.data[o + r * d + c] = v;
+                }
+            }
+        }
+    }
+    st
 }
 
 impl Saves {
@@ -254,6 +318,8 @@ impl Saves {
         match self {
             Saves::Full(v) => v.len(),
             Saves::Band(v) => v.len(),
+            Saves::Blocks(v) => v.len(),
+            Saves::BlockBands(v) => v.len(),
         }
     }
 
@@ -261,7 +327,8 @@ impl Saves {
         self.len() == 0
     }
 
-    /// Moments of J of every saved state ([`crate::observe::moments`]).
+    /// Moments of J of every saved state ([`crate::observe::moments`], summed over the blocks
+    /// for a block batch).
     pub fn moments(&self) -> Vec<crate::observe::Moments> {
         match self {
             Saves::Full(v) => v.iter().map(crate::observe::moments).collect(),
@@ -269,6 +336,25 @@ impl Saves {
                 .iter()
                 .map(|b| crate::observe::moments(&b.to_density_matrix()))
                 .collect(),
+            Saves::Blocks(v) => v.iter().map(crate::observe::moments_blocks).collect(),
+            Saves::BlockBands(v) => v
+                .iter()
+                .map(|b| crate::observe::moments_blocks(&block_state_from_bands(b)))
+                .collect(),
+        }
+    }
+
+    /// Every save as a block state (a collective save as its j = N/2 block; bands expanded
+    /// with zeros off the band).
+    pub fn block_states(&self) -> Vec<BlockState> {
+        match self {
+            Saves::Full(v) => v.iter().map(BlockState::from_symmetric).collect(),
+            Saves::Band(v) => v
+                .iter()
+                .map(|b| BlockState::from_symmetric(&b.to_density_matrix()))
+                .collect(),
+            Saves::Blocks(v) => v.clone(),
+            Saves::BlockBands(v) => v.iter().map(|b| block_state_from_bands(b)).collect(),
         }
     }
 }
@@ -325,9 +411,13 @@ impl MasterBatch {
         self.elements
             .into_iter()
             .map(|e| {
-                e.map(|el| match el.saves {
-                    Saves::Full(v) => v,
-                    Saves::Band(v) => v.iter().map(Band::to_density_matrix).collect(),
+                e.and_then(|el| match el.saves {
+                    Saves::Full(v) => Ok(v),
+                    Saves::Band(v) => Ok(v.iter().map(Band::to_density_matrix).collect()),
+                    Saves::Blocks(_) | Saves::BlockBands(_) => Err(SolverError::Unsupported {
+                        solver: "master_batch",
+                        message: "a block batch's saves are block states (Saves::block_states)".to_string(),
+                    }),
                 })
             })
             .collect()
@@ -370,9 +460,16 @@ macro_rules! twin_structs {
         #[repr(C)]
         #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
         pub struct $params {
-            /// Levels n = N + 1.
-            pub n: u32,
-            pub nn: u32,
+            /// Blocks per state (1: collective).
+            pub n_blocks: u32,
+            /// Complex elements per state, sum of d^2 over the blocks.
+            pub len: u32,
+            /// Levels per state, sum of d.
+            pub levels: u32,
+            /// Inflow factors per element.
+            pub icoef_len: u32,
+            /// Real components of the CPU twin's packed Hermitian vector, sum of d (d + 1).
+            pub herm_len: u32,
             /// Elements (workgroups) in this chunk.
             pub batch: u32,
             pub n_saves: u32,
@@ -384,7 +481,6 @@ macro_rules! twin_structs {
             pub max_steps: u32,
             /// Loop iterations per invocation and dispatch (module doc, "llvmpipe").
             pub loop_budget: u32,
-            pub _pad_u: [u32; 3],
             pub rtol: $r,
             pub atol: $r,
             /// First step; 0: Hairer's estimate.
@@ -421,7 +517,7 @@ trait Real: Pod + Copy + Default {
     type Ctrl: Pod;
     fn of(x: f64) -> Self;
     fn to_f64(self) -> f64;
-    fn params(u: [u32; 9], r: [f64; 6]) -> Self::Params;
+    fn params(u: [u32; 12], r: [f64; 6]) -> Self::Params;
     fn ctrl(herm: bool) -> Self::Ctrl;
     /// (state, elapsed time, h).
     fn read_ctrl(c: &Self::Ctrl) -> ElementEnd;
@@ -464,10 +560,13 @@ macro_rules! impl_real {
             fn to_f64(self) -> f64 {
                 f64::from(self)
             }
-            fn params(u: [u32; 9], r: [f64; 6]) -> $params {
+            fn params(u: [u32; 12], r: [f64; 6]) -> $params {
                 let [
-                    n,
-                    nn,
+                    n_blocks,
+                    len,
+                    levels,
+                    icoef_len,
+                    herm_len,
                     batch,
                     n_saves,
                     out_mode,
@@ -478,8 +577,11 @@ macro_rules! impl_real {
                 ] = u;
                 let [rtol, atol, h0, t0, span, hmin_rel] = r.map(|x| x as $r);
                 $params {
-                    n,
-                    nn,
+                    n_blocks,
+                    len,
+                    levels,
+                    icoef_len,
+                    herm_len,
                     batch,
                     n_saves,
                     out_mode,
@@ -487,7 +589,6 @@ macro_rules! impl_real {
                     attempts,
                     max_steps,
                     loop_budget,
-                    _pad_u: [0; 3],
                     rtol,
                     atol,
                     h0,
@@ -528,8 +629,9 @@ struct LoopCosts {
 }
 
 impl LoopCosts {
-    fn new(n: usize, lanes: u32) -> Self {
-        let per_pass = ((n * n) as u64).div_ceil(u64::from(lanes)) + 8;
+    /// For states of `len` complex elements in `n_blocks` blocks.
+    fn new(len: usize, n_blocks: usize, lanes: u32) -> Self {
+        let per_pass = (len as u64).div_ceil(u64::from(lanes)) + 3 * n_blocks as u64 + 9;
         let red = u64::from(lanes.trailing_zeros()) + 1;
         LoopCosts {
             init: 3 * per_pass + 2 * red,
@@ -546,18 +648,165 @@ fn real_size(p: Precision) -> u64 {
     }
 }
 
-/// Bytes a batch element needs on the device: (work, output per element), for `n` levels,
-/// `saves` save times. Both must fit one storage binding.
+/// Bytes a collective batch element needs on the device: (work, output per element), for `n`
+/// levels, `saves` save times. Both must fit one storage binding.
 pub fn element_bytes(n: usize, saves: usize, output: BatchOutput, precision: Precision) -> (u64, u64) {
-    let c = 2 * real_size(precision);
-    let nn = (n * n) as u64;
-    (SLOTS * nn * c, saves as u64 * out_len(n, output) as u64 * c)
+    Layout::collective(n).element_bytes(saves, output, precision)
 }
 
-fn out_len(n: usize, output: BatchOutput) -> usize {
-    match output {
-        BatchOutput::Full => n * n,
-        BatchOutput::Band => 5 * n,
+/// Bytes a batch element of the block master equation of `n_atoms` atoms needs on the device
+/// (work, output per element); the inflow factors (a few sum_j (2j+1) numbers) are not counted.
+pub fn block_element_bytes(
+    n_atoms: usize,
+    saves: usize,
+    output: BatchOutput,
+    precision: Precision,
+) -> (u64, u64) {
+    let dims: Vec<usize> = crate::basis::two_js(n_atoms).iter().map(|t| t + 1).collect();
+    Layout::new(dims, Vec::new(), 0).element_bytes(saves, output, precision)
+}
+
+/// Block `b` of every state of a batch, as the kernel reads it. WGSL twin: `struct Block` in
+/// `shaders/master_batch.wgsl` (128 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct MasterBatchBlock {
+    /// 2j + 1.
+    pub d: u32,
+    /// First flat element of the block in a state vector.
+    pub voff: u32,
+    /// First entry of the block's band in a band save.
+    pub band_off: u32,
+    /// First level of the block in an element's coefficients.
+    pub lvl: u32,
+    /// Inflow terms in `tr`.
+    pub ntr: u32,
+    pub _pad: [u32; 3],
+    /// (first flat element of the source block, shift as i32 bits, offset of the factors in
+    /// the element's inflow coefficients, source block's d), in the order the CPU twin adds
+    /// them.
+    pub tr: [[u32; 4]; 6],
+}
+
+/// The block structure shared by every state of a batch: one block for the collective master
+/// equation, the irreps 2j = N, N-2, ... for the block master equation.
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    dims: Vec<usize>,
+    /// Per block b (and one past the last): first flat element, first band entry, first level.
+    voff: Vec<usize>,
+    band_off: Vec<usize>,
+    lvl: Vec<usize>,
+    /// Per block its inflow terms: (channel of `blocks::CHANNELS`, source block, shift, offset
+    /// of the factors in an element's inflow coefficients).
+    tr: Vec<Vec<(usize, usize, isize, usize)>>,
+    icoef_len: usize,
+}
+
+impl Layout {
+    fn new(dims: Vec<usize>, tr: Vec<Vec<(usize, usize, isize, usize)>>, icoef_len: usize) -> Layout {
+        let mut voff = vec![0];
+        let mut band_off = vec![0];
+        let mut lvl = vec![0];
+        for &d in &dims {
+            voff.push(voff.last().unwrap_or(&0) + d * d);
+            band_off.push(band_off.last().unwrap_or(&0) + 5 * d);
+            lvl.push(lvl.last().unwrap_or(&0) + d);
+        }
+        let tr = if tr.is_empty() {
+            vec![Vec::new(); dims.len()]
+        } else {
+            tr
+        };
+        Layout {
+            dims,
+            voff,
+            band_off,
+            lvl,
+            tr,
+            icoef_len,
+        }
+    }
+
+    fn collective(n: usize) -> Layout {
+        Layout::new(vec![n], Vec::new(), 0)
+    }
+
+    /// The blocks of N atoms with an inflow term wherever any element of the batch has one (an
+    /// element without it gets zero factors there: adding 0 changes nothing).
+    fn blocks(stencils: &[crate::solver::blocks::BlockStencil]) -> Layout {
+        let dims = stencils[0].dims.clone();
+        let mut tr = Vec::with_capacity(dims.len());
+        let mut off = 0;
+        for b in 0..dims.len() {
+            let mut terms = Vec::new();
+            for (ch, &(rel, shift)) in crate::solver::blocks::CHANNELS.iter().enumerate() {
+                if stencils.iter().any(|s| s.inflow[b][ch].is_some()) {
+                    let src = (b as isize + rel) as usize;
+                    terms.push((ch, src, shift, off));
+                    off += dims[src];
+                }
+            }
+            tr.push(terms);
+        }
+        Layout::new(dims, tr, off)
+    }
+
+    fn n_blocks(&self) -> usize {
+        self.dims.len()
+    }
+
+    fn len(&self) -> usize {
+        self.voff[self.n_blocks()]
+    }
+
+    fn levels(&self) -> usize {
+        self.lvl[self.n_blocks()]
+    }
+
+    /// Real components of the CPU twin's packed vector (each block's upper triangle, re and im).
+    fn herm_len(&self) -> usize {
+        self.dims.iter().map(|d| d * (d + 1)).sum()
+    }
+
+    fn out_len(&self, output: BatchOutput) -> usize {
+        match output {
+            BatchOutput::Full => self.len(),
+            BatchOutput::Band => self.band_off[self.n_blocks()],
+        }
+    }
+
+    fn element_bytes(&self, saves: usize, output: BatchOutput, precision: Precision) -> (u64, u64) {
+        let c = 2 * real_size(precision);
+        (
+            SLOTS * self.len() as u64 * c,
+            saves as u64 * self.out_len(output) as u64 * c,
+        )
+    }
+
+    fn gpu_blocks(&self) -> Vec<MasterBatchBlock> {
+        (0..self.n_blocks())
+            .map(|b| {
+                let mut tr = [[0u32; 4]; 6];
+                for (k, &(_, src, shift, ioff)) in self.tr[b].iter().enumerate() {
+                    tr[k] = [
+                        self.voff[src] as u32,
+                        (shift as i32) as u32,
+                        ioff as u32,
+                        self.dims[src] as u32,
+                    ];
+                }
+                MasterBatchBlock {
+                    d: self.dims[b] as u32,
+                    voff: self.voff[b] as u32,
+                    band_off: self.band_off[b] as u32,
+                    lvl: self.lvl[b] as u32,
+                    ntr: self.tr[b].len() as u32,
+                    _pad: [0; 3],
+                    tr,
+                }
+            })
+            .collect()
     }
 }
 
@@ -569,15 +818,17 @@ struct Buffers {
     ctrl: wgpu::Buffer,
     work: wgpu::Buffer,
     out: wgpu::Buffer,
+    blocks: wgpu::Buffer,
+    icoef: wgpu::Buffer,
     ctrl_staging: wgpu::Buffer,
     out_staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    /// Sizes of params, coef, times, ctrl, work, out.
-    sizes: [u64; 6],
+    /// Sizes of params, coef, times, ctrl, work, out, blocks, icoef.
+    sizes: [u64; 8],
 }
 
-/// A pipeline built for (precision, lanes).
-type PipelineEntry = ((Precision, u32), Arc<wgpu::ComputePipeline>);
+/// A pipeline built for (precision, lanes, inflow).
+type PipelineEntry = ((Precision, u32, bool), Arc<wgpu::ComputePipeline>);
 
 /// An element's state after its last dispatch: (state, elapsed time since `times[0]`, h).
 type ElementEnd = (CtrlState, f64, f64);
@@ -603,69 +854,101 @@ impl std::fmt::Debug for MasterBatchGpu {
 
 /// A batch element prepared on the host.
 struct Prepared {
-    /// Per level: (ure, E, m, dn, up, h_{k-1}, h_k, Gamma_phi / 2).
+    /// Per level of every block: (ure, E, m, dn, up, h_{k-1}, h_k, Gamma_phi / 2).
     coef: Vec<[f64; 8]>,
-    /// Initial state in the phi = 0 frame, row-major.
+    /// Inflow factors (`Layout::tr` order).
+    icoef: Vec<f64>,
+    /// Initial state in the phi = 0 frame, the blocks row-major one after the other.
     y0: Vec<c64>,
-    /// Gauge factors e^{i phi k}.
+    /// Gauge factors e^{i phi k} (for the largest block; smaller ones use its start).
     gauge: Vec<c64>,
     hermitian: bool,
     trace0: c64,
 }
 
-fn prepare(model: &Model, rho0: &DensityMatrix, irrep: &Irrep) -> Prepared {
-    let n = irrep.dim();
-    let (g, w) = (model.gamma_coll, model.pump_coll);
-    let coef = (0..n)
-        .map(|k| {
-            let m = irrep.m[k];
-            [
-                -0.5 * (g * irrep.jpjm[k] + w * irrep.jmjp[k]),
-                model.omega0 * m + model.chi * irrep.jpjm[k] + model.chi_z * m * m,
-                m,
-                if k + 1 < n {
-                    g.sqrt() * irrep.jm[k + 1]
-                } else {
-                    0.0
-                },
-                w.sqrt() * irrep.jm[k],
-                if k > 0 {
-                    0.5 * model.drive * irrep.jp[k - 1]
-                } else {
-                    0.0
-                },
-                0.5 * model.drive * irrep.jp[k],
-                0.5 * model.dephase_coll,
-            ]
-        })
-        .collect();
-    let gauge: Vec<c64> = (0..n)
-        .map(|k| c64::new(0.0, model.phi * k as f64).exp())
-        .collect();
-    let scale = rho0.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
-    let hermitian = rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300);
-    let mut y0 = vec![c64::new(0.0, 0.0); n * n];
-    for r in 0..n {
-        for c in 0..n {
-            let rot = gauge[r] * gauge[c].conj();
-            if !hermitian {
-                y0[r * n + c] = rot * rho0.get(r, c);
-            } else if r <= c {
-                let mut v = rot * 0.5 * (rho0.get(r, c) + rho0.get(c, r).conj());
-                if r == c {
-                    v.im = 0.0;
+/// The initial states of a batch: collective matrices or block states.
+#[derive(Clone, Copy)]
+enum Rho0s<'a> {
+    Sym(&'a [DensityMatrix]),
+    Blocks(&'a [BlockState]),
+}
+
+impl Rho0s<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rho0s::Sym(v) => v.len(),
+            Rho0s::Blocks(v) => v.len(),
+        }
+    }
+
+    /// Element b's state (the only one when one is given for all): flat data, is Hermitian.
+    fn get(&self, b: usize) -> (&[c64], bool) {
+        let i = if self.len() == 1 { 0 } else { b };
+        let (data, herm) = match self {
+            Rho0s::Sym(v) => (&v[i].data, v[i].hermiticity_error()),
+            Rho0s::Blocks(v) => (&v[i].data, v[i].hermiticity_error()),
+        };
+        let scale = data.iter().map(|z| z.norm()).fold(0.0, f64::max);
+        (data, herm <= 1e-12 * scale.max(1e-300))
+    }
+}
+
+/// Element b prepared for the kernel: `levels` are its stencil coefficients (all blocks) and
+/// `inflow` its factors per block and channel (None: collective).
+fn prepare(
+    model: &Model,
+    rho0: &[c64],
+    hermitian: bool,
+    layout: &Layout,
+    levels: Vec<[f64; 8]>,
+    inflow: Option<&[[Option<Vec<f64>>; 6]]>,
+) -> Prepared {
+    let gauge = crate::solver::master::gauge(layout.dims[0], model.phi);
+    let mut icoef = vec![0.0; layout.icoef_len];
+    if let Some(inflow) = inflow {
+        for (b, terms) in layout.tr.iter().enumerate() {
+            for &(ch, _, _, off) in terms {
+                if let Some(f) = &inflow[b][ch] {
+                    icoef[off..off + f.len()].copy_from_slice(f);
                 }
-                y0[r * n + c] = v;
-                y0[c * n + r] = v.conj();
+            }
+        }
+    }
+    let mut y0 = vec![c64::new(0.0, 0.0); layout.len()];
+    let mut trace0 = c64::new(0.0, 0.0);
+    for (b, &n) in layout.dims.iter().enumerate() {
+        let o = layout.voff[b];
+        let get = |r: usize, c: usize| rho0[o + r * n + c];
+        for r in 0..n {
+            trace0 += get(r, r);
+            for c in 0..n {
+                let rot = gauge[r] * gauge[c].conj();
+                if !hermitian {
+                    y0[o + r * n + c] = rot * get(r, c);
+                } else if r <= c {
+                    // As the CPU twins: master::evolve takes the Hermitian part and rotates,
+                    // blocks::evolve rotates and takes the Hermitian part.
+                    let mut v = if inflow.is_none() {
+                        rot * 0.5 * (get(r, c) + get(c, r).conj())
+                    } else {
+                        0.5 * (rot * get(r, c) + (rot.conj() * get(c, r)).conj())
+                    };
+                    if r == c {
+                        v.im = 0.0;
+                    }
+                    y0[o + r * n + c] = v;
+                    y0[o + c * n + r] = v.conj();
+                }
             }
         }
     }
     Prepared {
-        coef,
+        coef: levels,
+        icoef,
         y0,
         gauge,
         hermitian,
-        trace0: rho0.trace(),
+        trace0,
     }
 }
 
@@ -675,10 +958,11 @@ fn pipeline(
     def: &ShaderDef,
     module: &wgpu::ShaderModule,
     lanes: u32,
+    inflow: bool,
 ) -> Result<wgpu::ComputePipeline, GpuError> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let label = format!("dicke.{}.lanes{lanes}", def.name);
-    let constants = [("WG", f64::from(lanes))];
+    let label = format!("dicke.{}.lanes{lanes}.inflow{}", def.name, u8::from(inflow));
+    let constants = [("WG", f64::from(lanes)), ("INFLOW", f64::from(u8::from(inflow)))];
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(&label),
         layout: Some(layout),
@@ -724,6 +1008,8 @@ impl MasterBatchGpu {
                 entry(3, storage(false)),
                 entry(4, storage(false)),
                 entry(5, storage(false)),
+                entry(6, storage(true)),
+                entry(7, storage(true)),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -760,7 +1046,7 @@ impl MasterBatchGpu {
         };
         for p in [Precision::F32, Precision::F64] {
             if this.modules.iter().any(|m| m.0 == p) {
-                this.pipeline_for(p, DEFAULT_LANES)?;
+                this.pipeline_for(p, DEFAULT_LANES, false)?;
             }
         }
         Ok(this)
@@ -771,9 +1057,16 @@ impl MasterBatchGpu {
         &self.ctx
     }
 
-    fn pipeline_for(&self, p: Precision, lanes: u32) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+    /// The pipeline for (precision, lanes), with the inflow terms compiled in (`inflow`, the
+    /// block equation) or out (the collective equation).
+    fn pipeline_for(
+        &self,
+        p: Precision,
+        lanes: u32,
+        inflow: bool,
+    ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
         let mut cache = lock(&self.pipelines);
-        if let Some((_, pl)) = cache.iter().find(|(k, _)| *k == (p, lanes)) {
+        if let Some((_, pl)) = cache.iter().find(|(k, _)| *k == (p, lanes, inflow)) {
             return Ok(Arc::clone(pl));
         }
         let (_, def, module) = self
@@ -790,8 +1083,9 @@ impl MasterBatchGpu {
             def,
             module,
             lanes,
+            inflow,
         )?);
-        cache.push(((p, lanes), Arc::clone(&pl)));
+        cache.push(((p, lanes, inflow), Arc::clone(&pl)));
         Ok(pl)
     }
 
@@ -808,20 +1102,39 @@ impl MasterBatchGpu {
         options: &MasterBatchOptions,
     ) -> Result<MasterBatch, MasterBatchError> {
         match options.precision {
-            Precision::F32 => self.run_t::<f32>(models, rho0s, times, opts, options),
-            Precision::F64 => self.run_t::<f64>(models, rho0s, times, opts, options),
+            Precision::F32 => self.run_t::<f32>(models, Rho0s::Sym(rho0s), times, opts, options),
+            Precision::F64 => self.run_t::<f64>(models, Rho0s::Sym(rho0s), times, opts, options),
+        }
+    }
+
+    /// The block master equation (single-atom rates allowed, [`crate::solver::blocks`]): integrate
+    /// every `(models[b], rho0s[b])` (or the single `rho0s[0]` for all) as [`run`](Self::run)
+    /// does, with the algorithm of the CPU twin [`crate::solver::blocks::evolve`]. The saves
+    /// are [`Saves::Blocks`] or [`Saves::BlockBands`]. All models must have the same N.
+    pub fn run_blocks(
+        &self,
+        models: &[Model],
+        rho0s: &[BlockState],
+        times: &[f64],
+        opts: &OdeOptions,
+        options: &MasterBatchOptions,
+    ) -> Result<MasterBatch, MasterBatchError> {
+        match options.precision {
+            Precision::F32 => self.run_t::<f32>(models, Rho0s::Blocks(rho0s), times, opts, options),
+            Precision::F64 => self.run_t::<f64>(models, Rho0s::Blocks(rho0s), times, opts, options),
         }
     }
 
     fn run_t<R: Real>(
         &self,
         models: &[Model],
-        rho0s: &[DensityMatrix],
+        rho0s: Rho0s,
         times: &[f64],
         opts: &OdeOptions,
         options: &MasterBatchOptions,
     ) -> Result<MasterBatch, MasterBatchError> {
         let precision = R::PRECISION;
+        let is_blocks = matches!(rho0s, Rho0s::Blocks(_));
         let lanes = if options.lanes == 0 {
             DEFAULT_LANES
         } else {
@@ -864,10 +1177,10 @@ impl MasterBatchGpu {
                 ))
                 .into());
             }
-            if !m.is_collective() {
+            if !is_blocks && !m.is_collective() {
                 return Err(bad(format!(
                     "models[{b}] has individual (single-atom) rates {} > 0; the collective master \
-                     equation keeps only the j = N/2 irrep",
+                     equation keeps only the j = N/2 irrep (use run_blocks)",
                     m.individual_terms().join(", ")
                 ))
                 .into());
@@ -875,15 +1188,40 @@ impl MasterBatchGpu {
         }
         let irrep = Irrep::symmetric(n_atoms);
         let n = irrep.dim();
-        for (b, rho) in rho0s.iter().enumerate() {
-            if rho.dim != n || rho.data.len() != n * n {
-                return Err(bad(format!(
-                    "rho0s[{b}] is {0} x {0}, N = {n_atoms} needs {n} x {n}",
-                    rho.dim
-                ))
-                .into());
+        match rho0s {
+            Rho0s::Sym(v) => {
+                for (b, rho) in v.iter().enumerate() {
+                    if rho.dim != n || rho.data.len() != n * n {
+                        return Err(bad(format!(
+                            "rho0s[{b}] is {0} x {0}, N = {n_atoms} needs {n} x {n}",
+                            rho.dim
+                        ))
+                        .into());
+                    }
+                }
             }
-            if !rho.data.iter().all(|z| z.re.is_finite() && z.im.is_finite()) {
+            Rho0s::Blocks(v) => {
+                for (b, st) in v.iter().enumerate() {
+                    let want = crate::state::blocks::block_elements(n_atoms);
+                    if st.n != n_atoms || st.data.len() != want {
+                        return Err(bad(format!(
+                            "rho0s[{b}] holds the blocks of N = {} ({} elements), N = {n_atoms} \
+                             needs {want}",
+                            st.n,
+                            st.data.len()
+                        ))
+                        .into());
+                    }
+                }
+            }
+        }
+        for b in 0..rho0s.len() {
+            if !rho0s
+                .get(b)
+                .0
+                .iter()
+                .all(|z| z.re.is_finite() && z.im.is_finite())
+            {
                 return Err(SolverError::NonFinite {
                     t: times.first().copied().unwrap_or(0.0),
                 }
@@ -900,9 +1238,11 @@ impl MasterBatchGpu {
         let batch = models.len();
         if times.is_empty() {
             let empty = |h: bool| BatchElement {
-                saves: match options.output {
-                    BatchOutput::Full => Saves::Full(Vec::new()),
-                    BatchOutput::Band => Saves::Band(Vec::new()),
+                saves: match (is_blocks, options.output) {
+                    (false, BatchOutput::Full) => Saves::Full(Vec::new()),
+                    (false, BatchOutput::Band) => Saves::Band(Vec::new()),
+                    (true, BatchOutput::Full) => Saves::Blocks(Vec::new()),
+                    (true, BatchOutput::Band) => Saves::BlockBands(Vec::new()),
                 },
                 stats: BatchStats {
                     steps: 0,
@@ -913,25 +1253,37 @@ impl MasterBatchGpu {
                     hermitian: h,
                 },
             };
-            result.elements = (0..batch)
-                .map(|b| {
-                    let rho = &rho0s[if rho0s.len() == 1 { 0 } else { b }];
-                    let scale = rho.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
-                    Ok(empty(rho.hermiticity_error() <= 1e-12 * scale.max(1e-300)))
-                })
-                .collect();
+            result.elements = (0..batch).map(|b| Ok(empty(rho0s.get(b).1))).collect();
             return Ok(result);
         }
+
+        // The block structure (the stencils are needed for the union of inflow terms).
+        let stencils: Vec<crate::solver::blocks::BlockStencil> = if is_blocks {
+            models.iter().map(crate::solver::blocks::stencil).collect()
+        } else {
+            Vec::new()
+        };
+        let layout = if is_blocks {
+            Layout::blocks(&stencils)
+        } else {
+            Layout::collective(n)
+        };
 
         // Memory: refuse before allocating anything.
         let limits = self.ctx.limits();
         let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let n_saves = times.len();
-        let (work_per, out_per) = element_bytes(n, n_saves, options.output, precision);
+        let (work_per, out_per) = layout.element_bytes(n_saves, options.output, precision);
+        let what_state = if is_blocks {
+            format!("the {} blocks R_j of N = {n_atoms}", layout.n_blocks())
+        } else {
+            format!("a {n} x {n} density matrix")
+        };
         if work_per > binding_limit {
             return Err(GpuError::TooLarge {
                 what: format!(
-                    "master_batch: {SLOTS} work vectors of a {n} x {n} density matrix in {}",
+                    "master_batch: {SLOTS} work vectors of {what_state} ({} complex elements) in {}",
+                    layout.len(),
                     precision.name()
                 ),
                 bytes: work_per,
@@ -942,10 +1294,10 @@ impl MasterBatchGpu {
         if out_per > binding_limit {
             return Err(GpuError::TooLarge {
                 what: format!(
-                    "master_batch: {n_saves} saved {} of N = {n_atoms} per element in {} \
+                    "master_batch: {n_saves} saved {} of {what_state} per element in {} \
                      (ask for the band output, or fewer save times)",
                     match options.output {
-                        BatchOutput::Full => "density matrices",
+                        BatchOutput::Full => "states",
                         BatchOutput::Band => "bands",
                     },
                     precision.name()
@@ -955,7 +1307,8 @@ impl MasterBatchGpu {
             }
             .into());
         }
-        let coef_per = 2 * n as u64 * 4 * real_size(precision);
+        let coef_per = 2 * layout.levels() as u64 * 4 * real_size(precision);
+        let icoef_per = layout.icoef_len as u64 * real_size(precision);
         let ctrl_per = std::mem::size_of::<R::Ctrl>() as u64;
         let per_max = |per: u64, cap: u64| (cap / per.max(1)).max(1);
         let chunk = (batch as u64)
@@ -963,13 +1316,15 @@ impl MasterBatchGpu {
             .min(per_max(work_per, binding_limit.min(MAX_CHUNK_WORK_BYTES)))
             .min(per_max(out_per, binding_limit))
             .min(per_max(coef_per, binding_limit))
+            .min(per_max(icoef_per, binding_limit))
             .min(per_max(ctrl_per, binding_limit))
             .max(1) as usize;
 
+        let len = layout.len();
         let attempts = if options.attempts_per_dispatch > 0 {
             options.attempts_per_dispatch
         } else {
-            (ATTEMPT_ELEMS / (n * n) as u64).clamp(1, MAX_ATTEMPTS) as u32
+            (ATTEMPT_ELEMS / len as u64).clamp(1, MAX_ATTEMPTS) as u32
         };
         result.attempts_per_dispatch = attempts;
         let loop_budget = if self.ctx.info().software {
@@ -977,7 +1332,7 @@ impl MasterBatchGpu {
         } else {
             u32::MAX
         };
-        let costs = LoopCosts::new(n, lanes);
+        let costs = LoopCosts::new(len, layout.n_blocks(), lanes);
         if costs.init.max(costs.attempt).max(costs.save) > u64::from(loop_budget) {
             return Err(bad(format!(
                 "N = {n_atoms}: one step needs {} loop iterations per invocation, more than the \
@@ -988,9 +1343,9 @@ impl MasterBatchGpu {
             ))
             .into());
         }
-        let pipeline = self.pipeline_for(precision, lanes)?;
+        let pipeline = self.pipeline_for(precision, lanes, is_blocks)?;
 
-        // Shared per call: the save times as elapsed pairs and the scalar parameters.
+        // Shared per call: the save times as elapsed pairs, the scalar parameters, the blocks.
         let t0 = times[0];
         let save_t: Vec<[R; 2]> = times.iter().map(|&t| R::pair(t - t0)).collect();
         let span = times[n_saves - 1] - t0;
@@ -999,18 +1354,32 @@ impl MasterBatchGpu {
             BatchOutput::Full => 0,
             BatchOutput::Band => 1,
         };
-        let olen = out_len(n, options.output);
+        let olen = layout.out_len(options.output);
+        let gpu_blocks = layout.gpu_blocks();
 
         let mut guard = lock(&self.buffers);
         for start in (0..batch).step_by(chunk) {
             let cb = chunk.min(batch - start);
             let prepared: Vec<Prepared> = (start..start + cb)
-                .map(|b| prepare(&models[b], &rho0s[if rho0s.len() == 1 { 0 } else { b }], &irrep))
+                .map(|b| {
+                    let (data, herm) = rho0s.get(b);
+                    if is_blocks {
+                        let st = &stencils[b];
+                        let levels = st.levels.iter().flatten().copied().collect();
+                        prepare(&models[b], data, herm, &layout, levels, Some(&st.inflow))
+                    } else {
+                        let levels = crate::solver::master::Coeffs::collective(&models[b], &irrep).levels();
+                        prepare(&models[b], data, herm, &layout, levels, None)
+                    }
+                })
                 .collect();
             let params = R::params(
                 [
-                    n as u32,
-                    (n * n) as u32,
+                    layout.n_blocks() as u32,
+                    len as u32,
+                    layout.levels() as u32,
+                    layout.icoef_len as u32,
+                    layout.herm_len() as u32,
                     cb as u32,
                     n_saves as u32,
                     out_mode,
@@ -1035,6 +1404,8 @@ impl MasterBatchGpu {
                 cb as u64 * ctrl_per,
                 cb as u64 * work_per,
                 cb as u64 * out_per,
+                std::mem::size_of_val(gpu_blocks.as_slice()) as u64,
+                cb as u64 * icoef_per,
             ];
             let bufs = match guard.take() {
                 Some(b) if b.sizes.iter().zip(&sizes).all(|(have, need)| have >= need) => b,
@@ -1048,8 +1419,16 @@ impl MasterBatchGpu {
                     self.buffers(grown)?
                 }
             };
-            let (dispatches, states) =
-                self.run_chunk::<R>(&bufs, &pipeline, &params, &prepared, &save_t, cb, attempts)?;
+            let (dispatches, states) = self.run_chunk::<R>(
+                &bufs,
+                &pipeline,
+                &params,
+                &prepared,
+                &gpu_blocks,
+                &save_t,
+                cb,
+                attempts,
+            )?;
             result.dispatches += dispatches;
             result.chunks += 1;
             let out_bytes = cb as u64 * out_per;
@@ -1063,7 +1442,8 @@ impl MasterBatchGpu {
                     STATUS_DONE => Ok(convert::<R>(
                         &vals[i * n_saves * olen * 2..(i + 1) * n_saves * olen * 2],
                         p,
-                        n,
+                        &layout,
+                        is_blocks.then_some(n_atoms),
                         n_saves,
                         options.output,
                         state,
@@ -1094,13 +1474,13 @@ impl MasterBatchGpu {
         pipeline: &wgpu::ComputePipeline,
         params: &R::Params,
         prepared: &[Prepared],
+        blocks: &[MasterBatchBlock],
         save_t: &[[R; 2]],
         cb: usize,
         attempts: u32,
     ) -> Result<(usize, Vec<ElementEnd>), GpuError> {
         let queue = self.ctx.queue();
-        let n = prepared[0].gauge.len();
-        let nn = n * n;
+        let nn = prepared[0].y0.len();
         self.ctx.scoped("master_batch upload", || {
             queue.write_buffer(&bufs.params, 0, bytemuck::bytes_of(params));
             let coef: Vec<R> = prepared
@@ -1108,6 +1488,14 @@ impl MasterBatchGpu {
                 .flat_map(|p| p.coef.iter().flatten().map(|&x| R::of(x)))
                 .collect();
             queue.write_buffer(&bufs.coef, 0, bytemuck::cast_slice(&coef));
+            queue.write_buffer(&bufs.blocks, 0, bytemuck::cast_slice(blocks));
+            let icoef: Vec<R> = prepared
+                .iter()
+                .flat_map(|p| p.icoef.iter().map(|&x| R::of(x)))
+                .collect();
+            if !icoef.is_empty() {
+                queue.write_buffer(&bufs.icoef, 0, bytemuck::cast_slice(&icoef));
+            }
             queue.write_buffer(&bufs.times, 0, bytemuck::cast_slice(save_t));
             let ctrl: Vec<R::Ctrl> = prepared.iter().map(|p| R::ctrl(p.hermitian)).collect();
             queue.write_buffer(&bufs.ctrl, 0, bytemuck::cast_slice(&ctrl));
@@ -1192,7 +1580,7 @@ impl MasterBatchGpu {
             .read_back(&bufs.out_staging, "dicke.master_batch.out_staging", bytes)
     }
 
-    fn buffers(&self, sizes: [u64; 6]) -> Result<Buffers, GpuError> {
+    fn buffers(&self, sizes: [u64; 8]) -> Result<Buffers, GpuError> {
         self.ctx.scoped("master_batch buffer allocation", || {
             let device = self.ctx.device();
             use wgpu::BufferUsages as U;
@@ -1215,6 +1603,8 @@ impl MasterBatchGpu {
             );
             let work = mk("dicke.master_batch.work", sizes[4], U::STORAGE | U::COPY_DST);
             let out = mk("dicke.master_batch.out", sizes[5], U::STORAGE | U::COPY_SRC);
+            let blocks = mk("dicke.master_batch.blocks", sizes[6], U::STORAGE | U::COPY_DST);
+            let icoef = mk("dicke.master_batch.icoef", sizes[7], U::STORAGE | U::COPY_DST);
             let ctrl_staging = mk(
                 "dicke.master_batch.ctrl_staging",
                 sizes[3],
@@ -1253,6 +1643,14 @@ impl MasterBatchGpu {
                         binding: 5,
                         resource: out.as_entire_binding(),
                     },
+                    wgpu::BindGroupEntry {
+                        binding: 6,
+                        resource: blocks.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 7,
+                        resource: icoef.as_entire_binding(),
+                    },
                 ],
             });
             Ok(Buffers {
@@ -1262,6 +1660,8 @@ impl MasterBatchGpu {
                 ctrl,
                 work,
                 out,
+                blocks,
+                icoef,
                 ctrl_staging,
                 out_staging,
                 bind_group,
@@ -1272,16 +1672,18 @@ impl MasterBatchGpu {
 }
 
 /// One element's saves from the kernel's output (phi = 0 frame, working precision) to
-/// density matrices or bands in the model's frame, with the statistics.
+/// density matrices, block states or bands in the model's frame, with the statistics.
+/// `blocks_of`: Some(N) for a block batch.
 fn convert<R: Real>(
     vals: &[R],
     p: &Prepared,
-    n: usize,
+    layout: &Layout,
+    blocks_of: Option<usize>,
     n_saves: usize,
     output: BatchOutput,
     state: CtrlState,
 ) -> BatchElement {
-    let olen = out_len(n, output);
+    let olen = layout.out_len(output);
     let g = &p.gauge;
     let at = |s: usize, j: usize| {
         let i = 2 * (s * olen + j);
@@ -1289,70 +1691,118 @@ fn convert<R: Real>(
     };
     let mut max_tr: f64 = 0.0;
     let mut max_herm: f64 = 0.0;
-    let saves = match output {
-        BatchOutput::Full => {
-            let mut v = Vec::with_capacity(n_saves);
-            for s in 0..n_saves {
-                let mut dm = DensityMatrix::zeros(n);
-                for r in 0..n {
-                    for c in 0..n {
-                        dm.data[r * n + c] = g[r].conj() * g[c] * at(s, r * n + c);
+    // Per save, per block: the full block (row-major) or its band.
+    let mut per_save: Vec<Vec<Vec<c64>>> = Vec::with_capacity(n_saves);
+    for s in 0..n_saves {
+        let mut blocks = Vec::with_capacity(layout.n_blocks());
+        let mut tr = c64::new(0.0, 0.0);
+        for (b, &n) in layout.dims.iter().enumerate() {
+            match output {
+                BatchOutput::Full => {
+                    let o = layout.voff[b];
+                    let mut m = vec![c64::new(0.0, 0.0); n * n];
+                    for r in 0..n {
+                        for c in 0..n {
+                            m[r * n + c] = g[r].conj() * g[c] * at(s, o + r * n + c);
+                        }
                     }
-                }
-                max_herm = max_herm.max(dm.hermiticity_error());
-                if p.hermitian {
                     for r in 0..n {
                         for c in r..n {
-                            let mut x = 0.5 * (dm.data[r * n + c] + dm.data[c * n + r].conj());
-                            if r == c {
-                                x.im = 0.0;
-                            }
-                            dm.data[r * n + c] = x;
-                            dm.data[c * n + r] = x.conj();
+                            max_herm = max_herm.max((m[r * n + c] - m[c * n + r].conj()).norm());
                         }
                     }
-                }
-                max_tr = max_tr.max((dm.trace() - p.trace0).norm());
-                v.push(dm);
-            }
-            Saves::Full(v)
-        }
-        BatchOutput::Band => {
-            let mut v = Vec::with_capacity(n_saves);
-            for s in 0..n_saves {
-                let mut data = vec![c64::new(0.0, 0.0); 5 * n];
-                for q in -2isize..=2 {
-                    let len = n.saturating_sub(q.unsigned_abs());
-                    for k in 0..len {
-                        let (r, c) = if q >= 0 {
-                            (k, k + q as usize)
-                        } else {
-                            (k + q.unsigned_abs(), k)
-                        };
-                        let j = (q + 2) as usize * n + k;
-                        data[j] = g[r].conj() * g[c] * at(s, j);
-                    }
-                }
-                for q in 0..=2usize {
-                    for k in 0..n.saturating_sub(q) {
-                        let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
-                        max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
-                        if p.hermitian {
-                            let mut x = 0.5 * (data[up] + data[lo].conj());
-                            if q == 0 {
-                                x.im = 0.0;
+                    if p.hermitian {
+                        for r in 0..n {
+                            for c in r..n {
+                                let mut x = 0.5 * (m[r * n + c] + m[c * n + r].conj());
+                                if r == c {
+                                    x.im = 0.0;
+                                }
+                                m[r * n + c] = x;
+                                m[c * n + r] = x.conj();
                             }
-                            data[up] = x;
-                            data[lo] = x.conj();
                         }
                     }
+                    tr += (0..n).map(|k| m[k * n + k]).sum::<c64>();
+                    blocks.push(m);
                 }
-                let band = Band { dim: n, data };
-                max_tr = max_tr.max((band.trace() - p.trace0).norm());
-                v.push(band);
+                BatchOutput::Band => {
+                    let o = layout.band_off[b];
+                    let mut data = vec![c64::new(0.0, 0.0); 5 * n];
+                    for q in -2isize..=2 {
+                        let len = n.saturating_sub(q.unsigned_abs());
+                        for k in 0..len {
+                            let (r, c) = if q >= 0 {
+                                (k, k + q as usize)
+                            } else {
+                                (k + q.unsigned_abs(), k)
+                            };
+                            let j = (q + 2) as usize * n + k;
+                            data[j] = g[r].conj() * g[c] * at(s, o + j);
+                        }
+                    }
+                    for q in 0..=2usize {
+                        for k in 0..n.saturating_sub(q) {
+                            let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
+                            max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
+                            if p.hermitian {
+                                let mut x = 0.5 * (data[up] + data[lo].conj());
+                                if q == 0 {
+                                    x.im = 0.0;
+                                }
+                                data[up] = x;
+                                data[lo] = x.conj();
+                            }
+                        }
+                    }
+                    tr += data[2 * n..3 * n].iter().sum::<c64>();
+                    blocks.push(data);
+                }
             }
-            Saves::Band(v)
         }
+        max_tr = max_tr.max((tr - p.trace0).norm());
+        per_save.push(blocks);
+    }
+    let saves = match (blocks_of, output) {
+        (None, BatchOutput::Full) => Saves::Full(
+            per_save
+                .into_iter()
+                .map(|mut v| DensityMatrix {
+                    dim: layout.dims[0],
+                    data: v.swap_remove(0),
+                })
+                .collect(),
+        ),
+        (None, BatchOutput::Band) => Saves::Band(
+            per_save
+                .into_iter()
+                .map(|mut v| Band {
+                    dim: layout.dims[0],
+                    data: v.swap_remove(0),
+                })
+                .collect(),
+        ),
+        (Some(n_atoms), BatchOutput::Full) => Saves::Blocks(
+            per_save
+                .into_iter()
+                .map(|v| {
+                    let mut st = BlockState::zeros(n_atoms);
+                    st.data = v.concat();
+                    st
+                })
+                .collect(),
+        ),
+        (Some(_), BatchOutput::Band) => Saves::BlockBands(
+            per_save
+                .into_iter()
+                .map(|v| {
+                    v.into_iter()
+                        .zip(&layout.dims)
+                        .map(|(data, &dim)| Band { dim, data })
+                        .collect()
+                })
+                .collect(),
+        ),
     };
     BatchElement {
         saves,
@@ -1398,8 +1848,11 @@ mod tests {
         macro_rules! params_fields {
             ($t:ty) => {
                 vec![
-                    ("n", offset_of!($t, n)),
-                    ("nn", offset_of!($t, nn)),
+                    ("n_blocks", offset_of!($t, n_blocks)),
+                    ("len", offset_of!($t, len)),
+                    ("levels", offset_of!($t, levels)),
+                    ("icoef_len", offset_of!($t, icoef_len)),
+                    ("herm_len", offset_of!($t, herm_len)),
                     ("batch", offset_of!($t, batch)),
                     ("n_saves", offset_of!($t, n_saves)),
                     ("out_mode", offset_of!($t, out_mode)),
@@ -1454,6 +1907,21 @@ mod tests {
                 ctrl64,
             ),
         ];
+        for def in [shaders::MASTER_BATCH_F32, shaders::MASTER_BATCH_F64] {
+            def.assert_struct_layout(
+                "Block",
+                size_of::<MasterBatchBlock>(),
+                &[
+                    ("d", offset_of!(MasterBatchBlock, d)),
+                    ("voff", offset_of!(MasterBatchBlock, voff)),
+                    ("band_off", offset_of!(MasterBatchBlock, band_off)),
+                    ("lvl", offset_of!(MasterBatchBlock, lvl)),
+                    ("ntr", offset_of!(MasterBatchBlock, ntr)),
+                    ("tr", offset_of!(MasterBatchBlock, tr)),
+                ],
+            );
+        }
+        assert_eq!(size_of::<MasterBatchBlock>(), 128);
         assert_eq!(size_of::<MasterBatchParamsF32>(), 80);
         assert_eq!(size_of::<MasterBatchParamsF64>(), 112);
         assert_eq!(size_of::<MasterBatchCtrlF32>(), 80);

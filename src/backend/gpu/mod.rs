@@ -376,15 +376,25 @@ impl GpuContext {
             let _ = tx.send(r);
         });
         self.wait()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        // With several threads on one device (tests share a context), another thread's poll
+        // can take this mapping's callback and not yet have run it when our poll returns (seen
+        // as "did not complete" with three scans in parallel): wait a bounded time for it,
+        // polling again.
+        let mut got = rx.try_recv().ok();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while got.is_none() && std::time::Instant::now() < deadline {
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            got = rx.recv_timeout(std::time::Duration::from_millis(5)).ok();
+        }
+        match got {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 return Err(GpuError::Buffer {
                     label,
                     message: format!("mapping for read-back failed: {e}"),
                 });
             }
-            Err(_) => {
+            None => {
                 self.check()?;
                 return Err(GpuError::Buffer {
                     label,
