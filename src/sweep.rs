@@ -6,7 +6,7 @@
 //!
 //! Backends (`--backend`, `task.precision`): the CPU batch (rayon, f64) or its WGSL twin
 //! [`CumulantBatchGpu`] (f32 or f64, one invocation per point), chosen as for a scan of
-//! evolutions ([`run::batch_engine`]): `cpu`; `gpu` (any adapter, lavapipe included); `auto` (a
+//! evolutions (`run::batch_engine`): `cpu`; `gpu` (any adapter, lavapipe included); `auto` (a
 //! real GPU, else the CPU with the reason in result.json). Precision defaults to f64 where the
 //! adapter has SHADER_F64; `precision = "f32"` needs rtol >= 1e-6 and atol >= 1e-8 (the f32
 //! error estimate cannot resolve tighter; refused by the parser) and is ignored on the CPU with
