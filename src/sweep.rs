@@ -14,12 +14,13 @@
 //! [`crate::backend::gpu::cumulant_batch`]; xi^2 in f32 resolves about N delta.
 //!
 //! Points run in chunks of [`CHUNK`]: each chunk's points are evaluated (expressions, initial
-//! state), integrated in parallel (one GPU run per chunk on the GPU), and written to `sweep.csv` before the next chunk starts, so a
-//! long sweep keeps its finished rows. Memory is O(chunk) plus one number per point for the heat
-//! map, estimated and checked against the limit before anything is allocated. A point whose
-//! integration fails (step size, step count, non-finite state) does not stop the sweep: its row
-//! carries `status` != 0 and the reductions reached so far, and result.json counts and lists the
-//! failures.
+//! state), integrated in parallel (rayon, or one GPU run per chunk), and written to `sweep.csv`
+//! before the next chunk starts, so a long sweep keeps its finished rows. Memory is O(chunk)
+//! plus one number per point for the heat map, estimated and checked against the limit before
+//! anything is allocated. A point whose integration fails (step size, step count, non-finite
+//! state) does not stop the sweep: its row carries `status` != 0 and the reductions reached so
+//! far, and result.json counts and lists the failures. A GPU error (device lost, no progress)
+//! stops the sweep with an error; the chunks before it are written.
 //!
 //! Initial state: the scenario's `[initial]` (any pure j = N/2 state), turned into the nine
 //! cumulant variables from its exact collective moments ([`cumulant::from_pure`]); consecutive
