@@ -320,7 +320,7 @@ pub fn execute_on(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, Error> {
     if let Task::Sweep(spec) = &sc.task {
-        return crate::sweep::execute(sc, spec, opts, progress);
+        return crate::sweep::execute(sc, spec, opts, gpu, progress);
     }
     let t_start = Instant::now();
     if let Task::FixedPoints { .. } = sc.task {
@@ -1077,8 +1077,8 @@ impl ScanSink<'_> {
     }
 }
 
-/// Where a scan of evolutions runs.
-enum ScanEngine {
+/// Where a batched task (a scan of evolutions, a sweep) runs.
+pub(crate) enum BatchEngine {
     Cpu {
         note: String,
     },
@@ -1089,16 +1089,19 @@ enum ScanEngine {
     },
 }
 
-/// The backend policy of a scan of evolutions (module doc): `cpu`; `gpu` (any adapter, an
-/// error if none or if it cannot run the requested precision); `auto` (a real GPU that can run
-/// it, else the CPU with the reason recorded). Precision: as asked, else f64 where the adapter
-/// has SHADER_F64, else f32 (which needs rtol >= [`F32_MIN_RTOL`]).
-fn scan_engine(
+/// The backend policy of a batched task with a GPU kernel in f32 and f64 and an f64 CPU twin
+/// (a scan of evolutions, a sweep; module doc): `cpu`; `gpu` (any adapter, an error if none or
+/// if it cannot run the requested precision); `auto` (a real GPU that can run it, else the CPU
+/// with the reason recorded). Precision: as asked, else f64 where the adapter has SHADER_F64,
+/// else f32. `f32_floors` are the tolerances the f32 kernel needs, as (field, value, minimum):
+/// an explicit f32 below them is refused by the scenario parser already; here they refuse (gpu)
+/// or route to the CPU (auto) the default f32 of an adapter without f64.
+pub(crate) fn batch_engine(
     choice: BackendChoice,
     gpu: Option<Arc<GpuContext>>,
     asked: Option<Precision>,
-    rtol: f64,
-) -> Result<ScanEngine, Error> {
+    f32_floors: &[(&'static str, f64, f64)],
+) -> Result<BatchEngine, Error> {
     let cpu_note = |note: String| {
         let note = match asked {
             Some(Precision::F32) => {
@@ -1106,7 +1109,7 @@ fn scan_engine(
             }
             _ => note,
         };
-        Ok(ScanEngine::Cpu { note })
+        Ok(BatchEngine::Cpu { note })
     };
     let resolve = |ctx: &GpuContext| {
         asked.unwrap_or(if ctx.info().has_f64 {
@@ -1115,27 +1118,32 @@ fn scan_engine(
             Precision::F32
         })
     };
+    let below = |precision: Precision| {
+        if precision == Precision::F32 {
+            f32_floors.iter().find(|(_, v, min)| v < min).copied()
+        } else {
+            None
+        }
+    };
     match choice {
         BackendChoice::Cpu => cpu_note("requested".into()),
         BackendChoice::Gpu => {
             let ctx = explicit_context(gpu)?;
             let precision = resolve(&ctx);
-            // An explicit f32 with a small rtol is refused by the scenario already; this is the
-            // default precision of an adapter without f64.
-            if precision == Precision::F32 && rtol < F32_MIN_RTOL {
+            if let Some((field, value, min)) = below(precision) {
                 return Err(InputError::invalid(
-                    "task.rtol",
-                    rtol,
+                    field,
+                    value,
                     format!(
-                        "rtol >= {F32_MIN_RTOL:e}: adapter `{}` has no SHADER_F64, so the scan runs \
-                         the f32 kernel, whose error estimate is computed in f32; or run with \
-                         --backend cpu",
+                        "{} >= {min:e}: adapter `{}` has no SHADER_F64, so the task runs the f32 \
+                         kernel, whose error estimate is computed in f32; or run with --backend cpu",
+                        field.trim_start_matches("task."),
                         ctx.info().name
                     ),
                 )
                 .into());
             }
-            Ok(ScanEngine::Gpu {
+            Ok(BatchEngine::Gpu {
                 ctx,
                 precision,
                 note: "requested".into(),
@@ -1151,13 +1159,14 @@ fn scan_engine(
                         "auto: GPU adapter `{name}` has no SHADER_F64 and precision = \"f64\" was \
                          asked; running on the CPU"
                     ))
-                } else if precision == Precision::F32 && rtol < F32_MIN_RTOL {
+                } else if let Some((field, value, min)) = below(precision) {
                     cpu_note(format!(
-                        "auto: GPU adapter `{name}` has no SHADER_F64 and rtol = {rtol:e} is below \
-                         the f32 kernel's {F32_MIN_RTOL:e}; running on the CPU"
+                        "auto: GPU adapter `{name}` has no SHADER_F64 and {} = {value:e} is below \
+                         the f32 kernel's {min:e}; running on the CPU",
+                        field.trim_start_matches("task.")
                     ))
                 } else {
-                    Ok(ScanEngine::Gpu {
+                    Ok(BatchEngine::Gpu {
                         ctx,
                         precision,
                         note: "auto: real GPU adapter found".into(),
@@ -1180,7 +1189,12 @@ fn scan_evolve(
     // The GPU kernel integrates the collective master equation (one block) and the block
     // master equation of single-atom rates (the blocks R_j with their inflow): the points of
     // each kind run as one batch.
-    let engine = scan_engine(choice, gpu, job.precision, spec.rtol)?;
+    let engine = batch_engine(
+        choice,
+        gpu,
+        job.precision,
+        &[("task.rtol", spec.rtol, F32_MIN_RTOL)],
+    )?;
     let n = points[0].model.n;
     let dim = n + 1;
     let times = &spec.times;
@@ -1206,13 +1220,13 @@ fn scan_evolve(
     // estimate of a single evolution); the GPU checks its own bindings, and the host holds
     // every point's saves (c64) plus one read-back copy of them and the initial states.
     let psis: Vec<Vec<c64>> = match &engine {
-        ScanEngine::Cpu { .. } => {
+        BatchEngine::Cpu { .. } => {
             for p in points {
                 refuse_evolution_if_too_large(&p.model, "time evolution of one scan point")?;
             }
             Vec::new()
         }
-        ScanEngine::Gpu { .. } => {
+        BatchEngine::Gpu { .. } => {
             let psis = points
                 .iter()
                 .map(|p| job.initial_state(p))
@@ -1275,7 +1289,7 @@ fn scan_evolve(
     };
     let mut point_stats = Vec::new();
     let (stats, used) = match engine {
-        ScanEngine::Cpu { note } => {
+        BatchEngine::Cpu { note } => {
             progress.start(points.len() as u64, "scan (evolve)");
             for (i, p) in points.iter().enumerate() {
                 let psi0 = job.initial_state(p)?;
@@ -1312,7 +1326,7 @@ fn scan_evolve(
             };
             (stats, used)
         }
-        ScanEngine::Gpu { ctx, precision, note } => {
+        BatchEngine::Gpu { ctx, precision, note } => {
             let kernel = MasterBatchGpu::new(Arc::clone(&ctx))?;
             let options = MasterBatchOptions {
                 precision,

@@ -4,28 +4,42 @@
 //! grid: the minimum of xi^2 after `t_min` and its time, the late-time mean of <Jz>, the final
 //! <J>, xi^2, <J^2>, N_eff (issue 5; `docs/scenarios.md`).
 //!
+//! Backends (`--backend`, `task.precision`): the CPU batch (rayon, f64) or its WGSL twin
+//! [`CumulantBatchGpu`] (f32 or f64, one invocation per point), chosen as for a scan of
+//! evolutions (`run::batch_engine`): `cpu`; `gpu` (any adapter, lavapipe included); `auto` (a
+//! real GPU, else the CPU with the reason in result.json). Precision defaults to f64 where the
+//! adapter has SHADER_F64; `precision = "f32"` needs rtol >= 1e-6 and atol >= 1e-8 (the f32
+//! error estimate cannot resolve tighter; refused by the parser) and is ignored on the CPU with
+//! a note in result.json's backend. f32 results differ from f64 within the bound stated in
+//! [`crate::backend::gpu::cumulant_batch`]; xi^2 in f32 resolves about N delta.
+//!
 //! Points run in chunks of [`CHUNK`]: each chunk's points are evaluated (expressions, initial
-//! state), integrated in parallel, and written to `sweep.csv` before the next chunk starts, so a
-//! long sweep keeps its finished rows. Memory is O(chunk) plus one number per point for the heat
-//! map, estimated and checked against the limit before anything is allocated. A point whose
-//! integration fails (step size, step count, non-finite state) does not stop the sweep: its row
-//! carries `status` != 0 and the reductions reached so far, and result.json counts and lists the
-//! failures.
+//! state), integrated in parallel (rayon, or one GPU run per chunk), and written to `sweep.csv`
+//! before the next chunk starts, so a long sweep keeps its finished rows. Memory is O(chunk)
+//! plus one number per point for the heat map, estimated and checked against the limit before
+//! anything is allocated. A point whose integration fails (step size, step count, non-finite
+//! state) does not stop the sweep: its row carries `status` != 0 and the reductions reached so
+//! far, and result.json counts and lists the failures. A GPU error (device lost, no progress)
+//! stops the sweep with an error; the chunks before it are written.
 //!
 //! Initial state: the scenario's `[initial]` (any pure j = N/2 state), turned into the nine
 //! cumulant variables from its exact collective moments ([`cumulant::from_pure`]); consecutive
 //! points with the same N and state reuse it.
 
-use crate::backend::{self, BackendUsed};
+use crate::backend::BackendUsed;
+use crate::backend::gpu::GpuContext;
+use crate::backend::gpu::cumulant_batch::CumulantBatchGpu;
 use crate::error::{Error, InputError, SolverError};
 use crate::model::PARAM_NAMES;
 use crate::observe;
 use crate::output::{self, CsvWriter, plot};
+use crate::run::BatchEngine;
 use crate::run::{self, Progress, RunOptions, RunSummary};
-use crate::scenario::{SWEEP_QUANTITIES, Scenario, State, SweepSpec};
+use crate::scenario::{F32_MIN_ATOL, F32_MIN_RTOL, SWEEP_QUANTITIES, Scenario, State, SweepSpec};
 use crate::solver::cumulant::{self, NPAR, NVAR, batch};
 use rayon::prelude::*;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Points per chunk (integrated together, then written).
@@ -98,15 +112,51 @@ fn point_model(sc: &Scenario, spec: &SweepSpec, coords: &[f64]) -> Result<crate:
     Ok(sc.point(&pins(spec, coords))?.model)
 }
 
-/// Run a validated `kind = "sweep"` scenario (called from [`run::execute_on`]).
+/// Where the chunks are integrated.
+enum Engine {
+    Cpu,
+    Gpu(Box<CumulantBatchGpu>, crate::solver::trajectory::Precision),
+}
+
+/// Run a validated `kind = "sweep"` scenario (called from [`run::execute_on`], which hands over
+/// the caller's GPU context if any).
 pub fn execute(
     sc: &Scenario,
     spec: &SweepSpec,
     opts: &RunOptions,
+    gpu: Option<Arc<GpuContext>>,
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, Error> {
     let t_start = Instant::now();
-    let backend: BackendUsed = backend::cpu_only(opts.backend, "cumulant sweep")?;
+    let floors = [
+        ("task.rtol", spec.rtol, F32_MIN_RTOL),
+        ("task.atol", spec.atol, F32_MIN_ATOL),
+    ];
+    let (engine, backend): (Engine, BackendUsed) =
+        match run::batch_engine(opts.backend, gpu, spec.precision, &floors)? {
+            BatchEngine::Cpu { note } => (
+                Engine::Cpu,
+                BackendUsed {
+                    name: "cpu",
+                    device: format!("{} rayon threads", rayon::current_num_threads()),
+                    precision: "f64",
+                    note,
+                },
+            ),
+            BatchEngine::Gpu { ctx, precision, note } => {
+                let info = ctx.info();
+                let used = BackendUsed {
+                    name: "gpu",
+                    device: format!("{} ({}, {})", info.name, info.device_type, info.backend),
+                    precision: precision.name(),
+                    note,
+                };
+                (
+                    Engine::Gpu(Box::new(CumulantBatchGpu::new(Arc::clone(&ctx))?), precision),
+                    used,
+                )
+            }
+        };
     let total = spec.len();
     let varying = varying_parameters(sc, spec)?;
     let mut header: Vec<String> = spec.axes.iter().map(|a| a.variable.clone()).collect();
@@ -197,7 +247,10 @@ pub fn execute(
         let pars: Vec<_> = prepared.iter().map(|q| q.par).collect();
         let y0s: Vec<_> = prepared.iter().map(|q| q.y0).collect();
         let t_int = Instant::now();
-        let results = batch::integrate_batch(&pars, &y0s, &grid, &bopts);
+        let results = match &engine {
+            Engine::Cpu => batch::integrate_batch(&pars, &y0s, &grid, &bopts),
+            Engine::Gpu(kernel, precision) => kernel.run(&pars, &y0s, &grid, &bopts, *precision)?,
+        };
         integrate_s += t_int.elapsed().as_secs_f64();
         for (k, (r, q)) in results.iter().zip(&prepared).enumerate() {
             let i = start + k;
@@ -262,7 +315,10 @@ pub fn execute(
         "dicke_version": crate::VERSION,
         "title": sc.title,
         "task": "sweep",
-        "solver": "cumulant (second-order cumulant expansion, 9 real moments per point; CPU batch, adaptive DP5, f64)",
+        "solver": match &engine {
+            Engine::Cpu => "cumulant (second-order cumulant expansion, 9 real moments per point; CPU batch, adaptive DP5, f64)",
+            Engine::Gpu(..) => "cumulant (second-order cumulant expansion, 9 real moments per point; GPU batch cumulant_batch.wgsl, adaptive DP5, see backend.precision)",
+        },
         "backend": backend,
         "wall_time_s": wall_s,
         "overrides": opts.overrides,

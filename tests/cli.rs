@@ -650,16 +650,23 @@ fn sweep_writes_one_row_per_point_and_a_figure() {
         "{stderr}"
     );
     assert!(!dir.path().join("mem").join(dicke::sweep::SWEEP_CSV).exists());
-    // The sweep has no GPU kernel in this version: --backend gpu is refused by name.
+    // An f32 (GPU) sweep at the scenario's rtol = 1e-8 is refused before anything runs, with
+    // the field, value and floor (the GPU sweep itself: tests/gpu_cumulant_batch.rs).
     let (ok, _, stderr) = dicke(&[
         "run",
         "scenarios/exchange_cumulant_phase_diagram.toml",
         "--backend",
         "gpu",
+        "--set",
+        "task.precision=f32",
         "--out",
-        out.to_str().unwrap(),
+        dir.path().join("f32").to_str().unwrap(),
     ]);
-    assert!(!ok && stderr.contains("cumulant sweep"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("`task.rtol` = 0.00000001") && stderr.contains("rtol >= 1e-6"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("f32").exists());
 }
 
 /// The shipped seed 002 scan of exact evolutions (single-atom decay, block master equation),

@@ -587,3 +587,244 @@ fn gpu_reports_failures_and_refuses_bad_input() {
     let g1 = SaveGrid { nsave: 1, ..GRID };
     assert!(k.run(&p.pars, &p.y0s, &g1, &o, Precision::F32).is_err());
 }
+
+/// A small seed 002 sweep (`kind = "sweep"`, 4 x 4 points: Omega = u Upsilon_c N / 2 with
+/// u = 0.5, 0.7, 0.9, 1.1 and gamma_s = 0, 1, 10, 100; N = 200, chi = Gamma = 1, coherent
+/// along -x, t to 1/Gamma) through `run::execute_on`, once per backend; the two sweep.csv are
+/// compared row by row with the bounds of the module doc.
+const SWEEP: &str = r#"
+title = "gpu sweep"
+[model]
+N = 200
+Gamma = 1.0
+chi = 1.0
+Omega = 100.0
+gamma_down = 0.0
+[initial]
+state = "coherent"
+theta = "pi / 2"
+phi = "pi"
+[task]
+kind = "sweep"
+t_end = 1.0
+n_times = 101
+t_min = 0.05
+t_late = 0.8
+[[task.axes]]
+variable = "Omega"
+values = [111.80339887498948, 156.52475842498527, 201.24611797498107, 245.96747752497686]
+[[task.axes]]
+variable = "gamma_down"
+values = [0.0, 1.0, 10.0, 100.0]
+[output]
+plot = false
+"#;
+
+/// Run SWEEP with `extra` task lines on `backend`; (result.json's backend, rows of sweep.csv).
+fn run_sweep(
+    extra: &str,
+    backend: dicke::backend::BackendChoice,
+    gpu: Option<Arc<dicke::backend::gpu::GpuContext>>,
+) -> (serde_json::Value, Vec<String>, Vec<Vec<f64>>) {
+    let text = SWEEP.replace("kind = \"sweep\"", &format!("kind = \"sweep\"\n{extra}"));
+    let sc = dicke::scenario::parse(&text, "sweep.toml", &[]).expect("valid sweep");
+    let dir = tempfile::tempdir().unwrap();
+    let opts = dicke::run::RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        backend,
+        overrides: vec![],
+    };
+    let s = dicke::run::execute_on(&sc, &opts, gpu, &mut dicke::run::NoProgress).expect("sweep runs");
+    let text = std::fs::read_to_string(dir.path().join("sweep.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    (serde_json::to_value(&s.backend).unwrap(), header, rows)
+}
+
+/// GPU sweep vs CPU sweep, row by row. `delta(model, cpu steps, gpu steps)` is the per-variable
+/// bound; <J>/N and Jz_late/N within delta (they are N/2 times variables), xi^2 and xi2_min
+/// within `xi2_bound` where the CPU's Bloch length is >= R_MIN (xi2_min: at both sides'
+/// saves, recomputed with cumulant::evolve at the same tolerances), <J^2> within 3 x 4 N^2
+/// delta (three second moments, each ~4 N^2 delta, module doc of cumulant_batch).
+fn compare_sweeps(
+    label: &str,
+    o: &BatchOptions,
+    cpu: &(Vec<String>, Vec<Vec<f64>>),
+    gpu: &(Vec<String>, Vec<Vec<f64>>),
+    delta: &dyn Fn(&Model, f64, f64) -> f64,
+) {
+    assert_eq!(cpu.0, gpu.0, "{label}: headers");
+    assert_eq!(cpu.1.len(), 16, "{label}: rows");
+    let col = |name: &str| cpu.0.iter().position(|h| h == name).unwrap();
+    let n = 200usize;
+    let nf = n as f64;
+    let grid = SaveGrid {
+        t0: 0.0,
+        t_end: 1.0,
+        nsave: 101,
+        t_min: 0.05,
+        t_late: 0.8,
+    };
+    let times: Vec<f64> = (0..grid.nsave).map(|k| grid.time(k)).collect();
+    let y0 = cumulant::from_pure(&pure::coherent(
+        n,
+        std::f64::consts::FRAC_PI_2,
+        std::f64::consts::PI,
+    ));
+    let (mut worst, mut ddb, mut same) = (0.0f64, 0.0f64, 0);
+    for (i, (c, g)) in cpu.1.iter().zip(&gpu.1).enumerate() {
+        assert_eq!(c[..2], g[..2], "{label} row {i}: coordinates");
+        assert_eq!(
+            (c[col("status")], g[col("status")]),
+            (0.0, 0.0),
+            "{label} row {i}"
+        );
+        let m = Model {
+            n,
+            gamma_coll: 1.0,
+            chi: 1.0,
+            drive: c[0],
+            gamma_down: c[1],
+            ..Model::default()
+        };
+        let (sc, sg) = (c[col("steps")], g[col("steps")]);
+        same += usize::from(sc == sg);
+        let d = delta(&m, sc, sg);
+        let mut check = |name: &str, bound: f64| {
+            let dv = (c[col(name)] - g[col(name)]).abs();
+            assert!(
+                dv <= bound,
+                "{label} row {i} ({:?}, steps {sc} / {sg}): {name} {} vs {} (bound {bound:e})",
+                &c[..2],
+                c[col(name)],
+                g[col(name)]
+            );
+            worst = worst.max(dv / bound);
+        };
+        for name in ["Jx", "Jy", "Jz", "Jz_late"] {
+            check(name, nf * d);
+        }
+        check("J2", 12.0 * nf * nf * d);
+        let r = [c[col("Jx")], c[col("Jy")], c[col("Jz")]]
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            / nf;
+        if r >= R_MIN {
+            check("xi2", xi2_bound(nf, d, c[col("xi2")], r));
+        }
+        // xi2_min at the saves both sides picked.
+        let mut saves = Vec::new();
+        let opts = OdeOptions {
+            rtol: o.rtol,
+            atol: o.atol,
+            ..OdeOptions::default()
+        };
+        cumulant::evolve(&m, &y0, &times, &opts, &mut |_, _, y| {
+            let mm = to_moments(n, y);
+            saves.push((mm.xi2(), mm.mean.iter().map(|x| x * x).sum::<f64>().sqrt() / nf));
+        })
+        .expect("evolve");
+        let at = |t: f64| times.iter().position(|&s| s == t).expect("a save time");
+        let (kc, kg) = (at(c[col("t_xi2_min")]), at(g[col("t_xi2_min")]));
+        assert!(
+            times[kg] >= grid.t_min,
+            "{label} row {i}: GPU minimum outside the window"
+        );
+        let r = saves[kc].1.min(saves[kg].1);
+        if r < R_MIN {
+            continue;
+        }
+        let b = xi2_bound(nf, d, c[col("xi2_min")], r);
+        check("xi2_min", b);
+        if kc != kg {
+            assert!(
+                (saves[kg].0 - c[col("xi2_min")]).abs() <= b,
+                "{label} row {i}: minimum moved from save {kc} to {kg}"
+            );
+        }
+        ddb = ddb.max((c[col("xi2_min_dB")] - g[col("xi2_min_dB")]).abs());
+    }
+    eprintln!(
+        "{label}: worst deviation/bound {worst:.2e}; max |d xi2_min| {ddb:.2e} dB; equal step \
+         counts at {same} of {} points",
+        cpu.1.len()
+    );
+}
+
+/// `kind = "sweep"` with `--backend gpu` in f64 and f32 against the CPU sweep, result.json's
+/// backend, and `auto`, which never takes a software adapter. Bounds per variable (module doc):
+/// f64 at rtol 1e-10, atol 1e-12: 10 tolerance units plus the rounding terms of `delta_f32`
+/// with u = 2^-53 (`2 S u + 40 u Lambda T`). Equal step counts do not make the step sequences
+/// equal (the f32 controller powers move h by ~1e-7 relative): at gamma_s = 100 with equal
+/// step counts the variables were seen to differ by up to ~1e-11, above pure rounding
+/// (~3e-12 there), so the f64 bound is the tolerance-level one of two step sequences, as in
+/// `gpu_f64_matches_cpu_twin` for flipped decisions. f32: `delta_f32` at rtol 1e-6, atol 1e-8.
+#[test]
+fn gpu_sweep_matches_cpu_sweep() {
+    use dicke::backend::BackendChoice;
+    let test = "gpu_sweep_matches_cpu_sweep";
+    let Some(ctx) = test_context(test) else {
+        return;
+    };
+    let t = std::time::Instant::now();
+    // f64 at tight tolerances.
+    let tight = "rtol = 1e-10\natol = 1e-12";
+    let o64 = BatchOptions {
+        rtol: 1e-10,
+        atol: 1e-12,
+        max_steps: 10_000_000,
+    };
+    let (bc, hc, rc) = run_sweep(tight, BackendChoice::Cpu, None);
+    assert_eq!(
+        (bc["name"].as_str(), bc["precision"].as_str()),
+        (Some("cpu"), Some("f64"))
+    );
+    if ctx.info().has_f64 {
+        let (bg, hg, rg) = run_sweep(
+            &format!("{tight}\nprecision = \"f64\""),
+            BackendChoice::Gpu,
+            Some(Arc::clone(&ctx)),
+        );
+        assert_eq!(
+            (bg["name"].as_str(), bg["precision"].as_str()),
+            (Some("gpu"), Some("f64"))
+        );
+        // 10 tolerance units plus the rounding terms of delta_f32 with the f64 unit roundoff.
+        compare_sweeps("sweep f64", &o64, &(hc.clone(), rc), &(hg, rg), &|m, sc, _| {
+            let u = f64::EPSILON / 2.0;
+            10.0 * (o64.rtol + o64.atol) + 2.0 * sc * u + 40.0 * u * rate_scale(&params(m)) * 1.0
+        });
+    } else {
+        eprintln!("SKIPPED f64 part of {test}: adapter has no SHADER_F64");
+    }
+    // f32 at its floor; the CPU run of the same scenario ignores precision = "f32" and says so.
+    let loose = "rtol = 1e-6\natol = 1e-8\nprecision = \"f32\"";
+    let o32 = BatchOptions {
+        rtol: 1e-6,
+        atol: 1e-8,
+        max_steps: 10_000_000,
+    };
+    let (bc, hc, rc) = run_sweep(loose, BackendChoice::Cpu, None);
+    assert_eq!(bc["precision"], "f64");
+    assert!(bc["note"].as_str().unwrap().contains("f32"), "{bc}");
+    let (bg, hg, rg) = run_sweep(loose, BackendChoice::Gpu, Some(Arc::clone(&ctx)));
+    assert_eq!(
+        (bg["name"].as_str(), bg["precision"].as_str()),
+        (Some("gpu"), Some("f32"))
+    );
+    compare_sweeps("sweep f32", &o32, &(hc, rc), &(hg, rg), &|m, sc, _| {
+        delta_f32(&o32, sc as u64, &params(m), 1.0)
+    });
+    // auto with a software adapter: the CPU, with the reason.
+    if ctx.info().software {
+        let (ba, _, _) = run_sweep(loose, BackendChoice::Auto, Some(Arc::clone(&ctx)));
+        assert_eq!(ba["name"], "cpu");
+        assert!(ba["note"].as_str().unwrap().contains("software"), "{ba}");
+    }
+    eprintln!("{test}: {:.1} s", t.elapsed().as_secs_f64());
+}

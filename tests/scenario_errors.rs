@@ -379,10 +379,27 @@ fn sweep_parses_and_counts_points() {
 
 #[test]
 fn sweep_errors_name_field_value_and_expectation() {
-    let cases: [(String, &str); 9] = [
+    let cases: [(String, &str); 12] = [
         (
             SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nmethod = \"exact\""),
             "task.method",
+        ),
+        (
+            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nprecision = \"f16\""),
+            "task.precision",
+        ),
+        // f32 (GPU) with the default rtol 1e-8, then with rtol at its floor and the default
+        // atol 1e-10: each names the field and the floor.
+        (
+            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nprecision = \"f32\""),
+            "task.rtol",
+        ),
+        (
+            SWEEP.replace(
+                "kind = \"sweep\"",
+                "kind = \"sweep\"\nprecision = \"f32\"\nrtol = 1e-6",
+            ),
+            "atol >= 1e-8",
         ),
         (
             SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nlayout = \"zip\""),

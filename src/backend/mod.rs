@@ -2,8 +2,9 @@
 //!
 //! `Cpu` is the reference for every kernel and the default where there is no GPU. The GPU
 //! backend (wgpu compute shaders, [`gpu`]) runs what comes in batches large enough to fill a
-//! device: quantum trajectories, and scans of evolutions (`kind = "scan"`, `mode = "evolve"`:
-//! every scan point's density matrix in one `master_batch`). A single evolution and the steady
+//! device: quantum trajectories, scans of evolutions (`kind = "scan"`, `mode = "evolve"`:
+//! every scan point's density matrix in one `master_batch`) and cumulant sweeps
+//! (`kind = "sweep"`: one `cumulant_batch` invocation per parameter point). A single evolution and the steady
 //! state (one sparse LU) have no such batch and run on the CPU only: for them `auto` resolves
 //! to `cpu` and an explicit `gpu` request is refused with a message ([`cpu_only`]) rather than
 //! silently run elsewhere.
@@ -63,7 +64,8 @@ pub fn cpu_only(choice: BackendChoice, solver: &'static str) -> Result<BackendUs
         BackendChoice::Gpu => Err(SolverError::Unsupported {
             solver,
             message: "has no GPU kernel for this task (the GPU runs kind = \"trajectories\" and \
-                      kind = \"scan\" with mode = \"evolve\", a batch of evolutions); run with \
+                      kind = \"scan\" with mode = \"evolve\", a batch of evolutions, and \
+                      kind = \"sweep\"); run with \
                       --backend cpu or auto"
                 .into(),
         }),

@@ -287,6 +287,10 @@ pub struct SweepSpec {
     pub max_steps: usize,
     /// The column drawn in the heat map of a two-axis grid.
     pub heatmap: String,
+    /// `precision`: the GPU kernel's (None: f64 where the adapter has SHADER_F64, else f32);
+    /// the CPU batch always runs in f64 (an f32 request is then recorded and ignored, as for a
+    /// scan of evolutions). f32 needs rtol >= [`F32_MIN_RTOL`] and atol >= [`F32_MIN_ATOL`].
+    pub precision: Option<Precision>,
 }
 
 /// Per-point quantities of a sweep (columns of sweep.csv after the axes and the model
@@ -365,6 +369,11 @@ pub enum ScanMode {
 /// The f32 GPU kernel computes its error estimate in f32, so below this rtol the estimate
 /// measures rounding rather than truncation (module doc of `backend::gpu::master_batch`).
 pub const F32_MIN_RTOL: f64 = 1e-6;
+
+/// The f32 cumulant batch kernel's atol floor: its variables are O(1) moments whose f32
+/// rounding (~6e-8) an atol below ~1e-8 would measure (module doc of
+/// `backend::gpu::cumulant_batch`).
+pub const F32_MIN_ATOL: f64 = 1e-8;
 
 /// Which observables to write beyond the base columns.
 #[derive(Debug, Clone, Default)]
@@ -1227,7 +1236,6 @@ fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
             let ctx = "kind = \"sweep\"";
             refuse(&scan_fields, ctx, " (its axes are [[task.axes]] tables)")?;
             refuse(&traj_fields, ctx, "")?;
-            refuse(&precision_field, ctx, " (the CPU batch runs in f64)")?;
             Ok(Task::Sweep(sweep_spec(t, sc, base)?))
         }
         other => Err(InputError::invalid(
@@ -1455,6 +1463,28 @@ fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<SweepSpec, Inp
             format!("one of the sweep columns {}", SWEEP_QUANTITIES.join(", ")),
         ));
     }
+    let rtol = positive(base, "task.rtol", &t.rtol, 1e-8)?;
+    let atol = positive(base, "task.atol", &t.atol, 1e-10)?;
+    let precision = precision(t)?;
+    if precision == Some(Precision::F32) {
+        for (field, value, floor, what) in [
+            ("task.rtol", rtol, F32_MIN_RTOL, "rtol"),
+            ("task.atol", atol, F32_MIN_ATOL, "atol"),
+        ] {
+            if value < floor {
+                return Err(InputError::invalid(
+                    field,
+                    value,
+                    format!(
+                        "{what} >= {floor:e} with precision = \"f32\" (the f32 GPU kernel computes \
+                         its error estimate in f32, so a tighter tolerance measures rounding; \
+                         the defaults are rtol = 1e-8, atol = 1e-10); use precision = \"f64\" \
+                         for tighter tolerances"
+                    ),
+                ));
+            }
+        }
+    }
     Ok(SweepSpec {
         axes,
         grid,
@@ -1464,10 +1494,11 @@ fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<SweepSpec, Inp
         nsave: times.len(),
         t_min,
         t_late,
-        rtol: positive(base, "task.rtol", &t.rtol, 1e-8)?,
-        atol: positive(base, "task.atol", &t.atol, 1e-10)?,
+        rtol,
+        atol,
         max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
         heatmap,
+        precision,
     })
 }
 
