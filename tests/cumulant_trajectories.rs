@@ -273,10 +273,7 @@ fn report(worst: &[f64; 5], window: &str) {
         .zip(worst)
         .map(|(n, w)| format!("{n} {w:.2}"))
         .collect();
-    eprintln!(
-        "worst |traj - cum| / SE over t in (0, {t_max}]: {}",
-        list.join(", ")
-    );
+    eprintln!("worst |traj - cum| / SE over t in {window}: {}", list.join(", "));
 }
 
 /// CI: t in [0, 0.006 / Gamma] (before t* = 0.0075, through the squeezing minimum), 100
