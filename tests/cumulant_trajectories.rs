@@ -41,9 +41,10 @@
 //!
 //! Measured (the test prints them): worst |d| / SE over t in (0, 0.006] is Jx 1.69, Jy 1.20,
 //! Jz 1.74, J2 1.54, xi^2 1.44; min xi^2 over the window 0.1825 (trajectories) and 0.1678
-//! (cumulants, at t = 0.0055; 1.4 SE apart). Runtime 111 s wall, 75 s CPU on dev-2c (2 cores
-//! shared with other builds, load ~5.7); 100 x 12756 trajectory steps, estimated ~17 s on two
-//! idle cores at the 3.8e4 steps/s per core measured earlier for this model.
+//! (cumulants, at t = 0.0055; 1.4 SE apart). Runtime on dev-2c (2 cores shared with other
+//! builds): 111 s wall at load ~5.7, 60 s wall at load ~3.4, 75 - 77 s CPU; 100 x 12756
+//! trajectory steps, estimated ~17 s on two idle cores at the 3.8e4 steps/s per core measured
+//! earlier for this model.
 //!
 //! # After the transition (measurement, not run in CI)
 //!
