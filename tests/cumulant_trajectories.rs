@@ -14,7 +14,7 @@
 //! Upsilon_c at t*, where `N_eff(t*) = N_c = 2 Omega / Upsilon_c = 0.95 N = 1900`; squeezing is
 //! lost after t* (its Fig. 2 and S2), and "there is close agreement [of cumulants and MCWF] up
 //! to the crossing of the dynamical phase transition". Here (measured): the cumulants' N_eff
-//! crosses 1900 at t* = 0.0075 / Gamma, the trajectories' (pooled <J^2>) within 0.0001 of it.
+//! crosses 1900 at t* = 0.0075 / Gamma, the trajectories' (pooled <J^2>) at the same save.
 //! The squeezing minimum comes just before: cumulant xi^2 = 0.168 at t = 0.0055 / Gamma.
 //!
 //! # What is asserted (CI test, window t in [0, 0.006 / Gamma])
