@@ -9,16 +9,20 @@
 //! its standard error comes from batch means: 10 independent sub-ensembles of 250 (disjoint
 //! trajectory indices, i.e. disjoint random streams), SE = sample std of their xi^2 / sqrt(10).
 
+#[path = "common/ensemble.rs"]
+mod ensemble;
+
 use dicke::backend::gpu::{report_skip, test_context, trajectory::TrajectoryGpu};
 use dicke::c64;
 use dicke::model::Model;
 use dicke::observe::{j2_blocks, moments_blocks};
 use dicke::solver::blocks;
 use dicke::solver::ode::OdeOptions;
-use dicke::solver::trajectory::{self, EnsembleResult, N_OBS, OBS_NAMES, Precision, TrajectoryOptions};
+use dicke::solver::trajectory::{self, EnsembleResult, OBS_NAMES, Precision, TrajectoryOptions};
 use dicke::state::DensityMatrix;
 use dicke::state::blocks::BlockState;
 use dicke::state::pure;
+use ensemble::Pooled;
 use std::sync::Arc;
 
 fn seed002(n: usize, gamma_s: f64) -> Model {
@@ -95,19 +99,7 @@ fn seed002_against_blocks(
                 run(&model, &psi0, times, &o)
             })
             .collect();
-        // Pool: mean = mean of the batch means; sum of squares per batch
-        // (per - 1) se^2 per + per mean^2 (se^2 per = the batch's sample variance).
-        let (nb, pf) = (batches as f64, per as f64);
-        let total = nb * pf;
-        let pooled = |k: usize, t: usize| -> (f64, f64) {
-            let mean = ens.iter().map(|e| e.mean[k][t]).sum::<f64>() / nb;
-            let s2: f64 = ens
-                .iter()
-                .map(|e| (pf - 1.0) * e.se[k][t] * e.se[k][t] * pf + pf * e.mean[k][t] * e.mean[k][t])
-                .sum();
-            let var = ((s2 - total * mean * mean) / (total - 1.0)).max(0.0);
-            (mean, (var / total).sqrt())
-        };
+        let pooled = Pooled { batches: &ens, per };
         let what = format!(
             "{backend}: seed 002 N = {n}, gamma_s = {gamma_s}, {} trajectories",
             batches * per
@@ -118,7 +110,7 @@ fn seed002_against_blocks(
                 continue;
             }
             for t in 0..nt {
-                let ((m, se), ex) = (pooled(k, t), exact[t][k]);
+                let ((m, se), ex) = (pooled.mean_se(k, t), exact[t][k]);
                 // At t = 0 every trajectory is the initial state: the SE is 0 up to the pooling's
                 // rounding, and only the floor applies.
                 if t > 0 && (m - ex).abs() / se > worst {
@@ -133,12 +125,7 @@ fn seed002_against_blocks(
             }
         }
         for t in 1..nt {
-            let v: [f64; N_OBS] = std::array::from_fn(|k| pooled(k, t).0);
-            let xi2 = trajectory::moments_of(&v, n).xi2();
-            let xs: Vec<f64> = ens.iter().map(|e| e.xi2[t]).collect();
-            let mean = xs.iter().sum::<f64>() / nb;
-            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (nb - 1.0);
-            let se = (var / nb).sqrt();
+            let (xi2, se) = pooled.xi2_se(t, n);
             let d = (xi2 - xi2_exact[t]).abs();
             if d / se > worst {
                 worst = d / se;
