@@ -26,7 +26,8 @@
 // lives in Ctrl between dispatches (saves still pending resume first), and the host
 // dispatches until every element is done.
 //
-// Prepended by the registry: master_batch_f32.wgsl | master_batch_f64.wgsl (R, C, R_MAX, powc).
+// Prepended by the registry: master_batch_f32.wgsl | master_batch_f64.wgsl (R, C, R_MAX, powc),
+// then common/dp5.wgsl (the Dormand-Prince tableau and controller constants).
 
 // Invocations per batch element (pipeline constant; a power of two <= 256).
 override WG: u32 = 256u;
@@ -49,39 +50,6 @@ const ST_DONE: u32 = 2u;
 const ST_SMALL: u32 = 3u;
 const ST_MAXSTEPS: u32 = 4u;
 const ST_NONFINITE: u32 = 5u;
-
-// Dormand-Prince 5(4) (src/solver/ode.rs). Abstract constants: folded in f64 by the compiler,
-// then rounded once to R where used.
-const A21 = 1.0 / 5.0;
-const A31 = 3.0 / 40.0;
-const A32 = 9.0 / 40.0;
-const A41 = 44.0 / 45.0;
-const A42 = -56.0 / 15.0;
-const A43 = 32.0 / 9.0;
-const A51 = 19372.0 / 6561.0;
-const A52 = -25360.0 / 2187.0;
-const A53 = 64448.0 / 6561.0;
-const A54 = -212.0 / 729.0;
-const A61 = 9017.0 / 3168.0;
-const A62 = -355.0 / 33.0;
-const A63 = 46732.0 / 5247.0;
-const A64 = 49.0 / 176.0;
-const A65 = -5103.0 / 18656.0;
-const A71 = 35.0 / 384.0;
-const A73 = 500.0 / 1113.0;
-const A74 = 125.0 / 192.0;
-const A75 = -2187.0 / 6784.0;
-const A76 = 11.0 / 84.0;
-const E1 = 71.0 / 57600.0;
-const E3 = -71.0 / 16695.0;
-const E4 = 71.0 / 1920.0;
-const E5 = -17253.0 / 339200.0;
-const E6 = 22.0 / 525.0;
-const E7 = -1.0 / 40.0;
-const SAFE = 0.9;
-const FAC_MIN = 0.2;
-const FAC_MAX = 10.0;
-const BETA = 0.04;
 
 // Twin of MasterBatchParams{F32,F64}: a u32 block, then an R block (80 bytes in f32, 112 in f64).
 struct Params {

@@ -168,6 +168,7 @@ pub const MASTER_BATCH_F32: ShaderDef = ShaderDef {
     entry: "main",
     source: concat!(
         include_str!("../../../shaders/master_batch_f32.wgsl"),
+        include_str!("../../../shaders/common/dp5.wgsl"),
         include_str!("../../../shaders/master_batch.wgsl"),
     ),
     needs_f64: false,
@@ -181,6 +182,7 @@ pub const CUMULANT_BATCH_F32: ShaderDef = ShaderDef {
     entry: "main",
     source: concat!(
         include_str!("../../../shaders/master_batch_f32.wgsl"),
+        include_str!("../../../shaders/common/dp5.wgsl"),
         include_str!("../../../shaders/cumulant_batch.wgsl"),
     ),
     needs_f64: false,
@@ -192,6 +194,7 @@ pub const CUMULANT_BATCH_F64: ShaderDef = ShaderDef {
     entry: "main",
     source: concat!(
         include_str!("../../../shaders/master_batch_f64.wgsl"),
+        include_str!("../../../shaders/common/dp5.wgsl"),
         include_str!("../../../shaders/cumulant_batch.wgsl"),
     ),
     needs_f64: true,
@@ -203,6 +206,7 @@ pub const MASTER_BATCH_F64: ShaderDef = ShaderDef {
     entry: "main",
     source: concat!(
         include_str!("../../../shaders/master_batch_f64.wgsl"),
+        include_str!("../../../shaders/common/dp5.wgsl"),
         include_str!("../../../shaders/master_batch.wgsl"),
     ),
     needs_f64: true,
