@@ -55,12 +55,24 @@ impl CsvWriter {
         Ok(w)
     }
 
-    /// Write one row; values in shortest round-trip form (`NaN` for undefined entries).
+    /// Write one row; values in shortest round-trip form (`NaN` for undefined entries), whole
+    /// numbers below 2^53 as integers (flags such as `stable` read 1 or 0, counts and N read as
+    /// written; every entry still parses back to the same f64).
     pub fn row(&mut self, values: &[f64]) -> Result<(), OutputError> {
         debug_assert_eq!(values.len(), self.ncols);
-        let line: Vec<String> = values.iter().map(|v| format!("{v:e}")).collect();
+        let line: Vec<String> = values.iter().map(|&v| csv_number(v)).collect();
         writeln!(self.file, "{}", line.join(",")).map_err(|e| werr(&self.path, e))?;
         self.file.flush().map_err(|e| werr(&self.path, e))
+    }
+}
+
+/// One CSV entry: an integer for whole numbers of magnitude below 2^53 (exact in f64), else
+/// the shortest round-trip scientific form.
+fn csv_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:e}")
     }
 }
 
@@ -68,4 +80,36 @@ impl CsvWriter {
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), OutputError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| werr(path, e))?;
     std::fs::write(path, text + "\n").map_err(|e| werr(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_number;
+
+    /// Flags and counts read as integers; every entry parses back to the same f64 (NaN and
+    /// infinities included), so CSV consumers lose nothing.
+    #[test]
+    fn csv_numbers_round_trip_and_flags_are_integers() {
+        assert_eq!(csv_number(1.0), "1");
+        assert_eq!(csv_number(0.0), "0");
+        assert_eq!(csv_number(-0.0), "0");
+        assert_eq!(csv_number(-54.0), "-54");
+        assert_eq!(csv_number(0.5), "5e-1");
+        for v in [
+            1.0,
+            -3.0,
+            0.1,
+            -2.5e-300,
+            1e300,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            std::f64::consts::PI,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            let back: f64 = csv_number(v).parse().unwrap();
+            assert_eq!(back, v, "{v}");
+        }
+        assert!(csv_number(f64::NAN).parse::<f64>().unwrap().is_nan());
+    }
 }
