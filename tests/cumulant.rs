@@ -454,7 +454,7 @@ fn cumulant_agreement_improves_with_n_in_collective_time() {
 /// Diagnostic behind the doc of `cumulants_vs_exact_solver_seed002` (not run by default):
 /// deviations in windows of collective time N Gamma t for several gamma_s and N = 10 - 40.
 #[test]
-#[ignore]
+#[ignore = "diagnostic table behind a doc comment; run with --ignored --nocapture"]
 fn diag_windows() {
     let opts = OdeOptions {
         rtol: 1e-9,

@@ -310,7 +310,7 @@ fn cumulants_match_trajectories_before_the_dynamical_transition_n2000() {
 /// that the two disagree after the transition (xi^2 beyond 4 SE + allowance somewhere in
 /// t > t*, the cumulants' N_eff crossing N_c), and prints the table.
 #[test]
-#[ignore]
+#[ignore = "minutes on 2 cores; run with: cargo test --release --test cumulant_trajectories -- --ignored --nocapture"]
 fn cumulants_vs_trajectories_through_the_transition_n2000() {
     let rows = compare(0.012, 24, 10, 10);
     let worst = assert_agreement(&rows, 0.006);
