@@ -375,6 +375,31 @@ fn sweep_parses_and_counts_points() {
         panic!("not a sweep")
     };
     assert_eq!(spec.len(), 3);
+    // `name[k]` in a dotted key addresses element k of a list: resize an axis, change a value.
+    let set = |o: &[&str]| {
+        let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+        let sc = parse(SWEEP, "test.toml", &o).unwrap();
+        let dicke::scenario::Task::Sweep(spec) = sc.task else {
+            panic!("not a sweep")
+        };
+        spec
+    };
+    let spec = set(&["task.axes[0].num=2", "task.axes[1].values[2]=5"]);
+    assert_eq!(spec.len(), 6);
+    assert_eq!(spec.coords(5), [1.0, 5.0]); // axis 0: start 0.1, stop 1.0
+    for (o, want) in [
+        ("task.axes[2].num=3", "2 entries"),
+        ("task.axes[x].num=3", "whole number"),
+        ("task.axes.num=3", "not a table"),
+        ("task.t_end[0]=3", "not a list"),
+        ("task.axes[0]=3", "not a scalar"),
+    ] {
+        let e = err(SWEEP, &[o]);
+        assert!(
+            e.contains(o.split('=').next().unwrap()) && e.contains(want),
+            "{o}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -488,7 +488,7 @@ pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Scenario,
 
 /// Apply one `key=value` override to the TOML tree. A bare key is a model parameter (by its
 /// PHYSICS.md name) or a variable of `[variables]`; a dotted key (`task.t_end`) addresses any
-/// scalar. The value is read as a TOML number or boolean when it parses as one, otherwise as a
+/// scalar, and `name[k]` in it element k of an existing list (`task.axes[0].num`). The value is read as a TOML number or boolean when it parses as one, otherwise as a
 /// string (an expression, or a name such as `coherent`).
 pub fn apply_override(tree: &mut toml::Value, text: &str) -> Result<(), InputError> {
     let oerr = |message: String| InputError::Override {
@@ -542,16 +542,40 @@ pub fn apply_override(tree: &mut toml::Value, text: &str) -> Result<(), InputErr
     };
     let mut node = tree;
     for (i, part) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
         let table = node
             .as_table_mut()
             .ok_or_else(|| oerr(format!("`{}` is not a table", path[..i].join("."))))?;
-        if i + 1 == path.len() {
+        // `name[k]`: element k of an existing list (e.g. task.axes[0].num, task.values[2]).
+        if let Some((name, index)) = part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+            let k: usize = index
+                .parse()
+                .map_err(|_| oerr(format!("`{part}`: the index must be a whole number >= 0")))?;
+            let list = table
+                .get_mut(name)
+                .and_then(|v| v.as_array_mut())
+                .ok_or_else(|| oerr(format!("`{name}` in `{key}` is not a list of this scenario")))?;
+            let len = list.len();
+            let elem = list
+                .get_mut(k)
+                .ok_or_else(|| oerr(format!("`{part}`: the list has {len} entries (indices 0..{len})")))?;
+            if last {
+                if elem.is_table() || elem.is_array() {
+                    return Err(oerr(format!("`{key}` is a table or list, not a scalar")));
+                }
+                *elem = parsed;
+                return Ok(());
+            }
+            node = elem;
+            continue;
+        }
+        if last {
             if let Some(old) = table.get(*part)
                 && (old.is_table() || old.is_array())
             {
                 return Err(oerr(format!("`{key}` is a table or list, not a scalar")));
             }
-            table.insert(part.to_string(), parsed.clone());
+            table.insert(part.to_string(), parsed);
             return Ok(());
         }
         node = table
