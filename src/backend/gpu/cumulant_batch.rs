@@ -369,43 +369,22 @@ impl CumulantBatchGpu {
     /// Compile the f32 kernel (and the f64 one where the device has SHADER_F64).
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
         let device = ctx.device();
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("dicke.cumulant_batch.bind_group_layout"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, storage(true)),
-                entry(2, storage(true)),
-                entry(3, storage(true)),
-                entry(4, storage(false)),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("dicke.cumulant_batch.pipeline_layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        let (read, write) = (
+            wgpu::BufferBindingType::Storage { read_only: true },
+            wgpu::BufferBindingType::Storage { read_only: false },
+        );
+        let (layout, pipeline_layout) = ctx.compute_layouts(
+            "dicke.cumulant_batch",
+            &[wgpu::BufferBindingType::Uniform, read, read, read, write],
+        );
         let mut defs = vec![(Precision::F32, shaders::CUMULANT_BATCH_F32)];
         if ctx.info().has_f64 {
             defs.push((Precision::F64, shaders::CUMULANT_BATCH_F64));
         }
         let mut pipelines = Vec::new();
         for (p, def) in defs {
+            let module = ctx.shader_module(&def)?;
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(def.name),
-                source: wgpu::ShaderSource::Wgsl(def.source.into()),
-            });
             let label = format!("dicke.{}", def.name);
             let constants = [("WG", f64::from(WORKGROUP))];
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

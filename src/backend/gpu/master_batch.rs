@@ -987,54 +987,22 @@ impl MasterBatchGpu {
     /// Compile the modules on `ctx`'s device (the f64 one when it has SHADER_F64) and build the
     /// default pipelines.
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
-        let device = ctx.device();
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("dicke.master_batch.bind_group_layout"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, storage(true)),
-                entry(2, storage(true)),
-                entry(3, storage(false)),
-                entry(4, storage(false)),
-                entry(5, storage(false)),
-                entry(6, storage(true)),
-                entry(7, storage(true)),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("dicke.master_batch.pipeline_layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        let (uniform, read, write) = (
+            wgpu::BufferBindingType::Uniform,
+            wgpu::BufferBindingType::Storage { read_only: true },
+            wgpu::BufferBindingType::Storage { read_only: false },
+        );
+        let (layout, pipeline_layout) = ctx.compute_layouts(
+            "dicke.master_batch",
+            &[uniform, read, read, write, write, write, read, read],
+        );
         let mut defs = vec![(Precision::F32, shaders::MASTER_BATCH_F32)];
         if ctx.info().has_f64 {
             defs.push((Precision::F64, shaders::MASTER_BATCH_F64));
         }
         let mut modules = Vec::new();
         for (p, def) in defs {
-            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(def.name),
-                source: wgpu::ShaderSource::Wgsl(def.source.into()),
-            });
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(GpuError::Shader {
-                    module: def.name,
-                    message: e.to_string(),
-                });
-            }
-            modules.push((p, def, module));
+            modules.push((p, def, ctx.shader_module(&def)?));
         }
         let this = MasterBatchGpu {
             ctx,

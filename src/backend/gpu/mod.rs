@@ -314,6 +314,60 @@ impl GpuContext {
         &self.queue
     }
 
+    /// Compile a registered WGSL module inside a validation scope; an error names the module.
+    pub(crate) fn shader_module(&self, def: &shaders::ShaderDef) -> Result<wgpu::ShaderModule, GpuError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(def.name),
+            source: wgpu::ShaderSource::Wgsl(def.source.into()),
+        });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(module),
+            Some(e) => Err(GpuError::Shader {
+                module: def.name,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The bind-group layout and pipeline layout of a compute kernel whose bindings 0, 1, ...
+    /// are buffers of the given types, labelled `{label}.bind_group_layout` and
+    /// `{label}.pipeline_layout` (`label` e.g. `"dicke.master_batch"`).
+    pub(crate) fn compute_layouts(
+        &self,
+        label: &str,
+        buffers: &[wgpu::BufferBindingType],
+    ) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(binding, &ty)| wgpu::BindGroupLayoutEntry {
+                binding: binding as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&format!("{label}.bind_group_layout")),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&format!("{label}.pipeline_layout")),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        (layout, pipeline_layout)
+    }
+
     /// `Err` if the device was lost or an error escaped the error scopes since the last check.
     pub fn check(&self) -> Result<(), GpuError> {
         if let Some(reason) = lock(&self.alarms.lost).clone() {

@@ -205,41 +205,26 @@ impl std::fmt::Debug for TrajectoryGpu {
 impl TrajectoryGpu {
     /// Compile the trajectory modules on `ctx`'s device (the f64 ones when it has SHADER_F64).
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
-        let device = ctx.device();
-        let entry = |binding, read_only: Option<bool>| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: match read_only {
-                    None => wgpu::BufferBindingType::Uniform,
-                    Some(read_only) => wgpu::BufferBindingType::Storage { read_only },
-                },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("dicke.trajectory.bind_group_layout"),
-            entries: &[
-                entry(0, None),
-                entry(1, Some(true)),
-                entry(2, Some(true)),
-                entry(3, Some(true)),
-                entry(4, Some(true)),
-                entry(5, Some(false)),
-                entry(6, Some(false)),
-                entry(7, Some(false)),
-                entry(8, Some(false)),
-                entry(9, Some(false)),
-                entry(10, Some(false)),
+        let (read, write) = (
+            wgpu::BufferBindingType::Storage { read_only: true },
+            wgpu::BufferBindingType::Storage { read_only: false },
+        );
+        let (layout, pipeline_layout) = ctx.compute_layouts(
+            "dicke.trajectory",
+            &[
+                wgpu::BufferBindingType::Uniform,
+                read,
+                read,
+                read,
+                read,
+                write,
+                write,
+                write,
+                write,
+                write,
+                write,
             ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("dicke.trajectory.pipeline_layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        );
         let mut defs = vec![
             (Precision::F32, Variant::Lane, shaders::TRAJECTORY_LANE_F32),
             (Precision::F32, Variant::Wg, shaders::TRAJECTORY_WG_F32),
@@ -252,18 +237,7 @@ impl TrajectoryGpu {
         }
         let mut modules = Vec::new();
         for (p, v, def) in defs {
-            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(def.name),
-                source: wgpu::ShaderSource::Wgsl(def.source.into()),
-            });
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(GpuError::Shader {
-                    module: def.name,
-                    message: e.to_string(),
-                });
-            }
-            modules.push((p, v, def, module));
+            modules.push((p, v, def, ctx.shader_module(&def)?));
         }
         Ok(Self {
             ctx,
