@@ -675,16 +675,8 @@ impl CumulantBatchGpu {
 
     fn buffers(&self, sizes: [u64; 5]) -> Result<Buffers, GpuError> {
         self.ctx.scoped("cumulant_batch buffer allocation", || {
-            let device = self.ctx.device();
             use wgpu::BufferUsages as U;
-            let mk = |label: &'static str, size: u64, usage: U| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: size.max(16).next_multiple_of(16),
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
+            let mk = |label, size, usage| self.ctx.padded_buffer(label, size, usage);
             let params = mk("dicke.cumulant_batch.params", sizes[0], U::UNIFORM | U::COPY_DST);
             let par = mk("dicke.cumulant_batch.par", sizes[1], U::STORAGE | U::COPY_DST);
             let times = mk("dicke.cumulant_batch.times", sizes[2], U::STORAGE | U::COPY_DST);
@@ -699,7 +691,7 @@ impl CumulantBatchGpu {
                 sizes[4],
                 U::MAP_READ | U::COPY_DST,
             );
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            let bind_group = self.ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("dicke.cumulant_batch.bind_group"),
                 layout: &self.layout,
                 entries: &[

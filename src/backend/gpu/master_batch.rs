@@ -1550,17 +1550,8 @@ impl MasterBatchGpu {
 
     fn buffers(&self, sizes: [u64; 8]) -> Result<Buffers, GpuError> {
         self.ctx.scoped("master_batch buffer allocation", || {
-            let device = self.ctx.device();
             use wgpu::BufferUsages as U;
-            let mk = |label: &'static str, size: u64, usage: U| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    // wgpu refuses zero-sized bindings; copies need 4-byte multiples.
-                    size: size.max(16).next_multiple_of(16),
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
+            let mk = |label, size, usage| self.ctx.padded_buffer(label, size, usage);
             let params = mk("dicke.master_batch.params", sizes[0], U::UNIFORM | U::COPY_DST);
             let coef = mk("dicke.master_batch.coef", sizes[1], U::STORAGE | U::COPY_DST);
             let times = mk("dicke.master_batch.times", sizes[2], U::STORAGE | U::COPY_DST);
@@ -1583,7 +1574,7 @@ impl MasterBatchGpu {
                 sizes[5],
                 U::MAP_READ | U::COPY_DST,
             );
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            let bind_group = self.ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("dicke.master_batch.bind_group"),
                 layout: &self.layout,
                 entries: &[

@@ -330,6 +330,22 @@ impl GpuContext {
         }
     }
 
+    /// An unmapped buffer of at least `size` bytes, rounded up to a multiple of 16 (wgpu refuses
+    /// zero-sized bindings; copies need 4-byte multiples).
+    pub(crate) fn padded_buffer(
+        &self,
+        label: &'static str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16).next_multiple_of(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
     /// The bind-group layout and pipeline layout of a compute kernel whose bindings 0, 1, ...
     /// are buffers of the given types, labelled `{label}.bind_group_layout` and
     /// `{label}.pipeline_layout` (`label` e.g. `"dicke.master_batch"`).
