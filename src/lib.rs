@@ -17,11 +17,10 @@ pub mod observe;
 pub mod output;
 pub mod rng;
 pub mod run;
-
 pub mod scenario;
 pub mod solver;
 pub mod state;
-pub mod sweep;
+pub mod task;
 
 pub use error::{Error, Result};
 pub use num_complex::Complex64 as c64;

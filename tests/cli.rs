@@ -649,7 +649,12 @@ fn sweep_writes_one_row_per_point_and_a_figure() {
         !o.status.success() && stderr.contains("MiB") && stderr.contains("1681 points"),
         "{stderr}"
     );
-    assert!(!dir.path().join("mem").join(dicke::sweep::SWEEP_CSV).exists());
+    assert!(
+        !dir.path()
+            .join("mem")
+            .join(dicke::task::sweep::SWEEP_CSV)
+            .exists()
+    );
     // An f32 (GPU) sweep at the scenario's rtol = 1e-8 is refused before anything runs, with
     // the field, value and floor (the GPU sweep itself: tests/gpu_cumulant_batch.rs).
     let (ok, _, stderr) = dicke(&[

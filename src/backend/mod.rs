@@ -14,6 +14,13 @@ pub mod gpu;
 use crate::error::{InputError, SolverError};
 use serde::Serialize;
 
+/// A GPU context a caller already holds and hands to a run (tests share one per binary).
+#[cfg(feature = "gpu")]
+pub type SharedGpu = Option<std::sync::Arc<gpu::GpuContext>>;
+/// Without the `gpu` feature there is no GPU context to hand over.
+#[cfg(not(feature = "gpu"))]
+pub type SharedGpu = Option<std::convert::Infallible>;
+
 /// What the user asked for (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,139 @@
+//! `kind = "evolve"`: the exact time evolution from `[initial]`, observables at every save.
+//!
+//! Collective-only models conserve J^2 and run [`master::evolve`] in the j = N/2 irrep
+//! ((N+1)^2 density matrix); models with single-atom rates run [`blocks::evolve`] on the
+//! permutation-invariant blocks R_j from R_{N/2} = |psi0><psi0|. Rows of `observables.csv`
+//! (and `pm.csv`) are written as each save is reached. CPU only: a single evolution has no
+//! batch to fill a GPU with (a scan of evolutions does: [`super::scan::evolve`]).
+
+use super::context::Context;
+use super::memory;
+use super::policy::{self, Kernel};
+use super::report::{Report, jnum, named};
+use super::rows::{self, StateRef, Table};
+use crate::c64;
+use crate::error::{Error, OutputError, SolverError};
+use crate::model::Model;
+use crate::output::CsvWriter;
+use crate::scenario::{EvolveSpec, Scenario};
+use crate::solver::ode::OdeOptions;
+use crate::solver::{blocks, master};
+use crate::state::{BlockState, DensityMatrix};
+use serde_json::json;
+
+/// The ODE options of an evolution spec.
+pub fn ode_options(spec: &EvolveSpec) -> OdeOptions {
+    OdeOptions {
+        rtol: spec.rtol,
+        atol: spec.atol,
+        max_steps: spec.max_steps,
+        h0: None,
+    }
+}
+
+/// Evolve `psi0` under `model`: the collective solver for collective-only models, the block
+/// solver (from R_{N/2} = |psi0><psi0|) otherwise. Returns the statistics as JSON.
+pub fn evolve_any(
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    ode: &OdeOptions,
+    on_save: &mut dyn FnMut(usize, f64, StateRef),
+) -> Result<serde_json::Value, SolverError> {
+    let rho0 = DensityMatrix::from_pure(psi0);
+    let st = if model.is_collective() {
+        master::evolve(model, &rho0, times, ode, &mut |i, t, rho| {
+            on_save(i, t, StateRef::Sym(rho))
+        })?
+    } else {
+        let b0 = BlockState::from_symmetric(&rho0);
+        drop(rho0);
+        blocks::evolve(model, &b0, times, ode, &mut |i, t, s| {
+            on_save(i, t, StateRef::Blocks(s))
+        })?
+    };
+    Ok(serde_json::to_value(st).unwrap_or_default())
+}
+
+/// The solver in words.
+pub fn solver_name(model: &Model) -> String {
+    if model.is_collective() {
+        "master (exact collective, f64)".into()
+    } else {
+        "blocks (exact permutation-invariant master equation, single-atom rates, f64)".into()
+    }
+}
+
+/// Run `kind = "evolve"`.
+pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report, Error> {
+    let engine = policy::resolve(
+        ctx.backend,
+        &Kernel::CpuOnly { solver: "master" },
+        ctx.gpu.clone(),
+    )?;
+    let points = sc.points()?;
+    let p = &points[0];
+    memory::refuse_evolution(&p.model, "time evolution")?;
+    let psi0 = rows::initial_state(sc, p, "kind = \"evolve\"")?;
+    let reference = rows::reference_state(sc, p)?;
+    let extras = &sc.observables.columns;
+    let mut table = Table {
+        x_names: vec!["t".to_string()],
+        names: rows::observable_names(sc),
+        rows: Vec::new(),
+        last: None,
+    };
+    let columns = rows::header(&table.x_names, &table.names);
+    let mut csv = CsvWriter::create(&ctx.path("observables.csv")?, &columns)?;
+    let mut pm_csv = rows::pm_writer(sc, ctx.dir, "t", p.model.n)?;
+    let mut write_err: Option<OutputError> = None;
+    let times = &spec.times;
+    let progress = &mut *ctx.progress;
+    progress.start(times.len() as u64, "evolve");
+    let st = evolve_any(&p.model, &psi0, times, &ode_options(spec), &mut |i, t, rho| {
+        let mut full = vec![t];
+        full.extend(rows::observable_row(rho, extras, reference.as_deref()));
+        let mut write = || -> Result<(), OutputError> {
+            csv.row(&full)?;
+            if let Some(w) = pm_csv.as_mut() {
+                let mut r = vec![t];
+                r.extend(rho.pm());
+                w.row(&r)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            write_err.get_or_insert(e);
+        }
+        table.rows.push(full);
+        if i + 1 == times.len() && sc.observables.husimi.is_some() {
+            table.last = Some(rho.husimi_matrix());
+        }
+        progress.set(i as u64 + 1);
+    });
+    progress.finish();
+    let st = st?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    let fin = table.rows.last().cloned().unwrap_or_default();
+    let results = json!({
+        "final": named(&table.names, &fin[1..]),
+        "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
+    });
+    let mut files = vec!["observables.csv".to_string()];
+    if sc.observables.pm {
+        files.push("pm.csv".into());
+    }
+    files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    Ok(Report {
+        task: "evolve",
+        solver: solver_name(&p.model),
+        backend: engine.used(None),
+        model: p.model,
+        columns,
+        results,
+        stats: Some(st),
+        files,
+    })
+}

@@ -1,0 +1,103 @@
+//! The task layer: one module per task kind, each taking its validated spec and a run
+//! [`Context`] and returning a typed [`Report`].
+//!
+//! ```text
+//! scenario TOML --scenario::load--> Scenario (validated)
+//!      --run::execute_on--> task::run (dispatch on the kind)
+//!           --> evolve | steady_state | scan (steady_state / evolve) | trajectories
+//!               | fixed_points | sweep
+//!                 each: policy::resolve (backend) -> solver(s) / GPU kernel host
+//!                       -> data files (CSV, PNG) in the output directory -> Report
+//!      --report::write--> result.json (one envelope for every task)
+//! ```
+//!
+//! A new task kind is one new module here and one arm in [`run`]; it resolves its backend
+//! through [`policy::resolve`] (declaring what it can run on the GPU), writes its files through
+//! [`Context::path`], and returns a [`Report`]; result.json is written by the dispatcher's
+//! caller in one place ([`report::write`]). Shared pieces: [`rows`] (observable columns of
+//! master-equation states, `pm.csv`, Husimi grid, main plot), [`memory`] (refusals before
+//! allocation).
+
+pub mod context;
+pub mod evolve;
+pub mod fixed_points;
+pub mod memory;
+pub mod policy;
+pub mod report;
+pub mod rows;
+pub mod scan;
+pub mod steady_state;
+pub mod sweep;
+pub mod trajectories;
+
+pub use context::{Context, NoProgress, Progress};
+pub use report::Report;
+
+use crate::error::Error;
+use crate::scenario::{Scenario, Task};
+
+/// Run the scenario's task (module doc).
+pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
+    match &sc.task {
+        Task::Evolve {
+            times,
+            rtol,
+            atol,
+            max_steps,
+        } => {
+            let spec = crate::scenario::EvolveSpec {
+                times: times.clone(),
+                rtol: *rtol,
+                atol: *atol,
+                max_steps: *max_steps,
+            };
+            evolve::run(sc, &spec, ctx)
+        }
+        Task::SteadyState => steady_state::run(sc, ctx),
+        Task::Scan { variable, mode, .. } => scan::run(sc, variable, mode, ctx),
+        Task::Trajectories {
+            times,
+            ntraj,
+            seed,
+            save_trajectories,
+            f64,
+            dt,
+            cfl,
+        } => {
+            let spec = trajectories::Spec {
+                times,
+                options: trajectories::options(
+                    *ntraj,
+                    *seed,
+                    *f64,
+                    *dt,
+                    *cfl,
+                    *save_trajectories,
+                    sc.observables.pm,
+                ),
+            };
+            trajectories::run(sc, &spec, ctx)
+        }
+        Task::FixedPoints {
+            variable,
+            values,
+            factorisations,
+            boundary_tol,
+            integrate,
+            collective,
+            collective_set,
+        } => {
+            let spec = fixed_points::Spec {
+                variable,
+                values,
+                factorisations,
+                boundary_tol: *boundary_tol,
+                integrate: integrate.as_ref(),
+                collective: collective.as_deref(),
+                collective_set,
+            };
+            fixed_points::run(sc, &spec, ctx)
+        }
+        Task::Sweep(spec) => sweep::run(sc, spec, ctx),
+    }
+}

@@ -1,0 +1,267 @@
+//! `kind = "scan"`, `mode = "evolve"`: every scan point integrated from `[initial]` over the
+//! task's time grid.
+//!
+//! This is the one master-equation task with a GPU path: the points are independent
+//! integrations of the same size, exactly the batch dimension of the batched master-equation
+//! kernel, so the GPU runs all of them at once ([`super::evolve_gpu`]: points with
+//! single-atom rates as one batch of blocks R_j, collective-only points of the same scan, e.g.
+//! a rate scanned from 0, as a second, collective batch). The CPU runs [`master::evolve`] /
+//! [`blocks::evolve`] (the batch's CPU twins) point after point, writing each point's rows as
+//! it finishes. The backend follows [`super::super::policy`].
+//!
+//! Outputs: `observables.csv` (one row per point, at the final time), `scan_evolution.csv`
+//! (long format: `<variable>, t, <observables>` per point and save), `pm.csv` (final P_m per
+//! point). A failed point stops the run with an error naming it
+//! ([`SolverError::ScanPoint`]); the points before it are written, on both backends alike,
+//! so the files do not depend on the backend.
+//!
+//! [`master::evolve`]: crate::solver::master::evolve
+//! [`blocks::evolve`]: crate::solver::blocks::evolve
+
+use super::super::context::{Context, Progress};
+use super::super::evolve::{evolve_any, ode_options};
+use super::super::memory;
+use super::super::policy::{self, Engine, Kernel};
+use super::super::report::{Report, jnum};
+use super::super::rows::{self, StateRef, Table};
+use crate::c64;
+use crate::error::{Error, InputError, OutputError, SolverError};
+use crate::output::CsvWriter;
+use crate::scenario::{EvolveSpec, F32_MIN_RTOL, Point, Scenario};
+use crate::solver::trajectory::Precision;
+use serde_json::{Value, json};
+
+/// The long-format file of a scan of evolutions: `<variable>, t, <observables>` per point and
+/// save time.
+pub const SCAN_EVOLUTION_CSV: &str = "scan_evolution.csv";
+
+/// Observable columns that need more of rho than its central band |c - r| <= 2.
+pub const FULL_MATRIX_COLUMNS: [&str; 3] = ["purity", "lambda_max", "fidelity"];
+
+/// A scan of evolutions: the scenario, its points and the evolution spec.
+pub struct Job<'a> {
+    pub sc: &'a Scenario,
+    pub points: &'a [Point],
+    pub variable: &'a str,
+    pub spec: &'a EvolveSpec,
+}
+
+impl Job<'_> {
+    pub fn initial_state(&self, p: &Point) -> Result<Vec<c64>, InputError> {
+        rows::initial_state(self.sc, p, "kind = \"scan\" with mode = \"evolve\"")
+    }
+
+    fn value(&self, p: &Point) -> f64 {
+        p.values.get(self.variable).copied().unwrap_or(f64::NAN)
+    }
+
+    /// The error of point `index`, named by its index and value.
+    pub fn point_error(&self, index: usize, cause: SolverError, others: String) -> Error {
+        SolverError::ScanPoint {
+            index,
+            variable: self.variable.to_string(),
+            value: self.value(&self.points[index]),
+            cause: Box::new(cause),
+            others,
+        }
+        .into()
+    }
+
+    /// One point's statistics in result.json, led by its scan value.
+    pub fn point_stats(&self, p: &Point, stats: impl serde::Serialize) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert(self.variable.to_string(), jnum(self.value(p)));
+        if let Ok(Value::Object(s)) = serde_json::to_value(stats) {
+            m.extend(s);
+        }
+        Value::Object(m)
+    }
+
+    /// Does a column need the whole matrix (rather than its central band)?
+    pub fn needs_full(&self) -> bool {
+        let obs = &self.sc.observables;
+        obs.columns
+            .iter()
+            .any(|c| FULL_MATRIX_COLUMNS.contains(&c.as_str()))
+            || obs.husimi.is_some()
+    }
+}
+
+/// The output files of a scan of evolutions, fed one saved state at a time.
+pub struct Sink<'a> {
+    job: &'a Job<'a>,
+    observables: CsvWriter,
+    evolution: CsvWriter,
+    pm: Option<CsvWriter>,
+    /// One row per finished point (x values, observables at the final time), and the final
+    /// state of the last finished point (for a Husimi grid).
+    pub table: Table,
+}
+
+impl<'a> Sink<'a> {
+    fn create(job: &'a Job<'a>, ctx: &Context) -> Result<Self, Error> {
+        let x_names = rows::scan_x_names(job.sc, job.variable)?;
+        let names = rows::observable_names(job.sc);
+        let mut evo_header = vec![job.variable.to_string(), "t".to_string()];
+        evo_header.extend(names.iter().cloned());
+        let n = job.points[0].model.n;
+        Ok(Sink {
+            job,
+            observables: CsvWriter::create(&ctx.path("observables.csv")?, &rows::header(&x_names, &names))?,
+            evolution: CsvWriter::create(&ctx.path(SCAN_EVOLUTION_CSV)?, &evo_header)?,
+            pm: rows::pm_writer(job.sc, ctx.dir, job.variable, n)?,
+            table: Table {
+                x_names,
+                names,
+                rows: Vec::new(),
+                last: None,
+            },
+        })
+    }
+
+    /// Save `k` (time `t`) of point `p`; the last save also writes the point's final row.
+    pub fn save(
+        &mut self,
+        p: &Point,
+        reference: Option<&[c64]>,
+        k: usize,
+        t: f64,
+        rho: StateRef,
+    ) -> Result<(), OutputError> {
+        let obs = rows::observable_row(rho, &self.job.sc.observables.columns, reference);
+        let x = self.job.value(p);
+        let mut long = vec![x, t];
+        long.extend(&obs);
+        self.evolution.row(&long)?;
+        if k + 1 < self.job.spec.times.len() {
+            return Ok(());
+        }
+        let mut full: Vec<f64> = self
+            .table
+            .x_names
+            .iter()
+            .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
+            .collect();
+        full.extend(&obs);
+        self.observables.row(&full)?;
+        self.table.rows.push(full);
+        if let Some(w) = self.pm.as_mut() {
+            let mut r = vec![x];
+            r.extend(rho.pm());
+            w.row(&r)?;
+        }
+        if self.job.sc.observables.husimi.is_some() {
+            self.table.last = Some(rho.husimi_matrix());
+        }
+        Ok(())
+    }
+}
+
+/// Run a scan of evolutions (module doc).
+pub fn run(
+    sc: &Scenario,
+    variable: &str,
+    spec: &EvolveSpec,
+    precision: Option<Precision>,
+    ctx: &mut Context,
+) -> Result<Report, Error> {
+    let points = sc.points()?;
+    let floors = [("task.rtol", spec.rtol, F32_MIN_RTOL)];
+    let kernel = Kernel::Gpu {
+        asked: precision,
+        cpu_follows_precision: false,
+        f32_floors: &floors,
+        cpu_only: None,
+    };
+    let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
+    let job = Job {
+        sc,
+        points: &points,
+        variable,
+        spec,
+    };
+    let (table, stats, backend) = match &engine {
+        Engine::Cpu { .. } => {
+            // One point at a time: the estimate of a single evolution.
+            for p in &points {
+                memory::refuse_evolution(&p.model, "time evolution of one scan point")?;
+            }
+            let mut sink = Sink::create(&job, ctx)?;
+            let stats = run_cpu(&job, &mut sink, ctx.progress)?;
+            (sink.table, stats, engine.used(None))
+        }
+        #[cfg(feature = "gpu")]
+        Engine::Gpu {
+            ctx: gpu, precision, ..
+        } => {
+            let (table, stats, precision) = super::evolve_gpu::run(&job, gpu, *precision, ctx, Sink::create)?;
+            let mut used = engine.used(None);
+            used.precision = precision.name();
+            (table, stats, used)
+        }
+    };
+    let mut results = super::scalars(&table.x_names, &table.rows);
+    if let Value::Object(m) = &mut results {
+        m.insert("mode".into(), json!("evolve"));
+        m.insert("t_final".into(), jnum(spec.times[spec.times.len() - 1]));
+    }
+    let mut files = vec!["observables.csv".to_string(), SCAN_EVOLUTION_CSV.to_string()];
+    if sc.observables.pm {
+        files.push("pm.csv".into());
+    }
+    files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    let with_blocks = points.iter().any(|p| !p.model.is_collective());
+    Ok(Report {
+        task: "scan",
+        solver: format!(
+            "{} (time evolution per scan point, {} on {})",
+            if with_blocks {
+                "blocks (exact permutation-invariant, single-atom rates)"
+            } else {
+                "master (exact collective)"
+            },
+            backend.precision,
+            backend.name
+        ),
+        backend,
+        model: points[0].model,
+        columns: rows::header(&table.x_names, &table.names),
+        results,
+        stats: Some(stats),
+        files,
+    })
+}
+
+/// The CPU path: [`evolve_any`] point after point, rows written as each point finishes.
+fn run_cpu(job: &Job, sink: &mut Sink, progress: &mut dyn Progress) -> Result<Value, Error> {
+    let ode = ode_options(job.spec);
+    let mut point_stats = Vec::new();
+    progress.start(job.points.len() as u64, "scan (evolve)");
+    for (i, p) in job.points.iter().enumerate() {
+        let psi0 = job.initial_state(p)?;
+        let reference = rows::reference_state(job.sc, p)?;
+        let mut write_err = None;
+        let st = evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, t, rho| {
+            if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
+                write_err.get_or_insert(e);
+            }
+        });
+        if let Some(e) = write_err {
+            return Err(e.into());
+        }
+        let st = st.map_err(|e| job.point_error(i, e, String::new()))?;
+        point_stats.push(job.point_stats(p, st));
+        progress.set(i as u64 + 1);
+    }
+    progress.finish();
+    Ok(json!({
+        "mode": "evolve",
+        "integrator": if job.points.iter().any(|p| !p.model.is_collective()) {
+            "blocks::evolve (single-atom rates) / master::evolve (collective-only points) (CPU, f64), one point after the other"
+        } else {
+            "master::evolve (CPU, f64), one point after the other"
+        },
+        "precision": "f64",
+        "points": point_stats,
+    }))
+}

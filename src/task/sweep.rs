@@ -1,0 +1,474 @@
+//! `kind = "sweep"`: an approximate method over one or two parameter axes (a grid or a list
+//! of points), one independent ODE system per point, integrated in batches
+//! ([`crate::solver::cumulant::batch`], CPU, rayon), with per-point reductions on a uniform save
+//! grid: the minimum of xi^2 after `t_min` and its time, the late-time mean of <Jz>, the final
+//! <J>, xi^2, <J^2>, N_eff (issue 5; `docs/scenarios.md`).
+//!
+//! Backends (`--backend`, `task.precision`): the CPU batch (rayon, f64) or its WGSL twin
+//! [`CumulantBatchGpu`] (f32 or f64, one invocation per point), chosen as for a scan of
+//! evolutions ([`super::policy`]): `cpu`; `gpu` (any adapter, lavapipe included); `auto` (a
+//! real GPU, else the CPU with the reason in result.json). Precision defaults to f64 where the
+//! adapter has SHADER_F64; `precision = "f32"` needs rtol >= 1e-6 and atol >= 1e-8 (the f32
+//! error estimate cannot resolve tighter; refused by the parser) and is ignored on the CPU with
+//! a note in result.json's backend. f32 results differ from f64 within the bound stated in
+//! [`crate::backend::gpu::cumulant_batch`]; xi^2 in f32 resolves about N delta.
+//!
+//! Points run in chunks of [`CHUNK`]: each chunk's points are evaluated (expressions, initial
+//! state), integrated in parallel (rayon, or one GPU run per chunk), and written to `sweep.csv`
+//! before the next chunk starts, so a long sweep keeps its finished rows. Memory is O(chunk)
+//! plus one number per point for the heat map, estimated and checked against the limit before
+//! anything is allocated. A point whose integration fails (step size, step count, non-finite
+//! state) does not stop the sweep: its row carries `status` != 0 and the reductions reached so
+//! far, and result.json counts and lists the failures. A GPU error (device lost, no progress)
+//! stops the sweep with an error; the chunks before it are written.
+//!
+//! Initial state: the scenario's `[initial]` (any pure j = N/2 state), turned into the nine
+//! cumulant variables from its exact collective moments ([`cumulant::from_pure`]); consecutive
+//! points with the same N and state reuse it.
+
+use super::context::Context;
+use super::memory;
+use super::policy::{self, Engine, Kernel};
+use super::report::{Report, jnum, named};
+use super::rows;
+use crate::error::{Error, InputError};
+use crate::model::PARAM_NAMES;
+use crate::observe;
+use crate::output::{CsvWriter, plot};
+use crate::scenario::{F32_MIN_ATOL, F32_MIN_RTOL, SWEEP_QUANTITIES, Scenario, State, SweepSpec};
+use crate::solver::cumulant::{self, NPAR, NVAR, batch};
+use crate::solver::trajectory::Precision;
+use rayon::prelude::*;
+use serde_json::json;
+use std::time::Instant;
+
+/// Points per chunk (integrated together, then written).
+pub const CHUNK: usize = 2048;
+
+/// The sweep's output file.
+pub const SWEEP_CSV: &str = "sweep.csv";
+
+/// N and the bits of a resolved initial state (kind, then its numbers; a CRSS depends on
+/// Omega and Gamma): points with equal keys share their initial variables.
+type StateKey = (usize, [u64; 3]);
+
+/// One evaluated point: its parameters, initial variables and the varying model parameters.
+struct Prepared {
+    par: [f64; NPAR],
+    y0: [f64; NVAR],
+    extra: Vec<f64>,
+}
+
+/// Estimated bytes for a sweep of `points` points (module doc): per point one heat-map value
+/// and its two coordinates, per chunk the inputs, results and row buffers.
+pub fn memory_estimate(points: usize, ncols: usize) -> f64 {
+    let per_point = 3.0 * 8.0;
+    let per_chunk_point = (NPAR + NVAR) as f64 * 8.0
+        + std::mem::size_of::<batch::PointResult>() as f64
+        + 16.0 * ncols as f64
+        + 256.0;
+    per_point * points as f64 + per_chunk_point * CHUNK.min(points) as f64
+}
+
+/// Model parameters whose value changes across the sweep: sampled along every axis with the
+/// other axes at their first value (a parameter that depends on an axis variable changes
+/// along that axis).
+fn varying_parameters(sc: &Scenario, spec: &SweepSpec) -> Result<Vec<&'static str>, InputError> {
+    let first: Vec<f64> = spec.axes.iter().map(|a| a.values[0]).collect();
+    let mut samples = Vec::new();
+    for (k, a) in spec.axes.iter().enumerate() {
+        for v in &a.values {
+            let mut c = first.clone();
+            c[k] = *v;
+            if !spec.grid {
+                // A list moves all axes together.
+                let i = a.values.iter().position(|x| x == v).unwrap_or(0);
+                c = spec.coords(i);
+            }
+            samples.push(c);
+        }
+    }
+    let models = samples
+        .iter()
+        .map(|c| point_model(sc, spec, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PARAM_NAMES
+        .iter()
+        .copied()
+        .filter(|p| spec.axes.iter().all(|a| a.variable != *p))
+        .filter(|p| models.iter().any(|m| m.get(p) != models[0].get(p)))
+        .collect())
+}
+
+fn pins<'a>(spec: &'a SweepSpec, coords: &[f64]) -> Vec<(&'a str, f64)> {
+    spec.axes
+        .iter()
+        .zip(coords)
+        .map(|(a, v)| (a.variable.as_str(), *v))
+        .collect()
+}
+
+fn point_model(sc: &Scenario, spec: &SweepSpec, coords: &[f64]) -> Result<crate::model::Model, InputError> {
+    Ok(sc.point(&pins(spec, coords))?.model)
+}
+
+/// Where the chunks are integrated.
+enum Integrator {
+    Cpu,
+    #[cfg(feature = "gpu")]
+    Gpu(
+        Box<crate::backend::gpu::cumulant_batch::CumulantBatchGpu>,
+        Precision,
+    ),
+}
+
+impl Integrator {
+    fn new(engine: &Engine) -> Result<Self, Error> {
+        Ok(match engine {
+            Engine::Cpu { .. } => Integrator::Cpu,
+            #[cfg(feature = "gpu")]
+            Engine::Gpu { ctx, precision, .. } => Integrator::Gpu(
+                Box::new(crate::backend::gpu::cumulant_batch::CumulantBatchGpu::new(
+                    std::sync::Arc::clone(ctx),
+                )?),
+                *precision,
+            ),
+        })
+    }
+
+    fn run(
+        &self,
+        pars: &[[f64; NPAR]],
+        y0s: &[[f64; NVAR]],
+        grid: &batch::SaveGrid,
+        bopts: &batch::BatchOptions,
+    ) -> Result<Vec<batch::PointResult>, Error> {
+        Ok(match self {
+            Integrator::Cpu => batch::integrate_batch(pars, y0s, grid, bopts),
+            #[cfg(feature = "gpu")]
+            Integrator::Gpu(kernel, precision) => kernel.run(pars, y0s, grid, bopts, *precision)?,
+        })
+    }
+
+    fn solver(&self) -> &'static str {
+        match self {
+            Integrator::Cpu => {
+                "cumulant (second-order cumulant expansion, 9 real moments per point; CPU batch, adaptive DP5, f64)"
+            }
+            #[cfg(feature = "gpu")]
+            Integrator::Gpu(..) => {
+                "cumulant (second-order cumulant expansion, 9 real moments per point; GPU batch cumulant_batch.wgsl, adaptive DP5, see backend.precision)"
+            }
+        }
+    }
+}
+
+/// What the chunks accumulate: the heat-map column, the best point, failures, step counts.
+#[derive(Default)]
+struct Tally {
+    heat: Vec<f64>,
+    /// (xi2_min, coords, t)
+    best: Option<(f64, Vec<f64>, f64)>,
+    failures: Vec<serde_json::Value>,
+    failed: usize,
+    steps: u64,
+    rejected: u64,
+    integrate_s: f64,
+}
+
+/// The columns of sweep.csv: the axes, the model parameters they move, the quantities.
+fn header(spec: &SweepSpec, varying: &[&str]) -> Vec<String> {
+    let mut header: Vec<String> = spec.axes.iter().map(|a| a.variable.clone()).collect();
+    header.extend(varying.iter().map(|s| s.to_string()));
+    header.extend(SWEEP_QUANTITIES.iter().map(|s| s.to_string()));
+    header
+}
+
+/// Refuse a sweep whose memory estimate is over the limit (module doc).
+fn refuse_memory(total: usize, ncols: usize) -> Result<(), Error> {
+    memory::refuse_bytes(
+        memory_estimate(total, ncols),
+        format!("a sweep of {total} points (one heat-map value per point, chunks of {CHUNK})"),
+    )?;
+    Ok(())
+}
+
+/// Run a validated `kind = "sweep"` scenario.
+pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report, Error> {
+    let floors = [
+        ("task.rtol", spec.rtol, F32_MIN_RTOL),
+        ("task.atol", spec.atol, F32_MIN_ATOL),
+    ];
+    let kernel = Kernel::Gpu {
+        asked: spec.precision,
+        cpu_follows_precision: false,
+        f32_floors: &floors,
+        cpu_only: None,
+    };
+    let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
+    let integrator = Integrator::new(&engine)?;
+    let total = spec.len();
+    let varying = varying_parameters(sc, spec)?;
+    let header = header(spec, &varying);
+    refuse_memory(total, header.len())?;
+    let init = sc.initial.as_ref().ok_or_else(|| {
+        InputError::invalid("initial", "(missing)", "an [initial] table for kind = \"sweep\"")
+    })?;
+    let mut csv = CsvWriter::create(&ctx.path(SWEEP_CSV)?, &header)?;
+    let mut tally = Tally {
+        heat: Vec::with_capacity(total),
+        ..Tally::default()
+    };
+    let mut cache: Option<(StateKey, [f64; NVAR])> = None;
+    ctx.progress.start(total as u64, "sweep");
+    for start in (0..total).step_by(CHUNK) {
+        let end = (start + CHUNK).min(total);
+        let prepared = prepare_chunk(sc, spec, init, &varying, start..end, &mut cache)?;
+        let pars: Vec<_> = prepared.iter().map(|q| q.par).collect();
+        let y0s: Vec<_> = prepared.iter().map(|q| q.y0).collect();
+        let t_int = Instant::now();
+        let results = integrator.run(&pars, &y0s, &grid(spec), &options(spec))?;
+        tally.integrate_s += t_int.elapsed().as_secs_f64();
+        write_chunk(spec, &mut csv, start, &results, &prepared, &mut tally)?;
+        ctx.progress.set(end as u64);
+    }
+    ctx.progress.finish();
+    let mut files = vec![SWEEP_CSV.to_string()];
+    if sc.plot
+        && let Some(f) = draw(sc, spec, ctx.dir, &tally.heat)?
+    {
+        files.push(f);
+    }
+    Ok(Report {
+        task: "sweep",
+        solver: integrator.solver().into(),
+        backend: engine.used(None),
+        model: sc.point(&[])?.model,
+        columns: header,
+        results: results_json(spec, total, &tally),
+        stats: Some(stats_json(spec, total, &tally)),
+        files,
+    })
+}
+
+fn grid(spec: &SweepSpec) -> batch::SaveGrid {
+    batch::SaveGrid {
+        t0: spec.t0,
+        t_end: spec.t_end,
+        nsave: spec.nsave,
+        t_min: spec.t_min,
+        t_late: spec.t_late,
+    }
+}
+
+fn options(spec: &SweepSpec) -> batch::BatchOptions {
+    batch::BatchOptions {
+        rtol: spec.rtol,
+        atol: spec.atol,
+        max_steps: spec.max_steps as u64,
+    }
+}
+
+/// Expressions and initial states of the points `range`, evaluated in parallel; consecutive
+/// points with the same N and state share their initial variables (`cache`).
+fn prepare_chunk(
+    sc: &Scenario,
+    spec: &SweepSpec,
+    init: &crate::scenario::StateSpec,
+    varying: &[&str],
+    range: std::ops::Range<usize>,
+    cache: &mut Option<(StateKey, [f64; NVAR])>,
+) -> Result<Vec<Prepared>, Error> {
+    let evaluated: Vec<(crate::scenario::Point, State)> = range
+        .into_par_iter()
+        .map(|i| {
+            let p = sc.point(&pins(spec, &spec.coords(i)))?;
+            let st = p.state("initial", init)?;
+            Ok((p, st))
+        })
+        .collect::<Result<_, InputError>>()?;
+    let mut prepared = Vec::with_capacity(evaluated.len());
+    for (p, st) in &evaluated {
+        // Cache key: N, the state kind and its numbers (a CRSS depends on Omega, Gamma).
+        let key = match *st {
+            State::Dicke { m } => (p.model.n, [0, m.to_bits(), 0]),
+            State::Coherent { theta, phi } => (p.model.n, [1, theta.to_bits(), phi.to_bits()]),
+            State::Crss => (
+                p.model.n,
+                [2, p.model.drive.to_bits(), p.model.gamma_coll.to_bits()],
+            ),
+        };
+        let y0 = match &*cache {
+            Some((k, y)) if *k == key => *y,
+            _ => {
+                let psi = rows::pure_state(p, "initial", *st)?;
+                let y = cumulant::from_pure(&psi);
+                *cache = Some((key, y));
+                y
+            }
+        };
+        prepared.push(Prepared {
+            par: cumulant::params(&p.model),
+            y0,
+            extra: varying
+                .iter()
+                .map(|v| p.model.get(v).unwrap_or(f64::NAN))
+                .collect(),
+        });
+    }
+    Ok(prepared)
+}
+
+/// One chunk's rows of sweep.csv, and what the tally keeps of them.
+fn write_chunk(
+    spec: &SweepSpec,
+    csv: &mut CsvWriter,
+    start: usize,
+    results: &[batch::PointResult],
+    prepared: &[Prepared],
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    let heat_col = SWEEP_QUANTITIES
+        .iter()
+        .position(|q| *q == spec.heatmap)
+        .unwrap_or(0);
+    for (k, (r, q)) in results.iter().zip(prepared).enumerate() {
+        let i = start + k;
+        let coords = spec.coords(i);
+        let quantities = [
+            r.xi2_min,
+            10.0 * r.xi2_min.log10(),
+            r.t_xi2_min,
+            r.jz_late,
+            r.mean[0],
+            r.mean[1],
+            r.mean[2],
+            r.xi2,
+            r.j2,
+            observe::n_eff(r.j2),
+            r.steps as f64,
+            r.rejected as f64,
+            r.status as u32 as f64,
+        ];
+        let mut row = coords.clone();
+        row.extend(&q.extra);
+        row.extend(quantities);
+        csv.row(&row)?;
+        tally.heat.push(quantities[heat_col]);
+        tally.steps += r.steps;
+        tally.rejected += r.rejected;
+        if r.status != batch::Status::Ok {
+            tally.failed += 1;
+            if tally.failures.len() < 10 {
+                tally.failures.push(json!({
+                    "point": i,
+                    "coords": coords,
+                    "status": format!("{:?}", r.status),
+                    "t_reached": r.t_reached,
+                }));
+            }
+        } else if r.xi2_min.is_finite() && tally.best.as_ref().is_none_or(|b| r.xi2_min < b.0) {
+            tally.best = Some((r.xi2_min, coords, r.t_xi2_min));
+        }
+    }
+    Ok(())
+}
+
+fn results_json(spec: &SweepSpec, total: usize, tally: &Tally) -> serde_json::Value {
+    let names: Vec<String> = spec.axes.iter().map(|a| a.variable.clone()).collect();
+    let best = tally.best.as_ref().map(|(x, c, t)| {
+        json!({
+            "xi2_min": jnum(*x),
+            "xi2_min_dB": jnum(10.0 * x.log10()),
+            "t": jnum(*t),
+            "at": named(&names, c),
+        })
+    });
+    json!({
+        "points": total,
+        "layout": if spec.grid { "grid" } else { "list" },
+        "axes": spec.axes.iter().map(|a| json!({"variable": a.variable, "n": a.values.len()})).collect::<Vec<_>>(),
+        "best": best,
+        "failed": tally.failed,
+        "failures": tally.failures,
+        "t_min": spec.t_min,
+        "t_late": spec.t_late,
+    })
+}
+
+fn stats_json(spec: &SweepSpec, total: usize, tally: &Tally) -> serde_json::Value {
+    json!({
+        "integrator": options(spec),
+        "save_grid": grid(spec),
+        "steps": tally.steps,
+        "rejected": tally.rejected,
+        "mean_steps_per_point": tally.steps as f64 / total.max(1) as f64,
+        "integrate_wall_s": tally.integrate_s,
+        "points_per_s": total as f64 / tally.integrate_s.max(1e-9),
+    })
+}
+
+/// Order of `v` ascending, or None when two values are equal (no strictly increasing axis).
+fn ascending(v: &[f64]) -> Option<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    if idx.windows(2).any(|w| v[w[0]] >= v[w[1]]) {
+        return None;
+    }
+    Some(idx)
+}
+
+/// The figure: a heat map of the chosen column for a two-axis grid (first axis along x), a
+/// line plot of xi2_min, Jz_late and the final xi^2 along a one-axis sweep. A dB column is
+/// drawn clipped at 0 dB (above: no squeezing), as seed 002 Fig. S1a does. Lists of two axes
+/// get no figure (the points need not form a grid). Returns the file name written.
+fn draw(
+    sc: &Scenario,
+    spec: &SweepSpec,
+    dir: &std::path::Path,
+    heat: &[f64],
+) -> Result<Option<String>, Error> {
+    let file = "sweep.png";
+    let clip = spec.heatmap.ends_with("_dB");
+    let title = format!(
+        "{}: {}{}",
+        sc.title,
+        spec.heatmap,
+        if clip { " (clipped at 0 dB)" } else { "" }
+    );
+    let value = |v: f64| if clip && v > 0.0 { 0.0 } else { v };
+    if spec.axes.len() == 2 && spec.grid {
+        let (ax, ay) = (&spec.axes[0], &spec.axes[1]);
+        let (Some(ox), Some(oy)) = (ascending(&ax.values), ascending(&ay.values)) else {
+            return Ok(None);
+        };
+        let xs: Vec<f64> = ox.iter().map(|&i| ax.values[i]).collect();
+        let ys: Vec<f64> = oy.iter().map(|&i| ay.values[i]).collect();
+        let ny = ay.values.len();
+        let mut z = vec![f64::NAN; xs.len() * ys.len()];
+        for (jy, &iy) in oy.iter().enumerate() {
+            for (jx, &ix) in ox.iter().enumerate() {
+                z[jy * xs.len() + jx] = value(heat[ix * ny + iy]);
+            }
+        }
+        plot::heatmap(&dir.join(file), &title, &ax.variable, &ay.variable, &xs, &ys, &z)?;
+        return Ok(Some(file.into()));
+    }
+    if spec.axes.len() == 1 {
+        let a = &spec.axes[0];
+        let Some(o) = ascending(&a.values) else {
+            return Ok(None);
+        };
+        let xs: Vec<f64> = o.iter().map(|&i| a.values[i]).collect();
+        let z: Vec<f64> = o.iter().map(|&i| value(heat[i])).collect();
+        plot::line_plot(
+            &dir.join(file),
+            &title,
+            &a.variable,
+            &xs,
+            &[(spec.heatmap.as_str(), vec![plot::Series { name: "", y: &z }])],
+        )?;
+        return Ok(Some(file.into()));
+    }
+    Ok(None)
+}

@@ -1,0 +1,280 @@
+//! `kind = "trajectories"`: a Monte-Carlo wave-function ensemble from `[initial]`
+//! ([`trajectory`]: collective models stay in j = N/2, single-atom rates change the irrep at
+//! jumps), on the CPU twin or the WGSL kernel (same Philox streams, same arithmetic).
+//!
+//! Outputs: `observables.csv` (ensemble means with `jumps` and the standard errors
+//! `<name>_se`), `pm.csv` (P_m summed over irreps, with standard errors; CPU only),
+//! `trajectories.csv` and `trajectories.png` for the first `save_trajectories` trajectories
+//! (their moments, and derived along each: xi^2 and N_eff = 2 sqrt(1/4 + j(j+1)) - 1 = 2j,
+//! seed 002 Fig. 2c).
+
+use super::context::Context;
+use super::policy::{self, Engine, Kernel};
+use super::report::{Report, jnum, named};
+use super::rows;
+use crate::c64;
+use crate::error::Error;
+use crate::model::Model;
+use crate::observe;
+use crate::output::{CsvWriter, plot};
+use crate::scenario::Scenario;
+use crate::solver::trajectory::{self, EnsembleResult, Precision, TrajectoryOptions};
+use serde_json::json;
+use std::path::Path;
+
+/// The scenario's trajectory task, as [`super::run`] hands it over.
+pub struct Spec<'a> {
+    pub times: &'a [f64],
+    pub options: TrajectoryOptions,
+}
+
+/// Run `kind = "trajectories"`.
+pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Error> {
+    let points = sc.points()?;
+    let p = &points[0];
+    let psi0 = rows::initial_state(sc, p, "kind = \"trajectories\"")?;
+    let topts = &spec.options;
+    let kernel = Kernel::Gpu {
+        asked: Some(topts.precision),
+        cpu_follows_precision: true,
+        f32_floors: &[],
+        cpu_only: topts.pm.then_some(
+            "P_m from trajectories (observables.pm) is accumulated on the CPU only in this version",
+        ),
+    };
+    let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
+    ctx.progress.start(1, "trajectories");
+    let ens = ensemble(&engine, &p.model, &psi0, spec.times, topts);
+    ctx.progress.finish();
+    let ens = ens?;
+    let backend = engine.used(Some(ens.device.clone()));
+    ctx.path("observables.csv")?; // creates the output directory
+    let (columns, fin) = write_means(sc, ctx.dir, &ens, spec.times, p.model.n)?;
+    let mut files = vec!["observables.csv".to_string()];
+    if !ens.pm_mean.is_empty() {
+        write_pm(ctx.dir, &ens, spec.times, p.model.n)?;
+        files.push("pm.csv".into());
+    }
+    if !ens.trajectories.is_empty() {
+        files.extend(write_single(sc, ctx.dir, &ens, spec.times, p.model.n)?);
+    }
+    if sc.plot {
+        let table = rows::Table {
+            x_names: vec!["t".into()],
+            names: rows::observable_names(sc),
+            rows: means_rows(sc, &ens, spec.times, p.model.n),
+            last: None,
+        };
+        files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    }
+    let results = json!({
+        "final": named(&columns[1..], &fin[1..]),
+        "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
+        "ntraj": ens.ntraj,
+        "seed": ens.seed,
+    });
+    let stats = json!({
+        "precision": ens.precision,
+        "lanes": ens.lanes,
+        "rate_bound": ens.rate_bound,
+        "steps_per_save": ens.steps,
+        "step_sizes": ens.step_sizes,
+        "ensemble_wall_s": ens.wall_s,
+        "trajectories_per_s": ens.ntraj as f64 / ens.wall_s,
+    });
+    // result.json's `columns` lists t and the observables (not jumps and the `_se` columns
+    // that follow them in observables.csv), as it always has.
+    let columns = rows::header(&["t".to_string()], &rows::observable_names(sc));
+    Ok(Report {
+        task: "trajectories",
+        solver: "trajectories (Monte-Carlo wave function; irrep-changing with single-atom rates)".into(),
+        backend,
+        model: p.model,
+        columns,
+        results,
+        stats: Some(stats),
+        files,
+    })
+}
+
+/// The ensemble on the resolved backend.
+fn ensemble(
+    engine: &Engine,
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    topts: &TrajectoryOptions,
+) -> Result<EnsembleResult, Error> {
+    match engine {
+        Engine::Cpu { .. } => Ok(trajectory::run_cpu(model, psi0, times, topts)?),
+        #[cfg(feature = "gpu")]
+        Engine::Gpu { ctx, .. } => {
+            let kernel = crate::backend::gpu::trajectory::TrajectoryGpu::new(std::sync::Arc::clone(ctx))?;
+            trajectory::run_gpu(&kernel, model, psi0, times, topts).map_err(|e| match e {
+                trajectory::TrajectoryError::Solver(s) => Error::from(s),
+                trajectory::TrajectoryError::Gpu(g) => Error::from(g),
+            })
+        }
+    }
+}
+
+/// The ensemble-mean rows: t, the observables, then (not in the plot) jumps and the standard
+/// errors.
+fn means_rows(sc: &Scenario, ens: &EnsembleResult, times: &[f64], n: usize) -> Vec<Vec<f64>> {
+    let extras = &sc.observables.columns;
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mom = ens.moments(i, n);
+            let mut full = vec![*t];
+            // <J^2> = <j(j+1)> over the trajectories' irreps (j = N/2 throughout for a
+            // collective model; single-atom processes move it).
+            let j2 = ens.mean_of("J2").map_or(f64::NAN, |v| v[i]);
+            full.extend(rows::moment_row(&mom, j2, extras, None, None));
+            full.push(ens.mean_of("jumps").map_or(f64::NAN, |v| v[i]));
+            full.extend(ens.se.iter().map(|se| se[i]));
+            full
+        })
+        .collect()
+}
+
+/// `observables.csv`; returns its header and final row.
+fn write_means(
+    sc: &Scenario,
+    dir: &Path,
+    ens: &EnsembleResult,
+    times: &[f64],
+    n: usize,
+) -> Result<(Vec<String>, Vec<f64>), Error> {
+    let mut header = rows::header(&["t".to_string()], &rows::observable_names(sc));
+    header.push("jumps".into());
+    header.extend(trajectory::OBS_NAMES.iter().map(|n| format!("{n}_se")));
+    let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header)?;
+    let rows = means_rows(sc, ens, times, n);
+    for r in &rows {
+        csv.row(r)?;
+    }
+    Ok((header, rows.last().cloned().unwrap_or_default()))
+}
+
+/// `pm.csv`: P_m over the ensemble (summed over irreps), then its standard errors.
+fn write_pm(dir: &Path, ens: &EnsembleResult, times: &[f64], n: usize) -> Result<(), Error> {
+    let j = n as f64 / 2.0;
+    let mut h = vec!["t".to_string()];
+    h.extend((0..=n).map(|k| format!("P({})", k as f64 - j)));
+    h.extend((0..=n).map(|k| format!("P({})_se", k as f64 - j)));
+    let mut w = CsvWriter::create(&dir.join("pm.csv"), &h)?;
+    for (i, t) in times.iter().enumerate() {
+        let mut r = vec![*t];
+        r.extend(&ens.pm_mean[i]);
+        r.extend(&ens.pm_se[i]);
+        w.row(&r)?;
+    }
+    Ok(())
+}
+
+/// `trajectories.csv` (and `trajectories.png`): per single trajectory, its recorded moments
+/// and, derived from them, its own xi^2 and N_eff.
+fn write_single(
+    sc: &Scenario,
+    dir: &Path,
+    ens: &EnsembleResult,
+    times: &[f64],
+    n: usize,
+) -> Result<Vec<String>, Error> {
+    let kj = trajectory::OBS_NAMES.iter().position(|n| *n == "J2").unwrap_or(0);
+    let derived: Vec<Vec<[f64; 2]>> = ens
+        .trajectories
+        .iter()
+        .map(|tr| {
+            tr.values
+                .iter()
+                .map(|v| [trajectory::moments_of(v, n).xi2(), observe::n_eff(v[kj])])
+                .collect()
+        })
+        .collect();
+    let mut h = vec!["traj".to_string(), "t".to_string()];
+    h.extend(trajectory::OBS_NAMES.iter().map(|s| s.to_string()));
+    h.extend(["xi2".to_string(), "N_eff".to_string()]);
+    let mut w = CsvWriter::create(&dir.join("trajectories.csv"), &h)?;
+    for (tr, d) in ens.trajectories.iter().zip(&derived) {
+        for (i, v) in tr.values.iter().enumerate() {
+            let mut r = vec![tr.index as f64, times[i]];
+            r.extend(v.iter());
+            r.extend(d[i]);
+            w.row(&r)?;
+        }
+    }
+    let mut files = vec!["trajectories.csv".to_string()];
+    if sc.plot {
+        plot_single(sc, dir, ens, times, &derived)?;
+        files.push("trajectories.png".into());
+    }
+    Ok(files)
+}
+
+/// The single trajectories themselves (seed 000 Fig. 4, seed 002 Fig. 2c), one line each.
+fn plot_single(
+    sc: &Scenario,
+    dir: &Path,
+    ens: &EnsembleResult,
+    times: &[f64],
+    derived: &[Vec<[f64; 2]>],
+) -> Result<(), Error> {
+    let kz = trajectory::OBS_NAMES.iter().position(|n| *n == "Jz").unwrap_or(0);
+    let names: Vec<String> = ens
+        .trajectories
+        .iter()
+        .map(|tr| format!("#{}", tr.index))
+        .collect();
+    let jz: Vec<Vec<f64>> = ens
+        .trajectories
+        .iter()
+        .map(|tr| tr.values.iter().map(|v| v[kz]).collect())
+        .collect();
+    let pick =
+        |k: usize| -> Vec<Vec<f64>> { derived.iter().map(|d| d.iter().map(|x| x[k]).collect()).collect() };
+    let (xi, ne) = (pick(0), pick(1));
+    fn mk<'a>(v: &'a [Vec<f64>], names: &'a [String]) -> Vec<plot::Series<'a>> {
+        v.iter()
+            .zip(names)
+            .map(|(y, name)| plot::Series { name, y })
+            .collect()
+    }
+    plot::line_plot(
+        &dir.join("trajectories.png"),
+        &format!("single trajectories  {}", sc.title),
+        "t",
+        times,
+        &[
+            ("<Jz>", mk(&jz, &names)),
+            ("xi^2", mk(&xi, &names)),
+            ("N_eff", mk(&ne, &names)),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The trajectory options of the scenario's task fields.
+#[allow(clippy::too_many_arguments)]
+pub fn options(
+    ntraj: u64,
+    seed: u64,
+    f64: bool,
+    dt: Option<f64>,
+    cfl: Option<f64>,
+    save_trajectories: usize,
+    pm: bool,
+) -> TrajectoryOptions {
+    TrajectoryOptions {
+        ntraj,
+        seed,
+        precision: if f64 { Precision::F64 } else { Precision::F32 },
+        dt,
+        cfl: cfl.unwrap_or(trajectory::DEFAULT_CFL),
+        save_trajectories,
+        pm,
+        ..TrajectoryOptions::default()
+    }
+}
