@@ -5,7 +5,8 @@
     golden.py compare REF NEW                           compare two recorded trees
 
 What `compare` checks (a refactor must not change results):
-- every CSV file of REF exists in NEW with the same header and row count; every entry agrees to
+- every CSV file of REF exists in NEW with the same header (columns appended after REF's are
+  reported, not compared: a new capability may add columns) and row count; every entry agrees to
   1e-12 relative (floor: 1e-12 of the column's largest magnitude, so a value that is zero up to
   rounding does not demand relative agreement with zero). Trajectory runs (result.json task =
   "trajectories") must be bit-identical: same seed, same Philox streams, same arithmetic.
@@ -24,6 +25,7 @@ import sys
 import time
 
 REL = 1e-12
+NOTES = []  # changes that are reported, not failed: columns appended after the compared ones
 
 
 def record(out, binary):
@@ -67,9 +69,11 @@ def close(a, b, scale, exact):
 def cmp_csv(ref, new, exact, errs):
     h1, r1 = read_csv(ref)
     h2, r2 = read_csv(new)
-    if h1 != h2:
+    if h2[:len(h1)] != h1:
         errs.append(f"{new}: header differs")
         return
+    if len(h2) > len(h1):
+        NOTES.append(f"{new}: new columns {h2[len(h1):]} (not compared)")
     if len(r1) != len(r2):
         errs.append(f"{new}: {len(r2)} rows, reference {len(r1)}")
         return
@@ -100,6 +104,9 @@ def cmp_json(a, b, path, exact, errs):
             else:
                 cmp_json(a[k], b[k], f"{path}.{k}", exact, errs)
     elif isinstance(a, list) and isinstance(b, list):
+        if path.endswith(":columns") and len(b) > len(a) and b[:len(a)] == a:
+            NOTES.append(f"{path}: new columns {b[len(a):]}")
+            b = b[:len(a)]
         if len(a) != len(b):
             errs.append(f"{path}: length {len(b)} vs {len(a)}")
         for i, (x, y) in enumerate(zip(a, b)):
@@ -134,7 +141,7 @@ def compare(ref, new, strict_png):
                 if open(p1, "rb").read() != open(p2, "rb").read():
                     (errs if strict_png else notes).append(f"{stem}/{f}: image differs")
         print(f"{stem}: compared ({'bit-identical' if exact else f'rel {REL}'})")
-    for n in notes:
+    for n in NOTES + notes:
         print("note:", n)
     for e in errs:
         print("DIFF:", e)

@@ -443,8 +443,24 @@ fn fixed_points_scenario_reproduces_the_bistability_window() {
     let (header, rows) = read_csv(&out.join("fixed_points.csv"));
     assert_eq!(
         header,
-        ["x", "Omega", "sx", "sy", "sz", "stable", "center", "max_re_eig"]
+        [
+            "x",
+            "Omega",
+            "sx",
+            "sy",
+            "sz",
+            "stable",
+            "center",
+            "max_re_eig",
+            "eig1_re",
+            "eig1_im",
+            "eig2_re",
+            "eig2_im",
+            "eig3_re",
+            "eig3_im"
+        ]
     );
+    eigenvalue_columns_are_the_jacobians(&rows, 15.5);
     let at = |rows: &[Vec<f64>], x: f64| -> Vec<Vec<f64>> {
         rows.iter()
             .filter(|r| (r[0] - x).abs() < 1e-12)
@@ -486,6 +502,56 @@ fn fixed_points_scenario_reproduces_the_bistability_window() {
     assert!((bc[0]["at"].as_f64().unwrap() - 1.0).abs() < 1e-6);
     let png = std::fs::read(out.join("plot.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// Every row's eigenvalue columns (seed 000 Fig. S2c): led by `max_re_eig`, by decreasing real
+/// part, negative for stable points, and equal to the eigenvalues of the Jacobian of the
+/// individual mean-field equations taken by central differences of `meanfield::rhs` (an
+/// independent route to the analytic Jacobian the solver uses): their sum is its trace, their
+/// product its determinant (to 1e-8 of the rate scale (cubed): central differences with h = 1e-6
+/// are good to ~1e-10 relative, rounding over h).
+fn eigenvalue_columns_are_the_jacobians(rows: &[Vec<f64>], gamma_mf: f64) {
+    use dicke::solver::meanfield::{self, Factorisation};
+    let sc =
+        dicke::scenario::load(std::path::Path::new("scenarios/bistability_meanfield.toml"), &[]).unwrap();
+    for r in rows {
+        let e: Vec<(f64, f64)> = (0..3).map(|k| (r[8 + 2 * k], r[9 + 2 * k])).collect();
+        assert_eq!(e[0].0, r[7], "eig1_re is max_re_eig: {r:?}");
+        assert!(e[0].0 >= e[1].0 && e[1].0 >= e[2].0, "sorted: {r:?}");
+        if r[5] == 1.0 {
+            assert!(e.iter().all(|z| z.0 < 0.0), "stable: {r:?}");
+        }
+        let p = sc.point(&[("x", r[0])]).unwrap();
+        let co = meanfield::Coeffs::new(&p.model, Factorisation::Individual);
+        let s = [r[2], r[3], r[4]];
+        let h = 1e-6;
+        let mut jac = [[0.0; 3]; 3];
+        for k in 0..3 {
+            let (mut a, mut b) = (s, s);
+            a[k] += h;
+            b[k] -= h;
+            let (fa, fb) = (meanfield::rhs(&co, a), meanfield::rhs(&co, b));
+            for i in 0..3 {
+                jac[i][k] = (fa[i] - fb[i]) / (2.0 * h);
+            }
+        }
+        let tr = jac[0][0] + jac[1][1] + jac[2][2];
+        let det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
+            - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
+            + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0]);
+        let z: Vec<dicke::c64> = e.iter().map(|(a, b)| dicke::c64::new(*a, *b)).collect();
+        let sum = z[0] + z[1] + z[2];
+        let prod = z[0] * z[1] * z[2];
+        let scale = gamma_mf.max(1.0);
+        assert!(
+            (sum.re - tr).abs() < 1e-8 * scale && sum.im.abs() < 1e-8 * scale,
+            "trace: {r:?} {tr}"
+        );
+        assert!(
+            (prod.re - det).abs() < 1e-8 * scale.powi(3) && prod.im.abs() < 1e-8 * scale.powi(3),
+            "det: {r:?} {det}"
+        );
+    }
 }
 
 /// kind = "fixed_points" with [initial] and t_end: each point is also integrated from the south

@@ -14,6 +14,7 @@
 //!   above (final time) keeps the shape of a steady-state scan.
 //! - `DIR/fixed_points.csv` (and `fixed_points_collective.csv` with `factorisation = "both"`)
 //!   for `kind = "fixed_points"`: `<variable>, Omega, sx, sy, sz, stable, center, max_re_eig`,
+//!   `eig1_re, eig1_im, .., eig3_im` (every Jacobian eigenvalue, leading first),
 //!   one row per mean-field fixed point (no `observables.csv`; `docs/scenarios.md`).
 
 pub mod plot;

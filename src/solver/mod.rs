@@ -21,3 +21,30 @@ pub mod master;
 pub mod meanfield;
 pub mod ode;
 pub mod trajectory;
+
+/// The physics method a task runs (`task.method`; orthogonal to the task kind, as in
+/// dynamiqs' `solver(problem, times, method)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Method {
+    /// The exact master equation: the j = N/2 solver [`master`] for collective-only models,
+    /// the blocks R_j ([`blocks`]) with single-atom rates.
+    Exact,
+    /// Mean field ([`meanfield`]) in the given factorisation.
+    MeanField(meanfield::Factorisation),
+    /// Second-order cumulants ([`cumulant`]).
+    Cumulant,
+    /// A quantum-trajectory ensemble ([`trajectory`]).
+    Trajectories,
+}
+
+impl Method {
+    /// The name used in scenario files and outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Exact => "exact",
+            Method::MeanField(_) => "meanfield",
+            Method::Cumulant => "cumulant",
+            Method::Trajectories => "trajectories",
+        }
+    }
+}

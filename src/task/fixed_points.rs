@@ -28,6 +28,24 @@ pub struct Spec<'a> {
     pub collective_set: &'a [String],
 }
 
+/// Every Jacobian eigenvalue of a fixed point (seed 000 Fig. S2c), leading first: three for
+/// the Jacobian in the Bloch ball, two (and NaN) for its tangent-plane restriction when |s|
+/// is conserved.
+pub const EIGEN_COLUMNS: [&str; 6] = ["eig1_re", "eig1_im", "eig2_re", "eig2_im", "eig3_re", "eig3_im"];
+
+/// The eigenvalue columns: by decreasing real part, then increasing imaginary part; NaN where
+/// there are fewer than three.
+fn eigen_columns(eigenvalues: &[(f64, f64)]) -> [f64; 6] {
+    let mut e = eigenvalues.to_vec();
+    e.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)));
+    let mut out = [f64::NAN; 6];
+    for (k, (re, im)) in e.iter().take(3).enumerate() {
+        out[2 * k] = *re;
+        out[2 * k + 1] = *im;
+    }
+    out
+}
+
 /// (x, sz, stable) of every fixed point of one factorisation, for the plot.
 type Curve = (Factorisation, Vec<(f64, f64, bool)>);
 
@@ -51,7 +69,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         &Kernel::CpuOnly { solver: "mean field" },
         ctx.gpu.clone(),
     )?;
-    let header = strings(&[
+    let mut header = strings(&[
         spec.variable,
         "Omega",
         "sx",
@@ -61,6 +79,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         "center",
         "max_re_eig",
     ]);
+    header.extend(EIGEN_COLUMNS.iter().map(|s| s.to_string()));
     let mut files = Vec::new();
     let mut results = serde_json::Map::new();
     let (mut curves, mut ends) = (Vec::new(), Vec::new());
@@ -135,7 +154,7 @@ fn factorisation(
         for q in &fp.points {
             let stable = q.stability == Stability::Stable;
             let center = q.stability == Stability::Center;
-            csv.row(&[
+            let mut row = vec![
                 x,
                 p.model.drive,
                 q.s[0],
@@ -144,7 +163,9 @@ fn factorisation(
                 f64::from(u8::from(stable)),
                 f64::from(u8::from(center)),
                 q.max_re(),
-            ])?;
+            ];
+            row.extend(eigen_columns(&q.eigenvalues));
+            csv.row(&row)?;
             curve.push((x, q.s[2], stable));
         }
         for d in &fp.degenerate {

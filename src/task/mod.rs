@@ -18,6 +18,7 @@
 //! master-equation states, `pm.csv`, Husimi grid, main plot), [`memory`] (refusals before
 //! allocation).
 
+pub mod approx;
 pub mod context;
 pub mod evolve;
 pub mod fixed_points;

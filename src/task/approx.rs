@@ -1,0 +1,223 @@
+//! The approximate methods behind the master-equation tasks' columns: `method = "meanfield"`
+//! ([`meanfield`]) and `method = "cumulant"` ([`cumulant`]) for `evolve`, `steady_state` and
+//! `scan`, writing the same observable columns as the exact solver.
+//!
+//! - Cumulants carry every first and second collective moment (nine real variables, exact
+//!   relations to <J_a> and <{J_a, J_b}>/2: [`cumulant::to_moments`]), so <J>, xi^2, <J^2>,
+//!   the second moments, variances and N_eff follow as for an exact state.
+//! - Mean field carries the Bloch vector s = <J>/(N/2) only. The columns are those of the
+//!   product state rho_1^{(x)N} whose single-atom Bloch vector is s (the individual
+//!   factorisation's ansatz; with the collective factorisation |s| = 1 is conserved and this
+//!   is the spin coherent state): <J> = N s/2, <{J_a, J_b}>/2 = N delta_ab/4 +
+//!   N (N-1) s_a s_b/4, hence xi^2 = 1/|s|^2 and <J^2> = 3N/4 + N (N-1) |s|^2/4. The
+//!   fluctuations are the product state's: mean field predicts none of its own.
+//!
+//! Columns that need the density matrix (`purity`, `lambda_max`, `fidelity`), P_m and the
+//! Husimi grid are refused for these methods by the scenario parser.
+//!
+//! Steady states: mean field's are its stable fixed points ([`meanfield::fixed_points`], all
+//! of them, one row each: a bistable point has two rows, told apart by the trailing `branch`
+//! column, 0, 1, ... by increasing sz). Cumulants' steady state is the fixed point of the
+//! closed equations reached from `[initial]` (integrated to `t_end`, then polished by Newton
+//! iterations on the nine-variable right-hand side; the residual is reported and a point that
+//! does not converge is an error naming it).
+
+use super::rows;
+use crate::error::SolverError;
+use crate::model::Model;
+use crate::observe::Moments;
+use crate::solver::cumulant::{self, NVAR};
+use crate::solver::meanfield::{self, Factorisation};
+use crate::solver::ode::OdeOptions;
+
+/// The nine cumulant variables of the product state with single-atom Bloch vector `b`
+/// (module doc): s = <sigma^+>-like amplitude (b_x + i b_y)/2, z = b_z, and the two-atom
+/// moments products of one-atom ones.
+pub fn product_variables(b: [f64; 3]) -> [f64; NVAR] {
+    let (sr, si, z) = (0.5 * b[0], 0.5 * b[1], b[2]);
+    let mut y = [0.0; NVAR];
+    y[cumulant::S_RE] = sr;
+    y[cumulant::S_IM] = si;
+    y[cumulant::Z] = z;
+    y[cumulant::P] = sr * sr + si * si;
+    y[cumulant::Q_RE] = sr * sr - si * si;
+    y[cumulant::Q_IM] = 2.0 * sr * si;
+    y[cumulant::U_RE] = z * sr;
+    y[cumulant::U_IM] = z * si;
+    y[cumulant::V] = z * z;
+    y
+}
+
+/// Collective moments of the product state with Bloch vector `b` (module doc).
+pub fn product_moments(n: usize, b: [f64; 3]) -> Moments {
+    cumulant::to_moments(n, &product_variables(b))
+}
+
+/// The observable columns of the mean-field Bloch vector `b` of `n` atoms.
+pub fn meanfield_row(n: usize, b: [f64; 3], extras: &[String]) -> Vec<f64> {
+    let y = product_variables(b);
+    rows::moment_row(
+        &cumulant::to_moments(n, &y),
+        cumulant::j2(n, &y),
+        extras,
+        None,
+        None,
+    )
+}
+
+/// The observable columns of the cumulant variables `y` of `n` atoms.
+pub fn cumulant_row(n: usize, y: &[f64; NVAR], extras: &[String]) -> Vec<f64> {
+    rows::moment_row(
+        &cumulant::to_moments(n, y),
+        cumulant::j2(n, y),
+        extras,
+        None,
+        None,
+    )
+}
+
+/// Where an approximate evolution starts: the initial state's Bloch vector (mean field) or
+/// its nine cumulant variables (exact for any pure j = N/2 state).
+pub enum Start {
+    MeanField(Factorisation, [f64; 3]),
+    Cumulant([f64; NVAR]),
+}
+
+/// Integrate from `start`, calling `on_row(i, t, row)` with the observable columns at every
+/// save. Returns the integrator statistics.
+pub fn evolve_rows(
+    model: &Model,
+    start: &Start,
+    times: &[f64],
+    ode: &OdeOptions,
+    extras: &[String],
+    on_row: &mut dyn FnMut(usize, f64, Vec<f64>),
+) -> Result<serde_json::Value, SolverError> {
+    let n = model.n;
+    let st = match start {
+        Start::MeanField(f, s0) => meanfield::evolve(model, *f, *s0, times, ode, |i, t, s| {
+            on_row(i, t, meanfield_row(n, s, extras))
+        })?,
+        Start::Cumulant(y0) => cumulant::evolve(model, y0, times, ode, &mut |i, t, y| {
+            on_row(i, t, cumulant_row(n, y, extras))
+        })?,
+    };
+    Ok(serde_json::to_value(st).unwrap_or_default())
+}
+
+/// Mean field's steady states: every stable fixed point, by increasing sz (module doc).
+pub fn meanfield_steady_states(model: &Model, f: Factorisation) -> Vec<[f64; 3]> {
+    meanfield::fixed_points(model, f)
+        .points
+        .into_iter()
+        .filter(|q| q.stability == meanfield::Stability::Stable)
+        .map(|q| q.s)
+        .collect()
+}
+
+/// The cumulant steady state reached from `y0`: integrate to `t_end`, then Newton iterations
+/// on the closed right-hand side (finite-difference Jacobian, dense 9 x 9 solve). Returns the
+/// fixed point and its residual max |dy/dt| relative to the rate scale of the model.
+pub fn cumulant_steady_state(
+    model: &Model,
+    y0: &[f64; NVAR],
+    t_end: f64,
+    ode: &OdeOptions,
+) -> Result<([f64; NVAR], f64), SolverError> {
+    let mut y = *y0;
+    cumulant::evolve(model, y0, &[0.0, t_end], ode, &mut |_, _, v| y = *v)?;
+    let par = cumulant::params(model);
+    let f = |y: &[f64; NVAR]| {
+        let mut d = [0.0; NVAR];
+        cumulant::rhs(&par, y, &mut d);
+        d
+    };
+    let scale = rate_scale(model);
+    let residual = |d: &[f64; NVAR]| d.iter().fold(0.0f64, |m, v| m.max(v.abs())) / scale;
+    for _ in 0..50 {
+        let d = f(&y);
+        if residual(&d) < 1e-12 {
+            break;
+        }
+        // A singular Jacobian (a conserved quantity, a continuum of fixed points): keep the
+        // relaxed state; the residual check below decides.
+        let Some(step) = newton_step(&f, &y, &d) else {
+            break;
+        };
+        for k in 0..NVAR {
+            y[k] -= step[k];
+        }
+    }
+    let r = residual(&f(&y));
+    if r.is_nan() || r >= 1e-8 {
+        return Err(SolverError::Unsupported {
+            solver: "cumulant steady state",
+            message: format!(
+                "no fixed point of the cumulant equations near the state reached at t_end = {t_end} \
+                 (relative residual {r:e}): the dynamics may not settle (limit cycle) or t_end \
+                 is too short"
+            ),
+        });
+    }
+    Ok((y, r))
+}
+
+/// The total rate of the model's terms (normalises the steady-state residual).
+fn rate_scale(m: &Model) -> f64 {
+    let n = m.n as f64;
+    let s = m.omega0.abs()
+        + m.drive.abs()
+        + n * (m.chi.abs() + m.chi_z.abs() + m.gamma_coll + m.pump_coll + m.dephase_coll)
+        + m.gamma_down
+        + m.gamma_up
+        + m.gamma_phi;
+    if s > 0.0 { s } else { 1.0 }
+}
+
+/// Solve J dx = d with the finite-difference Jacobian of `f` at `y` (Gaussian elimination
+/// with partial pivoting); None when J is singular.
+fn newton_step(
+    f: &dyn Fn(&[f64; NVAR]) -> [f64; NVAR],
+    y: &[f64; NVAR],
+    d: &[f64; NVAR],
+) -> Option<[f64; NVAR]> {
+    let mut a = [[0.0; NVAR + 1]; NVAR];
+    for k in 0..NVAR {
+        let h = 1e-7 * y[k].abs().max(1e-3);
+        let (mut yp, mut ym) = (*y, *y);
+        yp[k] += h;
+        ym[k] -= h;
+        let (fp, fm) = (f(&yp), f(&ym));
+        for r in 0..NVAR {
+            a[r][k] = (fp[r] - fm[r]) / (2.0 * h);
+        }
+    }
+    for r in 0..NVAR {
+        a[r][NVAR] = d[r];
+    }
+    let norm = a
+        .iter()
+        .flat_map(|r| r[..NVAR].iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    for c in 0..NVAR {
+        let p = (c..NVAR).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() <= 1e-13 * norm {
+            return None;
+        }
+        a.swap(c, p);
+        let (top, rest) = a.split_at_mut(c + 1);
+        let pivot = &top[c];
+        for row in rest.iter_mut() {
+            let k = row[c] / pivot[c];
+            for (x, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                *x -= k * p;
+            }
+        }
+    }
+    let mut x = [0.0; NVAR];
+    for r in (0..NVAR).rev() {
+        let s: f64 = (r + 1..NVAR).map(|q| a[r][q] * x[q]).sum();
+        x[r] = (a[r][NVAR] - s) / a[r][r];
+    }
+    Some(x)
+}
