@@ -397,6 +397,8 @@ pub struct Scenario {
     pub variable_names: Vec<String>,
     pub initial: Option<StateSpec>,
     pub task: Task,
+    /// The physics method of an `evolve`, `steady_state` or `scan` task (`task.method`).
+    pub method: crate::solver::Method,
     pub observables: ObservableSpec,
     pub plot: bool,
 }
@@ -666,6 +668,7 @@ fn validate(raw: RawScenario, as_run: toml::Value, pinned: &[String]) -> Result<
         variable_names,
         initial,
         task: Task::SteadyState,
+        method: crate::solver::Method::Exact,
         observables: ObservableSpec {
             columns,
             pm: raw.observables.pm,

@@ -17,15 +17,18 @@
 //!
 //! Steady states: mean field's are its stable fixed points ([`meanfield::fixed_points`], all
 //! of them, one row each: a bistable point has two rows, told apart by the trailing `branch`
-//! column, 0, 1, ... by increasing sz). Cumulants' steady state is the fixed point of the
-//! closed equations reached from `[initial]` (integrated to `t_end`, then polished by Newton
-//! iterations on the nine-variable right-hand side; the residual is reported and a point that
-//! does not converge is an error naming it).
+//! column, 0, 1, ... by increasing sz). Cumulants' steady state is the stable fixed point of
+//! the closed equations reached from `[initial]` ([`cumulant_steady_state`]: pseudo-transient
+//! continuation; the residual is reported, and a point that does not settle is an error naming
+//! it).
 
 use super::rows;
+use crate::error::Error;
 use crate::error::SolverError;
 use crate::model::Model;
 use crate::observe::Moments;
+use crate::scenario::{Point, Scenario};
+use crate::solver::Method;
 use crate::solver::cumulant::{self, NVAR};
 use crate::solver::meanfield::{self, Factorisation};
 use crate::solver::ode::OdeOptions;
@@ -115,17 +118,14 @@ pub fn meanfield_steady_states(model: &Model, f: Factorisation) -> Vec<[f64; 3]>
         .collect()
 }
 
-/// The cumulant steady state reached from `y0`: integrate to `t_end`, then Newton iterations
-/// on the closed right-hand side (finite-difference Jacobian, dense 9 x 9 solve). Returns the
-/// fixed point and its residual max |dy/dt| relative to the rate scale of the model.
-pub fn cumulant_steady_state(
-    model: &Model,
-    y0: &[f64; NVAR],
-    t_end: f64,
-    ode: &OdeOptions,
-) -> Result<([f64; NVAR], f64), SolverError> {
-    let mut y = *y0;
-    cumulant::evolve(model, y0, &[0.0, t_end], ode, &mut |_, _, v| y = *v)?;
+/// The cumulant steady state reached from `y0` by pseudo-transient continuation: implicit
+/// Euler steps x <- x + (I/dt - J)^{-1} f(x) (J the finite-difference Jacobian of the closed
+/// right-hand side f) with dt grown as the residual falls (switched evolution relaxation,
+/// dt_{k+1} = dt_k |f_k| / |f_{k+1}|, at most x10 a step), so that it follows the dynamics into
+/// the basin it starts in and ends as Newton's method on f = 0. Returns the fixed point and its
+/// residual max |dy/dt| relative to the model's rate scale; an error when it does not reach
+/// 1e-10 (no stable fixed point: a limit cycle, or a drift along a conserved quantity).
+pub fn cumulant_steady_state(model: &Model, y0: &[f64; NVAR]) -> Result<([f64; NVAR], f64), SolverError> {
     let par = cumulant::params(model);
     let f = |y: &[f64; NVAR]| {
         let mut d = [0.0; NVAR];
@@ -134,28 +134,33 @@ pub fn cumulant_steady_state(
     };
     let scale = rate_scale(model);
     let residual = |d: &[f64; NVAR]| d.iter().fold(0.0f64, |m, v| m.max(v.abs())) / scale;
-    for _ in 0..50 {
-        let d = f(&y);
-        if residual(&d) < 1e-12 {
+    let (mut y, mut d) = (*y0, f(y0));
+    let mut dt = 0.1 / scale;
+    for _ in 0..2000 {
+        let r = residual(&d);
+        if r < 1e-13 {
             break;
         }
-        // A singular Jacobian (a conserved quantity, a continuum of fixed points): keep the
-        // relaxed state; the residual check below decides.
-        let Some(step) = newton_step(&f, &y, &d) else {
+        let Some(step) = newton_step(&f, &y, &d, 1.0 / dt) else {
             break;
         };
         for k in 0..NVAR {
             y[k] -= step[k];
         }
+        let d_new = f(&y);
+        let r_new = residual(&d_new);
+        dt *= (r / r_new.max(f64::MIN_POSITIVE)).clamp(0.1, 10.0);
+        dt = dt.min(1e14 / scale);
+        d = d_new;
     }
-    let r = residual(&f(&y));
-    if r.is_nan() || r >= 1e-8 {
+    let r = residual(&d);
+    if r.is_nan() || r >= 1e-10 || y.iter().any(|v| !v.is_finite()) {
         return Err(SolverError::Unsupported {
             solver: "cumulant steady state",
             message: format!(
-                "no fixed point of the cumulant equations near the state reached at t_end = {t_end} \
-                 (relative residual {r:e}): the dynamics may not settle (limit cycle) or t_end \
-                 is too short"
+                "no stable fixed point of the cumulant equations reached from [initial] \
+                 (relative residual {r:e}): the dynamics may not settle (a limit cycle or \
+                 a slow drift); run kind = \"evolve\" with method = \"cumulant\""
             ),
         });
     }
@@ -174,12 +179,13 @@ fn rate_scale(m: &Model) -> f64 {
     if s > 0.0 { s } else { 1.0 }
 }
 
-/// Solve J dx = d with the finite-difference Jacobian of `f` at `y` (Gaussian elimination
-/// with partial pivoting); None when J is singular.
+/// Solve (J - shift I) dx = d with the finite-difference Jacobian J of `f` at `y` (Gaussian
+/// elimination with partial pivoting); None when the matrix is singular.
 fn newton_step(
     f: &dyn Fn(&[f64; NVAR]) -> [f64; NVAR],
     y: &[f64; NVAR],
     d: &[f64; NVAR],
+    shift: f64,
 ) -> Option<[f64; NVAR]> {
     let mut a = [[0.0; NVAR + 1]; NVAR];
     for k in 0..NVAR {
@@ -193,6 +199,7 @@ fn newton_step(
         }
     }
     for r in 0..NVAR {
+        a[r][r] -= shift;
         a[r][NVAR] = d[r];
     }
     let norm = a
@@ -220,4 +227,32 @@ fn newton_step(
         x[r] = (a[r][NVAR] - s) / a[r][r];
     }
     Some(x)
+}
+
+/// Where the approximate evolution of `method` starts at point `p`: `[initial]`'s Bloch
+/// vector (mean field) or its cumulant variables.
+pub fn start(sc: &Scenario, p: &Point, method: Method) -> Result<Start, Error> {
+    let spec = sc.initial.as_ref().ok_or_else(|| {
+        crate::error::InputError::invalid(
+            "initial",
+            "(missing)",
+            format!("an [initial] table for method = \"{}\"", method.name()),
+        )
+    })?;
+    let state = p.state("initial", spec)?;
+    Ok(match method {
+        Method::MeanField(f) => Start::MeanField(f, meanfield::bloch_vector(&p.model, state)?),
+        _ => Start::Cumulant(cumulant::from_pure(&rows::pure_state(p, "initial", state)?)),
+    })
+}
+
+/// The solver of an approximate method, in words (result.json).
+pub fn solver_name(method: Method) -> String {
+    match method {
+        Method::MeanField(f) => format!(
+            "meanfield ({} factorisation; columns of the product state with the mean-field Bloch vector, CPU f64)",
+            f.name()
+        ),
+        _ => "cumulant (second-order cumulant expansion, 9 real moments, CPU f64)".into(),
+    }
 }

@@ -6,6 +6,7 @@
 //! (and `pm.csv`) are written as each save is reached. CPU only: a single evolution has no
 //! batch to fill a GPU with (a scan of evolutions does: [`super::scan::evolve`]).
 
+use super::approx;
 use super::context::Context;
 use super::memory;
 use super::policy::{self, Kernel};
@@ -17,7 +18,7 @@ use crate::model::Model;
 use crate::output::CsvWriter;
 use crate::scenario::{EvolveSpec, Scenario};
 use crate::solver::ode::OdeOptions;
-use crate::solver::{blocks, master};
+use crate::solver::{Method, blocks, master};
 use crate::state::{BlockState, DensityMatrix};
 use serde_json::json;
 
@@ -66,6 +67,9 @@ pub fn solver_name(model: &Model) -> String {
 
 /// Run `kind = "evolve"`.
 pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report, Error> {
+    if sc.method != Method::Exact {
+        return run_approx(sc, spec, ctx);
+    }
     let engine = policy::resolve(
         ctx.backend,
         &Kernel::CpuOnly { solver: "master" },
@@ -129,6 +133,72 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     Ok(Report {
         task: "evolve",
         solver: solver_name(&p.model),
+        backend: engine.used(None),
+        model: p.model,
+        columns,
+        results,
+        stats: Some(st),
+        files,
+    })
+}
+
+/// `method = "meanfield"` or `"cumulant"` ([`approx`]): the same columns, from `[initial]`.
+fn run_approx(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report, Error> {
+    let method = sc.method;
+    let engine = policy::resolve(
+        ctx.backend,
+        &Kernel::CpuOnly {
+            solver: method.name(),
+        },
+        ctx.gpu.clone(),
+    )?;
+    let points = sc.points()?;
+    let p = &points[0];
+    let start = approx::start(sc, p, method)?;
+    let mut table = Table {
+        x_names: vec!["t".to_string()],
+        names: rows::observable_names(sc),
+        rows: Vec::new(),
+        last: None,
+    };
+    let columns = rows::header(&table.x_names, &table.names);
+    let mut csv = CsvWriter::create(&ctx.path("observables.csv")?, &columns)?;
+    let mut write_err: Option<OutputError> = None;
+    let progress = &mut *ctx.progress;
+    progress.start(spec.times.len() as u64, "evolve");
+    let extras = &sc.observables.columns;
+    let st = approx::evolve_rows(
+        &p.model,
+        &start,
+        &spec.times,
+        &ode_options(spec),
+        extras,
+        &mut |i, t, row| {
+            let mut full = vec![t];
+            full.extend(row);
+            if let Err(e) = csv.row(&full) {
+                write_err.get_or_insert(e);
+            }
+            table.rows.push(full);
+            progress.set(i as u64 + 1);
+        },
+    );
+    progress.finish();
+    let st = st?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    let fin = table.rows.last().cloned().unwrap_or_default();
+    let results = json!({
+        "final": named(&table.names, &fin[1..]),
+        "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
+        "method": method.name(),
+    });
+    let mut files = vec!["observables.csv".to_string()];
+    files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    Ok(Report {
+        task: "evolve",
+        solver: approx::solver_name(method),
         backend: engine.used(None),
         model: p.model,
         columns,

@@ -6,15 +6,17 @@
 //! estimated, fill included, and refused before the factorisation). CPU only: one sparse LU
 //! has no batch to fill a GPU with.
 
+use super::approx;
 use super::context::Context;
 use super::memory;
 use super::policy::{self, Kernel};
 use super::report::{Report, named};
 use super::rows::{self, OwnedState, Table};
-use crate::error::Error;
+use crate::error::{Error, SolverError};
 use crate::model::Model;
 use crate::output::CsvWriter;
-use crate::scenario::{Point, Scenario};
+use crate::scenario::{BASE_OBSERVABLES, Point, Scenario};
+use crate::solver::Method;
 use crate::solver::{blocks, master};
 use serde_json::json;
 
@@ -38,9 +40,79 @@ pub fn solve(model: &Model) -> Result<(OwnedState, serde_json::Value), Error> {
     ))
 }
 
+/// One point's steady state(s): observable rows (mean field: one per stable fixed point,
+/// with the trailing `branch` column), the exact state if there is one (P_m, Husimi), the
+/// solver statistics.
+struct PointSolution {
+    rows: Vec<Vec<f64>>,
+    state: Option<OwnedState>,
+    stats: serde_json::Value,
+}
+
+fn solve_point(sc: &Scenario, p: &Point) -> Result<PointSolution, Error> {
+    let extras = &sc.observables.columns;
+    match sc.method {
+        Method::MeanField(f) => {
+            let stable = approx::meanfield_steady_states(&p.model, f);
+            let mut rows: Vec<Vec<f64>> = stable
+                .iter()
+                .enumerate()
+                .map(|(b, s)| {
+                    let mut r = approx::meanfield_row(p.model.n, *s, extras);
+                    r.push(b as f64);
+                    r
+                })
+                .collect();
+            if rows.is_empty() {
+                // No stable fixed point (centers, limit cycles): one row of NaN keeps the point.
+                rows.push(vec![f64::NAN; BASE_OBSERVABLES.len() + extras.len() + 1]);
+            }
+            let stats = json!({ "stable_fixed_points": stable.len() });
+            Ok(PointSolution {
+                rows,
+                state: None,
+                stats,
+            })
+        }
+        Method::Cumulant => {
+            let approx::Start::Cumulant(y0) = approx::start(sc, p, Method::Cumulant)? else {
+                unreachable!("cumulant start")
+            };
+            let (y, residual) = approx::cumulant_steady_state(&p.model, &y0)?;
+            let rows = vec![approx::cumulant_row(p.model.n, &y, extras)];
+            Ok(PointSolution {
+                rows,
+                state: None,
+                stats: json!({ "relative_residual": residual }),
+            })
+        }
+        _ => {
+            let reference = rows::reference_state(sc, p)?;
+            let (owned, stats) = solve(&p.model)?;
+            let rows = vec![rows::observable_row(owned.as_ref(), extras, reference.as_deref())];
+            Ok(PointSolution {
+                rows,
+                state: Some(owned),
+                stats,
+            })
+        }
+    }
+}
+
+/// The observable names and the CSV header of a steady-state table (mean field adds the
+/// trailing `branch` column).
+pub fn header(sc: &Scenario, x_names: &[String], names: &[String]) -> Vec<String> {
+    let mut h = rows::header(x_names, names);
+    if let Method::MeanField(_) = sc.method {
+        h.push("branch".into());
+    }
+    h
+}
+
 /// Steady states of `points`, one `observables.csv` row each (x columns `x_names`; `pm.csv`
 /// led by `pm_x`, the point index when `x_names` is empty). Returns the table and the
-/// per-point statistics.
+/// per-point statistics. A failed point of a scan is an error naming it; the points before it
+/// are written.
 pub fn solve_points(
     sc: &Scenario,
     points: &[Point],
@@ -55,43 +127,53 @@ pub fn solve_points(
         rows: Vec::new(),
         last: None,
     };
-    let mut csv = CsvWriter::create(
-        &ctx.path("observables.csv")?,
-        &rows::header(&table.x_names, &table.names),
-    )?;
+    let header = header(sc, &table.x_names, &table.names);
+    let mut csv = CsvWriter::create(&ctx.path("observables.csv")?, &header)?;
     let mut pm_csv = rows::pm_writer(sc, ctx.dir, pm_x, points[0].model.n)?;
     let mut stats = Vec::new();
     ctx.progress.start(points.len() as u64, what);
     for (i, p) in points.iter().enumerate() {
-        let reference = rows::reference_state(sc, p)?;
-        let (owned, st) = solve(&p.model)?;
-        let state = owned.as_ref();
         let xvals: Vec<f64> = table
             .x_names
             .iter()
             .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
             .collect();
-        let mut full = xvals.clone();
-        full.extend(rows::observable_row(
-            state,
-            &sc.observables.columns,
-            reference.as_deref(),
-        ));
-        csv.row(&full)?;
-        if let Some(w) = pm_csv.as_mut() {
+        let sol = solve_point(sc, p).map_err(|e| name_point(e, i, &table.x_names, &xvals, points.len()))?;
+        for r in &sol.rows {
+            let mut full = xvals.clone();
+            full.extend(r);
+            csv.row(&full)?;
+            table.rows.push(full);
+        }
+        if let (Some(w), Some(state)) = (pm_csv.as_mut(), &sol.state) {
             let mut r = vec![xvals.first().copied().unwrap_or(i as f64)];
-            r.extend(state.pm());
+            r.extend(state.as_ref().pm());
             w.row(&r)?;
         }
-        table.rows.push(full);
-        stats.push(st);
-        if sc.observables.husimi.is_some() {
-            table.last = Some(state.husimi_matrix());
+        stats.push(sol.stats);
+        if let (true, Some(state)) = (sc.observables.husimi.is_some(), &sol.state) {
+            table.last = Some(state.as_ref().husimi_matrix());
         }
         ctx.progress.set(i as u64 + 1);
     }
     ctx.progress.finish();
     Ok((table, stats))
+}
+
+/// A solver error of scan point `index` names the point (a single steady state's error is
+/// passed on as it is).
+fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], npoints: usize) -> Error {
+    match (e, x_names.first()) {
+        (Error::Solver(cause), Some(variable)) if npoints > 1 => SolverError::ScanPoint {
+            index,
+            variable: variable.clone(),
+            value: xvals[0],
+            cause: Box::new(cause),
+            others: String::new(),
+        }
+        .into(),
+        (e, _) => e,
+    }
 }
 
 /// Run `kind = "steady_state"`.
@@ -103,13 +185,17 @@ pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
     )?;
     let points = sc.points()?;
     let (table, mut stats) = solve_points(sc, &points, vec![], "point", ctx, "steady state")?;
-    let results = json!({ "steady_state": named(&table.names, &table.rows[0]) });
+    let mut results = json!({ "steady_state": named(&table.names, &table.rows[0]) });
+    if sc.method != Method::Exact {
+        results["method"] = json!(sc.method.name());
+        results["branches"] = json!(table.rows.len());
+    }
     Ok(Report {
         task: "steady_state",
-        solver: super::evolve::solver_name(&points[0].model),
+        solver: solver_name(sc, &points),
         backend: engine.used(None),
         model: points[0].model,
-        columns: rows::header(&table.x_names, &table.names),
+        columns: header(sc, &table.x_names, &table.names),
         results,
         stats: stats.pop(),
         files: standard_files(sc, ctx, &table)?,
@@ -124,4 +210,24 @@ pub fn standard_files(sc: &Scenario, ctx: &Context, table: &Table) -> Result<Vec
     }
     files.extend(rows::write_figures(sc, ctx.dir, table)?);
     Ok(files)
+}
+
+/// The CPU solver a steady-state task runs (for the backend policy's messages).
+pub fn solver_kind(sc: &Scenario) -> &'static str {
+    match sc.method {
+        Method::Exact | Method::Trajectories => "master",
+        m => m.name(),
+    }
+}
+
+/// The solver in words: exact (collective or blocks, as any point needs) or the approximate
+/// method.
+pub fn solver_name(sc: &Scenario, points: &[Point]) -> String {
+    match sc.method {
+        Method::MeanField(_) | Method::Cumulant => approx::solver_name(sc.method),
+        _ if points.iter().any(|p| !p.model.is_collective()) => {
+            "blocks (exact permutation-invariant master equation, single-atom rates, f64)".into()
+        }
+        _ => "master (exact collective, f64)".into(),
+    }
 }

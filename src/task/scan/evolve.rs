@@ -18,6 +18,7 @@
 //! [`master::evolve`]: crate::solver::master::evolve
 //! [`blocks::evolve`]: crate::solver::blocks::evolve
 
+use super::super::approx;
 use super::super::context::{Context, Progress};
 use super::super::evolve::{evolve_any, ode_options};
 use super::super::memory;
@@ -28,6 +29,7 @@ use crate::c64;
 use crate::error::{Error, InputError, OutputError, SolverError};
 use crate::output::CsvWriter;
 use crate::scenario::{EvolveSpec, F32_MIN_RTOL, Point, Scenario};
+use crate::solver::Method;
 use crate::solver::trajectory::Precision;
 use serde_json::{Value, json};
 
@@ -129,6 +131,19 @@ impl<'a> Sink<'a> {
         rho: StateRef,
     ) -> Result<(), OutputError> {
         let obs = rows::observable_row(rho, &self.job.sc.observables.columns, reference);
+        self.save_row(p, k, t, obs, Some(rho))
+    }
+
+    /// Save the observable columns `obs` of save `k` of point `p`; the exact state `rho`, where
+    /// there is one, feeds P_m and the Husimi grid of the final time.
+    pub fn save_row(
+        &mut self,
+        p: &Point,
+        k: usize,
+        t: f64,
+        obs: Vec<f64>,
+        rho: Option<StateRef>,
+    ) -> Result<(), OutputError> {
         let x = self.job.value(p);
         let mut long = vec![x, t];
         long.extend(&obs);
@@ -145,12 +160,12 @@ impl<'a> Sink<'a> {
         full.extend(&obs);
         self.observables.row(&full)?;
         self.table.rows.push(full);
-        if let Some(w) = self.pm.as_mut() {
+        if let (Some(w), Some(rho)) = (self.pm.as_mut(), rho) {
             let mut r = vec![x];
             r.extend(rho.pm());
             w.row(&r)?;
         }
-        if self.job.sc.observables.husimi.is_some() {
+        if let (true, Some(rho)) = (self.job.sc.observables.husimi.is_some(), rho) {
             self.table.last = Some(rho.husimi_matrix());
         }
         Ok(())
@@ -167,11 +182,15 @@ pub fn run(
 ) -> Result<Report, Error> {
     let points = sc.points()?;
     let floors = [("task.rtol", spec.rtol, F32_MIN_RTOL)];
-    let kernel = Kernel::Gpu {
-        asked: precision,
-        cpu_follows_precision: false,
-        f32_floors: &floors,
-        cpu_only: None,
+    // The approximate methods run on the CPU only (milliseconds per point).
+    let kernel = match sc.method {
+        Method::Exact => Kernel::Gpu {
+            asked: precision,
+            cpu_follows_precision: false,
+            f32_floors: &floors,
+            cpu_only: None,
+        },
+        m => Kernel::CpuOnly { solver: m.name() },
     };
     let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
     let job = Job {
@@ -183,7 +202,7 @@ pub fn run(
     let (table, stats, backend) = match &engine {
         Engine::Cpu { .. } => {
             // One point at a time: the estimate of a single evolution.
-            for p in &points {
+            for p in points.iter().filter(|_| sc.method == Method::Exact) {
                 memory::refuse_evolution(&p.model, "time evolution of one scan point")?;
             }
             let mut sink = Sink::create(&job, ctx)?;
@@ -211,18 +230,28 @@ pub fn run(
     }
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
     let with_blocks = points.iter().any(|p| !p.model.is_collective());
+    if sc.method != Method::Exact {
+        results["method"] = json!(sc.method.name());
+    }
     Ok(Report {
         task: "scan",
-        solver: format!(
-            "{} (time evolution per scan point, {} on {})",
-            if with_blocks {
-                "blocks (exact permutation-invariant, single-atom rates)"
-            } else {
-                "master (exact collective)"
-            },
-            backend.precision,
-            backend.name
-        ),
+        solver: if sc.method != Method::Exact {
+            format!(
+                "{} (time evolution per scan point)",
+                super::super::approx::solver_name(sc.method)
+            )
+        } else {
+            format!(
+                "{} (time evolution per scan point, {} on {})",
+                if with_blocks {
+                    "blocks (exact permutation-invariant, single-atom rates)"
+                } else {
+                    "master (exact collective)"
+                },
+                backend.precision,
+                backend.name
+            )
+        },
         backend,
         model: points[0].model,
         columns: rows::header(&table.x_names, &table.names),
@@ -237,15 +266,33 @@ fn run_cpu(job: &Job, sink: &mut Sink, progress: &mut dyn Progress) -> Result<Va
     let ode = ode_options(job.spec);
     let mut point_stats = Vec::new();
     progress.start(job.points.len() as u64, "scan (evolve)");
+    let method = job.sc.method;
+    let extras = &job.sc.observables.columns;
     for (i, p) in job.points.iter().enumerate() {
-        let psi0 = job.initial_state(p)?;
-        let reference = rows::reference_state(job.sc, p)?;
         let mut write_err = None;
-        let st = evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, t, rho| {
-            if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
-                write_err.get_or_insert(e);
-            }
-        });
+        let st = if method == Method::Exact {
+            let psi0 = job.initial_state(p)?;
+            let reference = rows::reference_state(job.sc, p)?;
+            evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, t, rho| {
+                if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
+                    write_err.get_or_insert(e);
+                }
+            })
+        } else {
+            let start = approx::start(job.sc, p, method)?;
+            approx::evolve_rows(
+                &p.model,
+                &start,
+                &job.spec.times,
+                &ode,
+                extras,
+                &mut |k, t, row| {
+                    if let Err(e) = sink.save_row(p, k, t, row, None) {
+                        write_err.get_or_insert(e);
+                    }
+                },
+            )
+        };
         if let Some(e) = write_err {
             return Err(e.into());
         }
@@ -256,7 +303,9 @@ fn run_cpu(job: &Job, sink: &mut Sink, progress: &mut dyn Progress) -> Result<Va
     progress.finish();
     Ok(json!({
         "mode": "evolve",
-        "integrator": if job.points.iter().any(|p| !p.model.is_collective()) {
+        "integrator": if method != Method::Exact {
+            "the approximate method's ODEs (CPU, f64), one point after the other"
+        } else if job.points.iter().any(|p| !p.model.is_collective()) {
             "blocks::evolve (single-atom rates) / master::evolve (collective-only points) (CPU, f64), one point after the other"
         } else {
             "master::evolve (CPU, f64), one point after the other"

@@ -15,7 +15,7 @@ use super::report::{Report, jnum, named};
 use super::rows;
 use super::steady_state;
 use crate::error::Error;
-use crate::scenario::{Point, ScanMode, Scenario};
+use crate::scenario::{ScanMode, Scenario};
 use serde_json::{Value, json};
 
 /// Run `kind = "scan"`.
@@ -43,22 +43,14 @@ fn steady_states(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Rep
     };
     Ok(Report {
         task: "scan",
-        solver: solver_name(&points),
+        solver: steady_state::solver_name(sc, &points),
         backend: engine.used(None),
         model: points[0].model,
-        columns: rows::header(&table.x_names, &table.names),
+        columns: steady_state::header(sc, &table.x_names, &table.names),
         results: scalars(&table.x_names, &table.rows),
         stats: Some(stats),
         files: steady_state::standard_files(sc, ctx, &table)?,
     })
-}
-
-fn solver_name(points: &[Point]) -> String {
-    if points.iter().any(|p| !p.model.is_collective()) {
-        "blocks (exact permutation-invariant master equation, single-atom rates, f64)".into()
-    } else {
-        "master (exact collective, f64)".into()
-    }
 }
 
 /// result.json scalars of a scan: the best squeezing over the points and where.
