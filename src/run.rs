@@ -57,7 +57,7 @@ use crate::solver::master;
 use crate::solver::meanfield;
 use crate::solver::ode::OdeOptions;
 use crate::solver::trajectory::{self, Precision, TrajectoryOptions};
-use crate::state::{BlockState, DensityMatrix, pure};
+use crate::state::{BlockState, DensityMatrix};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,33 +112,9 @@ pub fn memory_limit_mib() -> u64 {
         .unwrap_or(16 * 1024)
 }
 
-/// Build the pure state `spec` for the model at `point`.
+/// Build the pure state `spec` for the model at `point` ([`State::amplitudes`]).
 pub fn pure_state(point: &Point, field: &str, state: State) -> Result<Vec<c64>, InputError> {
-    let n = point.model.n;
-    match state {
-        State::Dicke { m } => pure::dicke(n, m).map_err(|_| {
-            InputError::invalid(
-                format!("{field}.m"),
-                m,
-                format!(
-                    "a value in -N/2..N/2 = -{}..{} in integer steps",
-                    n as f64 / 2.0,
-                    n as f64 / 2.0
-                ),
-            )
-        }),
-        State::Coherent { theta, phi } => Ok(pure::coherent(n, theta, phi)),
-        State::Crss => {
-            if point.model.gamma_coll <= 0.0 {
-                return Err(InputError::invalid(
-                    format!("{field}.state"),
-                    "\"crss\"",
-                    "a model with Gamma > 0 (the CRSS amplitude is b = -i Omega/Gamma)",
-                ));
-            }
-            Ok(pure::crss(n, point.model.drive, point.model.gamma_coll))
-        }
-    }
+    state.amplitudes(&point.model, field)
 }
 
 /// A state the master-equation tasks produce: the (N+1) x (N+1) density matrix of the

@@ -199,13 +199,9 @@ pub enum StateSpec {
     Crss,
 }
 
-/// A resolved pure state specification (numbers).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum State {
-    Dicke { m: f64 },
-    Coherent { theta: f64, phi: f64 },
-    Crss,
-}
+/// A resolved pure state specification (numbers): the state layer's
+/// [`PureSpec`](crate::state::PureSpec), under the name the scenario code has always used.
+pub use crate::state::PureSpec as State;
 
 /// What to compute.
 #[derive(Debug, Clone)]
@@ -856,30 +852,7 @@ fn collective_scenario(
 
 /// Range checks of a resolved state against the model (N, Gamma).
 fn check_state(p: &Point, field: &str, st: State) -> Result<(), InputError> {
-    let j = p.model.n as f64 / 2.0;
-    match st {
-        State::Dicke { m } => {
-            let k = m + j;
-            if k < 0.0 || k > 2.0 * j || k.fract() != 0.0 {
-                return Err(InputError::invalid(
-                    format!("{field}.m"),
-                    m,
-                    format!("a value in -N/2..N/2 = {}..{} in integer steps", -j, j),
-                ));
-            }
-        }
-        State::Coherent { .. } => {}
-        State::Crss => {
-            if p.model.gamma_coll <= 0.0 {
-                return Err(InputError::invalid(
-                    format!("{field}.state"),
-                    "\"crss\"",
-                    "a model with Gamma > 0 (the CRSS amplitude is b = -i Omega/Gamma)",
-                ));
-            }
-        }
-    }
-    Ok(())
+    st.check(&p.model, field)
 }
 
 fn grid_size(p: &Point, field: &str, n: Option<&Num>, default: usize) -> Result<usize, InputError> {
