@@ -76,3 +76,53 @@ fn check_crss(model: &Model, field: &str) -> Result<(), InputError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_and_amplitudes_agree_on_range_and_messages() {
+        let model = Model {
+            n: 4,
+            gamma_coll: 1.0,
+            drive: 0.5,
+            ..Model::default()
+        };
+        let ok = PureSpec::Dicke { m: -1.0 };
+        ok.check(&model, "initial").unwrap();
+        assert_eq!(
+            ok.amplitudes(&model, "initial").unwrap(),
+            pure::dicke(4, -1.0).unwrap()
+        );
+        for m in [0.5, 3.0, f64::NAN] {
+            let s = PureSpec::Dicke { m };
+            let e = s.check(&model, "initial").unwrap_err().to_string();
+            assert_eq!(e, s.amplitudes(&model, "initial").unwrap_err().to_string());
+            assert!(e.contains("initial.m") && e.contains("-2..2"), "{e}");
+        }
+        let dark = Model {
+            gamma_coll: 0.0,
+            ..model
+        };
+        let e = PureSpec::Crss
+            .check(&dark, "observables.fidelity")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            PureSpec::Crss
+                .amplitudes(&dark, "observables.fidelity")
+                .unwrap_err()
+                .to_string()
+        );
+        assert!(
+            e.contains("observables.fidelity.state") && e.contains("Gamma > 0"),
+            "{e}"
+        );
+        assert_eq!(
+            PureSpec::Crss.amplitudes(&model, "initial").unwrap(),
+            pure::crss(4, 0.5, 1.0)
+        );
+    }
+}
