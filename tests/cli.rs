@@ -1,40 +1,23 @@
 //! End-to-end tests of the `dicke` binary: the output contract and error reporting.
 
 mod common;
-use common::read_csv;
-use std::process::Command;
-
-fn dicke(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dicke"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run the dicke binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{Toml, run_scenario, run_scenario_env};
 
 #[test]
 fn evolve_writes_the_output_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("q");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/quickstart.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=10",
-        "--set",
-        "task.t_end=0.1",
-        "--set",
-        "task.n_times=11",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("observables.csv"));
+    let run = run_scenario(
+        Toml::File("scenarios/quickstart.toml"),
+        &[
+            "--set",
+            "N=10",
+            "--set",
+            "task.t_end=0.1",
+            "--set",
+            "task.n_times=11",
+        ],
+    );
+    run.assert_ok();
+    let (header, rows) = run.csv("observables.csv");
     assert_eq!(header, ["t", "Jx", "Jy", "Jz", "xi2", "J2", "var_Jz", "N_eff"]);
     assert_eq!(rows.len(), 11);
     // t = 0 is the south pole of N = 10: <Jz> = -5, <J^2> = j(j+1) = 30, N_eff = N.
@@ -43,33 +26,23 @@ fn evolve_writes_the_output_contract() {
     assert!((rows[0][5] - 30.0).abs() < 1e-9);
     assert!((rows[0][7] - 10.0).abs() < 1e-9);
     assert!((rows[10][0] - 0.1).abs() < 1e-12);
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let res = run.result();
     assert_eq!(res["backend"]["name"], "cpu");
     assert_eq!(res["scenario"]["model"]["N"], 10);
     assert_eq!(res["overrides"][0], "N=10");
     assert!(res["wall_time_s"].as_f64().unwrap() > 0.0);
     assert!(res["dicke_version"].is_string());
-    let png = std::fs::read(out.join("plot.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    run.assert_png("plot.png");
 }
 
 #[test]
 fn pinned_scan_writes_one_row_with_varying_parameters() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("s");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/exchange_steady_state.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=10",
-        "--set",
-        "x=0.5",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("observables.csv"));
+    let run = run_scenario(
+        Toml::File("scenarios/exchange_steady_state.toml"),
+        &["--set", "N=10", "--set", "x=0.5"],
+    );
+    run.assert_ok();
+    let (header, rows) = run.csv("observables.csv");
     assert_eq!(&header[..7], ["x", "Jx", "Jy", "Jz", "xi2", "J2", "var_Jz"]);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][0], 0.5);
@@ -77,86 +50,64 @@ fn pinned_scan_writes_one_row_with_varying_parameters() {
 
 #[test]
 fn scan_lists_the_scanned_variable_and_the_parameters_it_moves() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("p");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/pumping_steady_state.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=8",
-        "--set",
-        "task.num=5",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("observables.csv"));
+    let run = run_scenario(
+        Toml::File("scenarios/pumping_steady_state.toml"),
+        &["--set", "N=8", "--set", "task.num=5"],
+    );
+    run.assert_ok();
+    let (header, rows) = run.csv("observables.csv");
     assert_eq!(&header[..4], ["r", "w", "Jx", "Jy"]);
     assert_eq!(rows.len(), 5);
     // w = r * Gamma with Gamma = 1.
     for r in &rows {
         assert_eq!(r[0], r[1]);
     }
-    assert!(out.join("pm.csv").exists());
+    assert!(run.path("pm.csv").exists());
 }
 
 #[test]
 fn errors_are_messages_not_panics() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("scenarios/quickstart.toml", &["--set", "Gamma=-1"], "model.Gamma"),
+        ("scenarios/quickstart.toml", &["--set", "N=0"], "model.N"),
+        ("no/such/file.toml", &[], "no/such/file.toml"),
         (
-            &["run", "scenarios/quickstart.toml", "--set", "Gamma=-1"],
-            "model.Gamma",
-        ),
-        (&["run", "scenarios/quickstart.toml", "--set", "N=0"], "model.N"),
-        (&["run", "no/such/file.toml"], "no/such/file.toml"),
-        (
-            &[
-                "run",
-                "scenarios/quickstart.toml",
-                "--backend",
-                "gpu",
-                "--set",
-                "N=4",
-            ],
+            "scenarios/quickstart.toml",
+            &["--backend", "gpu", "--set", "N=4"],
             "GPU",
         ),
-        (
-            &["run", "scenarios/quickstart.toml", "--backend", "tpu"],
-            "--backend",
-        ),
+        ("scenarios/quickstart.toml", &["--backend", "tpu"], "--backend"),
     ];
-    for (args, needle) in cases {
-        let (ok, _, stderr) = dicke(args);
-        assert!(!ok, "{args:?} should fail");
-        assert!(stderr.contains(needle), "{args:?}: stderr {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    for (file, args, needle) in cases {
+        let run = run_scenario(Toml::File(file), args);
+        let stderr = &run.stderr;
+        assert!(!run.ok, "{file} {args:?} should fail");
+        assert!(stderr.contains(needle), "{file} {args:?}: stderr {stderr}");
+        assert!(!stderr.contains("panicked"), "{file} {args:?} panicked: {stderr}");
     }
 }
 
 #[test]
 fn trajectories_write_means_standard_errors_and_single_trajectories() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("tr");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/exchange_trajectories.toml",
-        "--backend",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=10",
-        "--set",
-        "task.ntraj=64",
-        "--set",
-        "task.t_end=0.05",
-        "--set",
-        "task.n_times=11",
-        "--set",
-        "task.save_trajectories=2",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("observables.csv"));
+    let run = run_scenario(
+        Toml::File("scenarios/exchange_trajectories.toml"),
+        &[
+            "--backend",
+            "cpu",
+            "--set",
+            "N=10",
+            "--set",
+            "task.ntraj=64",
+            "--set",
+            "task.t_end=0.05",
+            "--set",
+            "task.n_times=11",
+            "--set",
+            "task.save_trajectories=2",
+        ],
+    );
+    run.assert_ok();
+    let (header, rows) = run.csv("observables.csv");
     assert_eq!(&header[..6], ["t", "Jx", "Jy", "Jz", "xi2", "J2"]);
     let col = |name: &str| {
         header
@@ -170,11 +121,10 @@ fn trajectories_write_means_standard_errors_and_single_trajectories() {
     assert!((rows[0][jz] + 5.0).abs() < 1e-6 && rows[0][jz_se] == 0.0);
     // Later the ensemble spreads: a positive SE, and jumps have happened (rate ~ Gamma N).
     assert!(rows[10][jz_se] > 0.0 && rows[10][jumps] > 0.0);
-    let (th, trows) = read_csv(&out.join("trajectories.csv"));
+    let (th, trows) = run.csv("trajectories.csv");
     assert_eq!(&th[..3], ["traj", "t", "Jx"]);
     assert_eq!(trows.len(), 2 * 11);
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let res = run.result();
     assert_eq!(res["task"], "trajectories");
     assert_eq!(res["backend"]["name"], "cpu");
     assert_eq!(res["backend"]["precision"], "f32");
@@ -182,32 +132,29 @@ fn trajectories_write_means_standard_errors_and_single_trajectories() {
 
 #[test]
 fn scan_of_evolutions_writes_final_rows_and_the_long_format() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("se");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/exchange_scan_dynamics.toml",
-        "--backend",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=10",
-        "--set",
-        "task.num=3",
-        "--set",
-        "task.n_times=5",
-        "--set",
-        "task.t_end=0.1",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let run = run_scenario(
+        Toml::File("scenarios/exchange_scan_dynamics.toml"),
+        &[
+            "--backend",
+            "cpu",
+            "--set",
+            "N=10",
+            "--set",
+            "task.num=3",
+            "--set",
+            "task.n_times=5",
+            "--set",
+            "task.t_end=0.1",
+        ],
+    );
+    run.assert_ok();
     for f in ["observables.csv", "scan_evolution.csv", "result.json", "plot.png"] {
-        assert!(out.join(f).exists(), "{f} missing");
+        assert!(run.path(f).exists(), "{f} missing");
     }
-    let (header, rows) = read_csv(&out.join("observables.csv"));
+    let (header, rows) = run.csv("observables.csv");
     assert_eq!(&header[..6], ["u", "Omega", "Jx", "Jy", "Jz", "xi2"]);
     assert_eq!(rows.len(), 3);
-    let (eh, erows) = read_csv(&out.join("scan_evolution.csv"));
+    let (eh, erows) = run.csv("scan_evolution.csv");
     assert_eq!(&eh[..3], ["u", "t", "Jx"]);
     assert_eq!(erows.len(), 3 * 5);
     // <Jz> at t = 0.1 of each point against master::evolve of that point, with the scenario's
@@ -243,8 +190,7 @@ fn scan_of_evolutions_writes_final_rows_and_the_long_format() {
         // Sane physics: the drive has lifted the spin off the south pole, within -j..j.
         assert!(fin > -5.0 && fin < 5.0, "{fin}");
     }
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let res = run.result();
     assert_eq!(res["task"], "scan");
     assert_eq!(res["results"]["mode"], "evolve");
     assert_eq!(res["backend"]["name"], "cpu");
@@ -264,40 +210,22 @@ fn scan_of_evolutions_writes_final_rows_and_the_long_format() {
 /// per-point estimate of one evolution, the GPU path by what the host holds of the batch.
 #[test]
 fn scan_of_evolutions_refuses_what_does_not_fit() {
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_dicke"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("DICKE_MEMORY_LIMIT_MIB", "1")
-            .output()
-            .expect("run the dicke binary");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    let run = |backend: &str| {
+        let run = run_scenario_env(
+            Toml::File("scenarios/exchange_scan_dynamics.toml"),
+            &["--set", "N=200", "--backend", backend],
+            &[("DICKE_MEMORY_LIMIT_MIB", "1")],
+        );
+        (run.ok, run.stderr)
     };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("big");
-    let base = [
-        "run",
-        "scenarios/exchange_scan_dynamics.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=200",
-    ];
-    let mut cpu = base.to_vec();
-    cpu.extend(["--backend", "cpu"]);
-    let (ok, stderr) = run(&cpu);
+    let (ok, stderr) = run("cpu");
     assert!(
         !ok && stderr.contains("request needs about") && stderr.contains("limit 1 MiB"),
         "{stderr}"
     );
     assert!(stderr.contains("scan point"), "{stderr}");
     if dicke::backend::gpu::test_context("scan_of_evolutions_refuses_what_does_not_fit").is_some() {
-        let mut gpu = base.to_vec();
-        gpu.extend(["--backend", "gpu"]);
-        let (ok, stderr) = run(&gpu);
+        let (ok, stderr) = run("gpu");
         assert!(
             !ok && stderr.contains("request needs about") && stderr.contains("GPU scan of 16 points"),
             "{stderr}"
@@ -309,40 +237,23 @@ fn scan_of_evolutions_refuses_what_does_not_fit() {
 /// and says so in result.json.
 #[test]
 fn single_atom_rates_run_on_the_block_solver() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ev");
-    let (ok, _, stderr) = dicke(&[
-        "run",
-        "scenarios/quickstart.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "gamma_down=0.3",
-        "--set",
-        "N=6",
-    ]);
-    assert!(ok, "{stderr}");
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let run = run_scenario(
+        Toml::File("scenarios/quickstart.toml"),
+        &["--set", "gamma_down=0.3", "--set", "N=6"],
+    );
+    run.assert_ok();
+    let res = run.result();
     assert!(
         res["solver"].as_str().unwrap().starts_with("blocks"),
         "{}",
         res["solver"]
     );
-    let out = dir.path().join("ss");
-    let (ok, _, stderr) = dicke(&[
-        "run",
-        "scenarios/bistability_steady_state.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=18",
-        "--set",
-        "x=0.75",
-    ]);
-    assert!(ok, "{stderr}");
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let run = run_scenario(
+        Toml::File("scenarios/bistability_steady_state.toml"),
+        &["--set", "N=18", "--set", "x=0.75"],
+    );
+    run.assert_ok();
+    let res = run.result();
     assert!(
         res["solver"].as_str().unwrap().starts_with("blocks"),
         "{}",
@@ -350,7 +261,7 @@ fn single_atom_rates_run_on_the_block_solver() {
     );
     // gamma_1D = 15.5 / (N - 1) derived from the overridden N.
     assert!((res["model"]["Gamma"].as_f64().unwrap() - 15.5 / 17.0).abs() < 1e-12);
-    let pm = std::fs::read_to_string(out.join("pm.csv")).unwrap();
+    let pm = std::fs::read_to_string(run.path("pm.csv")).unwrap();
     let row: Vec<f64> = pm
         .lines()
         .nth(1)
@@ -368,24 +279,13 @@ fn single_atom_rates_run_on_the_block_solver() {
 /// channels fire; with gamma_F = 1/11 and 8 trajectories to t = 60 the chance that none does
 /// is negligible, and the seed is fixed).
 fn switching_trajectories(backend: Option<&str>) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bt");
-    let mut args = vec![
-        "run",
-        "scenarios/bistability_trajectories.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "task.t_end=60",
-        "--set",
-        "task.n_times=61",
-    ];
+    let mut args = vec!["--set", "task.t_end=60", "--set", "task.n_times=61"];
     if let Some(b) = backend {
         args.extend(["--backend", b]);
     }
-    let (ok, stdout, stderr) = dicke(&args);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (h, rows) = read_csv(&out.join("trajectories.csv"));
+    let run = run_scenario(Toml::File("scenarios/bistability_trajectories.toml"), &args);
+    run.assert_ok();
+    let (h, rows) = run.csv("trajectories.csv");
     let col = |name: &str| {
         h.iter()
             .position(|c| c == name)
@@ -399,8 +299,8 @@ fn switching_trajectories(backend: Option<&str>) -> serde_json::Value {
     );
     assert!(rows.iter().all(|r| r[xi2] > 0.0));
     assert!(rows.iter().any(|r| r[neff] < 17.5), "no trajectory left j = N/2");
-    assert!(out.join("trajectories.png").exists());
-    serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap()
+    assert!(run.path("trajectories.png").exists());
+    run.result()
 }
 
 /// Default backend (auto): a real GPU when there is one, else the CPU with the reason.
@@ -431,16 +331,9 @@ fn switching_trajectories_on_the_gpu() {
 /// change is at x = 1 (Omega_c), where its stable point gives way to two centers.
 #[test]
 fn fixed_points_scenario_reproduces_the_bistability_window() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("mf");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/bistability_meanfield.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("fixed_points.csv"));
+    let run = run_scenario(Toml::File("scenarios/bistability_meanfield.toml"), &[]);
+    run.assert_ok();
+    let (header, rows) = run.csv("fixed_points.csv");
     assert_eq!(
         header,
         [
@@ -477,7 +370,7 @@ fn fixed_points_scenario_reproduces_the_bistability_window() {
         "{sz:?}"
     );
     assert!((r[0][1] - 2.0 * 0.75 * 15.5 / 4.0).abs() < 1e-12, "Omega column");
-    let (hc, rc) = read_csv(&out.join("fixed_points_collective.csv"));
+    let (hc, rc) = run.csv("fixed_points_collective.csv");
     assert_eq!(hc, header);
     let c = at(&rc, 0.75);
     let st: Vec<&Vec<f64>> = c.iter().filter(|r| r[5] == 1.0).collect();
@@ -487,8 +380,7 @@ fn fixed_points_scenario_reproduces_the_bistability_window() {
         "Dicke curve: {:?}",
         st[0]
     );
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let res = run.result();
     assert_eq!(res["task"], "fixed_points");
     let b = res["results"]["individual"]["boundaries"].as_array().unwrap();
     assert_eq!(b.len(), 2, "{b:?}");
@@ -500,8 +392,7 @@ fn fixed_points_scenario_reproduces_the_bistability_window() {
     let bc = res["results"]["collective"]["boundaries"].as_array().unwrap();
     assert_eq!(bc.len(), 1, "{bc:?}");
     assert!((bc[0]["at"].as_f64().unwrap() - 1.0).abs() < 1e-6);
-    let png = std::fs::read(out.join("plot.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    run.assert_png("plot.png");
 }
 
 /// Every row's eigenvalue columns (seed 000 Fig. S2c): led by `max_re_eig`, by decreasing real
@@ -562,26 +453,15 @@ fn eigenvalue_columns_are_the_jacobians(rows: &[Vec<f64>], gamma_mf: f64) {
 /// Omega_c: no stable fixed point, the distance column is NaN.
 #[test]
 fn fixed_points_with_runs_from_the_initial_state() {
-    let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string("scenarios/bistability_meanfield.toml")
         .unwrap()
         .replace(
             "[task]",
             "[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n\n[task]\nt_end = 200",
         );
-    let path = dir.path().join("mf_runs.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = dir.path().join("out");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "task.num=61",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("meanfield_final.csv"));
+    let run = run_scenario(Toml::Text(&text), &["--set", "task.num=61"]);
+    run.assert_ok();
+    let (header, rows) = run.csv("meanfield_final.csv");
     assert_eq!(header, ["x", "Omega", "sx", "sy", "sz", "distance_to_stable"]);
     assert_eq!(rows.len(), 61);
     for r in &rows {
@@ -592,7 +472,7 @@ fn fixed_points_with_runs_from_the_initial_state() {
             assert!(r[4] > -0.1, "upper branch expected: {r:?}");
         }
     }
-    let (_, rc) = read_csv(&out.join("meanfield_final_collective.csv"));
+    let (_, rc) = run.csv("meanfield_final_collective.csv");
     for r in rc.iter().filter(|r| r[0] > 1.0) {
         assert!(r[5].is_nan(), "{r:?}");
     }
@@ -610,26 +490,24 @@ fn sweep_writes_one_row_per_point_and_a_figure() {
     use dicke::solver::cumulant;
     use dicke::solver::ode::OdeOptions;
     use dicke::state::pure;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("sw");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/exchange_cumulant_phase_diagram.toml",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=40",
-        "--set",
-        "chi=1",
-        "--set",
-        "task.t_end=0.5",
-        "--set",
-        "task.n_times=51",
-        "--set",
-        "task.t_min=0.05",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    let scenario = "scenarios/exchange_cumulant_phase_diagram.toml";
+    let run = run_scenario(
+        Toml::File(scenario),
+        &[
+            "--set",
+            "N=40",
+            "--set",
+            "chi=1",
+            "--set",
+            "task.t_end=0.5",
+            "--set",
+            "task.n_times=51",
+            "--set",
+            "task.t_min=0.05",
+        ],
+    );
+    run.assert_ok();
+    let (header, rows) = run.csv("sweep.csv");
     assert_eq!(&header[..3], ["chi", "y", "Omega"]);
     assert_eq!(
         &header[3..],
@@ -695,49 +573,31 @@ fn sweep_writes_one_row_per_point_and_a_figure() {
     );
     assert!((r[col("xi2")] - m.xi2()).abs() < 1e-9);
     assert!((r[col("xi2_min")] - xmin).abs() < 1e-9);
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let res = run.result();
     assert_eq!(res["task"], "sweep");
     assert_eq!(res["results"]["points"], 41);
     assert_eq!(res["results"]["failed"], 0);
-    let png = std::fs::read(out.join("sweep.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    run.assert_png("sweep.png");
     // The memory estimate is checked before anything runs (a 0 MiB limit refuses any sweep).
-    let o = Command::new(env!("CARGO_BIN_EXE_dicke"))
-        .args(["run", "scenarios/exchange_cumulant_phase_diagram.toml", "--out"])
-        .arg(dir.path().join("mem"))
-        .env("DICKE_MEMORY_LIMIT_MIB", "0")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let mem = run_scenario_env(Toml::File(scenario), &[], &[("DICKE_MEMORY_LIMIT_MIB", "0")]);
+    let stderr = &mem.stderr;
     assert!(
-        !o.status.success() && stderr.contains("MiB") && stderr.contains("1681 points"),
+        !mem.ok && stderr.contains("MiB") && stderr.contains("1681 points"),
         "{stderr}"
     );
-    assert!(
-        !dir.path()
-            .join("mem")
-            .join(dicke::task::sweep::SWEEP_CSV)
-            .exists()
-    );
+    assert!(!mem.path(dicke::task::sweep::SWEEP_CSV).exists());
     // An f32 (GPU) sweep at the scenario's rtol = 1e-8 is refused before anything runs, with
     // the field, value and floor (the GPU sweep itself: tests/gpu_cumulant_batch.rs).
-    let (ok, _, stderr) = dicke(&[
-        "run",
-        "scenarios/exchange_cumulant_phase_diagram.toml",
-        "--backend",
-        "gpu",
-        "--set",
-        "task.precision=f32",
-        "--out",
-        dir.path().join("f32").to_str().unwrap(),
-    ]);
+    let f32 = run_scenario(
+        Toml::File(scenario),
+        &["--backend", "gpu", "--set", "task.precision=f32"],
+    );
+    let stderr = &f32.stderr;
     assert!(
-        !ok && stderr.contains("`task.rtol` = 0.00000001") && stderr.contains("rtol >= 1e-6"),
+        !f32.ok && stderr.contains("`task.rtol` = 0.00000001") && stderr.contains("rtol >= 1e-6"),
         "{stderr}"
     );
-    assert!(!dir.path().join("f32").exists());
+    assert!(!f32.out.exists());
 }
 
 /// The shipped seed 002 scan of exact evolutions (single-atom decay, block master equation),
@@ -745,26 +605,23 @@ fn sweep_writes_one_row_per_point_and_a_figure() {
 /// j = N/2 (N_eff < N) and squeeze less at the end; the run records the solver it used.
 #[test]
 fn emission_squeezing_scan_runs_the_block_solver() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("es");
-    let (ok, stdout, stderr) = dicke(&[
-        "run",
-        "scenarios/emission_squeezing_scan.toml",
-        "--backend",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "N=10",
-        "--set",
-        "task.num=3",
-        "--set",
-        "task.n_times=6",
-        "--set",
-        "task.t_end=0.5",
-    ]);
-    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
-    let (h, rows) = read_csv(&out.join("observables.csv"));
+    let run = run_scenario(
+        Toml::File("scenarios/emission_squeezing_scan.toml"),
+        &[
+            "--backend",
+            "cpu",
+            "--set",
+            "N=10",
+            "--set",
+            "task.num=3",
+            "--set",
+            "task.n_times=6",
+            "--set",
+            "task.t_end=0.5",
+        ],
+    );
+    run.assert_ok();
+    let (h, rows) = run.csv("observables.csv");
     assert_eq!(rows.len(), 3);
     let ne = h.iter().position(|c| c == "N_eff").unwrap();
     assert!(
@@ -773,8 +630,7 @@ fn emission_squeezing_scan_runs_the_block_solver() {
         rows[0][ne]
     );
     assert!(rows[1][ne] < 10.0 - 1e-3 && rows[2][ne] < rows[1][ne], "{rows:?}");
-    let res: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    let res = run.result();
     assert!(
         res["stats"]["integrator"]
             .as_str()

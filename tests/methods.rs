@@ -48,7 +48,13 @@ fn assert_tables_close(a: &[Vec<f64>], b: &[Vec<f64>], header: &[String], rel: f
         let scale = a.iter().map(|r| r[k].abs()).fold(1e-300, f64::max);
         for (ra, rb) in a.iter().zip(b) {
             let d = (ra[k] - rb[k]).abs();
-            assert!(d <= rel * scale, "column {}: {} vs {} (scale {scale})", header[k], ra[k], rb[k]);
+            assert!(
+                d <= rel * scale,
+                "column {}: {} vs {} (scale {scale})",
+                header[k],
+                ra[k],
+                rb[k]
+            );
         }
     }
 }
@@ -77,7 +83,10 @@ fn meanfield_evolution_is_exact_for_single_atom_processes() {
 /// the product-state model; the `branch` column reads 0.
 #[test]
 fn meanfield_steady_state_is_exact_for_single_atom_processes() {
-    let text = PRODUCT.replace("kind = \"evolve\"\nt_end = 4.0\nn_times = 41\nrtol = 1e-10\natol = 1e-12", "kind = \"steady_state\"");
+    let text = PRODUCT.replace(
+        "kind = \"evolve\"\nt_end = 4.0\nn_times = 41\nrtol = 1e-10\natol = 1e-12",
+        "kind = \"steady_state\"",
+    );
     let exact = run_scenario(Toml::Text(&text), &[]);
     exact.assert_ok();
     let mf = run_scenario(Toml::Text(&text), &["--set", "task.method=meanfield"]);
@@ -97,8 +106,10 @@ fn meanfield_steady_state_is_exact_for_single_atom_processes() {
 /// and single-atom term on) and in the steady state.
 #[test]
 fn cumulants_are_exact_at_two_atoms() {
-    let text = PRODUCT
-        .replace("N = 6", "N = 2\nGamma = 0.9\nchi = 0.35\nchi_z = -0.2\nw = 0.15\nGamma_phi = 0.25");
+    let text = PRODUCT.replace(
+        "N = 6",
+        "N = 2\nGamma = 0.9\nchi = 0.35\nchi_z = -0.2\nw = 0.15\nGamma_phi = 0.25",
+    );
     let exact = run_scenario(Toml::Text(&text), &[]);
     exact.assert_ok();
     let cu = run_scenario(Toml::Text(&text), &["--set", "task.method=cumulant"]);
@@ -107,7 +118,10 @@ fn cumulants_are_exact_at_two_atoms() {
     let (_, r2) = cu.csv("observables.csv");
     assert_tables_close(&r1, &r2, &h, 1e-7);
 
-    let ss = text.replace("kind = \"evolve\"\nt_end = 4.0\nn_times = 41\nrtol = 1e-10\natol = 1e-12", "kind = \"steady_state\"");
+    let ss = text.replace(
+        "kind = \"evolve\"\nt_end = 4.0\nn_times = 41\nrtol = 1e-10\natol = 1e-12",
+        "kind = \"steady_state\"",
+    );
     let exact = run_scenario(Toml::Text(&ss), &[]);
     exact.assert_ok();
     let cu = run_scenario(Toml::Text(&ss), &["--set", "task.method=cumulant"]);
@@ -139,7 +153,10 @@ fn meanfield_steady_state_scan_has_both_branches_in_the_bistable_window() {
     let b = at(0.75);
     assert_eq!(b.len(), 2, "{b:?}");
     let sz: Vec<f64> = b.iter().map(|r| r[iz] / 27.0).collect(); // <Jz> = N sz / 2, N = 54
-    assert!((sz[0] + 0.635).abs() < 5e-4 && (sz[1] + 0.032).abs() < 5e-4, "{sz:?}");
+    assert!(
+        (sz[0] + 0.635).abs() < 5e-4 && (sz[1] + 0.032).abs() < 5e-4,
+        "{sz:?}"
+    );
     assert_eq!((b[0][ib], b[1][ib]), (0.0, 1.0));
 }
 
@@ -158,16 +175,19 @@ state = "dicke"
 m = -5
 
 [task]
-kind = "KIND"
+kind = KIND
 t_end = 1.0
 n_times = 11
 ntraj = 64
 seed = 7
 "#;
-    let a = run_scenario(Toml::Text(&base.replace("KIND", "trajectories")), &["--backend", "cpu"]);
+    let a = run_scenario(
+        Toml::Text(&base.replace("KIND", "\"trajectories\"")),
+        &["--backend", "cpu"],
+    );
     a.assert_ok();
     let b = run_scenario(
-        Toml::Text(&base.replace("KIND", "evolve\nmethod = \"trajectories\"")),
+        Toml::Text(&base.replace("KIND", "\"evolve\"\nmethod = \"trajectories\"")),
         &["--backend", "cpu"],
     );
     b.assert_ok();
@@ -182,15 +202,56 @@ seed = 7
 fn method_refusals_name_the_field() {
     let cases: [(&[&str], &str); 6] = [
         (&["--set", "task.method=fast"], "task.method"),
-        (&["--set", "task.method=meanfield", "--set", "observables.pm=true"], "observables.pm"),
-        (&["--set", "task.method=cumulant", "--set", "observables.columns=[\"purity\"]"], "purity"),
+        (
+            &["--set", "task.method=meanfield", "--set", "observables.pm=true"],
+            "observables.pm",
+        ),
+        (
+            &[
+                "--set",
+                "task.method=cumulant",
+                "--set",
+                "observables.columns=[\"purity\"]",
+            ],
+            "purity",
+        ),
         (&["--set", "task.factorisation=collective"], "task.factorisation"),
-        (&["--set", "task.method=cumulant", "--backend", "gpu"], "no GPU kernel"),
-        (&["--set", "task.method=trajectories", "--set", "task.kind=steady_state"], "task.method"),
+        (
+            &["--set", "task.method=cumulant", "--backend", "gpu"],
+            "no GPU kernel",
+        ),
+        (
+            &[
+                "--set",
+                "task.method=meanfield",
+                "--set",
+                "task.factorisation=both",
+            ],
+            "task.factorisation",
+        ),
     ];
     for (args, needle) in cases {
         let out = run_scenario(Toml::Text(PRODUCT), args);
         assert!(!out.ok, "{args:?} should fail");
         assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
     }
+    // Trajectories are a method of evolve only; a cumulant steady state needs [initial], mean
+    // field's does not.
+    let steady = PRODUCT.replace(
+        "kind = \"evolve\"\nt_end = 4.0\nn_times = 41\nrtol = 1e-10\natol = 1e-12",
+        "kind = \"steady_state\"",
+    );
+    let out = run_scenario(Toml::Text(&steady), &["--set", "task.method=trajectories"]);
+    assert!(
+        !out.ok && out.stderr.contains("task.method") && out.stderr.contains("steady_state"),
+        "{}",
+        out.stderr
+    );
+    let start = steady.find("[initial]").unwrap();
+    let end = steady.find("[task]").unwrap();
+    let no_initial = format!("{}{}", &steady[..start], &steady[end..]);
+    let out = run_scenario(Toml::Text(&no_initial), &["--set", "task.method=cumulant"]);
+    assert!(!out.ok && out.stderr.contains("`initial`"), "{}", out.stderr);
+    let out = run_scenario(Toml::Text(&no_initial), &["--set", "task.method=meanfield"]);
+    out.assert_ok();
 }

@@ -482,3 +482,49 @@ fn sweep_errors_name_field_value_and_expectation() {
     let e = err(&SWEEP.replace("t_end = 1.0\nn_times = 11", "times = [0, 1]"), &[]);
     assert!(e.contains("task.times"), "{e}");
 }
+
+/// `[initial]` is validated once, at load: every task that evolves from it refuses a scenario
+/// without it, naming the field, the value and what was expected for that kind.
+#[test]
+fn every_evolving_kind_needs_initial_at_load() {
+    let drop_initial = |text: &str| {
+        let out = text
+            .replace("[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n", "")
+            .replace("[initial]\nstate = \"coherent\"\ntheta = \"pi/2\"\n", "");
+        assert!(!out.contains("[initial]"), "{out}");
+        out
+    };
+    let trajectories = GOOD.replace("kind = \"evolve\"", "kind = \"trajectories\"");
+    let cases = [
+        (drop_initial(GOOD), "kind = \"evolve\""),
+        (drop_initial(&trajectories), "kind = \"trajectories\""),
+        (
+            drop_initial(&scan_evolve("")),
+            "kind = \"scan\" with mode = \"evolve\"",
+        ),
+        (drop_initial(SWEEP), "kind = \"sweep\""),
+    ];
+    for (text, kind) in &cases {
+        let e = err(text, &[]);
+        assert!(
+            e.contains("`initial`")
+                && e.contains("(missing)")
+                && e.contains("an [initial] table")
+                && e.contains(kind),
+            "{kind}: {e}"
+        );
+    }
+    // fixed_points reads [initial] only with t_end: then it names t_end and the table.
+    let e = err(FIXED_POINTS, &["task.t_end=5"]);
+    assert!(
+        e.contains("task.t_end") && e.contains("an [initial] table"),
+        "{e}"
+    );
+    // Kinds that do not evolve parse without it.
+    assert!(parse(FIXED_POINTS, "t", &[]).is_ok());
+    let steady = drop_initial(GOOD).replace(
+        "kind = \"evolve\"\nt_end = 1.0\nn_times = 11",
+        "kind = \"steady_state\"",
+    );
+    assert!(parse(&steady, "t", &[]).is_ok());
+}

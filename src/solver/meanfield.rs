@@ -143,8 +143,8 @@
 
 use crate::error::{InputError, SolverError};
 use crate::model::Model;
-use crate::scenario::State;
 use crate::solver::ode::{self, OdeOptions, OdeStats};
+use crate::state::PureSpec;
 use serde::Serialize;
 
 /// How two-atom moments are closed (module doc).
@@ -724,32 +724,15 @@ fn singular_fixed_points(
 }
 
 /// The Bloch vector `s = <J>/(N/2)` of an initial state (module doc).
-pub fn bloch_vector(model: &Model, state: State) -> Result<[f64; 3], InputError> {
+pub fn bloch_vector(model: &Model, state: PureSpec) -> Result<[f64; 3], InputError> {
+    state.check(model, "initial")?;
     let n = model.n as f64;
     match state {
-        State::Coherent { theta, phi } => Ok([theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()]),
-        State::Dicke { m } => {
-            if m.is_nan() || m.abs() > n / 2.0 || (m + n / 2.0).fract() != 0.0 {
-                return Err(InputError::invalid(
-                    "initial.m",
-                    m,
-                    format!(
-                        "a value in -N/2..N/2 = {}..{} in integer steps",
-                        -n / 2.0,
-                        n / 2.0
-                    ),
-                ));
-            }
-            Ok([0.0, 0.0, 2.0 * m / n])
+        PureSpec::Coherent { theta, phi } => {
+            Ok([theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()])
         }
-        State::Crss => {
-            if model.gamma_coll <= 0.0 {
-                return Err(InputError::invalid(
-                    "initial.state",
-                    "\"crss\"",
-                    "a model with Gamma > 0 (the CRSS amplitude is b = -i Omega/Gamma)",
-                ));
-            }
+        PureSpec::Dicke { m } => Ok([0.0, 0.0, 2.0 * m / n]),
+        PureSpec::Crss => {
             let psi = crate::state::pure::crss(model.n, model.drive, model.gamma_coll);
             let mom = crate::observe::moments_pure(&psi);
             Ok(mom.mean.map(|v| v / (n / 2.0)))

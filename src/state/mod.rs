@@ -3,7 +3,8 @@
 //! A pure state is a `Vec<c64>` of length 2j+1; a density matrix is [`DensityMatrix`], a dense
 //! row-major (2j+1) x (2j+1) complex matrix (the collective-only state space). A
 //! permutation-invariant state with single-atom processes is a [`BlockState`], one block R_j
-//! per irrep ([`blocks`]).
+//! per irrep ([`blocks`]). A pure state named by its parameters (Dicke m, coherent angles, CRSS)
+//! before its amplitudes are built is a [`PureSpec`] ([`spec`]).
 
 use num_complex::Complex64 as c64;
 
@@ -67,5 +68,7 @@ impl DensityMatrix {
 }
 pub mod blocks;
 pub mod pure;
+pub mod spec;
 
 pub use blocks::BlockState;
+pub use spec::PureSpec;

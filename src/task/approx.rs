@@ -232,17 +232,10 @@ fn newton_step(
 /// Where the approximate evolution of `method` starts at point `p`: `[initial]`'s Bloch
 /// vector (mean field) or its cumulant variables.
 pub fn start(sc: &Scenario, p: &Point, method: Method) -> Result<Start, Error> {
-    let spec = sc.initial.as_ref().ok_or_else(|| {
-        crate::error::InputError::invalid(
-            "initial",
-            "(missing)",
-            format!("an [initial] table for method = \"{}\"", method.name()),
-        )
-    })?;
-    let state = p.state("initial", spec)?;
+    let state = sc.initial_spec(p)?;
     Ok(match method {
         Method::MeanField(f) => Start::MeanField(f, meanfield::bloch_vector(&p.model, state)?),
-        _ => Start::Cumulant(cumulant::from_pure(&rows::pure_state(p, "initial", state)?)),
+        _ => Start::Cumulant(cumulant::from_pure(&state.amplitudes(&p.model, "initial")?)),
     })
 }
 

@@ -78,8 +78,8 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     let points = sc.points()?;
     let p = &points[0];
     memory::refuse_evolution(&p.model, "time evolution")?;
-    let psi0 = rows::initial_state(sc, p, "kind = \"evolve\"")?;
-    let reference = rows::reference_state(sc, p)?;
+    let psi0 = sc.initial_state(p)?;
+    let reference = sc.reference_state(p)?;
     let extras = &sc.observables.columns;
     let mut table = Table {
         x_names: vec!["t".to_string()],

@@ -171,8 +171,8 @@ fn factorisation(
         for d in &fp.degenerate {
             degenerate.push(json!({ spec.variable: jnum(x), "note": d }));
         }
-        if let (Some(ode), Some(w), Some(init)) = (spec.integrate, end_csv.as_mut(), &src.initial) {
-            let s0 = meanfield::bloch_vector(&p.model, p.state("initial", init)?)?;
+        if let (Some(ode), Some(w)) = (spec.integrate, end_csv.as_mut()) {
+            let s0 = meanfield::bloch_vector(&p.model, src.initial_spec(&p)?)?;
             let fin = integrate_point(&p, f, s0, ode, spec.variable, i, x)?;
             let d = distance_to_stable(&fp, fin);
             w.row(&[x, p.model.drive, fin[0], fin[1], fin[2], d])?;

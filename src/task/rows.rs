@@ -12,8 +12,8 @@ use crate::c64;
 use crate::error::{Error, InputError, OutputError};
 use crate::observe;
 use crate::output::{CsvWriter, plot};
-use crate::scenario::{BASE_OBSERVABLES, Point, Scenario, State};
-use crate::state::{BlockState, DensityMatrix, pure};
+use crate::scenario::{BASE_OBSERVABLES, Scenario};
+use crate::state::{BlockState, DensityMatrix};
 use std::path::Path;
 
 /// A state the master-equation tasks produce.
@@ -132,52 +132,6 @@ fn extra_column(
         },
         _ => f64::NAN, // unreachable: names are validated in scenario::validate
     }
-}
-
-/// Build the pure state `state` for the model at `point`.
-pub fn pure_state(point: &Point, field: &str, state: State) -> Result<Vec<c64>, InputError> {
-    let n = point.model.n;
-    match state {
-        State::Dicke { m } => pure::dicke(n, m).map_err(|_| {
-            InputError::invalid(
-                format!("{field}.m"),
-                m,
-                format!(
-                    "a value in -N/2..N/2 = -{}..{} in integer steps",
-                    n as f64 / 2.0,
-                    n as f64 / 2.0
-                ),
-            )
-        }),
-        State::Coherent { theta, phi } => Ok(pure::coherent(n, theta, phi)),
-        State::Crss => {
-            if point.model.gamma_coll <= 0.0 {
-                return Err(InputError::invalid(
-                    format!("{field}.state"),
-                    "\"crss\"",
-                    "a model with Gamma > 0 (the CRSS amplitude is b = -i Omega/Gamma)",
-                ));
-            }
-            Ok(pure::crss(n, point.model.drive, point.model.gamma_coll))
-        }
-    }
-}
-
-/// The scenario's `[initial]` state at `point`, for task `kind`.
-pub fn initial_state(sc: &Scenario, point: &Point, kind: &str) -> Result<Vec<c64>, InputError> {
-    let spec = sc.initial.as_ref().ok_or_else(|| {
-        InputError::invalid("initial", "(missing)", format!("an [initial] table for {kind}"))
-    })?;
-    pure_state(point, "initial", point.state("initial", spec)?)
-}
-
-/// The reference state of the `fidelity` column at `point`, if one is asked for.
-pub fn reference_state(sc: &Scenario, p: &Point) -> Result<Option<Vec<c64>>, InputError> {
-    sc.observables
-        .fidelity
-        .as_ref()
-        .map(|spec| pure_state(p, "observables.fidelity", p.state("observables.fidelity", spec)?))
-        .transpose()
 }
 
 /// `pm.csv` with the leading column `x`, if the scenario asks for P_m.

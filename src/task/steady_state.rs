@@ -87,7 +87,7 @@ fn solve_point(sc: &Scenario, p: &Point) -> Result<PointSolution, Error> {
             })
         }
         _ => {
-            let reference = rows::reference_state(sc, p)?;
+            let reference = sc.reference_state(p)?;
             let (owned, stats) = solve(&p.model)?;
             let rows = vec![rows::observable_row(owned.as_ref(), extras, reference.as_deref())];
             Ok(PointSolution {

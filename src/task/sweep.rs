@@ -30,7 +30,6 @@ use super::context::Context;
 use super::memory;
 use super::policy::{self, Engine, Kernel};
 use super::report::{Report, jnum, named};
-use super::rows;
 use crate::error::{Error, InputError};
 use crate::model::PARAM_NAMES;
 use crate::observe;
@@ -211,9 +210,6 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
     let varying = varying_parameters(sc, spec)?;
     let header = header(spec, &varying);
     refuse_memory(total, header.len())?;
-    let init = sc.initial.as_ref().ok_or_else(|| {
-        InputError::invalid("initial", "(missing)", "an [initial] table for kind = \"sweep\"")
-    })?;
     let mut csv = CsvWriter::create(&ctx.path(SWEEP_CSV)?, &header)?;
     let mut tally = Tally {
         heat: Vec::with_capacity(total),
@@ -223,7 +219,7 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
     ctx.progress.start(total as u64, "sweep");
     for start in (0..total).step_by(CHUNK) {
         let end = (start + CHUNK).min(total);
-        let prepared = prepare_chunk(sc, spec, init, &varying, start..end, &mut cache)?;
+        let prepared = prepare_chunk(sc, spec, &varying, start..end, &mut cache)?;
         let pars: Vec<_> = prepared.iter().map(|q| q.par).collect();
         let y0s: Vec<_> = prepared.iter().map(|q| q.y0).collect();
         let t_int = Instant::now();
@@ -274,7 +270,6 @@ fn options(spec: &SweepSpec) -> batch::BatchOptions {
 fn prepare_chunk(
     sc: &Scenario,
     spec: &SweepSpec,
-    init: &crate::scenario::StateSpec,
     varying: &[&str],
     range: std::ops::Range<usize>,
     cache: &mut Option<(StateKey, [f64; NVAR])>,
@@ -283,7 +278,7 @@ fn prepare_chunk(
         .into_par_iter()
         .map(|i| {
             let p = sc.point(&pins(spec, &spec.coords(i)))?;
-            let st = p.state("initial", init)?;
+            let st = sc.initial_spec(&p)?;
             Ok((p, st))
         })
         .collect::<Result<_, InputError>>()?;
@@ -301,7 +296,7 @@ fn prepare_chunk(
         let y0 = match &*cache {
             Some((k, y)) if *k == key => *y,
             _ => {
-                let psi = rows::pure_state(p, "initial", *st)?;
+                let psi = st.amplitudes(&p.model, "initial")?;
                 let y = cumulant::from_pure(&psi);
                 *cache = Some((key, y));
                 y

@@ -32,7 +32,7 @@ pub struct Spec<'a> {
 pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Error> {
     let points = sc.points()?;
     let p = &points[0];
-    let psi0 = rows::initial_state(sc, p, "kind = \"trajectories\"")?;
+    let psi0 = sc.initial_state(p)?;
     let topts = &spec.options;
     let kernel = Kernel::Gpu {
         asked: Some(topts.precision),

@@ -50,7 +50,7 @@ pub struct Job<'a> {
 
 impl Job<'_> {
     pub fn initial_state(&self, p: &Point) -> Result<Vec<c64>, InputError> {
-        rows::initial_state(self.sc, p, "kind = \"scan\" with mode = \"evolve\"")
+        self.sc.initial_state(p)
     }
 
     fn value(&self, p: &Point) -> f64 {
@@ -272,7 +272,7 @@ fn run_cpu(job: &Job, sink: &mut Sink, progress: &mut dyn Progress) -> Result<Va
         let mut write_err = None;
         let st = if method == Method::Exact {
             let psi0 = job.initial_state(p)?;
-            let reference = rows::reference_state(job.sc, p)?;
+            let reference = job.sc.reference_state(p)?;
             evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, t, rho| {
                 if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
                     write_err.get_or_insert(e);

@@ -193,7 +193,7 @@ fn write_points(job: &Job, sink: &mut Sink, elements: Vec<Element>) -> Result<Ve
     let mut point_stats = Vec::new();
     for (i, (p, el)) in points.iter().zip(elements).enumerate() {
         let el = el.map_err(|e| job.point_error(i, e, others.clone()))?;
-        let reference = crate::task::rows::reference_state(job.sc, p)?;
+        let reference = job.sc.reference_state(p)?;
         let reference = reference.as_deref();
         for (k, t) in job.spec.times.iter().enumerate() {
             match &el.saves {

@@ -1,0 +1,110 @@
+//! Number checks of `[task]` fields shared by the kinds and the axes: a number > 0, a whole
+//! count, the precision name, the save-time grid of an evolution.
+
+use super::raw::RawTask;
+use super::{Num, Point};
+use crate::error::InputError;
+use crate::solver::trajectory::Precision;
+
+/// A number > 0 (`default` when absent).
+pub(super) fn positive(base: &Point, field: &str, n: &Option<Num>, default: f64) -> Result<f64, InputError> {
+    let v = match n {
+        None => default,
+        Some(n) => base.eval(field, n)?,
+    };
+    if v <= 0.0 {
+        return Err(InputError::invalid(field, v, "a number > 0"));
+    }
+    Ok(v)
+}
+
+/// A whole number in 1..=max (`default` when absent).
+pub(super) fn count(
+    base: &Point,
+    field: &str,
+    n: &Option<Num>,
+    default: f64,
+    max: f64,
+) -> Result<usize, InputError> {
+    let v = match n {
+        None => default,
+        Some(n) => base.eval(field, n)?,
+    };
+    if v < 1.0 || v.fract() != 0.0 || v > max {
+        return Err(InputError::invalid(
+            field,
+            v,
+            format!("a whole number in 1..={max}"),
+        ));
+    }
+    Ok(v as usize)
+}
+
+/// `task.precision`: "f32" | "f64", None when absent.
+pub(super) fn precision(t: &RawTask) -> Result<Option<Precision>, InputError> {
+    match t.precision.as_deref() {
+        None => Ok(None),
+        Some("f32") => Ok(Some(Precision::F32)),
+        Some("f64") => Ok(Some(Precision::F64)),
+        Some(other) => Err(InputError::invalid(
+            "task.precision",
+            format!("\"{other}\""),
+            "\"f32\" or \"f64\"",
+        )),
+    }
+}
+
+/// The save times of a time evolution (`context`, e.g. `kind = "evolve"`, names the task in
+/// errors): `times = [..]` or `t_start`, `t_end`, `n_times`.
+pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<f64>, InputError> {
+    let times: Vec<f64> = if let Some(list) = &t.times {
+        if t.t_start.is_some() || t.t_end.is_some() || t.n_times.is_some() {
+            return Err(InputError::invalid(
+                "task.times",
+                "(given)",
+                "either `times` or `t_start`/`t_end`/`n_times`, not both",
+            ));
+        }
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let t0 = match &t.t_start {
+            None => 0.0,
+            Some(n) => base.eval("task.t_start", n)?,
+        };
+        let t1 = match &t.t_end {
+            None => {
+                return Err(InputError::invalid(
+                    "task.t_end",
+                    "(missing)",
+                    format!("the final time (a number or expression) for {context}"),
+                ));
+            }
+            Some(n) => base.eval("task.t_end", n)?,
+        };
+        if t1 <= t0 {
+            return Err(InputError::invalid(
+                "task.t_end",
+                t1,
+                format!("a time > t_start = {t0}"),
+            ));
+        }
+        let n = count(base, "task.n_times", &t.n_times, 101.0, 1e6)?;
+        if n < 2 {
+            return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
+        }
+        (0..n)
+            .map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64)
+            .collect()
+    };
+    if times.is_empty() || times.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(InputError::invalid(
+            "task.times",
+            format!("{times:?}"),
+            "a non-empty, strictly increasing list of times",
+        ));
+    }
+    Ok(times)
+}

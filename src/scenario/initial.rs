@@ -1,0 +1,253 @@
+//! Pure states named in a scenario: `[initial]` (where an evolution starts) and
+//! `[observables.fidelity]` (the reference state). A table is parsed into a [`StateSpec`]
+//! (numbers still definitions), resolved at a point into a [`State`] (the state layer's
+//! `PureSpec`), which checks itself against the model and builds its amplitudes.
+//!
+//! `[initial]` is validated once, at load: present for every task that evolves from it
+//! ([`Task::needs_initial`]), refused by `kind = "fixed_points"` without `t_end`, and
+//! range-checked at every point. A task then takes its start in one call:
+//! [`Scenario::initial_state`] (amplitudes) or [`Scenario::initial_spec`] (the resolved spec).
+
+use super::raw::RawState;
+use super::{Num, Point, ScanMode, Scenario, State, Task};
+use crate::c64;
+use crate::error::InputError;
+
+/// A pure state specification, with its numeric fields still as definitions (they may depend
+/// on N and the other parameters).
+#[derive(Debug, Clone)]
+pub enum StateSpec {
+    /// |j = N/2, m>.
+    Dicke { m: Num },
+    /// Spin coherent state along (sin theta cos phi, sin theta sin phi, cos theta).
+    Coherent { theta: Num, phi: Num },
+    /// The coherently radiating spin state (PHYSICS.md sec. 8) for the model's Omega, Gamma.
+    Crss,
+}
+
+impl Task {
+    /// The task that evolves from `[initial]` (named as in errors, e.g. `kind = "evolve"`), or
+    /// None when this task does not read it.
+    pub fn needs_initial(&self) -> Option<&'static str> {
+        match self {
+            Task::Evolve { .. } => Some("kind = \"evolve\""),
+            Task::Trajectories { .. } => Some("kind = \"trajectories\""),
+            Task::Scan {
+                mode: ScanMode::Evolve { .. },
+                ..
+            } => Some("kind = \"scan\" with mode = \"evolve\""),
+            Task::FixedPoints {
+                integrate: Some(_), ..
+            } => Some("kind = \"fixed_points\" with t_end"),
+            Task::Sweep(_) => Some("kind = \"sweep\""),
+            Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } => None,
+        }
+    }
+}
+
+impl Point {
+    /// Resolve a state specification at this point.
+    pub fn state(&self, field: &str, spec: &StateSpec) -> Result<State, InputError> {
+        Ok(match spec {
+            StateSpec::Dicke { m } => State::Dicke {
+                m: self.eval(&format!("{field}.m"), m)?,
+            },
+            StateSpec::Coherent { theta, phi } => State::Coherent {
+                theta: self.eval(&format!("{field}.theta"), theta)?,
+                phi: self.eval(&format!("{field}.phi"), phi)?,
+            },
+            StateSpec::Crss => State::Crss,
+        })
+    }
+
+    /// Resolve a state specification at this point and build its amplitudes for this point's
+    /// model (`field` names the table in errors).
+    pub fn pure_state(&self, field: &str, spec: &StateSpec) -> Result<Vec<c64>, InputError> {
+        self.state(field, spec)?.amplitudes(&self.model, field)
+    }
+}
+
+impl Scenario {
+    /// The `[initial]` specification, resolved at `p`. Validation guarantees it for every task
+    /// with [`Task::needs_initial`]; otherwise the error is the one validation gives.
+    pub fn initial_spec(&self, p: &Point) -> Result<State, InputError> {
+        p.state("initial", self.initial_table()?)
+    }
+
+    /// The initial pure state at `p` (amplitudes for `p`'s model): where an evolution starts.
+    pub fn initial_state(&self, p: &Point) -> Result<Vec<c64>, InputError> {
+        p.pure_state("initial", self.initial_table()?)
+    }
+
+    /// The `[observables.fidelity]` reference state at `p`, when the scenario names one.
+    pub fn reference_state(&self, p: &Point) -> Result<Option<Vec<c64>>, InputError> {
+        self.observables
+            .fidelity
+            .as_ref()
+            .map(|spec| p.pure_state("observables.fidelity", spec))
+            .transpose()
+    }
+
+    fn initial_table(&self) -> Result<&StateSpec, InputError> {
+        self.initial
+            .as_ref()
+            .ok_or_else(|| missing_initial(self.task.needs_initial().unwrap_or("this task")))
+    }
+}
+
+/// `[initial]` is absent but `what` (e.g. `kind = "evolve"`) evolves from it.
+pub(super) fn missing_initial(what: &str) -> InputError {
+    InputError::invalid(
+        "initial",
+        "(missing)",
+        format!("an [initial] table (state = \"dicke\" | \"coherent\" | \"crss\") for {what}"),
+    )
+}
+
+/// Parse a state table (`field` = `initial` or `observables.fidelity`): the fields its `state`
+/// takes, no others.
+pub(super) fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputError> {
+    let unused = |name: &str, present: bool| -> Result<(), InputError> {
+        if present {
+            Err(InputError::invalid(
+                format!("{field}.{name}"),
+                "(given)",
+                format!("no `{name}` for state = \"{}\"", s.state),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let need = |name: &str, v: &Option<Num>| -> Result<Num, InputError> {
+        v.clone().ok_or_else(|| {
+            InputError::invalid(
+                format!("{field}.{name}"),
+                "(missing)",
+                format!("a number or expression for state = \"{}\"", s.state),
+            )
+        })
+    };
+    match s.state.as_str() {
+        "dicke" => {
+            unused("theta", s.theta.is_some())?;
+            unused("phi", s.phi.is_some())?;
+            Ok(StateSpec::Dicke { m: need("m", &s.m)? })
+        }
+        "coherent" => {
+            unused("m", s.m.is_some())?;
+            Ok(StateSpec::Coherent {
+                theta: need("theta", &s.theta)?,
+                phi: s.phi.clone().unwrap_or(Num::Int(0)),
+            })
+        }
+        "crss" => {
+            unused("m", s.m.is_some())?;
+            unused("theta", s.theta.is_some())?;
+            unused("phi", s.phi.is_some())?;
+            Ok(StateSpec::Crss)
+        }
+        other => Err(InputError::invalid(
+            format!("{field}.state"),
+            format!("\"{other}\""),
+            "one of \"dicke\", \"coherent\", \"crss\"",
+        )),
+    }
+}
+
+/// `kind = "fixed_points"` reads `[initial]` exactly when it has `t_end` (`integrate`).
+pub(super) fn check_fixed_points_initial(sc: &Scenario) -> Result<(), InputError> {
+    let Task::FixedPoints { integrate, .. } = &sc.task else {
+        return Ok(());
+    };
+    match (integrate, &sc.initial) {
+        (None, Some(_)) => Err(InputError::invalid(
+            "initial",
+            "(given)",
+            "no [initial] table for kind = \"fixed_points\" without task.t_end (fixed points do \
+             not depend on an initial state; with t_end each point is also integrated from it)",
+        )),
+        (Some(_), None) => Err(InputError::invalid(
+            "task.t_end",
+            "(given)",
+            "an [initial] table to integrate from (or no t_end) for kind = \"fixed_points\"",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `[initial]` present for every task that evolves from it, and the initial and reference
+/// states in range at every point (cheap: no amplitudes are built).
+pub(super) fn check_states(sc: &Scenario) -> Result<(), InputError> {
+    let evolves = sc.task.needs_initial();
+    if let (Some(what), None) = (evolves, &sc.initial) {
+        return Err(missing_initial(what));
+    }
+    for p in sc.points()? {
+        if let (Some(spec), Some(_)) = (&sc.initial, evolves) {
+            p.state("initial", spec)?.check(&p.model, "initial")?;
+        }
+        if let Some(spec) = &sc.observables.fidelity {
+            p.state("observables.fidelity", spec)?
+                .check(&p.model, "observables.fidelity")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+    use crate::state::pure;
+
+    const EVOLVE: &str = r#"
+[model]
+N = 10
+Gamma = 1
+Omega = 2
+[initial]
+state = "dicke"
+m = "-N/2 + 1"
+[observables]
+columns = ["fidelity"]
+fidelity = { state = "coherent", theta = "pi/2" }
+[task]
+kind = "evolve"
+t_end = 1.0
+"#;
+
+    #[test]
+    fn the_initial_state_of_a_point_in_one_call() {
+        let sc = parse(EVOLVE, "t", &[]).unwrap();
+        let p = sc.point(&[]).unwrap();
+        assert_eq!(sc.task.needs_initial(), Some("kind = \"evolve\""));
+        assert_eq!(sc.initial_spec(&p).unwrap(), State::Dicke { m: -4.0 });
+        assert_eq!(sc.initial_state(&p).unwrap(), pure::dicke(10, -4.0).unwrap());
+        let reference = sc.reference_state(&p).unwrap().unwrap();
+        assert_eq!(reference, pure::coherent(10, std::f64::consts::FRAC_PI_2, 0.0));
+    }
+
+    #[test]
+    fn a_task_without_initial_gets_the_validation_error() {
+        let text = EVOLVE
+            .replace("[initial]\nstate = \"dicke\"\nm = \"-N/2 + 1\"\n", "")
+            .replace("kind = \"evolve\"\nt_end = 1.0", "kind = \"steady_state\"");
+        let sc = parse(&text, "t", &[]).unwrap();
+        assert_eq!(sc.task.needs_initial(), None);
+        let p = sc.point(&[]).unwrap();
+        let e = sc.initial_state(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("`initial`") && e.contains("(missing)") && e.contains("[initial] table"),
+            "{e}"
+        );
+        // An evolution without [initial] is refused at load, with the same message.
+        let e = parse(
+            &text.replace("kind = \"steady_state\"", "kind = \"evolve\"\nt_end = 1"),
+            "t",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, missing_initial("kind = \"evolve\"").to_string());
+    }
+}

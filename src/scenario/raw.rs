@@ -1,0 +1,117 @@
+//! The scenario file as written: serde structs of the TOML tables, unknown keys rejected
+//! (`deny_unknown_fields`), numbers still as [`Num`] definitions. Validation turns them into a
+//! [`Scenario`](super::Scenario) (`validate.rs`).
+
+use super::Num;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub(super) title: Option<String>,
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) variables: BTreeMap<String, Num>,
+    pub(super) model: BTreeMap<String, Num>,
+    pub(super) initial: Option<RawState>,
+    pub(super) task: RawTask,
+    #[serde(default)]
+    pub(super) observables: RawObservables,
+    #[serde(default)]
+    pub(super) output: RawOutput,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) state: String,
+    pub(super) m: Option<Num>,
+    pub(super) theta: Option<Num>,
+    pub(super) phi: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    pub(super) kind: String,
+    // evolve
+    pub(super) t_start: Option<Num>,
+    pub(super) t_end: Option<Num>,
+    pub(super) n_times: Option<Num>,
+    pub(super) times: Option<Vec<Num>>,
+    pub(super) rtol: Option<Num>,
+    pub(super) atol: Option<Num>,
+    pub(super) max_steps: Option<Num>,
+    // trajectories
+    pub(super) ntraj: Option<Num>,
+    pub(super) seed: Option<Num>,
+    pub(super) save_trajectories: Option<Num>,
+    pub(super) precision: Option<String>,
+    pub(super) dt: Option<Num>,
+    pub(super) cfl: Option<Num>,
+    // scan
+    pub(super) mode: Option<String>,
+    pub(super) variable: Option<String>,
+    pub(super) values: Option<Vec<Num>>,
+    pub(super) start: Option<Num>,
+    pub(super) stop: Option<Num>,
+    pub(super) num: Option<Num>,
+    // fixed_points
+    pub(super) factorisation: Option<String>,
+    pub(super) boundary_tol: Option<Num>,
+    pub(super) collective_set: Option<Vec<String>>,
+    // sweep
+    pub(super) method: Option<String>,
+    pub(super) layout: Option<String>,
+    pub(super) axes: Option<Vec<RawAxis>>,
+    pub(super) t_min: Option<Num>,
+    pub(super) t_late: Option<Num>,
+    pub(super) heatmap: Option<String>,
+}
+
+/// One axis of a `kind = "sweep"` task (`[[task.axes]]`): the scan's value fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAxis {
+    pub(super) variable: Option<String>,
+    pub(super) values: Option<Vec<Num>>,
+    pub(super) start: Option<Num>,
+    pub(super) stop: Option<Num>,
+    pub(super) num: Option<Num>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawObservables {
+    #[serde(default)]
+    pub(super) columns: Vec<String>,
+    #[serde(default)]
+    pub(super) pm: bool,
+    pub(super) husimi: Option<RawHusimi>,
+    pub(super) fidelity: Option<RawState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHusimi {
+    pub(super) n_theta: Option<Num>,
+    pub(super) n_phi: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutput {
+    #[serde(default = "yes")]
+    pub(super) plot: bool,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { plot: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}

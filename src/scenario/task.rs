@@ -1,0 +1,429 @@
+//! `[task]`: what to compute, one validated [`Task`] per `kind`. Each kind takes its own
+//! fields and refuses the others (an error naming the field and the kind); the number checks
+//! shared with the axes (positive, whole counts, time grids, precision) are in `fields`.
+
+use super::axes::{scan_axis, sweep_spec};
+use super::fields::{count, positive, precision, time_grid};
+use super::raw::RawTask;
+use super::{Num, Point, Scenario, SweepSpec};
+use crate::error::InputError;
+use crate::solver::meanfield::Factorisation;
+use crate::solver::trajectory::Precision;
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Time evolution from the initial state, saving at `times`.
+    Evolve {
+        times: Vec<f64>,
+        rtol: f64,
+        atol: f64,
+        max_steps: usize,
+    },
+    /// A Monte-Carlo wave-function ensemble from the initial state, saving at `times`.
+    Trajectories {
+        times: Vec<f64>,
+        ntraj: u64,
+        seed: u64,
+        save_trajectories: usize,
+        f64: bool,
+        dt: Option<f64>,
+        cfl: Option<f64>,
+    },
+    /// The steady state of the model.
+    SteadyState,
+    /// At each value of `variable`: the steady state, or the evolution from the initial state
+    /// ([`ScanMode`]).
+    Scan {
+        variable: String,
+        values: Vec<f64>,
+        mode: ScanMode,
+    },
+    /// Mean field (`solver::meanfield`): every fixed point and its stability at each value of
+    /// `variable`, and the boundaries where the number of stable fixed points changes.
+    FixedPoints {
+        variable: String,
+        values: Vec<f64>,
+        factorisations: Vec<Factorisation>,
+        /// Bisection tolerance of the boundaries, in units of the scanned variable.
+        boundary_tol: f64,
+        /// With `[initial]` and `task.t_end`: also integrate the mean-field ODEs from the
+        /// initial state's Bloch vector to t_end at every point (times = [0, t_end]).
+        integrate: Option<EvolveSpec>,
+        /// The scenario the collective factorisation runs on when `task.collective_set`
+        /// changes the model for it (e.g. seed 000's Dicke curve: single-atom decay off).
+        collective: Option<Box<Scenario>>,
+        /// The overrides that made `collective`, as written.
+        collective_set: Vec<String>,
+    },
+    /// An approximate method (cumulants) over one or two parameter axes ([`SweepSpec`]).
+    Sweep(SweepSpec),
+}
+
+/// Save times and integrator settings of a time evolution: `kind = "evolve"` and a scan with
+/// `mode = "evolve"` take the same fields, parsed and checked by one function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvolveSpec {
+    pub times: Vec<f64>,
+    pub rtol: f64,
+    pub atol: f64,
+    pub max_steps: usize,
+}
+
+/// What a `kind = "scan"` task computes at each point (`task.mode`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanMode {
+    /// The steady state (`mode = "steady_state"`, the default).
+    SteadyState,
+    /// The evolution from the initial state over `spec.times` (`mode = "evolve"`). `precision`
+    /// is the GPU kernel's (None: f64 where the adapter has SHADER_F64, else f32); the CPU
+    /// integrator always runs in f64.
+    Evolve {
+        spec: EvolveSpec,
+        precision: Option<Precision>,
+    },
+}
+
+/// The f32 GPU kernel computes its error estimate in f32, so below this rtol the estimate
+/// measures rounding rather than truncation (module doc of `backend::gpu::master_batch`).
+pub const F32_MIN_RTOL: f64 = 1e-6;
+
+/// The f32 cumulant batch kernel's atol floor: its variables are O(1) moments whose f32
+/// rounding (~6e-8) an atol below ~1e-8 would measure (module doc of
+/// `backend::gpu::cumulant_batch`).
+pub const F32_MIN_ATOL: f64 = 1e-8;
+
+/// Refuse every field of `names` that is present: it has no meaning for `context`
+/// (e.g. `kind = "evolve"`); `hint` (may be empty) says what to do instead.
+pub(super) fn refuse(names: &[(&str, bool)], context: &str, hint: &str) -> Result<(), InputError> {
+    for (name, present) in names {
+        if *present {
+            return Err(InputError::invalid(
+                format!("task.{name}"),
+                "(given)",
+                format!("no `{name}` for {context}{hint}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The time grid and integrator fields of `kind = "evolve"` and of a scan with
+/// `mode = "evolve"` (`context` names the task in errors).
+pub(super) fn evolve_spec(t: &RawTask, base: &Point, context: &str) -> Result<EvolveSpec, InputError> {
+    Ok(EvolveSpec {
+        times: time_grid(t, base, context)?,
+        rtol: positive(base, "task.rtol", &t.rtol, 1e-8)?,
+        atol: positive(base, "task.atol", &t.atol, 1e-10)?,
+        max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+    })
+}
+
+/// Which fields of each group `[task]` has: a kind refuses the groups it does not take.
+struct Present {
+    evolve: [(&'static str, bool); 7],
+    traj: [(&'static str, bool); 5],
+    precision: [(&'static str, bool); 1],
+    sweep: [(&'static str, bool); 6],
+    scan: [(&'static str, bool); 6],
+    fixed_points: [(&'static str, bool); 3],
+}
+
+impl Present {
+    fn of(t: &RawTask) -> Present {
+        Present {
+            evolve: [
+                ("t_start", t.t_start.is_some()),
+                ("t_end", t.t_end.is_some()),
+                ("n_times", t.n_times.is_some()),
+                ("times", t.times.is_some()),
+                ("rtol", t.rtol.is_some()),
+                ("atol", t.atol.is_some()),
+                ("max_steps", t.max_steps.is_some()),
+            ],
+            traj: [
+                ("ntraj", t.ntraj.is_some()),
+                ("seed", t.seed.is_some()),
+                ("save_trajectories", t.save_trajectories.is_some()),
+                ("dt", t.dt.is_some()),
+                ("cfl", t.cfl.is_some()),
+            ],
+            precision: [("precision", t.precision.is_some())],
+            sweep: [
+                ("method", t.method.is_some()),
+                ("layout", t.layout.is_some()),
+                ("axes", t.axes.is_some()),
+                ("t_min", t.t_min.is_some()),
+                ("t_late", t.t_late.is_some()),
+                ("heatmap", t.heatmap.is_some()),
+            ],
+            scan: [
+                ("mode", t.mode.is_some()),
+                ("variable", t.variable.is_some()),
+                ("values", t.values.is_some()),
+                ("start", t.start.is_some()),
+                ("stop", t.stop.is_some()),
+                ("num", t.num.is_some()),
+            ],
+            fixed_points: [
+                ("factorisation", t.factorisation.is_some()),
+                ("boundary_tol", t.boundary_tol.is_some()),
+                ("collective_set", t.collective_set.is_some()),
+            ],
+        }
+    }
+}
+
+/// The validated task of `[task]` (`sc` for the names an axis may scan, `base` for numbers).
+pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, InputError> {
+    let f = Present::of(t);
+    let kind = format!("kind = \"{}\"", t.kind);
+    // `method` (and `factorisation` with mean field) also choose the physics method of the
+    // master-equation tasks (super::method); the sweep and fixed-point kinds read them here.
+    let takes_method = matches!(
+        t.kind.as_str(),
+        "evolve" | "steady_state" | "scan" | "trajectories"
+    );
+    refuse(
+        match (t.kind.as_str(), takes_method) {
+            ("sweep", _) => &[],
+            (_, true) => &f.sweep[1..],
+            _ => &f.sweep,
+        },
+        &kind,
+        " (sweep fields: kind = \"sweep\")",
+    )?;
+    if t.kind != "fixed_points" {
+        refuse(
+            if takes_method {
+                &f.fixed_points[1..]
+            } else {
+                &f.fixed_points
+            },
+            &kind,
+            " (mean-field fields, for kind = \"fixed_points\")",
+        )?;
+    }
+    match t.kind.as_str() {
+        // The trajectory ensemble is the evolve task's `method = "trajectories"`.
+        "evolve" if t.method.as_deref() == Some("trajectories") => trajectories_task(t, base, &f),
+        "evolve" => evolve_task(t, base, &f),
+        "trajectories" => trajectories_task(t, base, &f),
+        "steady_state" => {
+            let ctx = "kind = \"steady_state\"";
+            refuse(&f.traj, ctx, "")?;
+            refuse(&f.precision, ctx, "")?;
+            refuse(&f.scan, ctx, "")?;
+            refuse(&f.evolve, ctx, "")?;
+            Ok(Task::SteadyState)
+        }
+        "scan" => scan_task(t, sc, base, &f),
+        "fixed_points" => fixed_points_task(t, sc, base, &f),
+        "sweep" => {
+            let ctx = "kind = \"sweep\"";
+            refuse(&f.scan, ctx, " (its axes are [[task.axes]] tables)")?;
+            refuse(&f.traj, ctx, "")?;
+            Ok(Task::Sweep(sweep_spec(t, sc, base)?))
+        }
+        other => Err(InputError::invalid(
+            "task.kind",
+            format!("\"{other}\""),
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\"",
+        )),
+    }
+}
+
+/// `kind = "evolve"`.
+fn evolve_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputError> {
+    let ctx = "kind = \"evolve\"";
+    refuse(&f.scan, ctx, "")?;
+    refuse(&f.traj, ctx, "")?;
+    refuse(&f.precision, ctx, " (the CPU integrator runs in f64)")?;
+    let EvolveSpec {
+        times,
+        rtol,
+        atol,
+        max_steps,
+    } = evolve_spec(t, base, ctx)?;
+    Ok(Task::Evolve {
+        times,
+        rtol,
+        atol,
+        max_steps,
+    })
+}
+
+/// `kind = "trajectories"`.
+fn trajectories_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputError> {
+    let ctx = "kind = \"trajectories\"";
+    refuse(&f.scan, ctx, "")?;
+    refuse(&f.evolve[4..], ctx, "")?; // rtol, atol, max_steps
+    let times = time_grid(t, base, ctx)?;
+    let ntraj = count(base, "task.ntraj", &t.ntraj, 1000.0, 1e9)?;
+    let seed = match &t.seed {
+        None => 0.0,
+        Some(n) => base.eval("task.seed", n)?,
+    };
+    if !(0.0..=9.007_199_254_740_992e15).contains(&seed) || seed.fract() != 0.0 {
+        return Err(InputError::invalid(
+            "task.seed",
+            seed,
+            "a whole number in 0..=2^53",
+        ));
+    }
+    let save = match &t.save_trajectories {
+        None => 0,
+        Some(n) => {
+            let v = base.eval("task.save_trajectories", n)?;
+            if v < 0.0 || v.fract() != 0.0 || v > (ntraj as f64).min(10_000.0) {
+                return Err(InputError::invalid(
+                    "task.save_trajectories",
+                    v,
+                    format!("a whole number in 0..={}", ntraj.min(10_000)),
+                ));
+            }
+            v as usize
+        }
+    };
+    let opt_pos = |field: &str, n: &Option<Num>| -> Result<Option<f64>, InputError> {
+        n.as_ref().map(|_| positive(base, field, n, 1.0)).transpose()
+    };
+    Ok(Task::Trajectories {
+        times,
+        ntraj: ntraj as u64,
+        seed: seed as u64,
+        save_trajectories: save,
+        f64: precision(t)? == Some(Precision::F64),
+        dt: opt_pos("task.dt", &t.dt)?,
+        cfl: opt_pos("task.cfl", &t.cfl)?,
+    })
+}
+
+/// `kind = "scan"`: the mode, then the axis.
+fn scan_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Task, InputError> {
+    refuse(&f.traj, "kind = \"scan\"", "")?;
+    let mode = match t.mode.as_deref() {
+        None | Some("steady_state") => {
+            let hint = " (set mode = \"evolve\" for a scan of time evolutions)";
+            let ctx = "kind = \"scan\" with mode = \"steady_state\"";
+            refuse(&f.evolve, ctx, hint)?;
+            refuse(&f.precision, ctx, hint)?;
+            ScanMode::SteadyState
+        }
+        Some("evolve") => scan_evolve_mode(t, base)?,
+        Some(other) => {
+            return Err(InputError::invalid(
+                "task.mode",
+                format!("\"{other}\""),
+                "\"steady_state\" (the default: one steady state per point) or \"evolve\" \
+                 (the evolution from [initial] at each point)",
+            ));
+        }
+    };
+    let (variable, values) = scan_axis(t, sc, base, "kind = \"scan\"")?;
+    Ok(Task::Scan {
+        variable,
+        values,
+        mode,
+    })
+}
+
+/// `mode = "evolve"` of a scan: the evolve fields and the GPU precision (f32 floors rtol).
+fn scan_evolve_mode(t: &RawTask, base: &Point) -> Result<ScanMode, InputError> {
+    let spec = evolve_spec(t, base, "kind = \"scan\" with mode = \"evolve\"")?;
+    let precision = precision(t)?;
+    if precision == Some(Precision::F32) && spec.rtol < F32_MIN_RTOL {
+        return Err(InputError::invalid(
+            "task.rtol",
+            spec.rtol,
+            format!(
+                "rtol >= {F32_MIN_RTOL:e} with precision = \"f32\" (the f32 GPU \
+                 kernel computes its error estimate in f32, so a tighter rtol \
+                 measures rounding); use precision = \"f64\" for tighter tolerances"
+            ),
+        ));
+    }
+    Ok(ScanMode::Evolve { spec, precision })
+}
+
+/// `kind = "fixed_points"`: the optional run from [initial], the factorisations, the axis,
+/// the boundary tolerance, `collective_set`.
+fn fixed_points_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Task, InputError> {
+    let ctx = "kind = \"fixed_points\"";
+    refuse(&f.traj, ctx, "")?;
+    refuse(&f.precision, ctx, "")?;
+    // t_start, n_times, times: only the end point of a run is kept.
+    refuse(
+        &f.evolve[..4]
+            .iter()
+            .filter(|f| f.0 != "t_end")
+            .copied()
+            .collect::<Vec<_>>(),
+        ctx,
+        " (a run from [initial] keeps only its end point: give t_end)",
+    )?;
+    refuse(&f.scan[..1], ctx, "")?; // mode
+    let integrate = fixed_points_run(t, base, f)?;
+    let factorisations = factorisations(t)?;
+    let (variable, values) = scan_axis(t, sc, base, ctx)?;
+    let span = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let boundary_tol = positive(
+        base,
+        "task.boundary_tol",
+        &t.boundary_tol,
+        1e-9 * span.max(1e-300),
+    )?;
+    let collective_set = t.collective_set.clone().unwrap_or_default();
+    if !collective_set.is_empty() && !factorisations.contains(&Factorisation::Collective) {
+        return Err(InputError::invalid(
+            "task.collective_set",
+            format!("{collective_set:?}"),
+            "no `collective_set` unless factorisation = \"collective\" or \"both\" (it changes the model of the collective curve)",
+        ));
+    }
+    Ok(Task::FixedPoints {
+        variable,
+        values,
+        factorisations,
+        boundary_tol,
+        integrate,
+        collective: None,
+        collective_set,
+    })
+}
+
+/// The run of a `fixed_points` task from [initial] to `t_end` (None without `t_end`, when
+/// the integrator fields are refused).
+fn fixed_points_run(t: &RawTask, base: &Point, f: &Present) -> Result<Option<EvolveSpec>, InputError> {
+    if t.t_end.is_none() {
+        refuse(
+            &f.evolve[4..],
+            "kind = \"fixed_points\"",
+            " without t_end (they set the run from [initial])",
+        )?;
+        return Ok(None);
+    }
+    let t_end = positive(base, "task.t_end", &t.t_end, 1.0)?;
+    Ok(Some(EvolveSpec {
+        times: vec![0.0, t_end],
+        rtol: positive(base, "task.rtol", &t.rtol, 1e-10)?,
+        atol: positive(base, "task.atol", &t.atol, 1e-12)?,
+        max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
+    }))
+}
+
+/// `task.factorisation`: individual (the default), collective or both.
+fn factorisations(t: &RawTask) -> Result<Vec<Factorisation>, InputError> {
+    Ok(match t.factorisation.as_deref() {
+        None | Some("individual") => vec![Factorisation::Individual],
+        Some("collective") => vec![Factorisation::Collective],
+        Some("both") => vec![Factorisation::Individual, Factorisation::Collective],
+        Some(other) => {
+            return Err(InputError::invalid(
+                "task.factorisation",
+                format!("\"{other}\""),
+                "\"individual\" (the default), \"collective\" or \"both\"",
+            ));
+        }
+    })
+}

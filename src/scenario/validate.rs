@@ -1,0 +1,180 @@
+//! Raw scenario -> validated [`Scenario`]: the definitions (model parameters and variables),
+//! the state tables, `[observables]`, the base point (every expression error surfaces before
+//! any compute), the task, and the checks that span tables: `--set` pins of scan and sweep
+//! axes, the collective scenario of a `fixed_points` task, what each task can write, and
+//! `[initial]` (present where the task evolves from it, in range at every point).
+
+use super::initial::{self, state_spec};
+use super::observables;
+use super::overrides::apply_override;
+use super::raw::RawScenario;
+use super::task::task;
+use super::{Num, Scenario, Task};
+use crate::error::InputError;
+use crate::model::PARAM_NAMES;
+use std::collections::BTreeMap;
+
+/// Validate `raw` (`as_run`: the tree it came from; `pinned`: names set by `--set`).
+pub(super) fn validate(
+    raw: RawScenario,
+    as_run: toml::Value,
+    pinned: &[String],
+) -> Result<Scenario, InputError> {
+    let defs = definitions(&raw)?;
+    let variable_names: Vec<String> = raw.variables.keys().cloned().collect();
+    let initial = raw
+        .initial
+        .as_ref()
+        .map(|s| state_spec("initial", s))
+        .transpose()?;
+    let observables = observables::spec(&raw.observables)?;
+    let mut scenario = Scenario {
+        title: raw.title.clone().unwrap_or_default(),
+        description: raw.description.clone().unwrap_or_default(),
+        as_run,
+        defs,
+        variable_names,
+        initial,
+        task: Task::SteadyState,
+        method: crate::solver::Method::Exact,
+        observables,
+        plot: raw.output.plot,
+    };
+
+    // Resolve the base point once: every expression error surfaces before any compute.
+    let base = scenario.point(&[])?;
+    scenario.observables.husimi = observables::husimi(&raw.observables, &base)?;
+    scenario.task = task(&raw.task, &scenario, &base)?;
+    scenario.method = super::method::method(&raw.task, &scenario)?;
+    pin_axes(&mut scenario.task, &base.values, pinned)?;
+    if let Task::FixedPoints {
+        collective,
+        collective_set,
+        ..
+    } = &mut scenario.task
+        && !collective_set.is_empty()
+    {
+        *collective = Some(Box::new(collective_scenario(
+            &scenario.as_run,
+            collective_set,
+            pinned,
+        )?));
+    }
+    initial::check_fixed_points_initial(&scenario)?;
+    observables::check_for_task(&scenario)?;
+    initial::check_states(&scenario)?;
+    Ok(scenario)
+}
+
+/// Definitions of model parameters (by PHYSICS.md name; N required) and variables (names
+/// that are identifiers, not parameters, not `pi`).
+fn definitions(raw: &RawScenario) -> Result<BTreeMap<String, Num>, InputError> {
+    let mut defs = BTreeMap::new();
+    for (k, v) in &raw.model {
+        if !PARAM_NAMES.contains(&k.as_str()) {
+            return Err(InputError::invalid(
+                format!("model.{k}"),
+                v.to_toml_string(),
+                format!("one of the model parameters {}", PARAM_NAMES.join(", ")),
+            ));
+        }
+        defs.insert(k.clone(), v.clone());
+    }
+    if !raw.model.contains_key("N") {
+        return Err(InputError::invalid(
+            "model.N",
+            "(missing)",
+            "the number of atoms N >= 1",
+        ));
+    }
+    for (k, v) in &raw.variables {
+        if PARAM_NAMES.contains(&k.as_str()) {
+            return Err(InputError::invalid(
+                format!("variables.{k}"),
+                v.to_toml_string(),
+                "a name that is not a model parameter (set model parameters in [model])",
+            ));
+        }
+        if !is_identifier(k) || k == "pi" {
+            return Err(InputError::invalid(
+                format!("variables.{k}"),
+                v.to_toml_string(),
+                "a variable name made of letters, digits and _ (not starting with a digit, not `pi`)",
+            ));
+        }
+        defs.insert(k.clone(), v.clone());
+    }
+    Ok(defs)
+}
+
+/// A scan, fixed-points or sweep axis whose variable `--set` pins runs that single value (from
+/// the base point's values `base`); a list sweep must then have all its axes pinned or none.
+fn pin_axes(task: &mut Task, base: &BTreeMap<String, f64>, pinned: &[String]) -> Result<(), InputError> {
+    let pin = |variable: &str| vec![base.get(variable).copied().unwrap_or(f64::NAN)];
+    match task {
+        Task::Scan { variable, values, .. } | Task::FixedPoints { variable, values, .. }
+            if pinned.contains(variable) =>
+        {
+            *values = pin(variable);
+        }
+        Task::Sweep(spec) => {
+            for a in spec.axes.iter_mut() {
+                if pinned.contains(&a.variable) {
+                    a.values = pin(&a.variable);
+                }
+            }
+            if !spec.grid
+                && spec
+                    .axes
+                    .iter()
+                    .any(|a| a.values.len() != spec.axes[0].values.len())
+            {
+                return Err(InputError::invalid(
+                    "task.layout",
+                    "\"list\"",
+                    "no --set of one axis of a list sweep (pin all axes or none)",
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The scenario of the collective curve of a `fixed_points` task: the scenario as run with the
+/// overrides of `task.collective_set` applied (like `--set`), run with factorisation =
+/// "collective". Errors name `task.collective_set[i]`.
+fn collective_scenario(
+    as_run: &toml::Value,
+    set: &[String],
+    pinned: &[String],
+) -> Result<Scenario, InputError> {
+    let mut tree = as_run.clone();
+    if let Some(task) = tree.get_mut("task").and_then(|t| t.as_table_mut()) {
+        task.remove("collective_set");
+        task.insert("factorisation".into(), toml::Value::String("collective".into()));
+    }
+    for (i, o) in set.iter().enumerate() {
+        apply_override(&mut tree, o).map_err(|e| {
+            InputError::invalid(
+                format!("task.collective_set[{i}]"),
+                format!("\"{o}\""),
+                e.to_string(),
+            )
+        })?;
+    }
+    let raw: RawScenario = tree
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| InputError::Parse {
+            path: "task.collective_set".to_string(),
+            message: e.to_string(),
+        })?;
+    validate(raw, tree, pinned)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
