@@ -23,9 +23,10 @@ enum Command {
         /// Output directory (default: out/<scenario name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Compute backend: auto, cpu or gpu.
-        #[arg(long, default_value = "auto")]
-        backend: String,
+        /// Compute backend: auto (a real GPU where the task has a kernel, else the CPU), cpu
+        /// or gpu.
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
         /// Override a scalar: a model parameter (N, Omega, ...), a variable, or a dotted key
         /// (task.t_end). Repeatable. Values may be expressions: --set Omega="0.5*Omega_c".
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -77,7 +78,6 @@ fn real_main() -> Result<()> {
             backend,
             set,
         } => {
-            let backend: BackendChoice = backend.parse()?;
             let sc = dicke::scenario::load(&scenario, &set)?;
             let out_dir = out.unwrap_or_else(|| {
                 let stem = scenario.file_stem().map(|s| s.to_string_lossy().to_string());
@@ -108,7 +108,9 @@ fn real_main() -> Result<()> {
             println!("dicke {}", dicke::VERSION);
             println!("cpu threads: {}", rayon::current_num_threads());
             let adapters = backend::adapters();
-            if adapters.is_empty() {
+            if !cfg!(feature = "gpu") {
+                println!("wgpu adapters: this build has no GPU support (built without the `gpu` feature)");
+            } else if adapters.is_empty() {
                 println!("wgpu adapters: none found (the CPU backend is used)");
             }
             for a in adapters {

@@ -1,17 +1,17 @@
 //! Compute backends.
 //!
 //! `Cpu` is the reference for every kernel and the default where there is no GPU. The GPU
-//! backend (wgpu compute shaders, [`gpu`]) runs what comes in batches large enough to fill a
-//! device: quantum trajectories, scans of evolutions (`kind = "scan"`, `mode = "evolve"`:
-//! every scan point's density matrix in one `master_batch`) and cumulant sweeps
-//! (`kind = "sweep"`: one `cumulant_batch` invocation per parameter point). A single evolution and the steady
-//! state (one sparse LU) have no such batch and run on the CPU only: for them `auto` resolves
-//! to `cpu` and an explicit `gpu` request is refused with a message ([`cpu_only`]) rather than
-//! silently run elsewhere.
+//! backend (wgpu compute shaders, `gpu`, behind the default Cargo feature `gpu`) runs what
+//! comes in batches large enough to fill a device: quantum trajectories, scans of evolutions
+//! (`kind = "scan"`, `mode = "evolve"`: every scan point's density matrix in one
+//! `master_batch`) and cumulant sweeps (`kind = "sweep"`: one `cumulant_batch` invocation per
+//! parameter point). Which backend a task runs on is decided in one place,
+//! `crate::task::policy`.
 
+#[cfg(feature = "gpu")]
 pub mod gpu;
 
-use crate::error::{InputError, SolverError};
+use crate::error::InputError;
 use serde::Serialize;
 
 /// A GPU context a caller already holds and hands to a run (tests share one per binary).
@@ -22,7 +22,7 @@ pub type SharedGpu = Option<std::sync::Arc<gpu::GpuContext>>;
 pub type SharedGpu = Option<std::convert::Infallible>;
 
 /// What the user asked for (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     Auto,
@@ -55,30 +55,6 @@ pub struct BackendUsed {
     pub note: String,
 }
 
-/// Resolve the backend for a solver that has only a CPU implementation.
-pub fn cpu_only(choice: BackendChoice, solver: &'static str) -> Result<BackendUsed, SolverError> {
-    let cpu = |note: String| BackendUsed {
-        name: "cpu",
-        device: format!("{} rayon threads", rayon::current_num_threads()),
-        precision: "f64",
-        note,
-    };
-    match choice {
-        BackendChoice::Cpu => Ok(cpu("requested".into())),
-        BackendChoice::Auto => Ok(cpu(format!(
-            "auto: the {solver} solver runs on the CPU in this version"
-        ))),
-        BackendChoice::Gpu => Err(SolverError::Unsupported {
-            solver,
-            message: "has no GPU kernel for this task (the GPU runs kind = \"trajectories\" and \
-                      kind = \"scan\" with mode = \"evolve\", a batch of evolutions, and \
-                      kind = \"sweep\"); run with \
-                      --backend cpu or auto"
-                .into(),
-        }),
-    }
-}
-
 /// A wgpu adapter as reported by `dicke info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdapterReport {
@@ -90,7 +66,15 @@ pub struct AdapterReport {
 }
 
 /// Enumerate the wgpu adapters on this machine (all backends). Never fails: no adapter is an
+/// empty list (always, in a build without the `gpu` feature).
+#[cfg(not(feature = "gpu"))]
+pub fn adapters() -> Vec<AdapterReport> {
+    Vec::new()
+}
+
+/// Enumerate the wgpu adapters on this machine (all backends). Never fails: no adapter is an
 /// empty list.
+#[cfg(feature = "gpu")]
 pub fn adapters() -> Vec<AdapterReport> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
