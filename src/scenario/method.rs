@@ -36,7 +36,7 @@ pub(super) fn method(t: &RawTask, sc: &Scenario) -> Result<Method, InputError> {
         return Err(InputError::invalid(
             "task.factorisation",
             "(given)",
-            "no `factorisation` unless method = \"meanfield\"",
+            "no `factorisation` unless method = \"meanfield\" (or kind = \"fixed_points\", which scans mean-field fixed points)",
         ));
     }
     match (&sc.task, method) {
