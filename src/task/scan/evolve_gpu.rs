@@ -9,7 +9,7 @@
 //! Memory held on the host (every point's saves plus one read-back copy and the initial
 //! states) is estimated and refused before anything is allocated.
 
-use super::evolve::{Job, Sink};
+use super::sink::{Job, Sink};
 use crate::backend::gpu::GpuContext;
 use crate::backend::gpu::master_batch::{
     BatchElement, BatchOutput, MasterBatch, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves,
@@ -26,21 +26,15 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Run the scan on `gpu`; `sink` creates the output files once the memory check passed.
-pub fn run<'a>(
-    job: &'a Job<'a>,
-    gpu: &Arc<GpuContext>,
-    precision: Precision,
-    ctx: &mut Context,
-    sink: fn(&'a Job<'a>, &Context) -> Result<Sink<'a>, Error>,
-) -> Result<(Table, Value, Precision), Error> {
+/// Run the scan on `gpu`; the output files are created once the memory check passed.
+pub fn run(job: &Job, gpu: &Arc<GpuContext>, precision: Precision, ctx: &mut Context) -> Result<(Table, Value, Precision), Error> {
     let output = if job.needs_full() {
         BatchOutput::Full
     } else {
         BatchOutput::Band
     };
     let psis = initial_states(job, output)?;
-    let mut sink = sink(job, ctx)?;
+    let mut sink = Sink::create(job, ctx)?;
     let kernel = MasterBatchGpu::new(Arc::clone(gpu))?;
     let options = MasterBatchOptions {
         precision,

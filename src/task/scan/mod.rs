@@ -6,6 +6,7 @@
 //! moves, then the observables (of the steady state, or at the final time).
 
 pub mod evolve;
+mod sink;
 #[cfg(feature = "gpu")]
 mod evolve_gpu;
 
