@@ -45,6 +45,7 @@
 use crate::backend::gpu::master_batch::{
     BatchOutput, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves, block_state_from_bands,
 };
+use crate::backend::gpu::trajectory::run_gpu;
 use crate::backend::gpu::{GpuContext, GpuOptions};
 use crate::backend::{self, BackendChoice, BackendUsed};
 use crate::c64;
@@ -887,7 +888,7 @@ fn run_trajectories(
     let gpu =
         |ctx: Arc<GpuContext>, note: String| -> Result<(trajectory::EnsembleResult, BackendUsed), Error> {
             let engine = crate::backend::gpu::trajectory::TrajectoryGpu::new(ctx)?;
-            let ens = trajectory::run_gpu(&engine, model, psi0, times, topts).map_err(|e| match e {
+            let ens = run_gpu(&engine, model, psi0, times, topts).map_err(|e| match e {
                 trajectory::TrajectoryError::Solver(s) => Error::from(s),
                 trajectory::TrajectoryError::Gpu(g) => Error::from(g),
             })?;

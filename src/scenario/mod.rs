@@ -30,7 +30,7 @@ pub mod expr;
 
 use crate::error::InputError;
 use crate::model::{Model, PARAM_NAMES};
-use crate::solver::trajectory::Precision;
+use crate::precision::Precision;
 use expr::{Expr, Scope};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -164,24 +164,17 @@
 //! (0.02-0.8); 20000 trajectories at cfl 0.5 agree with the master equation within 1.5 SE at
 //! every save.
 //!
-//! # Performance (2-core AMD EPYC, release; BENCHMARKS.md has the commands)
+//! # Performance
 //!
-//! Seed 001, N = 100, u = 1.48, 500 trajectories, t in [0, 0.2], 201 saves (1600 steps and ~250
-//! jumps per trajectory): CPU twin 0.47 s for the 500 on two cores (1057 trajectories/s, f32;
-//! 724/s in f64), QuTiP 5 mcsolve 9.6 s on the same two cores in the same run (20x); lavapipe
-//! 29-32 trajectories/s (lane mapping). The twin's layout ([`twin`]) is what makes it fast; the
-//! step count is set by accuracy (above), so the next gain must come from fewer flops per
-//! trajectory, not from tuning.
-//!
-//! Irrep-changing, seed 002 at N = 2000 (gamma_s = 2 Gamma, f32, t to 5e-4: 2015 steps of
-//! 2.5e-7, ~460 jumps per trajectory), busy machine: CPU twin 7.4 trajectories/s on two cores,
-//! lavapipe 0.28/s with `lanes = 8` (BENCHMARKS.md).
+//! Measured rates (CPU twin, lavapipe, QuTiP mcsolve) and the commands: BENCHMARKS.md,
+//! "Trajectories vs QuTiP mcsolve" and "Irrep-changing trajectories". The twin's layout
+//! ([`twin`]) is what makes it fast; the step count is set by accuracy (above), so the next gain
+//! must come from fewer flops per trajectory, not from tuning.
 
 pub mod twin;
 
-use crate::backend::gpu::GpuError;
 use crate::basis::Irrep;
-use crate::error::SolverError;
+use crate::error::{GpuError, SolverError};
 use crate::model::Model;
 use crate::observe::Moments;
 use num_complex::Complex64 as c64;
@@ -216,23 +209,7 @@ pub const DEFAULT_CFL: f64 = 0.5;
 /// (module doc, "Exponential tables per irrep"). The default step gives at most ~cfl/2.
 pub const MAX_TABLE_EXPONENT: f64 = 40.0;
 
-/// Working precision of the trajectory kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    F64,
-}
-
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        }
-    }
-}
+pub use crate::precision::Precision;
 
 /// Options of a trajectory ensemble.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -693,6 +670,11 @@ impl Plan {
         self.table.iter().chain(&self.scale).map(cx).collect()
     }
 
+    /// Entries of [`kernel_table`](Self::kernel_table), without building it.
+    pub fn kernel_table_len(&self) -> usize {
+        self.table.len() + self.scale.len()
+    }
+
     /// Steps per save interval.
     pub fn steps(&self) -> Vec<u32> {
         self.intervals.iter().map(|iv| iv[1]).collect()
@@ -1049,7 +1031,10 @@ fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) {
     }
 }
 
-fn finish(
+/// The ensemble result of `plan` from the records pushed into `acc` (trajectory order), for
+/// the backend `backend` on `device`, timed from `start`: the last step of every backend's
+/// ensemble run ([`run_cpu`], and the GPU's `backend::gpu::trajectory::run_gpu`).
+pub fn finish(
     plan: &Plan,
     acc: Accumulator,
     backend: &'static str,
@@ -1078,41 +1063,6 @@ fn finish(
         pm_se,
         wall_s: start.elapsed().as_secs_f64(),
     }
-}
-
-/// Run the ensemble on the GPU (`engine` holds the device and the pipelines, built once).
-pub fn run_gpu(
-    engine: &crate::backend::gpu::trajectory::TrajectoryGpu,
-    model: &Model,
-    psi0: &[c64],
-    times: &[f64],
-    opts: &TrajectoryOptions,
-) -> Result<EnsembleResult, TrajectoryError> {
-    let start = std::time::Instant::now();
-    let plan = Plan::new(model, psi0, times, opts)?;
-    if plan.pm {
-        return Err(unsupported(
-            "P_m from trajectories (observables.pm) is accumulated on the CPU only in this version \
-             (--backend cpu)"
-                .into(),
-        )
-        .into());
-    }
-    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
-    let len = plan.n_saves() * RECORD_LEN;
-    let mut next = plan.first_traj;
-    engine.run(&plan, &mut |rec: &[f64]| {
-        for r in rec.chunks_exact(len) {
-            acc.push(next, r);
-            next += 1;
-        }
-    })?;
-    let device = format!(
-        "{} ({:?} mapping)",
-        engine.context().info().name,
-        engine.variant(&plan)
-    );
-    Ok(finish(&plan, acc, "gpu", device, start))
 }
 
 #[cfg(test)]
