@@ -1191,33 +1191,7 @@ impl MasterBatchGpu {
             .into());
         }
         let t0 = times[0];
-        let params = ParamsTemplate {
-            u: [
-                layout.n_blocks() as u32,
-                layout.len() as u32,
-                layout.levels() as u32,
-                layout.icoef_len as u32,
-                layout.herm_len() as u32,
-                0, // the chunk's elements, set per chunk
-                n_saves as u32,
-                match options.output {
-                    BatchOutput::Full => 0,
-                    BatchOutput::Band => 1,
-                },
-                layout.out_len(options.output) as u32,
-                attempts,
-                u32::try_from(opts.max_steps).unwrap_or(u32::MAX),
-                loop_budget,
-            ],
-            r: [
-                opts.rtol,
-                opts.atol,
-                opts.h0.unwrap_or(0.0),
-                t0,
-                times[n_saves - 1] - t0,
-                16.0 * f64::EPSILON,
-            ],
-        };
+        let params = ParamsTemplate::new(&layout, times, opts, options.output, attempts, loop_budget);
         Ok(CallPlan {
             gpu_blocks: layout.gpu_blocks(),
             save_t: times.iter().map(|&t| R::pair(t - t0)).collect(),
@@ -1539,6 +1513,44 @@ impl ParamsTemplate {
     /// Index of `batch` in `u`.
     const BATCH: usize = 5;
 
+    fn new(
+        layout: &Layout,
+        times: &[f64],
+        opts: &OdeOptions,
+        output: BatchOutput,
+        attempts: u32,
+        loop_budget: u32,
+    ) -> Self {
+        let (t0, n_saves) = (times[0], times.len());
+        ParamsTemplate {
+            u: [
+                layout.n_blocks() as u32,
+                layout.len() as u32,
+                layout.levels() as u32,
+                layout.icoef_len as u32,
+                layout.herm_len() as u32,
+                0, // the chunk's elements, set per chunk
+                n_saves as u32,
+                match output {
+                    BatchOutput::Full => 0,
+                    BatchOutput::Band => 1,
+                },
+                layout.out_len(output) as u32,
+                attempts,
+                u32::try_from(opts.max_steps).unwrap_or(u32::MAX),
+                loop_budget,
+            ],
+            r: [
+                opts.rtol,
+                opts.atol,
+                opts.h0.unwrap_or(0.0),
+                t0,
+                times[n_saves - 1] - t0,
+                16.0 * f64::EPSILON,
+            ],
+        }
+    }
+
     fn params<R: Real>(&self, batch: usize) -> R::Params {
         let mut u = self.u;
         u[Self::BATCH] = batch as u32;
@@ -1643,86 +1655,127 @@ fn convert<R: Real>(
     state: CtrlState,
 ) -> BatchElement {
     let olen = layout.out_len(output);
-    let g = &p.gauge;
-    let at = |s: usize, j: usize| {
-        let i = 2 * (s * olen + j);
-        c64::new(vals[i].to_f64(), vals[i + 1].to_f64())
-    };
     let mut max_tr: f64 = 0.0;
     let mut max_herm: f64 = 0.0;
     // Per save, per block: the full block (row-major) or its band.
     let mut per_save: Vec<Vec<Vec<c64>>> = Vec::with_capacity(n_saves);
     for s in 0..n_saves {
+        let at = |j: usize| {
+            let i = 2 * (s * olen + j);
+            c64::new(vals[i].to_f64(), vals[i + 1].to_f64())
+        };
         let mut blocks = Vec::with_capacity(layout.n_blocks());
         let mut tr = c64::new(0.0, 0.0);
         for (b, &n) in layout.dims.iter().enumerate() {
-            match output {
-                BatchOutput::Full => {
-                    let o = layout.voff[b];
-                    let mut m = vec![c64::new(0.0, 0.0); n * n];
-                    for r in 0..n {
-                        for c in 0..n {
-                            m[r * n + c] = g[r].conj() * g[c] * at(s, o + r * n + c);
-                        }
-                    }
-                    for r in 0..n {
-                        for c in r..n {
-                            max_herm = max_herm.max((m[r * n + c] - m[c * n + r].conj()).norm());
-                        }
-                    }
-                    if p.hermitian {
-                        for r in 0..n {
-                            for c in r..n {
-                                let mut x = 0.5 * (m[r * n + c] + m[c * n + r].conj());
-                                if r == c {
-                                    x.im = 0.0;
-                                }
-                                m[r * n + c] = x;
-                                m[c * n + r] = x.conj();
-                            }
-                        }
-                    }
-                    tr += (0..n).map(|k| m[k * n + k]).sum::<c64>();
-                    blocks.push(m);
-                }
-                BatchOutput::Band => {
-                    let o = layout.band_off[b];
-                    let mut data = vec![c64::new(0.0, 0.0); 5 * n];
-                    for q in -2isize..=2 {
-                        let len = n.saturating_sub(q.unsigned_abs());
-                        for k in 0..len {
-                            let (r, c) = if q >= 0 {
-                                (k, k + q as usize)
-                            } else {
-                                (k + q.unsigned_abs(), k)
-                            };
-                            let j = (q + 2) as usize * n + k;
-                            data[j] = g[r].conj() * g[c] * at(s, o + j);
-                        }
-                    }
-                    for q in 0..=2usize {
-                        for k in 0..n.saturating_sub(q) {
-                            let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
-                            max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
-                            if p.hermitian {
-                                let mut x = 0.5 * (data[up] + data[lo].conj());
-                                if q == 0 {
-                                    x.im = 0.0;
-                                }
-                                data[up] = x;
-                                data[lo] = x.conj();
-                            }
-                        }
-                    }
-                    tr += data[2 * n..3 * n].iter().sum::<c64>();
-                    blocks.push(data);
-                }
-            }
+            let (data, block_tr) = match output {
+                BatchOutput::Full => full_block(&at, layout.voff[b], n, p, &mut max_herm),
+                BatchOutput::Band => band_block(&at, layout.band_off[b], n, p, &mut max_herm),
+            };
+            tr += block_tr;
+            blocks.push(data);
         }
         max_tr = max_tr.max((tr - p.trace0).norm());
         per_save.push(blocks);
     }
-    let saves = match (blocks_of, output) {
+    BatchElement {
+        saves: assemble_saves(per_save, layout, blocks_of, output),
+        stats: BatchStats {
+            steps: state.steps as usize,
+            rejected: state.rejected as usize,
+            rhs_evals: state.rhs_evals as usize,
+            max_trace_error: max_tr,
+            max_hermiticity_error: max_herm,
+            hermitian: p.hermitian,
+        },
+    }
+}
+
+/// The n x n block at output offset `o` (`at(j)`: output entry j of the save) rotated back to
+/// the model's frame, Hermitised for a Hermitian problem; and its trace. Raises `max_herm` to
+/// the block's anti-Hermitian part as integrated.
+fn full_block(
+    at: &dyn Fn(usize) -> c64,
+    o: usize,
+    n: usize,
+    p: &Prepared,
+    max_herm: &mut f64,
+) -> (Vec<c64>, c64) {
+    let g = &p.gauge;
+    let mut m = vec![c64::new(0.0, 0.0); n * n];
+    for r in 0..n {
+        for c in 0..n {
+            m[r * n + c] = g[r].conj() * g[c] * at(o + r * n + c);
+        }
+    }
+    for r in 0..n {
+        for c in r..n {
+            *max_herm = max_herm.max((m[r * n + c] - m[c * n + r].conj()).norm());
+        }
+    }
+    if p.hermitian {
+        for r in 0..n {
+            for c in r..n {
+                let mut x = 0.5 * (m[r * n + c] + m[c * n + r].conj());
+                if r == c {
+                    x.im = 0.0;
+                }
+                m[r * n + c] = x;
+                m[c * n + r] = x.conj();
+            }
+        }
+    }
+    let tr = (0..n).map(|k| m[k * n + k]).sum::<c64>();
+    (m, tr)
+}
+
+/// As [`full_block`] for the band of an n x n block at output offset `o` ([`Band`] layout).
+fn band_block(
+    at: &dyn Fn(usize) -> c64,
+    o: usize,
+    n: usize,
+    p: &Prepared,
+    max_herm: &mut f64,
+) -> (Vec<c64>, c64) {
+    let g = &p.gauge;
+    let mut data = vec![c64::new(0.0, 0.0); 5 * n];
+    for q in -2isize..=2 {
+        let len = n.saturating_sub(q.unsigned_abs());
+        for k in 0..len {
+            let (r, c) = if q >= 0 {
+                (k, k + q as usize)
+            } else {
+                (k + q.unsigned_abs(), k)
+            };
+            let j = (q + 2) as usize * n + k;
+            data[j] = g[r].conj() * g[c] * at(o + j);
+        }
+    }
+    for q in 0..=2usize {
+        for k in 0..n.saturating_sub(q) {
+            let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
+            *max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
+            if p.hermitian {
+                let mut x = 0.5 * (data[up] + data[lo].conj());
+                if q == 0 {
+                    x.im = 0.0;
+                }
+                data[up] = x;
+                data[lo] = x.conj();
+            }
+        }
+    }
+    let tr = data[2 * n..3 * n].iter().sum::<c64>();
+    (data, tr)
+}
+
+/// The saves of an element from its blocks per save (collective or block batch, full or band).
+fn assemble_saves(
+    per_save: Vec<Vec<Vec<c64>>>,
+    layout: &Layout,
+    blocks_of: Option<usize>,
+    output: BatchOutput,
+) -> Saves {
+    match (blocks_of, output) {
         (None, BatchOutput::Full) => Saves::Full(
             per_save
                 .into_iter()
@@ -1762,17 +1815,6 @@ fn convert<R: Real>(
                 })
                 .collect(),
         ),
-    };
-    BatchElement {
-        saves,
-        stats: BatchStats {
-            steps: state.steps as usize,
-            rejected: state.rejected as usize,
-            rhs_evals: state.rhs_evals as usize,
-            max_trace_error: max_tr,
-            max_hermiticity_error: max_herm,
-            hermitian: p.hermitian,
-        },
     }
 }
 
