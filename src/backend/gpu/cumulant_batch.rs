@@ -219,6 +219,15 @@ macro_rules! twin_structs {
             pub jz_sum: $r,
             pub c: StateCounters,
         }
+
+        impl ElementState for $state {
+            fn status(&self) -> u32 {
+                self.c.status
+            }
+            fn progress(&self) -> (u32, u32, u32) {
+                (self.c.status, self.c.attempts, self.c.next_save)
+            }
+        }
     };
 }
 twin_structs!(CumulantBatchParamsF32, CumulantBatchStateF32, f32, "64", "128");
@@ -311,24 +320,6 @@ macro_rules! impl_real {
 }
 impl_real!(f32, Precision::F32, CumulantBatchParamsF32, CumulantBatchStateF32);
 impl_real!(f64, Precision::F64, CumulantBatchParamsF64, CumulantBatchStateF64);
-
-impl ElementState for CumulantBatchStateF32 {
-    fn status(&self) -> u32 {
-        self.c.status
-    }
-    fn progress(&self) -> (u32, u32, u32) {
-        (self.c.status, self.c.attempts, self.c.next_save)
-    }
-}
-
-impl ElementState for CumulantBatchStateF64 {
-    fn status(&self) -> u32 {
-        self.c.status
-    }
-    fn progress(&self) -> (u32, u32, u32) {
-        (self.c.status, self.c.attempts, self.c.next_save)
-    }
-}
 
 fn state_size(p: Precision) -> u64 {
     match p {

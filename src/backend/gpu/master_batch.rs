@@ -481,6 +481,15 @@ macro_rules! twin_structs {
             pub err_old: $r,
             pub state: CtrlState,
         }
+
+        impl ElementState for $ctrl {
+            fn status(&self) -> u32 {
+                self.state.status
+            }
+            fn progress(&self) -> (u32, u32, u32) {
+                self.state.progress()
+            }
+        }
     };
 }
 twin_structs!(MasterBatchParamsF32, MasterBatchCtrlF32, f32, "80", "80");
@@ -594,24 +603,6 @@ macro_rules! impl_real {
 }
 impl_real!(f32, Precision::F32, MasterBatchParamsF32, MasterBatchCtrlF32);
 impl_real!(f64, Precision::F64, MasterBatchParamsF64, MasterBatchCtrlF64);
-
-impl ElementState for MasterBatchCtrlF32 {
-    fn status(&self) -> u32 {
-        self.state.status
-    }
-    fn progress(&self) -> (u32, u32, u32) {
-        self.state.progress()
-    }
-}
-
-impl ElementState for MasterBatchCtrlF64 {
-    fn status(&self) -> u32 {
-        self.state.status
-    }
-    fn progress(&self) -> (u32, u32, u32) {
-        self.state.progress()
-    }
-}
 
 impl CtrlState {
     /// (status, attempts, next save): what moves whenever the element makes progress.
