@@ -12,30 +12,30 @@
 //! garbage. So every batch kernel counts its own loop iterations at a worst-case cost per
 //! phase and, before it would pass the budget of the dispatch ([`loop_budget`]:
 //! [`SOFTWARE_LOOP_BUDGET`] on a software adapter, unlimited on real GPUs), persists its state
-//! in storage and returns unfinished; the host dispatches again ([`Chunk::resume`]) until
+//! in storage and returns unfinished; the host dispatches again (`Chunk::resume`) until
 //! nothing is left. Suspending changes no arithmetic, so results do not depend on the budget.
 //!
 //! # Rounds
 //!
 //! A round is one submission of several dispatches followed by the read-back of a small
-//! buffer that says what is left. Two protocols ([`Resumption`]):
+//! buffer that says what is left. Two protocols (`Resumption`):
 //!
-//! * [`UntilDone`] (`master_batch`, `cumulant_batch`): every element has its own state with a
+//! * `UntilDone` (`master_batch`, `cumulant_batch`): every element has its own state with a
 //!   status code ([`ST_INIT`] ... [`ST_NONFINITE`], twins of `shaders/common/status.wgsl`);
 //!   rounds of 1, 2, 4, ... up to [`MAX_ROUNDS`] dispatches run until every status is
 //!   [`ST_DONE`] or a failure. Every dispatch advances every unfinished element (its start, a
 //!   save or a step attempt: the budget admits each alone), so a round in which no element's
 //!   (status, attempts, next save) changes means the device did not run the kernel: an error,
 //!   never a hang.
-//! * [`SuspendCount`] (`trajectory`): invocations that suspend count themselves in one atomic
+//! * `SuspendCount` (`trajectory`): invocations that suspend count themselves in one atomic
 //!   word, cleared before the last dispatch of a round; the first round is sized for the
 //!   expected work, later ones shrink, and a ceiling on the dispatches turns a stuck device
 //!   into an error.
 //!
 //! # Chunks
 //!
-//! A batch runs in chunks of consecutive elements ([`chunk_len`], [`chunks`]), each small
-//! enough for one storage binding ([`binding_limit`]) and the workgroup-count limit, in input
+//! A batch runs in chunks of consecutive elements (`chunk_len`, `chunks`), each small
+//! enough for one storage binding (`binding_limit`) and the workgroup-count limit, in input
 //! order; a kernel keys everything (random streams included) by the global element index, so
 //! the split changes nothing.
 
@@ -66,7 +66,7 @@ pub const LAVAPIPE_LOOP_LIMIT: u32 = 65_535;
 /// Loop iterations an invocation may spend per dispatch on a software adapter: below
 /// [`LAVAPIPE_LOOP_LIMIT`] with 8% left for loops a kernel's own count does not see.
 pub const SOFTWARE_LOOP_BUDGET: u32 = 60_000;
-/// Most dispatches per round of [`UntilDone`].
+/// Most dispatches per round of `UntilDone`.
 pub const MAX_ROUNDS: u32 = 16;
 
 /// The loop budget per invocation and dispatch on `ctx`'s adapter: [`SOFTWARE_LOOP_BUDGET`]
@@ -103,7 +103,7 @@ pub(crate) fn chunks(items: usize, chunk: usize) -> impl Iterator<Item = std::op
         .map(move |start| start..items.min(start + chunk.max(1)))
 }
 
-/// The names one kernel host's labels and error messages carry; build with [`names!`].
+/// The names one kernel host's labels and error messages carry; build with `names!`.
 #[derive(Debug)]
 pub(crate) struct Names {
     pub alloc: &'static str,
@@ -116,7 +116,7 @@ pub(crate) struct Names {
     pub bind_group: &'static str,
 }
 
-/// `names!("master_batch")`: the [`Names`] of a kernel host (operations `"master_batch
+/// `names!("master_batch")`: the `Names` of a kernel host (operations `"master_batch
 /// dispatch"`, labels `"dicke.master_batch.pass"`, ...).
 macro_rules! names {
     ($k:literal) => {
@@ -282,7 +282,7 @@ impl Chunk<'_> {
 
     /// Dispatch rounds until `protocol` says the chunk is finished; returns the number of
     /// dispatches and the protocol's result. After every round the first `bytes` of
-    /// `watch.src` are read back and handed to [`Resumption::check`].
+    /// `watch.src` are read back and handed to `Resumption::check`.
     pub fn resume<P: Resumption>(
         &self,
         watch: ReadBack<'_>,
@@ -374,7 +374,7 @@ pub(crate) trait ElementState: Pod {
     fn progress(&self) -> (u32, u32, u32);
 }
 
-/// [`Resumption`] of kernels with one [`ElementState`] per element (module doc): done when every
+/// `Resumption` of kernels with one `ElementState` per element (module doc): done when every
 /// status is final; the result is every element's last state.
 pub(crate) struct UntilDone<S> {
     last: Vec<(u32, u32, u32)>,
@@ -425,7 +425,7 @@ impl<S: ElementState> Resumption for UntilDone<S> {
     }
 }
 
-/// [`Resumption`] of kernels whose suspended invocations count themselves in one atomic `u32`
+/// `Resumption` of kernels whose suspended invocations count themselves in one atomic `u32`
 /// (module doc): `state` (the per-element resumable state, zero = not started) is cleared at
 /// the chunk's start, `counter` before the last dispatch of every round.
 pub(crate) struct SuspendCount<'a> {
