@@ -10,7 +10,8 @@
 //! same-run comparison with QuTiP's mcsolve is `bench/qutip_mcsolve.sh` (BENCHMARKS.md).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dicke::backend::gpu::{GpuContext, GpuOptions, trajectory::TrajectoryGpu};
+use dicke::backend::gpu::trajectory::{TrajectoryGpu, run_gpu};
+use dicke::backend::gpu::{GpuContext, GpuOptions};
 use dicke::model::Model;
 use dicke::solver::trajectory::{self, Precision, TrajectoryOptions};
 use dicke::state::pure;
@@ -57,7 +58,7 @@ fn benches(c: &mut Criterion) {
                 ..Default::default()
             };
             g.bench_function(format!("gpu/{}/N={N}/ntraj={NTRAJ}", precision.name()), |b| {
-                b.iter(|| trajectory::run_gpu(&engine, &model, &psi0, &times, &opts).expect("gpu ensemble"))
+                b.iter(|| run_gpu(&engine, &model, &psi0, &times, &opts).expect("gpu ensemble"))
             });
         }
     }

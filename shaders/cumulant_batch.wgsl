@@ -14,19 +14,13 @@
 // lives in `st` between dispatches; saves still pending resume first.
 //
 // Prepended by the registry: master_batch_f32.wgsl | master_batch_f64.wgsl (R, R_MAX, powc),
-// then common/dp5.wgsl (the Dormand-Prince tableau and controller constants).
+// then common/dp5.wgsl (the Dormand-Prince tableau and controller constants),
+// common/status.wgsl (the ST_* status codes of State.status) and common/time.wgsl (time pairs
+// hi + lo: two_sum, t_add, t_le, t_sub; finite).
 
 override WG: u32 = 64u;
 
 const NV: u32 = 9u;
-
-// State.status (twins of the STATUS_* constants in cumulant_batch.rs).
-const ST_INIT: u32 = 0u;
-const ST_RUN: u32 = 1u;
-const ST_DONE: u32 = 2u;
-const ST_SMALL: u32 = 3u;
-const ST_MAXSTEPS: u32 = 4u;
-const ST_NONFINITE: u32 = 5u;
 
 // Loop iterations charged per phase (twins of LOOP_* in cumulant_batch.rs): a 9-component
 // loop is charged 10 (its exit test included); an attempt runs seven such loops, all_finite
@@ -88,9 +82,6 @@ struct State {
 @group(0) @binding(3) var<storage, read> save_flag: array<u32>;
 @group(0) @binding(4) var<storage, read_write> st: array<State>;
 
-fn finite(x: R) -> bool {
-    return abs(x) <= R_MAX;
-}
 
 fn all_finite(v: array<R, 9>) -> bool {
     var ok = true;
@@ -98,28 +89,6 @@ fn all_finite(v: array<R, 9>) -> bool {
         ok = ok && finite(v[i]);
     }
     return ok;
-}
-
-// Knuth's TwoSum: s + e = a + b exactly.
-fn two_sum(a: R, b: R) -> vec2<R> {
-    let s = a + b;
-    let bb = s - a;
-    return vec2<R>(s, (a - (s - bb)) + (b - bb));
-}
-
-fn t_add(t: vec2<R>, h: R) -> vec2<R> {
-    let s = two_sum(t.x, h);
-    let lo = t.y + s.y;
-    let hi = s.x + lo;
-    return vec2<R>(hi, lo - (hi - s.x));
-}
-
-fn t_le(a: vec2<R>, b: vec2<R>) -> bool {
-    return a.x < b.x || (a.x == b.x && a.y <= b.y);
-}
-
-fn t_sub(a: vec2<R>, b: vec2<R>) -> R {
-    return (a.x - b.x) + (a.y - b.y);
 }
 
 // Complex helpers (x = re, y = im).

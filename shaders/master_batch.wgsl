@@ -27,7 +27,9 @@
 // dispatches until every element is done.
 //
 // Prepended by the registry: master_batch_f32.wgsl | master_batch_f64.wgsl (R, C, R_MAX, powc),
-// then common/dp5.wgsl (the Dormand-Prince tableau and controller constants).
+// then common/dp5.wgsl (the Dormand-Prince tableau and controller constants),
+// common/status.wgsl (the ST_* status codes of Ctrl.status) and common/time.wgsl (time pairs
+// hi + lo: two_sum, t_add, t_le, t_sub; finite).
 
 // Invocations per batch element (pipeline constant; a power of two <= 256).
 override WG: u32 = 256u;
@@ -42,14 +44,6 @@ const S_K3: u32 = 5u;
 const S_K4: u32 = 6u;
 const S_K5: u32 = 7u;
 const S_K6: u32 = 8u;
-
-// Ctrl.status (twins of the STATUS_* constants in master_batch.rs).
-const ST_INIT: u32 = 0u;
-const ST_RUN: u32 = 1u;
-const ST_DONE: u32 = 2u;
-const ST_SMALL: u32 = 3u;
-const ST_MAXSTEPS: u32 = 4u;
-const ST_NONFINITE: u32 = 5u;
 
 // Twin of MasterBatchParams{F32,F64}: a u32 block, then an R block (80 bytes in f32, 112 in f64).
 struct Params {
@@ -155,33 +149,6 @@ struct Offs {
 var<workgroup> red: array<vec4<R>, 256>;
 var<workgroup> wctrl: Ctrl;
 
-fn finite(x: R) -> bool {
-    return abs(x) <= R_MAX;
-}
-
-// Knuth's TwoSum: s + e = a + b exactly.
-fn two_sum(a: R, b: R) -> vec2<R> {
-    let s = a + b;
-    let bb = s - a;
-    return vec2<R>(s, (a - (s - bb)) + (b - bb));
-}
-
-// Time pair + step.
-fn t_add(t: vec2<R>, h: R) -> vec2<R> {
-    let s = two_sum(t.x, h);
-    let lo = t.y + s.y;
-    let hi = s.x + lo;
-    return vec2<R>(hi, lo - (hi - s.x));
-}
-
-fn t_le(a: vec2<R>, b: vec2<R>) -> bool {
-    return a.x < b.x || (a.x == b.x && a.y <= b.y);
-}
-
-// a - b as one R.
-fn t_sub(a: vec2<R>, b: vec2<R>) -> R {
-    return (a.x - b.x) + (a.y - b.y);
-}
 
 // work[i] where `ok`, else 0 (the load stays in bounds either way).
 fn ld(i: u32, alt: u32, ok: bool) -> C {

@@ -10,7 +10,8 @@
 // expression below in the same order, and every sum over levels as `reduce` does (lane
 // partials in level order, then the pairwise tree over the WG lanes).
 //
-// Prepended by the registry: common/philox.wgsl [, common/philox_f64.wgsl],
+// Prepended by the registry: common/status.wgsl (ST_INIT, ST_RUN, ST_DONE: the phase of a
+// trajectory's resumable state), common/philox.wgsl [, common/philox_f64.wgsl],
 // trajectory_f32.wgsl | trajectory_f64.wgsl (R, C, R4, draw2, capacities), then one variant
 // (where vectors live and how lanes cooperate: WG, vl, vs, u_ld, u_st, sync, reduce,
 // variant_init and the entry point): trajectory_lane.wgsl | trajectory_wg.wgsl |
@@ -64,7 +65,7 @@ struct TrajParams {
 @group(0) @binding(4) var<storage, read> intervals: array<vec2<u32>>;
 // RECLEN numbers per (trajectory in this dispatch, save).
 @group(0) @binding(5) var<storage, read_write> records: array<R>;
-// Resumable state per trajectory slot: [phase (0 new, 1 running, 2 done), interval, step,
+// Resumable state per trajectory slot: [phase (ST_INIT new, ST_RUN suspended, ST_DONE), interval, step,
 // remaining quanta, jumps, draw lo, draw hi, 2j] and [b, <Gamma_op>, <V>, 0].
 @group(0) @binding(7) var<storage, read_write> tstate: array<u32>;
 @group(0) @binding(8) var<storage, read_write> rstate: array<R>;
@@ -497,7 +498,7 @@ fn run_trajectory(t: u32, li: u32) {
     let su = t * 8u;
     let sr = t * 4u;
     let phase = tstate[su];
-    if phase == 2u {
+    if phase == ST_DONE {
         return;
     }
     let l = (P.n_levels + WG - 1u) / WG + 1u;
@@ -511,7 +512,7 @@ fn run_trajectory(t: u32, li: u32) {
     var iv: u32;
     var st: u32;
     var rq: u32;
-    if phase == 0u {
+    if phase == ST_INIT {
         for (var s = 0u; ; s = s + 1u) {
             let i = lane + s * WG;
             if i >= nlev {
@@ -729,13 +730,13 @@ fn run_trajectory(t: u32, li: u32) {
 
     if done {
         if lane == 0u {
-            tstate[su] = 2u;
+            tstate[su] = ST_DONE;
         }
         return;
     }
     save_vectors();
     if lane == 0u {
-        tstate[su] = 1u;
+        tstate[su] = ST_RUN;
         tstate[su + 1u] = iv;
         tstate[su + 2u] = st;
         tstate[su + 3u] = rq;

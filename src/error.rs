@@ -64,6 +64,32 @@ pub enum SolverError {
     },
 }
 
+/// Errors from the GPU backend, each with what a user needs to act on it. Defined here, below
+/// the backends (re-exported as `backend::gpu::GpuError`), and free of wgpu types, so that this
+/// module compiles without the GPU backend.
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error("no usable GPU adapter: {details}")]
+    NoAdapter { details: String },
+    #[error("GPU adapter `{adapter}` refused to create a device: {message}")]
+    RequestDevice { adapter: String, message: String },
+    #[error("GPU device was lost ({reason}); rerun, or use --backend cpu")]
+    DeviceLost { reason: String },
+    #[error("shader module `{module}` failed to compile on this device: {message}")]
+    Shader { module: &'static str, message: String },
+    #[error("GPU validation error in {operation}: {message}")]
+    Validation {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("GPU buffer `{label}`: {message}")]
+    Buffer { label: &'static str, message: String },
+    #[error("{what} needs {bytes} bytes in one GPU buffer binding; this device allows {limit}")]
+    TooLarge { what: String, bytes: u64, limit: u64 },
+    #[error("{what} needs f64 shaders (SHADER_F64), which adapter `{adapter}` does not support")]
+    NoF64 { what: &'static str, adapter: String },
+}
+
 /// Errors writing results.
 #[derive(Debug, Error)]
 pub enum OutputError {
@@ -81,7 +107,7 @@ pub enum Error {
     #[error(transparent)]
     Output(#[from] OutputError),
     #[error(transparent)]
-    Gpu(#[from] crate::backend::gpu::GpuError),
+    Gpu(#[from] GpuError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -15,6 +15,7 @@ pub mod error;
 pub mod model;
 pub mod observe;
 pub mod output;
+pub mod precision;
 pub mod rng;
 pub mod run;
 pub mod scenario;

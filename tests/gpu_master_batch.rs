@@ -45,24 +45,18 @@
 use dicke::backend::gpu::master_batch::{
     BatchOutput, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves,
 };
-use dicke::backend::gpu::{GpuError, report_skip, test_context};
+use dicke::backend::gpu::{GpuError, report_skip};
 use dicke::error::SolverError;
 use dicke::model::Model;
+use dicke::precision::Precision;
 use dicke::solver::master;
 use dicke::solver::ode::OdeOptions;
-use dicke::solver::trajectory::Precision;
 use dicke::state::DensityMatrix;
 use dicke::state::pure::{coherent, dicke};
-use std::sync::{Arc, OnceLock};
+use gpu_batch::{U32, every_collective_term, f32_bounds, kernel, max_abs};
 
-/// The kernel, built once per test binary (None: skipped, reported).
-fn kernel(test: &str) -> Option<Arc<MasterBatchGpu>> {
-    let ctx = test_context(test)?;
-    static K: OnceLock<Arc<MasterBatchGpu>> = OnceLock::new();
-    Some(Arc::clone(K.get_or_init(|| {
-        Arc::new(MasterBatchGpu::new(ctx).expect("master_batch pipelines"))
-    })))
-}
+#[path = "common/gpu_batch.rs"]
+mod gpu_batch;
 
 /// Six models covering every collective term between them (and all of them in the first).
 fn models(n: usize) -> Vec<Model> {
@@ -72,17 +66,7 @@ fn models(n: usize) -> Vec<Model> {
         ..Default::default()
     };
     vec![
-        Model {
-            omega0: 0.7,
-            drive: 1.3,
-            phi: 0.4,
-            chi: 0.9,
-            chi_z: -0.35,
-            gamma_coll: 1.1,
-            pump_coll: 0.45,
-            dephase_coll: 0.6,
-            ..base
-        },
+        every_collective_term(n),
         // seed 001: Omega = 1.48 Omega_c with Omega_c = (N/2) sqrt(Gamma^2 + 4 chi^2)
         Model {
             drive: 1.48 * half * (1.0f64 + 4.0 * 0.25).sqrt(),
@@ -150,12 +134,6 @@ fn cpu(model: &Model, rho0: &DensityMatrix, times: &[f64], opts: &OdeOptions) ->
     (out, st.steps)
 }
 
-fn max_abs(rho: &DensityMatrix) -> f64 {
-    rho.data.iter().map(|z| z.norm()).fold(0.0, f64::max)
-}
-
-const U32: f64 = 5.960_464_477_539_063e-8; // 2^-24
-
 /// GPU batch vs CPU twin, element by element, within the bound of the module doc.
 fn compare(gpu: &MasterBatchGpu, n: usize, precision: Precision, times: &[f64], opts: &OdeOptions) {
     let models = models(n);
@@ -176,18 +154,14 @@ fn compare(gpu: &MasterBatchGpu, n: usize, precision: Precision, times: &[f64], 
         };
         let (want, cpu_steps) = cpu(&models[b], &rho0s[b], times, opts);
         assert_eq!(got.len(), times.len());
-        let scale = max_abs(&rho0s[b]);
+        let scale = max_abs(&rho0s[b].data);
         let dev = got
             .iter()
             .zip(&want)
             .map(|(g, w)| g.max_abs_diff(w))
             .fold(0.0, f64::max);
-        let s = el.stats.steps as f64;
         let (bound, trace_bound) = match precision {
-            Precision::F32 => (
-                8.0 * (opts.rtol * scale + opts.atol) + 2.0 * s * U32 * scale,
-                s * U32 * (n + 1) as f64,
-            ),
+            Precision::F32 => f32_bounds(opts, scale, el.stats.steps, n + 1),
             Precision::F64 => (1e-8 * scale, 1e-10),
         };
         eprintln!(
@@ -219,19 +193,11 @@ fn compare(gpu: &MasterBatchGpu, n: usize, precision: Precision, times: &[f64], 
 }
 
 fn f32_opts() -> OdeOptions {
-    OdeOptions {
-        rtol: 1e-6,
-        atol: 1e-9,
-        ..Default::default()
-    }
+    gpu_batch::opts(Precision::F32)
 }
 
 fn f64_opts() -> OdeOptions {
-    OdeOptions {
-        rtol: 1e-10,
-        atol: 1e-12,
-        ..Default::default()
-    }
+    gpu_batch::opts(Precision::F64)
 }
 
 const TIMES: [f64; 6] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.4];

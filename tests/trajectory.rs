@@ -15,7 +15,8 @@
 //! GPU tests use `backend::gpu::test_context`: without an adapter they print `SKIPPED: ...`
 //! and return; with `DICKE_REQUIRE_GPU=1` (CI, lavapipe) a missing adapter fails them.
 
-use dicke::backend::gpu::{report_skip, test_context, trajectory::TrajectoryGpu};
+use dicke::backend::gpu::trajectory::{TrajectoryGpu, run_gpu};
+use dicke::backend::gpu::{report_skip, test_context};
 use dicke::c64;
 use dicke::model::Model;
 use dicke::observe::moments;
@@ -154,9 +155,7 @@ fn gpu_ensemble_matches_master_equation_seed001() {
     let Some(gpu) = engine("gpu_ensemble_matches_master_equation_seed001") else {
         return;
     };
-    seed001_against_master("gpu", &|m, p, t, o| {
-        trajectory::run_gpu(gpu, m, p, t, o).expect("run_gpu")
-    });
+    seed001_against_master("gpu", &|m, p, t, o| run_gpu(gpu, m, p, t, o).expect("run_gpu"));
 }
 
 /// Every collective channel (J-, J+, Jz) and every Hamiltonian term, N = 4 from a tilted
@@ -231,7 +230,7 @@ fn gpu_small_n_all_channels_match_master() {
         if !gpu.context().info().has_f64 {
             o.precision = Precision::F32;
         }
-        trajectory::run_gpu(gpu, m, p, t, &o).expect("run_gpu")
+        run_gpu(gpu, m, p, t, &o).expect("run_gpu")
     });
 }
 
@@ -278,9 +277,7 @@ fn gpu_two_level_atom_decays_exponentially() {
     let Some(gpu) = engine("gpu_two_level_atom_decays_exponentially") else {
         return;
     };
-    two_level_decay("gpu", &|m, p, t, o| {
-        trajectory::run_gpu(gpu, m, p, t, o).expect("run_gpu")
-    });
+    two_level_decay("gpu", &|m, p, t, o| run_gpu(gpu, m, p, t, o).expect("run_gpu"));
 }
 
 /// GPU records against the CPU twin, trajectory by trajectory: seed 001 at N = 100, u = 2.09
@@ -446,7 +443,7 @@ fn measure_throughput() {
                     lanes,
                     ..opts.clone()
                 };
-                let e = trajectory::run_gpu(gpu, &model, &psi0, &times, &o).unwrap();
+                let e = run_gpu(gpu, &model, &psi0, &times, &o).unwrap();
                 println!(
                     "gpu {precision:?} lanes {lanes}: {:.2} s, {:.1} trajectories/s ({})",
                     e.wall_s,
@@ -509,7 +506,7 @@ fn measure_irrep_changing_throughput_n2000() {
             lanes: env("DICKE_MEASURE_LANES", 0.0) as u32,
             ..opts
         };
-        let e = trajectory::run_gpu(gpu, &model, &psi0, &times, &o).unwrap();
+        let e = run_gpu(gpu, &model, &psi0, &times, &o).unwrap();
         report("gpu f32", &e);
     }
 }

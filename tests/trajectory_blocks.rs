@@ -12,7 +12,8 @@
 #[path = "common/ensemble.rs"]
 mod ensemble;
 
-use dicke::backend::gpu::{report_skip, test_context, trajectory::TrajectoryGpu};
+use dicke::backend::gpu::trajectory::{TrajectoryGpu, run_gpu};
+use dicke::backend::gpu::{report_skip, test_context};
 use dicke::c64;
 use dicke::model::Model;
 use dicke::observe::{j2_blocks, moments_blocks};
@@ -174,9 +175,8 @@ fn gpu_irrep_changing_trajectories_match_blocks_seed002() {
         (Precision::F32, 1e-4)
     };
     let times: Vec<f64> = (0..9).map(|i| 0.1 * i as f64).collect();
-    let run = |m: &Model, p: &[c64], t: &[f64], o: &TrajectoryOptions| {
-        trajectory::run_gpu(&gpu, m, p, t, o).expect("run_gpu")
-    };
+    let run =
+        |m: &Model, p: &[c64], t: &[f64], o: &TrajectoryOptions| run_gpu(&gpu, m, p, t, o).expect("run_gpu");
     let start = std::time::Instant::now();
     seed002_against_blocks("gpu", &run, &times, (10, 200), precision, floor);
     report_skip(&format!(

@@ -8,7 +8,7 @@ use super::raw::{RawAxis, RawTask};
 use super::{F32_MIN_ATOL, F32_MIN_RTOL, Num, Point, Scenario};
 use crate::error::InputError;
 use crate::model::PARAM_NAMES;
-use crate::solver::trajectory::Precision;
+use crate::precision::Precision;
 
 /// A sweep axis: a variable or model parameter and its values.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 use super::raw::RawTask;
 use super::{Num, Point};
 use crate::error::InputError;
-use crate::solver::trajectory::Precision;
+use crate::precision::Precision;
 
 /// A number > 0 (`default` when absent).
 pub(super) fn positive(base: &Point, field: &str, n: &Option<Num>, default: f64) -> Result<f64, InputError> {

@@ -7,8 +7,8 @@ use super::fields::{count, positive, precision, time_grid};
 use super::raw::RawTask;
 use super::{Num, Point, Scenario, SweepSpec};
 use crate::error::InputError;
+use crate::precision::Precision;
 use crate::solver::meanfield::Factorisation;
-use crate::solver::trajectory::Precision;
 
 /// What to compute.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@
 
 use crate::backend::{BackendChoice, BackendUsed, SharedGpu};
 use crate::error::{Error, InputError, SolverError};
-use crate::solver::trajectory::Precision;
+use crate::precision::Precision;
 
 /// What a task can run on the GPU.
 pub enum Kernel<'a> {

@@ -17,8 +17,9 @@ use crate::error::Error;
 use crate::model::Model;
 use crate::observe;
 use crate::output::{CsvWriter, plot};
+use crate::precision::Precision;
 use crate::scenario::Scenario;
-use crate::solver::trajectory::{self, EnsembleResult, Precision, TrajectoryOptions};
+use crate::solver::trajectory::{self, EnsembleResult, TrajectoryOptions};
 use serde_json::json;
 use std::path::Path;
 
@@ -110,10 +111,12 @@ fn ensemble(
         #[cfg(feature = "gpu")]
         Engine::Gpu { ctx, .. } => {
             let kernel = crate::backend::gpu::trajectory::TrajectoryGpu::new(std::sync::Arc::clone(ctx))?;
-            trajectory::run_gpu(&kernel, model, psi0, times, topts).map_err(|e| match e {
-                trajectory::TrajectoryError::Solver(s) => Error::from(s),
-                trajectory::TrajectoryError::Gpu(g) => Error::from(g),
-            })
+            crate::backend::gpu::trajectory::run_gpu(&kernel, model, psi0, times, topts).map_err(
+                |e| match e {
+                    trajectory::TrajectoryError::Solver(s) => Error::from(s),
+                    trajectory::TrajectoryError::Gpu(g) => Error::from(g),
+                },
+            )
         }
     }
 }

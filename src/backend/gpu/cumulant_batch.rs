@@ -71,12 +71,13 @@
 //! # llvmpipe's loop limit and dispatches
 //!
 //! llvmpipe ends every loop of an invocation after 65535 loop iterations in total
-//! (DESIGN.md). The kernel charges [`LOOP_ATTEMPT`] iterations per step attempt (seven
+//! (DESIGN.md; [`super::driver`]). The kernel charges [`LOOP_ATTEMPT`] iterations per step attempt (seven
 //! 9-component loops, a finiteness check and the outer loops' tests, 82, rounded up), [`LOOP_SAVE`] per save and
 //! [`LOOP_INIT`] for the start, stops a dispatch before the budget ([`SOFTWARE_LOOP_BUDGET`] on a
 //! software adapter, unlimited on real GPUs), and resumes in the next dispatch; pending saves
-//! resume first. The host re-dispatches (1, 2, 4 ... up to 16 per submission) until every point
-//! is done or failed; a round with no progress anywhere is an error, never a hang. A dispatch
+//! resume first. The host re-dispatches through the batch driver ([`super::driver`],
+//! `UntilDone`: 1, 2, 4 ... up to 16 per submission) until every point is done or failed; a
+//! round with no progress anywhere is an error, never a hang. A dispatch
 //! also stops after `attempts_per_dispatch` attempts (default [`DEFAULT_ATTEMPTS`]) so one
 //! dispatch stays short of a desktop watchdog. The accounting is conservative: llvmpipe (LLVM)
 //! unrolls the fixed 9-component loops, and a run of 3,192 attempts in one dispatch with the
@@ -89,7 +90,7 @@
 //! that fit the storage binding limit and the workgroup-count limit (a million points per chunk
 //! at most); 10^5 points are one chunk (12.8 MB in f32).
 //!
-//! # Measured (lavapipe, 2-core EPYC shared with other builds; no real GPU was available)
+//! # Measured accuracy (lavapipe; no real GPU was available)
 //!
 //! Accuracy (`tests/gpu_cumulant_batch.rs`): on 10^3 random points (every term on, N in
 //! [2, 10^4]) the f32 kernel at rtol 1e-6 / atol 1e-8 against the f64 CPU twin at the same
@@ -100,17 +101,18 @@
 //! 250 random points: equal step counts at every point, max |dy| = 1.7e-15,
 //! |d xi2_min| <= 5.6e-12.
 //!
-//! Speed (seed 002 model, N = 2000, t to 3/Gamma, 3001 saves, 900 points of the Fig. 3a grid;
-//! `cargo run --release --example cumulant_batch_bench -- 30`, busy machine): f32 kernel at
-//! rtol 1e-6 113 points/s, f64 kernel at rtol 1e-8 53 points/s, against the CPU twin (rayon,
-//! 2 threads) 212 points/s at rtol 1e-6 and 131 points/s at rtol 1e-8 (BENCHMARKS.md). lavapipe is for
-//! testing the kernel; the speed that matters is a real GPU's (command in BENCHMARKS.md).
+//! Speed: BENCHMARKS.md, "Batched cumulant equations" (lavapipe against the CPU twin, and the
+//! command for a real GPU). lavapipe is for testing the kernel; the speed that matters is a
+//! real GPU's.
 
+use super::driver::{
+    self, Chunk, ElementState, Grown, Names, ReadBack, ST_DONE, ST_INIT, ST_MAXSTEPS, ST_SMALL, UntilDone,
+};
 use super::shaders::{self, ShaderDef};
 use super::{GpuContext, GpuError, lock};
+use crate::precision::Precision;
 use crate::solver::cumulant::batch::{BatchOptions, PointResult, SaveGrid, Status};
 use crate::solver::cumulant::{NPAR, NVAR, to_moments};
-use crate::solver::trajectory::Precision;
 use bytemuck::{Pod, Zeroable};
 use std::sync::{Arc, Mutex};
 
@@ -118,25 +120,20 @@ use std::sync::{Arc, Mutex};
 pub const WORKGROUP: u32 = 64;
 /// Step attempts per point and dispatch unless [`CumulantGpuOptions`] says otherwise.
 pub const DEFAULT_ATTEMPTS: u32 = 4096;
-/// Loop iterations per invocation and dispatch on a software adapter (llvmpipe stops at 65535).
-pub const SOFTWARE_LOOP_BUDGET: u32 = 60_000;
+/// Loop iterations per invocation and dispatch on a software adapter (llvmpipe stops at 65535;
+/// the driver's, [`super::driver`]).
+pub use super::driver::SOFTWARE_LOOP_BUDGET;
 /// Loop iterations the kernel charges for its start (twin of COST_INIT).
 pub const LOOP_INIT: u32 = 60;
 /// ... per step attempt (twin of COST_ATTEMPT).
 pub const LOOP_ATTEMPT: u32 = 90;
 /// ... per save (twin of COST_SAVE).
 pub const LOOP_SAVE: u32 = 2;
-/// Most dispatches per submission.
-const MAX_ROUNDS: u32 = 16;
 /// Most points per chunk.
 const MAX_CHUNK: u64 = 1 << 20;
 
-// State.status (twins of ST_* in shaders/cumulant_batch.wgsl).
-const STATUS_INIT: u32 = 0;
-const STATUS_DONE: u32 = 2;
-const STATUS_STEP_TOO_SMALL: u32 = 3;
-const STATUS_TOO_MANY_STEPS: u32 = 4;
-// 5: a non-finite state or derivative (every status >= STATUS_DONE other than those above).
+// State.status: the driver's ST_* codes; ST_NONFINITE (a non-finite state or derivative) is
+// every final status other than ST_DONE, ST_SMALL and ST_MAXSTEPS.
 /// State.k_min before any qualifying save.
 const NO_SAVE: u32 = u32::MAX;
 
@@ -222,6 +219,15 @@ macro_rules! twin_structs {
             pub jz_sum: $r,
             pub c: StateCounters,
         }
+
+        impl ElementState for $state {
+            fn status(&self) -> u32 {
+                self.c.status
+            }
+            fn progress(&self) -> (u32, u32, u32) {
+                (self.c.status, self.c.attempts, self.c.next_save)
+            }
+        }
     };
 }
 twin_structs!(CumulantBatchParamsF32, CumulantBatchStateF32, f32, "64", "128");
@@ -232,7 +238,7 @@ trait Real: Pod + Copy + Default {
     const PRECISION: Precision;
     const R_MAX: f64;
     type Params: Pod;
-    type State: Pod;
+    type State: ElementState;
     fn of(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn params(u: [u32; 5], r: [f64; 5]) -> Self::Params;
@@ -287,7 +293,7 @@ macro_rules! impl_real {
                     xi2_min: <$r>::MAX,
                     jz_sum: 0.0,
                     c: StateCounters {
-                        status: STATUS_INIT,
+                        status: ST_INIT,
                         next_save: 0,
                         attempts: 0,
                         steps: 0,
@@ -315,13 +321,6 @@ macro_rules! impl_real {
 impl_real!(f32, Precision::F32, CumulantBatchParamsF32, CumulantBatchStateF32);
 impl_real!(f64, Precision::F64, CumulantBatchParamsF64, CumulantBatchStateF64);
 
-fn real_size(p: Precision) -> u64 {
-    match p {
-        Precision::F32 => 4,
-        Precision::F64 => 8,
-    }
-}
-
 fn state_size(p: Precision) -> u64 {
     match p {
         Precision::F32 => std::mem::size_of::<CumulantBatchStateF32>() as u64,
@@ -338,16 +337,20 @@ struct Buffers {
     state: wgpu::Buffer,
     staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    /// Sizes of params, par, times, flags, state.
-    sizes: [u64; 5],
 }
+
+/// [`Buffers`] with the sizes of params, par, times, flags, state.
+type CachedBuffers = Grown<Buffers, 5>;
+
+/// Labels and operations of this kernel's GPU work.
+const NAMES: Names = driver::names!("cumulant_batch");
 
 /// The batched cumulant kernel on one GPU: modules and pipelines built once, buffers reused.
 pub struct CumulantBatchGpu {
     ctx: Arc<GpuContext>,
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<(Precision, ShaderDef, wgpu::ComputePipeline)>,
-    buffers: Mutex<Option<Buffers>>,
+    buffers: Mutex<Option<CachedBuffers>>,
 }
 
 impl std::fmt::Debug for CumulantBatchGpu {
@@ -368,7 +371,6 @@ fn bad_input(message: String) -> GpuError {
 impl CumulantBatchGpu {
     /// Compile the f32 kernel (and the f64 one where the device has SHADER_F64).
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
-        let device = ctx.device();
         let (read, write) = (
             wgpu::BufferBindingType::Storage { read_only: true },
             wgpu::BufferBindingType::Storage { read_only: false },
@@ -384,26 +386,17 @@ impl CumulantBatchGpu {
         let mut pipelines = Vec::new();
         for (p, def) in defs {
             let module = ctx.shader_module(&def)?;
-            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let label = format!("dicke.{}", def.name);
             let constants = [("WG", f64::from(WORKGROUP))];
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(def.entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    ..Default::default()
-                },
-                cache: None,
-            });
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(GpuError::Shader {
-                    module: def.name,
-                    message: e.to_string(),
-                });
-            }
+            let pipeline = driver::pipeline(
+                ctx.device(),
+                &pipeline_layout,
+                &def,
+                &module,
+                &label,
+                &constants,
+                true,
+            )?;
             pipelines.push((p, def, pipeline));
         }
         Ok(CumulantBatchGpu {
@@ -462,25 +455,7 @@ impl CumulantBatchGpu {
         opts: &CumulantGpuOptions,
     ) -> Result<CumulantGpuRun, GpuError> {
         let precision = R::PRECISION;
-        if pars.len() != y0s.len() {
-            return Err(bad_input(format!(
-                "{} parameter points but {} initial states: expected one per point",
-                pars.len(),
-                y0s.len()
-            )));
-        }
-        if grid.nsave < 2 || !(grid.t0.is_finite() && grid.t_end.is_finite() && grid.t_end > grid.t0) {
-            return Err(bad_input(format!(
-                "save grid t0 = {}, t_end = {}, nsave = {}: expected finite t_end > t0 and nsave >= 2",
-                grid.t0, grid.t_end, grid.nsave
-            )));
-        }
-        if !(o.rtol > 0.0 && o.atol > 0.0 && o.rtol.is_finite() && o.atol.is_finite()) {
-            return Err(bad_input(format!(
-                "rtol = {}, atol = {}: expected positive finite tolerances",
-                o.rtol, o.atol
-            )));
-        }
+        check_input(pars, y0s, grid, o)?;
         let (_, def, pipeline) =
             self.pipelines
                 .iter()
@@ -499,9 +474,44 @@ impl CumulantBatchGpu {
         if pars.is_empty() {
             return Ok(run);
         }
+        let call = self.plan_call::<R>(pars.len(), grid, o, opts)?;
+        let mut guard = lock(&self.buffers);
+        for range in driver::chunks(pars.len(), call.chunk) {
+            let cb = range.len();
+            let sizes = [
+                std::mem::size_of::<R::Params>() as u64,
+                (cb * NPAR) as u64 * precision.real_bytes(),
+                (grid.nsave * 2) as u64 * precision.real_bytes(),
+                grid.nsave as u64 * 4,
+                cb as u64 * state_size(precision),
+            ];
+            let cached = driver::reuse_or_grow(guard.take(), sizes, |s| self.buffers(s))?;
+            let par: Vec<R> = pars[range.clone()].iter().flatten().map(|&x| R::of(x)).collect();
+            let init: Vec<R::State> = y0s[range.clone()].iter().map(R::state).collect();
+            let params = call.params(cb);
+            let res = self.run_chunk::<R>(&cached.bufs, pipeline, def, &params, &par, &call, &init);
+            *guard = Some(cached);
+            let (dispatches, states) = res?;
+            run.dispatches += dispatches;
+            run.chunks += 1;
+            for (s, par) in states.iter().zip(&pars[range]) {
+                run.points.push(point_result::<R>(s, par, grid, &call.times));
+            }
+        }
+        Ok(run)
+    }
+
+    /// What a call shares across its chunks, with the budget and sizes checked.
+    fn plan_call<R: Real>(
+        &self,
+        points: usize,
+        grid: &SaveGrid,
+        o: &BatchOptions,
+        opts: &CumulantGpuOptions,
+    ) -> Result<CallPlan<R>, GpuError> {
+        let precision = R::PRECISION;
         let loop_budget = match opts.loop_budget {
-            0 if self.ctx.info().software => SOFTWARE_LOOP_BUDGET,
-            0 => u32::MAX,
+            0 => driver::loop_budget(&self.ctx),
             b => b,
         };
         if loop_budget < LOOP_INIT.max(LOOP_ATTEMPT + LOOP_SAVE) {
@@ -514,77 +524,48 @@ impl CumulantBatchGpu {
             0 => DEFAULT_ATTEMPTS,
             a => a,
         };
-        let limits = self.ctx.limits();
-        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let binding = driver::binding_limit(&self.ctx);
         let nsave = grid.nsave;
-        if (nsave as u64) * 2 * real_size(precision) > binding {
+        if (nsave as u64) * 2 * precision.real_bytes() > binding {
             return Err(GpuError::TooLarge {
                 what: format!("cumulant_batch: {nsave} save times"),
-                bytes: nsave as u64 * 2 * real_size(precision),
+                bytes: nsave as u64 * 2 * precision.real_bytes(),
                 limit: binding,
             });
         }
-        let cap = (binding / state_size(precision))
-            .min(binding / (NPAR as u64 * real_size(precision)))
-            .min(u64::from(limits.max_compute_workgroups_per_dimension) * u64::from(WORKGROUP))
-            .min(MAX_CHUNK)
-            .min(match opts.chunk_points {
-                0 => u64::MAX,
-                c => u64::from(c),
-            });
-        let chunk = (pars.len() as u64).clamp(1, cap.max(1)) as usize;
-
-        // Shared per call: save times (elapsed, as pairs) and window flags, decided in f64.
+        let groups = u64::from(self.ctx.limits().max_compute_workgroups_per_dimension);
+        let chunk = driver::chunk_len(
+            points as u64,
+            [
+                binding / state_size(precision),
+                binding / (NPAR as u64 * precision.real_bytes()),
+                groups * u64::from(WORKGROUP),
+                MAX_CHUNK,
+                match opts.chunk_points {
+                    0 => u64::MAX,
+                    c => u64::from(c),
+                },
+            ],
+        );
+        // Save times (elapsed, as pairs) and window flags, decided in f64.
         let times: Vec<f64> = (0..nsave).map(|k| grid.time(k)).collect();
-        let save_t: Vec<[R; 2]> = times.iter().map(|&t| R::pair(t - grid.t0)).collect();
-        let flags: Vec<u32> = times
-            .iter()
-            .map(|&t| u32::from(t >= grid.t_min) | (u32::from(t >= grid.t_late) << 1))
-            .collect();
-        let max_steps = u32::try_from(o.max_steps).unwrap_or(u32::MAX);
-
-        let mut guard = lock(&self.buffers);
-        for start in (0..pars.len()).step_by(chunk) {
-            let cb = chunk.min(pars.len() - start);
-            let params = R::params(
-                [cb as u32, nsave as u32, attempts, max_steps, loop_budget],
-                [o.rtol, o.atol, grid.t0, grid.t_end - grid.t0, 16.0 * f64::EPSILON],
-            );
-            let sizes = [
-                std::mem::size_of::<R::Params>() as u64,
-                (cb * NPAR) as u64 * real_size(precision),
-                (nsave * 2) as u64 * real_size(precision),
-                nsave as u64 * 4,
-                cb as u64 * state_size(precision),
-            ];
-            let bufs = match guard.take() {
-                Some(b) if b.sizes.iter().zip(&sizes).all(|(have, need)| have >= need) => b,
-                old => {
-                    let grown = match &old {
-                        Some(ob) => std::array::from_fn(|i| sizes[i].max(ob.sizes[i])),
-                        None => sizes,
-                    };
-                    drop(old);
-                    self.buffers(grown)?
-                }
-            };
-            let par: Vec<R> = pars[start..start + cb]
+        Ok(CallPlan {
+            save_t: times.iter().map(|&t| R::pair(t - grid.t0)).collect(),
+            flags: times
                 .iter()
-                .flatten()
-                .map(|&x| R::of(x))
-                .collect();
-            let init: Vec<R::State> = y0s[start..start + cb].iter().map(R::state).collect();
-            let res = self.run_chunk::<R>(&bufs, pipeline, def, &params, &par, &save_t, &flags, &init);
-            *guard = Some(bufs);
-            let (dispatches, states) = res?;
-            run.dispatches += dispatches;
-            run.chunks += 1;
-            for (i, s) in states.iter().enumerate() {
-                run.points
-                    .push(point_result::<R>(s, &pars[start + i], grid, &times));
-            }
-        }
-        Ok(run)
+                .map(|&t| u32::from(t >= grid.t_min) | (u32::from(t >= grid.t_late) << 1))
+                .collect(),
+            times,
+            chunk,
+            u: [
+                0, // the chunk's points, set per chunk
+                nsave as u32,
+                attempts,
+                u32::try_from(o.max_steps).unwrap_or(u32::MAX),
+                loop_budget,
+            ],
+            r: [o.rtol, o.atol, grid.t0, grid.t_end - grid.t0, 16.0 * f64::EPSILON],
+        })
     }
 
     /// Upload one chunk and dispatch until every point is done or failed.
@@ -596,85 +577,34 @@ impl CumulantBatchGpu {
         def: &ShaderDef,
         params: &R::Params,
         par: &[R],
-        save_t: &[[R; 2]],
-        flags: &[u32],
+        call: &CallPlan<R>,
         init: &[R::State],
     ) -> Result<(usize, Vec<R::State>), GpuError> {
-        let queue = self.ctx.queue();
-        let cb = init.len();
-        self.ctx.scoped("cumulant_batch upload", || {
+        let chunk = Chunk {
+            ctx: &self.ctx,
+            names: &NAMES,
+            pipeline,
+            bind_group: &bufs.bind_group,
+            groups: (init.len() as u32).div_ceil(WORKGROUP),
+        };
+        chunk.upload(|queue| {
             queue.write_buffer(&bufs.params, 0, bytemuck::bytes_of(params));
             queue.write_buffer(&bufs.par, 0, bytemuck::cast_slice(par));
-            queue.write_buffer(&bufs.times, 0, bytemuck::cast_slice(save_t));
-            queue.write_buffer(&bufs.flags, 0, bytemuck::cast_slice(flags));
+            queue.write_buffer(&bufs.times, 0, bytemuck::cast_slice(&call.save_t));
+            queue.write_buffer(&bufs.flags, 0, bytemuck::cast_slice(&call.flags));
             queue.write_buffer(&bufs.state, 0, bytemuck::cast_slice(init));
-            Ok(())
         })?;
-        let bytes = std::mem::size_of_val(init) as u64;
-        let groups = (cb as u32).div_ceil(WORKGROUP);
-        // Every dispatch makes progress on every unfinished point (its start, a save or an
-        // attempt: the budget admits each alone), so a round that changes nothing means the
-        // device did not run the kernel.
-        let progress = |s: &R::State| {
-            let c = R::counters(s);
-            (c.status, c.attempts, c.next_save)
+        let state = ReadBack {
+            src: &bufs.state,
+            staging: &bufs.staging,
+            label: "dicke.cumulant_batch.staging",
         };
-        let mut last: Option<Vec<(u32, u32, u32)>> = None;
-        let mut dispatches = 0usize;
-        let mut rounds = 1u32;
-        loop {
-            self.ctx.scoped("cumulant_batch dispatch", || {
-                let mut enc = self
-                    .ctx
-                    .device()
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("dicke.cumulant_batch.encoder"),
-                    });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("dicke.cumulant_batch.pass"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, &bufs.bind_group, &[]);
-                    for _ in 0..rounds {
-                        pass.dispatch_workgroups(groups, 1, 1);
-                    }
-                }
-                enc.copy_buffer_to_buffer(&bufs.state, 0, &bufs.staging, 0, bytes);
-                queue.submit([enc.finish()]);
-                Ok(())
-            })?;
-            dispatches += rounds as usize;
-            let raw = self
-                .ctx
-                .read_back(&bufs.staging, "dicke.cumulant_batch.staging", bytes)?;
-            let states: Vec<R::State> = bytemuck::pod_collect_to_vec(&raw);
-            if states.iter().all(|s| R::counters(s).status >= STATUS_DONE) {
-                return Ok((dispatches, states));
-            }
-            let now: Vec<(u32, u32, u32)> = states.iter().map(progress).collect();
-            if last.as_ref() == Some(&now) {
-                let stuck = states
-                    .iter()
-                    .filter(|s| R::counters(s).status < STATUS_DONE)
-                    .count();
-                return Err(GpuError::Validation {
-                    operation: "cumulant_batch dispatch",
-                    message: format!(
-                        "{stuck} of {cb} points made no progress in {rounds} dispatches of `{}`: \
-                         the device did not run the kernel",
-                        def.name
-                    ),
-                });
-            }
-            last = Some(now);
-            rounds = (rounds * 2).min(MAX_ROUNDS);
-        }
+        let mut until_done = UntilDone::new(init, NAMES.dispatch, "points", format!("`{}`", def.name));
+        chunk.resume(state, std::mem::size_of_val(init) as u64, &mut until_done)
     }
 
     fn buffers(&self, sizes: [u64; 5]) -> Result<Buffers, GpuError> {
-        self.ctx.scoped("cumulant_batch buffer allocation", || {
+        self.ctx.scoped(NAMES.alloc, || {
             use wgpu::BufferUsages as U;
             let mk = |label, size, usage| self.ctx.padded_buffer(label, size, usage);
             let params = mk("dicke.cumulant_batch.params", sizes[0], U::UNIFORM | U::COPY_DST);
@@ -691,32 +621,12 @@ impl CumulantBatchGpu {
                 sizes[4],
                 U::MAP_READ | U::COPY_DST,
             );
-            let bind_group = self.ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("dicke.cumulant_batch.bind_group"),
-                layout: &self.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: par.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: times.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: flags.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: state.as_entire_binding(),
-                    },
-                ],
-            });
+            let bind_group = driver::bind_buffers(
+                &self.ctx,
+                NAMES.bind_group,
+                &self.layout,
+                &[&params, &par, &times, &flags, &state],
+            );
             Ok(Buffers {
                 params,
                 par,
@@ -725,9 +635,60 @@ impl CumulantBatchGpu {
                 state,
                 staging,
                 bind_group,
-                sizes,
             })
         })
+    }
+}
+
+/// Refuse mismatched lengths, a bad save grid or bad tolerances before any GPU work.
+fn check_input(
+    pars: &[[f64; NPAR]],
+    y0s: &[[f64; NVAR]],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> Result<(), GpuError> {
+    if pars.len() != y0s.len() {
+        return Err(bad_input(format!(
+            "{} parameter points but {} initial states: expected one per point",
+            pars.len(),
+            y0s.len()
+        )));
+    }
+    if grid.nsave < 2 || !(grid.t0.is_finite() && grid.t_end.is_finite() && grid.t_end > grid.t0) {
+        return Err(bad_input(format!(
+            "save grid t0 = {}, t_end = {}, nsave = {}: expected finite t_end > t0 and nsave >= 2",
+            grid.t0, grid.t_end, grid.nsave
+        )));
+    }
+    if !(o.rtol > 0.0 && o.atol > 0.0 && o.rtol.is_finite() && o.atol.is_finite()) {
+        return Err(bad_input(format!(
+            "rtol = {}, atol = {}: expected positive finite tolerances",
+            o.rtol, o.atol
+        )));
+    }
+    Ok(())
+}
+
+/// What one call shares across its chunks (built by `CumulantBatchGpu::plan_call`).
+struct CallPlan<R> {
+    /// Save times in f64, as the CPU twin computes them.
+    times: Vec<f64>,
+    /// The same, elapsed since t0, as pairs hi + lo.
+    save_t: Vec<[R; 2]>,
+    /// Per save: bit 0 in the xi^2 window, bit 1 in the <Jz> window.
+    flags: Vec<u32>,
+    /// Points per chunk.
+    chunk: usize,
+    /// The kernel parameters but the chunk's point count (`Real::params` order).
+    u: [u32; 5],
+    r: [f64; 5],
+}
+
+impl<R: Real> CallPlan<R> {
+    fn params(&self, points: usize) -> R::Params {
+        let mut u = self.u;
+        u[0] = points as u32;
+        R::params(u, self.r)
     }
 }
 
@@ -737,9 +698,9 @@ fn point_result<R: Real>(s: &R::State, par: &[f64; NPAR], grid: &SaveGrid, times
     let c = R::counters(s);
     let (y, t_el, xi2_min, jz_sum) = R::read(s);
     let status = match c.status {
-        STATUS_DONE => Status::Ok,
-        STATUS_STEP_TOO_SMALL => Status::StepSizeTooSmall,
-        STATUS_TOO_MANY_STEPS => Status::TooManySteps,
+        ST_DONE => Status::Ok,
+        ST_SMALL => Status::StepSizeTooSmall,
+        ST_MAXSTEPS => Status::TooManySteps,
         _ => Status::NonFinite,
     };
     let m = to_moments(par[0] as usize, &y);

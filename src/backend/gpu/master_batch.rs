@@ -34,11 +34,8 @@
 //! ([`crate::solver::blocks`]'s `stencil`, the same `BlockOp` the CPU applies) and rounds it
 //! once: the kernel evaluates no transcendental function. The pipeline constant `INFLOW`
 //! compiles the inflow out of the collective pipeline: llvmpipe runs branches under masks, and
-//! the dead inflow branch cost the collective batch ~60% on lavapipe (16 points at N = 50, f32:
-//! 29.8 s with it, 18.5 s without, same load). Measured against the kernel before this
-//! generalisation, back to back on the busy 2-core machine (load ~9): 12.0 s before, 14.6 s
-//! after (27x and 24x the CPU twin in the same runs), i.e. at most ~20% slower, within the
-//! machine's noise.
+//! the dead inflow branch made the collective batch measurably slower on lavapipe (timings in
+//! BENCHMARKS.md, "Batched master equation").
 //!
 //! # Same algorithm as the CPU twin
 //!
@@ -99,30 +96,14 @@
 //! flow stay uniform. FSAL and y/ynew swap slot indices, not data. The kind of pass (which
 //! stage combination, error norm, initial-step sums) is a uniform `switch` *outside* the
 //! element loop, one loop per case: llvmpipe executes control flow under SIMD masks, and with
-//! the switch inside the loop every case cost every element (14% slower measured).
+//! the switch inside the loop every case cost every element (measurably slower).
 //!
-//! Lanes measured on lavapipe (64 parameter points at N = 50, below): 64, 128 and 256 lanes
-//! within 4% of each other in f32 (20.6, 20.6, 21.4 s) and within the machine's noise in f64.
-//! 256 is the default (more invocations per element for large N on real GPUs);
-//! [`MasterBatchOptions::lanes`] overrides it.
-//!
-//! # Performance (measured; no real GPU was available to this work)
-//!
-//! 64 parameter points at N = 50 (seed 001's model, chi = 0.5, Omega/Omega_c from 0.5 to 2.1,
-//! from the south pole, t in [0, 0.5], 11 saves, rtol 1e-6, atol 1e-9, full matrices;
-//! `measure_batch64_n50` in `tests/gpu_master_batch.rs`, 2-core EPYC):
-//!
-//! | run | time | steps |
-//! |---|---|---|
-//! | CPU twin `master::evolve`, the 64 one after the other (f64, 2 threads) | 1.25 - 1.31 s | 28,317 |
-//! | lavapipe, f32, 256 lanes | 21.4 s (16x the CPU) | 28,632 |
-//! | lavapipe, f64, 256 lanes | 41 - 49 s (31 - 38x) | 28,317 |
-//!
-//! That is ~47 ns per element and stencil application on lavapipe against ~4.4 ns on the CPU
-//! twin, which also integrates only the Hermitian half (so ~5x per element at equal work, in
-//! line with DESIGN.md's 3.5 - 5x for lavapipe against a plain CPU loop). lavapipe is for
-//! testing the kernel, never for speed. On a real GPU a batch is one workgroup per point:
-//! batches of hundreds of points are needed to fill a large GPU.
+//! 64, 128 and 256 lanes run within the machine's noise of each other on lavapipe
+//! (BENCHMARKS.md); 256 is the default (more invocations per element for large N on real
+//! GPUs); [`MasterBatchOptions::lanes`] overrides it. lavapipe is for testing the kernel, never
+//! for speed (timings against the CPU twin: BENCHMARKS.md, "Batched master equation"). On a
+//! real GPU a batch is one workgroup per point: batches of hundreds of points are needed to
+//! fill a large GPU.
 //!
 //! # Dispatches, and llvmpipe's loop limit
 //!
@@ -130,18 +111,17 @@
 //! lives in a storage array of [`MasterBatchCtrlF32`]/[`MasterBatchCtrlF64`] between
 //! dispatches. A dispatch runs at most `attempts` step attempts per element (auto: about 2^21
 //! matrix elements of stage work per workgroup, so a dispatch stays short of any watchdog),
-//! and the host re-dispatches (1, 2, 4, ... up to 16 per submission) until every element is
-//! done or failed; a round in which no element makes progress is an error, never a hang.
-//! Finished workgroups return at once, so a batch costs what its slowest element costs.
+//! and the host re-dispatches through the batch driver ([`super::driver`], `UntilDone`: 1, 2,
+//! 4, ... up to 16 dispatches per submission) until every element is done or failed; a round
+//! in which no element makes progress is an error, never a hang. Finished workgroups return
+//! at once, so a batch costs what its slowest element costs.
 //!
-//! llvmpipe (Mesa's software rasteriser behind lavapipe) ends every loop of a shader
-//! invocation once 65535 loop iterations *in total, over all loops of the invocation* have run
-//! (`LP_MAX_TGSI_LOOP_ITERATIONS`, "shared between every loop", gallivm `lp_bld_limits.h`): the
-//! remaining iterations are silently skipped. A long dispatch then integrates with half-done
-//! stage passes (found here: N = 50 at 64 lanes went wrong after ~200 attempts in one
-//! dispatch). So the kernel counts its own loop iterations (`LoopCosts`, the kernel's twin)
-//! and, on a software adapter, ends the dispatch before [`SOFTWARE_LOOP_BUDGET`]; pending
-//! saves resume first in the next one. Real GPUs have no such limit (budget `u32::MAX`). A
+//! llvmpipe ends every loop of a shader invocation after 65535 loop iterations in total
+//! ([`super::driver`]); a long dispatch then integrates with half-done stage passes (found
+//! here: N = 50 at 64 lanes went wrong after ~200 attempts in one dispatch). So the kernel
+//! counts its own loop iterations (`LoopCosts`, the kernel's twin) and, on a software adapter,
+//! ends the dispatch before [`SOFTWARE_LOOP_BUDGET`]; pending saves resume first in the next
+//! one. Real GPUs have no such limit (budget `u32::MAX`). A
 //! problem whose single step needs more than the budget (N > ~1300 at 256 lanes, beyond
 //! lavapipe's binding size anyway) is refused on a software adapter. The test
 //! `gpu_split_into_dispatches_changes_nothing` fails without the budget.
@@ -167,13 +147,18 @@
 //! many steps, a non-finite state) reports its own [`SolverError`] in
 //! [`MasterBatch::elements`] while the others complete.
 
+use super::driver::{
+    self, Chunk, ElementState, Grown, Names, ReadBack, ST_DONE, ST_INIT, ST_MAXSTEPS, ST_NONFINITE, ST_SMALL,
+    UntilDone,
+};
 use super::shaders::{self, ShaderDef};
 use super::{GpuContext, GpuError, lock};
 use crate::basis::Irrep;
 use crate::error::SolverError;
 use crate::model::Model;
+use crate::precision::Precision;
+use crate::solver::blocks::BlockStencil;
 use crate::solver::ode::OdeOptions;
-use crate::solver::trajectory::Precision;
 use crate::state::{BlockState, DensityMatrix};
 use bytemuck::{Pod, Zeroable};
 use num_complex::Complex64 as c64;
@@ -191,20 +176,11 @@ pub const DEFAULT_LANES: u32 = 256;
 const ATTEMPT_ELEMS: u64 = 1 << 21;
 /// Most step attempts per dispatch.
 const MAX_ATTEMPTS: u64 = 4096;
-/// Most dispatches per submission.
-const MAX_ROUNDS: u32 = 16;
 /// Largest work buffer of one chunk even where the binding limit allows more.
 const MAX_CHUNK_WORK_BYTES: u64 = 1 << 30;
-/// Loop iterations per invocation and dispatch on a software adapter: llvmpipe ends every
-/// loop of a shader invocation after 65535 iterations in total (module doc), this leaves 8%.
-pub const SOFTWARE_LOOP_BUDGET: u32 = 60_000;
-
-// Ctrl.status (twins of ST_* in shaders/master_batch.wgsl).
-const STATUS_INIT: u32 = 0;
-const STATUS_DONE: u32 = 2;
-const STATUS_STEP_TOO_SMALL: u32 = 3;
-const STATUS_TOO_MANY_STEPS: u32 = 4;
-const STATUS_NONFINITE: u32 = 5;
+/// Loop iterations per invocation and dispatch on a software adapter (the driver's, module
+/// doc of [`super::driver`]).
+pub use super::driver::SOFTWARE_LOOP_BUDGET;
 
 /// Initial slot indices of y, A, B, k1, k7 (k2..k6 are fixed at 4..8).
 const SLOT_INIT: [u32; 5] = [0, 1, 2, 3, 9];
@@ -505,6 +481,15 @@ macro_rules! twin_structs {
             pub err_old: $r,
             pub state: CtrlState,
         }
+
+        impl ElementState for $ctrl {
+            fn status(&self) -> u32 {
+                self.state.status
+            }
+            fn progress(&self) -> (u32, u32, u32) {
+                self.state.progress()
+            }
+        }
     };
 }
 twin_structs!(MasterBatchParamsF32, MasterBatchCtrlF32, f32, "80", "80");
@@ -514,7 +499,7 @@ twin_structs!(MasterBatchParamsF64, MasterBatchCtrlF64, f64, "112", "96");
 trait Real: Pod + Copy + Default {
     const PRECISION: Precision;
     type Params: Pod;
-    type Ctrl: Pod;
+    type Ctrl: ElementState;
     fn of(x: f64) -> Self;
     fn to_f64(self) -> f64;
     fn params(u: [u32; 12], r: [f64; 6]) -> Self::Params;
@@ -531,7 +516,7 @@ trait Real: Pod + Copy + Default {
 fn init_state(herm: bool) -> CtrlState {
     let [slot_y, slot_a, slot_b, slot_k1, slot_k7] = SLOT_INIT;
     CtrlState {
-        status: STATUS_INIT,
+        status: ST_INIT,
         next_save: 0,
         attempts: 0,
         steps: 0,
@@ -619,6 +604,13 @@ macro_rules! impl_real {
 impl_real!(f32, Precision::F32, MasterBatchParamsF32, MasterBatchCtrlF32);
 impl_real!(f64, Precision::F64, MasterBatchParamsF64, MasterBatchCtrlF64);
 
+impl CtrlState {
+    /// (status, attempts, next save): what moves whenever the element makes progress.
+    fn progress(&self) -> (u32, u32, u32) {
+        (self.status, self.attempts, self.next_save)
+    }
+}
+
 /// Loop iterations per invocation of the kernel's phases, counted as the kernel does (twin of
 /// `per_pass`, `red_cost`, `attempt_cost`, `save_cost` in `main`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -638,13 +630,6 @@ impl LoopCosts {
             attempt: 7 * per_pass + red + 2,
             save: per_pass + 1,
         }
-    }
-}
-
-fn real_size(p: Precision) -> u64 {
-    match p {
-        Precision::F32 => 4,
-        Precision::F64 => 8,
     }
 }
 
@@ -777,7 +762,7 @@ impl Layout {
     }
 
     fn element_bytes(&self, saves: usize, output: BatchOutput, precision: Precision) -> (u64, u64) {
-        let c = 2 * real_size(precision);
+        let c = 2 * precision.real_bytes();
         (
             SLOTS * self.len() as u64 * c,
             saves as u64 * self.out_len(output) as u64 * c,
@@ -823,9 +808,13 @@ struct Buffers {
     ctrl_staging: wgpu::Buffer,
     out_staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    /// Sizes of params, coef, times, ctrl, work, out, blocks, icoef.
-    sizes: [u64; 8],
 }
+
+/// [`Buffers`] with the sizes of params, coef, times, ctrl, work, out, blocks, icoef.
+type CachedBuffers = Grown<Buffers, 8>;
+
+/// Labels and operations of this kernel's GPU work.
+const NAMES: Names = driver::names!("master_batch");
 
 /// A pipeline built for (precision, lanes, inflow).
 type PipelineEntry = ((Precision, u32, bool), Arc<wgpu::ComputePipeline>);
@@ -841,7 +830,7 @@ pub struct MasterBatchGpu {
     pipeline_layout: wgpu::PipelineLayout,
     modules: Vec<(Precision, ShaderDef, wgpu::ShaderModule)>,
     pipelines: Mutex<Vec<PipelineEntry>>,
-    buffers: Mutex<Option<Buffers>>,
+    buffers: Mutex<Option<CachedBuffers>>,
 }
 
 impl std::fmt::Debug for MasterBatchGpu {
@@ -952,37 +941,6 @@ fn prepare(
     }
 }
 
-fn pipeline(
-    device: &wgpu::Device,
-    layout: &wgpu::PipelineLayout,
-    def: &ShaderDef,
-    module: &wgpu::ShaderModule,
-    lanes: u32,
-    inflow: bool,
-) -> Result<wgpu::ComputePipeline, GpuError> {
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let label = format!("dicke.{}.lanes{lanes}.inflow{}", def.name, u8::from(inflow));
-    let constants = [("WG", f64::from(lanes)), ("INFLOW", f64::from(u8::from(inflow)))];
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(&label),
-        layout: Some(layout),
-        module,
-        entry_point: Some(def.entry),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &constants,
-            ..Default::default()
-        },
-        cache: None,
-    });
-    match pollster::block_on(scope.pop()) {
-        None => Ok(pipeline),
-        Some(e) => Err(GpuError::Shader {
-            module: def.name,
-            message: e.to_string(),
-        }),
-    }
-}
-
 impl MasterBatchGpu {
     /// Compile the modules on `ctx`'s device (the f64 one when it has SHADER_F64) and build the
     /// default pipelines.
@@ -1045,13 +1003,16 @@ impl MasterBatchGpu {
                 what: "master_batch in f64",
                 adapter: self.ctx.info().name.clone(),
             })?;
-        let pl = Arc::new(pipeline(
+        let label = format!("dicke.{}.lanes{lanes}.inflow{}", def.name, u8::from(inflow));
+        let constants = [("WG", f64::from(lanes)), ("INFLOW", f64::from(u8::from(inflow)))];
+        let pl = Arc::new(driver::pipeline(
             self.ctx.device(),
             &self.pipeline_layout,
             def,
             module,
-            lanes,
-            inflow,
+            &label,
+            &constants,
+            true,
         )?);
         cache.push(((p, lanes, inflow), Arc::clone(&pl)));
         Ok(pl)
@@ -1108,10 +1069,6 @@ impl MasterBatchGpu {
         } else {
             options.lanes
         };
-        let bad = |message: String| SolverError::Unsupported {
-            solver: "master_batch",
-            message,
-        };
         if !(lanes.is_power_of_two() && lanes <= 256) {
             return Err(bad(format!("lanes = {lanes}: expected a power of two <= 256")).into());
         }
@@ -1125,77 +1082,10 @@ impl MasterBatchGpu {
             dispatches: 0,
             elements: Vec::new(),
         };
-        let Some(first) = models.first() else {
+        if models.is_empty() {
             return Ok(result);
-        };
-        if rho0s.len() != models.len() && rho0s.len() != 1 {
-            return Err(bad(format!(
-                "{} initial states for {} models: expected one per model, or one for all",
-                rho0s.len(),
-                models.len()
-            ))
-            .into());
         }
-        let n_atoms = first.n;
-        for (b, m) in models.iter().enumerate() {
-            if m.n != n_atoms {
-                return Err(bad(format!(
-                    "models[{b}] has N = {}, models[0] N = {n_atoms}: a batch shares N",
-                    m.n
-                ))
-                .into());
-            }
-            if !is_blocks && !m.is_collective() {
-                return Err(bad(format!(
-                    "models[{b}] has individual (single-atom) rates {} > 0; the collective master \
-                     equation keeps only the j = N/2 irrep (use run_blocks)",
-                    m.individual_terms().join(", ")
-                ))
-                .into());
-            }
-        }
-        let irrep = Irrep::symmetric(n_atoms);
-        let n = irrep.dim();
-        match rho0s {
-            Rho0s::Sym(v) => {
-                for (b, rho) in v.iter().enumerate() {
-                    if rho.dim != n || rho.data.len() != n * n {
-                        return Err(bad(format!(
-                            "rho0s[{b}] is {0} x {0}, N = {n_atoms} needs {n} x {n}",
-                            rho.dim
-                        ))
-                        .into());
-                    }
-                }
-            }
-            Rho0s::Blocks(v) => {
-                for (b, st) in v.iter().enumerate() {
-                    let want = crate::state::blocks::block_elements(n_atoms);
-                    if st.n != n_atoms || st.data.len() != want {
-                        return Err(bad(format!(
-                            "rho0s[{b}] holds the blocks of N = {} ({} elements), N = {n_atoms} \
-                             needs {want}",
-                            st.n,
-                            st.data.len()
-                        ))
-                        .into());
-                    }
-                }
-            }
-        }
-        for b in 0..rho0s.len() {
-            if !rho0s
-                .get(b)
-                .0
-                .iter()
-                .all(|z| z.re.is_finite() && z.im.is_finite())
-            {
-                return Err(SolverError::NonFinite {
-                    t: times.first().copied().unwrap_or(0.0),
-                }
-                .into());
-            }
-        }
+        let n_atoms = check_input(models, rho0s, times)?;
         if precision == Precision::F64 && !self.ctx.info().has_f64 {
             return Err(GpuError::NoF64 {
                 what: "master_batch in f64",
@@ -1203,45 +1093,128 @@ impl MasterBatchGpu {
             }
             .into());
         }
-        let batch = models.len();
         if times.is_empty() {
-            let empty = |h: bool| BatchElement {
-                saves: match (is_blocks, options.output) {
-                    (false, BatchOutput::Full) => Saves::Full(Vec::new()),
-                    (false, BatchOutput::Band) => Saves::Band(Vec::new()),
-                    (true, BatchOutput::Full) => Saves::Blocks(Vec::new()),
-                    (true, BatchOutput::Band) => Saves::BlockBands(Vec::new()),
-                },
-                stats: BatchStats {
-                    steps: 0,
-                    rejected: 0,
-                    rhs_evals: 0,
-                    max_trace_error: 0.0,
-                    max_hermiticity_error: 0.0,
-                    hermitian: h,
-                },
-            };
-            result.elements = (0..batch).map(|b| Ok(empty(rho0s.get(b).1))).collect();
+            result.elements = (0..models.len())
+                .map(|b| Ok(empty_element(is_blocks, options.output, rho0s.get(b).1)))
+                .collect();
             return Ok(result);
         }
+        let call = self.plan_call::<R>(models, n_atoms, is_blocks, times, opts, options, lanes)?;
+        result.attempts_per_dispatch = call.attempts;
+        let pipeline = self.pipeline_for(precision, lanes, is_blocks)?;
+        let mut guard = lock(&self.buffers);
+        for range in driver::chunks(models.len(), call.chunk) {
+            let sizes = call.buffer_sizes(range.len());
+            let cached = driver::reuse_or_grow(guard.take(), sizes, |s| self.buffers(s))?;
+            let res = self.run_chunk::<R>(&cached.bufs, &pipeline, &call, models, rho0s, range.clone());
+            *guard = Some(cached);
+            let (dispatches, elements) = res?;
+            result.dispatches += dispatches;
+            result.chunks += 1;
+            result.elements.extend(elements);
+        }
+        Ok(result)
+    }
 
+    /// The shared part of a call: block layout, sizes, chunk, dispatch settings, with every
+    /// limit checked before anything is allocated.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_call<R: Real>(
+        &self,
+        models: &[Model],
+        n_atoms: usize,
+        is_blocks: bool,
+        times: &[f64],
+        opts: &OdeOptions,
+        options: &MasterBatchOptions,
+        lanes: u32,
+    ) -> Result<CallPlan<R>, MasterBatchError> {
+        let precision = R::PRECISION;
         // The block structure (the stencils are needed for the union of inflow terms).
-        let stencils: Vec<crate::solver::blocks::BlockStencil> = if is_blocks {
+        let stencils: Vec<BlockStencil> = if is_blocks {
             models.iter().map(crate::solver::blocks::stencil).collect()
         } else {
             Vec::new()
         };
+        let n = Irrep::symmetric(n_atoms).dim();
         let layout = if is_blocks {
             Layout::blocks(&stencils)
         } else {
             Layout::collective(n)
         };
-
-        // Memory: refuse before allocating anything.
-        let limits = self.ctx.limits();
-        let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let n_saves = times.len();
         let (work_per, out_per) = layout.element_bytes(n_saves, options.output, precision);
+        self.check_memory(&layout, n_atoms, is_blocks, n_saves, options.output, precision)?;
+        let sizes = PerElement {
+            work: work_per,
+            out: out_per,
+            coef: 2 * layout.levels() as u64 * 4 * precision.real_bytes(),
+            icoef: layout.icoef_len as u64 * precision.real_bytes(),
+            ctrl: std::mem::size_of::<R::Ctrl>() as u64,
+        };
+        let binding = driver::binding_limit(&self.ctx);
+        let chunk = driver::chunk_len(
+            models.len() as u64,
+            [
+                u64::from(self.ctx.limits().max_compute_workgroups_per_dimension),
+                driver::fit(sizes.work, binding.min(MAX_CHUNK_WORK_BYTES)),
+                driver::fit(sizes.out, binding),
+                driver::fit(sizes.coef, binding),
+                driver::fit(sizes.icoef, binding),
+                driver::fit(sizes.ctrl, binding),
+            ],
+        );
+        let attempts = if options.attempts_per_dispatch > 0 {
+            options.attempts_per_dispatch
+        } else {
+            (ATTEMPT_ELEMS / layout.len() as u64).clamp(1, MAX_ATTEMPTS) as u32
+        };
+        let loop_budget = driver::loop_budget(&self.ctx);
+        let costs = LoopCosts::new(layout.len(), layout.n_blocks(), lanes);
+        if costs.init.max(costs.attempt).max(costs.save) > u64::from(loop_budget) {
+            return Err(bad(format!(
+                "N = {n_atoms}: one step needs {} loop iterations per invocation, more than the \
+                 {loop_budget} that adapter `{}` runs per dispatch (llvmpipe ends loops after \
+                 65535); use a real GPU or the CPU backend",
+                costs.attempt,
+                self.ctx.info().name
+            ))
+            .into());
+        }
+        let t0 = times[0];
+        let params = ParamsTemplate::new(&layout, times, opts, options.output, attempts, loop_budget);
+        Ok(CallPlan {
+            gpu_blocks: layout.gpu_blocks(),
+            save_t: times.iter().map(|&t| R::pair(t - t0)).collect(),
+            layout,
+            stencils,
+            irrep: Irrep::symmetric(n_atoms),
+            n_atoms,
+            is_blocks,
+            n_saves,
+            output: options.output,
+            t0,
+            max_steps: opts.max_steps,
+            sizes,
+            chunk,
+            attempts,
+            params,
+        })
+    }
+
+    /// Refuse an element whose work or output does not fit one storage binding.
+    fn check_memory(
+        &self,
+        layout: &Layout,
+        n_atoms: usize,
+        is_blocks: bool,
+        n_saves: usize,
+        output: BatchOutput,
+        precision: Precision,
+    ) -> Result<(), GpuError> {
+        let binding_limit = driver::binding_limit(&self.ctx);
+        let (work_per, out_per) = layout.element_bytes(n_saves, output, precision);
+        let n = layout.dims[0];
         let what_state = if is_blocks {
             format!("the {} blocks R_j of N = {n_atoms}", layout.n_blocks())
         } else {
@@ -1256,15 +1229,14 @@ impl MasterBatchGpu {
                 ),
                 bytes: work_per,
                 limit: binding_limit,
-            }
-            .into());
+            });
         }
         if out_per > binding_limit {
             return Err(GpuError::TooLarge {
                 what: format!(
                     "master_batch: {n_saves} saved {} of {what_state} per element in {} \
                      (ask for the band output, or fewer save times)",
-                    match options.output {
+                    match output {
                         BatchOutput::Full => "states",
                         BatchOutput::Band => "bands",
                     },
@@ -1272,284 +1244,62 @@ impl MasterBatchGpu {
                 ),
                 bytes: out_per,
                 limit: binding_limit,
-            }
-            .into());
+            });
         }
-        let coef_per = 2 * layout.levels() as u64 * 4 * real_size(precision);
-        let icoef_per = layout.icoef_len as u64 * real_size(precision);
-        let ctrl_per = std::mem::size_of::<R::Ctrl>() as u64;
-        let per_max = |per: u64, cap: u64| (cap / per.max(1)).max(1);
-        let chunk = (batch as u64)
-            .min(u64::from(limits.max_compute_workgroups_per_dimension))
-            .min(per_max(work_per, binding_limit.min(MAX_CHUNK_WORK_BYTES)))
-            .min(per_max(out_per, binding_limit))
-            .min(per_max(coef_per, binding_limit))
-            .min(per_max(icoef_per, binding_limit))
-            .min(per_max(ctrl_per, binding_limit))
-            .max(1) as usize;
-
-        let len = layout.len();
-        let attempts = if options.attempts_per_dispatch > 0 {
-            options.attempts_per_dispatch
-        } else {
-            (ATTEMPT_ELEMS / len as u64).clamp(1, MAX_ATTEMPTS) as u32
-        };
-        result.attempts_per_dispatch = attempts;
-        let loop_budget = if self.ctx.info().software {
-            SOFTWARE_LOOP_BUDGET
-        } else {
-            u32::MAX
-        };
-        let costs = LoopCosts::new(len, layout.n_blocks(), lanes);
-        if costs.init.max(costs.attempt).max(costs.save) > u64::from(loop_budget) {
-            return Err(bad(format!(
-                "N = {n_atoms}: one step needs {} loop iterations per invocation, more than the \
-                 {loop_budget} that adapter `{}` runs per dispatch (llvmpipe ends loops after \
-                 65535); use a real GPU or the CPU backend",
-                costs.attempt,
-                self.ctx.info().name
-            ))
-            .into());
-        }
-        let pipeline = self.pipeline_for(precision, lanes, is_blocks)?;
-
-        // Shared per call: the save times as elapsed pairs, the scalar parameters, the blocks.
-        let t0 = times[0];
-        let save_t: Vec<[R; 2]> = times.iter().map(|&t| R::pair(t - t0)).collect();
-        let span = times[n_saves - 1] - t0;
-        let max_steps = u32::try_from(opts.max_steps).unwrap_or(u32::MAX);
-        let out_mode = match options.output {
-            BatchOutput::Full => 0,
-            BatchOutput::Band => 1,
-        };
-        let olen = layout.out_len(options.output);
-        let gpu_blocks = layout.gpu_blocks();
-
-        let mut guard = lock(&self.buffers);
-        for start in (0..batch).step_by(chunk) {
-            let cb = chunk.min(batch - start);
-            let prepared: Vec<Prepared> = (start..start + cb)
-                .map(|b| {
-                    let (data, herm) = rho0s.get(b);
-                    if is_blocks {
-                        let st = &stencils[b];
-                        let levels = st.levels.iter().flatten().copied().collect();
-                        prepare(&models[b], data, herm, &layout, levels, Some(&st.inflow))
-                    } else {
-                        let levels = crate::solver::master::Coeffs::collective(&models[b], &irrep).levels();
-                        prepare(&models[b], data, herm, &layout, levels, None)
-                    }
-                })
-                .collect();
-            let params = R::params(
-                [
-                    layout.n_blocks() as u32,
-                    len as u32,
-                    layout.levels() as u32,
-                    layout.icoef_len as u32,
-                    layout.herm_len() as u32,
-                    cb as u32,
-                    n_saves as u32,
-                    out_mode,
-                    olen as u32,
-                    attempts,
-                    max_steps,
-                    loop_budget,
-                ],
-                [
-                    opts.rtol,
-                    opts.atol,
-                    opts.h0.unwrap_or(0.0),
-                    t0,
-                    span,
-                    16.0 * f64::EPSILON,
-                ],
-            );
-            let sizes = [
-                std::mem::size_of::<R::Params>() as u64,
-                cb as u64 * coef_per,
-                (n_saves * 2) as u64 * real_size(precision),
-                cb as u64 * ctrl_per,
-                cb as u64 * work_per,
-                cb as u64 * out_per,
-                std::mem::size_of_val(gpu_blocks.as_slice()) as u64,
-                cb as u64 * icoef_per,
-            ];
-            let bufs = match guard.take() {
-                Some(b) if b.sizes.iter().zip(&sizes).all(|(have, need)| have >= need) => b,
-                old => {
-                    // Grow each to at least its previous size so that alternating calls settle.
-                    let grown = match &old {
-                        Some(o) => std::array::from_fn(|i| sizes[i].max(o.sizes[i])),
-                        None => sizes,
-                    };
-                    drop(old);
-                    self.buffers(grown)?
-                }
-            };
-            let (dispatches, states) = self.run_chunk::<R>(
-                &bufs,
-                &pipeline,
-                &params,
-                &prepared,
-                &gpu_blocks,
-                &save_t,
-                cb,
-                attempts,
-            )?;
-            result.dispatches += dispatches;
-            result.chunks += 1;
-            let out_bytes = cb as u64 * out_per;
-            let raw = self.scoped_copy_read(&bufs, out_bytes)?;
-            *guard = Some(bufs);
-            let vals: Vec<R> = bytemuck::pod_collect_to_vec(&raw);
-            for (i, p) in prepared.iter().enumerate() {
-                let (state, t_el, h) = states[i];
-                let t = t0 + t_el;
-                let el = match state.status {
-                    STATUS_DONE => Ok(convert::<R>(
-                        &vals[i * n_saves * olen * 2..(i + 1) * n_saves * olen * 2],
-                        p,
-                        &layout,
-                        is_blocks.then_some(n_atoms),
-                        n_saves,
-                        options.output,
-                        state,
-                    )),
-                    STATUS_STEP_TOO_SMALL => Err(SolverError::StepSizeTooSmall { t, dt: h }),
-                    STATUS_TOO_MANY_STEPS => Err(SolverError::TooManySteps {
-                        t,
-                        max_steps: opts.max_steps,
-                    }),
-                    STATUS_NONFINITE => Err(SolverError::NonFinite { t }),
-                    other => Err(SolverError::Unsupported {
-                        solver: "master_batch",
-                        message: format!("element {} ended in unknown status {other}", start + i),
-                    }),
-                };
-                result.elements.push(el);
-            }
-        }
-        Ok(result)
+        Ok(())
     }
 
-    /// Upload one chunk, dispatch until every element is done or failed; returns the number of
-    /// dispatches and each element's (state, elapsed time, h).
-    #[allow(clippy::too_many_arguments)]
+    /// Prepare, upload and run the elements `range` of the batch; each element's result in
+    /// order, and the number of dispatches.
     fn run_chunk<R: Real>(
         &self,
         bufs: &Buffers,
         pipeline: &wgpu::ComputePipeline,
-        params: &R::Params,
-        prepared: &[Prepared],
-        blocks: &[MasterBatchBlock],
-        save_t: &[[R; 2]],
-        cb: usize,
-        attempts: u32,
-    ) -> Result<(usize, Vec<ElementEnd>), GpuError> {
-        let queue = self.ctx.queue();
-        let nn = prepared[0].y0.len();
-        self.ctx.scoped("master_batch upload", || {
-            queue.write_buffer(&bufs.params, 0, bytemuck::bytes_of(params));
-            let coef: Vec<R> = prepared
-                .iter()
-                .flat_map(|p| p.coef.iter().flatten().map(|&x| R::of(x)))
-                .collect();
-            queue.write_buffer(&bufs.coef, 0, bytemuck::cast_slice(&coef));
-            queue.write_buffer(&bufs.blocks, 0, bytemuck::cast_slice(blocks));
-            let icoef: Vec<R> = prepared
-                .iter()
-                .flat_map(|p| p.icoef.iter().map(|&x| R::of(x)))
-                .collect();
-            if !icoef.is_empty() {
-                queue.write_buffer(&bufs.icoef, 0, bytemuck::cast_slice(&icoef));
-            }
-            queue.write_buffer(&bufs.times, 0, bytemuck::cast_slice(save_t));
-            let ctrl: Vec<R::Ctrl> = prepared.iter().map(|p| R::ctrl(p.hermitian)).collect();
-            queue.write_buffer(&bufs.ctrl, 0, bytemuck::cast_slice(&ctrl));
-            let csize = 2 * std::mem::size_of::<R>() as u64;
-            for (i, p) in prepared.iter().enumerate() {
-                let y: Vec<R> = p.y0.iter().flat_map(|z| [R::of(z.re), R::of(z.im)]).collect();
-                let offset = (i as u64 * SLOTS + u64::from(SLOT_INIT[0])) * nn as u64 * csize;
-                queue.write_buffer(&bufs.work, offset, bytemuck::cast_slice(&y));
-            }
-            Ok(())
-        })?;
-
-        let ctrl_bytes = cb as u64 * std::mem::size_of::<R::Ctrl>() as u64;
-        // Every dispatch makes progress on every unfinished element (the initialisation, a save
-        // or a step attempt: the loop budget admits each alone), so a round that changes no
-        // element's state means the device did not run the kernel.
-        let progress = |s: &CtrlState| (s.status, s.attempts, s.next_save);
-        let mut last: Vec<(u32, u32, u32)> = vec![(STATUS_INIT, 0, 0); cb];
-        let mut dispatches = 0usize;
-        let mut rounds = 1u32;
-        loop {
-            self.ctx.scoped("master_batch dispatch", || {
-                let mut enc = self
-                    .ctx
-                    .device()
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("dicke.master_batch.encoder"),
-                    });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("dicke.master_batch.pass"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, &bufs.bind_group, &[]);
-                    for _ in 0..rounds {
-                        pass.dispatch_workgroups(cb as u32, 1, 1);
-                    }
-                }
-                enc.copy_buffer_to_buffer(&bufs.ctrl, 0, &bufs.ctrl_staging, 0, ctrl_bytes);
-                queue.submit([enc.finish()]);
-                Ok(())
-            })?;
-            dispatches += rounds as usize;
-            let raw =
-                self.ctx
-                    .read_back(&bufs.ctrl_staging, "dicke.master_batch.ctrl_staging", ctrl_bytes)?;
-            let ctrl: Vec<R::Ctrl> = bytemuck::pod_collect_to_vec(&raw);
-            let states: Vec<ElementEnd> = ctrl.iter().map(R::read_ctrl).collect();
-            if states.iter().all(|s| s.0.status >= STATUS_DONE) {
-                return Ok((dispatches, states));
-            }
-            let now: Vec<(u32, u32, u32)> = states.iter().map(|s| progress(&s.0)).collect();
-            if now == last {
-                let stuck = states.iter().filter(|s| s.0.status < STATUS_DONE).count();
-                return Err(GpuError::Validation {
-                    operation: "master_batch dispatch",
-                    message: format!(
-                        "{stuck} of {cb} elements made no progress in {rounds} dispatches of \
-                         {attempts} attempts: the device did not run the kernel"
-                    ),
-                });
-            }
-            last = now;
-            rounds = (rounds * 2).min(MAX_ROUNDS);
-        }
-    }
-
-    fn scoped_copy_read(&self, bufs: &Buffers, bytes: u64) -> Result<Vec<u8>, GpuError> {
-        self.ctx.scoped("master_batch read-back", || {
-            let mut enc = self
-                .ctx
-                .device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("dicke.master_batch.readback_encoder"),
-                });
-            enc.copy_buffer_to_buffer(&bufs.out, 0, &bufs.out_staging, 0, bytes);
-            self.ctx.queue().submit([enc.finish()]);
-            Ok(())
-        })?;
-        self.ctx
-            .read_back(&bufs.out_staging, "dicke.master_batch.out_staging", bytes)
+        call: &CallPlan<R>,
+        models: &[Model],
+        rho0s: Rho0s,
+        range: std::ops::Range<usize>,
+    ) -> Result<(usize, Vec<Result<BatchElement, SolverError>>), GpuError> {
+        let start = range.start;
+        let cb = range.len();
+        let prepared: Vec<Prepared> = range.map(|b| call.prepare(&models[b], rho0s, b)).collect();
+        let chunk = Chunk {
+            ctx: &self.ctx,
+            names: &NAMES,
+            pipeline,
+            bind_group: &bufs.bind_group,
+            groups: cb as u32,
+        };
+        let init: Vec<R::Ctrl> = prepared.iter().map(|p| R::ctrl(p.hermitian)).collect();
+        chunk.upload(|queue| upload::<R>(queue, bufs, call, &prepared, &init))?;
+        let ctrl = ReadBack {
+            src: &bufs.ctrl,
+            staging: &bufs.ctrl_staging,
+            label: "dicke.master_batch.ctrl_staging",
+        };
+        let kernel = format!("{} attempts", call.attempts);
+        let mut until_done = UntilDone::new(&init, NAMES.dispatch, "elements", kernel);
+        let ctrl_bytes = std::mem::size_of_val(init.as_slice()) as u64;
+        let (dispatches, ctrls) = chunk.resume(ctrl, ctrl_bytes, &mut until_done)?;
+        let out = ReadBack {
+            src: &bufs.out,
+            staging: &bufs.out_staging,
+            label: "dicke.master_batch.out_staging",
+        };
+        let raw = chunk.read(out, cb as u64 * call.sizes.out)?;
+        let vals: Vec<R> = bytemuck::pod_collect_to_vec(&raw);
+        let per = call.n_saves * call.layout.out_len(call.output) * 2;
+        let elements = prepared
+            .iter()
+            .zip(&ctrls)
+            .enumerate()
+            .map(|(i, (p, c))| call.element(&vals[i * per..(i + 1) * per], p, R::read_ctrl(c), start + i))
+            .collect();
+        Ok((dispatches, elements))
     }
 
     fn buffers(&self, sizes: [u64; 8]) -> Result<Buffers, GpuError> {
-        self.ctx.scoped("master_batch buffer allocation", || {
+        self.ctx.scoped(NAMES.alloc, || {
             use wgpu::BufferUsages as U;
             let mk = |label, size, usage| self.ctx.padded_buffer(label, size, usage);
             let params = mk("dicke.master_batch.params", sizes[0], U::UNIFORM | U::COPY_DST);
@@ -1574,44 +1324,12 @@ impl MasterBatchGpu {
                 sizes[5],
                 U::MAP_READ | U::COPY_DST,
             );
-            let bind_group = self.ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("dicke.master_batch.bind_group"),
-                layout: &self.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: coef.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: times.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: ctrl.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: work.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 5,
-                        resource: out.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 6,
-                        resource: blocks.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 7,
-                        resource: icoef.as_entire_binding(),
-                    },
-                ],
-            });
+            let bind_group = driver::bind_buffers(
+                &self.ctx,
+                NAMES.bind_group,
+                &self.layout,
+                &[&params, &coef, &times, &ctrl, &work, &out, &blocks, &icoef],
+            );
             Ok(Buffers {
                 params,
                 coef,
@@ -1624,9 +1342,294 @@ impl MasterBatchGpu {
                 ctrl_staging,
                 out_staging,
                 bind_group,
-                sizes,
             })
         })
+    }
+}
+
+fn bad(message: String) -> SolverError {
+    SolverError::Unsupported {
+        solver: "master_batch",
+        message,
+    }
+}
+
+/// Check that the models share N (and are collective for a collective batch) and the initial
+/// states match it and are finite; returns N.
+fn check_input(models: &[Model], rho0s: Rho0s, times: &[f64]) -> Result<usize, SolverError> {
+    let is_blocks = matches!(rho0s, Rho0s::Blocks(_));
+    if rho0s.len() != models.len() && rho0s.len() != 1 {
+        return Err(bad(format!(
+            "{} initial states for {} models: expected one per model, or one for all",
+            rho0s.len(),
+            models.len()
+        )));
+    }
+    let n_atoms = models[0].n;
+    for (b, m) in models.iter().enumerate() {
+        if m.n != n_atoms {
+            return Err(bad(format!(
+                "models[{b}] has N = {}, models[0] N = {n_atoms}: a batch shares N",
+                m.n
+            )));
+        }
+        if !is_blocks && !m.is_collective() {
+            return Err(bad(format!(
+                "models[{b}] has individual (single-atom) rates {} > 0; the collective master \
+                 equation keeps only the j = N/2 irrep (use run_blocks)",
+                m.individual_terms().join(", ")
+            )));
+        }
+    }
+    check_rho0s(rho0s, n_atoms)?;
+    for b in 0..rho0s.len() {
+        if !rho0s
+            .get(b)
+            .0
+            .iter()
+            .all(|z| z.re.is_finite() && z.im.is_finite())
+        {
+            return Err(SolverError::NonFinite {
+                t: times.first().copied().unwrap_or(0.0),
+            });
+        }
+    }
+    Ok(n_atoms)
+}
+
+/// Check the initial states' dimensions against N.
+fn check_rho0s(rho0s: Rho0s, n_atoms: usize) -> Result<(), SolverError> {
+    let n = Irrep::symmetric(n_atoms).dim();
+    match rho0s {
+        Rho0s::Sym(v) => {
+            for (b, rho) in v.iter().enumerate() {
+                if rho.dim != n || rho.data.len() != n * n {
+                    return Err(bad(format!(
+                        "rho0s[{b}] is {0} x {0}, N = {n_atoms} needs {n} x {n}",
+                        rho.dim
+                    )));
+                }
+            }
+        }
+        Rho0s::Blocks(v) => {
+            for (b, st) in v.iter().enumerate() {
+                let want = crate::state::blocks::block_elements(n_atoms);
+                if st.n != n_atoms || st.data.len() != want {
+                    return Err(bad(format!(
+                        "rho0s[{b}] holds the blocks of N = {} ({} elements), N = {n_atoms} \
+                         needs {want}",
+                        st.n,
+                        st.data.len()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The result of an element when there are no save times.
+fn empty_element(is_blocks: bool, output: BatchOutput, hermitian: bool) -> BatchElement {
+    BatchElement {
+        saves: match (is_blocks, output) {
+            (false, BatchOutput::Full) => Saves::Full(Vec::new()),
+            (false, BatchOutput::Band) => Saves::Band(Vec::new()),
+            (true, BatchOutput::Full) => Saves::Blocks(Vec::new()),
+            (true, BatchOutput::Band) => Saves::BlockBands(Vec::new()),
+        },
+        stats: BatchStats {
+            steps: 0,
+            rejected: 0,
+            rhs_evals: 0,
+            max_trace_error: 0.0,
+            max_hermiticity_error: 0.0,
+            hermitian,
+        },
+    }
+}
+
+/// Write one chunk's inputs: parameters, coefficients, blocks, inflow factors, save times,
+/// control states and each element's y0 (slot `SLOT_INIT[0]`).
+fn upload<R: Real>(
+    queue: &wgpu::Queue,
+    bufs: &Buffers,
+    call: &CallPlan<R>,
+    prepared: &[Prepared],
+    init: &[R::Ctrl],
+) {
+    let params = call.params.params::<R>(prepared.len());
+    queue.write_buffer(&bufs.params, 0, bytemuck::bytes_of(&params));
+    let coef: Vec<R> = prepared
+        .iter()
+        .flat_map(|p| p.coef.iter().flatten().map(|&x| R::of(x)))
+        .collect();
+    queue.write_buffer(&bufs.coef, 0, bytemuck::cast_slice(&coef));
+    queue.write_buffer(&bufs.blocks, 0, bytemuck::cast_slice(&call.gpu_blocks));
+    let icoef: Vec<R> = prepared
+        .iter()
+        .flat_map(|p| p.icoef.iter().map(|&x| R::of(x)))
+        .collect();
+    if !icoef.is_empty() {
+        queue.write_buffer(&bufs.icoef, 0, bytemuck::cast_slice(&icoef));
+    }
+    queue.write_buffer(&bufs.times, 0, bytemuck::cast_slice(&call.save_t));
+    queue.write_buffer(&bufs.ctrl, 0, bytemuck::cast_slice(init));
+    let nn = prepared[0].y0.len() as u64;
+    let csize = 2 * std::mem::size_of::<R>() as u64;
+    for (i, p) in prepared.iter().enumerate() {
+        let y: Vec<R> = p.y0.iter().flat_map(|z| [R::of(z.re), R::of(z.im)]).collect();
+        let offset = (i as u64 * SLOTS + u64::from(SLOT_INIT[0])) * nn * csize;
+        queue.write_buffer(&bufs.work, offset, bytemuck::cast_slice(&y));
+    }
+}
+
+/// Device bytes per element of each buffer that scales with the chunk.
+#[derive(Debug, Clone, Copy)]
+struct PerElement {
+    work: u64,
+    out: u64,
+    coef: u64,
+    icoef: u64,
+    ctrl: u64,
+}
+
+/// The kernel parameters of a call but the chunk's element count (`Real::params` order).
+#[derive(Debug, Clone, Copy)]
+struct ParamsTemplate {
+    u: [u32; 12],
+    r: [f64; 6],
+}
+
+impl ParamsTemplate {
+    /// Index of `batch` in `u`.
+    const BATCH: usize = 5;
+
+    fn new(
+        layout: &Layout,
+        times: &[f64],
+        opts: &OdeOptions,
+        output: BatchOutput,
+        attempts: u32,
+        loop_budget: u32,
+    ) -> Self {
+        let (t0, n_saves) = (times[0], times.len());
+        ParamsTemplate {
+            u: [
+                layout.n_blocks() as u32,
+                layout.len() as u32,
+                layout.levels() as u32,
+                layout.icoef_len as u32,
+                layout.herm_len() as u32,
+                0, // the chunk's elements, set per chunk
+                n_saves as u32,
+                match output {
+                    BatchOutput::Full => 0,
+                    BatchOutput::Band => 1,
+                },
+                layout.out_len(output) as u32,
+                attempts,
+                u32::try_from(opts.max_steps).unwrap_or(u32::MAX),
+                loop_budget,
+            ],
+            r: [
+                opts.rtol,
+                opts.atol,
+                opts.h0.unwrap_or(0.0),
+                t0,
+                times[n_saves - 1] - t0,
+                16.0 * f64::EPSILON,
+            ],
+        }
+    }
+
+    fn params<R: Real>(&self, batch: usize) -> R::Params {
+        let mut u = self.u;
+        u[Self::BATCH] = batch as u32;
+        R::params(u, self.r)
+    }
+}
+
+/// What one call shares across its chunks (built by `MasterBatchGpu::plan_call`).
+struct CallPlan<R: Real> {
+    layout: Layout,
+    /// Per model its block stencil (block batch; empty for a collective one).
+    stencils: Vec<BlockStencil>,
+    irrep: Irrep,
+    n_atoms: usize,
+    is_blocks: bool,
+    n_saves: usize,
+    output: BatchOutput,
+    t0: f64,
+    max_steps: usize,
+    sizes: PerElement,
+    /// Elements per chunk.
+    chunk: usize,
+    attempts: u32,
+    params: ParamsTemplate,
+    /// The save times as elapsed pairs.
+    save_t: Vec<[R; 2]>,
+    gpu_blocks: Vec<MasterBatchBlock>,
+}
+
+impl<R: Real> CallPlan<R> {
+    /// Buffer sizes for a chunk of `cb` elements (`MasterBatchGpu::buffers` order).
+    fn buffer_sizes(&self, cb: usize) -> [u64; 8] {
+        let cb = cb as u64;
+        [
+            std::mem::size_of::<R::Params>() as u64,
+            cb * self.sizes.coef,
+            (self.n_saves * 2) as u64 * R::PRECISION.real_bytes(),
+            cb * self.sizes.ctrl,
+            cb * self.sizes.work,
+            cb * self.sizes.out,
+            std::mem::size_of_val(self.gpu_blocks.as_slice()) as u64,
+            cb * self.sizes.icoef,
+        ]
+    }
+
+    /// Element `b` prepared for the kernel.
+    fn prepare(&self, model: &Model, rho0s: Rho0s, b: usize) -> Prepared {
+        let (data, herm) = rho0s.get(b);
+        if self.is_blocks {
+            let st = &self.stencils[b];
+            let levels = st.levels.iter().flatten().copied().collect();
+            prepare(model, data, herm, &self.layout, levels, Some(&st.inflow))
+        } else {
+            let levels = crate::solver::master::Coeffs::collective(model, &self.irrep).levels();
+            prepare(model, data, herm, &self.layout, levels, None)
+        }
+    }
+
+    /// Element `index`'s result from its output `vals` and its final control state.
+    fn element(
+        &self,
+        vals: &[R],
+        p: &Prepared,
+        (state, t_el, h): ElementEnd,
+        index: usize,
+    ) -> Result<BatchElement, SolverError> {
+        let t = self.t0 + t_el;
+        match state.status {
+            ST_DONE => Ok(convert::<R>(
+                vals,
+                p,
+                &self.layout,
+                self.is_blocks.then_some(self.n_atoms),
+                self.n_saves,
+                self.output,
+                state,
+            )),
+            ST_SMALL => Err(SolverError::StepSizeTooSmall { t, dt: h }),
+            ST_MAXSTEPS => Err(SolverError::TooManySteps {
+                t,
+                max_steps: self.max_steps,
+            }),
+            ST_NONFINITE => Err(SolverError::NonFinite { t }),
+            other => Err(SolverError::Unsupported {
+                solver: "master_batch",
+                message: format!("element {index} ended in unknown status {other}"),
+            }),
+        }
     }
 }
 
@@ -1643,86 +1646,127 @@ fn convert<R: Real>(
     state: CtrlState,
 ) -> BatchElement {
     let olen = layout.out_len(output);
-    let g = &p.gauge;
-    let at = |s: usize, j: usize| {
-        let i = 2 * (s * olen + j);
-        c64::new(vals[i].to_f64(), vals[i + 1].to_f64())
-    };
     let mut max_tr: f64 = 0.0;
     let mut max_herm: f64 = 0.0;
     // Per save, per block: the full block (row-major) or its band.
     let mut per_save: Vec<Vec<Vec<c64>>> = Vec::with_capacity(n_saves);
     for s in 0..n_saves {
+        let at = |j: usize| {
+            let i = 2 * (s * olen + j);
+            c64::new(vals[i].to_f64(), vals[i + 1].to_f64())
+        };
         let mut blocks = Vec::with_capacity(layout.n_blocks());
         let mut tr = c64::new(0.0, 0.0);
         for (b, &n) in layout.dims.iter().enumerate() {
-            match output {
-                BatchOutput::Full => {
-                    let o = layout.voff[b];
-                    let mut m = vec![c64::new(0.0, 0.0); n * n];
-                    for r in 0..n {
-                        for c in 0..n {
-                            m[r * n + c] = g[r].conj() * g[c] * at(s, o + r * n + c);
-                        }
-                    }
-                    for r in 0..n {
-                        for c in r..n {
-                            max_herm = max_herm.max((m[r * n + c] - m[c * n + r].conj()).norm());
-                        }
-                    }
-                    if p.hermitian {
-                        for r in 0..n {
-                            for c in r..n {
-                                let mut x = 0.5 * (m[r * n + c] + m[c * n + r].conj());
-                                if r == c {
-                                    x.im = 0.0;
-                                }
-                                m[r * n + c] = x;
-                                m[c * n + r] = x.conj();
-                            }
-                        }
-                    }
-                    tr += (0..n).map(|k| m[k * n + k]).sum::<c64>();
-                    blocks.push(m);
-                }
-                BatchOutput::Band => {
-                    let o = layout.band_off[b];
-                    let mut data = vec![c64::new(0.0, 0.0); 5 * n];
-                    for q in -2isize..=2 {
-                        let len = n.saturating_sub(q.unsigned_abs());
-                        for k in 0..len {
-                            let (r, c) = if q >= 0 {
-                                (k, k + q as usize)
-                            } else {
-                                (k + q.unsigned_abs(), k)
-                            };
-                            let j = (q + 2) as usize * n + k;
-                            data[j] = g[r].conj() * g[c] * at(s, o + j);
-                        }
-                    }
-                    for q in 0..=2usize {
-                        for k in 0..n.saturating_sub(q) {
-                            let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
-                            max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
-                            if p.hermitian {
-                                let mut x = 0.5 * (data[up] + data[lo].conj());
-                                if q == 0 {
-                                    x.im = 0.0;
-                                }
-                                data[up] = x;
-                                data[lo] = x.conj();
-                            }
-                        }
-                    }
-                    tr += data[2 * n..3 * n].iter().sum::<c64>();
-                    blocks.push(data);
-                }
-            }
+            let (data, block_tr) = match output {
+                BatchOutput::Full => full_block(&at, layout.voff[b], n, p, &mut max_herm),
+                BatchOutput::Band => band_block(&at, layout.band_off[b], n, p, &mut max_herm),
+            };
+            tr += block_tr;
+            blocks.push(data);
         }
         max_tr = max_tr.max((tr - p.trace0).norm());
         per_save.push(blocks);
     }
-    let saves = match (blocks_of, output) {
+    BatchElement {
+        saves: assemble_saves(per_save, layout, blocks_of, output),
+        stats: BatchStats {
+            steps: state.steps as usize,
+            rejected: state.rejected as usize,
+            rhs_evals: state.rhs_evals as usize,
+            max_trace_error: max_tr,
+            max_hermiticity_error: max_herm,
+            hermitian: p.hermitian,
+        },
+    }
+}
+
+/// The n x n block at output offset `o` (`at(j)`: output entry j of the save) rotated back to
+/// the model's frame, Hermitised for a Hermitian problem; and its trace. Raises `max_herm` to
+/// the block's anti-Hermitian part as integrated.
+fn full_block(
+    at: &dyn Fn(usize) -> c64,
+    o: usize,
+    n: usize,
+    p: &Prepared,
+    max_herm: &mut f64,
+) -> (Vec<c64>, c64) {
+    let g = &p.gauge;
+    let mut m = vec![c64::new(0.0, 0.0); n * n];
+    for r in 0..n {
+        for c in 0..n {
+            m[r * n + c] = g[r].conj() * g[c] * at(o + r * n + c);
+        }
+    }
+    for r in 0..n {
+        for c in r..n {
+            *max_herm = max_herm.max((m[r * n + c] - m[c * n + r].conj()).norm());
+        }
+    }
+    if p.hermitian {
+        for r in 0..n {
+            for c in r..n {
+                let mut x = 0.5 * (m[r * n + c] + m[c * n + r].conj());
+                if r == c {
+                    x.im = 0.0;
+                }
+                m[r * n + c] = x;
+                m[c * n + r] = x.conj();
+            }
+        }
+    }
+    let tr = (0..n).map(|k| m[k * n + k]).sum::<c64>();
+    (m, tr)
+}
+
+/// As [`full_block`] for the band of an n x n block at output offset `o` ([`Band`] layout).
+fn band_block(
+    at: &dyn Fn(usize) -> c64,
+    o: usize,
+    n: usize,
+    p: &Prepared,
+    max_herm: &mut f64,
+) -> (Vec<c64>, c64) {
+    let g = &p.gauge;
+    let mut data = vec![c64::new(0.0, 0.0); 5 * n];
+    for q in -2isize..=2 {
+        let len = n.saturating_sub(q.unsigned_abs());
+        for k in 0..len {
+            let (r, c) = if q >= 0 {
+                (k, k + q as usize)
+            } else {
+                (k + q.unsigned_abs(), k)
+            };
+            let j = (q + 2) as usize * n + k;
+            data[j] = g[r].conj() * g[c] * at(o + j);
+        }
+    }
+    for q in 0..=2usize {
+        for k in 0..n.saturating_sub(q) {
+            let (up, lo) = ((q + 2) * n + k, (2 - q) * n + k);
+            *max_herm = max_herm.max((data[up] - data[lo].conj()).norm());
+            if p.hermitian {
+                let mut x = 0.5 * (data[up] + data[lo].conj());
+                if q == 0 {
+                    x.im = 0.0;
+                }
+                data[up] = x;
+                data[lo] = x.conj();
+            }
+        }
+    }
+    let tr = data[2 * n..3 * n].iter().sum::<c64>();
+    (data, tr)
+}
+
+/// The saves of an element from its blocks per save (collective or block batch, full or band).
+fn assemble_saves(
+    per_save: Vec<Vec<Vec<c64>>>,
+    layout: &Layout,
+    blocks_of: Option<usize>,
+    output: BatchOutput,
+) -> Saves {
+    match (blocks_of, output) {
         (None, BatchOutput::Full) => Saves::Full(
             per_save
                 .into_iter()
@@ -1762,17 +1806,6 @@ fn convert<R: Real>(
                 })
                 .collect(),
         ),
-    };
-    BatchElement {
-        saves,
-        stats: BatchStats {
-            steps: state.steps as usize,
-            rejected: state.rejected as usize,
-            rhs_evals: state.rhs_evals as usize,
-            max_trace_error: max_tr,
-            max_hermiticity_error: max_herm,
-            hermitian: p.hermitian,
-        },
     }
 }
 

@@ -19,10 +19,16 @@
 //! default handler for uncaptured errors panics, so the context installs its own and wraps
 //! every operation in an error scope.
 //!
-//! Shaders live in [`shaders`]; the only kernel so far is the Philox stream fill used to test
-//! that the GPU random numbers are bit-identical to [`crate::rng`] ([`GpuContext::philox_fill`]).
+//! Shaders live in [`shaders`]. The kernels: [`trajectory`] (quantum trajectories),
+//! [`master_batch`] (batched master equation), [`cumulant_batch`] (batched cumulant equations),
+//! all three run by one batch driver ([`driver`]: chunks, dispatch rounds, suspension and
+//! resumption under a software adapter's loop limit, status codes, read-back); and the Philox
+//! stream fill used to test that the GPU random numbers are bit-identical to [`crate::rng`]
+//! ([`GpuContext::philox_fill`]). Error types live below the backends: [`GpuError`] is
+//! [`crate::error::GpuError`].
 
 pub mod cumulant_batch;
+pub mod driver;
 pub mod master_batch;
 pub mod philox_fill;
 pub mod shaders;
@@ -30,33 +36,9 @@ pub mod trajectory;
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex, OnceLock};
-use thiserror::Error;
 
+pub use crate::error::GpuError;
 pub use philox_fill::FillParams;
-
-/// Errors from the GPU backend, each with what a user needs to act on it.
-#[derive(Debug, Error)]
-pub enum GpuError {
-    #[error("no usable GPU adapter: {details}")]
-    NoAdapter { details: String },
-    #[error("GPU adapter `{adapter}` refused to create a device: {message}")]
-    RequestDevice { adapter: String, message: String },
-    #[error("GPU device was lost ({reason}); rerun, or use --backend cpu")]
-    DeviceLost { reason: String },
-    #[error("shader module `{module}` failed to compile on this device: {message}")]
-    Shader { module: &'static str, message: String },
-    #[error("GPU validation error in {operation}: {message}")]
-    Validation {
-        operation: &'static str,
-        message: String,
-    },
-    #[error("GPU buffer `{label}`: {message}")]
-    Buffer { label: &'static str, message: String },
-    #[error("{what} needs {bytes} bytes in one GPU buffer binding; this device allows {limit}")]
-    TooLarge { what: String, bytes: u64, limit: u64 },
-    #[error("{what} needs f64 shaders (SHADER_F64), which adapter `{adapter}` does not support")]
-    NoF64 { what: &'static str, adapter: String },
-}
 
 /// How to pick the adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,34 +336,7 @@ impl GpuContext {
         label: &str,
         buffers: &[wgpu::BufferBindingType],
     ) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(binding, &ty)| wgpu::BindGroupLayoutEntry {
-                binding: binding as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let layout = self
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(&format!("{label}.bind_group_layout")),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&format!("{label}.pipeline_layout")),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        (layout, pipeline_layout)
+        driver::compute_layouts(&self.device, label, buffers)
     }
 
     /// `Err` if the device was lost or an error escaped the error scopes since the last check.

@@ -77,47 +77,25 @@ fn pipeline(
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(def.source.into()),
     });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(label),
-        layout: Some(layout),
-        module: &module,
-        entry_point: Some(def.entry),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    match pollster::block_on(scope.pop()) {
-        None => Ok(pipeline),
-        Some(e) => Err(GpuError::Shader {
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(GpuError::Shader {
             module: def.name,
             message: e.to_string(),
-        }),
+        });
     }
+    super::driver::pipeline(device, layout, def, &module, label, &[], true)
 }
 
 impl PhiloxFillKernel {
     pub(super) fn new(device: &wgpu::Device, has_f64: bool) -> Result<Self, GpuError> {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("dicke.philox_fill.bind_group_layout"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, wgpu::BufferBindingType::Storage { read_only: false }),
+        let (layout, pipeline_layout) = super::driver::compute_layouts(
+            device,
+            "dicke.philox_fill",
+            &[
+                wgpu::BufferBindingType::Uniform,
+                wgpu::BufferBindingType::Storage { read_only: false },
             ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("dicke.philox_fill.pipeline_layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        );
         let fill = pipeline(
             device,
             &pipeline_layout,

@@ -86,6 +86,7 @@ pub const TRAJECTORY_LANE_F32: ShaderDef = ShaderDef {
     name: "trajectory_lane_f32",
     entry: "main",
     source: concat!(
+        include_str!("../../../shaders/common/status.wgsl"),
         include_str!("../../../shaders/common/philox.wgsl"),
         include_str!("../../../shaders/trajectory_f32.wgsl"),
         include_str!("../../../shaders/trajectory_lane.wgsl"),
@@ -99,6 +100,7 @@ pub const TRAJECTORY_LANE_F64: ShaderDef = ShaderDef {
     name: "trajectory_lane_f64",
     entry: "main",
     source: concat!(
+        include_str!("../../../shaders/common/status.wgsl"),
         include_str!("../../../shaders/common/philox.wgsl"),
         include_str!("../../../shaders/common/philox_f64.wgsl"),
         include_str!("../../../shaders/trajectory_f64.wgsl"),
@@ -113,6 +115,7 @@ pub const TRAJECTORY_WG_F32: ShaderDef = ShaderDef {
     name: "trajectory_wg_f32",
     entry: "main",
     source: concat!(
+        include_str!("../../../shaders/common/status.wgsl"),
         include_str!("../../../shaders/common/philox.wgsl"),
         include_str!("../../../shaders/trajectory_f32.wgsl"),
         include_str!("../../../shaders/trajectory_wg.wgsl"),
@@ -126,6 +129,7 @@ pub const TRAJECTORY_ST_F32: ShaderDef = ShaderDef {
     name: "trajectory_st_f32",
     entry: "main",
     source: concat!(
+        include_str!("../../../shaders/common/status.wgsl"),
         include_str!("../../../shaders/common/philox.wgsl"),
         include_str!("../../../shaders/trajectory_f32.wgsl"),
         include_str!("../../../shaders/trajectory_st.wgsl"),
@@ -139,6 +143,7 @@ pub const TRAJECTORY_WG_F64: ShaderDef = ShaderDef {
     name: "trajectory_wg_f64",
     entry: "main",
     source: concat!(
+        include_str!("../../../shaders/common/status.wgsl"),
         include_str!("../../../shaders/common/philox.wgsl"),
         include_str!("../../../shaders/common/philox_f64.wgsl"),
         include_str!("../../../shaders/trajectory_f64.wgsl"),
@@ -153,6 +158,7 @@ pub const TRAJECTORY_ST_F64: ShaderDef = ShaderDef {
     name: "trajectory_st_f64",
     entry: "main",
     source: concat!(
+        include_str!("../../../shaders/common/status.wgsl"),
         include_str!("../../../shaders/common/philox.wgsl"),
         include_str!("../../../shaders/common/philox_f64.wgsl"),
         include_str!("../../../shaders/trajectory_f64.wgsl"),
@@ -169,6 +175,8 @@ pub const MASTER_BATCH_F32: ShaderDef = ShaderDef {
     source: concat!(
         include_str!("../../../shaders/master_batch_f32.wgsl"),
         include_str!("../../../shaders/common/dp5.wgsl"),
+        include_str!("../../../shaders/common/status.wgsl"),
+        include_str!("../../../shaders/common/time.wgsl"),
         include_str!("../../../shaders/master_batch.wgsl"),
     ),
     needs_f64: false,
@@ -183,6 +191,8 @@ pub const CUMULANT_BATCH_F32: ShaderDef = ShaderDef {
     source: concat!(
         include_str!("../../../shaders/master_batch_f32.wgsl"),
         include_str!("../../../shaders/common/dp5.wgsl"),
+        include_str!("../../../shaders/common/status.wgsl"),
+        include_str!("../../../shaders/common/time.wgsl"),
         include_str!("../../../shaders/cumulant_batch.wgsl"),
     ),
     needs_f64: false,
@@ -195,6 +205,8 @@ pub const CUMULANT_BATCH_F64: ShaderDef = ShaderDef {
     source: concat!(
         include_str!("../../../shaders/master_batch_f64.wgsl"),
         include_str!("../../../shaders/common/dp5.wgsl"),
+        include_str!("../../../shaders/common/status.wgsl"),
+        include_str!("../../../shaders/common/time.wgsl"),
         include_str!("../../../shaders/cumulant_batch.wgsl"),
     ),
     needs_f64: true,
@@ -207,6 +219,8 @@ pub const MASTER_BATCH_F64: ShaderDef = ShaderDef {
     source: concat!(
         include_str!("../../../shaders/master_batch_f64.wgsl"),
         include_str!("../../../shaders/common/dp5.wgsl"),
+        include_str!("../../../shaders/common/status.wgsl"),
+        include_str!("../../../shaders/common/time.wgsl"),
         include_str!("../../../shaders/master_batch.wgsl"),
     ),
     needs_f64: true,

@@ -18,12 +18,9 @@
 //!   memory with the reduction scratch; a device offering less gets **st**).
 //! * **st**: as **wg** with every vector in storage, for longer ladders.
 //!
-//! Measured on lavapipe (2-core EPYC, shared machine), seed 001 at N = 100, 500 trajectories,
-//! t in [0, 0.2], 201 saves, f32: **lane 19.8 trajectories/s**, wg with 128 lanes 4.2/s (64
-//! lanes: 4.2/s, 256: 3.0/s on a shorter run); one invocation per trajectory wins on lavapipe,
-//! where every barrier switches between coroutines. The CPU twin ran the same case at
-//! 120-180 trajectories/s. On a real GPU the workgroup mapping should win for long ladders
-//! (u in on-chip memory); this session had no GPU to measure it.
+//! On lavapipe one invocation per trajectory wins, since every barrier switches between
+//! coroutines (timings per mapping: BENCHMARKS.md, "GPU mappings on lavapipe"). On a real GPU
+//! the workgroup mapping should win for long ladders (u in on-chip memory); unmeasured.
 //!
 //! # Irrep-changing trajectories (single-atom rates)
 //!
@@ -46,22 +43,24 @@
 //! invocation, within 1.5e-5 (f32) / 4e-14 (f64) relative in the other mappings.
 //!
 //! On lavapipe (256-bit llvmpipe) the fastest mapping at N = 2000 is a workgroup of 8
-//! (`lanes = 8`, st): 0.8-1 s per 205 steps and trajectory, against 10 s with the default 256
-//! lanes (every barrier of a workgroup wider than the 8 SIMD lanes switches coroutines) and
-//! 6 s with 4 or 16 lanes; `lanes` <= 2 cannot fit one trial in the loop budget and is refused.
+//! (`lanes = 8`, st): every barrier of a workgroup wider than the 8 SIMD lanes switches
+//! coroutines (timings: BENCHMARKS.md, "Irrep-changing trajectories"); `lanes` <= 2 cannot fit
+//! one trial in the loop budget and is refused.
 //!
 //! # Lavapipe's loop limiter, and resumable trajectories
 //!
 //! Mesa's llvmpipe (lavapipe) ends every loop of a shader invocation once the invocation has
 //! executed [`LAVAPIPE_LOOP_LIMIT`] = 65535 loop iterations in total, over all its loops
-//! (gallivm `LP_MAX_TGSI_LOOP_ITERATIONS`, "shared between every loop in a shader"), silently:
-//! the kernel then computes garbage (here: a collapsed norm after ~60 steps in the lane
-//! mapping, ~500 in the workgroup mapping). So a trajectory is **resumable**: the kernel
+//! ([`super::driver`]), silently: the kernel then computes garbage (here: a collapsed norm
+//! after ~60 steps in the lane mapping, ~500 in the workgroup mapping). So a trajectory is
+//! **resumable**: the kernel
 //! charges each trial (a step or the rest of one, with its crossing, partial step, jump and
 //! record) at the worst-case iteration count [`trial_cost`] and suspends before it would exceed
 //! `TrajParams::budget`, persisting its state (position, remaining quanta, jump count, RNG draw
-//! index, b, <Gamma_op>, <V>; psi and V psi stay in storage); the host repeats the dispatch until
-//! no trajectory reports itself unfinished. The budget is [`LAVAPIPE_LOOP_BUDGET`] on software
+//! index, b, <Gamma_op>, <V>; psi and V psi stay in storage; the phase word uses the status
+//! codes ST_INIT / ST_RUN / ST_DONE of `shaders/common/status.wgsl`); the host repeats the
+//! dispatch through the batch driver (`driver::SuspendCount`: suspended invocations count
+//! themselves in one atomic word) until no trajectory reports itself unfinished. The budget is [`LAVAPIPE_LOOP_BUDGET`] on software
 //! adapters and `u32::MAX` elsewhere (one dispatch, or a few for very long runs). Suspending
 //! changes no arithmetic, so the results do not depend on the budget.
 //!
@@ -89,11 +88,18 @@
 //! [`TrajectoryOptions::lanes`]: crate::solver::trajectory::TrajectoryOptions::lanes
 //! [`default_lanes`]: crate::solver::trajectory::default_lanes
 
+use super::driver::{self, Chunk, Names, ReadBack, SuspendCount};
 use super::shaders::{self, ShaderDef};
 use super::{GpuContext, GpuError, lock};
-use crate::solver::trajectory::twin::Real;
-use crate::solver::trajectory::{Plan, Precision, RECORD_LEN};
+use crate::error::SolverError;
+use crate::model::Model;
+use crate::precision::Precision;
+use crate::solver::trajectory::twin::{Cx, Real, TwinInputs};
+use crate::solver::trajectory::{
+    self, Accumulator, EnsembleResult, Plan, RECORD_LEN, TrajectoryError, TrajectoryOptions,
+};
 use bytemuck::{Pod, Zeroable};
+use num_complex::Complex64 as c64;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -143,28 +149,20 @@ fn wg_capacity(p: Precision) -> (usize, usize) {
     }
 }
 
-fn real_size(p: Precision) -> u64 {
-    match p {
-        Precision::F32 => 4,
-        Precision::F64 => 8,
-    }
-}
-
 /// Trajectories per workgroup in the lane variant (twin: LANE_GROUP in trajectory_lane.wgsl).
 pub const LANE_GROUP: u32 = 64;
-/// The loop limiter of Mesa's llvmpipe (lavapipe): every loop of a shader invocation is cut
-/// short once the invocation has run this many loop iterations in total
-/// (`LP_MAX_TGSI_LOOP_ITERATIONS`, shared between all loops; silently wrong results, no error).
-pub const LAVAPIPE_LOOP_LIMIT: u32 = 65_535;
-/// The budget a trajectory invocation may spend per dispatch on a software adapter, below
-/// [`LAVAPIPE_LOOP_LIMIT`] with a margin for loops the kernel's own count does not see.
-pub const LAVAPIPE_LOOP_BUDGET: u32 = 60_000;
+/// The loop limiter of Mesa's llvmpipe and the budget per dispatch on a software adapter (the
+/// driver's, [`super::driver`]).
+pub use super::driver::{LAVAPIPE_LOOP_LIMIT, SOFTWARE_LOOP_BUDGET as LAVAPIPE_LOOP_BUDGET};
 
 /// Twin of `trial_cost` in trajectory.wgsl: an upper bound of the loop iterations one trial
 /// costs an invocation (`l` level-loop iterations, `rc` iterations of a reduction).
 pub fn trial_cost(l: u32, rc: u32) -> u32 {
     28 * l + 9 * rc + 96
 }
+
+/// Labels and operations of this kernel's GPU work.
+const NAMES: Names = driver::names!("trajectory");
 
 /// Buffers of one run that the dispatch loop touches.
 struct Buffers {
@@ -259,7 +257,7 @@ impl TrajectoryGpu {
             return Variant::Lane;
         }
         let (cap, per_lane) = wg_capacity(plan.precision);
-        let r = real_size(plan.precision);
+        let r = plan.precision.real_bytes();
         let need = cap as u64 * 2 * r + 256 * 4 * r;
         let fits = plan.n_levels <= cap.min(plan.lanes as usize * per_lane);
         if fits && u64::from(self.ctx.limits().max_compute_workgroup_storage_size) >= need {
@@ -282,31 +280,22 @@ impl TrajectoryGpu {
                 adapter: self.ctx.info().name.clone(),
             });
         };
-        let device = self.ctx.device();
         let wg_constant = [("WG", f64::from(lanes))];
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("dicke.trajectory"),
-            layout: Some(&self.pipeline_layout),
+        let constants: &[(&str, f64)] = if variant == Variant::Lane {
+            &[]
+        } else {
+            &wg_constant
+        };
+        // Every workgroup word is written before it is read: no zero initialisation.
+        let pipeline = driver::pipeline(
+            self.ctx.device(),
+            &self.pipeline_layout,
+            def,
             module,
-            entry_point: Some(def.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: if variant == Variant::Lane {
-                    &[]
-                } else {
-                    &wg_constant
-                },
-                // Every workgroup word is written before it is read.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Shader {
-                module: def.name,
-                message: e.to_string(),
-            });
-        }
+            "dicke.trajectory",
+            constants,
+            false,
+        )?;
         cache.push((key, pipeline.clone()));
         Ok(pipeline)
     }
@@ -329,22 +318,164 @@ impl TrajectoryGpu {
     }
 
     fn run_t<T: Real>(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64])) -> Result<(), GpuError> {
-        let ctx = &*self.ctx;
-        let device = ctx.device();
-        let limits = ctx.limits();
         let variant = self.variant(plan);
         let pipeline = self.pipeline((plan.precision, variant, plan.lanes))?;
+        let budget = Budget::new(&self.ctx, plan, variant)?;
+        let sizes = Sizes::new::<T>(&self.ctx, plan, variant)?;
         let inp = plan.inputs::<T>();
-        let r = std::mem::size_of::<T>() as u64;
-        let n = plan.n_levels as u64;
-        let nsave = plan.n_saves() as u64;
+        let bufs = self.buffers::<T>(plan, &inp, &sizes)?;
+        let groups_of = |count: u64| count.div_ceil(sizes.per_group) as u32;
+        for range in driver::chunks(plan.ntraj as usize, sizes.chunk as usize) {
+            let (done, count) = (range.start as u64, range.len() as u64);
+            let first = plan.first_traj.wrapping_add(done);
+            let params = TrajParams {
+                seed: crate::rng::key_for_seed(plan.seed),
+                first_traj: [first as u32, (first >> 32) as u32],
+                ntraj: count as u32,
+                n_levels: plan.n_levels as u32,
+                two_j: inp.two_j,
+                n_intervals: inp.intervals.len() as u32,
+                n_saves: plan.n_saves() as u32,
+                n_sets: plan.set_steps.len() as u32,
+                budget: budget.budget,
+                zero: 0,
+            };
+            let chunk = Chunk {
+                ctx: &self.ctx,
+                names: &NAMES,
+                pipeline: &pipeline,
+                bind_group: &bufs.bind_group,
+                groups: groups_of(count),
+            };
+            chunk.upload(|queue| queue.write_buffer(&bufs.params, 0, bytemuck::bytes_of(&params)))?;
+            let mut suspended = SuspendCount {
+                state: &bufs.tstate,
+                counter: &bufs.status,
+                first: budget.first_round,
+                max_dispatches: budget.trials.saturating_mul(64) + 1024,
+                operation: NAMES.dispatch,
+                unit: "trajectories",
+            };
+            let status = ReadBack {
+                src: &bufs.status,
+                staging: &bufs.status_staging,
+                label: "dicke.trajectory.status_staging",
+            };
+            chunk.resume(status, 4, &mut suspended)?;
+            let records = ReadBack {
+                src: &bufs.records,
+                staging: &bufs.staging,
+                label: "dicke.trajectory.staging",
+            };
+            let raw = chunk.read(records, count * sizes.rec_per_traj)?;
+            let vals: Vec<T> = bytemuck::pod_collect_to_vec(&raw);
+            let wide: Vec<f64> = vals.into_iter().map(T::to_f64).collect();
+            sink(&wide);
+        }
+        Ok(())
+    }
 
-        // Loop-iteration budget per invocation and dispatch (module doc).
-        let budget = if ctx.info().software {
-            LAVAPIPE_LOOP_BUDGET
-        } else {
-            u32::MAX
+    /// The buffers of one run: the inputs (initialised), and the per-chunk records, scratch,
+    /// resumable state and status word with their staging copies.
+    fn buffers<T: Real>(&self, plan: &Plan, inp: &TwinInputs<T>, sizes: &Sizes) -> Result<Buffers, GpuError> {
+        let device = self.ctx.device();
+        let flat = |v: &[Cx<T>]| -> Vec<T> { v.iter().flat_map(|z| [z.re, z.im]).collect() };
+        let storage = |label: &'static str, contents: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
         };
+        let rw = |label: &'static str, size: u64, extra: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(16),
+                usage: wgpu::BufferUsages::STORAGE | extra,
+                mapped_at_creation: false,
+            })
+        };
+        let mapped = |label: &'static str, size: u64| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let rp = plan.kernel_rp::<T>();
+        let table = flat(&plan.kernel_table::<T>());
+        let psi0 = flat(&inp.psi0);
+        let intervals: Vec<u32> = if inp.intervals.is_empty() {
+            vec![0, 0] // a binding may not be empty
+        } else {
+            inp.intervals.iter().flatten().copied().collect()
+        };
+        let chunk = sizes.chunk;
+        let rec_bytes = chunk * sizes.rec_per_traj;
+        let r = std::mem::size_of::<T>() as u64;
+        self.ctx.scoped(NAMES.alloc, || {
+            use wgpu::BufferUsages as U;
+            let params = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dicke.trajectory.params"),
+                size: std::mem::size_of::<TrajParams>() as u64,
+                usage: U::UNIFORM | U::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&rp));
+            let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
+            let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
+            let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
+            let records = rw("dicke.trajectory.records", rec_bytes, U::COPY_SRC);
+            let scratch = rw(
+                "dicke.trajectory.scratch",
+                chunk * sizes.scratch_per_traj,
+                U::empty(),
+            );
+            let tstate = rw("dicke.trajectory.tstate", chunk * 8 * 4, U::COPY_DST);
+            let rstate = rw("dicke.trajectory.rstate", chunk * 4 * r, U::empty());
+            let status = rw("dicke.trajectory.status", 4, U::COPY_SRC | U::COPY_DST);
+            let vsave = rw("dicke.trajectory.vsave", chunk * sizes.vsave_per_traj, U::empty());
+            let staging = mapped("dicke.trajectory.staging", rec_bytes);
+            let status_staging = mapped("dicke.trajectory.status_staging", 4);
+            let bind_group = driver::bind_buffers(
+                &self.ctx,
+                NAMES.bind_group,
+                &self.layout,
+                &[
+                    &params, &rp, &table, &psi0, &intervals, &records, &scratch, &tstate, &rstate, &status,
+                    &vsave,
+                ],
+            );
+            Ok(Buffers {
+                params,
+                records,
+                tstate,
+                status,
+                staging,
+                status_staging,
+                bind_group,
+            })
+        })
+    }
+}
+
+/// The loop budget of a run and how its dispatch rounds are sized (module doc, "Lavapipe's
+/// loop limiter").
+struct Budget {
+    /// Loop iterations per invocation and dispatch.
+    budget: u32,
+    /// Trials a trajectory is expected to need: one per step and save, charged at the worst
+    /// case (the ceiling on dispatches is a multiple of it).
+    trials: u64,
+    /// Dispatches in a chunk's first round.
+    first_round: u32,
+}
+
+impl Budget {
+    /// Refuses a trajectory step that does not fit one dispatch of the adapter's budget.
+    fn new(ctx: &GpuContext, plan: &Plan, variant: Variant) -> Result<Budget, GpuError> {
+        let budget = driver::loop_budget(ctx);
         let wg = match variant {
             Variant::Lane => 1,
             Variant::Wg | Variant::St => plan.lanes,
@@ -366,9 +497,40 @@ impl TrajectoryGpu {
                 limit: u64::from(budget),
             });
         }
+        // Dispatches per round: enough for the expected work at the budget (a trial per step
+        // and one per expected jump, charged at the worst case), then re-checked.
+        let trials = plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + plan.n_saves() as u64;
+        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost - 1).max(1);
+        let first_round = (trials.saturating_mul(3) / 2)
+            .div_ceil(per_dispatch)
+            .clamp(1, 4096) as u32;
+        Ok(Budget {
+            budget,
+            trials,
+            first_round,
+        })
+    }
+}
 
-        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let rec_per_traj = nsave * RECORD_LEN as u64 * r;
+/// Bytes per trajectory of the chunked buffers, and the chunk.
+struct Sizes {
+    rec_per_traj: u64,
+    scratch_per_traj: u64,
+    vsave_per_traj: u64,
+    /// Trajectories per workgroup.
+    per_group: u64,
+    /// Trajectories per chunk.
+    chunk: u64,
+}
+
+impl Sizes {
+    /// Checks one trajectory's buffers and the exponential table against the binding limit
+    /// before anything is allocated.
+    fn new<T: Real>(ctx: &GpuContext, plan: &Plan, variant: Variant) -> Result<Sizes, GpuError> {
+        let r = std::mem::size_of::<T>() as u64;
+        let n = plan.n_levels as u64;
+        let binding = driver::binding_limit(ctx);
+        let rec_per_traj = plan.n_saves() as u64 * RECORD_LEN as u64 * r;
         let scratch_per_traj = match variant {
             Variant::Wg => 0,
             Variant::St | Variant::Lane => ST_VECTORS * n * 2 * r,
@@ -378,11 +540,8 @@ impl TrajectoryGpu {
             Variant::St | Variant::Lane => 0,
         };
         // The exponential tables of every irrep: the top irrep's rows and one scale per irrep
-        // and row (solver::trajectory module doc, "Exponential tables per irrep"), checked
-        // against the binding limit before anything is allocated.
-        let table = plan.kernel_table::<T>();
-        let rp = plan.kernel_rp::<T>();
-        let table_bytes = table.len() as u64 * 2 * r;
+        // and row (solver::trajectory module doc, "Exponential tables per irrep").
+        let table_bytes = plan.kernel_table_len() as u64 * 2 * r;
         for (what, bytes) in [
             ("trajectory records of one trajectory", rec_per_traj),
             (
@@ -405,204 +564,57 @@ impl TrajectoryGpu {
         };
         let mut chunk = plan
             .ntraj
-            .min(u64::from(limits.max_compute_workgroups_per_dimension) * per_group)
+            .min(u64::from(ctx.limits().max_compute_workgroups_per_dimension) * per_group)
             .min((binding.min(MAX_CHUNK_BYTES) / rec_per_traj).max(1));
         if let Some(fit) = binding.checked_div(scratch_per_traj + vsave_per_traj) {
             chunk = chunk.min(fit);
         }
-
-        let flat = |v: &[crate::solver::trajectory::twin::Cx<T>]| -> Vec<T> {
-            v.iter().flat_map(|z| [z.re, z.im]).collect()
-        };
-        let storage = |label: &'static str, contents: &[u8]| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-        };
-        let rw = |label: &'static str, size: u64, extra: wgpu::BufferUsages| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: size.max(16),
-                usage: wgpu::BufferUsages::STORAGE | extra,
-                mapped_at_creation: false,
-            })
-        };
-        let table = flat(&table);
-        let psi0 = flat(&inp.psi0);
-        let intervals: Vec<u32> = if inp.intervals.is_empty() {
-            vec![0, 0] // a binding may not be empty
-        } else {
-            inp.intervals.iter().flatten().copied().collect()
-        };
-        let rec_bytes = chunk * rec_per_traj;
-        let bufs = ctx.scoped("trajectory buffer allocation", || {
-            let params = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("dicke.trajectory.params"),
-                size: std::mem::size_of::<TrajParams>() as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let rp = storage("dicke.trajectory.rp", bytemuck::cast_slice(&rp));
-            let table = storage("dicke.trajectory.table", bytemuck::cast_slice(&table));
-            let psi0 = storage("dicke.trajectory.psi0", bytemuck::cast_slice(&psi0));
-            let intervals = storage("dicke.trajectory.intervals", bytemuck::cast_slice(&intervals));
-            let copy_src = wgpu::BufferUsages::COPY_SRC;
-            let copy_dst = wgpu::BufferUsages::COPY_DST;
-            let records = rw("dicke.trajectory.records", rec_bytes, copy_src);
-            let scratch = rw(
-                "dicke.trajectory.scratch",
-                chunk * scratch_per_traj,
-                wgpu::BufferUsages::empty(),
-            );
-            let tstate = rw("dicke.trajectory.tstate", chunk * 8 * 4, copy_dst);
-            let rstate = rw(
-                "dicke.trajectory.rstate",
-                chunk * 4 * r,
-                wgpu::BufferUsages::empty(),
-            );
-            let status = rw("dicke.trajectory.status", 4, copy_src | copy_dst);
-            let vsave = rw(
-                "dicke.trajectory.vsave",
-                chunk * vsave_per_traj,
-                wgpu::BufferUsages::empty(),
-            );
-            let staging = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("dicke.trajectory.staging"),
-                size: rec_bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let status_staging = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("dicke.trajectory.status_staging"),
-                size: 4,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("dicke.trajectory.bind_group"),
-                layout: &self.layout,
-                entries: &[
-                    (0, &params),
-                    (1, &rp),
-                    (2, &table),
-                    (3, &psi0),
-                    (4, &intervals),
-                    (5, &records),
-                    (6, &scratch),
-                    (7, &tstate),
-                    (8, &rstate),
-                    (9, &status),
-                    (10, &vsave),
-                ]
-                .map(|(binding, b)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: b.as_entire_binding(),
-                }),
-            });
-            Ok(Buffers {
-                params,
-                records,
-                tstate,
-                status,
-                staging,
-                status_staging,
-                bind_group,
-            })
-        })?;
-
-        // Dispatches per round: enough for the expected work at the budget (a trial per step
-        // and one per expected jump, charged at the worst case), then re-checked.
-        let trials = plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + nsave;
-        let per_dispatch = u64::from((budget - 4 * levels_loop) / cost - 1).max(1);
-        let first_round = (trials.saturating_mul(3) / 2)
-            .div_ceil(per_dispatch)
-            .clamp(1, 4096) as u32;
-
-        let mut done = 0u64;
-        while done < plan.ntraj {
-            let count = chunk.min(plan.ntraj - done);
-            let first = plan.first_traj.wrapping_add(done);
-            let params = TrajParams {
-                seed: crate::rng::key_for_seed(plan.seed),
-                first_traj: [first as u32, (first >> 32) as u32],
-                ntraj: count as u32,
-                n_levels: n as u32,
-                two_j: inp.two_j,
-                n_intervals: inp.intervals.len() as u32,
-                n_saves: nsave as u32,
-                n_sets: plan.set_steps.len() as u32,
-                budget,
-                zero: 0,
-            };
-            let groups = count.div_ceil(per_group) as u32;
-            let mut round = first_round;
-            let mut fresh = true;
-            let mut dispatches = 0u64;
-            loop {
-                ctx.scoped("trajectory dispatch", || {
-                    if fresh {
-                        ctx.queue()
-                            .write_buffer(&bufs.params, 0, bytemuck::bytes_of(&params));
-                    }
-                    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("dicke.trajectory.encoder"),
-                    });
-                    if fresh {
-                        enc.clear_buffer(&bufs.tstate, 0, None);
-                    }
-                    for k in 0..round {
-                        if k + 1 == round {
-                            enc.clear_buffer(&bufs.status, 0, None);
-                        }
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("dicke.trajectory.pass"),
-                            timestamp_writes: None,
-                        });
-                        pass.set_pipeline(&pipeline);
-                        pass.set_bind_group(0, &bufs.bind_group, &[]);
-                        pass.dispatch_workgroups(groups, 1, 1);
-                    }
-                    enc.copy_buffer_to_buffer(&bufs.status, 0, &bufs.status_staging, 0, 4);
-                    ctx.queue().submit([enc.finish()]);
-                    Ok(())
-                })?;
-                fresh = false;
-                dispatches += u64::from(round);
-                let st = ctx.read_back(&bufs.status_staging, "dicke.trajectory.status_staging", 4)?;
-                let unfinished = u32::from_le_bytes([st[0], st[1], st[2], st[3]]);
-                if unfinished == 0 {
-                    break;
-                }
-                // Every dispatch advances each unfinished trajectory by at least one trial.
-                if dispatches > trials.saturating_mul(64) + 1024 {
-                    return Err(GpuError::Validation {
-                        operation: "trajectory dispatch",
-                        message: format!(
-                            "{unfinished} trajectories still unfinished after {dispatches} dispatches"
-                        ),
-                    });
-                }
-                round = (round / 4).max(1);
-            }
-            let bytes = count * rec_per_traj;
-            ctx.scoped("trajectory read-back", || {
-                let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("dicke.trajectory.copy"),
-                });
-                enc.copy_buffer_to_buffer(&bufs.records, 0, &bufs.staging, 0, bytes);
-                ctx.queue().submit([enc.finish()]);
-                Ok(())
-            })?;
-            let raw = ctx.read_back(&bufs.staging, "dicke.trajectory.staging", bytes)?;
-            let vals: Vec<T> = bytemuck::pod_collect_to_vec(&raw);
-            let wide: Vec<f64> = vals.into_iter().map(T::to_f64).collect();
-            sink(&wide);
-            done += count;
-        }
-        Ok(())
+        Ok(Sizes {
+            rec_per_traj,
+            scratch_per_traj,
+            vsave_per_traj,
+            per_group,
+            chunk,
+        })
     }
+}
+
+/// Run the ensemble of `model` from `psi0` on the GPU (`engine` holds the device and the
+/// pipelines, built once) and reduce it as the CPU backend does
+/// ([`crate::solver::trajectory::run_cpu`]): the same plan, the same trajectory-order reduction.
+pub fn run_gpu(
+    engine: &TrajectoryGpu,
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<EnsembleResult, TrajectoryError> {
+    let start = std::time::Instant::now();
+    let plan = Plan::new(model, psi0, times, opts)?;
+    if plan.pm {
+        return Err(SolverError::Unsupported {
+            solver: "trajectories",
+            message: "P_m from trajectories (observables.pm) is accumulated on the CPU only in \
+                      this version (--backend cpu)"
+                .into(),
+        }
+        .into());
+    }
+    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
+    let len = plan.n_saves() * RECORD_LEN;
+    let mut next = plan.first_traj;
+    engine.run(&plan, &mut |rec: &[f64]| {
+        for r in rec.chunks_exact(len) {
+            acc.push(next, r);
+            next += 1;
+        }
+    })?;
+    let device = format!(
+        "{} ({:?} mapping)",
+        engine.context().info().name,
+        engine.variant(&plan)
+    );
+    Ok(trajectory::finish(&plan, acc, "gpu", device, start))
 }
 
 #[cfg(test)]

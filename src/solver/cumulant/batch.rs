@@ -38,7 +38,7 @@
 //! The step is bounded by stability, not accuracy: the collective rates and the drive put
 //! eigenvalues of size ~N Gamma on the Jacobian, so a point costs ~1.5 N Gamma t_end
 //! step attempts (seed 002 model: ~9,000 at N = 2000 and ~45,000 at N = 10^4 to
-//! t = 3/Gamma, nearly the same at rtol 1e-6 and 1e-8), each ~0.8 us on one core. An
+//! t = 3/Gamma, nearly the same at rtol 1e-6 and 1e-8; time per attempt in BENCHMARKS.md). An
 //! implicit or exponential scheme would remove that bound in the stationary superradiant phase
 //! (not done). xi^2 comes from covariances such as
 //! `<Jz^2> - <Jz>^2 = N/4 + N(N-1) v/4 - N^2 z^2/4`, a difference of terms ~N^2/4 whose result
@@ -206,29 +206,9 @@ pub fn integrate_point(
         next = grid.nsave; // skip the loop
     }
 
-    // Hairer's starting step (as crate::solver::ode::initial_step).
     let mut h = span;
     if next < grid.nsave {
-        let sc = |v: f64| o.atol + o.rtol * v.abs();
-        let rms =
-            |f: &dyn Fn(usize) -> f64| ((0..NVAR).map(f).map(|x| x * x).sum::<f64>() / NVAR as f64).sqrt();
-        let d0 = rms(&|i| y[i] / sc(y[i]));
-        let d1 = rms(&|i| k[0][i] / sc(y[i]));
-        let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {
-            1e-6
-        } else {
-            0.01 * d0 / d1
-        };
-        h0 = h0.min(span);
-        combo(&mut ytmp, &y, [h0], [&k[0]]);
-        rhs(par, &ytmp, &mut k[1]);
-        let d2 = rms(&|i| (k[1][i] - k[0][i]) / sc(y[i])) / h0;
-        let h1 = if d1.max(d2) <= 1e-15 {
-            (h0 * 1e-3).max(1e-6)
-        } else {
-            (0.01 / d1.max(d2)).powf(0.2)
-        };
-        h = (100.0 * h0).min(h1).min(span);
+        h = initial_step(par, &y, &mut k, &mut ytmp, span, o);
     }
     let mut err_old = 1e-4f64;
     let mut last_rejected = false;
@@ -249,51 +229,8 @@ pub fn integrate_point(
             status = Status::TooManySteps;
             break;
         }
-        // One DP5 step (stages as in ode::Work::step; the system is autonomous, so the stage
-        // times c_i h are not needed).
-        {
-            let [k1, k2, k3, k4, k5, k6, k7] = &mut k;
-            combo(&mut ytmp, &y, [hs * A21], [k1]);
-            rhs(par, &ytmp, k2);
-            combo(&mut ytmp, &y, [hs * A31, hs * A32], [k1, k2]);
-            rhs(par, &ytmp, k3);
-            combo(&mut ytmp, &y, [hs * A41, hs * A42, hs * A43], [k1, k2, k3]);
-            rhs(par, &ytmp, k4);
-            combo(
-                &mut ytmp,
-                &y,
-                [hs * A51, hs * A52, hs * A53, hs * A54],
-                [k1, k2, k3, k4],
-            );
-            rhs(par, &ytmp, k5);
-            combo(
-                &mut ytmp,
-                &y,
-                [hs * A61, hs * A62, hs * A63, hs * A64, hs * A65],
-                [k1, k2, k3, k4, k5],
-            );
-            rhs(par, &ytmp, k6);
-            combo(
-                &mut ynew,
-                &y,
-                [hs * A71, hs * A73, hs * A74, hs * A75, hs * A76],
-                [k1, k3, k4, k5, k6],
-            );
-            rhs(par, &ynew, k7);
-        }
-        let e = [hs * E1, hs * E3, hs * E4, hs * E5, hs * E6, hs * E7];
-        let mut sum = 0.0;
-        for i in 0..NVAR {
-            let acc = e[0] * k[0][i]
-                + e[1] * k[2][i]
-                + e[2] * k[3][i]
-                + e[3] * k[4][i]
-                + e[4] * k[5][i]
-                + e[5] * k[6][i];
-            let q = acc / (o.atol + o.rtol * y[i].abs().max(ynew[i].abs()));
-            sum += q * q;
-        }
-        let err = (sum / NVAR as f64).sqrt();
+        dp5_stages(par, &y, hs, &mut k, &mut ytmp, &mut ynew);
+        let err = error_norm(&y, &ynew, &k, hs, o);
 
         if err.is_finite() && err <= 1.0 {
             steps += 1;
@@ -315,27 +252,139 @@ pub fn integrate_point(
         } else {
             rejected += 1;
             last_rejected = true;
-            if !err.is_finite() {
-                if !all_finite(&y) {
-                    status = Status::NonFinite;
+            match rejected_step(err, hs, &y, t, span) {
+                Ok(h_next) => h = h_next,
+                Err(failure) => {
+                    status = failure;
                     break;
                 }
-                h = hs * 0.1;
-            } else {
-                let fac11 = err.powf(0.2 - 0.75 * BETA);
-                h = hs / (1.0 / FAC_MIN).min(fac11 / SAFE);
-            }
-            if h <= 16.0 * f64::EPSILON * t.abs().max(span) {
-                status = if err.is_finite() {
-                    Status::StepSizeTooSmall
-                } else {
-                    Status::NonFinite
-                };
-                break;
             }
         }
     }
+    point_result(n, status, t, y, &red, steps, rejected)
+}
 
+/// Hairer's starting step (as crate::solver::ode::initial_step), from `y` and `k[0] = f(y)`;
+/// uses `k[1]` and `ytmp` as scratch.
+fn initial_step(
+    par: &[f64; NPAR],
+    y: &[f64; NVAR],
+    k: &mut [[f64; NVAR]; 7],
+    ytmp: &mut [f64; NVAR],
+    span: f64,
+    o: &BatchOptions,
+) -> f64 {
+    let sc = |v: f64| o.atol + o.rtol * v.abs();
+    let rms = |f: &dyn Fn(usize) -> f64| ((0..NVAR).map(f).map(|x| x * x).sum::<f64>() / NVAR as f64).sqrt();
+    let d0 = rms(&|i| y[i] / sc(y[i]));
+    let d1 = rms(&|i| k[0][i] / sc(y[i]));
+    let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {
+        1e-6
+    } else {
+        0.01 * d0 / d1
+    };
+    h0 = h0.min(span);
+    combo(ytmp, y, [h0], [&k[0]]);
+    let [k1, k2, ..] = k;
+    rhs(par, ytmp, k2);
+    let d2 = rms(&|i| (k2[i] - k1[i]) / sc(y[i])) / h0;
+    let h1 = if d1.max(d2) <= 1e-15 {
+        (h0 * 1e-3).max(1e-6)
+    } else {
+        (0.01 / d1.max(d2)).powf(0.2)
+    };
+    (100.0 * h0).min(h1).min(span)
+}
+
+/// One DP5 step of size `hs` from `y` with `k[0] = f(y)`: the stages k2..k7 and the 5th-order
+/// solution `ynew` (stages as in ode::Work::step; the system is autonomous, so the stage times
+/// c_i h are not needed).
+fn dp5_stages(
+    par: &[f64; NPAR],
+    y: &[f64; NVAR],
+    hs: f64,
+    k: &mut [[f64; NVAR]; 7],
+    ytmp: &mut [f64; NVAR],
+    ynew: &mut [f64; NVAR],
+) {
+    let [k1, k2, k3, k4, k5, k6, k7] = k;
+    combo(ytmp, y, [hs * A21], [k1]);
+    rhs(par, ytmp, k2);
+    combo(ytmp, y, [hs * A31, hs * A32], [k1, k2]);
+    rhs(par, ytmp, k3);
+    combo(ytmp, y, [hs * A41, hs * A42, hs * A43], [k1, k2, k3]);
+    rhs(par, ytmp, k4);
+    combo(
+        ytmp,
+        y,
+        [hs * A51, hs * A52, hs * A53, hs * A54],
+        [k1, k2, k3, k4],
+    );
+    rhs(par, ytmp, k5);
+    combo(
+        ytmp,
+        y,
+        [hs * A61, hs * A62, hs * A63, hs * A64, hs * A65],
+        [k1, k2, k3, k4, k5],
+    );
+    rhs(par, ytmp, k6);
+    combo(
+        ynew,
+        y,
+        [hs * A71, hs * A73, hs * A74, hs * A75, hs * A76],
+        [k1, k3, k4, k5, k6],
+    );
+    rhs(par, ynew, k7);
+}
+
+/// The error norm `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)` of a step.
+fn error_norm(y: &[f64; NVAR], ynew: &[f64; NVAR], k: &[[f64; NVAR]; 7], hs: f64, o: &BatchOptions) -> f64 {
+    let e = [hs * E1, hs * E3, hs * E4, hs * E5, hs * E6, hs * E7];
+    let mut sum = 0.0;
+    for i in 0..NVAR {
+        let acc = e[0] * k[0][i]
+            + e[1] * k[2][i]
+            + e[2] * k[3][i]
+            + e[3] * k[4][i]
+            + e[4] * k[5][i]
+            + e[5] * k[6][i];
+        let q = acc / (o.atol + o.rtol * y[i].abs().max(ynew[i].abs()));
+        sum += q * q;
+    }
+    (sum / NVAR as f64).sqrt()
+}
+
+/// After a rejected step of size `hs` with error `err`: the next step size, or the failure.
+fn rejected_step(err: f64, hs: f64, y: &[f64; NVAR], t: f64, span: f64) -> Result<f64, Status> {
+    let h = if !err.is_finite() {
+        if !all_finite(y) {
+            return Err(Status::NonFinite);
+        }
+        hs * 0.1
+    } else {
+        let fac11 = err.powf(0.2 - 0.75 * BETA);
+        hs / (1.0 / FAC_MIN).min(fac11 / SAFE)
+    };
+    if h <= 16.0 * f64::EPSILON * t.abs().max(span) {
+        return Err(if err.is_finite() {
+            Status::StepSizeTooSmall
+        } else {
+            Status::NonFinite
+        });
+    }
+    Ok(h)
+}
+
+/// The point's result from its final state and reductions.
+fn point_result(
+    n: usize,
+    status: Status,
+    t: f64,
+    y: [f64; NVAR],
+    red: &Reduce,
+    steps: u64,
+    rejected: u64,
+) -> PointResult {
     let m = to_moments(n, &y);
     PointResult {
         status,

@@ -164,24 +164,17 @@
 //! (0.02-0.8); 20000 trajectories at cfl 0.5 agree with the master equation within 1.5 SE at
 //! every save.
 //!
-//! # Performance (2-core AMD EPYC, release; BENCHMARKS.md has the commands)
+//! # Performance
 //!
-//! Seed 001, N = 100, u = 1.48, 500 trajectories, t in [0, 0.2], 201 saves (1600 steps and ~250
-//! jumps per trajectory): CPU twin 0.47 s for the 500 on two cores (1057 trajectories/s, f32;
-//! 724/s in f64), QuTiP 5 mcsolve 9.6 s on the same two cores in the same run (20x); lavapipe
-//! 29-32 trajectories/s (lane mapping). The twin's layout ([`twin`]) is what makes it fast; the
-//! step count is set by accuracy (above), so the next gain must come from fewer flops per
-//! trajectory, not from tuning.
-//!
-//! Irrep-changing, seed 002 at N = 2000 (gamma_s = 2 Gamma, f32, t to 5e-4: 2015 steps of
-//! 2.5e-7, ~460 jumps per trajectory), busy machine: CPU twin 7.4 trajectories/s on two cores,
-//! lavapipe 0.28/s with `lanes = 8` (BENCHMARKS.md).
+//! Measured rates (CPU twin, lavapipe, QuTiP mcsolve) and the commands: BENCHMARKS.md,
+//! "Trajectories vs QuTiP mcsolve" and "Irrep-changing trajectories". The twin's layout
+//! ([`twin`]) is what makes it fast; the step count is set by accuracy (above), so the next gain
+//! must come from fewer flops per trajectory, not from tuning.
 
 pub mod twin;
 
-use crate::backend::gpu::GpuError;
 use crate::basis::Irrep;
-use crate::error::SolverError;
+use crate::error::{GpuError, SolverError};
 use crate::model::Model;
 use crate::observe::Moments;
 use num_complex::Complex64 as c64;
@@ -216,23 +209,7 @@ pub const DEFAULT_CFL: f64 = 0.5;
 /// (module doc, "Exponential tables per irrep"). The default step gives at most ~cfl/2.
 pub const MAX_TABLE_EXPONENT: f64 = 40.0;
 
-/// Working precision of the trajectory kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    F64,
-}
-
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        }
-    }
-}
+pub use crate::precision::Precision;
 
 /// Options of a trajectory ensemble.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -411,116 +388,20 @@ impl Plan {
         times: &[f64],
         opts: &TrajectoryOptions,
     ) -> Result<Plan, SolverError> {
-        let irrep = Irrep::symmetric(model.n);
-        let n = irrep.dim();
-        if psi0.len() != n {
-            return Err(unsupported(format!(
-                "initial state has {} amplitudes, the model's N = {} needs {n}",
-                psi0.len(),
-                model.n
-            )));
-        }
-        let norm2: f64 = psi0.iter().map(|z| z.norm_sqr()).sum();
-        if !(norm2.is_finite() && norm2 > 0.0) {
-            return Err(unsupported(format!("initial state has norm^2 = {norm2}")));
-        }
-        if opts.ntraj == 0 {
-            return Err(unsupported("ntraj must be at least 1".into()));
-        }
-        if times.is_empty() || times.iter().any(|t| !t.is_finite()) || times.windows(2).any(|w| w[1] < w[0]) {
-            return Err(unsupported(
-                "save times must be finite, non-decreasing, and at least one".into(),
-            ));
-        }
-        let lanes = if opts.lanes == 0 {
-            default_lanes(n)
-        } else {
-            opts.lanes
-        };
-        if !lanes.is_power_of_two() || lanes > 256 {
-            return Err(unsupported(format!(
-                "lanes = {lanes}: expected a power of two in 1..=256, or 0 for the default"
-            )));
-        }
+        let n = Irrep::symmetric(model.n).dim();
+        let (norm2, lanes) = check_inputs(model, psi0, times, opts)?;
 
-        // Diagonal of H_eff and the rate bound.
         // Diagonal of H_eff and the rate bound, over every irrep a trajectory can reach.
         let individual = !model.is_collective();
         let (energy, gamma) = irrep_diag(model, model.n);
-        let mut rate_bound = 0.0f64;
         let two_js: Vec<usize> = if individual {
             crate::basis::two_js(model.n)
         } else {
             vec![model.n]
         };
-        for &two_j in &two_js {
-            let (e, g) = if two_j == model.n {
-                (energy.clone(), gamma.clone())
-            } else {
-                irrep_diag(model, two_j)
-            };
-            let rho_v = model.drive.abs() * two_j as f64 / 2.0;
-            let dd = (1..e.len())
-                .map(|k| c64::new(e[k] - e[k - 1], -0.5 * (g[k] - g[k - 1])).norm())
-                .fold(0.0, f64::max);
-            let gmax = g.iter().cloned().fold(0.0, f64::max);
-            rate_bound = rate_bound.max(rho_v.max(dd).max(gmax));
-        }
-        if !rate_bound.is_finite() {
-            return Err(unsupported("model rates are not finite".into()));
-        }
-        let hmax = match opts.dt {
-            Some(dt) if dt.is_finite() && dt > 0.0 => dt,
-            Some(dt) => return Err(unsupported(format!("dt = {dt}: expected a step > 0"))),
-            None => {
-                if !(opts.cfl.is_finite() && opts.cfl > 0.0) {
-                    return Err(unsupported(format!("cfl = {}: expected a number > 0", opts.cfl)));
-                }
-                if rate_bound > 0.0 {
-                    opts.cfl / rate_bound
-                } else {
-                    f64::INFINITY
-                }
-            }
-        };
-
-        // Step grid: each interval in equal steps <= hmax; intervals of equal length (to 1e-9
-        // relative) share a step-size set and its table.
-        let mut set_len: Vec<(f64, u32)> = Vec::new();
-        let mut intervals = Vec::with_capacity(times.len().saturating_sub(1));
-        let mut total_steps = 0u64;
-        for wdw in times.windows(2) {
-            let len = wdw[1] - wdw[0];
-            if len == 0.0 {
-                intervals.push([0, 0]);
-                continue;
-            }
-            let steps_f = (len / hmax * (1.0 - 1e-12)).ceil().max(1.0);
-            if steps_f > u32::MAX as f64 {
-                return Err(unsupported(format!(
-                    "a save interval of {len} needs {steps_f:e} steps of {hmax:e}; save more often"
-                )));
-            }
-            let steps = steps_f as u32;
-            total_steps += u64::from(steps);
-            let set = match set_len
-                .iter()
-                .position(|&(l, s)| s == steps && (l - len).abs() <= 1e-9 * l)
-            {
-                Some(s) => s,
-                None => {
-                    set_len.push((len, steps));
-                    set_len.len() - 1
-                }
-            };
-            intervals.push([set as u32, steps]);
-        }
-        if total_steps > 1 << 40 {
-            return Err(unsupported(format!(
-                "{total_steps} steps per trajectory requested (step {hmax:e}); shorten the run"
-            )));
-        }
-        let set_steps: Vec<f64> = set_len.iter().map(|&(l, s)| l / f64::from(s)).collect();
+        let rate_bound = rate_bound(model, &two_js, &energy, &gamma)?;
+        let hmax = max_step(opts, rate_bound)?;
+        let (set_steps, intervals) = step_grid(times, hmax)?;
         if set_steps.len() * TABLE_DEPTH * n > 1 << 26 {
             return Err(unsupported(format!(
                 "{} distinct save-interval lengths at N = {}: the exponential tables would be too large; \
@@ -533,49 +414,10 @@ impl Plan {
         // Irrep-changing models: the other irreps' tables are the top irrep's times one
         // complex scale per irrep and table row (module doc, "Exponential tables per irrep").
         let scale = if individual {
-            let big_j = model.n as f64 / 2.0;
-            let top = big_j * (big_j + 1.0);
-            let (de, dg): (Vec<f64>, Vec<f64>) = two_js
-                .iter()
-                .map(|&tj| {
-                    let j = tj as f64 / 2.0;
-                    let d = j * (j + 1.0) - top;
-                    (model.chi * d, (model.gamma_coll + model.pump_coll) * d)
-                })
-                .unzip();
-            // Both factors must stay far inside f32's range (e^+-87): |S| grows to
-            // exp((Gamma + w) J(J+1) h/2) at j = 0, the top table falls to exp(-max gamma h/2).
-            let hbig = set_steps.iter().cloned().fold(0.0, f64::max);
-            let gtop = gamma.iter().cloned().fold(0.0, f64::max);
-            let expo = 0.5 * hbig * gtop.max(-dg.iter().cloned().fold(0.0, f64::min));
-            if !expo.is_finite() || expo > MAX_TABLE_EXPONENT {
-                return Err(unsupported(format!(
-                    "with single-atom rates the step h = {hbig:e} is too long for the factorised \
-                     exponential tables: exp(+-{expo:.1}) per step (at most exp(+-{MAX_TABLE_EXPONENT})); \
-                     use a smaller dt or the default cfl"
-                )));
-            }
-            exp_table(&set_steps, &de, &dg)
+            irrep_scales(model, &two_js, &set_steps, &gamma)?
         } else {
             Vec::new()
         };
-        let cm = c64::from_polar(0.5 * model.drive, -model.phi);
-        let mut head = [0.0; HEAD_LEN];
-        let ([g, w, gphi], _) = irrep_rates(model, model.n);
-        head.copy_from_slice(&[
-            g,
-            w,
-            gphi,
-            cm.re,
-            cm.im,
-            cm.re,
-            -cm.im,
-            1.0 / 3.0,
-            1.0 / 6.0,
-            1.0,
-            2.0,
-            3.0,
-        ]);
         let inv = 1.0 / norm2.sqrt();
         Ok(Plan {
             n_atoms: model.n,
@@ -591,7 +433,7 @@ impl Plan {
             set_steps,
             intervals,
             rate_bound,
-            head,
+            head: head(model),
             table,
             scale,
             psi0: psi0.iter().map(|z| z * inv).collect(),
@@ -693,6 +535,11 @@ impl Plan {
         self.table.iter().chain(&self.scale).map(cx).collect()
     }
 
+    /// Entries of [`kernel_table`](Self::kernel_table), without building it.
+    pub fn kernel_table_len(&self) -> usize {
+        self.table.len() + self.scale.len()
+    }
+
     /// Steps per save interval.
     pub fn steps(&self) -> Vec<u32> {
         self.intervals.iter().map(|iv| iv[1]).collect()
@@ -764,6 +611,185 @@ pub fn irrep_diag(model: &Model, two_j: usize) -> (Vec<f64>, Vec<f64>) {
         })
         .collect();
     (energy, gamma)
+}
+/// Check the initial state, the trajectory count, the save times and the lanes; returns
+/// |psi0|^2 and the lanes (0 resolved to the default).
+fn check_inputs(
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<(f64, u32), SolverError> {
+    let n = Irrep::symmetric(model.n).dim();
+    if psi0.len() != n {
+        return Err(unsupported(format!(
+            "initial state has {} amplitudes, the model's N = {} needs {n}",
+            psi0.len(),
+            model.n
+        )));
+    }
+    let norm2: f64 = psi0.iter().map(|z| z.norm_sqr()).sum();
+    if !(norm2.is_finite() && norm2 > 0.0) {
+        return Err(unsupported(format!("initial state has norm^2 = {norm2}")));
+    }
+    if opts.ntraj == 0 {
+        return Err(unsupported("ntraj must be at least 1".into()));
+    }
+    if times.is_empty() || times.iter().any(|t| !t.is_finite()) || times.windows(2).any(|w| w[1] < w[0]) {
+        return Err(unsupported(
+            "save times must be finite, non-decreasing, and at least one".into(),
+        ));
+    }
+    let lanes = if opts.lanes == 0 {
+        default_lanes(n)
+    } else {
+        opts.lanes
+    };
+    if !lanes.is_power_of_two() || lanes > 256 {
+        return Err(unsupported(format!(
+            "lanes = {lanes}: expected a power of two in 1..=256, or 0 for the default"
+        )));
+    }
+    Ok((norm2, lanes))
+}
+
+/// The rate bound Lambda over the irreps `two_js` (`energy`, `gamma`: the top irrep's diagonal
+/// of H_eff).
+fn rate_bound(model: &Model, two_js: &[usize], energy: &[f64], gamma: &[f64]) -> Result<f64, SolverError> {
+    let mut rate_bound = 0.0f64;
+    for &two_j in two_js {
+        let (e, g) = if two_j == model.n {
+            (energy.to_vec(), gamma.to_vec())
+        } else {
+            irrep_diag(model, two_j)
+        };
+        let rho_v = model.drive.abs() * two_j as f64 / 2.0;
+        let dd = (1..e.len())
+            .map(|k| c64::new(e[k] - e[k - 1], -0.5 * (g[k] - g[k - 1])).norm())
+            .fold(0.0, f64::max);
+        let gmax = g.iter().cloned().fold(0.0, f64::max);
+        rate_bound = rate_bound.max(rho_v.max(dd).max(gmax));
+    }
+    if !rate_bound.is_finite() {
+        return Err(unsupported("model rates are not finite".into()));
+    }
+    Ok(rate_bound)
+}
+
+/// The largest step: `opts.dt`, else `cfl / Lambda`.
+fn max_step(opts: &TrajectoryOptions, rate_bound: f64) -> Result<f64, SolverError> {
+    Ok(match opts.dt {
+        Some(dt) if dt.is_finite() && dt > 0.0 => dt,
+        Some(dt) => return Err(unsupported(format!("dt = {dt}: expected a step > 0"))),
+        None => {
+            if !(opts.cfl.is_finite() && opts.cfl > 0.0) {
+                return Err(unsupported(format!("cfl = {}: expected a number > 0", opts.cfl)));
+            }
+            if rate_bound > 0.0 {
+                opts.cfl / rate_bound
+            } else {
+                f64::INFINITY
+            }
+        }
+    })
+}
+
+/// Step grid: each save interval in equal steps <= hmax; intervals of equal length (to 1e-9
+/// relative) share a step-size set and its table. Returns the step of each set and
+/// (set, steps) per interval.
+#[allow(clippy::type_complexity)]
+fn step_grid(times: &[f64], hmax: f64) -> Result<(Vec<f64>, Vec<[u32; 2]>), SolverError> {
+    let mut set_len: Vec<(f64, u32)> = Vec::new();
+    let mut intervals = Vec::with_capacity(times.len().saturating_sub(1));
+    let mut total_steps = 0u64;
+    for wdw in times.windows(2) {
+        let len = wdw[1] - wdw[0];
+        if len == 0.0 {
+            intervals.push([0, 0]);
+            continue;
+        }
+        let steps_f = (len / hmax * (1.0 - 1e-12)).ceil().max(1.0);
+        if steps_f > u32::MAX as f64 {
+            return Err(unsupported(format!(
+                "a save interval of {len} needs {steps_f:e} steps of {hmax:e}; save more often"
+            )));
+        }
+        let steps = steps_f as u32;
+        total_steps += u64::from(steps);
+        let set = match set_len
+            .iter()
+            .position(|&(l, s)| s == steps && (l - len).abs() <= 1e-9 * l)
+        {
+            Some(s) => s,
+            None => {
+                set_len.push((len, steps));
+                set_len.len() - 1
+            }
+        };
+        intervals.push([set as u32, steps]);
+    }
+    if total_steps > 1 << 40 {
+        return Err(unsupported(format!(
+            "{total_steps} steps per trajectory requested (step {hmax:e}); shorten the run"
+        )));
+    }
+    let set_steps: Vec<f64> = set_len.iter().map(|&(l, s)| l / f64::from(s)).collect();
+    Ok((set_steps, intervals))
+}
+
+/// With single-atom rates: the scale of every irrep's exponential table relative to the top
+/// irrep's, per table row (module doc, "Exponential tables per irrep"); refused where a factor
+/// would leave f32's range.
+fn irrep_scales(
+    model: &Model,
+    two_js: &[usize],
+    set_steps: &[f64],
+    gamma: &[f64],
+) -> Result<Vec<c64>, SolverError> {
+    let big_j = model.n as f64 / 2.0;
+    let top = big_j * (big_j + 1.0);
+    let (de, dg): (Vec<f64>, Vec<f64>) = two_js
+        .iter()
+        .map(|&tj| {
+            let j = tj as f64 / 2.0;
+            let d = j * (j + 1.0) - top;
+            (model.chi * d, (model.gamma_coll + model.pump_coll) * d)
+        })
+        .unzip();
+    // Both factors must stay far inside f32's range (e^+-87): |S| grows to
+    // exp((Gamma + w) J(J+1) h/2) at j = 0, the top table falls to exp(-max gamma h/2).
+    let hbig = set_steps.iter().cloned().fold(0.0, f64::max);
+    let gtop = gamma.iter().cloned().fold(0.0, f64::max);
+    let expo = 0.5 * hbig * gtop.max(-dg.iter().cloned().fold(0.0, f64::min));
+    if !expo.is_finite() || expo > MAX_TABLE_EXPONENT {
+        return Err(unsupported(format!(
+            "with single-atom rates the step h = {hbig:e} is too long for the factorised \
+             exponential tables: exp(+-{expo:.1}) per step (at most exp(+-{MAX_TABLE_EXPONENT})); \
+             use a smaller dt or the default cfl"
+        )));
+    }
+    Ok(exp_table(set_steps, &de, &dg))
+}
+
+/// The header of the real parameters: `[Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3,
+/// 1/6, 1, 2, 3]` ([`Plan::real_params`]).
+fn head(model: &Model) -> [f64; HEAD_LEN] {
+    let cm = c64::from_polar(0.5 * model.drive, -model.phi);
+    let ([g, w, gphi], _) = irrep_rates(model, model.n);
+    [
+        g,
+        w,
+        gphi,
+        cm.re,
+        cm.im,
+        cm.re,
+        -cm.im,
+        1.0 / 3.0,
+        1.0 / 6.0,
+        1.0,
+        2.0,
+        3.0,
+    ]
 }
 
 /// exp(-i D tau), D = energy - i gamma/2, for tau = h 2^-k, k = 0..TABLE_DEPTH, per step-size
@@ -1049,7 +1075,10 @@ fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) {
     }
 }
 
-fn finish(
+/// The ensemble result of `plan` from the records pushed into `acc` (trajectory order), for
+/// the backend `backend` on `device`, timed from `start`: the last step of every backend's
+/// ensemble run ([`run_cpu`], and the GPU's `backend::gpu::trajectory::run_gpu`).
+pub fn finish(
     plan: &Plan,
     acc: Accumulator,
     backend: &'static str,
@@ -1078,41 +1107,6 @@ fn finish(
         pm_se,
         wall_s: start.elapsed().as_secs_f64(),
     }
-}
-
-/// Run the ensemble on the GPU (`engine` holds the device and the pipelines, built once).
-pub fn run_gpu(
-    engine: &crate::backend::gpu::trajectory::TrajectoryGpu,
-    model: &Model,
-    psi0: &[c64],
-    times: &[f64],
-    opts: &TrajectoryOptions,
-) -> Result<EnsembleResult, TrajectoryError> {
-    let start = std::time::Instant::now();
-    let plan = Plan::new(model, psi0, times, opts)?;
-    if plan.pm {
-        return Err(unsupported(
-            "P_m from trajectories (observables.pm) is accumulated on the CPU only in this version \
-             (--backend cpu)"
-                .into(),
-        )
-        .into());
-    }
-    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
-    let len = plan.n_saves() * RECORD_LEN;
-    let mut next = plan.first_traj;
-    engine.run(&plan, &mut |rec: &[f64]| {
-        for r in rec.chunks_exact(len) {
-            acc.push(next, r);
-            next += 1;
-        }
-    })?;
-    let device = format!(
-        "{} ({:?} mapping)",
-        engine.context().info().name,
-        engine.variant(&plan)
-    );
-    Ok(finish(&plan, acc, "gpu", device, start))
 }
 
 #[cfg(test)]

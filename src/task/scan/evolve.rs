@@ -20,9 +20,9 @@
 
 pub use super::sink::{FULL_MATRIX_COLUMNS, Job, SCAN_EVOLUTION_CSV, Sink};
 use crate::error::Error;
+use crate::precision::Precision;
 use crate::scenario::{EvolveSpec, F32_MIN_RTOL, Scenario};
 use crate::solver::Method;
-use crate::solver::trajectory::Precision;
 use crate::task::approx;
 use crate::task::context::{Context, Progress};
 use crate::task::evolve::{evolve_any, ode_options};

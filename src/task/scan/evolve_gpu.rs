@@ -17,7 +17,7 @@ use crate::backend::gpu::master_batch::{
 };
 use crate::c64;
 use crate::error::{Error, SolverError};
-use crate::solver::trajectory::Precision;
+use crate::precision::Precision;
 use crate::state::{BlockState, DensityMatrix};
 use crate::task::context::Context;
 use crate::task::memory;
@@ -27,7 +27,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Run the scan on `gpu`; the output files are created once the memory check passed.
-pub fn run(job: &Job, gpu: &Arc<GpuContext>, precision: Precision, ctx: &mut Context) -> Result<(Table, Value, Precision), Error> {
+pub fn run(
+    job: &Job,
+    gpu: &Arc<GpuContext>,
+    precision: Precision,
+    ctx: &mut Context,
+) -> Result<(Table, Value, Precision), Error> {
     let output = if job.needs_full() {
         BatchOutput::Full
     } else {

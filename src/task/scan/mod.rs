@@ -6,9 +6,9 @@
 //! moves, then the observables (of the steady state, or at the final time).
 
 pub mod evolve;
-mod sink;
 #[cfg(feature = "gpu")]
 mod evolve_gpu;
+mod sink;
 
 use super::context::Context;
 use super::policy::{self, Kernel};
