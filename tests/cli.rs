@@ -224,7 +224,7 @@ fn scan_of_evolutions_refuses_what_does_not_fit() {
         "{stderr}"
     );
     assert!(stderr.contains("scan point"), "{stderr}");
-    if dicke::backend::gpu::test_context("scan_of_evolutions_refuses_what_does_not_fit").is_some() {
+    if common::gpu_available("scan_of_evolutions_refuses_what_does_not_fit") {
         let (ok, stderr) = run("gpu");
         assert!(
             !ok && stderr.contains("request needs about") && stderr.contains("GPU scan of 16 points"),
@@ -318,7 +318,7 @@ fn switching_trajectories_change_irrep_and_write_single_trajectories() {
 /// `--backend gpu` (lavapipe in CI): the irrep-changing GPU kernel behind the CLI.
 #[test]
 fn switching_trajectories_on_the_gpu() {
-    if dicke::backend::gpu::test_context("switching_trajectories_on_the_gpu").is_none() {
+    if !common::gpu_available("switching_trajectories_on_the_gpu") {
         return;
     }
     let res = switching_trajectories(Some("gpu"));

@@ -27,6 +27,7 @@
 //!   `8 (rtol |rho0|_max + atol) + 2 S u |rho0|_max` per element (u = 2^-24, S accepted steps):
 //!   a few tolerance units for a flipped step decision plus linearly accumulated rounding.
 //!   Trace within S u sum_j (2j+1) (every diagonal entry rounded once per step).
+#![cfg(feature = "gpu")] // GPU kernels only exist in builds with the `gpu` feature
 
 use dicke::backend::gpu::master_batch::{
     BatchOutput, MasterBatchGpu, MasterBatchOptions, Saves, block_state_from_bands,

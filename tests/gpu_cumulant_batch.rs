@@ -58,6 +58,7 @@
 //!
 //! Observed on lavapipe (2-core EPYC), recorded here, not asserted: see the `eprintln!` lines
 //! of each test (`--nocapture`) and the module doc of `backend::gpu::cumulant_batch`.
+#![cfg(feature = "gpu")] // GPU kernels only exist in builds with the `gpu` feature
 
 use dicke::backend::gpu::cumulant_batch::{CumulantBatchGpu, CumulantGpuOptions, LOOP_ATTEMPT, LOOP_SAVE};
 use dicke::backend::gpu::test_context;

@@ -41,6 +41,7 @@
 //! (64 - 256 lanes), f64 41 - 49 s (table in the module doc of `backend::gpu::master_batch`).
 //! Environment: `MB_LANES=64,128,256` (lanes to time), `MB_COUNT` (batch size, default 64),
 //! `MB_F32_ONLY=1`, `MB_VERBOSE=1` (per-element deviations and step counts).
+#![cfg(feature = "gpu")] // GPU kernels only exist in builds with the `gpu` feature
 
 use dicke::backend::gpu::master_batch::{
     BatchOutput, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves,

@@ -5,6 +5,7 @@
 //! GPU tests use `backend::gpu::test_context`: without an adapter they print
 //! `SKIPPED: no GPU adapter ...` to stderr and return; with `DICKE_REQUIRE_GPU=1` (CI, with
 //! Mesa's lavapipe installed) a missing adapter fails them. Software adapters are allowed here.
+#![cfg(feature = "gpu")] // GPU kernels only exist in builds with the `gpu` feature
 
 use dicke::backend::gpu::{report_skip, test_context};
 use dicke::rng::{self, PhiloxStream};

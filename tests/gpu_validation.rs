@@ -14,6 +14,7 @@
 //! step runs it first and requires the layer's log to name `GLSL.std.450 Exp`, which proves
 //! the layer is loaded and its log is read. The test itself can only fail on a missing adapter
 //! or one without f64; it is ignored in plain `cargo test` runs.
+#![cfg(feature = "gpu")] // GPU kernels only exist in builds with the `gpu` feature
 
 use dicke::backend::gpu::test_context;
 

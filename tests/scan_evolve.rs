@@ -30,7 +30,9 @@
 mod common;
 use common::read_csv;
 use dicke::backend::BackendChoice;
-use dicke::backend::gpu::{GpuContext, test_context};
+#[cfg(feature = "gpu")]
+use dicke::backend::gpu::test_context;
+#[cfg(feature = "gpu")]
 use dicke::basis::Irrep;
 use dicke::observe;
 use dicke::run::{self, NoProgress, RunOptions, RunSummary, SCAN_EVOLUTION_CSV};
@@ -39,6 +41,7 @@ use dicke::solver::master;
 use dicke::solver::ode::OdeOptions;
 use dicke::state::{DensityMatrix, pure};
 use std::path::Path;
+#[cfg(feature = "gpu")]
 use std::sync::Arc;
 
 const SCAN: &str = r#"
@@ -73,7 +76,7 @@ fn run_scan(
     text: &str,
     overrides: &[&str],
     backend: BackendChoice,
-    gpu: Option<Arc<GpuContext>>,
+    gpu: dicke::backend::SharedGpu,
     dir: &Path,
 ) -> Result<RunSummary, dicke::error::Error> {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -186,6 +189,7 @@ fn cpu_scan_failure_names_the_point() {
 }
 
 /// Column sums of |A_rc| of the observables the bound needs (module doc), for N atoms.
+#[cfg(feature = "gpu")]
 struct Weights {
     j: f64,
     n: f64,
@@ -194,6 +198,7 @@ struct Weights {
     jp: f64,
 }
 
+#[cfg(feature = "gpu")]
 impl Weights {
     fn new(atoms: usize) -> Self {
         let irrep = Irrep::symmetric(atoms);
@@ -251,6 +256,7 @@ impl Weights {
 /// GPU within the module doc's bound everywhere (both files, every column of COLS and
 /// purity when present) and print the largest |GPU - CPU| / bound and / scale. Returns the
 /// GPU run and its output directory (None: skipped).
+#[cfg(feature = "gpu")]
 fn gpu_vs_cpu(
     test: &str,
     text: &str,
@@ -262,6 +268,7 @@ fn gpu_vs_cpu(
 }
 
 /// [`gpu_vs_cpu`] with the observables' weights `w` (the bounds of the module doc).
+#[cfg(feature = "gpu")]
 fn gpu_vs_cpu_with(
     test: &str,
     text: &str,
@@ -328,6 +335,7 @@ fn gpu_vs_cpu_with(
 }
 
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_f32_scan_matches_cpu_scan() {
     if let Some((g, _dir)) = gpu_vs_cpu("gpu_f32_scan_matches_cpu_scan", SCAN, "f32", 1e-6, 1e-9) {
         // No column needs more than the band: the kernel returned only the band.
@@ -336,6 +344,7 @@ fn gpu_f32_scan_matches_cpu_scan() {
 }
 
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_f64_scan_matches_cpu_scan() {
     if let Some((g, _dir)) = gpu_vs_cpu("gpu_f64_scan_matches_cpu_scan", SCAN, "f64", 1e-10, 1e-12) {
         assert_eq!(g.result["stats"]["output"], "band");
@@ -346,6 +355,7 @@ fn gpu_f64_scan_matches_cpu_scan() {
 /// Per-point initial states (the CRSS depends on Omega) and a column that needs the whole
 /// matrix (purity): the full-output path with one rho0 per element.
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_f64_scan_full_output_and_per_point_initial_states() {
     let text = SCAN
         .replace("state = \"dicke\"\nm = \"-N/2\"", "state = \"crss\"")
@@ -370,6 +380,7 @@ fn gpu_f64_scan_full_output_and_per_point_initial_states() {
 }
 
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_scan_failure_names_the_point_and_counts_the_failures() {
     let Some(ctx) = test_context("gpu_scan_failure_names_the_point_and_counts_the_failures") else {
         return;
@@ -395,6 +406,7 @@ fn gpu_scan_failure_names_the_point_and_counts_the_failures() {
 /// `auto` never runs on a software adapter, even one handed in: lavapipe is slower than the
 /// CPU twin (DESIGN.md).
 #[test]
+#[cfg(feature = "gpu")]
 fn auto_does_not_take_a_software_adapter() {
     let Some(ctx) = test_context("auto_does_not_take_a_software_adapter") else {
         return;
@@ -417,6 +429,7 @@ fn auto_does_not_take_a_software_adapter() {
 /// with g > 0 run as one batch of blocks R_j (`run_blocks`, CPU twin `blocks::evolve`), the
 /// collective point g = 0 as the collective batch; both files match the CPU scan within the
 /// bounds of the module doc, with the weights summed over every irrep (`Weights::blocks`).
+#[cfg(feature = "gpu")]
 const SCAN_SINGLE_ATOM: &str = r#"
 title = "test: scan of evolutions with single-atom rates"
 [variables]
@@ -448,6 +461,7 @@ plot = false
 "#;
 
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_f64_scan_with_single_atom_rates_matches_cpu_scan() {
     let Some((g, _dir)) = gpu_vs_cpu_with(
         "gpu_f64_scan_with_single_atom_rates_matches_cpu_scan",
@@ -470,6 +484,7 @@ fn gpu_f64_scan_with_single_atom_rates_matches_cpu_scan() {
 }
 
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_f32_scan_with_single_atom_rates_matches_cpu_scan() {
     gpu_vs_cpu_with(
         "gpu_f32_scan_with_single_atom_rates_matches_cpu_scan",
@@ -484,6 +499,7 @@ fn gpu_f32_scan_with_single_atom_rates_matches_cpu_scan() {
 /// Single-atom rates with a column that needs whole blocks (purity of the 2^N state): the
 /// full-output path of the block batch (`Saves::Blocks`).
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_f64_scan_with_single_atom_rates_full_output() {
     let text = SCAN_SINGLE_ATOM.replace(
         "columns = [\"var_Jz\", \"JzJz\"]",

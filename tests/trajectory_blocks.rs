@@ -12,7 +12,9 @@
 #[path = "common/ensemble.rs"]
 mod ensemble;
 
+#[cfg(feature = "gpu")]
 use dicke::backend::gpu::trajectory::{TrajectoryGpu, run_gpu};
+#[cfg(feature = "gpu")]
 use dicke::backend::gpu::{report_skip, test_context};
 use dicke::c64;
 use dicke::model::Model;
@@ -24,6 +26,7 @@ use dicke::state::DensityMatrix;
 use dicke::state::blocks::BlockState;
 use dicke::state::pure;
 use ensemble::Pooled;
+#[cfg(feature = "gpu")]
 use std::sync::Arc;
 
 fn seed002(n: usize, gamma_s: f64) -> Model {
@@ -162,6 +165,7 @@ fn irrep_changing_trajectories_match_blocks_seed002() {
 /// the CPU); else f32, floor 1e-4: f32 rounding of moments up to ~110 (eps 6e-8 over some tens
 /// of operations), which matters only at t = 0 where the SE is 0.
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_irrep_changing_trajectories_match_blocks_seed002() {
     let test = "gpu_irrep_changing_trajectories_match_blocks_seed002";
     let Some(ctx) = test_context(test) else {

@@ -17,9 +17,14 @@ use serde::Serialize;
 /// A GPU context a caller already holds and hands to a run (tests share one per binary).
 #[cfg(feature = "gpu")]
 pub type SharedGpu = Option<std::sync::Arc<gpu::GpuContext>>;
-/// Without the `gpu` feature there is no GPU context to hand over.
+/// Without the `gpu` feature there is no GPU context to hand over (`SharedGpu` is always None).
 #[cfg(not(feature = "gpu"))]
-pub type SharedGpu = Option<std::convert::Infallible>;
+pub type SharedGpu = Option<NoGpu>;
+
+/// The GPU context of a build without the `gpu` feature: there is none (uninhabited).
+#[cfg(not(feature = "gpu"))]
+#[derive(Debug, Clone)]
+pub enum NoGpu {}
 
 /// What the user asked for (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]

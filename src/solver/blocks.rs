@@ -114,6 +114,7 @@ struct Transfer {
     src: usize,
     shift: isize,
     /// Which of the six channels ([`CHANNELS`]) this is, in the order they are applied.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
     channel: usize,
     /// Per source level k, rate and channel weight included.
     coef: Vec<f64>,
@@ -122,10 +123,12 @@ struct Transfer {
 /// The six inflow channels of a block, in the order [`BlockOp`] adds them: (source block
 /// relative to the target, -1 for j+1 and +1 for j-1; shift s). A-, B-, D- from j+1, then A+,
 /// B+, D+ from j-1 (module doc).
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
 pub(crate) const CHANNELS: [(isize, isize); 6] = [(-1, 2), (-1, 0), (-1, 1), (1, 0), (1, -2), (1, -1)];
 
 /// The block Liouvillian of a model (phi = 0 frame) as numbers, for the GPU kernel
 /// ([`crate::backend::gpu::master_batch`]): exactly the f64 values [`evolve`] uses.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
 pub(crate) struct BlockStencil {
     /// 2j + 1 per block, largest j first.
     pub dims: Vec<usize>,
@@ -137,6 +140,7 @@ pub(crate) struct BlockStencil {
 }
 
 /// The numbers of the block Liouvillian of `model` (phi = 0 frame), see [`BlockStencil`].
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
 pub(crate) fn stencil(model: &Model) -> BlockStencil {
     let op = BlockOp::new(model, false);
     let inflow = op

@@ -245,12 +245,14 @@ impl Coeffs {
     }
 
     /// The collective stencil of `model` in the phi = 0 frame (the j = N/2 irrep).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
     pub(crate) fn collective(model: &Model, irrep: &Irrep) -> Coeffs {
         Coeffs::new(model, irrep, false)
     }
 
     /// Per level k the numbers the GPU kernel reads (`shaders/master_batch.wgsl`):
     /// `[ure_k, E_k, m_k, dn_k, up_k, h_{k-1}, h_k, Gamma_phi / 2]` (h_{-1} = 0).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
     pub(crate) fn levels(&self) -> Vec<[f64; 8]> {
         (0..self.n)
             .map(|k| {

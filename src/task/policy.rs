@@ -15,7 +15,9 @@
 //! CPU (`auto`) the default f32 of an adapter without f64.
 
 use crate::backend::{BackendChoice, BackendUsed, SharedGpu};
-use crate::error::{Error, InputError, SolverError};
+#[cfg(feature = "gpu")]
+use crate::error::InputError;
+use crate::error::{Error, SolverError};
 use crate::precision::Precision;
 
 /// What a task can run on the GPU.
@@ -83,6 +85,9 @@ pub fn cpu_threads() -> String {
 
 /// Resolve the backend of a task (module doc).
 pub fn resolve(requested: BackendChoice, kernel: &Kernel, gpu: SharedGpu) -> Result<Engine, Error> {
+    if requested == BackendChoice::Gpu && !cfg!(feature = "gpu") {
+        return gpu_explicit(gpu, None, &[]);
+    }
     match kernel {
         Kernel::CpuOnly { solver } => cpu_only(requested, solver),
         Kernel::Gpu {
@@ -143,6 +148,7 @@ fn cpu_only(requested: BackendChoice, solver: &'static str) -> Result<Engine, Er
 }
 
 /// The f32 floor a precision violates, if any.
+#[cfg(feature = "gpu")]
 fn below(precision: Precision, floors: &[(&'static str, f64, f64)]) -> Option<(&'static str, f64, f64)> {
     if precision == Precision::F32 {
         floors.iter().find(|(_, v, min)| v < min).copied()
@@ -257,5 +263,5 @@ fn gpu_auto(
     _: &[(&'static str, f64, f64)],
     cpu: impl Fn(String) -> Result<Engine, Error>,
 ) -> Result<Engine, Error> {
-    cpu("auto: this build has no GPU support (built without the `gpu` feature)".into())
+    cpu("auto: no real GPU adapter, running on the CPU (this build has no GPU support: built without the `gpu` feature)".into())
 }

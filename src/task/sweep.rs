@@ -34,6 +34,7 @@ use crate::error::{Error, InputError};
 use crate::model::PARAM_NAMES;
 use crate::observe;
 use crate::output::{CsvWriter, plot};
+#[cfg(feature = "gpu")]
 use crate::precision::Precision;
 use crate::scenario::{F32_MIN_ATOL, F32_MIN_RTOL, SWEEP_QUANTITIES, Scenario, State, SweepSpec};
 use crate::solver::cumulant::{self, NPAR, NVAR, batch};

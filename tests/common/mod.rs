@@ -114,3 +114,17 @@ pub fn run_scenario_env(toml: Toml, args: &[&str], env: &[(&str, &str)]) -> Outp
         tmp,
     }
 }
+
+/// Is there a GPU adapter for `test` (`backend::gpu::test_context`: a missing adapter fails
+/// under `DICKE_REQUIRE_GPU=1`)? Always false in a build without the `gpu` feature.
+pub fn gpu_available(test: &str) -> bool {
+    #[cfg(feature = "gpu")]
+    {
+        dicke::backend::gpu::test_context(test).is_some()
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        let _ = test;
+        false
+    }
+}
