@@ -76,9 +76,9 @@
 //! structured alternatives are worse on paper: ordering by q makes the matrix block
 //! tridiagonal with dense Schur complements of ~N^2/2 unknowns per q (O(N^7) work); ordering by
 //! j likewise with (N+1)^2-sized dense blocks; and a hand-made nested dissection of the (r, c)
-//! grid already lost to COLAMD in the collective solver ([`super::master`]). Measured (seed
-//! 000, parity layout below): N = 54 0.6-0.75 s, 217 MB; N = 100 25-31 s, 3.6 GB; the work grows
-//! like nu^2 and the memory like nu^1.56 in the number of unknowns nu (BENCHMARKS.md).
+//! grid already lost to COLAMD in the collective solver ([`super::master`]). The work grows
+//! like nu^2 and the memory like nu^1.56 in the number of unknowns nu (measured times and
+//! memory: BENCHMARKS.md, "Permutation-invariant block master equation").
 //! Populations are not made exactly conservative in floating point as in the collective solver
 //! (the rates of one level now flow into three blocks): the refinement brings the residual to
 //! the rounding floor, and populations far below 1e-10 carry a relative error that grows as

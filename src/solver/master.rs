@@ -68,13 +68,12 @@
 //!   twice the working precision bring every element, even populations of 1e-5 and below, to
 //!   ~1e-14 relative.
 //!
-//! # Performance (2-core AMD EPYC, this crate's release profile)
+//! # Cost
 //!
-//! * evolve, seed 001 at N = 400 (Gamma = 1, chi = 0.9375, Omega = 1.48 N/2, south pole,
-//!   t = 0.05, 51 saves, rtol 1e-6, atol 1e-8): 2.9 s (2,100 steps, 13,700 L applications);
-//!   QuTiP 5 mesolve: 135 s. N = 1000: ~50 s per 0.01 time units, 120 MB.
-//! * steady_state, same model at Omega = 0.9 Omega_c: N = 400: 2.7 s, 1.0 GB (QuTiP 5.3
-//!   steadystate: 4.1 s, 0.8 GB); N = 1000: 51 s, 8.8 GB.
+//! Evolution: O(N^2) per step, O(N^2 t) steps (stability-limited: |lambda| ~ N^2), so
+//! O(N^4 t); steady state: one sparse LU of (N+1)^2 unknowns with COLAMD fill. Measured
+//! times and memory, with the commands and the QuTiP runs beside them: BENCHMARKS.md
+//! ("Exact collective master equation").
 
 use crate::basis::Irrep;
 use crate::error::SolverError;

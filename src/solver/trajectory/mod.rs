@@ -266,9 +266,9 @@ impl Default for TrajectoryOptions {
 pub const CPU_LANES: u32 = 16;
 
 /// Invocations per trajectory for `n_levels` levels: 1 (one invocation per trajectory, the
-/// "lane" mapping) up to 256 levels, else 256 (one workgroup per trajectory). Measured on
-/// lavapipe at N = 100 (module doc of [`crate::backend::gpu::trajectory`]): 1 lane 10.3
-/// trajectories/s, a workgroup of 128 4.7/s, of 64 4.2/s.
+/// "lane" mapping) up to 256 levels, else 256 (one workgroup per trajectory): on lavapipe
+/// the lane mapping was the fastest at N = 100 (BENCHMARKS.md, "Trajectories vs QuTiP
+/// mcsolve").
 pub fn default_lanes(n_levels: usize) -> u32 {
     if n_levels <= 256 { 1 } else { 256 }
 }
