@@ -265,3 +265,75 @@ fn gpu_auto(
 ) -> Result<Engine, Error> {
     cpu("auto: no real GPU adapter, running on the CPU (this build has no GPU support: built without the `gpu` feature)".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(e: &Engine) -> &str {
+        match e {
+            Engine::Cpu { note, .. } => note,
+            #[cfg(feature = "gpu")]
+            Engine::Gpu { note, .. } => note,
+        }
+    }
+
+    /// The decisions that need no adapter: `cpu` always runs, a CPU-only task refuses `gpu`
+    /// naming the solver, a configuration the kernel cannot run refuses `gpu` with its
+    /// reason, and the CPU twin of a batched kernel runs f64 and says so when f32 was asked.
+    #[test]
+    fn policy_without_an_adapter() {
+        let cpu_only = Kernel::CpuOnly { solver: "master" };
+        let e = resolve(BackendChoice::Cpu, &cpu_only, None).unwrap();
+        assert_eq!(note(&e), "requested");
+        let err = resolve(BackendChoice::Gpu, &cpu_only, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("no GPU kernel") || err.contains("no GPU support"),
+            "{err}"
+        );
+        let kernel = Kernel::Gpu {
+            asked: Some(Precision::F32),
+            cpu_follows_precision: false,
+            f32_floors: &[],
+            cpu_only: Some("P_m is CPU only"),
+        };
+        let err = resolve(BackendChoice::Gpu, &kernel, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("P_m is CPU only") || err.contains("no GPU support"),
+            "{err}"
+        );
+        let e = resolve(BackendChoice::Auto, &kernel, None).unwrap();
+        assert!(note(&e).starts_with("auto: "), "{}", note(&e));
+        let batch = Kernel::Gpu {
+            asked: Some(Precision::F32),
+            cpu_follows_precision: false,
+            f32_floors: &[],
+            cpu_only: None,
+        };
+        match resolve(BackendChoice::Cpu, &batch, None).unwrap() {
+            Engine::Cpu { precision, note } => {
+                assert_eq!(precision, Precision::F64);
+                assert!(note.contains("the CPU integrator runs in f64"), "{note}");
+            }
+            #[cfg(feature = "gpu")]
+            Engine::Gpu { .. } => panic!("cpu requested"),
+        }
+        let twin = Kernel::Gpu {
+            asked: Some(Precision::F32),
+            cpu_follows_precision: true,
+            f32_floors: &[],
+            cpu_only: None,
+        };
+        match resolve(BackendChoice::Cpu, &twin, None).unwrap() {
+            Engine::Cpu { precision, .. } => assert_eq!(precision, Precision::F32),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu { .. } => panic!("cpu requested"),
+        }
+    }
+}
