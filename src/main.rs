@@ -3,8 +3,9 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dicke::backend::{self, BackendChoice};
-use dicke::run::{self, Progress, RunOptions};
-use indicatif::{ProgressBar, ProgressStyle};
+use dicke::run::{self, RunOptions};
+
+mod cli_progress;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -36,32 +37,6 @@ enum Command {
     Info,
 }
 
-/// indicatif bar on stderr; indicatif hides it when stderr is not a terminal.
-struct Bar(Option<ProgressBar>);
-
-impl Progress for Bar {
-    fn start(&mut self, total: u64, what: &str) {
-        let pb = ProgressBar::new(total);
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})")
-        {
-            pb.set_style(style);
-        }
-        pb.set_message(what.to_string());
-        self.0 = Some(pb);
-    }
-    fn set(&mut self, done: u64) {
-        if let Some(pb) = &self.0 {
-            pb.set_position(done);
-        }
-    }
-    fn finish(&mut self) {
-        if let Some(pb) = self.0.take() {
-            pb.finish_and_clear();
-        }
-    }
-}
-
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
@@ -88,7 +63,7 @@ fn real_main() -> Result<()> {
                 backend,
                 overrides: set,
             };
-            let summary = run::execute(&sc, &opts, &mut Bar(None))
+            let summary = run::execute(&sc, &opts, &mut cli_progress::CliProgress::default())
                 .with_context(|| format!("running {}", scenario.display()))?;
             if summary.backend.note != "requested" {
                 eprintln!("backend: {} ({})", summary.backend.name, summary.backend.note);

@@ -640,3 +640,17 @@ fn emission_squeezing_scan_runs_the_block_solver() {
         res["stats"]["integrator"]
     );
 }
+
+/// Without a terminal (batch jobs), progress is a log line every DICKE_PROGRESS_INTERVAL_S
+/// seconds with done/total and the rate, also while a phase does not advance.
+#[test]
+fn progress_is_logged_without_a_terminal() {
+    let run = run_scenario_env(
+        Toml::File("scenarios/exchange_steady_state.toml"),
+        &["--set", "N=100"],
+        &[("DICKE_PROGRESS_INTERVAL_S", "0.02")],
+    );
+    run.assert_ok();
+    assert!(run.stderr.contains("progress: scan "), "{}", run.stderr);
+    assert!(run.stderr.contains("/34 after"), "{}", run.stderr);
+}
