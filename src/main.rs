@@ -90,6 +90,9 @@ fn real_main() -> Result<()> {
             };
             let summary = run::execute(&sc, &opts, &mut Bar(None))
                 .with_context(|| format!("running {}", scenario.display()))?;
+            for note in &summary.notes {
+                eprintln!("note: {note}");
+            }
             if summary.backend.note != "requested" {
                 eprintln!("backend: {} ({})", summary.backend.name, summary.backend.note);
             }
