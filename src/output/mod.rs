@@ -3,8 +3,8 @@
 //! - `DIR/observables.csv`: a header row, then one row per save time or scan point. Columns:
 //!   `t` (or, for a scan, the scanned variable followed by every model parameter that varies
 //!   with it), then `Jx, Jy, Jz, xi2, J2`, then any requested extra observables by name.
-//!   Rows are written and flushed as each point finishes, so an interrupted long run keeps
-//!   its finished work.
+//!   Rows are written and flushed as each point finishes (into the run's staging directory,
+//!   [`transaction`]), so an interrupted long run keeps its finished work.
 //! - `DIR/result.json`: `status` ("complete"), the scenario as run, crate version, backend,
 //!   wall time, scalar results and solver statistics; written atomically ([`write_atomic`]),
 //!   and last: a run's files appear in `DIR` only when it finished ([`transaction`]).
