@@ -286,3 +286,46 @@ fn a_run_leaves_no_stale_file_of_another_scenario() {
     assert_eq!(rows.len(), 3);
     assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
 }
+
+/// A lock left by a run that no longer exists on this host (a pid above Linux's largest) is
+/// taken over, with a note on stderr; the dead run's staging directory (its flushed rows) is
+/// moved to `failed-*/`; the new run completes and removes the lock.
+#[test]
+fn a_stale_lock_of_a_dead_run_is_taken_over() {
+    let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
+        eprintln!("SKIPPED: no /proc (the liveness check needs it)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join(".dicke-staging-4194399")).unwrap();
+    std::fs::write(out.join(".dicke-staging-4194399/observables.csv"), "t,Jz\n0,-5\n").unwrap();
+    std::fs::write(
+        out.join(".dicke.lock"),
+        format!(
+            "pid=4194399\nhost={}\nstarted=2026-01-01T00:00:00Z\n",
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let a = scenario(tmp.path(), "a.toml", EVOLVE);
+    let o = run(&a, &out, &[]);
+    assert_ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("note: took over the stale lock") && stderr.contains("pid 4194399"),
+        "{stderr}"
+    );
+    let names: Vec<String> = snapshot(&out).into_keys().collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(
+        names[0].starts_with("failed-") && names[0].ends_with("-4194399"),
+        "{names:?}"
+    );
+    assert_eq!(
+        &names[1..],
+        ["observables.csv", "plot.png", "pm.csv", "result.json"]
+    );
+    let rescued = std::fs::read_to_string(out.join(&names[0]).join("observables.csv")).unwrap();
+    assert_eq!(rescued, "t,Jz\n0,-5\n");
+}
