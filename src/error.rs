@@ -95,6 +95,11 @@ pub enum GpuError {
 pub enum OutputError {
     #[error("cannot write `{path}`: {message}")]
     Write { path: String, message: String },
+    #[error(
+        "the output directory is in use: `{lock}` is held by {holder}; wait for that run to end or \
+         choose another --out (if no such run is alive, remove `{lock}`)"
+    )]
+    Locked { lock: String, holder: String },
 }
 
 /// The crate-wide error.
@@ -108,6 +113,12 @@ pub enum Error {
     Output(#[from] OutputError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    /// A run that failed after writing some files: the cause, and the directory its partial
+    /// output was moved to (`run::execute`; the previous run's files are left as they were).
+    #[error(
+        "{cause} (partial output kept in `{kept}`; the earlier files in the output directory are unchanged)"
+    )]
+    Failed { cause: Box<Error>, kept: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

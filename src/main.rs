@@ -65,6 +65,9 @@ fn real_main() -> Result<()> {
             };
             let summary = run::execute(&sc, &opts, &mut cli_progress::CliProgress::default())
                 .with_context(|| format!("running {}", scenario.display()))?;
+            for note in &summary.notes {
+                eprintln!("note: {note}");
+            }
             if summary.backend.note != "requested" {
                 eprintln!("backend: {} ({})", summary.backend.name, summary.backend.note);
             }

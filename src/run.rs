@@ -1,9 +1,12 @@
-//! Running a validated scenario: the output directory, the task ([`crate::task`]), then
-//! result.json ([`crate::task::report::write`]). The library never prints; `main.rs` draws
-//! progress through [`Progress`].
+//! Running a validated scenario: the output directory (locked, written through a staging
+//! directory and committed atomically: [`crate::output::transaction`], design in
+//! [`crate::task::context`]), the task ([`crate::task`]), then result.json
+//! ([`crate::task::report::write`]). The library never prints; `main.rs` draws progress
+//! through [`Progress`] and prints [`RunSummary::notes`].
 
 use crate::backend::{BackendChoice, BackendUsed, SharedGpu};
 use crate::error::Error;
+use crate::output::transaction::Transaction;
 use crate::scenario::Scenario;
 use crate::task::{self, Context, report};
 use std::path::PathBuf;
@@ -30,6 +33,9 @@ pub struct RunSummary {
     pub wall_s: f64,
     pub files: Vec<String>,
     pub result: serde_json::Value,
+    /// What the output directory's transaction did that the user should hear about (a stale
+    /// lock taken over, an interrupted run's partial output moved to `failed-*`).
+    pub notes: Vec<String>,
 }
 
 /// Run a scenario and write its outputs into `opts.out_dir`.
@@ -48,20 +54,43 @@ pub fn execute_on(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, Error> {
     let t_start = Instant::now();
+    let txn = Transaction::begin(&opts.out_dir)?;
+    let staging = txn.staging().to_path_buf();
+    let notes = txn.notes().to_vec();
     let mut ctx = Context {
-        dir: &opts.out_dir,
+        dir: &staging,
         backend: opts.backend,
         gpu,
         progress,
     };
-    let report = task::run(sc, &mut ctx)?;
-    let wall_s = t_start.elapsed().as_secs_f64();
-    let (result, files) = report::write(&opts.out_dir, sc, &opts.overrides, &report, wall_s)?;
+    let written = task::run(sc, &mut ctx).and_then(|report| {
+        let wall_s = t_start.elapsed().as_secs_f64();
+        let (result, files) = report::write(&staging, sc, &opts.overrides, &report, wall_s)?;
+        Ok((report, wall_s, result, files))
+    });
+    let (report, wall_s, result, files) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            let wall_s = t_start.elapsed().as_secs_f64();
+            // Keeping the partial output is best effort: the run's own error comes first.
+            let kept =
+                txn.fail(|dir, files| report::write_failed(dir, sc, &opts.overrides, &e, wall_s, &files));
+            return Err(match kept {
+                Ok(Some(kept)) => Error::Failed {
+                    cause: Box::new(e),
+                    kept: kept.display().to_string(),
+                },
+                _ => e,
+            });
+        }
+    };
+    txn.commit(&files)?;
     Ok(RunSummary {
         out_dir: opts.out_dir.clone(),
         backend: report.backend,
         wall_s,
         files,
         result,
+        notes,
     })
 }

@@ -3,10 +3,11 @@
 //! - `DIR/observables.csv`: a header row, then one row per save time or scan point. Columns:
 //!   `t` (or, for a scan, the scanned variable followed by every model parameter that varies
 //!   with it), then `Jx, Jy, Jz, xi2, J2`, then any requested extra observables by name.
-//!   Rows are written and flushed as each point finishes, so an interrupted long run keeps
-//!   its finished work.
-//! - `DIR/result.json`: the scenario as run, crate version, backend, wall time, scalar results
-//!   and solver statistics.
+//!   Rows are written and flushed as each point finishes (into the run's staging directory,
+//!   [`transaction`]), so an interrupted long run keeps its finished work.
+//! - `DIR/result.json`: `status` ("complete"), the scenario as run, crate version, backend,
+//!   wall time, scalar results and solver statistics; written atomically ([`write_atomic`]),
+//!   and last: a run's files appear in `DIR` only when it finished ([`transaction`]).
 //! - `DIR/plot.png`: the main observables ([`plot`]).
 //! - optional `pm.csv` (P_m per row) and `husimi.csv` / `husimi.png`.
 //! - `DIR/scan_evolution.csv` for a scan of evolutions (`mode = "evolve"`): long format,
@@ -18,6 +19,7 @@
 //!   one row per mean-field fixed point (no `observables.csv`; `docs/scenarios.md`).
 
 pub mod plot;
+pub mod transaction;
 
 use crate::error::OutputError;
 use std::fs::File;
@@ -77,15 +79,97 @@ fn csv_number(v: f64) -> String {
     }
 }
 
-/// Write a JSON document (pretty-printed).
+/// Write a JSON document (pretty-printed) atomically ([`write_atomic`]).
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), OutputError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| werr(path, e))?;
-    std::fs::write(path, text + "\n").map_err(|e| werr(path, e))
+    write_atomic(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
+    })
+}
+
+/// Write `path` atomically: `fill` writes a temporary file in the same directory
+/// (`.<name>.tmp-<pid>`), which is flushed, fsynced and renamed over `path` (a rename within
+/// one filesystem is atomic), then the directory is fsynced. A reader sees the old file or the
+/// whole new one, never a part; on an error the temporary file is removed and `path` is left
+/// as it was.
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), OutputError> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut w = BufWriter::new(File::create(&tmp)?);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(werr(path, e));
+    }
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// Fsync a directory so that renames in it survive a crash (best effort; Unix only).
+pub fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::csv_number;
+    use super::{csv_number, write_atomic, write_json};
+    use std::io::Write;
+
+    /// The atomic writer replaces the file whole and leaves no temporary file; a write that
+    /// fails part-way leaves the old file byte-identical and no partial file anywhere.
+    #[test]
+    fn json_is_written_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result.json");
+        write_json(&path, &serde_json::json!({"status": "complete", "n": 1})).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(back["n"], 1);
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(), ["result.json"]);
+        // A writer that dies after 2 MB: the final path keeps the old document.
+        let e = write_atomic(&path, |w| {
+            w.write_all(&vec![b'x'; 2 << 20])?;
+            Err(std::io::Error::other("killed"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("killed"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        assert_eq!(names(), ["result.json"]);
+        // A new document replaces the old one whole.
+        write_json(&path, &serde_json::json!({"status": "complete", "n": 2})).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back["n"], 2);
+        assert_eq!(names(), ["result.json"]);
+    }
 
     /// Flags and counts read as integers; every entry parses back to the same f64 (NaN and
     /// infinities included), so CSV consumers lose nothing.

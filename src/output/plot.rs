@@ -990,6 +990,7 @@ mod tests {
         match err {
             Err(OutputError::Write { path, .. }) => assert!(path.ends_with("x.png")),
             Ok(()) => panic!("writing into a missing directory succeeded"),
+            Err(e) => panic!("unexpected error: {e}"),
         }
     }
 

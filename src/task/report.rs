@@ -43,6 +43,9 @@ pub struct Report {
 /// result.json.
 #[derive(Debug, Serialize)]
 pub struct Envelope<'a> {
+    /// "complete" (a run's result.json in the output directory); a failed run's partial output
+    /// has "failed" ([`write_failed`]).
+    pub status: &'static str,
     pub dicke_version: &'static str,
     pub git_revision: &'static str,
     pub title: &'a str,
@@ -74,6 +77,7 @@ pub fn write(
     let mut files = report.files.clone();
     files.push("result.json".into());
     let envelope = Envelope {
+        status: "complete",
         dicke_version: crate::VERSION,
         git_revision: GIT_REVISION,
         title: &sc.title,
@@ -100,6 +104,31 @@ pub fn write(
     })?;
     output::write_json(&dir.join("result.json"), &doc)?;
     Ok((doc, files))
+}
+
+/// Write `dir/result.json` for a run that failed with `error` after writing `files` (result.json
+/// among them): `status` "failed", the error, and the provenance of a complete run.
+pub fn write_failed(
+    dir: &Path,
+    sc: &Scenario,
+    overrides: &[String],
+    error: &Error,
+    wall_time_s: f64,
+    files: &[String],
+) -> Result<(), crate::error::OutputError> {
+    let doc = serde_json::json!({
+        "status": "failed",
+        "error": error.to_string(),
+        "dicke_version": crate::VERSION,
+        "git_revision": GIT_REVISION,
+        "title": sc.title,
+        "task": sc.as_run.get("task").and_then(|t| t.get("kind")).map(toml_to_json),
+        "wall_time_s": jnum(wall_time_s),
+        "overrides": overrides,
+        "scenario": toml_to_json(&sc.as_run),
+        "files": files,
+    });
+    output::write_json(&dir.join("result.json"), &doc)
 }
 
 /// JSON number, or null for NaN/inf (JSON has no NaN).
