@@ -825,6 +825,26 @@ impl<T: Real> Twin<T> {
         sr * sr + si * si
     }
 
+    /// The per-save hooks at save `s`, where asked for: the populations (P_m,
+    /// [`Twin::populations`]) and the fidelity ([`Twin::fidelity`]).
+    #[inline(always)]
+    fn save_hooks(
+        &self,
+        w: &Work<T>,
+        s: usize,
+        pm: &mut Option<&mut [T]>,
+        fidelity: &mut Option<(&[Cx<T>], &mut [T])>,
+        n_atoms: usize,
+    ) {
+        let npm = n_atoms + 1;
+        if let Some(p) = pm.as_deref_mut() {
+            self.populations(w, &mut p[s * npm..(s + 1) * npm], n_atoms);
+        }
+        if let Some((r, f)) = fidelity.as_mut() {
+            f[s] = self.fidelity(w, r, n_atoms);
+        }
+    }
+
     /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -872,12 +892,7 @@ impl<T: Real> Twin<T> {
         let mut b = T::draw2(&mut rng)[0];
         let mut jumps = 0u32;
         tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
-        if let Some(p) = pm.as_deref_mut() {
-            tw.populations(&w, &mut p[..npm], n_atoms);
-        }
-        if let Some((r, f)) = fidelity.as_mut() {
-            f[0] = tw.fidelity(&w, r, n_atoms);
-        }
+        tw.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms);
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
             let set = set as usize;
             let h = self.inp.rp[HEAD_LEN + 2 * set];
@@ -991,12 +1006,7 @@ impl<T: Real> Twin<T> {
                 &mut out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN],
                 jumps,
             );
-            if let Some(p) = pm.as_deref_mut() {
-                tw.populations(&w, &mut p[(iv + 1) * npm..(iv + 2) * npm], n_atoms);
-            }
-            if let Some((r, f)) = fidelity.as_mut() {
-                f[iv + 1] = tw.fidelity(&w, r, n_atoms);
-            }
+            tw.save_hooks(&w, iv + 1, &mut pm, &mut fidelity, n_atoms);
         }
     }
 }
