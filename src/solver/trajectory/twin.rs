@@ -779,7 +779,7 @@ impl<T: Real> Twin<T> {
     ///
     /// `fidelity`, if given (a reference in j = N/2, N + 1 normalised amplitudes, and
     /// `n_saves()` numbers), receives `|<ref|psi>|^2` of the trajectory at every save
-    /// ([`Twin::fidelity`]).
+    /// (`Twin::fidelity`).
     pub fn run_with<'a>(
         &'a self,
         twin_of: &dyn Fn(u32) -> &'a Twin<T>,
