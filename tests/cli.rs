@@ -277,7 +277,7 @@ fn single_atom_rates_run_on_the_block_solver() {
 /// decay) run on `backend` (no flag: the default, auto), write the single trajectories with their own xi2 and
 /// N_eff, and leave j = N/2 (N_eff < N at the end for some trajectory: the single-atom
 /// channels fire; with gamma_F = 1/11 and 8 trajectories to t = 60 the chance that none does
-/// is negligible, and the seed is fixed).
+/// is negligible, and the seed is fixed), with the fidelity with the CRSS along each (0 there).
 fn switching_trajectories(backend: Option<&str>) -> serde_json::Value {
     let mut args = vec!["--set", "task.t_end=60", "--set", "task.n_times=61"];
     if let Some(b) = backend {
@@ -291,8 +291,18 @@ fn switching_trajectories(backend: Option<&str>) -> serde_json::Value {
             .position(|c| c == name)
             .unwrap_or_else(|| panic!("no {name}"))
     };
-    let (neff, xi2, jz) = (col("N_eff"), col("xi2"), col("Jz"));
+    let (neff, xi2, jz, fid) = (col("N_eff"), col("xi2"), col("Jz"), col("fidelity"));
+    assert_eq!(
+        fid,
+        h.len() - 1,
+        "fidelity (with the CRSS, Fig. 4b) is the last column"
+    );
     assert_eq!(rows.len(), 8 * 61);
+    // The CRSS lies in j = N/2: the fidelity is 0 wherever a trajectory has left it, and
+    // close to 1 on the lower metastable state in j = N/2.
+    assert!(rows.iter().all(|r| (0.0..=1.0 + 1e-9).contains(&r[fid])));
+    assert!(rows.iter().filter(|r| r[neff] < 17.5).all(|r| r[fid] == 0.0));
+    assert!(rows.iter().any(|r| r[fid] > 0.9), "never near the CRSS");
     assert!(
         rows.iter()
             .all(|r| r[neff] <= 18.0 + 1e-9 && r[neff] >= 0.0 && r[jz].abs() <= 9.0 + 1e-9)

@@ -89,7 +89,8 @@ pub(super) fn husimi(raw: &RawObservables, base: &Point) -> Result<Option<(usize
 }
 
 /// What the task can write: a sweep's columns are fixed, a Husimi grid needs one final or
-/// steady state, trajectories have only the ensemble moments.
+/// steady state, trajectories have the ensemble moments (and a fidelity reference only with
+/// saved trajectories).
 pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
     let obs = &sc.observables;
     match &sc.task {
@@ -116,13 +117,18 @@ pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
                 "a Husimi grid only for kind = \"evolve\" (final state) or \"steady_state\"; pin a scan point with --set",
             ));
         }
-        Task::Trajectories { .. } => check_for_trajectories(obs)?,
+        Task::Trajectories {
+            save_trajectories, ..
+        } => check_for_trajectories(obs, *save_trajectories)?,
         _ => {}
     }
     Ok(())
 }
 
-fn check_for_trajectories(obs: &ObservableSpec) -> Result<(), InputError> {
+/// Trajectories have the ensemble moments, and with `[observables.fidelity]` the fidelity
+/// along the saved single trajectories (trajectories.csv), so the table needs
+/// `save_trajectories > 0`; the `fidelity` column (an ensemble column) stays refused.
+fn check_for_trajectories(obs: &ObservableSpec, save_trajectories: usize) -> Result<(), InputError> {
     let needs_rho = ["purity", "lambda_max", "fidelity"];
     if let Some(c) = obs.columns.iter().find(|c| needs_rho.contains(&c.as_str())) {
         return Err(InputError::invalid(
@@ -137,6 +143,15 @@ fn check_for_trajectories(obs: &ObservableSpec) -> Result<(), InputError> {
             "observables.husimi",
             "(given)",
             "no Husimi output for kind = \"trajectories\" in this version (P_m is: observables.pm)",
+        ));
+    }
+    if obs.fidelity.is_some() && save_trajectories == 0 {
+        return Err(InputError::invalid(
+            "observables.fidelity",
+            "(given) with task.save_trajectories = 0",
+            "for kind = \"trajectories\", a reference state only with task.save_trajectories > 0: \
+             the fidelity is written along the saved single trajectories (trajectories.csv), \
+             not as an ensemble column",
         ));
     }
     Ok(())

@@ -6,7 +6,10 @@
 //! `<name>_se`), `pm.csv` (P_m summed over irreps, with standard errors; CPU only),
 //! `trajectories.csv` and `trajectories.png` for the first `save_trajectories` trajectories
 //! (their moments, and derived along each: xi^2 and N_eff = 2 sqrt(1/4 + j(j+1)) - 1 = 2j,
-//! seed 002 Fig. 2c).
+//! seed 002 Fig. 2c), with `[observables.fidelity]` also `fidelity` = |<ref|psi_k(t)>|^2
+//! along each (seed 000 Fig. 4b; 0 while the trajectory is in j < N/2): computed in the CPU
+//! twin as it runs, or for a GPU ensemble by replaying the saved trajectories on the twin
+//! ([`trajectory::replay_fidelity`]).
 
 use super::context::Context;
 use super::policy::{self, Engine, Kernel};
@@ -34,7 +37,11 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
     let points = sc.points()?;
     let p = &points[0];
     let psi0 = sc.initial_state(p)?;
-    let topts = &spec.options;
+    // Validation allows [observables.fidelity] here only with saved trajectories.
+    let topts = &TrajectoryOptions {
+        reference: sc.reference_state(p)?,
+        ..spec.options.clone()
+    };
     let kernel = Kernel::Gpu {
         asked: Some(topts.precision),
         cpu_follows_precision: true,
@@ -197,33 +204,43 @@ fn write_single(
                 .collect()
         })
         .collect();
+    // With a reference: the fidelity along each trajectory, last.
+    let fidelity = ens.trajectories.iter().all(|tr| !tr.fidelity.is_empty());
     let mut h = vec!["traj".to_string(), "t".to_string()];
     h.extend(trajectory::OBS_NAMES.iter().map(|s| s.to_string()));
     h.extend(["xi2".to_string(), "N_eff".to_string()]);
+    if fidelity {
+        h.push("fidelity".into());
+    }
     let mut w = CsvWriter::create(&dir.join("trajectories.csv"), &h)?;
     for (tr, d) in ens.trajectories.iter().zip(&derived) {
         for (i, v) in tr.values.iter().enumerate() {
             let mut r = vec![tr.index as f64, times[i]];
             r.extend(v.iter());
             r.extend(d[i]);
+            if fidelity {
+                r.push(tr.fidelity[i]);
+            }
             w.row(&r)?;
         }
     }
     let mut files = vec!["trajectories.csv".to_string()];
     if sc.plot {
-        plot_single(sc, dir, ens, times, &derived)?;
+        plot_single(sc, dir, ens, times, &derived, fidelity)?;
         files.push("trajectories.png".into());
     }
     Ok(files)
 }
 
-/// The single trajectories themselves (seed 000 Fig. 4, seed 002 Fig. 2c), one line each.
+/// The single trajectories themselves (seed 000 Fig. 4, seed 002 Fig. 2c), one line each;
+/// with `fidelity`, a last panel of the fidelity along each (seed 000 Fig. 4b).
 fn plot_single(
     sc: &Scenario,
     dir: &Path,
     ens: &EnsembleResult,
     times: &[f64],
     derived: &[Vec<[f64; 2]>],
+    fidelity: bool,
 ) -> Result<(), Error> {
     let kz = trajectory::OBS_NAMES.iter().position(|n| *n == "Jz").unwrap_or(0);
     let names: Vec<String> = ens
@@ -245,16 +262,21 @@ fn plot_single(
             .map(|(y, name)| plot::Series { name, y })
             .collect()
     }
+    let fid: Vec<Vec<f64>> = ens.trajectories.iter().map(|tr| tr.fidelity.clone()).collect();
+    let mut panels = vec![
+        ("<Jz>", mk(&jz, &names)),
+        ("xi^2", mk(&xi, &names)),
+        ("N_eff", mk(&ne, &names)),
+    ];
+    if fidelity {
+        panels.push(("fidelity", mk(&fid, &names)));
+    }
     plot::line_plot(
         &dir.join("trajectories.png"),
         &format!("single trajectories  {}", sc.title),
         "t",
         times,
-        &[
-            ("<Jz>", mk(&jz, &names)),
-            ("xi^2", mk(&xi, &names)),
-            ("N_eff", mk(&ne, &names)),
-        ],
+        &panels,
     )?;
     Ok(())
 }

@@ -75,6 +75,20 @@
 //! optimiser reassociates sums around literal constants, which changed one rounding in 10^3
 //! crossings and hence the trajectory).
 //!
+//! # Fidelity along saved trajectories
+//!
+//! The kernel records moments only (`RECORD_LEN` numbers; the WGSL is unchanged). With a
+//! fidelity reference ([`TrajectoryOptions::reference`]) [`run_gpu`] replays the
+//! `save_trajectories` saved trajectories on the CPU twin with the same [`Plan`] (precision,
+//! lanes, step grid, tables) and the same Philox streams (trajectory i always draws from
+//! (seed, i)): `solver::trajectory::replay_fidelity`, which writes `|<ref|psi_k(t)>|^2` at
+//! every save. The replay follows the GPU trajectory to rounding: the two take the same jumps
+//! at the same quanta (above, and tests/trajectory.rs `gpu_matches_cpu_twin_per_trajectory`:
+//! bit for bit in the wg mapping with one level per invocation, 1e-5 (f32) / 1e-14 (f64)
+//! relative otherwise on lavapipe), so the replayed fidelity belongs to the trajectory whose
+//! moments the kernel wrote (tests/trajectory_fidelity.rs compares it with a CPU ensemble's).
+//! The replay costs `save_trajectories` CPU trajectories and nothing for the others.
+//!
 //! # Buffers and dispatches
 //!
 //! Per run: the uniform [`TrajParams`], the real parameters, the exponential table, psi0 and the
@@ -86,6 +100,7 @@
 //! once per (precision, variant, lanes) and cached in [`TrajectoryGpu`].
 //!
 //! [`TrajectoryOptions::lanes`]: crate::solver::trajectory::TrajectoryOptions::lanes
+//! [`TrajectoryOptions::reference`]: crate::solver::trajectory::TrajectoryOptions::reference
 //! [`default_lanes`]: crate::solver::trajectory::default_lanes
 
 use super::driver::{self, Chunk, Names, ReadBack, SuspendCount};
@@ -614,7 +629,11 @@ pub fn run_gpu(
         engine.context().info().name,
         engine.variant(&plan)
     );
-    Ok(trajectory::finish(&plan, acc, "gpu", device, start))
+    let mut ens = trajectory::finish(&plan, acc, "gpu", device, start);
+    // The kernel records moments only: the fidelity of the saved trajectories comes from the
+    // twin replaying them (module doc, "Fidelity along saved trajectories").
+    trajectory::attach_fidelity(&mut ens, trajectory::replay_fidelity(&plan));
+    Ok(ens)
 }
 
 #[cfg(test)]

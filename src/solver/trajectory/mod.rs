@@ -144,6 +144,17 @@
 //! the mean, the standard error `sample std / sqrt(ntraj)` of every observable, and xi^2 of
 //! the ensemble-averaged state ([`Moments::xi2`] of the averaged first and second moments).
 //!
+//! # Fidelity along saved trajectories
+//!
+//! With a reference pure state ([`TrajectoryOptions::reference`], in j = N/2) the twin also
+//! writes, at every save of each of the first `save_trajectories` trajectories (and of no
+//! other), `F_k(t) = |<ref|psi_k(t)>|^2` of the normalised state: the overlap summed level by
+//! level in the working precision, then its squared modulus (`Twin::fidelity`, next to the P_m
+//! hook `Twin::populations`). While a trajectory is in an irrep j < N/2 it is exactly 0 (that
+//! irrep is orthogonal to j = N/2). The mean of F_k over all trajectories is the exact
+//! `<ref|rho|ref>` (tests/trajectory_fidelity.rs). The GPU kernel records moments only; a GPU
+//! ensemble gets its saved trajectories' fidelity from [`replay_fidelity`].
+//!
 //! # Precision
 //!
 //! [`Precision::F32`] or [`Precision::F64`], the same on both backends: the CPU twin
@@ -241,6 +252,12 @@ pub struct TrajectoryOptions {
     /// [`CPU_LANES`] on the CPU (so by default the two backends differ by rounding only; set
     /// the same value on both to get the same arithmetic).
     pub lanes: u32,
+    /// A reference pure state in j = N/2 (N + 1 amplitudes, normalised here): the fidelity
+    /// `|<ref|psi_k(t)>|^2` of each saved trajectory at every save
+    /// ([`SingleTrajectory::fidelity`]; [`run_cpu`] computes it in the twin as it runs, the GPU
+    /// replays the saved trajectories on the twin: [`replay_fidelity`]). `None`: not computed.
+    #[serde(skip)]
+    pub reference: Option<Vec<c64>>,
 }
 
 impl Default for TrajectoryOptions {
@@ -255,6 +272,7 @@ impl Default for TrajectoryOptions {
             save_trajectories: 0,
             pm: false,
             lanes: 0,
+            reference: None,
         }
     }
 }
@@ -279,6 +297,9 @@ pub struct SingleTrajectory {
     /// Global trajectory index.
     pub index: u64,
     pub values: Vec<[f64; N_OBS]>,
+    /// With [`TrajectoryOptions::reference`]: `|<ref|psi(t)>|^2` at every save (0 while the
+    /// trajectory is in an irrep j < N/2); empty otherwise.
+    pub fidelity: Vec<f64>,
 }
 
 /// The reduced ensemble.
@@ -378,6 +399,8 @@ pub struct Plan {
     model: Model,
     /// Single-atom rates: jumps change the irrep.
     pub individual: bool,
+    /// The fidelity reference ([`TrajectoryOptions::reference`]), normalised.
+    pub reference: Option<Vec<c64>>,
 }
 
 impl Plan {
@@ -418,6 +441,11 @@ impl Plan {
         } else {
             Vec::new()
         };
+        let reference = opts
+            .reference
+            .as_deref()
+            .map(|r| check_reference(r, n))
+            .transpose()?;
         let inv = 1.0 / norm2.sqrt();
         Ok(Plan {
             n_atoms: model.n,
@@ -439,7 +467,26 @@ impl Plan {
             psi0: psi0.iter().map(|z| z * inv).collect(),
             model: *model,
             individual,
+            reference,
         })
+    }
+
+    /// The fidelity reference rounded to T (after normalising in f64), if any.
+    pub fn reference_in<T: Real>(&self) -> Option<Vec<Cx<T>>> {
+        self.reference.as_ref().map(|r| {
+            r.iter()
+                .map(|z| Cx::new(T::from_f64(z.re), T::from_f64(z.im)))
+                .collect()
+        })
+    }
+
+    /// Trajectories whose fidelity is written: the saved ones, with a reference.
+    pub fn fidelity_count(&self) -> u64 {
+        if self.reference.is_some() {
+            (self.save_trajectories as u64).min(self.ntraj)
+        } else {
+            0
+        }
     }
 
     /// Saves per trajectory.
@@ -612,6 +659,22 @@ pub fn irrep_diag(model: &Model, two_j: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     (energy, gamma)
 }
+/// The fidelity reference: N + 1 amplitudes (`n`) with a finite, positive norm; normalised.
+fn check_reference(r: &[c64], n: usize) -> Result<Vec<c64>, SolverError> {
+    if r.len() != n {
+        return Err(unsupported(format!(
+            "fidelity reference has {} amplitudes, j = N/2 has {n}",
+            r.len()
+        )));
+    }
+    let norm2: f64 = r.iter().map(|z| z.norm_sqr()).sum();
+    if !(norm2.is_finite() && norm2 > 0.0) {
+        return Err(unsupported(format!("fidelity reference has norm^2 = {norm2}")));
+    }
+    let inv = 1.0 / norm2.sqrt();
+    Ok(r.iter().map(|z| z * inv).collect())
+}
+
 /// Check the initial state, the trajectory count, the save times and the lanes; returns
 /// |psi0|^2 and the lanes (0 resolved to the default).
 fn check_inputs(
@@ -929,7 +992,11 @@ impl Accumulator {
             }
         }
         if self.kept.len() < self.keep {
-            self.kept.push(SingleTrajectory { index, values });
+            self.kept.push(SingleTrajectory {
+                index,
+                values,
+                fidelity: Vec::new(),
+            });
         }
         self.count += 1;
     }
@@ -965,8 +1032,8 @@ const CPU_BATCH: u64 = 1024;
 /// trajectory-major (`count * n_saves * RECORD_LEN`).
 pub fn cpu_records(plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
     match plan.precision {
-        Precision::F32 => cpu_records_t(&Twins::<f32>::new(plan), plan, offset, count).0,
-        Precision::F64 => cpu_records_t(&Twins::<f64>::new(plan), plan, offset, count).0,
+        Precision::F32 => cpu_records_t(&Twins::<f32>::new(plan), plan, offset, count).rec,
+        Precision::F64 => cpu_records_t(&Twins::<f64>::new(plan), plan, offset, count).rec,
     }
 }
 
@@ -975,6 +1042,8 @@ pub fn cpu_records(plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
 struct Twins<'p, T> {
     plan: &'p Plan,
     top: Twin<T>,
+    /// The fidelity reference in T.
+    reference: Option<Vec<Cx<T>>>,
     /// Index (N - 2j)/2 - 1 for 2j = N-2, N-4, ...
     lower: Vec<std::sync::OnceLock<Twin<T>>>,
 }
@@ -985,6 +1054,7 @@ impl<'p, T: Real> Twins<'p, T> {
         Twins {
             plan,
             top: Twin::new(plan.inputs()),
+            reference: plan.reference_in(),
             lower: (0..count).map(|_| std::sync::OnceLock::new()).collect(),
         }
     }
@@ -997,41 +1067,85 @@ impl<'p, T: Real> Twins<'p, T> {
         self.lower[((n - two_j) / 2 - 1) as usize].get_or_init(|| Twin::new(self.plan.inputs_for(two_j)))
     }
 
-    fn run(&self, traj: u64, out: &mut [T], pm: Option<&mut [T]>) {
-        if self.plan.individual || pm.is_some() {
-            self.top.run_with(&|tj| self.get(tj), traj, out, pm);
+    fn run(&self, traj: u64, out: &mut [T], pm: Option<&mut [T]>, fidelity: Option<&mut [T]>) {
+        let fidelity = fidelity.and_then(|f| self.reference.as_deref().map(|r| (r, f)));
+        if self.plan.individual || pm.is_some() || fidelity.is_some() {
+            self.top.run_with(&|tj| self.get(tj), traj, out, pm, fidelity);
         } else {
             self.top.run(traj, out);
         }
     }
 }
 
-/// Records (and, with `plan.pm`, populations `n_saves * (N + 1)` per trajectory; else empty)
-/// of trajectories `plan.first_traj + offset ..+ count`, in f64, trajectory-major.
-fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u64) -> (Vec<f64>, Vec<f64>) {
+/// What the twin wrote for a batch of trajectories, in f64, trajectory-major: the records,
+/// with `plan.pm` the populations (`n_saves * (N + 1)` per trajectory; else empty), and the
+/// fidelity (`n_saves` per trajectory) of those among them that are saved, with a reference.
+struct Batch {
+    rec: Vec<f64>,
+    pm: Vec<f64>,
+    fidelity: Vec<Vec<f64>>,
+}
+
+/// The twin's output for trajectories `plan.first_traj + offset ..+ count` ([`Batch`]).
+fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u64) -> Batch {
     let len = plan.n_saves() * RECORD_LEN;
     let npm = if plan.pm {
         plan.n_saves() * (plan.n_atoms + 1)
     } else {
         0
     };
-    let per: Vec<(Vec<T>, Vec<T>)> = (0..count)
+    // The fidelity costs nothing for the trajectories that are not saved.
+    let nfid = plan.fidelity_count();
+    let per: Vec<(Vec<T>, Vec<T>, Vec<T>)> = (0..count)
         .into_par_iter()
         .map(|i| {
             let mut out = vec![T::ZERO; len];
             let mut pm = vec![T::ZERO; npm];
             let pm_slot = if plan.pm { Some(pm.as_mut_slice()) } else { None };
-            tw.run(plan.first_traj + offset + i, &mut out, pm_slot);
-            (out, pm)
+            let saved = offset + i < nfid;
+            let mut fid = vec![T::ZERO; if saved { plan.n_saves() } else { 0 }];
+            let fid_slot = if saved { Some(fid.as_mut_slice()) } else { None };
+            tw.run(plan.first_traj + offset + i, &mut out, pm_slot, fid_slot);
+            (out, pm, fid)
         })
         .collect();
-    let mut rec = Vec::with_capacity(per.len() * len);
-    let mut pms = Vec::with_capacity(per.len() * npm);
-    for (r, p) in per {
-        rec.extend(r.into_iter().map(T::to_f64));
-        pms.extend(p.into_iter().map(T::to_f64));
+    let mut b = Batch {
+        rec: Vec::with_capacity(per.len() * len),
+        pm: Vec::with_capacity(per.len() * npm),
+        fidelity: Vec::new(),
+    };
+    for (r, p, f) in per {
+        b.rec.extend(r.into_iter().map(T::to_f64));
+        b.pm.extend(p.into_iter().map(T::to_f64));
+        if !f.is_empty() {
+            b.fidelity.push(f.into_iter().map(T::to_f64).collect());
+        }
     }
-    (rec, pms)
+    b
+}
+
+/// The fidelity along the saved trajectories of `plan` (with a reference; else empty), from
+/// the CPU twin: trajectory `plan.first_traj + k` replayed from its own Philox stream
+/// (seed, index), with `plan`'s lanes and precision. For an ensemble run on the GPU with the
+/// same `plan`, the twin follows each GPU trajectory to rounding (the same jumps at the same
+/// quanta; module doc of `backend::gpu::trajectory`, "Agreement with the CPU twin").
+pub fn replay_fidelity(plan: &Plan) -> Vec<Vec<f64>> {
+    let count = plan.fidelity_count();
+    if count == 0 {
+        return Vec::new();
+    }
+    match plan.precision {
+        Precision::F32 => cpu_records_t(&Twins::<f32>::new(plan), plan, 0, count).fidelity,
+        Precision::F64 => cpu_records_t(&Twins::<f64>::new(plan), plan, 0, count).fidelity,
+    }
+}
+
+/// Attach the fidelity rows (trajectory order, from [`replay_fidelity`] or the CPU run) to
+/// the saved trajectories of `ens`.
+pub fn attach_fidelity(ens: &mut EnsembleResult, fidelity: Vec<Vec<f64>>) {
+    for (tr, f) in ens.trajectories.iter_mut().zip(fidelity) {
+        tr.fidelity = f;
+    }
 }
 
 /// Run the ensemble on the CPU (rayon over trajectories).
@@ -1048,31 +1162,37 @@ pub fn run_cpu(
     };
     let plan = Plan::new(model, psi0, times, &opts)?;
     let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
-    match plan.precision {
+    let fidelity = match plan.precision {
         Precision::F32 => cpu_ensemble::<f32>(&plan, &mut acc),
         Precision::F64 => cpu_ensemble::<f64>(&plan, &mut acc),
-    }
+    };
     let device = format!("{} rayon threads", rayon::current_num_threads());
-    Ok(finish(&plan, acc, "cpu", device, start))
+    let mut ens = finish(&plan, acc, "cpu", device, start);
+    attach_fidelity(&mut ens, fidelity);
+    Ok(ens)
 }
 
-fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) {
+/// Push the ensemble into `acc`; returns the fidelity rows of the saved trajectories.
+fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) -> Vec<Vec<f64>> {
     let tw = Twins::<T>::new(plan);
     let len = plan.n_saves() * RECORD_LEN;
+    let mut fidelity = Vec::new();
     let mut done = 0;
     while done < plan.ntraj {
         let count = CPU_BATCH.min(plan.ntraj - done);
-        let (rec, pm) = cpu_records_t(&tw, plan, done, count);
-        for (i, r) in rec.chunks_exact(len).enumerate() {
+        let b = cpu_records_t(&tw, plan, done, count);
+        for (i, r) in b.rec.chunks_exact(len).enumerate() {
             acc.push(plan.first_traj + done + i as u64, r);
         }
         if plan.pm {
-            for p in pm.chunks_exact(plan.n_saves() * (plan.n_atoms + 1)) {
+            for p in b.pm.chunks_exact(plan.n_saves() * (plan.n_atoms + 1)) {
                 acc.push_pm(p);
             }
         }
+        fidelity.extend(b.fidelity);
         done += count;
     }
+    fidelity
 }
 
 /// The ensemble result of `plan` from the records pushed into `acc` (trajectory order), for

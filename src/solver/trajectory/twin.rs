@@ -767,7 +767,7 @@ impl<T: Real> Twin<T> {
     /// Run trajectory `traj` (global index) and write its `n_saves() * RECORD_LEN` record
     /// values into `out`. Uses the AVX2 build of the same code where the CPU has it.
     pub fn run(&self, traj: u64, out: &mut [T]) {
-        self.run_with(&|_| self, traj, out, None);
+        self.run_with(&|_| self, traj, out, None, None);
     }
 
     /// As [`Twin::run`] for a model with single-atom processes: `self` is the irrep of the
@@ -776,20 +776,25 @@ impl<T: Real> Twin<T> {
     /// `pm`, if given (`n_saves() * (N + 1)` numbers), receives the trajectory's populations
     /// |<j, m|psi>|^2 at every save, at index `save * (N + 1) + m + N/2` (zero outside its
     /// irrep): summed over trajectories they give P_m of the permutation-invariant state.
+    ///
+    /// `fidelity`, if given (a reference in j = N/2, N + 1 normalised amplitudes, and
+    /// `n_saves()` numbers), receives `|<ref|psi>|^2` of the trajectory at every save
+    /// (`Twin::fidelity`).
     pub fn run_with<'a>(
         &'a self,
         twin_of: &dyn Fn(u32) -> &'a Twin<T>,
         traj: u64,
         out: &mut [T],
         pm: Option<&mut [T]>,
+        fidelity: Option<(&[Cx<T>], &mut [T])>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_avx2(twin_of, traj, out, pm) };
+            unsafe { self.run_avx2(twin_of, traj, out, pm, fidelity) };
             return;
         }
-        self.run_impl(twin_of, traj, out, pm);
+        self.run_impl(twin_of, traj, out, pm, fidelity);
     }
 
     /// The populations of the normalised `psi` into `row` (N + 1 numbers, index m + N/2).
@@ -802,6 +807,44 @@ impl<T: Real> Twin<T> {
         }
     }
 
+    /// `|<ref|psi>|^2` of the normalised `psi` for a reference in j = N/2 (`reference`: N + 1
+    /// amplitudes, index m + N/2): the overlap summed level by level in T (in level order, as
+    /// [`Twin::populations`] writes its levels), then its squared modulus. Exactly zero while
+    /// the trajectory is in an irrep j < N/2, which is orthogonal to j = N/2.
+    fn fidelity(&self, w: &Work<T>, reference: &[Cx<T>], n_atoms: usize) -> T {
+        if self.inp.two_j as usize != n_atoms {
+            return T::ZERO;
+        }
+        let (mut sr, mut si) = (T::ZERO, T::ZERO);
+        for (i, r) in reference.iter().enumerate().take(self.inp.n_levels) {
+            let (pr, pi) = (w.psi.re[i + 1], w.psi.im[i + 1]);
+            // conj(r) psi = (r.x p.x + r.y p.y, r.x p.y - r.y p.x)
+            sr = sr + (r.re * pr + r.im * pi);
+            si = si + (r.re * pi - r.im * pr);
+        }
+        sr * sr + si * si
+    }
+
+    /// The per-save hooks at save `s`, where asked for: the populations (P_m,
+    /// [`Twin::populations`]) and the fidelity ([`Twin::fidelity`]).
+    #[inline(always)]
+    fn save_hooks(
+        &self,
+        w: &Work<T>,
+        s: usize,
+        pm: &mut Option<&mut [T]>,
+        fidelity: &mut Option<(&[Cx<T>], &mut [T])>,
+        n_atoms: usize,
+    ) {
+        let npm = n_atoms + 1;
+        if let Some(p) = pm.as_deref_mut() {
+            self.populations(w, &mut p[s * npm..(s + 1) * npm], n_atoms);
+        }
+        if let Some((r, f)) = fidelity.as_mut() {
+            f[s] = self.fidelity(w, r, n_atoms);
+        }
+    }
+
     /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -811,8 +854,9 @@ impl<T: Real> Twin<T> {
         traj: u64,
         out: &mut [T],
         pm: Option<&mut [T]>,
+        fidelity: Option<(&[Cx<T>], &mut [T])>,
     ) {
-        self.run_impl(twin_of, traj, out, pm);
+        self.run_impl(twin_of, traj, out, pm, fidelity);
     }
 
     #[inline(always)]
@@ -822,12 +866,20 @@ impl<T: Real> Twin<T> {
         traj: u64,
         out: &mut [T],
         mut pm: Option<&mut [T]>,
+        mut fidelity: Option<(&[Cx<T>], &mut [T])>,
     ) {
         // The initial irrep is j = N/2: its 2j is N.
         let n_atoms = self.inp.two_j as usize;
         let npm = n_atoms + 1;
         let nsave = self.n_saves();
         assert_eq!(out.len(), nsave * RECORD_LEN, "record buffer length");
+        if let Some((r, f)) = &fidelity {
+            assert_eq!(
+                (r.len(), f.len()),
+                (npm, nsave),
+                "fidelity reference / buffer length"
+            );
+        }
         let mut w = self.work();
         let mut rng = PhiloxStream::new(self.inp.seed, traj);
         for (i, z) in self.inp.psi0.iter().enumerate() {
@@ -840,9 +892,7 @@ impl<T: Real> Twin<T> {
         let mut b = T::draw2(&mut rng)[0];
         let mut jumps = 0u32;
         tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
-        if let Some(p) = pm.as_deref_mut() {
-            tw.populations(&w, &mut p[..npm], n_atoms);
-        }
+        tw.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms);
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
             let set = set as usize;
             let h = self.inp.rp[HEAD_LEN + 2 * set];
@@ -956,9 +1006,7 @@ impl<T: Real> Twin<T> {
                 &mut out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN],
                 jumps,
             );
-            if let Some(p) = pm.as_deref_mut() {
-                tw.populations(&w, &mut p[(iv + 1) * npm..(iv + 2) * npm], n_atoms);
-            }
+            tw.save_hooks(&w, iv + 1, &mut pm, &mut fidelity, n_atoms);
         }
     }
 }
