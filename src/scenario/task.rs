@@ -60,6 +60,20 @@ pub enum Task {
     Sweep(SweepSpec),
 }
 
+impl Task {
+    /// The task kind as written in `[task] kind` (for error messages).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Evolve { .. } => "evolve",
+            Task::Trajectories { .. } => "trajectories",
+            Task::SteadyState => "steady_state",
+            Task::Scan { .. } => "scan",
+            Task::FixedPoints { .. } => "fixed_points",
+            Task::Sweep(_) => "sweep",
+        }
+    }
+}
+
 /// Save times and integrator settings of a time evolution: `kind = "evolve"` and a scan with
 /// `mode = "evolve"` take the same fields, parsed and checked by one function.
 #[derive(Debug, Clone, PartialEq)]
