@@ -99,6 +99,9 @@ impl SweepSpec {
 /// summary hold a few numbers per point).
 pub const MAX_SWEEP_POINTS: f64 = 1e8;
 
+/// Most values of one scan or sweep axis (`values = [..]` or `num`).
+pub const MAX_AXIS_VALUES: f64 = 1e6;
+
 /// The scanned variable and its values (`variable` with `values = [...]` or `start`, `stop`,
 /// `num`), shared by `kind = "scan"` and `kind = "fixed_points"` (`context` names the task).
 pub(super) fn scan_axis(
@@ -161,6 +164,13 @@ fn axis_values(
                 "either `values` or `start`/`stop`/`num`, not both",
             ));
         }
+        if list.len() as f64 > MAX_AXIS_VALUES {
+            return Err(InputError::invalid(
+                format!("{prefix}.values"),
+                format!("a list of {} entries", list.len()),
+                format!("at most {MAX_AXIS_VALUES} values (the limit of `num`)"),
+            ));
+        }
         list.iter()
             .enumerate()
             .map(|(i, n)| base.eval(&format!("{prefix}.values[{i}]"), n))
@@ -178,7 +188,7 @@ fn axis_values(
         };
         let a = need("start", start)?;
         let b = need("stop", stop)?;
-        let n = count(base, &format!("{prefix}.num"), num, 0.0, 1e6)?;
+        let n = count(base, &format!("{prefix}.num"), num, 0.0, MAX_AXIS_VALUES)?;
         if n == 1 {
             vec![a]
         } else {

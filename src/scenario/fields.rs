@@ -6,6 +6,9 @@ use super::{Num, Point};
 use crate::error::InputError;
 use crate::precision::Precision;
 
+/// Most save times of an evolution (`times = [..]` or `n_times`).
+pub const MAX_TIMES: f64 = 1e6;
+
 /// A number > 0 (`default` when absent).
 pub(super) fn positive(base: &Point, field: &str, n: &Option<Num>, default: f64) -> Result<f64, InputError> {
     let v = match n {
@@ -65,6 +68,13 @@ pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<
                 "either `times` or `t_start`/`t_end`/`n_times`, not both",
             ));
         }
+        if list.len() as f64 > MAX_TIMES {
+            return Err(InputError::invalid(
+                "task.times",
+                format!("a list of {} entries", list.len()),
+                format!("at most {MAX_TIMES} save times (the limit of `n_times`)"),
+            ));
+        }
         list.iter()
             .enumerate()
             .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
@@ -91,7 +101,7 @@ pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<
                 format!("a time > t_start = {t0}"),
             ));
         }
-        let n = count(base, "task.n_times", &t.n_times, 101.0, 1e6)?;
+        let n = count(base, "task.n_times", &t.n_times, 101.0, MAX_TIMES)?;
         if n < 2 {
             return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
         }
