@@ -61,11 +61,13 @@ pub enum SolverError {
         "task `{task}` stopped: internal error in a solver ({message}); please report this with the scenario"
     )]
     Panicked { task: String, message: String },
-    #[error("request needs about {needed_mib} MiB (limit {limit_mib} MiB): {what}")]
+    #[error("request needs about {needed_mib} MiB (limit {limit_mib} MiB{limit_source}): {what}")]
     TooLarge {
         what: String,
         needed_mib: u64,
         limit_mib: u64,
+        /// Where the limit came from, e.g. ", --memory-limit" (empty for a fixed limit).
+        limit_source: String,
     },
 }
 

@@ -2,7 +2,7 @@
 //! panic (exit 101), a stack overflow or abort (134), a hang or an unbounded allocation.
 
 mod common;
-use common::{Outputs, Toml, run_scenario};
+use common::{Outputs, Toml, run_scenario, run_scenario_env};
 
 /// The run failed with exit status 1 (an error, not a crash) and stderr contains every part.
 fn assert_error(run: &Outputs, parts: &[&str]) {
@@ -39,4 +39,55 @@ fn a_scan_reaching_zero_dissipation_names_the_point() {
     let toml = "[model]\nN = 10\nOmega = 1.0\nGamma = 1\n[task]\nkind = \"scan\"\nvariable = \"Gamma\"\nvalues = [1, 0]\n";
     let run = run_scenario(Toml::Text(toml), &[]);
     assert_error(&run, &["scan point 1", "Gamma = 0", "no dissipation"]);
+}
+
+#[test]
+fn deeply_nested_expressions_are_refused_in_a_file_and_through_set() {
+    let deep = format!("{}1{}", "(".repeat(50_000), ")".repeat(50_000));
+    let toml = format!("[model]\nN = 10\nGamma = 1\nOmega = \"{deep}\"\n[task]\nkind = \"steady_state\"\n");
+    let run = run_scenario(Toml::Text(&toml), &[]);
+    assert_error(&run, &["model.Omega", "at most 1000 characters"]);
+    let nested = format!("{}1{}", "(".repeat(100), ")".repeat(100));
+    let set = format!("Omega={nested}");
+    let run = run_scenario(
+        Toml::Text("[model]\nN = 10\nGamma = 1\n[task]\nkind = \"steady_state\"\n"),
+        &["--set", &set],
+    );
+    assert_error(&run, &["model.Omega", "nested at most 32 deep"]);
+}
+
+#[test]
+fn oversized_scenario_files_and_lists_are_refused() {
+    let run = run_scenario(Toml::File("/dev/zero"), &[]);
+    assert_error(&run, &["/dev/zero", "at most 1048576 bytes"]);
+    let values = vec!["1"; 5_000_000].join(",");
+    let toml = format!(
+        "[model]\nN = 2\nGamma = 1\n[task]\nkind = \"scan\"\nvariable = \"Omega\"\nvalues = [{values}]\n"
+    );
+    let run = run_scenario(Toml::Text(&toml), &[]);
+    assert_error(&run, &["scenario.toml", "at most 1048576 bytes"]);
+    let scan = "[model]\nN = 2\nGamma = 1\n[task]\nkind = \"scan\"\nvariable = \"Omega\"\nstart = 0\nstop = 1\nnum = 3\n";
+    let run = run_scenario(Toml::Text(scan), &["--set", "task.num=1e7"]);
+    assert_error(&run, &["task.num", "10000000", "1..=1000000"]);
+    let evolve = "[model]\nN = 2\nGamma = 1\n[task]\nkind = \"evolve\"\nt_end = 1\n";
+    let run = run_scenario(Toml::Text(evolve), &["--set", "task.n_times=1e12"]);
+    assert_error(&run, &["task.n_times", "1000000000000", "1..=1000000"]);
+}
+
+#[test]
+fn memory_limit_flag_and_variable_are_checked_and_named() {
+    let evolve = "[model]\nN = 200\nGamma = 1\n[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]\nkind = \"evolve\"\nt_end = 0.1\nn_times = 3\n";
+    let run = run_scenario_env(Toml::Text(evolve), &[], &[("DICKE_MEMORY_LIMIT_MIB", "8G")]);
+    assert_error(&run, &["DICKE_MEMORY_LIMIT_MIB", "\"8G\"", "whole number of MiB"]);
+    // --memory-limit takes precedence over the variable, and the refusal names it.
+    let run = run_scenario_env(
+        Toml::Text(evolve),
+        &["--memory-limit", "1"],
+        &[("DICKE_MEMORY_LIMIT_MIB", "100000")],
+    );
+    assert_error(&run, &["request needs about", "limit 1 MiB, --memory-limit"]);
+    let run = run_scenario_env(Toml::Text(evolve), &[], &[("DICKE_MEMORY_LIMIT_MIB", "1")]);
+    assert_error(&run, &["limit 1 MiB, DICKE_MEMORY_LIMIT_MIB"]);
+    let run = run_scenario(Toml::Text(evolve), &["--memory-limit", "8G"]);
+    assert!(!run.ok && run.stderr.contains("--memory-limit"), "{}", run.stderr);
 }

@@ -765,6 +765,7 @@ pub(crate) fn check_memory(what: String, bytes: f64) -> Result<(), SolverError> 
             what,
             needed_mib,
             limit_mib: STEADY_STATE_MEMORY_LIMIT_MIB,
+            limit_source: ", the steady-state solver's fixed limit".into(),
         });
     }
     Ok(())

@@ -40,6 +40,7 @@ use crate::scenario::{Scenario, Task};
 /// Run the scenario's task (module doc). A panic that escapes a solver is contained here and
 /// returned as [`SolverError::Panicked`] naming the task kind, never an abort of the caller.
 pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
+    memory::memory_limit()?;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(sc, ctx)))
         .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
 }
