@@ -91,3 +91,26 @@ fn memory_limit_flag_and_variable_are_checked_and_named() {
     let run = run_scenario(Toml::Text(evolve), &["--memory-limit", "8G"]);
     assert!(!run.ok && run.stderr.contains("--memory-limit"), "{}", run.stderr);
 }
+
+#[test]
+fn tolerances_and_cfl_outside_their_ranges_are_refused() {
+    let evolve = "[model]\nN = 4\nGamma = 1\nOmega = 1\n[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]\nkind = \"evolve\"\nt_end = 0.1\nn_times = 3\n";
+    let run = run_scenario(
+        Toml::Text(evolve),
+        &["--set", "task.rtol=2", "--set", "task.atol=1e-10"],
+    );
+    assert_error(&run, &["task.rtol", "= 2", "[1e-14, 1e-2]"]);
+    let run = run_scenario(Toml::Text(evolve), &["--set", "task.rtol=1e-16"]);
+    assert_error(&run, &["task.rtol", "[1e-14, 1e-2]"]);
+    let run = run_scenario(Toml::Text(evolve), &["--set", "task.atol=2"]);
+    assert_error(&run, &["task.atol", "= 2", "(0, 1e-2]"]);
+    run_scenario(
+        Toml::Text(evolve),
+        &["--set", "task.rtol=1e-2", "--set", "task.atol=1e-2"],
+    )
+    .assert_ok();
+    let traj = "[model]\nN = 4\nGamma = 1\nOmega = 1\n[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]\nkind = \"trajectories\"\nt_end = 0.1\nn_times = 3\nntraj = 8\n";
+    let run = run_scenario(Toml::Text(traj), &["--set", "task.cfl=5", "--backend", "cpu"]);
+    assert_error(&run, &["task.cfl", "= 5", "(0, 1]"]);
+    run_scenario(Toml::Text(traj), &["--set", "task.cfl=1", "--backend", "cpu"]).assert_ok();
+}

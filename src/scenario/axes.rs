@@ -3,7 +3,7 @@
 //! and the one or two `[[task.axes]]` of `kind = "sweep"` with its save grid and reductions
 //! ([`SweepSpec`]).
 
-use super::fields::{count, positive, precision, time_grid};
+use super::fields::{atol, count, precision, rtol, time_grid};
 use super::raw::{RawAxis, RawTask};
 use super::{F32_MIN_ATOL, F32_MIN_RTOL, Num, Point, Scenario};
 use crate::error::InputError;
@@ -228,8 +228,8 @@ pub(super) fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Swe
             format!("one of the sweep columns {}", SWEEP_QUANTITIES.join(", ")),
         ));
     }
-    let rtol = positive(base, "task.rtol", &t.rtol, 1e-8)?;
-    let atol = positive(base, "task.atol", &t.atol, 1e-10)?;
+    let rtol = rtol(base, &t.rtol, 1e-8)?;
+    let atol = atol(base, &t.atol, 1e-10)?;
     let precision = precision(t)?;
     if precision == Some(Precision::F32) {
         check_f32_tolerances(rtol, atol)?;
