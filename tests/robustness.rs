@@ -114,3 +114,35 @@ fn tolerances_and_cfl_outside_their_ranges_are_refused() {
     assert_error(&run, &["task.cfl", "= 5", "(0, 1]"]);
     run_scenario(Toml::Text(traj), &["--set", "task.cfl=1", "--backend", "cpu"]).assert_ok();
 }
+
+#[test]
+fn trajectory_memory_covers_the_populations_per_save() {
+    let traj = "[model]\nN = 2000\nGamma = 1\nOmega = 1\n[initial]\nstate = \"dicke\"\nm = \"-N/2\"\n[task]\nkind = \"trajectories\"\nt_end = 0.1\nn_times = 5001\nntraj = 1000\n[observables]\npm = true\n";
+    let run = run_scenario(Toml::Text(traj), &["--memory-limit", "16384", "--backend", "cpu"]);
+    assert_error(
+        &run,
+        &[
+            "request needs about",
+            "limit 16384 MiB",
+            "N = 2000",
+            "5001 save times",
+            "P_m",
+        ],
+    );
+    // The same small request runs.
+    let run = run_scenario(
+        Toml::Text(traj),
+        &[
+            "--set",
+            "N=4",
+            "--set",
+            "task.n_times=5",
+            "--set",
+            "task.ntraj=16",
+            "--backend",
+            "cpu",
+        ],
+    );
+    run.assert_ok();
+    assert!(run.path("pm.csv").exists());
+}
