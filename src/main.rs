@@ -91,6 +91,14 @@ fn real_main() -> Result<()> {
                 let stem = scenario.file_stem().map(|s| s.to_string_lossy().to_string());
                 PathBuf::from("out").join(stem.unwrap_or_else(|| "run".into()))
             });
+            if out_dir.exists() && !out_dir.is_dir() {
+                return Err(dicke::error::InputError::invalid(
+                    "--out",
+                    out_dir.display(),
+                    "a directory (this path names an existing file)",
+                )
+                .into());
+            }
             let opts = RunOptions {
                 out_dir,
                 backend,

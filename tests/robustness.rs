@@ -146,3 +146,47 @@ fn trajectory_memory_covers_the_populations_per_save() {
     run.assert_ok();
     assert!(run.path("pm.csv").exists());
 }
+
+#[test]
+fn vague_messages_name_the_field_and_what_was_expected() {
+    let base = "[model]\nN = 10\nGamma = 1\n[task]\nkind = \"steady_state\"\n";
+    let run = run_scenario(Toml::Text(&format!("{base}[variables]\nx = true\n")), &[]);
+    assert_error(
+        &run,
+        &[
+            "variables.x",
+            "boolean `true`",
+            "a number or an expression string",
+        ],
+    );
+    let run = run_scenario(Toml::Text(base), &["--set", "Omega=true"]);
+    assert_error(
+        &run,
+        &[
+            "model.Omega",
+            "boolean `true`",
+            "a number or an expression string",
+        ],
+    );
+    // An empty segment of a dotted --set key.
+    let run = run_scenario(Toml::Text(base), &["--set", "task..t_end=1"]);
+    assert_error(&run, &["task..t_end", "empty segment", "task.t_end"]);
+    // --out naming an existing file.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a_file");
+    std::fs::write(&file, "x").unwrap();
+    let scenario = tmp.path().join("s.toml");
+    std::fs::write(&scenario, base).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dicke"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for p in ["error: field `--out`", "a_file", "a directory", "existing file"] {
+        assert!(stderr.contains(p), "stderr lacks `{p}`: {stderr}");
+    }
+}

@@ -68,13 +68,40 @@ use crate::model::Model;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// A number or an expression, as written in the file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+/// A number or an expression, as written in the file. Deserialised by hand (not an untagged
+/// enum, whose error says only "data did not match any variant") so that a wrong type reads
+/// e.g. "invalid type: boolean `true`, expected a number or an expression string" with the
+/// key's path.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Num {
     Int(i64),
     Float(f64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or an expression string (e.g. 0.5 or \"N/2\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Num, E> {
+                Ok(Num::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Num, E> {
+                Ok(i64::try_from(v).map(Num::Int).unwrap_or(Num::Float(v as f64)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Num, E> {
+                Ok(Num::Float(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Num, E> {
+                Ok(Num::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Num {
