@@ -56,11 +56,18 @@ pub enum SolverError {
         /// E.g. "; 2 of 16 points failed" when a batch reports more than one failure.
         others: String,
     },
-    #[error("request needs about {needed_mib} MiB (limit {limit_mib} MiB): {what}")]
+    /// A solver panicked (a bug, or an input no check caught); contained at the task boundary.
+    #[error(
+        "task `{task}` stopped: internal error in a solver ({message}); please report this with the scenario"
+    )]
+    Panicked { task: String, message: String },
+    #[error("request needs about {needed_mib} MiB (limit {limit_mib} MiB{limit_source}): {what}")]
     TooLarge {
         what: String,
         needed_mib: u64,
         limit_mib: u64,
+        /// Where the limit came from, e.g. ", --memory-limit" (empty for a fixed limit).
+        limit_source: String,
     },
 }
 

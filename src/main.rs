@@ -32,6 +32,10 @@ enum Command {
         /// (task.t_end). Repeatable. Values may be expressions: --set Omega="0.5*Omega_c".
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Memory limit of one request, MiB (default: DICKE_MEMORY_LIMIT_MIB, else 80 % of the
+        /// machine's memory). Requests estimated above it are refused before they run.
+        #[arg(long = "memory-limit", value_name = "MIB")]
+        memory_limit: Option<u64>,
     },
     /// Show the version, CPU threads and the wgpu adapters found.
     Info,
@@ -52,12 +56,24 @@ fn real_main() -> Result<()> {
             out,
             backend,
             set,
+            memory_limit,
         } => {
+            if let Some(mib) = memory_limit {
+                dicke::task::memory::set_memory_limit_mib(mib);
+            }
             let sc = dicke::scenario::load(&scenario, &set)?;
             let out_dir = out.unwrap_or_else(|| {
                 let stem = scenario.file_stem().map(|s| s.to_string_lossy().to_string());
                 PathBuf::from("out").join(stem.unwrap_or_else(|| "run".into()))
             });
+            if out_dir.exists() && !out_dir.is_dir() {
+                return Err(dicke::error::InputError::invalid(
+                    "--out",
+                    out_dir.display(),
+                    "a directory (this path names an existing file)",
+                )
+                .into());
+            }
             let opts = RunOptions {
                 out_dir,
                 backend,

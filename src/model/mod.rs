@@ -168,6 +168,35 @@ impl Model {
         self.gamma_down == 0.0 && self.gamma_up == 0.0 && self.gamma_phi == 0.0
     }
 
+    /// Why the model has no unique steady state, or None when it has one (as far as the rates
+    /// tell). Decided from the rates alone, before any solver runs:
+    /// - no dissipative rate at all (Gamma, w, Gamma_phi, gamma_down, gamma_up, gamma_phi all
+    ///   0): the dynamics is unitary, every eigenstate of H is stationary, and the steady-state
+    ///   equation L rho = 0, tr rho = 1 is singular;
+    /// - only dephasing (Gamma_phi and/or gamma_phi) without a drive (Omega = 0): dephasing
+    ///   and the Jz-diagonal Hamiltonian conserve every population, so any diagonal state is
+    ///   stationary. With a drive the steady state of pure dephasing is unique (the maximally
+    ///   mixed state: the only operator commuting with Jz (resp. every sigma_z^i) and with the
+    ///   drive's nearest-neighbour couplings is the identity), so that case is accepted.
+    pub fn no_unique_steady_state(&self) -> Option<&'static str> {
+        let relaxing =
+            self.gamma_coll > 0.0 || self.pump_coll > 0.0 || self.gamma_down > 0.0 || self.gamma_up > 0.0;
+        let dephasing = self.dephase_coll > 0.0 || self.gamma_phi > 0.0;
+        if relaxing {
+            None
+        } else if !dephasing {
+            Some(
+                "no dissipation (Gamma, w, Gamma_phi, gamma_down, gamma_up and gamma_phi are all 0):                  the dynamics is unitary, so a steady state is not unique (every eigenstate of H is                  stationary); add a dissipative rate > 0, or use kind = \"evolve\"",
+            )
+        } else if self.drive == 0.0 {
+            Some(
+                "only dephasing (Gamma_phi / gamma_phi) and no drive (Omega = 0): every population is                  conserved, so the steady state is not unique; add a decay or pump rate, or a drive",
+            )
+        } else {
+            None
+        }
+    }
+
     /// The names of the individual rates that are nonzero (for error messages).
     pub fn individual_terms(&self) -> Vec<&'static str> {
         let mut v = Vec::new();

@@ -3,7 +3,7 @@
 //! and the one or two `[[task.axes]]` of `kind = "sweep"` with its save grid and reductions
 //! ([`SweepSpec`]).
 
-use super::fields::{count, positive, precision, time_grid};
+use super::fields::{atol, count, precision, rtol, time_grid};
 use super::raw::{RawAxis, RawTask};
 use super::{F32_MIN_ATOL, F32_MIN_RTOL, Num, Point, Scenario};
 use crate::error::InputError;
@@ -99,6 +99,9 @@ impl SweepSpec {
 /// summary hold a few numbers per point).
 pub const MAX_SWEEP_POINTS: f64 = 1e8;
 
+/// Most values of one scan or sweep axis (`values = [..]` or `num`).
+pub const MAX_AXIS_VALUES: f64 = 1e6;
+
 /// The scanned variable and its values (`variable` with `values = [...]` or `start`, `stop`,
 /// `num`), shared by `kind = "scan"` and `kind = "fixed_points"` (`context` names the task).
 pub(super) fn scan_axis(
@@ -161,6 +164,13 @@ fn axis_values(
                 "either `values` or `start`/`stop`/`num`, not both",
             ));
         }
+        if list.len() as f64 > MAX_AXIS_VALUES {
+            return Err(InputError::invalid(
+                format!("{prefix}.values"),
+                format!("a list of {} entries", list.len()),
+                format!("at most {MAX_AXIS_VALUES} values (the limit of `num`)"),
+            ));
+        }
         list.iter()
             .enumerate()
             .map(|(i, n)| base.eval(&format!("{prefix}.values[{i}]"), n))
@@ -178,7 +188,7 @@ fn axis_values(
         };
         let a = need("start", start)?;
         let b = need("stop", stop)?;
-        let n = count(base, &format!("{prefix}.num"), num, 0.0, 1e6)?;
+        let n = count(base, &format!("{prefix}.num"), num, 0.0, MAX_AXIS_VALUES)?;
         if n == 1 {
             vec![a]
         } else {
@@ -218,8 +228,8 @@ pub(super) fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Swe
             format!("one of the sweep columns {}", SWEEP_QUANTITIES.join(", ")),
         ));
     }
-    let rtol = positive(base, "task.rtol", &t.rtol, 1e-8)?;
-    let atol = positive(base, "task.atol", &t.atol, 1e-10)?;
+    let rtol = rtol(base, &t.rtol, 1e-8)?;
+    let atol = atol(base, &t.atol, 1e-10)?;
     let precision = precision(t)?;
     if precision == Some(Precision::F32) {
         check_f32_tolerances(rtol, atol)?;

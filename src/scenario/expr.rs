@@ -23,8 +23,11 @@ pub struct Expr {
 }
 
 impl Expr {
-    /// Parse `text`; `field` names the scenario key for error messages.
+    /// Parse `text`; `field` names the scenario key for error messages. Texts longer than
+    /// [`MAX_EXPR_LEN`] or nested deeper than [`MAX_EXPR_DEPTH`] are refused before evalexpr
+    /// sees them (its parser and evaluator recurse, so a deep nesting overflows the stack).
     pub fn parse(field: &str, text: &str) -> Result<Expr, InputError> {
+        check_size(field, text)?;
         let node =
             evalexpr::build_operator_tree::<DefaultNumericTypes>(&floatify_literals(text)).map_err(|e| {
                 InputError::Expression {
@@ -72,6 +75,47 @@ impl Expr {
         }
         Ok(v)
     }
+}
+
+/// Longest expression text accepted, characters (a formula from a paper is far shorter).
+pub const MAX_EXPR_LEN: usize = 1000;
+/// Deepest nesting of parentheses accepted in an expression.
+pub const MAX_EXPR_DEPTH: usize = 32;
+
+/// Refuse a text over [`MAX_EXPR_LEN`] characters or with parentheses nested deeper than
+/// [`MAX_EXPR_DEPTH`].
+fn check_size(field: &str, text: &str) -> Result<(), InputError> {
+    let len = text.chars().count();
+    let shown = || {
+        let head: String = text.chars().take(40).collect();
+        format!("\"{head}...\" ({len} characters)")
+    };
+    if len > MAX_EXPR_LEN {
+        return Err(InputError::invalid(
+            field,
+            shown(),
+            format!("an expression of at most {MAX_EXPR_LEN} characters"),
+        ));
+    }
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_EXPR_DEPTH {
+        return Err(InputError::invalid(
+            field,
+            shown(),
+            format!("an expression with parentheses nested at most {MAX_EXPR_DEPTH} deep (found {max})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Values known so far, as an evalexpr context with the plain-named math functions.
@@ -204,6 +248,32 @@ mod tests {
         assert_eq!(half, 0.5);
         let p = Expr::parse("p", "cos(pi)").unwrap().eval("p", &s).unwrap();
         assert_eq!(p, -1.0);
+    }
+
+    #[test]
+    fn long_or_deep_expressions_are_refused_and_the_limits_evaluate() {
+        let deep = format!("{}1{}", "(".repeat(50_000), ")".repeat(50_000));
+        let e = Expr::parse("model.Omega", &deep).err().unwrap().to_string();
+        assert!(
+            e.contains("model.Omega") && e.contains("at most 1000 characters"),
+            "{e}"
+        );
+        let nested = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        let e = Expr::parse("model.Omega", &nested).err().unwrap().to_string();
+        assert!(
+            e.contains("model.Omega") && e.contains("nested at most 32 deep (found 40)"),
+            "{e}"
+        );
+        // What the limits let through evaluates on a test thread's small stack.
+        let s = Scope::new();
+        let at_depth = format!("{}1{}", "(".repeat(MAX_EXPR_DEPTH), ")".repeat(MAX_EXPR_DEPTH));
+        assert_eq!(Expr::parse("a", &at_depth).unwrap().eval("a", &s).unwrap(), 1.0);
+        let chain = format!("{}1", "1+".repeat(MAX_EXPR_LEN / 2 - 1));
+        assert_eq!(Expr::parse("a", &chain).unwrap().eval("a", &s).unwrap(), 500.0);
+        let unary = format!("{}1", "-".repeat(MAX_EXPR_LEN - 2));
+        assert_eq!(Expr::parse("a", &unary).unwrap().eval("a", &s).unwrap(), 1.0);
+        let powers = format!("{}1", "1^".repeat(MAX_EXPR_LEN / 2 - 1));
+        assert_eq!(Expr::parse("a", &powers).unwrap().eval("a", &s).unwrap(), 1.0);
     }
 
     #[test]

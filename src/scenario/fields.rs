@@ -6,6 +6,9 @@ use super::{Num, Point};
 use crate::error::InputError;
 use crate::precision::Precision;
 
+/// Most save times of an evolution (`times = [..]` or `n_times`).
+pub const MAX_TIMES: f64 = 1e6;
+
 /// A number > 0 (`default` when absent).
 pub(super) fn positive(base: &Point, field: &str, n: &Option<Num>, default: f64) -> Result<f64, InputError> {
     let v = match n {
@@ -17,6 +20,56 @@ pub(super) fn positive(base: &Point, field: &str, n: &Option<Num>, default: f64)
     }
     Ok(v)
 }
+
+/// The range of `task.rtol`. Below 1e-14 the DP5 error estimate (differences of O(1) values
+/// near f64's 2.2e-16 rounding, summed over the stages) cannot meet the tolerance and the step
+/// shrinks until the integrator gives up; above 1e-2 the controller's estimate (the gap between
+/// the embedded 4th- and 5th-order solutions, valid only asymptotically in h) no longer bounds
+/// the error, and steps limited only by stability give meaningless results (rtol = atol = 2
+/// gave xi^2 = -10).
+pub const RTOL_RANGE: (f64, f64) = (1e-14, 1e-2);
+/// The largest `task.atol`: the observables are O(1)-normalised moments and density-matrix
+/// elements, so an absolute tolerance above 1e-2 lets the controller accept errors of the size
+/// of the quantities themselves (for the same reason as [`RTOL_RANGE`]'s upper end).
+pub const MAX_ATOL: f64 = 1e-2;
+
+/// `task.rtol` (> 0, then in [`RTOL_RANGE`]).
+pub(super) fn rtol(base: &Point, n: &Option<Num>, default: f64) -> Result<f64, InputError> {
+    let v = positive(base, "task.rtol", n, default)?;
+    let (lo, hi) = RTOL_RANGE;
+    if !(lo..=hi).contains(&v) {
+        return Err(InputError::invalid(
+            "task.rtol",
+            v,
+            format!(
+                "a relative tolerance in [{lo:e}, {hi:e}] (the range where the DP5 error control is meaningful)"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+/// `task.atol` (> 0, at most [`MAX_ATOL`]).
+pub(super) fn atol(base: &Point, n: &Option<Num>, default: f64) -> Result<f64, InputError> {
+    let v = positive(base, "task.atol", n, default)?;
+    if v > MAX_ATOL {
+        return Err(InputError::invalid(
+            "task.atol",
+            v,
+            format!(
+                "an absolute tolerance in (0, {MAX_ATOL:e}] (the range where the DP5 error control is meaningful)"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+/// The largest `task.cfl` of a trajectory ensemble: RK4 is stable to cfl = 1.4 on the
+/// imaginary axis, but its deterministic error grows like cfl^4 and already dominates the
+/// ensemble's standard error well below that (module doc of `solver::trajectory`: max
+/// |<Jz>_traj - <Jz>_ME| is 1.8e-2 at cfl 0.5 and 0.55 at cfl 1; cfl = 5 biased the means
+/// by 9 standard errors). 1 is the largest step any test or benchmark uses.
+pub const MAX_CFL: f64 = 1.0;
 
 /// A whole number in 1..=max (`default` when absent).
 pub(super) fn count(
@@ -65,6 +118,13 @@ pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<
                 "either `times` or `t_start`/`t_end`/`n_times`, not both",
             ));
         }
+        if list.len() as f64 > MAX_TIMES {
+            return Err(InputError::invalid(
+                "task.times",
+                format!("a list of {} entries", list.len()),
+                format!("at most {MAX_TIMES} save times (the limit of `n_times`)"),
+            ));
+        }
         list.iter()
             .enumerate()
             .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
@@ -91,7 +151,7 @@ pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<
                 format!("a time > t_start = {t0}"),
             ));
         }
-        let n = count(base, "task.n_times", &t.n_times, 101.0, 1e6)?;
+        let n = count(base, "task.n_times", &t.n_times, 101.0, MAX_TIMES)?;
         if n < 2 {
             return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
         }

@@ -68,13 +68,40 @@ use crate::model::Model;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// A number or an expression, as written in the file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+/// A number or an expression, as written in the file. Deserialised by hand (not an untagged
+/// enum, whose error says only "data did not match any variant") so that a wrong type reads
+/// e.g. "invalid type: boolean `true`, expected a number or an expression string" with the
+/// key's path.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Num {
     Int(i64),
     Float(f64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or an expression string (e.g. 0.5 or \"N/2\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Num, E> {
+                Ok(Num::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Num, E> {
+                Ok(i64::try_from(v).map(Num::Int).unwrap_or(Num::Float(v as f64)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Num, E> {
+                Ok(Num::Float(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Num, E> {
+                Ok(Num::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Num {
@@ -113,11 +140,35 @@ pub struct Point {
     pub values: BTreeMap<String, f64>,
 }
 
-/// Read, override and validate a scenario file.
+/// Largest scenario file accepted, bytes (a scenario is a few kB; this keeps `dicke run
+/// /dev/zero` or a mistaken data file from being read into memory).
+pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
+
+/// Read, override and validate a scenario file (at most [`MAX_SCENARIO_BYTES`], read through
+/// a bounded reader).
 pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Scenario, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+    use std::io::Read;
+    let read_err = |source| InputError::Read {
         path: path.display().to_string(),
         source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(InputError::invalid(
+            format!("scenario file `{}`", path.display()),
+            format!("more than {MAX_SCENARIO_BYTES} bytes"),
+            format!("a scenario file of at most {MAX_SCENARIO_BYTES} bytes (1 MiB)"),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e})"),
+        ))
     })?;
     parse(&text, &path.display().to_string(), overrides)
 }
@@ -180,6 +231,27 @@ num = 3
         assert!((p.values["x"] - 0.25).abs() < 1e-15);
         let sc = parse(BASE, "t", &["Omega=2*Gamma".into()]).unwrap();
         assert_eq!(sc.point(&[]).unwrap().model.drive, 2.0);
+    }
+
+    #[test]
+    fn value_and_time_lists_are_capped() {
+        let scan = "[model]\nN = 2\nGamma = 1\n[task]\nkind = \"scan\"\nvariable = \"Omega\"\n";
+        let list = vec!["1"; 1_000_001].join(",");
+        let e = parse(&format!("{scan}values = [{list}]\n"), "t", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("task.values") && e.contains("1000001 entries") && e.contains("at most 1000000"),
+            "{e}"
+        );
+        let evolve = "[model]\nN = 2\nGamma = 1\n[task]\nkind = \"evolve\"\n";
+        let e = parse(&format!("{evolve}times = [{list}]\n"), "t", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("task.times") && e.contains("1000001 entries") && e.contains("at most 1000000"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -64,7 +64,16 @@ fn parse_value(value: &str) -> toml::Value {
 /// or `variables` (a variable of this scenario). Errors are the override's message.
 fn key_path<'k>(tree: &toml::Value, key: &'k str) -> Result<Vec<&'k str>, String> {
     if key.contains('.') {
-        return Ok(key.split('.').collect());
+        let parts: Vec<&str> = key.split('.').collect();
+        if let Some(i) = parts.iter().position(|p| p.trim().is_empty()) {
+            return Err(format!(
+                "key `{key}` has an empty segment (part {} of {}): expected dot-separated names \
+                 such as task.t_end",
+                i + 1,
+                parts.len()
+            ));
+        }
+        return Ok(parts);
     }
     let in_vars = tree.get("variables").and_then(|v| v.get(key)).is_some();
     if PARAM_NAMES.contains(&key) {

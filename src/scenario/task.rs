@@ -3,7 +3,7 @@
 //! shared with the axes (positive, whole counts, time grids, precision) are in `fields`.
 
 use super::axes::{scan_axis, sweep_spec};
-use super::fields::{count, positive, precision, time_grid};
+use super::fields::{MAX_CFL, atol, count, positive, precision, rtol, time_grid};
 use super::raw::RawTask;
 use super::{Num, Point, Scenario, SweepSpec};
 use crate::error::InputError;
@@ -60,6 +60,20 @@ pub enum Task {
     Sweep(SweepSpec),
 }
 
+impl Task {
+    /// The task kind as written in `[task] kind` (for error messages).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Evolve { .. } => "evolve",
+            Task::Trajectories { .. } => "trajectories",
+            Task::SteadyState => "steady_state",
+            Task::Scan { .. } => "scan",
+            Task::FixedPoints { .. } => "fixed_points",
+            Task::Sweep(_) => "sweep",
+        }
+    }
+}
+
 /// Save times and integrator settings of a time evolution: `kind = "evolve"` and a scan with
 /// `mode = "evolve"` take the same fields, parsed and checked by one function.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,8 +127,8 @@ pub(super) fn refuse(names: &[(&str, bool)], context: &str, hint: &str) -> Resul
 pub(super) fn evolve_spec(t: &RawTask, base: &Point, context: &str) -> Result<EvolveSpec, InputError> {
     Ok(EvolveSpec {
         times: time_grid(t, base, context)?,
-        rtol: positive(base, "task.rtol", &t.rtol, 1e-8)?,
-        atol: positive(base, "task.atol", &t.atol, 1e-10)?,
+        rtol: rtol(base, &t.rtol, 1e-8)?,
+        atol: atol(base, &t.atol, 1e-10)?,
         max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
     })
 }
@@ -295,7 +309,22 @@ fn trajectories_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, Inp
         save_trajectories: save,
         f64: precision(t)? == Some(Precision::F64),
         dt: opt_pos("task.dt", &t.dt)?,
-        cfl: opt_pos("task.cfl", &t.cfl)?,
+        cfl: opt_pos("task.cfl", &t.cfl)?
+            .map(|c| {
+                if c > MAX_CFL {
+                    Err(InputError::invalid(
+                        "task.cfl",
+                        c,
+                        format!(
+                            "a step in (0, {MAX_CFL}] x 1/Lambda (beyond it RK4's deterministic error \
+                             exceeds the ensemble's standard error; it is unstable beyond 1.4)"
+                        ),
+                    ))
+                } else {
+                    Ok(c)
+                }
+            })
+            .transpose()?,
     })
 }
 
@@ -406,8 +435,8 @@ fn fixed_points_run(t: &RawTask, base: &Point, f: &Present) -> Result<Option<Evo
     let t_end = positive(base, "task.t_end", &t.t_end, 1.0)?;
     Ok(Some(EvolveSpec {
         times: vec![0.0, t_end],
-        rtol: positive(base, "task.rtol", &t.rtol, 1e-10)?,
-        atol: positive(base, "task.atol", &t.atol, 1e-12)?,
+        rtol: rtol(base, &t.rtol, 1e-10)?,
+        atol: atol(base, &t.atol, 1e-12)?,
         max_steps: count(base, "task.max_steps", &t.max_steps, 10_000_000.0, 1e12)?,
     }))
 }

@@ -576,6 +576,12 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
                 .to_string(),
         });
     }
+    if let Some(why) = model.no_unique_steady_state() {
+        return Err(SolverError::Unsupported {
+            solver: "blocks steady state",
+            message: why.to_string(),
+        });
+    }
     let nb = block_elements(model.n);
     check_memory(
         format!(

@@ -765,6 +765,7 @@ pub(crate) fn check_memory(what: String, bytes: f64) -> Result<(), SolverError> 
             what,
             needed_mib,
             limit_mib: STEADY_STATE_MEMORY_LIMIT_MIB,
+            limit_source: ", the steady-state solver's fixed limit".into(),
         });
     }
     Ok(())
@@ -1278,6 +1279,12 @@ fn populations_steady_state(model: &Model, co: &Coeffs) -> Result<Vec<c64>, Solv
 /// solution routes into the smallest populations: see `Coeffs::population_rates`.
 pub fn steady_state(model: &Model) -> Result<(DensityMatrix, SteadyStats), SolverError> {
     require_collective(model, "master")?;
+    if let Some(why) = model.no_unique_steady_state() {
+        return Err(SolverError::Unsupported {
+            solver: "master steady state",
+            message: why.to_string(),
+        });
+    }
     let irrep = Irrep::symmetric(model.n);
     let n = irrep.dim();
     let nu = n * n;

@@ -34,11 +34,31 @@ pub mod trajectories;
 pub use context::{Context, NoProgress, Progress};
 pub use report::Report;
 
-use crate::error::Error;
+use crate::error::{Error, SolverError};
 use crate::scenario::{Scenario, Task};
 
-/// Run the scenario's task (module doc).
+/// Run the scenario's task (module doc). A panic that escapes a solver is contained here and
+/// returned as [`SolverError::Panicked`] naming the task kind, never an abort of the caller.
 pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
+    memory::memory_limit()?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(sc, ctx)))
+        .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
+}
+
+/// The error of a contained panic: its message (a `&str` or `String` payload) and the task.
+fn panicked(task: &str, payload: &(dyn std::any::Any + Send)) -> SolverError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    SolverError::Panicked {
+        task: task.to_string(),
+        message,
+    }
+}
+
+fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
     match &sc.task {
         Task::Evolve {
             times,
@@ -100,5 +120,23 @@ pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
             fixed_points::run(sc, &spec, ctx)
         }
         Task::Sweep(spec) => sweep::run(sc, spec, ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_payload_becomes_an_error_naming_the_task() {
+        let caught = std::panic::catch_unwind(|| panic!("index {} out of range", 7)).unwrap_err();
+        let e = Error::from(panicked("steady_state", caught.as_ref())).to_string();
+        assert!(
+            e.contains("steady_state") && e.contains("index 7 out of range"),
+            "{e}"
+        );
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(3_u8)).unwrap_err();
+        let e = panicked("evolve", caught.as_ref()).to_string();
+        assert!(e.contains("evolve") && e.contains("without a message"), "{e}");
     }
 }

@@ -42,6 +42,21 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         reference: sc.reference_state(p)?,
         ..spec.options.clone()
     };
+    let ntraj = topts.ntraj;
+    super::memory::refuse_bytes(
+        crate::solver::trajectory::memory_estimate(p.model.n, spec.times.len(), ntraj, topts),
+        format!(
+            "trajectory ensemble at N = {}, {} save times, {ntraj} trajectories{} (records of a \
+             batch of up to 1024 trajectories, sums, kept trajectories)",
+            p.model.n,
+            spec.times.len(),
+            if topts.pm {
+                ", P_m per save (N + 1 populations)"
+            } else {
+                ""
+            }
+        ),
+    )?;
     let kernel = Kernel::Gpu {
         asked: Some(topts.precision),
         cpu_follows_precision: true,

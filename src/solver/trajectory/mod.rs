@@ -1028,6 +1028,30 @@ impl Accumulator {
 /// Trajectories per rayon batch on the CPU (bounds the records held at once).
 const CPU_BATCH: u64 = 1024;
 
+/// Bytes the host holds for an ensemble of `ntraj` trajectories of `n_atoms` atoms saved at
+/// `n_saves` times with `opts` (what grows with the input; checked before anything runs):
+/// - one batch of `min(ntraj, CPU_BATCH)` trajectories' records (`n_saves * RECORD_LEN`) and,
+///   with [`TrajectoryOptions::pm`], populations (`n_saves * (N + 1)`), in the working
+///   precision and again widened to f64 (`cpu_records_t`; the GPU path reads back batches of
+///   the same records);
+/// - the accumulator: three `n_saves * N_OBS` sums and, with `pm`, the two `n_saves * (N + 1)`
+///   population sums; the means and standard errors of P_m (two more) and their rows as
+///   written (two more);
+/// - the kept trajectories (`save_trajectories * n_saves * N_OBS`), the rows of the means.
+pub fn memory_estimate(n_atoms: usize, n_saves: usize, ntraj: u64, opts: &TrajectoryOptions) -> f64 {
+    let (s, levels) = (n_saves as f64, n_atoms as f64 + 1.0);
+    let word = match opts.precision {
+        Precision::F32 => 4.0,
+        Precision::F64 => 8.0,
+    };
+    let pm = if opts.pm { s * levels } else { 0.0 };
+    let batch = ntraj.min(CPU_BATCH) as f64 * (s * RECORD_LEN as f64 + pm) * (word + 8.0);
+    let sums = 8.0 * (3.0 * s * N_OBS as f64 + 6.0 * pm);
+    let kept = 8.0 * opts.save_trajectories as f64 * s * N_OBS as f64;
+    let rows = 8.0 * 2.0 * s * N_OBS as f64;
+    batch + sums + kept + rows
+}
+
 /// Records of trajectories `plan.first_traj + offset ..+ count` from the CPU twin, in f64,
 /// trajectory-major (`count * n_saves * RECORD_LEN`).
 pub fn cpu_records(plan: &Plan, offset: u64, count: u64) -> Vec<f64> {
