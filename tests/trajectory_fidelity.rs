@@ -10,7 +10,9 @@
 //! print `SKIPPED: ...` and return; with `DICKE_REQUIRE_GPU=1` a missing adapter fails them.
 
 use dicke::backend::BackendChoice;
+#[cfg(feature = "gpu")]
 use dicke::backend::gpu::trajectory::{TrajectoryGpu, run_gpu};
+#[cfg(feature = "gpu")]
 use dicke::backend::gpu::{report_skip, test_context};
 use dicke::model::Model;
 use dicke::run::{self, NoProgress, RunOptions};
@@ -18,6 +20,7 @@ use dicke::scenario::parse;
 use dicke::solver::trajectory::{self, Precision, TrajectoryOptions};
 use dicke::state::pure;
 use std::path::Path;
+#[cfg(feature = "gpu")]
 use std::sync::Arc;
 
 /// N = 8, collective decay and drive, from the ground state |j, -j> (the reference); f64.
@@ -48,6 +51,12 @@ plot = false
 "#;
 
 /// Run a scenario text into `dir` on the CPU.
+/// Print a measured number (visible under libtest's capture with --nocapture).
+#[cfg(not(feature = "gpu"))]
+fn report_skip(message: &str) {
+    eprintln!("{message}");
+}
+
 fn run_text(text: &str, dir: &Path) -> Result<run::RunSummary, dicke::error::Error> {
     let sc = parse(text, "trajectory_fidelity.toml", &[]).expect("valid scenario");
     let opts = RunOptions {
@@ -222,6 +231,7 @@ fn fidelity_is_zero_outside_the_symmetric_irrep() {
 /// (measured there 1e-14 on lavapipe), with equal jump counts; for a collective model (the
 /// kernel's three-way channel choice) and one with single-atom decay (irrep changes).
 #[test]
+#[cfg(feature = "gpu")]
 fn gpu_replayed_fidelity_matches_cpu() {
     let test = "gpu_replayed_fidelity_matches_cpu";
     let Some(ctx) = test_context(test) else {
