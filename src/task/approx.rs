@@ -249,3 +249,12 @@ pub fn solver_name(method: Method) -> String {
         _ => "cumulant (second-order cumulant expansion, 9 real moments, CPU f64)".into(),
     }
 }
+
+/// The CPU solver a master-equation task runs with `method`, as the backend policy names it in
+/// messages: the exact solvers ("master"), or the approximate method.
+pub fn cpu_solver(method: Method) -> &'static str {
+    match method {
+        Method::Exact | Method::Trajectories => "master",
+        m => m.name(),
+    }
+}

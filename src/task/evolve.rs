@@ -65,21 +65,35 @@ pub fn solver_name(model: &Model) -> String {
     }
 }
 
-/// Run `kind = "evolve"`.
+/// Where the evolution starts: the exact solver's pure state (and the fidelity reference), or
+/// an approximate method's variables ([`approx::Start`]).
+enum Start {
+    Exact {
+        psi0: Vec<c64>,
+        reference: Option<Vec<c64>>,
+    },
+    Approx(approx::Start),
+}
+
+/// Run `kind = "evolve"` with the scenario's method: the exact solver, or mean field /
+/// cumulants ([`approx`]) writing the same columns.
 pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report, Error> {
-    if sc.method != Method::Exact {
-        return run_approx(sc, spec, ctx);
-    }
-    let engine = policy::resolve(
-        ctx.backend,
-        &Kernel::CpuOnly { solver: "master" },
-        ctx.gpu.clone(),
-    )?;
+    let method = sc.method;
+    let solver = approx::cpu_solver(method);
+    let engine = policy::resolve(ctx.backend, &Kernel::CpuOnly { solver }, ctx.gpu.clone())?;
     let points = sc.points()?;
     let p = &points[0];
-    memory::refuse_evolution(&p.model, "time evolution")?;
-    let psi0 = sc.initial_state(p)?;
-    let reference = sc.reference_state(p)?;
+    // Refusals and the start before any file is created.
+    let start = match method {
+        Method::Exact => {
+            memory::refuse_evolution(&p.model, "time evolution")?;
+            Start::Exact {
+                psi0: sc.initial_state(p)?,
+                reference: sc.reference_state(p)?,
+            }
+        }
+        m => Start::Approx(approx::start(sc, p, m)?),
+    };
     let extras = &sc.observables.columns;
     let mut table = Table {
         x_names: vec!["t".to_string()],
@@ -94,12 +108,13 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     let times = &spec.times;
     let progress = &mut *ctx.progress;
     progress.start(times.len() as u64, "evolve");
-    let st = evolve_any(&p.model, &psi0, times, &ode_options(spec), &mut |i, t, rho| {
+    // One save: the observable columns, and the exact state where there is one (P_m, Husimi).
+    let mut on_save = |i: usize, t: f64, row: Vec<f64>, state: Option<StateRef>| {
         let mut full = vec![t];
-        full.extend(rows::observable_row(rho, extras, reference.as_deref()));
+        full.extend(row);
         let mut write = || -> Result<(), OutputError> {
             csv.row(&full)?;
-            if let Some(w) = pm_csv.as_mut() {
+            if let (Some(w), Some(rho)) = (pm_csv.as_mut(), state) {
                 let mut r = vec![t];
                 r.extend(rho.pm());
                 w.row(&r)?;
@@ -110,21 +125,38 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
             write_err.get_or_insert(e);
         }
         table.rows.push(full);
-        if i + 1 == times.len() && sc.observables.husimi.is_some() {
+        if let (true, true, Some(rho)) = (i + 1 == times.len(), sc.observables.husimi.is_some(), state) {
             table.last = Some(rho.husimi_matrix());
         }
         progress.set(i as u64 + 1);
-    });
+    };
+    let ode = ode_options(spec);
+    let st = match &start {
+        Start::Exact { psi0, reference } => evolve_any(&p.model, psi0, times, &ode, &mut |i, t, rho| {
+            on_save(
+                i,
+                t,
+                rows::observable_row(rho, extras, reference.as_deref()),
+                Some(rho),
+            )
+        }),
+        Start::Approx(s) => approx::evolve_rows(&p.model, s, times, &ode, extras, &mut |i, t, row| {
+            on_save(i, t, row, None)
+        }),
+    };
     progress.finish();
     let st = st?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
     let fin = table.rows.last().cloned().unwrap_or_default();
-    let results = json!({
+    let mut results = json!({
         "final": named(&table.names, &fin[1..]),
         "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
     });
+    if method != Method::Exact {
+        results["method"] = json!(method.name());
+    }
     let mut files = vec!["observables.csv".to_string()];
     if sc.observables.pm {
         files.push("pm.csv".into());
@@ -132,73 +164,10 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
     Ok(Report {
         task: "evolve",
-        solver: solver_name(&p.model),
-        backend: engine.used(None),
-        model: p.model,
-        columns,
-        results,
-        stats: Some(st),
-        files,
-    })
-}
-
-/// `method = "meanfield"` or `"cumulant"` ([`approx`]): the same columns, from `[initial]`.
-fn run_approx(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report, Error> {
-    let method = sc.method;
-    let engine = policy::resolve(
-        ctx.backend,
-        &Kernel::CpuOnly {
-            solver: method.name(),
+        solver: match method {
+            Method::Exact => solver_name(&p.model),
+            m => approx::solver_name(m),
         },
-        ctx.gpu.clone(),
-    )?;
-    let points = sc.points()?;
-    let p = &points[0];
-    let start = approx::start(sc, p, method)?;
-    let mut table = Table {
-        x_names: vec!["t".to_string()],
-        names: rows::observable_names(sc),
-        rows: Vec::new(),
-        last: None,
-    };
-    let columns = rows::header(&table.x_names, &table.names);
-    let mut csv = CsvWriter::create(&ctx.path("observables.csv")?, &columns)?;
-    let mut write_err: Option<OutputError> = None;
-    let progress = &mut *ctx.progress;
-    progress.start(spec.times.len() as u64, "evolve");
-    let extras = &sc.observables.columns;
-    let st = approx::evolve_rows(
-        &p.model,
-        &start,
-        &spec.times,
-        &ode_options(spec),
-        extras,
-        &mut |i, t, row| {
-            let mut full = vec![t];
-            full.extend(row);
-            if let Err(e) = csv.row(&full) {
-                write_err.get_or_insert(e);
-            }
-            table.rows.push(full);
-            progress.set(i as u64 + 1);
-        },
-    );
-    progress.finish();
-    let st = st?;
-    if let Some(e) = write_err {
-        return Err(e.into());
-    }
-    let fin = table.rows.last().cloned().unwrap_or_default();
-    let results = json!({
-        "final": named(&table.names, &fin[1..]),
-        "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
-        "method": method.name(),
-    });
-    let mut files = vec!["observables.csv".to_string()];
-    files.extend(rows::write_figures(sc, ctx.dir, &table)?);
-    Ok(Report {
-        task: "evolve",
-        solver: approx::solver_name(method),
         backend: engine.used(None),
         model: p.model,
         columns,

@@ -180,7 +180,9 @@ fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], npoints
 pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
     let engine = policy::resolve(
         ctx.backend,
-        &Kernel::CpuOnly { solver: "master" },
+        &Kernel::CpuOnly {
+            solver: approx::cpu_solver(sc.method),
+        },
         ctx.gpu.clone(),
     )?;
     let points = sc.points()?;
@@ -210,14 +212,6 @@ pub fn standard_files(sc: &Scenario, ctx: &Context, table: &Table) -> Result<Vec
     }
     files.extend(rows::write_figures(sc, ctx.dir, table)?);
     Ok(files)
-}
-
-/// The CPU solver a steady-state task runs (for the backend policy's messages).
-pub fn solver_kind(sc: &Scenario) -> &'static str {
-    match sc.method {
-        Method::Exact | Method::Trajectories => "master",
-        m => m.name(),
-    }
 }
 
 /// The solver in words: exact (collective or blocks, as any point needs) or the approximate

@@ -50,7 +50,9 @@ pub fn run(
             f32_floors: &floors,
             cpu_only: None,
         },
-        m => Kernel::CpuOnly { solver: m.name() },
+        m => Kernel::CpuOnly {
+            solver: approx::cpu_solver(m),
+        },
     };
     let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
     let job = Job {

@@ -31,7 +31,9 @@ pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) ->
 fn steady_states(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Report, Error> {
     let engine = policy::resolve(
         ctx.backend,
-        &Kernel::CpuOnly { solver: "master" },
+        &Kernel::CpuOnly {
+            solver: super::approx::cpu_solver(sc.method),
+        },
         ctx.gpu.clone(),
     )?;
     let points = sc.points()?;
