@@ -42,6 +42,10 @@ pub enum SolverError {
     NonFinite { t: f64 },
     #[error("adaptive integrator: more than {max_steps} steps before t = {t}")]
     TooManySteps { t: f64, max_steps: usize },
+    /// A stop was requested (SIGINT/SIGTERM, [`crate::interrupt`]); the integrator stopped
+    /// between two steps.
+    #[error("interrupted at t = {t}")]
+    Interrupted { t: f64 },
     #[error("sparse LU failed: {0}")]
     Factorization(String),
     /// One point of a scan failed; the run stops there (points before it are written).
@@ -126,6 +130,17 @@ pub enum Error {
         "{cause} (partial output kept in `{kept}`; the earlier files in the output directory are unchanged)"
     )]
     Failed { cause: Box<Error>, kept: String },
+    /// A run stopped by SIGINT/SIGTERM: what it finished is in `kept` (with result.json
+    /// `status` "interrupted" and, where the task checkpoints, the finished units), and
+    /// `dicke run --resume` continues it.
+    #[error(
+        "interrupted: {done} kept in `{kept}` (the earlier files in the output directory are \
+         unchanged); rerun with --resume to continue"
+    )]
+    Interrupted { done: String, kept: String },
+    /// Shards that cannot be merged (`dicke merge`): missing, duplicated or inconsistent.
+    #[error("merge: {0}")]
+    Merge(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

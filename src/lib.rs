@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod basis;
 pub mod error;
+pub mod interrupt;
 pub mod model;
 pub mod observe;
 pub mod output;

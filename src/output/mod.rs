@@ -18,6 +18,7 @@
 //!   `eig1_re, eig1_im, .., eig3_im` (every Jacobian eigenvalue, leading first),
 //!   one row per mean-field fixed point (no `observables.csv`; `docs/scenarios.md`).
 
+pub mod checkpoint;
 pub mod plot;
 pub mod transaction;
 

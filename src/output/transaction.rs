@@ -31,6 +31,11 @@ pub const LOCK: &str = ".dicke.lock";
 pub const STAGING_PREFIX: &str = ".dicke-staging-";
 /// Prefix of the directories holding the partial output of failed runs.
 pub const FAILED_PREFIX: &str = "failed-";
+/// Prefix of the directories holding the finished part of interrupted runs.
+pub const INTERRUPTED_PREFIX: &str = "interrupted-";
+/// The checkpoint directory of a run ([`crate::task::checkpoint`]): kept in `DIR` by a
+/// shard, dropped by a complete run.
+const CHECKPOINT: &str = super::checkpoint::CHECKPOINT_DIR;
 
 fn werr(path: &Path, e: impl std::fmt::Display) -> OutputError {
     OutputError::Write {
@@ -89,6 +94,11 @@ impl Transaction {
         &self.notes
     }
 
+    /// Add a note for the user.
+    pub fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
     /// Staging directories of dead runs (we hold the lock, so no live run owns one) become
     /// `failed-<time>-<pid>/`.
     fn rescue_leftovers(&mut self) {
@@ -113,8 +123,66 @@ impl Transaction {
         }
     }
 
+    /// `--resume`: move the checkpoint of the newest earlier run of `scenario` (TOML text) and
+    /// `shard` that did not finish (`interrupted-*`, `failed-*`, a dead run's staging directory
+    /// already renamed by [`Transaction::begin`]) into this run's staging directory, and remove
+    /// the rest of that directory (its files are rebuilt from the checkpoint). Returns what it
+    /// did, for the user.
+    pub fn adopt_checkpoint(
+        &mut self,
+        scenario: &str,
+        shard: Option<super::checkpoint::Shard>,
+    ) -> Result<String, OutputError> {
+        use super::checkpoint::{Meta, present_units};
+        let mut candidates: Vec<(SystemTime, PathBuf, usize)> = Vec::new();
+        let mut other = 0;
+        for e in std::fs::read_dir(&self.dir)
+            .map_err(|e| werr(&self.dir, e))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(FAILED_PREFIX) || name.starts_with(INTERRUPTED_PREFIX)) {
+                continue;
+            }
+            let cp = e.path().join(CHECKPOINT);
+            let Ok(meta) = Meta::read(&cp) else { continue };
+            if meta.scenario != scenario || meta.shard != shard {
+                other += 1;
+                continue;
+            }
+            let when = std::fs::metadata(&cp)
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            candidates.push((when, e.path(), present_units(&cp).len()));
+        }
+        let Some((_, from, units)) = candidates.into_iter().max_by_key(|c| c.0) else {
+            return Ok(format!(
+                "--resume: no checkpoint of this scenario{} in `{}`{}; starting from the beginning",
+                shard.map_or(String::new(), |s| format!(" (shard {}/{})", s.index, s.count)),
+                self.dir.display(),
+                if other > 0 {
+                    format!(" ({other} checkpoint(s) of other scenarios or shards left alone)")
+                } else {
+                    String::new()
+                }
+            ));
+        };
+        std::fs::create_dir_all(&self.staging).map_err(|e| werr(&self.staging, e))?;
+        let to = self.staging.join(CHECKPOINT);
+        std::fs::rename(from.join(CHECKPOINT), &to).map_err(|e| werr(&to, e))?;
+        std::fs::remove_dir_all(&from).map_err(|e| werr(&from, e))?;
+        crate::output::sync_dir(&self.dir);
+        Ok(format!(
+            "--resume: continuing from `{}` ({units} finished unit(s) reused)",
+            from.display()
+        ))
+    }
+
     /// Move the staged `files` (result.json among them, moved last) into `DIR`, removing the
     /// files of the previous run that this run did not write.
+    ///
+    /// A run that lists `checkpoint` in `files` (a shard) replaces `DIR/checkpoint/` with its
+    /// own; any other run drops its staged checkpoint and the previous run's.
     pub fn commit(mut self, files: &[String]) -> Result<(), OutputError> {
         self.finished = true;
         let result = self.dir.join("result.json");
@@ -122,6 +190,16 @@ impl Transaction {
         match std::fs::remove_file(&result) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(werr(&result, e)),
             _ => {}
+        }
+        let staged_checkpoint = self.staging.join(CHECKPOINT);
+        if !files.iter().any(|f| f == CHECKPOINT) && staged_checkpoint.is_dir() {
+            std::fs::remove_dir_all(&staged_checkpoint).map_err(|e| werr(&staged_checkpoint, e))?;
+        }
+        let old_checkpoint = self.dir.join(CHECKPOINT);
+        if (previous.iter().any(|f| f == CHECKPOINT) || files.iter().any(|f| f == CHECKPOINT))
+            && old_checkpoint.is_dir()
+        {
+            std::fs::remove_dir_all(&old_checkpoint).map_err(|e| werr(&old_checkpoint, e))?;
         }
         for f in previous.iter().filter(|f| !files.contains(f)) {
             let p = self.dir.join(f);
@@ -161,7 +239,24 @@ impl Transaction {
     /// failed-run result.json into the staging directory (given the files there) and the
     /// staging directory becomes `DIR/failed-<time>-<pid>/`, which is returned.
     pub fn fail(
+        self,
+        record: impl FnOnce(&Path, Vec<String>) -> Result<(), OutputError>,
+    ) -> Result<Option<PathBuf>, OutputError> {
+        self.set_aside(FAILED_PREFIX, record)
+    }
+
+    /// An interrupted run: as [`Transaction::fail`], into `DIR/interrupted-<time>-<pid>/`
+    /// (with its checkpoint, which `--resume` adopts).
+    pub fn interrupt(
+        self,
+        record: impl FnOnce(&Path, Vec<String>) -> Result<(), OutputError>,
+    ) -> Result<Option<PathBuf>, OutputError> {
+        self.set_aside(INTERRUPTED_PREFIX, record)
+    }
+
+    fn set_aside(
         mut self,
+        prefix: &str,
         record: impl FnOnce(&Path, Vec<String>) -> Result<(), OutputError>,
     ) -> Result<Option<PathBuf>, OutputError> {
         self.finished = true;
@@ -179,7 +274,7 @@ impl Transaction {
         files.sort();
         files.push("result.json".into());
         record(&self.staging, files)?;
-        let to = unique_failed(&self.dir, &std::process::id().to_string());
+        let to = unique_aside(&self.dir, prefix, &std::process::id().to_string());
         std::fs::rename(&self.staging, &to).map_err(|e| werr(&to, e))?;
         crate::output::sync_dir(&self.dir);
         Ok(Some(to))
@@ -223,8 +318,13 @@ fn plain_name(f: &str) -> bool {
 
 /// `DIR/failed-<UTC time>-<tag>`, with a counter if that exists.
 fn unique_failed(dir: &Path, tag: &str) -> PathBuf {
+    unique_aside(dir, FAILED_PREFIX, tag)
+}
+
+/// `DIR/<prefix><UTC time>-<tag>`, with a counter if that exists.
+fn unique_aside(dir: &Path, prefix: &str, tag: &str) -> PathBuf {
     let stamp = utc(SystemTime::now()).replace(['-', ':'], "");
-    let base = format!("{FAILED_PREFIX}{stamp}-{tag}");
+    let base = format!("{prefix}{stamp}-{tag}");
     let mut p = dir.join(&base);
     let mut k = 1;
     while p.exists() {

@@ -196,6 +196,10 @@ where
         if hs <= 16.0 * f64::EPSILON * t.abs().max(span) {
             return Err(SolverError::StepSizeTooSmall { t, dt: hs });
         }
+        if crate::interrupt::requested() {
+            // SIGINT/SIGTERM: stop between steps; the saves so far are the caller's.
+            return Err(SolverError::Interrupted { t });
+        }
         attempts += 1;
         if attempts > opts.max_steps {
             return Err(SolverError::TooManySteps {

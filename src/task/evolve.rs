@@ -163,6 +163,7 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     }
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
     Ok(Report {
+        coverage: None,
         task: "evolve",
         solver: match method {
             Method::Exact => solver_name(&p.model),

@@ -102,6 +102,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         files.push("plot.png".into());
     }
     Ok(Report {
+        coverage: None,
         task: "fixed_points",
         solver: "meanfield (fixed points of the mean-field equations, CPU f64)".into(),
         backend: engine.used(None),

@@ -19,6 +19,7 @@
 //! allocation).
 
 pub mod approx;
+pub mod checkpoint;
 pub mod context;
 pub mod evolve;
 pub mod fixed_points;

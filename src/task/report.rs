@@ -5,6 +5,7 @@
 //! with what every run records (crate version and git revision, title, the scenario as run,
 //! the `--set` overrides, the wall time) into [`Envelope`] and writes `result.json`.
 
+use super::checkpoint::Coverage;
 use crate::backend::BackendUsed;
 use crate::error::Error;
 use crate::model::Model;
@@ -38,13 +39,24 @@ pub struct Report {
     pub stats: Option<Value>,
     /// Files written, besides result.json.
     pub files: Vec<String>,
+    /// For a task run in units ([`super::checkpoint`]): which items the files hold, and
+    /// whether an interrupt stopped the run; `None` for a task that runs whole.
+    pub coverage: Option<Coverage>,
+}
+
+impl Report {
+    /// Did an interrupt stop the task before all of its units?
+    pub fn interrupted(&self) -> bool {
+        self.coverage.as_ref().is_some_and(|c| c.interrupted)
+    }
 }
 
 /// result.json.
 #[derive(Debug, Serialize)]
 pub struct Envelope<'a> {
-    /// "complete" (a run's result.json in the output directory); a failed run's partial output
-    /// has "failed" ([`write_failed`]).
+    /// "complete" (a run's result.json in the output directory); "interrupted" (the finished
+    /// part of a run stopped by SIGINT/SIGTERM, `coverage` says which); a failed run's partial
+    /// output has "failed" ([`write_failed`]).
     pub status: &'static str,
     pub dicke_version: &'static str,
     pub git_revision: &'static str,
@@ -64,6 +76,9 @@ pub struct Envelope<'a> {
     pub stats: Option<&'a Value>,
     /// Every file of the run, result.json included.
     pub files: &'a [String],
+    /// Which trajectories / points the files hold (tasks run in units).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<&'a Coverage>,
 }
 
 /// Write `dir/result.json` for `report`; returns the document and the full file list.
@@ -77,7 +92,11 @@ pub fn write(
     let mut files = report.files.clone();
     files.push("result.json".into());
     let envelope = Envelope {
-        status: "complete",
+        status: if report.interrupted() {
+            "interrupted"
+        } else {
+            "complete"
+        },
         dicke_version: crate::VERSION,
         git_revision: GIT_REVISION,
         title: &sc.title,
@@ -97,6 +116,7 @@ pub fn write(
         results: &report.results,
         stats: report.stats.as_ref(),
         files: &files,
+        coverage: report.coverage.as_ref(),
     };
     let doc = serde_json::to_value(&envelope).map_err(|e| crate::error::OutputError::Write {
         path: dir.join("result.json").display().to_string(),
@@ -107,7 +127,8 @@ pub fn write(
 }
 
 /// Write `dir/result.json` for a run that failed with `error` after writing `files` (result.json
-/// among them): `status` "failed", the error, and the provenance of a complete run.
+/// among them): `status` "failed" (or "interrupted", for an integrator stopped by an
+/// interrupt), the error, and the provenance of a complete run.
 pub fn write_failed(
     dir: &Path,
     sc: &Scenario,
@@ -115,9 +136,10 @@ pub fn write_failed(
     error: &Error,
     wall_time_s: f64,
     files: &[String],
+    interrupted: bool,
 ) -> Result<(), crate::error::OutputError> {
     let doc = serde_json::json!({
-        "status": "failed",
+        "status": if interrupted { "interrupted" } else { "failed" },
         "error": error.to_string(),
         "dicke_version": crate::VERSION,
         "git_revision": GIT_REVISION,

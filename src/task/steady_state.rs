@@ -193,6 +193,7 @@ pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
         results["branches"] = json!(table.rows.len());
     }
     Ok(Report {
+        coverage: None,
         task: "steady_state",
         solver: solver_name(sc, &points),
         backend: engine.used(None),

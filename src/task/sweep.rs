@@ -237,6 +237,7 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
         files.push(f);
     }
     Ok(Report {
+        coverage: None,
         task: "sweep",
         solver: integrator.solver().into(),
         backend: engine.used(None),

@@ -109,6 +109,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
     // that follow them in observables.csv), as it always has.
     let columns = rows::header(&["t".to_string()], &rows::observable_names(sc));
     Ok(Report {
+        coverage: None,
         task: "trajectories",
         solver: "trajectories (Monte-Carlo wave function; irrep-changing with single-atom rates)".into(),
         backend,

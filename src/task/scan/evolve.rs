@@ -96,6 +96,7 @@ pub fn run(
         results["method"] = json!(sc.method.name());
     }
     Ok(Report {
+        coverage: None,
         task: "scan",
         solver: if sc.method != Method::Exact {
             format!(

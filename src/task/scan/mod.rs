@@ -45,6 +45,7 @@ fn steady_states(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Rep
         Value::Array(stats)
     };
     Ok(Report {
+        coverage: None,
         task: "scan",
         solver: steady_state::solver_name(sc, &points),
         backend: engine.used(None),
