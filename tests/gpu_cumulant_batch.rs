@@ -634,6 +634,8 @@ fn run_sweep(
         out_dir: dir.path().to_path_buf(),
         backend,
         overrides: vec![],
+        resume: false,
+        shard: None,
     };
     let s = dicke::run::execute_on(&sc, &opts, gpu, &mut dicke::run::NoProgress).expect("sweep runs");
     let text = std::fs::read_to_string(dir.path().join("sweep.csv")).unwrap();

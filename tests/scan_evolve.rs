@@ -85,6 +85,8 @@ fn run_scan(
         out_dir: dir.to_path_buf(),
         backend,
         overrides: o,
+        resume: false,
+        shard: None,
     };
     run::execute_on(&sc, &opts, gpu, &mut NoProgress)
 }

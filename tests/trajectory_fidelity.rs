@@ -63,6 +63,8 @@ fn run_text(text: &str, dir: &Path) -> Result<run::RunSummary, dicke::error::Err
         out_dir: dir.to_path_buf(),
         backend: BackendChoice::Cpu,
         overrides: Vec::new(),
+        resume: false,
+        shard: None,
     };
     run::execute_on(&sc, &opts, None, &mut NoProgress)
 }
