@@ -104,6 +104,17 @@ impl Units {
             Some(s) => s.units(meta.units),
             None => 0..meta.units,
         };
+        if let (Some(s), true) = (meta.shard, range.is_empty()) {
+            return Err(InputError::invalid(
+                "--shard",
+                format!("{}/{}", s.index, s.count),
+                format!(
+                    "a shard with work: this run has {} unit(s) of {} {} (use at most {} shards)",
+                    meta.units, meta.unit_size, meta.item, meta.units
+                ),
+            )
+            .into());
+        }
         Ok(Units {
             present: present_units(&dir),
             dir,

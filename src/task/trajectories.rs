@@ -11,6 +11,7 @@
 //! twin as it runs, or for a GPU ensemble by replaying the saved trajectories on the twin
 //! ([`trajectory::replay_fidelity`]).
 
+use super::checkpoint::{Coverage, Dec, Enc};
 use super::context::Context;
 use super::policy::{self, Engine, Kernel};
 use super::report::{Report, jnum, named};
@@ -24,7 +25,9 @@ use crate::precision::Precision;
 use crate::scenario::Scenario;
 use crate::solver::trajectory::{self, EnsembleResult, TrajectoryOptions};
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Instant;
 
 /// The scenario's trajectory task, as [`super::run`] hands it over.
 pub struct Spec<'a> {
@@ -66,10 +69,9 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         ),
     };
     let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
-    ctx.progress.start(1, "trajectories");
-    let ens = ensemble(&engine, &p.model, &psi0, spec.times, topts);
-    ctx.progress.finish();
-    let ens = ens?;
+    let (ens, coverage) = ensemble(&engine, &p.model, &psi0, spec.times, topts, ctx)?;
+    // A shard's files are data for `dicke merge`; the merged run draws the figures.
+    let plot = sc.plot && ctx.work.shard.is_none();
     let backend = engine.used(Some(ens.device.clone()));
     ctx.path("observables.csv")?; // creates the output directory
     let (columns, fin) = write_means(sc, ctx.dir, &ens, spec.times, p.model.n)?;
@@ -79,9 +81,9 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         files.push("pm.csv".into());
     }
     if !ens.trajectories.is_empty() {
-        files.extend(write_single(sc, ctx.dir, &ens, spec.times, p.model.n)?);
+        files.extend(write_single(sc, plot, ctx.dir, &ens, spec.times, p.model.n)?);
     }
-    if sc.plot {
+    if plot {
         let table = rows::Table {
             x_names: vec!["t".into()],
             names: rows::observable_names(sc),
@@ -109,7 +111,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
     // that follow them in observables.csv), as it always has.
     let columns = rows::header(&["t".to_string()], &rows::observable_names(sc));
     Ok(Report {
-        coverage: None,
+        coverage: Some(coverage),
         task: "trajectories",
         solver: "trajectories (Monte-Carlo wave function; irrep-changing with single-atom rates)".into(),
         backend,
@@ -121,27 +123,116 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
     })
 }
 
-/// The ensemble on the resolved backend.
+/// Trajectories per checkpoint unit: a multiple of the CPU batch (1024), at most about 256
+/// units per ensemble (so a unit's sums stay small on disk and any shard count up to 256 gets
+/// work). Fixed by `ntraj` alone, so every backend, shard and resume cuts the same units.
+pub fn unit_size(ntraj: u64) -> u64 {
+    1024 * ntraj.div_ceil(256 * 1024).max(1)
+}
+
+/// On the GPU, consecutive units still to compute run together, up to this many
+/// trajectories (the device wants many at once; an interrupt waits for the group).
+#[cfg(feature = "gpu")]
+const GPU_GROUP: u64 = 1 << 16;
+
+/// The ensemble on the resolved backend, unit by unit ([`super::checkpoint`]): each unit's
+/// exact sums ([`trajectory::Accumulator`]) are written to the checkpoint as it finishes and
+/// folded into the ensemble in unit order, whether computed now or read back (resume, merge).
 fn ensemble(
     engine: &Engine,
     model: &Model,
     psi0: &[c64],
     times: &[f64],
     topts: &TrajectoryOptions,
-) -> Result<EnsembleResult, Error> {
+    ctx: &mut Context,
+) -> Result<(EnsembleResult, Coverage), Error> {
+    let start = Instant::now();
     match engine {
-        Engine::Cpu { .. } => Ok(trajectory::run_cpu(model, psi0, times, topts)?),
+        Engine::Cpu { .. } => {
+            let plan = trajectory::cpu_plan(model, psi0, times, topts)?;
+            let device = format!("{} rayon threads", rayon::current_num_threads());
+            let ran = run_units(ctx, "cpu", &plan, 1, |plan, offset, counts| {
+                Ok(vec![trajectory::cpu_unit(plan, offset, counts[0])])
+            })?;
+            Ok(finish(&plan, ran, "cpu", device, start))
+        }
         #[cfg(feature = "gpu")]
-        Engine::Gpu { ctx, .. } => {
-            let kernel = crate::backend::gpu::trajectory::TrajectoryGpu::new(std::sync::Arc::clone(ctx))?;
-            crate::backend::gpu::trajectory::run_gpu(&kernel, model, psi0, times, topts).map_err(
-                |e| match e {
-                    trajectory::TrajectoryError::Solver(s) => Error::from(s),
-                    trajectory::TrajectoryError::Gpu(g) => Error::from(g),
-                },
-            )
+        Engine::Gpu { ctx: gpu, .. } => {
+            use crate::backend::gpu::trajectory as gt;
+            let kernel = gt::TrajectoryGpu::new(std::sync::Arc::clone(gpu))?;
+            let plan = gt::gpu_plan(model, psi0, times, topts).map_err(|e| match e {
+                trajectory::TrajectoryError::Solver(s) => Error::from(s),
+                trajectory::TrajectoryError::Gpu(g) => Error::from(g),
+            })?;
+            let device = gt::device(&kernel, &plan);
+            let ran = run_units(ctx, "gpu", &plan, GPU_GROUP, |plan, offset, counts| {
+                Ok(gt::gpu_units(&kernel, plan, offset, counts)?)
+            })?;
+            Ok(finish(&plan, ran, "gpu", device, start))
         }
     }
+}
+
+fn finish(
+    plan: &trajectory::Plan,
+    (acc, coverage): (trajectory::Accumulator, Coverage),
+    backend: &'static str,
+    device: String,
+    start: Instant,
+) -> (EnsembleResult, Coverage) {
+    (trajectory::finish(plan, acc, backend, device, start), coverage)
+}
+
+/// Drive the units of `plan`: `compute(plan, offset, counts)` reduces the consecutive units
+/// starting at trajectory `offset` (of `counts` trajectories each; up to `group` trajectories
+/// at once where the backend wants batches); the ensemble's accumulator absorbs every unit in
+/// unit order.
+fn run_units(
+    ctx: &mut Context,
+    backend: &str,
+    plan: &trajectory::Plan,
+    group: u64,
+    mut compute: impl FnMut(&trajectory::Plan, u64, &[u64]) -> Result<Vec<trajectory::Accumulator>, Error>,
+) -> Result<(trajectory::Accumulator, Coverage), Error> {
+    let size = unit_size(plan.ntraj);
+    let tag = format!("{backend} {} lanes {}", plan.precision.name(), plan.lanes);
+    let mut units = ctx.units("trajectories", tag, plan.ntraj, size, "trajectories")?;
+    let todo: BTreeSet<usize> = units.range().filter(|u| !units.has(*u)).collect();
+    let count = |u: usize| (plan.ntraj - u as u64 * size).min(size);
+    let keep = plan.save_trajectories;
+    let mut total = trajectory::Accumulator::new(plan.n_saves(), keep);
+    let mut ready: BTreeMap<usize, trajectory::Accumulator> = BTreeMap::new();
+    units.run(
+        ctx.progress,
+        "trajectories",
+        |u| {
+            if !ready.contains_key(&u) {
+                let mut members = vec![u];
+                let mut n = count(u);
+                while let Some(&v) = todo.range(members[members.len() - 1] + 1..).next() {
+                    if v != members[members.len() - 1] + 1 || n + count(v) > group {
+                        break;
+                    }
+                    n += count(v);
+                    members.push(v);
+                }
+                let counts: Vec<u64> = members.iter().map(|&m| count(m)).collect();
+                let accs = compute(plan, u as u64 * size, &counts)?;
+                ready.extend(members.into_iter().zip(accs));
+            }
+            let acc = ready
+                .remove(&u)
+                .unwrap_or_else(|| trajectory::Accumulator::new(plan.n_saves(), 0));
+            let mut e = Enc::default();
+            acc.encode(&mut e);
+            Ok(e.0)
+        },
+        |_, bytes| {
+            total.absorb(trajectory::Accumulator::decode(&mut Dec(&bytes), keep)?);
+            Ok(())
+        },
+    )?;
+    Ok((total, units.coverage()))
 }
 
 /// The ensemble-mean rows: t, the observables, then (not in the plot) jumps and the standard
@@ -204,6 +295,7 @@ fn write_pm(dir: &Path, ens: &EnsembleResult, times: &[f64], n: usize) -> Result
 /// and, derived from them, its own xi^2 and N_eff.
 fn write_single(
     sc: &Scenario,
+    plot: bool,
     dir: &Path,
     ens: &EnsembleResult,
     times: &[f64],
@@ -241,7 +333,7 @@ fn write_single(
         }
     }
     let mut files = vec!["trajectories.csv".to_string()];
-    if sc.plot {
+    if plot {
         plot_single(sc, dir, ens, times, &derived, fidelity)?;
         files.push("trajectories.png".into());
     }

@@ -594,6 +594,76 @@ impl Sizes {
     }
 }
 
+/// The plan of an ensemble on the GPU (P_m is accumulated on the CPU only).
+pub fn gpu_plan(
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<Plan, TrajectoryError> {
+    let plan = Plan::new(model, psi0, times, opts)?;
+    if plan.pm {
+        return Err(SolverError::Unsupported {
+            solver: "trajectories",
+            message: "P_m from trajectories (observables.pm) is accumulated on the CPU only in \
+                      this version (--backend cpu)"
+                .into(),
+        }
+        .into());
+    }
+    Ok(plan)
+}
+
+/// Consecutive units of `plan`, starting at trajectory `offset`, of `counts` trajectories
+/// each, in one GPU run (the device wants many trajectories at once), reduced per unit in
+/// trajectory order; the saved trajectories' fidelity comes from the twin replaying them
+/// (module doc, "Fidelity along saved trajectories").
+pub fn gpu_units(
+    engine: &TrajectoryGpu,
+    plan: &Plan,
+    offset: u64,
+    counts: &[u64],
+) -> Result<Vec<Accumulator>, GpuError> {
+    let total: u64 = counts.iter().sum();
+    let mut starts = Vec::with_capacity(counts.len());
+    let mut accs = Vec::with_capacity(counts.len());
+    let mut at = offset;
+    for &c in counts {
+        starts.push(at);
+        accs.push(Accumulator::new(
+            plan.n_saves(),
+            plan.slice(at, c).save_trajectories,
+        ));
+        at += c;
+    }
+    let len = plan.n_saves() * RECORD_LEN;
+    let (mut unit, mut left, mut next) = (0, counts.first().copied().unwrap_or(0), plan.first_traj + offset);
+    engine.run(&plan.slice(offset, total), &mut |rec: &[f64]| {
+        for r in rec.chunks_exact(len) {
+            while left == 0 && unit + 1 < counts.len() {
+                unit += 1;
+                left = counts[unit];
+            }
+            accs[unit].push(next, r);
+            next += 1;
+            left -= 1;
+        }
+    })?;
+    for ((acc, &start), &c) in accs.iter_mut().zip(&starts).zip(counts) {
+        acc.attach_fidelity(trajectory::replay_fidelity(&plan.slice(start, c)));
+    }
+    Ok(accs)
+}
+
+/// The device description of a GPU ensemble (result.json's backend).
+pub fn device(engine: &TrajectoryGpu, plan: &Plan) -> String {
+    format!(
+        "{} ({:?} mapping)",
+        engine.context().info().name,
+        engine.variant(plan)
+    )
+}
+
 /// Run the ensemble of `model` from `psi0` on the GPU (`engine` holds the device and the
 /// pipelines, built once) and reduce it as the CPU backend does
 /// ([`crate::solver::trajectory::run_cpu`]): the same plan, the same trajectory-order reduction.
@@ -605,35 +675,16 @@ pub fn run_gpu(
     opts: &TrajectoryOptions,
 ) -> Result<EnsembleResult, TrajectoryError> {
     let start = std::time::Instant::now();
-    let plan = Plan::new(model, psi0, times, opts)?;
-    if plan.pm {
-        return Err(SolverError::Unsupported {
-            solver: "trajectories",
-            message: "P_m from trajectories (observables.pm) is accumulated on the CPU only in \
-                      this version (--backend cpu)"
-                .into(),
-        }
-        .into());
-    }
-    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
-    let len = plan.n_saves() * RECORD_LEN;
-    let mut next = plan.first_traj;
-    engine.run(&plan, &mut |rec: &[f64]| {
-        for r in rec.chunks_exact(len) {
-            acc.push(next, r);
-            next += 1;
-        }
-    })?;
-    let device = format!(
-        "{} ({:?} mapping)",
-        engine.context().info().name,
-        engine.variant(&plan)
-    );
-    let mut ens = trajectory::finish(&plan, acc, "gpu", device, start);
-    // The kernel records moments only: the fidelity of the saved trajectories comes from the
-    // twin replaying them (module doc, "Fidelity along saved trajectories").
-    trajectory::attach_fidelity(&mut ens, trajectory::replay_fidelity(&plan));
-    Ok(ens)
+    let plan = gpu_plan(model, psi0, times, opts)?;
+    let mut accs = gpu_units(engine, &plan, 0, &[plan.ntraj])?;
+    let acc = accs.pop().unwrap_or_else(|| Accumulator::new(plan.n_saves(), 0));
+    Ok(trajectory::finish(
+        &plan,
+        acc,
+        "gpu",
+        device(engine, &plan),
+        start,
+    ))
 }
 
 #[cfg(test)]

@@ -185,9 +185,10 @@
 pub mod twin;
 
 use crate::basis::Irrep;
-use crate::error::{GpuError, SolverError};
+use crate::error::{GpuError, OutputError, SolverError};
 use crate::model::Model;
 use crate::observe::Moments;
+use crate::output::checkpoint::{Dec, Enc};
 use num_complex::Complex64 as c64;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -486,6 +487,18 @@ impl Plan {
             (self.save_trajectories as u64).min(self.ntraj)
         } else {
             0
+        }
+    }
+
+    /// The trajectories `offset ..+ count` of this plan as a plan of their own (a unit of the
+    /// task's checkpoint): the same streams, and the saved trajectories among them.
+    pub fn slice(&self, offset: u64, count: u64) -> Plan {
+        let keep = (self.save_trajectories as u64).saturating_sub(offset).min(count);
+        Plan {
+            first_traj: self.first_traj + offset,
+            ntraj: count,
+            save_trajectories: keep as usize,
+            ..self.clone()
         }
     }
 
@@ -898,6 +911,14 @@ pub fn moments_of(v: &[f64; N_OBS], n_atoms: usize) -> Moments {
     }
 }
 
+/// A unit payload that does not hold an accumulator of this run.
+fn bad_unit() -> OutputError {
+    OutputError::Write {
+        path: crate::output::checkpoint::CHECKPOINT_DIR.into(),
+        message: "unreadable checkpoint: a trajectory unit does not match this run's save times".into(),
+    }
+}
+
 /// Streaming reduction over trajectories, fed in trajectory order (shifted sums: the first
 /// trajectory's values are subtracted before squaring, so the variance does not cancel).
 #[derive(Debug, Clone)]
@@ -915,6 +936,113 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
+    /// Trajectories pushed so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Add the sums of `other` (later trajectories, e.g. the next unit of a checkpointed run):
+    /// its shifted sums are re-shifted onto this accumulator's shift,
+    /// `sum (v - a) = S1 + c d`, `sum (v - a)^2 = S2 + 2 d S1 + c d^2` with `d = b - a` (exact
+    /// algebra; `d` is of the size of the spread, so nothing cancels). Into an empty
+    /// accumulator `other` is copied exactly.
+    pub fn absorb(&mut self, other: Accumulator) {
+        if other.count == 0 {
+            return;
+        }
+        let keep = self.keep;
+        let mut kept = std::mem::take(&mut self.kept);
+        if self.count == 0 {
+            *self = Accumulator { keep, ..other };
+        } else {
+            let c = other.count as f64;
+            for t in 0..self.nsave {
+                for k in 0..N_OBS {
+                    let d = other.shift[t][k] - self.shift[t][k];
+                    let s1 = other.s1[t][k];
+                    self.s2[t][k] += other.s2[t][k] + 2.0 * d * s1 + c * d * d;
+                    self.s1[t][k] += s1 + c * d;
+                }
+            }
+            if self.pm_s1.is_empty() {
+                self.pm_s1 = other.pm_s1;
+                self.pm_s2 = other.pm_s2;
+            } else {
+                for (a, b) in self.pm_s1.iter_mut().zip(&other.pm_s1) {
+                    *a += b;
+                }
+                for (a, b) in self.pm_s2.iter_mut().zip(&other.pm_s2) {
+                    *a += b;
+                }
+            }
+            self.count += other.count;
+            kept.extend(other.kept);
+        }
+        kept.append(&mut self.kept);
+        kept.truncate(keep);
+        self.kept = kept;
+    }
+
+    /// The exact state (f64 bits) as a checkpoint payload ([`Accumulator::decode`]).
+    pub fn encode(&self, e: &mut Enc) {
+        let flat = |v: &[[f64; N_OBS]]| v.iter().flatten().copied().collect::<Vec<f64>>();
+        e.u64(self.nsave as u64).u64(self.count);
+        e.f64s(&flat(&self.shift))
+            .f64s(&flat(&self.s1))
+            .f64s(&flat(&self.s2));
+        e.f64s(&self.pm_s1).f64s(&self.pm_s2);
+        e.u64(self.kept.len() as u64);
+        for tr in &self.kept {
+            e.u64(tr.index).f64s(&flat(&tr.values)).f64s(&tr.fidelity);
+        }
+    }
+
+    /// The accumulator [`Accumulator::encode`] wrote, keeping up to `keep` trajectories.
+    pub fn decode(d: &mut Dec, keep: usize) -> Result<Accumulator, OutputError> {
+        let (nsave, count) = (d.u64()? as usize, d.u64()?);
+        let rows = |v: Vec<f64>| -> Result<Vec<[f64; N_OBS]>, OutputError> {
+            v.chunks_exact(N_OBS)
+                .map(|c| c.try_into().map_err(|_| bad_unit()))
+                .collect()
+        };
+        let (shift, s1, s2) = (rows(d.f64s()?)?, rows(d.f64s()?)?, rows(d.f64s()?)?);
+        if [shift.len(), s1.len(), s2.len()] != [nsave; 3] {
+            return Err(bad_unit());
+        }
+        let (pm_s1, pm_s2) = (d.f64s()?, d.f64s()?);
+        let nkept = d.u64()? as usize;
+        let mut kept = Vec::new();
+        for _ in 0..nkept {
+            let index = d.u64()?;
+            let values = rows(d.f64s()?)?;
+            let fidelity = d.f64s()?;
+            kept.push(SingleTrajectory {
+                index,
+                values,
+                fidelity,
+            });
+        }
+        kept.truncate(keep);
+        Ok(Accumulator {
+            nsave,
+            count,
+            shift,
+            s1,
+            s2,
+            keep,
+            kept,
+            pm_s1,
+            pm_s2,
+        })
+    }
+
+    /// Attach the fidelity rows (trajectory order) to the kept trajectories.
+    pub fn attach_fidelity(&mut self, fidelity: Vec<Vec<f64>>) {
+        for (tr, f) in self.kept.iter_mut().zip(fidelity) {
+            tr.fidelity = f;
+        }
+    }
+
     pub fn new(nsave: usize, keep: usize) -> Self {
         Accumulator {
             nsave,
@@ -1172,6 +1300,33 @@ pub fn attach_fidelity(ens: &mut EnsembleResult, fidelity: Vec<Vec<f64>>) {
     }
 }
 
+/// The plan of an ensemble on the CPU (the CPU's default lanes, [`CPU_LANES`]).
+pub fn cpu_plan(
+    model: &Model,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<Plan, SolverError> {
+    let opts = TrajectoryOptions {
+        lanes: if opts.lanes == 0 { CPU_LANES } else { opts.lanes },
+        ..opts.clone()
+    };
+    Plan::new(model, psi0, times, &opts)
+}
+
+/// The trajectories `offset ..+ count` of `plan` on the CPU, reduced (with the fidelity of
+/// the saved ones among them).
+pub fn cpu_unit(plan: &Plan, offset: u64, count: u64) -> Accumulator {
+    let sub = plan.slice(offset, count);
+    let mut acc = Accumulator::new(sub.n_saves(), sub.save_trajectories);
+    let fidelity = match sub.precision {
+        Precision::F32 => cpu_ensemble::<f32>(&sub, &mut acc),
+        Precision::F64 => cpu_ensemble::<f64>(&sub, &mut acc),
+    };
+    acc.attach_fidelity(fidelity);
+    acc
+}
+
 /// Run the ensemble on the CPU (rayon over trajectories).
 pub fn run_cpu(
     model: &Model,
@@ -1180,20 +1335,10 @@ pub fn run_cpu(
     opts: &TrajectoryOptions,
 ) -> Result<EnsembleResult, SolverError> {
     let start = std::time::Instant::now();
-    let opts = TrajectoryOptions {
-        lanes: if opts.lanes == 0 { CPU_LANES } else { opts.lanes },
-        ..opts.clone()
-    };
-    let plan = Plan::new(model, psi0, times, &opts)?;
-    let mut acc = Accumulator::new(plan.n_saves(), plan.save_trajectories);
-    let fidelity = match plan.precision {
-        Precision::F32 => cpu_ensemble::<f32>(&plan, &mut acc),
-        Precision::F64 => cpu_ensemble::<f64>(&plan, &mut acc),
-    };
+    let plan = cpu_plan(model, psi0, times, opts)?;
+    let acc = cpu_unit(&plan, 0, plan.ntraj);
     let device = format!("{} rayon threads", rayon::current_num_threads());
-    let mut ens = finish(&plan, acc, "cpu", device, start);
-    attach_fidelity(&mut ens, fidelity);
-    Ok(ens)
+    Ok(finish(&plan, acc, "cpu", device, start))
 }
 
 /// Push the ensemble into `acc`; returns the fidelity rows of the saved trajectories.
@@ -1219,7 +1364,8 @@ fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) -> Vec<Vec<f64>> {
     fidelity
 }
 
-/// The ensemble result of `plan` from the records pushed into `acc` (trajectory order), for
+/// The ensemble result of `plan` from the records pushed into `acc` (its count is the
+/// ensemble's size: a shard or an interrupted run holds part of the plan), for
 /// the backend `backend` on `device`, timed from `start`: the last step of every backend's
 /// ensemble run ([`run_cpu`], and the GPU's `backend::gpu::trajectory::run_gpu`).
 pub fn finish(
@@ -1230,10 +1376,11 @@ pub fn finish(
     start: std::time::Instant,
 ) -> EnsembleResult {
     let (pm_mean, pm_se) = acc.pm_stats();
+    let ntraj = acc.count;
     let (mean, se, xi2, trajectories) = acc.finish(plan.n_atoms);
     EnsembleResult {
         times: plan.times.clone(),
-        ntraj: plan.ntraj,
+        ntraj,
         first_traj: plan.first_traj,
         seed: plan.seed,
         precision: plan.precision,
