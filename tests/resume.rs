@@ -1,7 +1,8 @@
 //! Interrupt, resume, shards and merge of a trajectory ensemble, with real runs of the binary
 //! killed by real signals (issue 12): the files of an interrupted-then-resumed run, and of
 //! four shards merged, are byte for byte those of one uninterrupted run; a missing or repeated
-//! shard is refused; an evolution stopped by SIGINT keeps its finished rows as "interrupted".
+//! shard is refused; an evolution stopped by SIGTERM keeps its finished rows as "interrupted"
+//! and resumes from its checkpoint to the same files.
 
 mod common;
 
@@ -225,18 +226,10 @@ fn trajectories_resume_and_merge_equal_one_run() {
     assert!(note.contains("no checkpoint of this scenario"), "{note}");
 }
 
-/// An evolution has no units: SIGINT stops the integrator between steps, and the rows saved
-/// so far are kept with status "interrupted".
-#[test]
-fn evolve_interrupted_keeps_its_rows() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    std::fs::write(
-        dir.join("s.toml"),
-        r#"
+const EVOLVE: &str = r#"
 title = "long evolve"
 [model]
-N = 200
+N = 100
 Gamma = 1.0
 chi = 0.9
 Omega = 150.0
@@ -245,18 +238,43 @@ state = "dicke"
 m = "-N/2"
 [task]
 kind = "evolve"
-t_end = 50.0
-n_times = 2001
-"#,
-    )
-    .unwrap();
-    let mut child = spawn(&["run", "s.toml", "--out", "ev", "--backend", "cpu"], dir);
-    let csv = dir
-        .join("ev")
-        .join(format!(".dicke-staging-{}", child.id()))
-        .join("observables.csv");
+t_end = 6.0
+n_times = 201
+[observables]
+pm = true
+"#;
+
+/// An evolution runs whole: SIGTERM stops the integrator between two steps, the rows saved so
+/// far are kept with status "interrupted" beside the last checkpoint (here after every save,
+/// `DICKE_CHECKPOINT_INTERVAL_S=0`), and `--resume` continues from it to the files of an
+/// uninterrupted run, byte for byte.
+#[test]
+fn evolve_interrupted_then_resumed_equals_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("s.toml"), EVOLVE).unwrap();
+    let run = |out: &str, resume: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dicke"));
+        c.args(["run", "s.toml", "--backend", "cpu", "--out", out])
+            .current_dir(dir)
+            .env("DICKE_CHECKPOINT_INTERVAL_S", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    let o = run("one", false).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut child = run("ev", false).spawn().unwrap();
+    let staging = dir.join("ev").join(format!(".dicke-staging-{}", child.id()));
+    let (csv, cp) = (
+        staging.join("observables.csv"),
+        staging.join("checkpoint/evolve.bin"),
+    );
     wait_for(&mut child, || {
-        std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() > 3)
+        cp.exists() && std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() > 5)
     });
     signal(&child, "-TERM");
     let status = child.wait().unwrap();
@@ -266,9 +284,33 @@ n_times = 2001
     assert_eq!(r["status"], "interrupted");
     assert!(r["error"].as_str().unwrap().contains("interrupted at t ="), "{r}");
     let (_, rows) = common::read_csv(&kept.join("observables.csv"));
-    assert!(rows.len() >= 3 && rows.len() < 2001, "{} rows", rows.len());
+    assert!(rows.len() >= 5 && rows.len() < 201, "{} rows", rows.len());
     assert!(
         !dir.join("ev/result.json").exists(),
         "nothing claims to be complete"
+    );
+    let o = run("ev", true).output().unwrap();
+    let note = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && note.contains("from its last checkpoint"),
+        "{note}"
+    );
+    for f in ["observables.csv", "pm.csv"] {
+        let (a, b) = (
+            std::fs::read(dir.join("one").join(f)).unwrap(),
+            std::fs::read(dir.join("ev").join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} of the resumed evolution differs from one run's");
+    }
+    assert!(
+        !dir.join("ev/checkpoint").exists(),
+        "a complete run keeps no checkpoint"
+    );
+    // An evolution runs whole: no shards.
+    let o = dicke(&["run", "s.toml", "--out", "sh", "--shard", "0/2"], dir);
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && msg.contains("--shard") && msg.contains("runs whole"),
+        "{msg}"
     );
 }

@@ -173,8 +173,13 @@ impl Transaction {
         std::fs::remove_dir_all(&from).map_err(|e| werr(&from, e))?;
         crate::output::sync_dir(&self.dir);
         Ok(format!(
-            "--resume: continuing from `{}` ({units} finished unit(s) reused)",
-            from.display()
+            "--resume: continuing from `{}` ({})",
+            from.display(),
+            if units > 0 {
+                format!("{units} finished unit(s) reused")
+            } else {
+                "from its last checkpoint".to_string()
+            }
         ))
     }
 

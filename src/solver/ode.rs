@@ -20,6 +20,16 @@
 //!   state carries the full 5th-order accuracy); after a clipped step the controller resumes
 //!   from the unclipped proposal.
 //!
+//! # Checkpoints
+//!
+//! A caller may wrap an integration in [`with_checkpoints`]: after a save (not the last) the
+//! integrator asks [`Checkpoints::due`] and hands over a [`Resume`] (time, state, step
+//! proposal, last error, counters); given a `Resume` at the start, it continues from there
+//! instead of `times[0]`. The step sequence after a resume is the uninterrupted one, bit for
+//! bit: the saved quantities are all the controller carries across an accepted step, and the
+//! first stage f(t, y) is recomputed from the same (t, y). The hooks travel in a thread-local
+//! slot so that the solvers between a task and this integrator need not know of them.
+//!
 //! Vector operations are fused per stage and split over rayon for long vectors, so a state of
 //! 10^5 - 10^6 components (a density matrix at N = 400 - 1000) runs on every core.
 
@@ -106,6 +116,91 @@ pub(crate) const BETA: f64 = 0.04;
 const CHUNK: usize = 1 << 13;
 const PAR_MIN: usize = 1 << 15;
 
+/// Where an integration continues: the state after an accepted step that ended on the save
+/// `next - 1`, with the controller's memory (module doc, "Checkpoints").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The next save to reach.
+    pub next: usize,
+    pub t: f64,
+    /// The controller's next step proposal, its last error, the attempts so far.
+    pub h: f64,
+    pub err_old: f64,
+    pub attempts: usize,
+    pub stats: OdeStats,
+    /// The state in the integrator's own layout.
+    pub y: Vec<f64>,
+}
+
+/// Checkpoint hooks of an integration (module doc, "Checkpoints").
+pub trait Checkpoints {
+    /// Continue from this state instead of `times[0]` (asked once, at the start).
+    fn resume(&mut self) -> Option<Resume>;
+    /// Is a snapshot wanted now? (Asked after each save but the last.)
+    fn due(&mut self) -> bool;
+    /// Keep this snapshot.
+    fn save(&mut self, state: &Resume);
+}
+
+thread_local! {
+    static HOOKS: std::cell::RefCell<Option<Box<dyn Checkpoints>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with `hooks` as the checkpoints of the first integration it starts on this thread
+/// (a solver's one outer integration; nested or later ones see none); returns `f`'s result
+/// and the hooks.
+pub fn with_checkpoints<R>(hooks: Box<dyn Checkpoints>, f: impl FnOnce() -> R) -> (R, Box<dyn Checkpoints>) {
+    HOOKS.with(|h| *h.borrow_mut() = Some(hooks));
+    let r = f();
+    let hooks = HOOKS.with(|h| h.borrow_mut().take());
+    (r, hooks.unwrap_or_else(|| Box::new(NoCheckpoints)))
+}
+
+struct NoCheckpoints;
+impl Checkpoints for NoCheckpoints {
+    fn resume(&mut self) -> Option<Resume> {
+        None
+    }
+    fn due(&mut self) -> bool {
+        false
+    }
+    fn save(&mut self, _: &Resume) {}
+}
+
+/// The hooks an integration took from [`with_checkpoints`], put back when it ends (however it
+/// ends) so that the caller gets them back.
+struct Hooks(Option<Box<dyn Checkpoints>>);
+
+impl Hooks {
+    fn take() -> Hooks {
+        Hooks(HOOKS.with(|h| h.borrow_mut().take()))
+    }
+
+    /// The resume state, if it fits this integration (`n` components, `saves` save times).
+    fn resume(&mut self, n: usize, saves: usize) -> Option<Resume> {
+        let r = self.0.as_mut()?.resume()?;
+        (r.y.len() == n && r.next > 0 && r.next < saves).then_some(r)
+    }
+
+    fn due(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|h| h.due())
+    }
+
+    fn save(&mut self, r: &Resume) {
+        if let Some(h) = self.0.as_mut() {
+            h.save(r);
+        }
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            HOOKS.with(|slot| *slot.borrow_mut() = Some(h));
+        }
+    }
+}
+
 /// Integrate the complex system dy/dt = f(t, y) from `times[0]` (where `y0` is given) and call
 /// `on_save(i, times[i], y(times[i]))` for every requested time, the first one with `y0`.
 ///
@@ -144,46 +239,54 @@ where
     S: FnMut(usize, f64, &[f64]),
 {
     check_inputs(y0, times, opts)?;
+    let mut hooks = Hooks::take();
     let mut stats = OdeStats::default();
     if times.is_empty() {
         return Ok(stats);
     }
     let n = y0.len();
     let t_end = times[times.len() - 1];
-    let mut t = times[0];
-    let mut ws = Work::new(y0);
+    let resume = hooks.resume(n, times.len());
+    let mut t = resume.as_ref().map_or(times[0], |r| r.t);
+    let mut ws = Work::new(resume.as_ref().map_or(y0, |r| &r.y));
 
+    // On a resume this evaluation stands in for the FSAL stage of the step that ended at
+    // `t` (the same f(t, y) for the time-independent right-hand sides integrated here).
     rhs(t, &ws.y, &mut ws.k[0]);
-    stats.rhs_evals += 1;
     if !all_finite(&ws.k[0]) {
         return Err(SolverError::NonFinite { t });
     }
 
     let mut next = 0; // index of the next time to save
-    while next < times.len() && times[next] <= t {
-        on_save(next, times[next], &ws.y);
-        next += 1;
-    }
-    if next == times.len() || n == 0 {
-        // Nothing to integrate (all times equal t0, or an empty state).
-        for (i, &ti) in times.iter().enumerate().skip(next) {
-            on_save(i, ti, &ws.y);
+    let span = t_end - times[0];
+    let (mut h, mut err_old, mut attempts);
+    if let Some(r) = resume {
+        (next, h, err_old, attempts, stats) = (r.next, r.h, r.err_old, r.attempts, r.stats);
+    } else {
+        stats.rhs_evals += 1;
+        while next < times.len() && times[next] <= t {
+            on_save(next, times[next], &ws.y);
+            next += 1;
         }
-        return Ok(stats);
-    }
-
-    let span = t_end - t;
-    let mut h = match opts.h0 {
-        Some(h0) => h0.min(span),
-        None => {
-            let h = initial_step(&mut rhs, t, &mut ws, opts, span);
-            stats.rhs_evals += 1;
-            h
+        if next == times.len() || n == 0 {
+            // Nothing to integrate (all times equal t0, or an empty state).
+            for (i, &ti) in times.iter().enumerate().skip(next) {
+                on_save(i, ti, &ws.y);
+            }
+            return Ok(stats);
         }
-    };
-    let mut err_old = 1e-4f64;
+        h = match opts.h0 {
+            Some(h0) => h0.min(span),
+            None => {
+                let h = initial_step(&mut rhs, t, &mut ws, opts, span);
+                stats.rhs_evals += 1;
+                h
+            }
+        };
+        err_old = 1e-4f64;
+        attempts = 0usize;
+    }
     let mut last_rejected = false;
-    let mut attempts = 0usize;
 
     while next < times.len() {
         let target = times[next];
@@ -226,9 +329,21 @@ where
             last_rejected = false;
             // After a clipped step resume from the unclipped proposal.
             h = if clipped { h_new.max(h) } else { h_new };
+            let before = next;
             while next < times.len() && times[next] <= t {
                 on_save(next, times[next], &ws.y);
                 next += 1;
+            }
+            if next > before && next < times.len() && hooks.due() {
+                hooks.save(&Resume {
+                    next,
+                    t,
+                    h,
+                    err_old,
+                    attempts,
+                    stats,
+                    y: ws.y.clone(),
+                });
             }
         } else {
             stats.rejected += 1;

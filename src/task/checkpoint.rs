@@ -260,3 +260,22 @@ fn check_same(old: &Meta, new: &Meta, replay: bool) -> Result<(), Error> {
     )
     .into())
 }
+
+/// Default seconds between two checkpoints of a task that runs whole (an evolution).
+pub const DEFAULT_INTERVAL_S: f64 = 60.0;
+
+/// Seconds between two checkpoints of a task that runs whole: `DICKE_CHECKPOINT_INTERVAL_S`
+/// (0 = after every save), else [`DEFAULT_INTERVAL_S`].
+pub fn interval() -> Result<std::time::Duration, InputError> {
+    let Ok(text) = std::env::var("DICKE_CHECKPOINT_INTERVAL_S") else {
+        return Ok(std::time::Duration::from_secs_f64(DEFAULT_INTERVAL_S));
+    };
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(InputError::invalid(
+            "DICKE_CHECKPOINT_INTERVAL_S",
+            format!("{text:?}"),
+            "seconds between checkpoints, a number from 0 (every save) to 1e9",
+        )),
+    }
+}

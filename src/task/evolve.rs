@@ -8,6 +8,7 @@
 
 use super::approx;
 use super::context::Context;
+use super::evolve_checkpoint::{EVOLVE_FILE, EvolveCheckpoint, Written};
 use super::memory;
 use super::policy::{self, Kernel};
 use super::report::{Report, jnum, named};
@@ -21,6 +22,8 @@ use crate::solver::ode::OdeOptions;
 use crate::solver::{Method, blocks, master};
 use crate::state::{BlockState, DensityMatrix};
 use serde_json::json;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The ODE options of an evolution spec.
 pub fn ode_options(spec: &EvolveSpec) -> OdeOptions {
@@ -106,25 +109,47 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     let mut pm_csv = rows::pm_writer(sc, ctx.dir, "t", p.model.n)?;
     let mut write_err: Option<OutputError> = None;
     let times = &spec.times;
+    let hook_err = Rc::new(RefCell::new(None));
+    // The exact solver checkpoints (module doc of `evolve_checkpoint`); resumed rows first.
+    let (hooks, written) = match &start {
+        Start::Exact { .. } => checkpoints(ctx, times.len(), &hook_err)?,
+        Start::Approx(_) => (None, Default::default()),
+    };
     let progress = &mut *ctx.progress;
     progress.start(times.len() as u64, "evolve");
-    // One save: the observable columns, and the exact state where there is one (P_m, Husimi).
-    let mut on_save = |i: usize, t: f64, row: Vec<f64>, state: Option<StateRef>| {
-        let mut full = vec![t];
-        full.extend(row);
+    // One row of observables.csv (and of pm.csv).
+    let mut emit = |full: Vec<f64>, pm: Option<Vec<f64>>| {
         let mut write = || -> Result<(), OutputError> {
             csv.row(&full)?;
-            if let (Some(w), Some(rho)) = (pm_csv.as_mut(), state) {
-                let mut r = vec![t];
-                r.extend(rho.pm());
-                w.row(&r)?;
+            if let (Some(w), Some(r)) = (pm_csv.as_mut(), pm.as_ref()) {
+                w.row(r)?;
             }
             Ok(())
         };
         if let Err(e) = write() {
             write_err.get_or_insert(e);
         }
+        let mut w = written.borrow_mut();
+        w.rows.push(full.clone());
+        w.pm_rows.extend(pm);
         table.rows.push(full);
+    };
+    let resumed = std::mem::take(&mut *written.borrow_mut());
+    let mut pm_rows = resumed.pm_rows.into_iter();
+    let n_resumed = resumed.rows.len();
+    for full in resumed.rows {
+        emit(full, pm_rows.next());
+    }
+    progress.set(n_resumed as u64);
+    // One save: the observable columns, and the exact state where there is one (P_m, Husimi).
+    let mut on_save = |i: usize, t: f64, row: Vec<f64>, state: Option<StateRef>| {
+        let mut full = vec![t];
+        full.extend(row);
+        let pm = match (sc.observables.pm, state) {
+            (true, Some(rho)) => Some(std::iter::once(t).chain(rho.pm()).collect()),
+            _ => None,
+        };
+        emit(full, pm);
         if let (true, true, Some(rho)) = (i + 1 == times.len(), sc.observables.husimi.is_some(), state) {
             table.last = Some(rho.husimi_matrix());
         }
@@ -132,21 +157,29 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
     };
     let ode = ode_options(spec);
     let st = match &start {
-        Start::Exact { psi0, reference } => evolve_any(&p.model, psi0, times, &ode, &mut |i, t, rho| {
-            on_save(
-                i,
-                t,
-                rows::observable_row(rho, extras, reference.as_deref()),
-                Some(rho),
-            )
-        }),
+        Start::Exact { psi0, reference } => {
+            let mut evolve = || {
+                evolve_any(&p.model, psi0, times, &ode, &mut |i, t, rho| {
+                    on_save(
+                        i,
+                        t,
+                        rows::observable_row(rho, extras, reference.as_deref()),
+                        Some(rho),
+                    )
+                })
+            };
+            match hooks {
+                Some(h) => crate::solver::ode::with_checkpoints(Box::new(h), evolve).0,
+                None => evolve(),
+            }
+        }
         Start::Approx(s) => approx::evolve_rows(&p.model, s, times, &ode, extras, &mut |i, t, row| {
             on_save(i, t, row, None)
         }),
     };
     progress.finish();
     let st = st?;
-    if let Some(e) = write_err {
+    if let Some(e) = write_err.or(hook_err.take()) {
         return Err(e.into());
     }
     let fin = table.rows.last().cloned().unwrap_or_default();
@@ -176,4 +209,26 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
         stats: Some(st),
         files,
     })
+}
+
+/// The checkpoint hooks of an exact evolution of `saves` saves, and the rows a resumed
+/// checkpoint holds (read back from `checkpoint/evolve.bin`; empty for a fresh run).
+fn checkpoints(
+    ctx: &Context,
+    saves: usize,
+    error: &Rc<RefCell<Option<OutputError>>>,
+) -> Result<(Option<EvolveCheckpoint>, Rc<RefCell<Written>>), Error> {
+    let every = super::checkpoint::interval()?;
+    // One unit of all saves: the checkpoint's identity (meta.json) without units of work.
+    ctx.units("evolve", "cpu f64".into(), saves as u64, saves as u64, "saves")?;
+    let path = ctx.dir.join(super::checkpoint::CHECKPOINT_DIR).join(EVOLVE_FILE);
+    let (resume, written) = if path.is_file() {
+        let (r, w) = super::evolve_checkpoint::read(&path)?;
+        (Some(r), w)
+    } else {
+        (None, Written::default())
+    };
+    let written = Rc::new(RefCell::new(written));
+    let hooks = EvolveCheckpoint::new(path, every, Rc::clone(&written), resume, Rc::clone(&error));
+    Ok((Some(hooks), written))
 }

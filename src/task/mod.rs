@@ -22,6 +22,7 @@ pub mod approx;
 pub mod checkpoint;
 pub mod context;
 pub mod evolve;
+pub mod evolve_checkpoint;
 pub mod fixed_points;
 pub mod memory;
 pub mod policy;
@@ -42,6 +43,23 @@ use crate::scenario::{Scenario, Task};
 /// returned as [`SolverError::Panicked`] naming the task kind, never an abort of the caller.
 pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
     memory::memory_limit()?;
+    if let Some(shard) = ctx.work.shard
+        && !matches!(
+            sc.task,
+            Task::Trajectories { .. } | Task::Sweep(_) | Task::Scan { .. }
+        )
+    {
+        return Err(crate::error::InputError::invalid(
+            "--shard",
+            format!("{}/{}", shard.index, shard.count),
+            format!(
+                "no --shard for kind = \"{}\", which runs whole (shards split trajectories, \
+                 sweeps and scans)",
+                sc.task.kind()
+            ),
+        )
+        .into());
+    }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(sc, ctx)))
         .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
 }
