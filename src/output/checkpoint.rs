@@ -92,6 +92,17 @@ impl Shard {
     }
 }
 
+/// How a run treats its units (set by `run` from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct WorkPlan {
+    /// Run only this shard's units.
+    pub shard: Option<Shard>,
+    /// A merge: every unit is read back from the checkpoint; computing one is an error.
+    pub replay: bool,
+    /// The scenario as run (TOML text): the checkpoint's identity.
+    pub scenario: String,
+}
+
 /// `checkpoint/meta.json`: what the units are units of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {

@@ -28,26 +28,15 @@
 //! The files (meta.json, unit files, payload codec) and the shard arithmetic are in
 //! [`crate::output::checkpoint`].
 
-use super::context::Progress;
+use super::context::{Context, Progress};
 use crate::error::{Error, InputError};
 pub use crate::output::checkpoint::{
-    CHECKPOINT_DIR, Dec, Enc, META, Meta, Shard, present_units, read_unit, unit_file, write_unit,
+    CHECKPOINT_DIR, Dec, Enc, META, Meta, Shard, WorkPlan, present_units, read_unit, unit_file, write_unit,
 };
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::PathBuf;
-
-/// How a run treats its units (set by `run` from the command line).
-#[derive(Debug, Clone, Default)]
-pub struct WorkPlan {
-    /// Run only this shard's units.
-    pub shard: Option<Shard>,
-    /// A merge: every unit is read back from the checkpoint; computing one is an error.
-    pub replay: bool,
-    /// The scenario as run (TOML text): the checkpoint's identity.
-    pub scenario: String,
-}
 
 /// Which items of the task the run's files hold (result.json `coverage`).
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +62,34 @@ impl Coverage {
     pub fn describe(&self) -> String {
         let n: u64 = self.done.iter().map(|r| r[1] - r[0]).sum();
         format!("{n} of {} {}", self.total, self.item)
+    }
+}
+
+impl Context<'_> {
+    /// The units of a task run in units ([`super::checkpoint`]): `units` units of `unit_size`
+    /// `item`s (`items` in all), whose results are of `engine` (backend and precision). Opens
+    /// the run's checkpoint (adopted by `--resume`, or a merge's), checking it is of this run.
+    pub fn units(
+        &self,
+        task: &str,
+        engine: String,
+        items: u64,
+        unit_size: u64,
+        item: &str,
+    ) -> Result<Units, crate::error::Error> {
+        let unit_size = unit_size.max(1);
+        let meta = Meta {
+            dicke_version: crate::VERSION.to_string(),
+            task: task.to_string(),
+            scenario: self.work.scenario.clone(),
+            engine,
+            units: items.div_ceil(unit_size) as usize,
+            unit_size,
+            items,
+            item: item.to_string(),
+            shard: self.work.shard,
+        };
+        Units::open(self.dir.join(CHECKPOINT_DIR), meta, self.work)
     }
 }
 

@@ -32,9 +32,9 @@
 //! result.json is always written atomically (temporary file, fsync, rename:
 //! [`crate::output::write_atomic`]).
 
-use super::checkpoint::{CHECKPOINT_DIR, Meta, Units, WorkPlan};
 use crate::backend::BackendChoice;
 use crate::backend::SharedGpu;
+use crate::output::checkpoint::WorkPlan;
 use std::path::Path;
 
 /// Progress reporting hook (the CLI draws an indicatif bar).
@@ -74,31 +74,5 @@ impl Context<'_> {
     pub fn path(&self, name: &str) -> Result<std::path::PathBuf, crate::error::OutputError> {
         crate::output::create_dir(self.dir)?;
         Ok(self.dir.join(name))
-    }
-
-    /// The units of a task run in units ([`super::checkpoint`]): `units` units of `unit_size`
-    /// `item`s (`items` in all), whose results are of `engine` (backend and precision). Opens
-    /// the run's checkpoint (adopted by `--resume`, or a merge's), checking it is of this run.
-    pub fn units(
-        &self,
-        task: &str,
-        engine: String,
-        items: u64,
-        unit_size: u64,
-        item: &str,
-    ) -> Result<Units, crate::error::Error> {
-        let unit_size = unit_size.max(1);
-        let meta = Meta {
-            dicke_version: crate::VERSION.to_string(),
-            task: task.to_string(),
-            scenario: self.work.scenario.clone(),
-            engine,
-            units: items.div_ceil(unit_size) as usize,
-            unit_size,
-            items,
-            item: item.to_string(),
-            shard: self.work.shard,
-        };
-        Units::open(self.dir.join(CHECKPOINT_DIR), meta, self.work)
     }
 }

@@ -229,6 +229,6 @@ fn checkpoints(
         (None, Written::default())
     };
     let written = Rc::new(RefCell::new(written));
-    let hooks = EvolveCheckpoint::new(path, every, Rc::clone(&written), resume, Rc::clone(&error));
+    let hooks = EvolveCheckpoint::new(path, every, Rc::clone(&written), resume, Rc::clone(error));
     Ok((Some(hooks), written))
 }
