@@ -28,7 +28,7 @@
 //! The files (meta.json, unit files, payload codec) and the shard arithmetic are in
 //! [`crate::output::checkpoint`].
 
-use super::context::Progress;
+use super::progress::Progress;
 use crate::error::{Error, InputError, SolverError};
 pub use crate::output::checkpoint::{
     CHECKPOINT_DIR, Dec, Enc, META, Meta, Shard, present_units, read_unit, unit_file, write_unit,
