@@ -567,3 +567,44 @@ fn draw(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_round_trips_exactly() {
+        let r = |status, x: f64| batch::PointResult {
+            status,
+            t_reached: x,
+            y: [x, -0.0, f64::NAN, 1e-300, 2.0, 3.0, 4.0, 5.0, 6.0],
+            mean: [0.1, 0.2, x],
+            xi2: f64::INFINITY,
+            j2: 0.7,
+            xi2_min: x / 3.0,
+            t_xi2_min: 0.4,
+            jz_late: -x,
+            steps: 17,
+            rejected: 3,
+        };
+        let chunk = vec![
+            r(batch::Status::Ok, 0.1),
+            r(batch::Status::TooManySteps, 1.0 / 3.0),
+            r(batch::Status::NonFinite, -2.5),
+        ];
+        let bytes = encode_chunk(&chunk);
+        let back = decode_chunk(&bytes, 3).unwrap();
+        let bits = |c: &[batch::PointResult]| {
+            format!(
+                "{:?}",
+                c.iter()
+                    .map(|p| (p.status, p.y.map(f64::to_bits), p.xi2_min.to_bits(), p.steps))
+                    .collect::<Vec<_>>()
+            )
+        };
+        assert_eq!(bits(&back), bits(&chunk));
+        assert_eq!(back[1].t_reached.to_bits(), chunk[1].t_reached.to_bits());
+        assert!(decode_chunk(&bytes, 4).is_err());
+        assert!(decode_chunk(&bytes[..bytes.len() - 8], 3).is_err());
+    }
+}
