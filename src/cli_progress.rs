@@ -65,6 +65,11 @@ impl Heartbeat {
             let (lock, cv) = &*s;
             let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
             loop {
+                // A phase may end before this thread first takes the lock: its notification
+                // is gone, and waiting would hold the run an interval at its end.
+                if *stopped {
+                    return;
+                }
                 let (g, timeout) = cv
                     .wait_timeout(stopped, interval())
                     .unwrap_or_else(|e| e.into_inner());

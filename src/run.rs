@@ -5,12 +5,12 @@
 //! through [`Progress`] and prints [`RunSummary::notes`].
 
 use crate::backend::{BackendChoice, BackendUsed, SharedGpu};
+use crate::error::Error;
 use crate::error::OutputError;
-use crate::error::{Error, SolverError};
 use crate::output::transaction::Transaction;
 use crate::scenario::Scenario;
 use crate::task::checkpoint::{CHECKPOINT_DIR, META, Meta, present_units, unit_file};
-use crate::task::checkpoint::{Shard, WorkPlan};
+use crate::task::checkpoint::{Shard, WorkPlan, is_interrupt};
 use crate::task::{self, Context, Report, report};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ fn set_aside_interrupted(txn: Transaction, report: &Report) -> Error {
     }
 }
 
-/// A failed task (or one whose integrator saw the interrupt, [`SolverError::Interrupted`]):
+/// A failed task (or one whose integrator saw the interrupt, [`crate::error::SolverError::Interrupted`]):
 /// its partial output, with a result.json saying why, kept aside; `DIR` is left as it was.
 fn set_aside_failed(sc: &Scenario, opts: &RunOptions, txn: Transaction, e: Error, t_start: Instant) -> Error {
     let wall_s = t_start.elapsed().as_secs_f64();
@@ -181,17 +181,6 @@ fn set_aside_failed(sc: &Scenario, opts: &RunOptions, txn: Transaction, e: Error
             kept: kept.display().to_string(),
         },
         _ => e,
-    }
-}
-
-/// Did an integrator stop at a requested interrupt?
-fn is_interrupt(e: &Error) -> bool {
-    match e {
-        Error::Solver(SolverError::Interrupted { .. }) => true,
-        Error::Solver(SolverError::ScanPoint { cause, .. }) => {
-            matches!(**cause, SolverError::Interrupted { .. })
-        }
-        _ => false,
     }
 }
 

@@ -247,7 +247,17 @@ fn a_failed_run_leaves_the_earlier_run_untouched() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     files.sort();
-    assert_eq!(files, ["observables.csv", "result.json", "scan_evolution.csv"]);
+    // The scan runs in units: the first point's is kept for `--resume` (task::checkpoint).
+    assert_eq!(
+        files,
+        [
+            "checkpoint",
+            "observables.csv",
+            "result.json",
+            "scan_evolution.csv"
+        ]
+    );
+    assert!(kept.join("checkpoint").join("u0000000.bin").exists());
     // A run refused before it writes anything leaves nothing behind.
     let refused = run(&scan, &out, &["--set", "N=-3"]);
     assert!(!refused.status.success());

@@ -28,8 +28,9 @@
 //! The files (meta.json, unit files, payload codec) and the shard arithmetic are in
 //! [`crate::output::checkpoint`].
 
-use super::context::{Context, Progress};
-use crate::error::{Error, InputError};
+use super::context::Context;
+use super::progress::Progress;
+use crate::error::{Error, InputError, SolverError};
 pub use crate::output::checkpoint::{
     CHECKPOINT_DIR, Dec, Enc, META, Meta, Shard, WorkPlan, present_units, read_unit, unit_file, write_unit,
 };
@@ -99,6 +100,8 @@ pub struct Units {
     meta: Meta,
     range: Range<usize>,
     present: BTreeSet<usize>,
+    /// Units [`Units::put`] wrote in this run.
+    fresh: BTreeSet<usize>,
     replay: bool,
     done: Vec<usize>,
     reused: usize,
@@ -134,6 +137,7 @@ impl Units {
         }
         Ok(Units {
             present: present_units(&dir),
+            fresh: BTreeSet::new(),
             dir,
             meta,
             range,
@@ -160,6 +164,27 @@ impl Units {
         self.present.contains(&u)
     }
 
+    /// The units of this run not in the checkpoint yet (what a batch backend computes at once).
+    pub fn missing(&self) -> Vec<usize> {
+        self.range().filter(|u| !self.has(*u)).collect()
+    }
+
+    /// Do this run's files hold the whole run (no shard, no interrupt)? Figures are drawn
+    /// only then: a shard's or an interrupted run's are drawn by the merge or the resume.
+    pub fn whole(&self) -> bool {
+        self.meta.shard.is_none() && !self.interrupted
+    }
+
+    /// Write unit `u`'s payload, computed ahead of [`Units::run`] (a batch backend computes
+    /// all missing units at once), so that an interrupt after the batch keeps it; `run` then
+    /// reads it back as a unit of this run (not counted as reused).
+    pub fn put(&mut self, u: usize, payload: &[u8]) -> Result<(), Error> {
+        write_unit(&self.dir.join(unit_file(u)), payload)?;
+        self.present.insert(u);
+        self.fresh.insert(u);
+        Ok(())
+    }
+
     /// Should the loop stop before the next unit? (An interrupt was requested.)
     pub fn stop(&mut self) -> bool {
         if crate::interrupt::requested() {
@@ -178,7 +203,9 @@ impl Units {
         let path = self.dir.join(unit_file(u));
         if self.present.contains(&u) {
             let bytes = read_unit(&path)?;
-            self.reused += 1;
+            if !self.fresh.remove(&u) {
+                self.reused += 1;
+            }
             self.done.push(u);
             return Ok(bytes);
         }
@@ -229,12 +256,32 @@ impl Units {
             if !self.has(u) && self.stop() {
                 break;
             }
-            let payload = self.get(u, || compute(u))?;
+            let payload = match self.get(u, || compute(u)) {
+                Ok(p) => p,
+                // An integrator stopped mid-unit by the interrupt: the unit is not finished.
+                Err(e) if is_interrupt(&e) => {
+                    self.interrupted = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             consume(u, payload)?;
             progress.set(self.items(u).end - span.start);
         }
         progress.finish();
         Ok(())
+    }
+}
+
+/// Did an integrator stop at a requested interrupt ([`SolverError::Interrupted`], also as the
+/// cause of a scan point's error)?
+pub fn is_interrupt(e: &Error) -> bool {
+    match e {
+        Error::Solver(SolverError::Interrupted { .. }) => true,
+        Error::Solver(SolverError::ScanPoint { cause, .. }) => {
+            matches!(**cause, SolverError::Interrupted { .. })
+        }
+        _ => false,
     }
 }
 

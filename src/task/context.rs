@@ -32,25 +32,11 @@
 //! result.json is always written atomically (temporary file, fsync, rename:
 //! [`crate::output::write_atomic`]).
 
+pub use super::progress::{NoProgress, Progress};
 use crate::backend::BackendChoice;
 use crate::backend::SharedGpu;
 use crate::output::checkpoint::WorkPlan;
 use std::path::Path;
-
-/// Progress reporting hook (the CLI draws an indicatif bar).
-pub trait Progress {
-    fn start(&mut self, total: u64, what: &str);
-    fn set(&mut self, done: u64);
-    fn finish(&mut self);
-}
-
-/// A [`Progress`] that does nothing (tests, library use).
-pub struct NoProgress;
-impl Progress for NoProgress {
-    fn start(&mut self, _: u64, _: &str) {}
-    fn set(&mut self, _: u64) {}
-    fn finish(&mut self) {}
-}
 
 /// A task's run context.
 pub struct Context<'a> {

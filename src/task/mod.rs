@@ -26,6 +26,7 @@ pub mod evolve_checkpoint;
 pub mod fixed_points;
 pub mod memory;
 pub mod policy;
+pub mod progress;
 pub mod report;
 pub mod rows;
 pub mod scan;

@@ -54,6 +54,16 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Backend and precision in a checkpoint's `engine` ("cpu f64", "gpu f32"): units of
+    /// different engines are never mixed ([`super::checkpoint`]).
+    pub fn tag(&self) -> String {
+        match self {
+            Engine::Cpu { precision, .. } => format!("cpu {}", precision.name()),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu { precision, .. } => format!("gpu {}", precision.name()),
+        }
+    }
+
     /// The record of this backend for result.json; `device` overrides the default CPU
     /// description (the trajectory twin names its SIMD path).
     pub fn used(&self, cpu_device: Option<String>) -> BackendUsed {

@@ -43,13 +43,13 @@ pub fn solve(model: &Model) -> Result<(OwnedState, serde_json::Value), Error> {
 /// One point's steady state(s): observable rows (mean field: one per stable fixed point,
 /// with the trailing `branch` column), the exact state if there is one (P_m, Husimi), the
 /// solver statistics.
-struct PointSolution {
-    rows: Vec<Vec<f64>>,
-    state: Option<OwnedState>,
-    stats: serde_json::Value,
+pub struct PointSolution {
+    pub rows: Vec<Vec<f64>>,
+    pub state: Option<OwnedState>,
+    pub stats: serde_json::Value,
 }
 
-fn solve_point(sc: &Scenario, p: &Point) -> Result<PointSolution, Error> {
+pub fn solve_point(sc: &Scenario, p: &Point) -> Result<PointSolution, Error> {
     let extras = &sc.observables.columns;
     match sc.method {
         Method::MeanField(f) => {
@@ -162,7 +162,7 @@ pub fn solve_points(
 
 /// A solver error of scan point `index` names the point (a single steady state's error is
 /// passed on as it is).
-fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], npoints: usize) -> Error {
+pub fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], npoints: usize) -> Error {
     match (e, x_names.first()) {
         (Error::Solver(cause), Some(variable)) if npoints > 1 => SolverError::ScanPoint {
             index,

@@ -22,10 +22,19 @@
 //! far, and result.json counts and lists the failures. A GPU error (device lost, no progress)
 //! stops the sweep with an error; the chunks before it are written.
 //!
+//! Each chunk is a unit of the run's checkpoint ([`super::checkpoint`], engine "cpu f64",
+//! "gpu f32", ...): its payload is the chunk's [`batch::PointResult`] values, exactly. The rows
+//! of sweep.csv, the tally, the heat map and result.json are built from the payloads in chunk
+//! order (the varying model parameters re-evaluated from the scenario), whether a chunk was
+//! integrated now or read back, so an interrupted and resumed sweep, or a merge of shards,
+//! writes the files of an uninterrupted one byte for byte. A shard (or an interrupted run)
+//! writes the rows of its chunks and no figure.
+//!
 //! Initial state: the scenario's `[initial]` (any pure j = N/2 state), turned into the nine
 //! cumulant variables from its exact collective moments ([`cumulant::from_pure`]); consecutive
 //! points with the same N and state reuse it.
 
+use super::checkpoint::{CHECKPOINT_DIR, Dec, Enc};
 use super::context::Context;
 use super::memory;
 use super::policy::{self, Engine, Kernel};
@@ -52,11 +61,10 @@ pub const SWEEP_CSV: &str = "sweep.csv";
 /// Omega and Gamma): points with equal keys share their initial variables.
 type StateKey = (usize, [u64; 3]);
 
-/// One evaluated point: its parameters, initial variables and the varying model parameters.
+/// One evaluated point: its parameters and initial variables.
 struct Prepared {
     par: [f64; NPAR],
     y0: [f64; NVAR],
-    extra: Vec<f64>,
 }
 
 /// Estimated bytes for a sweep of `points` points (module doc): per point one heat-map value
@@ -174,6 +182,8 @@ struct Tally {
     steps: u64,
     rejected: u64,
     integrate_s: f64,
+    /// Points integrated by this run (not read back from a checkpoint).
+    computed: usize,
 }
 
 /// The columns of sweep.csv: the axes, the model parameters they move, the quantities.
@@ -211,42 +221,112 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
     let varying = varying_parameters(sc, spec)?;
     let header = header(spec, &varying);
     refuse_memory(total, header.len())?;
+    let mut units = ctx.units("sweep", engine.tag(), total as u64, CHUNK as u64, "points")?;
     let mut csv = CsvWriter::create(&ctx.path(SWEEP_CSV)?, &header)?;
     let mut tally = Tally {
         heat: Vec::with_capacity(total),
         ..Tally::default()
     };
+    let (mut integrate_s, mut computed) = (0.0, 0usize);
     let mut cache: Option<(StateKey, [f64; NVAR])> = None;
-    ctx.progress.start(total as u64, "sweep");
-    for start in (0..total).step_by(CHUNK) {
-        let end = (start + CHUNK).min(total);
-        let prepared = prepare_chunk(sc, spec, &varying, start..end, &mut cache)?;
-        let pars: Vec<_> = prepared.iter().map(|q| q.par).collect();
-        let y0s: Vec<_> = prepared.iter().map(|q| q.y0).collect();
-        let t_int = Instant::now();
-        let results = integrator.run(&pars, &y0s, &grid(spec), &options(spec))?;
-        tally.integrate_s += t_int.elapsed().as_secs_f64();
-        write_chunk(spec, &mut csv, start, &results, &prepared, &mut tally)?;
-        ctx.progress.set(end as u64);
-    }
-    ctx.progress.finish();
+    let chunk = |u: usize| u * CHUNK..((u + 1) * CHUNK).min(total);
+    units.run(
+        ctx.progress,
+        "sweep",
+        |u| {
+            let prepared = prepare_chunk(sc, spec, chunk(u), &mut cache)?;
+            let pars: Vec<_> = prepared.iter().map(|q| q.par).collect();
+            let y0s: Vec<_> = prepared.iter().map(|q| q.y0).collect();
+            let t_int = Instant::now();
+            let results = integrator.run(&pars, &y0s, &grid(spec), &options(spec))?;
+            integrate_s += t_int.elapsed().as_secs_f64();
+            computed += results.len();
+            Ok(encode_chunk(&results))
+        },
+        |u, payload| {
+            let results = decode_chunk(&payload, chunk(u).len())?;
+            let extras = chunk_extras(sc, spec, &varying, chunk(u))?;
+            write_chunk(spec, &mut csv, chunk(u).start, &results, &extras, &mut tally)
+        },
+    )?;
+    tally.integrate_s = integrate_s;
+    tally.computed = computed;
     let mut files = vec![SWEEP_CSV.to_string()];
     if sc.plot
+        && units.whole()
         && let Some(f) = draw(sc, spec, ctx.dir, &tally.heat)?
     {
         files.push(f);
     }
     Ok(Report {
-        coverage: None,
+        coverage: Some(units.coverage()),
         task: "sweep",
         solver: integrator.solver().into(),
         backend: engine.used(None),
         model: sc.point(&[])?.model,
         columns: header,
         results: results_json(spec, total, &tally),
-        stats: Some(stats_json(spec, total, &tally)),
+        stats: Some(stats_json(spec, &tally)),
         files,
     })
+}
+
+/// A chunk's unit payload ([`super::checkpoint`]): every point's [`batch::PointResult`],
+/// exactly (f64 bits; status and counts as integers).
+fn encode_chunk(results: &[batch::PointResult]) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u64(results.len() as u64);
+    for r in results {
+        e.u64(r.status as u64).u64(r.steps).u64(r.rejected);
+        let mut v = vec![r.t_reached];
+        v.extend(r.y);
+        v.extend(r.mean);
+        v.extend([r.xi2, r.j2, r.xi2_min, r.t_xi2_min, r.jz_late]);
+        e.f64s(&v);
+    }
+    e.0
+}
+
+/// The mirror of [`encode_chunk`], for a chunk of `len` points.
+fn decode_chunk(payload: &[u8], len: usize) -> Result<Vec<batch::PointResult>, Error> {
+    let bad = |what: String| crate::output::checkpoint::corrupt(std::path::Path::new(CHECKPOINT_DIR), what);
+    let mut d = Dec(payload);
+    let n = d.u64()? as usize;
+    if n != len {
+        return Err(bad(format!("a sweep chunk of {n} points where {len} were expected")).into());
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let status = match d.u64()? {
+            0 => batch::Status::Ok,
+            1 => batch::Status::StepSizeTooSmall,
+            2 => batch::Status::TooManySteps,
+            3 => batch::Status::NonFinite,
+            s => return Err(bad(format!("a sweep point with status {s}")).into()),
+        };
+        let (steps, rejected) = (d.u64()?, d.u64()?);
+        let v = d.f64s()?;
+        if v.len() != 1 + NVAR + 3 + 5 {
+            return Err(bad(format!("a sweep point of {} numbers", v.len())).into());
+        }
+        let mut y = [0.0; NVAR];
+        y.copy_from_slice(&v[1..1 + NVAR]);
+        let m = &v[1 + NVAR..];
+        out.push(batch::PointResult {
+            status,
+            t_reached: v[0],
+            y,
+            mean: [m[0], m[1], m[2]],
+            xi2: m[3],
+            j2: m[4],
+            xi2_min: m[5],
+            t_xi2_min: m[6],
+            jz_late: m[7],
+            steps,
+            rejected,
+        });
+    }
+    Ok(out)
 }
 
 fn grid(spec: &SweepSpec) -> batch::SaveGrid {
@@ -272,7 +352,6 @@ fn options(spec: &SweepSpec) -> batch::BatchOptions {
 fn prepare_chunk(
     sc: &Scenario,
     spec: &SweepSpec,
-    varying: &[&str],
     range: std::ops::Range<usize>,
     cache: &mut Option<(StateKey, [f64; NVAR])>,
 ) -> Result<Vec<Prepared>, Error> {
@@ -307,13 +386,30 @@ fn prepare_chunk(
         prepared.push(Prepared {
             par: cumulant::params(&p.model),
             y0,
-            extra: varying
-                .iter()
-                .map(|v| p.model.get(v).unwrap_or(f64::NAN))
-                .collect(),
         });
     }
     Ok(prepared)
+}
+
+/// The varying model parameters' values at the points `range` (sweep.csv's columns after the
+/// axes), evaluated in parallel; nothing to evaluate when no parameter varies.
+fn chunk_extras(
+    sc: &Scenario,
+    spec: &SweepSpec,
+    varying: &[&str],
+    range: std::ops::Range<usize>,
+) -> Result<Vec<Vec<f64>>, Error> {
+    if varying.is_empty() {
+        return Ok(vec![Vec::new(); range.len()]);
+    }
+    let extras = range
+        .into_par_iter()
+        .map(|i| {
+            let m = point_model(sc, spec, &spec.coords(i))?;
+            Ok(varying.iter().map(|v| m.get(v).unwrap_or(f64::NAN)).collect())
+        })
+        .collect::<Result<_, InputError>>()?;
+    Ok(extras)
 }
 
 /// One chunk's rows of sweep.csv, and what the tally keeps of them.
@@ -322,14 +418,14 @@ fn write_chunk(
     csv: &mut CsvWriter,
     start: usize,
     results: &[batch::PointResult],
-    prepared: &[Prepared],
+    extras: &[Vec<f64>],
     tally: &mut Tally,
 ) -> Result<(), Error> {
     let heat_col = SWEEP_QUANTITIES
         .iter()
         .position(|q| *q == spec.heatmap)
         .unwrap_or(0);
-    for (k, (r, q)) in results.iter().zip(prepared).enumerate() {
+    for (k, (r, extra)) in results.iter().zip(extras).enumerate() {
         let i = start + k;
         let coords = spec.coords(i);
         let quantities = [
@@ -348,7 +444,7 @@ fn write_chunk(
             r.status as u32 as f64,
         ];
         let mut row = coords.clone();
-        row.extend(&q.extra);
+        row.extend(extra);
         row.extend(quantities);
         csv.row(&row)?;
         tally.heat.push(quantities[heat_col]);
@@ -393,15 +489,17 @@ fn results_json(spec: &SweepSpec, total: usize, tally: &Tally) -> serde_json::Va
     })
 }
 
-fn stats_json(spec: &SweepSpec, total: usize, tally: &Tally) -> serde_json::Value {
+/// Statistics over the points in the files (steps) and those this run integrated (rate).
+fn stats_json(spec: &SweepSpec, tally: &Tally) -> serde_json::Value {
     json!({
         "integrator": options(spec),
         "save_grid": grid(spec),
         "steps": tally.steps,
         "rejected": tally.rejected,
-        "mean_steps_per_point": tally.steps as f64 / total.max(1) as f64,
+        "mean_steps_per_point": tally.steps as f64 / tally.heat.len().max(1) as f64,
         "integrate_wall_s": tally.integrate_s,
-        "points_per_s": total as f64 / tally.integrate_s.max(1e-9),
+        "points_integrated": tally.computed,
+        "points_per_s": tally.computed as f64 / tally.integrate_s.max(1e-9),
     })
 }
 
@@ -468,4 +566,45 @@ fn draw(
         return Ok(Some(file.into()));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_round_trips_exactly() {
+        let r = |status, x: f64| batch::PointResult {
+            status,
+            t_reached: x,
+            y: [x, -0.0, f64::NAN, 1e-300, 2.0, 3.0, 4.0, 5.0, 6.0],
+            mean: [0.1, 0.2, x],
+            xi2: f64::INFINITY,
+            j2: 0.7,
+            xi2_min: x / 3.0,
+            t_xi2_min: 0.4,
+            jz_late: -x,
+            steps: 17,
+            rejected: 3,
+        };
+        let chunk = vec![
+            r(batch::Status::Ok, 0.1),
+            r(batch::Status::TooManySteps, 1.0 / 3.0),
+            r(batch::Status::NonFinite, -2.5),
+        ];
+        let bytes = encode_chunk(&chunk);
+        let back = decode_chunk(&bytes, 3).unwrap();
+        let bits = |c: &[batch::PointResult]| {
+            format!(
+                "{:?}",
+                c.iter()
+                    .map(|p| (p.status, p.y.map(f64::to_bits), p.xi2_min.to_bits(), p.steps))
+                    .collect::<Vec<_>>()
+            )
+        };
+        assert_eq!(bits(&back), bits(&chunk));
+        assert_eq!(back[1].t_reached.to_bits(), chunk[1].t_reached.to_bits());
+        assert!(decode_chunk(&bytes, 4).is_err());
+        assert!(decode_chunk(&bytes[..bytes.len() - 8], 3).is_err());
+    }
 }

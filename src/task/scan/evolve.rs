@@ -15,15 +15,24 @@
 //! ([`SolverError::ScanPoint`]); the points before it are written, on both backends alike,
 //! so the files do not depend on the backend.
 //!
+//! Each point is a unit of the run's checkpoint ([`crate::task::checkpoint`]; engine
+//! "cpu f64", "gpu f32", ...), its payload what the files need of it ([`super::unit`]): the
+//! CPU path stops between points at an interrupt (or inside one, the unit then unfinished);
+//! the GPU path integrates every point missing from the checkpoint in one batch, then writes
+//! a unit per point, so its interrupt granularity is the batch. A shard writes its points'
+//! rows and no figure (nor Husimi grid); the merge draws them.
+//!
 //! [`master::evolve`]: crate::solver::master::evolve
 //! [`blocks::evolve`]: crate::solver::blocks::evolve
 
 pub use super::sink::{FULL_MATRIX_COLUMNS, Job, SCAN_EVOLUTION_CSV, Sink};
+use super::unit::PointUnit;
 use crate::error::Error;
 use crate::precision::Precision;
 use crate::scenario::{EvolveSpec, F32_MIN_RTOL, Scenario};
 use crate::solver::Method;
 use crate::task::approx;
+use crate::task::checkpoint::Units;
 use crate::task::context::{Context, Progress};
 use crate::task::evolve::{evolve_any, ode_options};
 use crate::task::memory;
@@ -61,26 +70,23 @@ pub fn run(
         variable,
         spec,
     };
-    let (table, stats, backend) = match &engine {
+    let mut units = ctx.units("scan", engine.tag(), points.len() as u64, 1, "points")?;
+    let (table, stats) = match &engine {
         Engine::Cpu { .. } => {
             // One point at a time: the estimate of a single evolution.
             for p in points.iter().filter(|_| sc.method == Method::Exact) {
                 memory::refuse_evolution(&p.model, "time evolution of one scan point")?;
             }
             let mut sink = Sink::create(&job, ctx)?;
-            let stats = run_cpu(&job, &mut sink, ctx.progress)?;
-            (sink.table, stats, engine.used(None))
+            let stats = run_cpu(&job, &mut sink, &mut units, ctx.progress)?;
+            (sink.table, stats)
         }
         #[cfg(feature = "gpu")]
         Engine::Gpu {
             ctx: gpu, precision, ..
-        } => {
-            let (table, stats, precision) = super::evolve_gpu::run(&job, gpu, *precision, ctx)?;
-            let mut used = engine.used(None);
-            used.precision = precision.name();
-            (table, stats, used)
-        }
+        } => super::evolve_gpu::run(&job, gpu, *precision, &mut units, ctx)?,
     };
+    let backend = engine.used(None);
     let mut results = super::scalars(&table.x_names, &table.rows);
     if let Value::Object(m) = &mut results {
         m.insert("mode".into(), json!("evolve"));
@@ -90,13 +96,15 @@ pub fn run(
     if sc.observables.pm {
         files.push("pm.csv".into());
     }
-    files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    if units.whole() {
+        files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    }
     let with_blocks = points.iter().any(|p| !p.model.is_collective());
     if sc.method != Method::Exact {
         results["method"] = json!(sc.method.name());
     }
     Ok(Report {
-        coverage: None,
+        coverage: Some(units.coverage()),
         task: "scan",
         solver: if sc.method != Method::Exact {
             format!(
@@ -124,46 +132,25 @@ pub fn run(
     })
 }
 
-/// The CPU path: [`evolve_any`] point after point, rows written as each point finishes.
-fn run_cpu(job: &Job, sink: &mut Sink, progress: &mut dyn Progress) -> Result<Value, Error> {
-    let ode = ode_options(job.spec);
+/// The CPU path: [`evolve_any`] point after point, each point a unit, its rows written as it
+/// finishes (or as it is read back from the checkpoint).
+fn run_cpu(
+    job: &Job,
+    sink: &mut Sink,
+    units: &mut Units,
+    progress: &mut dyn Progress,
+) -> Result<Value, Error> {
     let mut point_stats = Vec::new();
-    progress.start(job.points.len() as u64, "scan (evolve)");
+    units.run(
+        progress,
+        "scan (evolve)",
+        |i| Ok(evolve_point(job, i)?.encode()),
+        |i, payload| {
+            point_stats.push(sink.write_point(i, PointUnit::decode(&payload)?)?);
+            Ok(())
+        },
+    )?;
     let method = job.sc.method;
-    let extras = &job.sc.observables.columns;
-    for (i, p) in job.points.iter().enumerate() {
-        let mut write_err = None;
-        let st = if method == Method::Exact {
-            let psi0 = job.initial_state(p)?;
-            let reference = job.sc.reference_state(p)?;
-            evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, t, rho| {
-                if let Err(e) = sink.save(p, reference.as_deref(), k, t, rho) {
-                    write_err.get_or_insert(e);
-                }
-            })
-        } else {
-            let start = approx::start(job.sc, p, method)?;
-            approx::evolve_rows(
-                &p.model,
-                &start,
-                &job.spec.times,
-                &ode,
-                extras,
-                &mut |k, t, row| {
-                    if let Err(e) = sink.save_row(p, k, t, row, None) {
-                        write_err.get_or_insert(e);
-                    }
-                },
-            )
-        };
-        if let Some(e) = write_err {
-            return Err(e.into());
-        }
-        let st = st.map_err(|e| job.point_error(i, e, String::new()))?;
-        point_stats.push(job.point_stats(p, st));
-        progress.set(i as u64 + 1);
-    }
-    progress.finish();
     Ok(json!({
         "mode": "evolve",
         "integrator": if method != Method::Exact {
@@ -176,4 +163,33 @@ fn run_cpu(job: &Job, sink: &mut Sink, progress: &mut dyn Progress) -> Result<Va
         "precision": "f64",
         "points": point_stats,
     }))
+}
+
+/// Point `i` integrated on the CPU: its unit.
+fn evolve_point(job: &Job, i: usize) -> Result<PointUnit, Error> {
+    let ode = ode_options(job.spec);
+    let p = &job.points[i];
+    let method = job.sc.method;
+    let mut unit = PointUnit::default();
+    let st = if method == Method::Exact {
+        let psi0 = job.initial_state(p)?;
+        let reference = job.sc.reference_state(p)?;
+        evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, _, rho| {
+            job.record(&mut unit, i, reference.as_deref(), k, rho)
+        })
+    } else {
+        let start = approx::start(job.sc, p, method)?;
+        let extras = &job.sc.observables.columns;
+        approx::evolve_rows(
+            &p.model,
+            &start,
+            &job.spec.times,
+            &ode,
+            extras,
+            &mut |k, _, row| job.record_row(&mut unit, i, k, row, None),
+        )
+    };
+    let st = st.map_err(|e| job.point_error(i, e, String::new()))?;
+    unit.stats = job.point_stats(p, st).to_string();
+    Ok(unit)
 }

@@ -8,8 +8,14 @@
 //! the whole matrix (`purity`, `lambda_max`, `fidelity`) or a Husimi grid is asked for.
 //! Memory held on the host (every point's saves plus one read-back copy and the initial
 //! states) is estimated and refused before anything is allocated.
+//!
+//! Units ([`crate::task::checkpoint`], one per point): the batch holds only the points missing
+//! from the checkpoint (all of them, unless resumed); as it returns, each point's unit is
+//! written, then the files are written from the units in point order. An interrupt stops the
+//! run before the batch or after it, not inside it.
 
 use super::sink::{Job, Sink};
+use super::unit::PointUnit;
 use crate::backend::gpu::GpuContext;
 use crate::backend::gpu::master_batch::{
     BatchElement, BatchOutput, MasterBatch, MasterBatchError, MasterBatchGpu, MasterBatchOptions, Saves,
@@ -18,7 +24,9 @@ use crate::backend::gpu::master_batch::{
 use crate::c64;
 use crate::error::{Error, SolverError};
 use crate::precision::Precision;
+use crate::scenario::Point;
 use crate::state::{BlockState, DensityMatrix};
+use crate::task::checkpoint::Units;
 use crate::task::context::Context;
 use crate::task::memory;
 use crate::task::rows::{StateRef, Table};
@@ -26,20 +34,77 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Run the scan on `gpu`; the output files are created once the memory check passed.
+/// Run the scan on `gpu`: the points missing from the checkpoint in one batch (a unit each
+/// written as the batch returns), then every point's rows from its unit, in point order.
 pub fn run(
     job: &Job,
     gpu: &Arc<GpuContext>,
     precision: Precision,
+    units: &mut Units,
     ctx: &mut Context,
-) -> Result<(Table, Value, Precision), Error> {
+) -> Result<(Table, Value), Error> {
     let output = if job.needs_full() {
         BatchOutput::Full
     } else {
         BatchOutput::Band
     };
-    let psis = initial_states(job, output)?;
+    let missing = units.missing();
+    let mut failure = None;
+    let mut ran = None;
+    if !missing.is_empty() && !ctx.work.replay && !units.stop() {
+        let t_batch = Instant::now();
+        let (batches, elements) = run_missing(job, gpu, precision, output, &missing, ctx)?;
+        failure = put_units(job, units, &missing, elements)?;
+        ran = Some((batches, t_batch.elapsed().as_secs_f64()));
+    }
     let mut sink = Sink::create(job, ctx)?;
+    let mut point_stats = Vec::new();
+    units.run(
+        ctx.progress,
+        "scan (GPU batch)",
+        |i| match failure.take() {
+            Some((at, e)) if at == i => Err(e),
+            _ => Err(SolverError::Unsupported {
+                solver: "master_batch",
+                message: format!("scan point {i} was not in the batch"),
+            }
+            .into()),
+        },
+        |i, payload| {
+            point_stats.push(sink.write_point(i, PointUnit::decode(&payload)?)?);
+            Ok(())
+        },
+    )?;
+    let stats = match ran {
+        Some((batches, batch_wall_s)) => batch_stats(&batches, output, batch_wall_s, point_stats),
+        None => json!({
+            "mode": "evolve",
+            "integrator": "master_batch (GPU): none ran, every point was read back from the checkpoint",
+            "precision": precision,
+            "points": point_stats,
+        }),
+    };
+    Ok((sink.table, stats))
+}
+
+/// The batch of the points `missing` (indices into the job's points), after the host-memory
+/// check: the batches that ran and every missing point's element, in order.
+fn run_missing(
+    job: &Job,
+    gpu: &Arc<GpuContext>,
+    precision: Precision,
+    output: BatchOutput,
+    missing: &[usize],
+    ctx: &mut Context,
+) -> Result<Batches, Error> {
+    let points: Vec<Point> = missing.iter().map(|&i| job.points[i].clone()).collect();
+    let sub = Job {
+        sc: job.sc,
+        points: &points,
+        variable: job.variable,
+        spec: job.spec,
+    };
+    let psis = initial_states(&sub, output)?;
     let kernel = MasterBatchGpu::new(Arc::clone(gpu))?;
     let options = MasterBatchOptions {
         precision,
@@ -47,16 +112,21 @@ pub fn run(
         ..MasterBatchOptions::default()
     };
     ctx.progress.start(1, "scan (GPU batch)");
-    let t_batch = Instant::now();
-    let batches = run_batches(job, &kernel, &options, &psis);
+    let batches = run_batches(&sub, &kernel, &options, &psis);
     ctx.progress.finish();
-    let (batches, elements) = batches?;
-    drop(psis);
-    let batch_wall_s = t_batch.elapsed().as_secs_f64();
-    let point_stats = write_points(job, &mut sink, elements)?;
+    batches
+}
+
+/// result.json statistics of the batches.
+fn batch_stats(
+    batches: &[(bool, MasterBatch)],
+    output: BatchOutput,
+    batch_wall_s: f64,
+    point_stats: Vec<Value>,
+) -> Value {
     let batch = &batches[0].1;
     let (sym, blk) = (batches.iter().any(|b| !b.0), batches.iter().any(|b| b.0));
-    let stats = json!({
+    json!({
         "mode": "evolve",
         "integrator": match (sym, blk) {
             (_, false) => "master_batch (GPU, every point in one batch)",
@@ -72,8 +142,7 @@ pub fn run(
         "dispatches": batches.iter().map(|b| b.1.dispatches).sum::<usize>(),
         "batch_wall_s": batch_wall_s,
         "points": point_stats,
-    });
-    Ok((sink.table, stats, batch.precision))
+    })
 }
 
 /// The initial states (one if all points share it), after the host-memory check.
@@ -179,36 +248,55 @@ fn run_batches(
     Ok((batches, elements))
 }
 
-/// Every point's saves into the sink, in point order; the first failed point stops the run
-/// (the points before it are written).
-fn write_points(job: &Job, sink: &mut Sink, elements: Vec<Element>) -> Result<Vec<Value>, Error> {
-    let points = job.points;
+/// Every computed point's unit into the checkpoint, in point order, up to the first failed
+/// point, returned with its error (it stops the run once the points before it are written).
+fn put_units(
+    job: &Job,
+    units: &mut Units,
+    missing: &[usize],
+    elements: Vec<Element>,
+) -> Result<Option<(usize, Error)>, Error> {
     let failed = elements.iter().filter(|e| e.is_err()).count();
     let others = if failed > 1 {
-        format!("; {failed} of {} points failed", points.len())
+        format!("; {failed} of {} points failed", job.points.len())
     } else {
         String::new()
     };
-    let mut point_stats = Vec::new();
-    for (i, (p, el)) in points.iter().zip(elements).enumerate() {
-        let el = el.map_err(|e| job.point_error(i, e, others.clone()))?;
-        let reference = job.sc.reference_state(p)?;
-        let reference = reference.as_deref();
-        for (k, t) in job.spec.times.iter().enumerate() {
-            match &el.saves {
-                Saves::Full(v) => sink.save(p, reference, k, *t, StateRef::Sym(&v[k]))?,
-                Saves::Band(v) => sink.save(p, reference, k, *t, StateRef::Sym(&v[k].to_density_matrix()))?,
-                Saves::Blocks(v) => sink.save(p, reference, k, *t, StateRef::Blocks(&v[k]))?,
-                Saves::BlockBands(v) => sink.save(
-                    p,
-                    reference,
-                    k,
-                    *t,
-                    StateRef::Blocks(&block_state_from_bands(&v[k])),
-                )?,
-            }
+    for (&i, el) in missing.iter().zip(elements) {
+        match el {
+            Ok(el) => units.put(i, &record_element(job, i, el)?.encode())?,
+            Err(e) => return Ok(Some((i, job.point_error(i, e, others)))),
         }
-        point_stats.push(job.point_stats(p, el.stats));
     }
-    Ok(point_stats)
+    Ok(None)
+}
+
+/// Point `i`'s unit from its batch element.
+fn record_element(job: &Job, i: usize, el: BatchElement) -> Result<PointUnit, Error> {
+    let p = &job.points[i];
+    let reference = job.sc.reference_state(p)?;
+    let reference = reference.as_deref();
+    let mut unit = PointUnit::default();
+    for k in 0..job.spec.times.len() {
+        match &el.saves {
+            Saves::Full(v) => job.record(&mut unit, i, reference, k, StateRef::Sym(&v[k])),
+            Saves::Band(v) => job.record(
+                &mut unit,
+                i,
+                reference,
+                k,
+                StateRef::Sym(&v[k].to_density_matrix()),
+            ),
+            Saves::Blocks(v) => job.record(&mut unit, i, reference, k, StateRef::Blocks(&v[k])),
+            Saves::BlockBands(v) => job.record(
+                &mut unit,
+                i,
+                reference,
+                k,
+                StateRef::Blocks(&block_state_from_bands(&v[k])),
+            ),
+        }
+    }
+    unit.stats = job.point_stats(p, el.stats).to_string();
+    Ok(unit)
 }

@@ -4,17 +4,21 @@
 //!
 //! `observables.csv` has one row per point: the scanned variable, every model parameter it
 //! moves, then the observables (of the steady state, or at the final time).
+//!
+//! Each point is a unit of the run's checkpoint ([`super::checkpoint`]): its payload
+//! ([`unit::PointUnit`]) holds what the files need of the point, and the files are written
+//! from the payloads in point order, so an interrupted and resumed scan, or a merge of shards,
+//! writes the files of an uninterrupted run byte for byte.
 
 pub mod evolve;
 #[cfg(feature = "gpu")]
 mod evolve_gpu;
 mod sink;
+mod steady;
+mod unit;
 
 use super::context::Context;
-use super::policy::{self, Kernel};
 use super::report::{Report, jnum, named};
-use super::rows;
-use super::steady_state;
 use crate::error::Error;
 use crate::scenario::{ScanMode, Scenario};
 use serde_json::{Value, json};
@@ -22,39 +26,9 @@ use serde_json::{Value, json};
 /// Run `kind = "scan"`.
 pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) -> Result<Report, Error> {
     match mode {
-        ScanMode::SteadyState => steady_states(sc, variable, ctx),
+        ScanMode::SteadyState => steady::run(sc, variable, ctx),
         ScanMode::Evolve { spec, precision } => evolve::run(sc, variable, spec, *precision, ctx),
     }
-}
-
-/// The steady state at every scan point.
-fn steady_states(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Report, Error> {
-    let engine = policy::resolve(
-        ctx.backend,
-        &Kernel::CpuOnly {
-            solver: super::approx::cpu_solver(sc.method),
-        },
-        ctx.gpu.clone(),
-    )?;
-    let points = sc.points()?;
-    let x_names = rows::scan_x_names(sc, variable)?;
-    let (table, mut stats) = steady_state::solve_points(sc, &points, x_names, variable, ctx, "scan")?;
-    let stats = if stats.len() == 1 {
-        stats.pop().unwrap_or_default()
-    } else {
-        Value::Array(stats)
-    };
-    Ok(Report {
-        coverage: None,
-        task: "scan",
-        solver: steady_state::solver_name(sc, &points),
-        backend: engine.used(None),
-        model: points[0].model,
-        columns: steady_state::header(sc, &table.x_names, &table.names),
-        results: scalars(&table.x_names, &table.rows),
-        stats: Some(stats),
-        files: steady_state::standard_files(sc, ctx, &table)?,
-    })
 }
 
 /// result.json scalars of a scan: the best squeezing over the points and where.

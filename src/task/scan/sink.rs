@@ -1,13 +1,18 @@
 //! A scan of evolutions as its two paths share it: the job ([`Job`]: scenario, points, time
-//! grid) and the output files fed one saved state at a time ([`Sink`]: `observables.csv` at
-//! the final time, `scan_evolution.csv` at every save, `pm.csv`, the last state for a Husimi
-//! grid). The CPU path ([`super::evolve`]) and the GPU path ([`super::evolve_gpu`]) write
-//! through the same sink, so the files do not depend on the backend.
+//! grid; [`Job::record`] turns a point's saved states into its unit, [`PointUnit`]) and the
+//! output files fed one point's unit at a time ([`Sink`]: `observables.csv` at the final time,
+//! `scan_evolution.csv` at every save, `pm.csv`, the last point's final state for a Husimi
+//! grid). The CPU path ([`super::evolve`]) and the GPU path ([`super::evolve_gpu`]) record and
+//! write the same way, and a unit read back from a checkpoint is written as a computed one, so
+//! the files depend neither on the backend nor on interrupts, resumes, shards and merges.
 
+use super::unit::PointUnit;
 use crate::c64;
-use crate::error::{Error, InputError, OutputError, SolverError};
+use crate::error::{Error, InputError, SolverError};
 use crate::output::CsvWriter;
+use crate::output::checkpoint::corrupt;
 use crate::scenario::{EvolveSpec, Point, Scenario};
+use crate::task::checkpoint::CHECKPOINT_DIR;
 use crate::task::context::Context;
 use crate::task::report::jnum;
 use crate::task::rows::{self, StateRef, Table};
@@ -69,14 +74,14 @@ impl Job<'_> {
     }
 }
 
-/// The output files of a scan of evolutions, fed one saved state at a time.
+/// The output files of a scan of evolutions, fed one point's unit at a time.
 pub struct Sink<'a> {
     job: &'a Job<'a>,
     observables: CsvWriter,
     evolution: CsvWriter,
     pm: Option<CsvWriter>,
-    /// One row per finished point (x values, observables at the final time), and the final
-    /// state of the last finished point (for a Husimi grid).
+    /// One row per written point (x values, observables at the final time), and the last
+    /// point's final state (for a Husimi grid), once written.
     pub table: Table,
 }
 
@@ -101,35 +106,24 @@ impl<'a> Sink<'a> {
         })
     }
 
-    /// Save `k` (time `t`) of point `p`; the last save also writes the point's final row.
-    pub fn save(
-        &mut self,
-        p: &Point,
-        reference: Option<&[c64]>,
-        k: usize,
-        t: f64,
-        rho: StateRef,
-    ) -> Result<(), OutputError> {
-        let obs = rows::observable_row(rho, &self.job.sc.observables.columns, reference);
-        self.save_row(p, k, t, obs, Some(rho))
-    }
-
-    /// Save the observable columns `obs` of save `k` of point `p`; the exact state `rho`, where
-    /// there is one, feeds P_m and the Husimi grid of the final time.
-    pub fn save_row(
-        &mut self,
-        p: &Point,
-        k: usize,
-        t: f64,
-        obs: Vec<f64>,
-        rho: Option<StateRef>,
-    ) -> Result<(), OutputError> {
+    /// Write point `i`'s rows from its unit: `scan_evolution.csv` at every save, then its
+    /// final row (observables.csv, the table), P_m, the Husimi matrix; returns its statistics.
+    pub fn write_point(&mut self, i: usize, unit: PointUnit) -> Result<Value, Error> {
+        let times = &self.job.spec.times;
+        if unit.rows.len() != times.len() {
+            let msg = format!(
+                "scan point {i} has {} saves where the time grid has {}",
+                unit.rows.len(),
+                times.len()
+            );
+            return Err(corrupt(std::path::Path::new(CHECKPOINT_DIR), msg).into());
+        }
+        let p = &self.job.points[i];
         let x = self.job.value(p);
-        let mut long = vec![x, t];
-        long.extend(&obs);
-        self.evolution.row(&long)?;
-        if k + 1 < self.job.spec.times.len() {
-            return Ok(());
+        for (obs, t) in unit.rows.iter().zip(times) {
+            let mut long = vec![x, *t];
+            long.extend(obs);
+            self.evolution.row(&long)?;
         }
         let mut full: Vec<f64> = self
             .table
@@ -137,17 +131,42 @@ impl<'a> Sink<'a> {
             .iter()
             .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
             .collect();
-        full.extend(&obs);
+        full.extend(unit.rows.last().into_iter().flatten());
         self.observables.row(&full)?;
         self.table.rows.push(full);
-        if let (Some(w), Some(rho)) = (self.pm.as_mut(), rho) {
+        if let (Some(w), Some(pm)) = (self.pm.as_mut(), &unit.pm) {
             let mut r = vec![x];
-            r.extend(rho.pm());
+            r.extend(pm);
             w.row(&r)?;
         }
-        if let (true, Some(rho)) = (self.job.sc.observables.husimi.is_some(), rho) {
-            self.table.last = Some(rho.husimi_matrix());
+        let stats = unit.stats_json();
+        if unit.husimi.is_some() {
+            self.table.last = unit.husimi;
         }
-        Ok(())
+        Ok(stats)
+    }
+}
+
+impl Job<'_> {
+    /// Save `k` of point `i` into its unit: the observable columns of `rho`, and at the final
+    /// save what the files need of the final state.
+    pub fn record(&self, unit: &mut PointUnit, i: usize, reference: Option<&[c64]>, k: usize, rho: StateRef) {
+        let obs = rows::observable_row(rho, &self.sc.observables.columns, reference);
+        self.record_row(unit, i, k, obs, Some(rho));
+    }
+
+    /// Save the observable columns `obs` of save `k` of point `i`; the exact state `rho`,
+    /// where there is one, gives P_m and (the last point's) Husimi matrix at the final time.
+    pub fn record_row(&self, unit: &mut PointUnit, i: usize, k: usize, obs: Vec<f64>, rho: Option<StateRef>) {
+        unit.rows.push(obs);
+        let (Some(rho), true) = (rho, k + 1 == self.spec.times.len()) else {
+            return;
+        };
+        if self.sc.observables.pm {
+            unit.pm = Some(rho.pm());
+        }
+        if self.sc.observables.husimi.is_some() && i + 1 == self.points.len() {
+            unit.husimi = Some(rho.husimi_matrix());
+        }
     }
 }
