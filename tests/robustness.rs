@@ -21,7 +21,14 @@ fn assert_error(run: &Outputs, parts: &[&str]) {
 fn steady_state_without_dissipation_is_refused() {
     let base = "[model]\nN = 10\nOmega = 1.0\n[task]\nkind = \"steady_state\"\n";
     let run = run_scenario(Toml::Text(base), &[]);
-    assert_error(&run, &["no dissipation", "not unique"]);
+    assert_error(
+        &run,
+        &[
+            "task steady_state at N = 10, Omega = 1:",
+            "no dissipation",
+            "not unique",
+        ],
+    );
     // The blocks solver: single-atom dephasing alone without a drive conserves populations.
     let run = run_scenario(Toml::Text(base), &["--set", "Omega=0", "--set", "gamma_phi=1"]);
     assert_error(&run, &["only dephasing", "not unique"]);

@@ -16,9 +16,11 @@
 //! [`Context::path`], and returns a [`Report`]; result.json is written by the dispatcher's
 //! caller in one place ([`report::write`]). Shared pieces: [`rows`] (observable columns of
 //! master-equation states, `pm.csv`, Husimi grid, main plot), [`memory`] (refusals before
-//! allocation).
+//! allocation), [`checks`] (every written state checked; a single-point failure named with its
+//! point).
 
 pub mod approx;
+pub mod checks;
 pub mod context;
 pub mod evolve;
 pub mod fixed_points;
