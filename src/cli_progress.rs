@@ -1,6 +1,7 @@
 //! Progress on stderr for the `dicke` binary (the library reports through
 //! [`dicke::run::Progress`] and never prints).
 //!
+//! Before a run: one `estimate:` line with its cost (work and memory, [`dicke::task::estimate`]).
 //! On a terminal: an indicatif bar. Without one (batch jobs, cluster schedulers, `2> log`):
 //! one line every `DICKE_PROGRESS_INTERVAL_S` seconds (default 10) with what runs, done/total,
 //! the rate and the ETA, printed by a heartbeat thread, so that a phase that does not advance
@@ -142,6 +143,11 @@ impl Progress for CliProgress {
         if let Some(h) = &self.log {
             h.done.store(done, Ordering::Relaxed);
         }
+    }
+
+    /// The run's cost line ([`dicke::task::estimate`]), on a terminal and in a log alike.
+    fn estimate(&mut self, text: &str) {
+        eprintln!("estimate: {text}");
     }
 
     fn finish(&mut self) {

@@ -1,6 +1,7 @@
-//! Guard rails on numerics (issue 12, item 5): states that are not physical beyond the
-//! integrator's budget fail the run (exact solvers) or are flagged (approximate methods), and
-//! integrator failures say what happened, where and what to change.
+//! Guard rails on numerics and feedback for batch runs (issue 12, items 5 and 6): states that
+//! are not physical beyond the integrator's budget fail the run (exact solvers) or are
+//! flagged (approximate methods), integrator failures say what happened, where and what to
+//! change, and every run states its cost up front.
 
 mod common;
 use common::{Toml, run_scenario};
@@ -171,5 +172,29 @@ fn a_diverging_cumulant_truncation_is_flagged_not_failed() {
     assert!(
         checks["max_j_over_half_n"].as_f64().unwrap() <= 1.0 + 1e-12,
         "{checks}"
+    );
+}
+
+#[test]
+fn every_run_states_its_cost_before_it_starts() {
+    let run = run_scenario(Toml::File("scenarios/quickstart.toml"), &["--set", "N=4"]);
+    run.assert_ok();
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(
+            "estimate: evolve, N = 4: density matrix of j = N/2, 25 elements (Liouvillian dimension 25)"
+        ) && first.contains("101 saves up to t = 0.5, at most 10000000 steps (task.max_steps)"),
+        "{}",
+        run.stderr
+    );
+    let run = run_scenario(
+        Toml::File("scenarios/exchange_trajectories.toml"),
+        &["--backend", "cpu", "--set", "N=6", "--set", "task.ntraj=16"],
+    );
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("estimate: 16 trajectories x ") && run.stderr.contains("host memory"),
+        "{}",
+        run.stderr
     );
 }

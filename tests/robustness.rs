@@ -4,11 +4,17 @@
 mod common;
 use common::{Outputs, Toml, run_scenario, run_scenario_env};
 
-/// The run failed with exit status 1 (an error, not a crash) and stderr contains every part.
+/// The run failed with exit status 1 (an error, not a crash) and stderr contains every part
+/// (after the run's `estimate:` cost line, if it got that far).
 fn assert_error(run: &Outputs, parts: &[&str]) {
     assert!(!run.ok, "expected an error; stdout: {}", run.stdout);
+    let message = run
+        .stderr
+        .strip_prefix("estimate: ")
+        .and_then(|rest| rest.split_once('\n'))
+        .map_or(run.stderr.as_str(), |(_, after)| after);
     assert!(
-        run.stderr.starts_with("error:") && !run.stderr.contains("panicked"),
+        message.starts_with("error:") && !run.stderr.contains("panicked"),
         "expected an error message, not a crash: {}",
         run.stderr
     );

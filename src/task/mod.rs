@@ -17,11 +17,12 @@
 //! caller in one place ([`report::write`]). Shared pieces: [`rows`] (observable columns of
 //! master-equation states, `pm.csv`, Husimi grid, main plot), [`memory`] (refusals before
 //! allocation), [`checks`] (every written state checked; a single-point failure named with its
-//! point).
+//! point), [`estimate`] (the cost line handed to [`Progress::estimate`] before a run).
 
 pub mod approx;
 pub mod checks;
 pub mod context;
+pub mod estimate;
 pub mod evolve;
 pub mod fixed_points;
 pub mod memory;
@@ -43,8 +44,15 @@ use crate::scenario::{Scenario, Task};
 /// returned as [`SolverError::Panicked`] naming the task kind, never an abort of the caller.
 pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
     memory::memory_limit()?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(sc, ctx)))
-        .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // The cost line before anything runs; a scenario whose points cannot be evaluated
+        // gets none here and its error from the task.
+        if let Ok(text) = estimate::line(sc) {
+            ctx.progress.estimate(&text);
+        }
+        dispatch(sc, ctx)
+    }))
+    .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
 }
 
 /// The error of a contained panic: its message (a `&str` or `String` payload) and the task.
