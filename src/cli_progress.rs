@@ -65,15 +65,14 @@ impl Heartbeat {
         let thread = std::thread::spawn(move || {
             let (lock, cv) = &*s;
             let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
+            // `end` may have run before this thread took the lock: its notification is then
+            // lost, and waiting first would hold the process for a whole interval.
+            while !*stopped {
                 let (g, timeout) = cv
                     .wait_timeout(stopped, interval())
                     .unwrap_or_else(|e| e.into_inner());
                 stopped = g;
-                if *stopped {
-                    return;
-                }
-                if timeout.timed_out() {
+                if !*stopped && timeout.timed_out() {
                     eprintln!(
                         "{}",
                         line(&w, d.load(Ordering::Relaxed), total, started.elapsed())
