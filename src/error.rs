@@ -86,7 +86,7 @@ pub enum SolverError {
     /// A state failed a runtime check (`task::checks`): not a physical state, beyond the
     /// numerical budget of the solver that produced it.
     #[error(
-        "{check} at {at}: not a physical state, beyond the numerical budget {budget:e} \
+        "{check} at {at}: not a physical state, beyond the numerical budget {budget:.1e} \
          ({derivation}); {advice}"
     )]
     Unphysical {

@@ -173,14 +173,14 @@ impl Guard {
         // `x <= limit` is false for a NaN: a state with a NaN fails.
         let within = |x: f64, limit: f64| x <= limit;
         let check = if !within(m.trace_error, delta) {
-            Some(format!("trace of the state = {:e}", m.trace))
+            Some(format!("trace of the state = {:.6}", m.trace))
         } else if !within(-m.min_population.0, delta) {
             Some(format!(
-                "population {} = {:e}",
+                "population {} = {:.3e}",
                 m.min_population.1, m.min_population.0
             ))
         } else if !within(m.j_norm, m.half_n + 3f64.sqrt() * m.weight * delta) {
-            Some(format!("|<J>| = {} > N/2 = {}", m.j_norm, m.half_n))
+            Some(format!("|<J>| = {:.6} > N/2 = {}", m.j_norm, m.half_n))
         } else {
             None
         };
@@ -373,7 +373,7 @@ mod tests {
         assert!(g.failed());
         let e = g.finish().unwrap_err().to_string();
         assert!(
-            e.contains("population P(m = 0.5) = -1e-1")
+            e.contains("population P(m = 0.5) = -1.000e-1")
                 && e.contains("t = 2")
                 && e.contains("task.rtol")
                 && e.contains("4 (atol + rtol)"),
@@ -400,7 +400,7 @@ mod tests {
             g.finish()
                 .unwrap_err()
                 .to_string()
-                .contains("trace of the state = 1.2")
+                .contains("trace of the state = 1.200000")
         );
         // Populations (1/2, 1/2) with coherence 0.9: <Jx> = 0.9 > N/2 = 0.5, trace 1.
         let mut rho = DensityMatrix::zeros(2);
