@@ -1,6 +1,7 @@
 //! Progress on stderr for the `dicke` binary (the library reports through
 //! [`dicke::run::Progress`] and never prints).
 //!
+//! Before a run: one `estimate:` line with its cost (work and memory, [`dicke::task::estimate`]).
 //! On a terminal: an indicatif bar. Without one (batch jobs, cluster schedulers, `2> log`):
 //! one line every `DICKE_PROGRESS_INTERVAL_S` seconds (default 10) with what runs, done/total,
 //! the rate and the ETA, printed by a heartbeat thread, so that a phase that does not advance
@@ -64,20 +65,14 @@ impl Heartbeat {
         let thread = std::thread::spawn(move || {
             let (lock, cv) = &*s;
             let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                // A phase may end before this thread first takes the lock: its notification
-                // is gone, and waiting would hold the run an interval at its end.
-                if *stopped {
-                    return;
-                }
+            // `end` may have run before this thread took the lock: its notification is then
+            // lost, and waiting first would hold the process for a whole interval.
+            while !*stopped {
                 let (g, timeout) = cv
                     .wait_timeout(stopped, interval())
                     .unwrap_or_else(|e| e.into_inner());
                 stopped = g;
-                if *stopped {
-                    return;
-                }
-                if timeout.timed_out() {
+                if !*stopped && timeout.timed_out() {
                     eprintln!(
                         "{}",
                         line(&w, d.load(Ordering::Relaxed), total, started.elapsed())
@@ -147,6 +142,11 @@ impl Progress for CliProgress {
         if let Some(h) = &self.log {
             h.done.store(done, Ordering::Relaxed);
         }
+    }
+
+    /// The run's cost line ([`dicke::task::estimate`]), on a terminal and in a log alike.
+    fn estimate(&mut self, text: &str) {
+        eprintln!("estimate: {text}");
     }
 
     fn finish(&mut self) {

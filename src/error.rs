@@ -36,11 +36,28 @@ pub enum InputError {
 pub enum SolverError {
     #[error("{solver}: {message}")]
     Unsupported { solver: &'static str, message: String },
-    #[error("adaptive integrator: step size {dt:e} too small at t = {t}")]
+    /// The step size fell to the rounding floor of t: the error estimate cannot be met.
+    #[error(
+        "the adaptive integrator could not advance past t = {t}: the step size fell to {dt:e}, \
+         where f64 rounding of t swamps the step (stiff dynamics, a rate far larger than the \
+         others, or a tolerance f64 cannot meet); try a smaller t_end, looser task.rtol / \
+         task.atol, or kind = \"steady_state\" / \"trajectories\" for the long-time behaviour"
+    )]
     StepSizeTooSmall { t: f64, dt: f64 },
-    #[error("adaptive integrator: non-finite state at t = {t}")]
+    /// A NaN or infinity in the state or its derivative.
+    #[error(
+        "the state became non-finite (NaN or infinite) at t = {t}: the dynamics blew up (an \
+         approximate method's equations diverging, or a rate or drive so large that the explicit \
+         integrator overflowed); check the model's rates, or try a smaller t_end"
+    )]
     NonFinite { t: f64 },
-    #[error("adaptive integrator: more than {max_steps} steps before t = {t}")]
+    /// The step budget (`task.max_steps`, attempts accepted or rejected) ran out.
+    #[error(
+        "the adaptive integrator took more than {max_steps} steps before t = {t} (task.max_steps \
+         = {max_steps}): the dynamics are stiff (a rate far larger than the others forces steps \
+         far shorter than the save interval); raise task.max_steps above {max_steps}, shorten \
+         t_end, or use kind = \"steady_state\" / \"trajectories\" for the long-time behaviour"
+    )]
     TooManySteps { t: f64, max_steps: usize },
     /// A stop was requested (SIGINT/SIGTERM, [`crate::interrupt`]); the integrator stopped
     /// between two steps.
@@ -59,6 +76,33 @@ pub enum SolverError {
         cause: Box<SolverError>,
         /// E.g. "; 2 of 16 points failed" when a batch reports more than one failure.
         others: String,
+    },
+    /// A failure of a single-point task (`evolve`, `steady_state`) with the point it ran at,
+    /// e.g. "task evolve at N = 10, Gamma = 1, Omega = 20" (a scan names its point with
+    /// [`SolverError::ScanPoint`]). `cause` is in the message, as for `ScanPoint`.
+    #[error("task {task} at {point}: {cause}")]
+    AtPoint {
+        task: &'static str,
+        /// N and the model parameters and variables that are not zero.
+        point: String,
+        cause: Box<SolverError>,
+    },
+    /// A state failed a runtime check (`task::checks`): not a physical state, beyond the
+    /// numerical budget of the solver that produced it.
+    #[error(
+        "{check} at {at}: not a physical state, beyond the numerical budget {budget:.1e} \
+         ({derivation}); {advice}"
+    )]
+    Unphysical {
+        /// What was measured, e.g. "population <j=5, m=-2|R_j|j, m=-2> = -1.9e-1".
+        check: String,
+        /// Where: "t = 10" or "the steady state".
+        at: String,
+        budget: f64,
+        /// How the budget follows from the solver's tolerances.
+        derivation: String,
+        /// The likely cause and what to change.
+        advice: String,
     },
     /// A solver panicked (a bug, or an input no check caught); contained at the task boundary.
     #[error(

@@ -4,11 +4,17 @@
 mod common;
 use common::{Outputs, Toml, run_scenario, run_scenario_env};
 
-/// The run failed with exit status 1 (an error, not a crash) and stderr contains every part.
+/// The run failed with exit status 1 (an error, not a crash) and stderr contains every part
+/// (after the run's `estimate:` cost line, if it got that far).
 fn assert_error(run: &Outputs, parts: &[&str]) {
     assert!(!run.ok, "expected an error; stdout: {}", run.stdout);
+    let message = run
+        .stderr
+        .strip_prefix("estimate: ")
+        .and_then(|rest| rest.split_once('\n'))
+        .map_or(run.stderr.as_str(), |(_, after)| after);
     assert!(
-        run.stderr.starts_with("error:") && !run.stderr.contains("panicked"),
+        message.starts_with("error:") && !run.stderr.contains("panicked"),
         "expected an error message, not a crash: {}",
         run.stderr
     );
@@ -21,7 +27,14 @@ fn assert_error(run: &Outputs, parts: &[&str]) {
 fn steady_state_without_dissipation_is_refused() {
     let base = "[model]\nN = 10\nOmega = 1.0\n[task]\nkind = \"steady_state\"\n";
     let run = run_scenario(Toml::Text(base), &[]);
-    assert_error(&run, &["no dissipation", "not unique"]);
+    assert_error(
+        &run,
+        &[
+            "task steady_state at N = 10, Omega = 1:",
+            "no dissipation",
+            "not unique",
+        ],
+    );
     // The blocks solver: single-atom dephasing alone without a drive conserves populations.
     let run = run_scenario(Toml::Text(base), &["--set", "Omega=0", "--set", "gamma_phi=1"]);
     assert_error(&run, &["only dephasing", "not unique"]);

@@ -22,6 +22,7 @@
 //! continuation; the residual is reported, and a point that does not settle is an error naming
 //! it).
 
+use super::checks::{self, Budget, Guard};
 use super::rows;
 use crate::error::Error;
 use crate::error::SolverError;
@@ -87,7 +88,8 @@ pub enum Start {
 }
 
 /// Integrate from `start`, calling `on_row(i, t, row)` with the observable columns at every
-/// save. Returns the integrator statistics.
+/// save. Returns the integrator statistics, with the margins of the |<J>| <= N/2 check
+/// (`checks`; a violation is flagged there, [`checks`] module doc).
 pub fn evolve_rows(
     model: &Model,
     start: &Start,
@@ -97,15 +99,41 @@ pub fn evolve_rows(
     on_row: &mut dyn FnMut(usize, f64, Vec<f64>),
 ) -> Result<serde_json::Value, SolverError> {
     let n = model.n;
-    let st = match start {
-        Start::MeanField(f, s0) => meanfield::evolve(model, *f, *s0, times, ode, |i, t, s| {
-            on_row(i, t, meanfield_row(n, s, extras))
-        })?,
-        Start::Cumulant(y0) => cumulant::evolve(model, y0, times, ode, &mut |i, t, y| {
-            on_row(i, t, cumulant_row(n, y, extras))
-        })?,
+    let mut guard = Guard::new(Budget::evolution(ode));
+    let method = match start {
+        Start::MeanField(..) => "meanfield",
+        Start::Cumulant(_) => "cumulant",
     };
-    Ok(serde_json::to_value(st).unwrap_or_default())
+    let mut row = |i: usize, t: f64, r: Vec<f64>| {
+        guard.approx(|| format!("t = {t}"), n, [r[0], r[1], r[2]], method);
+        on_row(i, t, r)
+    };
+    let mut st = match start {
+        Start::MeanField(f, s0) => meanfield::evolve(model, *f, *s0, times, ode, |i, t, s| {
+            row(i, t, meanfield_row(n, s, extras))
+        })
+        .map(|st| serde_json::to_value(st).unwrap_or_default())?,
+        Start::Cumulant(y0) => cumulant::evolve(model, y0, times, ode, &mut |i, t, y| {
+            row(i, t, cumulant_row(n, y, extras))
+        })
+        .map(|st| serde_json::to_value(st).unwrap_or_default())?,
+    };
+    checks::record(&mut st, guard.summary());
+    Ok(st)
+}
+
+/// Flag the rows of an approximate steady state whose |<J>| exceeds N/2 (`checks` in
+/// `stats`, [`checks`] module doc; rows lead with <Jx>, <Jy>, <Jz>).
+pub fn check_steady_rows(n: usize, rows: &[Vec<f64>], method: Method, stats: &mut serde_json::Value) {
+    let mut guard = Guard::new(Budget::steady_state());
+    for (b, r) in rows.iter().filter(|r| r[0].is_finite()).enumerate() {
+        let at = || match rows.len() {
+            1 => "the steady state".to_string(),
+            _ => format!("the steady state of branch {b}"),
+        };
+        guard.approx(at, n, [r[0], r[1], r[2]], method.name());
+    }
+    checks::record(stats, guard.summary());
 }
 
 /// Mean field's steady states: every stable fixed point, by increasing sz (module doc).

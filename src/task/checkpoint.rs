@@ -278,7 +278,7 @@ impl Units {
 pub fn is_interrupt(e: &Error) -> bool {
     match e {
         Error::Solver(SolverError::Interrupted { .. }) => true,
-        Error::Solver(SolverError::ScanPoint { cause, .. }) => {
+        Error::Solver(SolverError::ScanPoint { cause, .. } | SolverError::AtPoint { cause, .. }) => {
             matches!(**cause, SolverError::Interrupted { .. })
         }
         _ => false,

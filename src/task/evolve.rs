@@ -7,6 +7,7 @@
 //! batch to fill a GPU with (a scan of evolutions does: [`super::scan::evolve`]).
 
 use super::approx;
+use super::checks::{self, Budget, Guard};
 use super::context::Context;
 use super::evolve_checkpoint::{EVOLVE_FILE, EvolveCheckpoint, Written};
 use super::memory;
@@ -36,7 +37,10 @@ pub fn ode_options(spec: &EvolveSpec) -> OdeOptions {
 }
 
 /// Evolve `psi0` under `model`: the collective solver for collective-only models, the block
-/// solver (from R_{N/2} = |psi0><psi0|) otherwise. Returns the statistics as JSON.
+/// solver (from R_{N/2} = |psi0><psi0|) otherwise. Every saved state is checked
+/// ([`checks::Guard`]) before `on_save` sees it: after a state that is not physical beyond the
+/// tolerances' budget nothing more is saved and the violation is the error. Returns the
+/// statistics as JSON, with the checks' margins (`checks`).
 pub fn evolve_any(
     model: &Model,
     psi0: &[c64],
@@ -45,18 +49,30 @@ pub fn evolve_any(
     on_save: &mut dyn FnMut(usize, f64, StateRef),
 ) -> Result<serde_json::Value, SolverError> {
     let rho0 = DensityMatrix::from_pure(psi0);
+    let mut guard = Guard::new(Budget::evolution(ode));
+    let mut save = |i: usize, t: f64, state: StateRef| {
+        if guard.exact(|| format!("t = {t}"), state) {
+            on_save(i, t, state)
+        }
+    };
     let st = if model.is_collective() {
         master::evolve(model, &rho0, times, ode, &mut |i, t, rho| {
-            on_save(i, t, StateRef::Sym(rho))
-        })?
+            save(i, t, StateRef::Sym(rho))
+        })
+        .map(|st| serde_json::to_value(st).unwrap_or_default())
     } else {
         let b0 = BlockState::from_symmetric(&rho0);
         drop(rho0);
         blocks::evolve(model, &b0, times, ode, &mut |i, t, s| {
-            on_save(i, t, StateRef::Blocks(s))
-        })?
+            save(i, t, StateRef::Blocks(s))
+        })
+        .map(|st| serde_json::to_value(st).unwrap_or_default())
     };
-    Ok(serde_json::to_value(st).unwrap_or_default())
+    // A violation comes first: an integrator failure after it has the same cause.
+    let summary = guard.finish()?;
+    let mut st = st?;
+    checks::record(&mut st, &summary);
+    Ok(st)
 }
 
 /// The solver in words.
@@ -178,7 +194,7 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
         }),
     };
     progress.finish();
-    let st = st?;
+    let st = st.map_err(|e| checks::at_point("evolve", p, e))?;
     if let Some(e) = write_err.or(hook_err.take()) {
         return Err(e.into());
     }

@@ -108,26 +108,30 @@ pub fn refuse_bytes(bytes: f64, what: String) -> Result<(), SolverError> {
     }
     Ok(())
 }
-/// The time evolution of a model: the (N+1)^2 matrix of a collective model (12 copies: the
-/// state and the integrator's stages), the blocks otherwise (sum_j (2j+1)^2 elements, 11
-/// work vectors).
-pub fn refuse_evolution(model: &Model, what: &str) -> Result<(), SolverError> {
+/// Bytes of the time evolution of a model: the (N+1)^2 matrix of a collective model (12
+/// copies: the state and the integrator's stages), the blocks otherwise (sum_j (2j+1)^2
+/// elements, 11 work vectors).
+pub fn evolution_bytes(model: &Model) -> f64 {
     if model.is_collective() {
         let dim = (model.n + 1) as f64;
-        refuse_bytes(
-            16.0 * dim * dim * 12.0,
-            format!("{what} at N = {} ((N+1)^2 complex elements x 12)", model.n),
-        )
+        16.0 * dim * dim * 12.0
     } else {
-        let len = crate::state::blocks::block_elements(model.n) as f64;
-        refuse_bytes(
-            16.0 * 11.0 * len,
-            format!(
-                "{what} at N = {} (blocks R_j: {len} complex elements x 11)",
-                model.n
-            ),
-        )
+        16.0 * 11.0 * crate::state::blocks::block_elements(model.n) as f64
     }
+}
+
+/// Refuse a time evolution over the limit ([`evolution_bytes`]).
+pub fn refuse_evolution(model: &Model, what: &str) -> Result<(), SolverError> {
+    let what = if model.is_collective() {
+        format!("{what} at N = {} ((N+1)^2 complex elements x 12)", model.n)
+    } else {
+        let len = crate::state::blocks::block_elements(model.n);
+        format!(
+            "{what} at N = {} (blocks R_j: {len} complex elements x 11)",
+            model.n
+        )
+    };
+    refuse_bytes(evolution_bytes(model), what)
 }
 
 #[cfg(test)]

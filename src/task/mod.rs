@@ -16,11 +16,14 @@
 //! [`Context::path`], and returns a [`Report`]; result.json is written by the dispatcher's
 //! caller in one place ([`report::write`]). Shared pieces: [`rows`] (observable columns of
 //! master-equation states, `pm.csv`, Husimi grid, main plot), [`memory`] (refusals before
-//! allocation).
+//! allocation), [`checks`] (every written state checked; a single-point failure named with its
+//! point), [`estimate`] (the cost line handed to [`Progress::estimate`] before a run).
 
 pub mod approx;
 pub mod checkpoint;
+pub mod checks;
 pub mod context;
+pub mod estimate;
 pub mod evolve;
 pub mod evolve_checkpoint;
 pub mod fixed_points;
@@ -61,8 +64,15 @@ pub fn run(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
         )
         .into());
     }
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(sc, ctx)))
-        .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // The cost line before anything runs; a scenario whose points cannot be evaluated
+        // gets none here and its error from the task.
+        if let Ok(text) = estimate::line(sc) {
+            ctx.progress.estimate(&text);
+        }
+        dispatch(sc, ctx)
+    }))
+    .unwrap_or_else(|payload| Err(panicked(sc.task.kind(), payload.as_ref()).into()))
 }
 
 /// The error of a contained panic: its message (a `&str` or `String` payload) and the task.

@@ -7,6 +7,9 @@ pub trait Progress {
     fn start(&mut self, total: u64, what: &str);
     fn set(&mut self, done: u64);
     fn finish(&mut self);
+    /// One line of what the run will cost (work, memory), before it starts
+    /// ([`super::estimate`]); the CLI prints it. Ignored by default.
+    fn estimate(&mut self, _text: &str) {}
 }
 
 /// A [`Progress`] that does nothing (tests, library use).

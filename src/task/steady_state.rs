@@ -7,6 +7,7 @@
 //! has no batch to fill a GPU with.
 
 use super::approx;
+use super::checks::{self, Budget, Guard};
 use super::context::Context;
 use super::memory;
 use super::policy::{self, Kernel};
@@ -67,7 +68,8 @@ pub fn solve_point(sc: &Scenario, p: &Point) -> Result<PointSolution, Error> {
                 // No stable fixed point (centers, limit cycles): one row of NaN keeps the point.
                 rows.push(vec![f64::NAN; BASE_OBSERVABLES.len() + extras.len() + 1]);
             }
-            let stats = json!({ "stable_fixed_points": stable.len() });
+            let mut stats = json!({ "stable_fixed_points": stable.len() });
+            approx::check_steady_rows(p.model.n, &rows, sc.method, &mut stats);
             Ok(PointSolution {
                 rows,
                 state: None,
@@ -80,15 +82,20 @@ pub fn solve_point(sc: &Scenario, p: &Point) -> Result<PointSolution, Error> {
             };
             let (y, residual) = approx::cumulant_steady_state(&p.model, &y0)?;
             let rows = vec![approx::cumulant_row(p.model.n, &y, extras)];
+            let mut stats = json!({ "relative_residual": residual });
+            approx::check_steady_rows(p.model.n, &rows, sc.method, &mut stats);
             Ok(PointSolution {
                 rows,
                 state: None,
-                stats: json!({ "relative_residual": residual }),
+                stats,
             })
         }
         _ => {
             let reference = sc.reference_state(p)?;
-            let (owned, stats) = solve(&p.model)?;
+            let (owned, mut stats) = solve(&p.model)?;
+            let mut guard = Guard::new(Budget::steady_state());
+            guard.exact(|| "the steady state".into(), owned.as_ref());
+            checks::record(&mut stats, &guard.finish()?);
             let rows = vec![rows::observable_row(owned.as_ref(), extras, reference.as_deref())];
             Ok(PointSolution {
                 rows,
@@ -138,7 +145,7 @@ pub fn solve_points(
             .iter()
             .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
             .collect();
-        let sol = solve_point(sc, p).map_err(|e| name_point(e, i, &table.x_names, &xvals, points.len()))?;
+        let sol = solve_point(sc, p).map_err(|e| name_point(e, i, &table.x_names, &xvals, points))?;
         for r in &sol.rows {
             let mut full = xvals.clone();
             full.extend(r);
@@ -160,11 +167,12 @@ pub fn solve_points(
     Ok((table, stats))
 }
 
-/// A solver error of scan point `index` names the point (a single steady state's error is
-/// passed on as it is).
-pub fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], npoints: usize) -> Error {
-    match (e, x_names.first()) {
-        (Error::Solver(cause), Some(variable)) if npoints > 1 => SolverError::ScanPoint {
+/// A solver error of point `index` names the point: a scan point by its index and value, a
+/// single steady state (or a scan of one point) by the task and the point's parameters.
+pub fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], points: &[Point]) -> Error {
+    let Error::Solver(cause) = e else { return e };
+    match x_names.first() {
+        Some(variable) if points.len() > 1 => SolverError::ScanPoint {
             index,
             variable: variable.clone(),
             value: xvals[0],
@@ -172,7 +180,8 @@ pub fn name_point(e: Error, index: usize, x_names: &[String], xvals: &[f64], npo
             others: String::new(),
         }
         .into(),
-        (e, _) => e,
+        Some(_) => checks::at_point("scan", &points[index], cause).into(),
+        None => checks::at_point("steady_state", &points[index], cause).into(),
     }
 }
 

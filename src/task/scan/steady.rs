@@ -52,7 +52,7 @@ pub fn run(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Report, E
         |i| {
             let x = xvals(i);
             let sol = steady_state::solve_point(sc, &points[i])
-                .map_err(|e| steady_state::name_point(e, i, &x_names, &x, points.len()))?;
+                .map_err(|e| steady_state::name_point(e, i, &x_names, &x, &points))?;
             let state = sol.state.as_ref().map(|s| s.as_ref());
             let last = i + 1 == points.len();
             let unit = PointUnit {
