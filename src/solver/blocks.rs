@@ -376,6 +376,26 @@ impl BlockOp {
     }
 }
 
+/// The block Liouvillian of `model` in the phi = 0 frame as sparse equations, for the sparse
+/// complex assembly of [`super::spectrum`].
+pub(crate) struct SparseBlocks(BlockOp);
+
+impl SparseBlocks {
+    pub(crate) fn new(model: &Model) -> SparseBlocks {
+        SparseBlocks(BlockOp::new(model, false))
+    }
+
+    /// The blocks' dimensions 2j + 1, largest j first.
+    pub(crate) fn dims(&self) -> &[usize] {
+        &self.0.dims
+    }
+
+    /// The complex equation of element (r, c) of block b (any r, c).
+    pub(crate) fn couplings(&self, b: usize, r: usize, c: usize, terms: &mut Vec<Coupling>) {
+        self.0.couplings(b, r, c, terms)
+    }
+}
+
 fn check_shape(model: &Model, s: &BlockState) -> Result<(), SolverError> {
     let expect = BlockState::zeros(model.n);
     if s.n != model.n || s.two_j != expect.two_j || s.data.len() != expect.data.len() {

@@ -244,7 +244,6 @@ impl Coeffs {
     }
 
     /// The collective stencil of `model` in the phi = 0 frame (the j = N/2 irrep).
-    #[cfg_attr(not(feature = "gpu"), allow(dead_code))] // read by the GPU host only
     pub(crate) fn collective(model: &Model, irrep: &Irrep) -> Coeffs {
         Coeffs::new(model, irrep, false)
     }
@@ -1027,6 +1026,19 @@ pub(crate) fn assemble_hermitian_blocks(
         }
     }
     (row_ptr, col_idx, val)
+}
+
+/// The complex equation of element (r, c) (any r, c) of the collective L of `co`: the
+/// stencil's couplings that stay inside the matrix, as block-0 [`Coupling`]s (the sparse
+/// complex assembly of [`super::spectrum`]).
+pub(crate) fn collective_couplings(co: &Coeffs, r: usize, c: usize, terms: &mut Vec<Coupling>) {
+    let n = co.n as isize;
+    for (dr, dc, k) in co.couplings(r, c) {
+        let (rr, cc) = (r as isize + dr, c as isize + dc);
+        if rr >= 0 && cc >= 0 && rr < n && cc < n {
+            terms.push((0, rr as usize, cc as usize, k));
+        }
+    }
 }
 
 /// Assemble the real (N+1)^2 x (N+1)^2 form of L on Hermitian matrices, in CSR, with the

@@ -12,6 +12,9 @@
 //!   at once (CPU twin of a compute kernel).
 //! - [`ode`]: the shared adaptive integrator (Dormand-Prince 5(4), FSAL, PI step control,
 //!   exact stepping onto save times) used by the solvers above.
+//! - [`spectrum`]: the Liouvillian's eigenvalues nearest a target (shift-invert Arnoldi with
+//!   thick restarts on a sparse LU) in the j = N/2 manifold or the blocks, with a dense
+//!   cross-check for small dimensions.
 //! - [`meanfield`]: mean field (PHYSICS.md sec. 5) for the whole engine model in the individual
 //!   and the collective factorisation: ODEs, integration, all fixed points and their stability,
 //!   boundaries along a scan.
@@ -20,6 +23,7 @@ pub mod cumulant;
 pub mod master;
 pub mod meanfield;
 pub mod ode;
+pub mod spectrum;
 pub mod trajectory;
 
 /// The physics method a task runs (`task.method`; orthogonal to the task kind, as in
