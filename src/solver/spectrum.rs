@@ -654,6 +654,16 @@ pub fn eigenvalues(model: &Model, space: Space, opts: &SpectrumOptions) -> Resul
     let nu = l.norm_inf();
     let deflate = deflatable(model, space, opts.sector);
     let sigma = opts.target;
+    if !deflate && opts.sector.is_none_or(|q| q == 0) && sigma == c64::new(0.0, 0.0) {
+        let why = model.no_unique_steady_state().unwrap_or(
+            "every single-atom rate is 0, so each block's trace is conserved and lambda = 0 is degenerate \
+             (one steady state per block); use the collective space",
+        );
+        return Err(SolverError::Unsupported {
+            solver: "spectrum",
+            message: format!("target 0 is an exact, degenerate eigenvalue of L: {why}; choose a target != 0"),
+        });
+    }
     let trace_row = deflate.then_some(0);
     let (lu, s) = l.factor(sigma, trace_row)?;
     let mut factor_s = t0.elapsed().as_secs_f64();

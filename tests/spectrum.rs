@@ -1,0 +1,121 @@
+//! The Liouvillian spectrum (`solver::spectrum`) against the brute-force 2^N Lindbladian
+//! (PHYSICS.md sec. 9 rung 2) and at sizes beyond the dense cross-check (residuals).
+
+#[path = "common/brute.rs"]
+mod brute;
+
+use brute::{Rng, brute, random_model};
+use dicke::c64;
+use dicke::model::Model;
+use dicke::solver::spectrum::{self, Space, SpectrumOptions};
+
+/// The dense 4^N x 4^N Lindbladian of `model` (column e_ab -> L(|a><b|), row-major rho).
+fn brute_matrix(model: &Model) -> faer::Mat<c64> {
+    let b = brute(model);
+    let d = 1usize << model.n;
+    let dd = d * d;
+    let mut a = faer::Mat::<c64>::zeros(dd, dd);
+    let (mut e, mut out, mut tmp) = (
+        vec![c64::new(0.0, 0.0); dd],
+        vec![c64::new(0.0, 0.0); dd],
+        vec![c64::new(0.0, 0.0); dd],
+    );
+    for col in 0..dd {
+        e[col] = c64::new(1.0, 0.0);
+        b.apply(&e, &mut out, &mut tmp);
+        e[col] = c64::new(0.0, 0.0);
+        for (row, v) in out.iter().enumerate() {
+            a[(row, col)] = *v;
+        }
+    }
+    a
+}
+
+/// Every eigenvalue of the blocks' L (dense, and the sparse ones nearest 0) is an eigenvalue of
+/// the 2^N Lindbladian, with every term of the model on at random rates. The full spectrum's
+/// eigenvalues are degenerate (many copies of each irrep), which costs the dense solver
+/// accuracy there: the tolerance is 1e-8 (measured below 1e-11).
+#[test]
+fn blocks_spectrum_is_in_the_2n_lindbladian_spectrum() {
+    let mut rng = Rng(0x5EED_0013);
+    for n in [2, 3, 4, 5] {
+        let model = random_model(n, &mut rng);
+        let full = spectrum::dense_matrix_eigenvalues(brute_matrix(&model)).unwrap();
+        let blocks = spectrum::dense_eigenvalues(&model, Space::Blocks, None).unwrap();
+        let sparse = spectrum::eigenvalues(
+            &model,
+            Space::Blocks,
+            &SpectrumOptions {
+                k: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let dist = |z: c64| full.iter().map(|w| (w - z).norm()).fold(f64::INFINITY, f64::min);
+        let worst_dense = blocks.iter().map(|&z| dist(z)).fold(0.0, f64::max);
+        let worst_sparse = sparse.pairs.iter().map(|p| dist(p.value)).fold(0.0, f64::max);
+        eprintln!(
+            "N = {n}: {} block eigenvalues of {} in the 2^N spectrum to {worst_dense:.1e} (dense), {worst_sparse:.1e} (sparse k = 8)",
+            blocks.len(),
+            full.len()
+        );
+        assert!(
+            worst_dense < 1e-8 && worst_sparse < 1e-8,
+            "N = {n}: {worst_dense:e} {worst_sparse:e}"
+        );
+        // The collective manifold's eigenvalues too, for the collective part of the model.
+        let coll = Model {
+            gamma_down: 0.0,
+            gamma_up: 0.0,
+            gamma_phi: 0.0,
+            ..model
+        };
+        let full = spectrum::dense_matrix_eigenvalues(brute_matrix(&coll)).unwrap();
+        let dist = |z: c64| full.iter().map(|w| (w - z).norm()).fold(f64::INFINITY, f64::min);
+        let ev = spectrum::dense_eigenvalues(&coll, Space::Collective, None).unwrap();
+        let worst = ev.iter().map(|&z| dist(z)).fold(0.0, f64::max);
+        eprintln!("N = {n}: collective manifold in the 2^N spectrum to {worst:.1e}");
+        assert!(worst < 1e-8, "N = {n}: {worst:e}");
+    }
+}
+
+/// Beyond the dense cross-check: the k = 10 pairs nearest 0 converge with small residuals
+/// (collective N = 100 driven near Omega_c, blocks N = 16 with every rate on).
+#[test]
+fn larger_sizes_converge_with_small_residuals() {
+    let coll = Model {
+        n: 100,
+        drive: 0.9 * 50.0,
+        chi: 0.5,
+        gamma_coll: 1.0,
+        pump_coll: 0.05,
+        ..Model::default()
+    };
+    let blocks = Model {
+        n: 16,
+        drive: 0.8 * 8.0,
+        gamma_coll: 1.0,
+        gamma_down: 0.5,
+        gamma_up: 0.1,
+        gamma_phi: 0.2,
+        ..Model::default()
+    };
+    for (model, space) in [(coll, Space::Collective), (blocks, Space::Blocks)] {
+        let sp = spectrum::eigenvalues(&model, space, &SpectrumOptions::default()).unwrap();
+        let worst = sp.pairs.iter().map(|p| p.residual).fold(0.0, f64::max);
+        eprintln!(
+            "{space:?} N = {}: dim {}, gap {:.6}, worst residual {worst:.1e}, {:.2} s ({:.2} s LU), {} restarts, {} solves",
+            model.n,
+            sp.stats.dim,
+            sp.pairs[1].value.re,
+            sp.stats.total_s,
+            sp.stats.factor_s,
+            sp.stats.restarts,
+            sp.stats.solves
+        );
+        assert_eq!(sp.pairs.len(), 10);
+        assert_eq!(sp.stats.converged, sp.stats.wanted);
+        assert_eq!(sp.pairs[0].value, c64::new(0.0, 0.0));
+        assert!(worst < 1e-10, "{worst:e}");
+    }
+}
