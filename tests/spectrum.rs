@@ -3,6 +3,7 @@
 
 #[path = "common/brute.rs"]
 mod brute;
+mod common;
 
 use brute::{Rng, brute, random_model};
 use dicke::c64;
@@ -118,4 +119,46 @@ fn larger_sizes_converge_with_small_residuals() {
         assert_eq!(sp.pairs[0].value, c64::new(0.0, 0.0));
         assert!(worst < 1e-10, "{worst:e}");
     }
+}
+
+/// `kind = "spectrum"` end to end on the shipped seed 004 scenario: spectrum.csv and the gap
+/// (2 Gamma in the population sector, Gamma in q = 1).
+#[test]
+fn spectrum_task_writes_csv_and_gap() {
+    for (set, gap) in [(None, 2.0), (Some("task.sector=1"), 1.0)] {
+        let mut args = vec!["--backend", "cpu"];
+        if let Some(s) = set {
+            args.extend(["--set", s]);
+        }
+        let o = common::run_scenario(common::Toml::File("scenarios/pumping_spectrum.toml"), &args);
+        assert!(o.ok, "{}", o.stderr);
+        let (header, rows) = common::read_csv(&o.out.join("spectrum.csv"));
+        assert_eq!(header, ["k", "re", "im", "residual"]);
+        assert_eq!(rows.len(), 10);
+        assert!(rows.iter().all(|r| r[3] < 1e-10));
+        let result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(o.out.join("result.json")).unwrap()).unwrap();
+        let g = result["results"]["gap"].as_f64().unwrap();
+        assert!((g - gap).abs() < 1e-10, "{set:?}: gap {g}");
+        if set.is_none() {
+            assert_eq!(rows[0][1..3], [0.0, 0.0]);
+            assert!((rows[1][1] + 2.0).abs() < 1e-10);
+        }
+    }
+}
+
+/// A sector with a drive is an error naming the symmetry; spectrum fields on another kind are
+/// refused.
+#[test]
+fn spectrum_task_refusals() {
+    let o = common::run_scenario(
+        common::Toml::File("scenarios/pumping_spectrum.toml"),
+        &["--backend", "cpu", "--set", "Omega=1"],
+    );
+    assert!(!o.ok && o.stderr.contains("U(1)"), "{}", o.stderr);
+    let o = common::run_scenario(
+        common::Toml::Text("[model]\nN = 4\nGamma = 1\n[task]\nkind = \"steady_state\"\nk = 3\n"),
+        &["--backend", "cpu"],
+    );
+    assert!(!o.ok && o.stderr.contains("task.k"), "{}", o.stderr);
 }

@@ -40,7 +40,7 @@ impl Task {
                 integrate: Some(_), ..
             } => Some("kind = \"fixed_points\" with t_end"),
             Task::Sweep(_) => Some("kind = \"sweep\""),
-            Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } => None,
+            Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } | Task::Spectrum { .. } => None,
         }
     }
 }

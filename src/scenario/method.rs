@@ -16,7 +16,10 @@ use crate::solver::meanfield::Factorisation;
 
 /// The validated method of `[task]` (after the task itself, whose kind it checks against).
 pub(super) fn method(t: &RawTask, sc: &Scenario) -> Result<Method, InputError> {
-    if matches!(sc.task, Task::Sweep(_) | Task::FixedPoints { .. }) {
+    if matches!(
+        sc.task,
+        Task::Sweep(_) | Task::FixedPoints { .. } | Task::Spectrum { .. }
+    ) {
         return Ok(Method::Exact);
     }
     let method = match t.method.as_deref() {

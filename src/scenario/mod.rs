@@ -13,7 +13,7 @@
 //! [initial]              # for `evolve`: dicke (m), coherent (theta, phi) or crss
 //! state = "dicke"
 //! m = "-N/2"
-//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve) | fixed_points
+//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve) | fixed_points | sweep | spectrum
 //! kind = "evolve"
 //! t_end = 0.2
 //! n_times = 201

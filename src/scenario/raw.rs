@@ -68,6 +68,10 @@ pub(super) struct RawTask {
     pub(super) t_min: Option<Num>,
     pub(super) t_late: Option<Num>,
     pub(super) heatmap: Option<String>,
+    // spectrum
+    pub(super) k: Option<Num>,
+    pub(super) target: Option<Num>,
+    pub(super) sector: Option<Num>,
 }
 
 /// One axis of a `kind = "sweep"` task (`[[task.axes]]`): the scan's value fields.

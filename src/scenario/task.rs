@@ -58,6 +58,13 @@ pub enum Task {
     },
     /// An approximate method (cumulants) over one or two parameter axes ([`SweepSpec`]).
     Sweep(SweepSpec),
+    /// The `k` eigenvalues of the exact Liouvillian nearest `target` (`solver::spectrum`),
+    /// restricted to the coherences c - r = `sector` where given.
+    Spectrum {
+        k: usize,
+        target: f64,
+        sector: Option<i64>,
+    },
 }
 
 impl Task {
@@ -70,6 +77,7 @@ impl Task {
             Task::Scan { .. } => "scan",
             Task::FixedPoints { .. } => "fixed_points",
             Task::Sweep(_) => "sweep",
+            Task::Spectrum { .. } => "spectrum",
         }
     }
 }
@@ -141,6 +149,7 @@ struct Present {
     sweep: [(&'static str, bool); 6],
     scan: [(&'static str, bool); 6],
     fixed_points: [(&'static str, bool); 3],
+    spectrum: [(&'static str, bool); 3],
 }
 
 impl Present {
@@ -184,6 +193,11 @@ impl Present {
                 ("boundary_tol", t.boundary_tol.is_some()),
                 ("collective_set", t.collective_set.is_some()),
             ],
+            spectrum: [
+                ("k", t.k.is_some()),
+                ("target", t.target.is_some()),
+                ("sector", t.sector.is_some()),
+            ],
         }
     }
 }
@@ -218,6 +232,9 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
             " (mean-field fields, for kind = \"fixed_points\")",
         )?;
     }
+    if t.kind != "spectrum" {
+        refuse(&f.spectrum, &kind, " (spectrum fields, for kind = \"spectrum\")")?;
+    }
     match t.kind.as_str() {
         // The trajectory ensemble is the evolve task's `method = "trajectories"`.
         "evolve" if t.method.as_deref() == Some("trajectories") => trajectories_task(t, base, &f),
@@ -232,6 +249,7 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
             Ok(Task::SteadyState)
         }
         "scan" => scan_task(t, sc, base, &f),
+        "spectrum" => spectrum_task(t, base, &f),
         "fixed_points" => fixed_points_task(t, sc, base, &f),
         "sweep" => {
             let ctx = "kind = \"sweep\"";
@@ -242,9 +260,38 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
         other => Err(InputError::invalid(
             "task.kind",
             format!("\"{other}\""),
-            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\"",
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\", \"spectrum\"",
         )),
     }
+}
+
+/// `kind = "spectrum"`: `k` (default 10), `target` (real, default 0), `sector` (a whole number,
+/// optional; the U(1) check is the solver's, on the resolved model).
+fn spectrum_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputError> {
+    let ctx = "kind = \"spectrum\"";
+    refuse(&f.traj, ctx, "")?;
+    refuse(&f.precision, ctx, " (the spectrum runs on the CPU in f64)")?;
+    refuse(&f.scan, ctx, "")?;
+    refuse(&f.evolve, ctx, "")?;
+    let k = count(base, "task.k", &t.k, 10.0, 1e5)?;
+    let target = match &t.target {
+        None => 0.0,
+        Some(n) => base.eval("task.target", n)?,
+    };
+    if !target.is_finite() {
+        return Err(InputError::invalid("task.target", target, "a finite number"));
+    }
+    let sector = match &t.sector {
+        None => None,
+        Some(n) => {
+            let q = base.eval("task.sector", n)?;
+            if q.fract() != 0.0 || q.abs() > 1e9 {
+                return Err(InputError::invalid("task.sector", q, "a whole number q = m - m'"));
+            }
+            Some(q as i64)
+        }
+    };
+    Ok(Task::Spectrum { k, target, sector })
 }
 
 /// `kind = "evolve"`.

@@ -25,6 +25,11 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
             saves(times, *max_steps)
         ),
         Task::SteadyState => format!("steady_state, {}", state_cost(sc.method, model, true)),
+        Task::Spectrum { k, target, .. } => format!(
+            "spectrum, {k} eigenvalues nearest {target}: {} (one complex sparse LU, about twice the \
+             steady state's)",
+            state_cost(sc.method, model, true)
+        ),
         Task::Scan { values, mode, .. } => {
             let steady = matches!(mode, ScanMode::SteadyState);
             let largest = points

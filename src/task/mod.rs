@@ -5,7 +5,7 @@
 //! scenario TOML --scenario::load--> Scenario (validated)
 //!      --run::execute_on--> task::run (dispatch on the kind)
 //!           --> evolve | steady_state | scan (steady_state / evolve) | trajectories
-//!               | fixed_points | sweep
+//!               | fixed_points | sweep | spectrum
 //!                 each: policy::resolve (backend) -> solver(s) / GPU kernel host
 //!                       -> data files (CSV, PNG) in the output directory -> Report
 //!      --report::write--> result.json (one envelope for every task)
@@ -33,6 +33,7 @@ pub mod progress;
 pub mod report;
 pub mod rows;
 pub mod scan;
+pub mod spectrum;
 pub mod steady_state;
 pub mod sweep;
 pub mod trajectories;
@@ -105,6 +106,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
             evolve::run(sc, &spec, ctx)
         }
         Task::SteadyState => steady_state::run(sc, ctx),
+        Task::Spectrum { k, target, sector } => spectrum::run(sc, *k, *target, *sector, ctx),
         Task::Scan { variable, mode, .. } => scan::run(sc, variable, mode, ctx),
         Task::Trajectories {
             times,

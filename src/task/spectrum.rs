@@ -1,0 +1,88 @@
+//! `kind = "spectrum"`: the `k` eigenvalues of the exact Liouvillian nearest `target`
+//! ([`crate::solver::spectrum`]): the j = N/2 manifold for collective-only models, the
+//! permutation-invariant blocks R_j with single-atom rates; `sector = q` restricts to the
+//! coherences m - m' = q (models without a drive).
+//!
+//! Output `spectrum.csv`: one row per eigenvalue, `k, re, im, residual`, sorted by |re| then
+//! im (k = 0 the steady state where it is among them); result.json's results hold `gap`, the
+//! smallest |re| among the others, and the number of eigenvalues. CPU only (one sparse LU).
+
+use super::context::Context;
+use super::policy::{self, Kernel};
+use super::report::Report;
+use crate::error::Error;
+use crate::output::CsvWriter;
+use crate::scenario::Scenario;
+use crate::solver::spectrum::{self, Space, SpectrumOptions};
+use num_complex::Complex64 as c64;
+use serde_json::json;
+
+/// The CSV columns.
+pub const COLUMNS: [&str; 4] = ["k", "re", "im", "residual"];
+
+/// Run `kind = "spectrum"`.
+pub fn run(
+    sc: &Scenario,
+    k: usize,
+    target: f64,
+    sector: Option<i64>,
+    ctx: &mut Context,
+) -> Result<Report, Error> {
+    let engine = policy::resolve(
+        ctx.backend,
+        &Kernel::CpuOnly { solver: "spectrum" },
+        ctx.gpu.clone(),
+    )?;
+    let points = sc.points()?;
+    let model = points[0].model;
+    let space = if model.is_collective() {
+        Space::Collective
+    } else {
+        Space::Blocks
+    };
+    let opts = SpectrumOptions {
+        k,
+        target: c64::new(target, 0.0),
+        sector,
+        ..Default::default()
+    };
+    ctx.progress.start(1, "spectrum");
+    let sp = spectrum::eigenvalues(&model, space, &opts)
+        .map_err(|e| super::checks::at_point("spectrum", &points[0], e))?;
+    ctx.progress.set(1);
+    ctx.progress.finish();
+    let columns: Vec<String> = COLUMNS.iter().map(|s| s.to_string()).collect();
+    let mut csv = CsvWriter::create(&ctx.path("spectrum.csv")?, &columns)?;
+    for (i, p) in sp.pairs.iter().enumerate() {
+        csv.row(&[i as f64, p.value.re, p.value.im, p.residual])?;
+    }
+    // The steady state is the exact 0 the solver adds back (module doc of solver::spectrum).
+    let has_steady = sp.pairs.first().is_some_and(|p| p.value == c64::new(0.0, 0.0));
+    let others = &sp.pairs[usize::from(has_steady)..];
+    let gap = others.iter().map(|p| p.value.re.abs()).reduce(f64::min);
+    let worst = sp.pairs.iter().map(|p| p.residual).fold(0.0, f64::max);
+    let results = json!({
+        "gap": gap,
+        "eigenvalues": sp.pairs.len(),
+        "steady_state_included": has_steady,
+        "max_residual": worst,
+        "space": space,
+        "sector": sector,
+        "target": target,
+    });
+    let solver = match space {
+        Space::Collective => "spectrum (shift-invert Arnoldi on the j = N/2 Liouvillian, f64)",
+        Space::Blocks => "spectrum (shift-invert Arnoldi on the permutation-invariant blocks, f64)",
+    };
+    Ok(Report {
+        coverage: None,
+        task: "spectrum",
+        solver: solver.into(),
+        backend: engine.used(None),
+        model,
+        columns,
+        results,
+        stats: serde_json::to_value(&sp.stats).ok(),
+        files: vec!["spectrum.csv".into()],
+    })
+}
