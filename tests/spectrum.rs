@@ -161,4 +161,15 @@ fn spectrum_task_refusals() {
         &["--backend", "cpu"],
     );
     assert!(!o.ok && o.stderr.contains("task.k"), "{}", o.stderr);
+    let o = common::run_scenario(
+        common::Toml::Text(
+            "[model]\nN = 4\nGamma = 1\n[task]\nkind = \"spectrum\"\n[observables]\npm = true\n",
+        ),
+        &["--backend", "cpu"],
+    );
+    assert!(
+        !o.ok && o.stderr.contains("no [observables] for kind = \"spectrum\""),
+        "{}",
+        o.stderr
+    );
 }

@@ -88,8 +88,8 @@ pub(super) fn husimi(raw: &RawObservables, base: &Point) -> Result<Option<(usize
     Ok(Some((nt, np)))
 }
 
-/// What the task can write: a sweep's columns are fixed, a Husimi grid needs one final or
-/// steady state, trajectories have the ensemble moments (and a fidelity reference only with
+/// What the task can write: a sweep's columns are fixed, a spectrum has no observables, a
+/// Husimi grid needs one final or steady state, trajectories have the ensemble moments (and a fidelity reference only with
 /// saved trajectories).
 pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
     let obs = &sc.observables;
@@ -109,6 +109,15 @@ pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
                     "no extra columns for kind = \"sweep\" (its columns are fixed: docs/scenarios.md)",
                 ));
             }
+        }
+        Task::Spectrum { .. }
+            if obs.husimi.is_some() || obs.pm || obs.fidelity.is_some() || !obs.columns.is_empty() =>
+        {
+            return Err(InputError::invalid(
+                "observables",
+                "(given)",
+                "no [observables] for kind = \"spectrum\" (it writes eigenvalues: spectrum.csv)",
+            ));
         }
         Task::Scan { values, .. } if obs.husimi.is_some() && values.len() > 1 => {
             return Err(InputError::invalid(
