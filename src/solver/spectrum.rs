@@ -979,6 +979,28 @@ mod tests {
         }
     }
 
+    /// Sectors of an undriven block model: sparse = dense within each sector, and the sectors'
+    /// eigenvalues together are the whole space's.
+    #[test]
+    fn spectrum_blocks_sectors_partition_the_spectrum() {
+        let model = Model {
+            drive: 0.0,
+            ..blocks_model(4)
+        };
+        let full = dense_eigenvalues(&model, Space::Blocks, None).unwrap();
+        let mut union = Vec::new();
+        for q in -4..=4 {
+            let (diff, res) = compare(&model, Space::Blocks, 4, c64::new(0.0, 0.0), Some(q));
+            assert!(diff < 1e-10 && res < 1e-10, "q = {q}: {diff:e} {res:e}");
+            union.extend(dense_eigenvalues(&model, Space::Blocks, Some(q)).unwrap());
+        }
+        assert_eq!(union.len(), full.len());
+        for z in &union {
+            let d = full.iter().map(|w| (w - z).norm()).fold(f64::INFINITY, f64::min);
+            assert!(d < 1e-10, "{z}: {d:e}");
+        }
+    }
+
     /// Seed 004 (PHYSICS.md sec. 6): collective pumping at w = Gamma, N = 100. The population
     /// sector's gap is 2 Gamma, the q = +-1 sectors' is Gamma.
     #[test]
