@@ -140,6 +140,7 @@ fn spectrum_task_writes_csv_and_gap() {
             serde_json::from_str(&std::fs::read_to_string(o.out.join("result.json")).unwrap()).unwrap();
         let g = result["results"]["gap"].as_f64().unwrap();
         assert!((g - gap).abs() < 1e-10, "{set:?}: gap {g}");
+        o.assert_png("spectrum.png");
         if set.is_none() {
             assert_eq!(rows[0][1..3], [0.0, 0.0]);
             assert!((rows[1][1] + 2.0).abs() < 1e-10);

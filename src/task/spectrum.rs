@@ -11,7 +11,7 @@ use super::context::Context;
 use super::policy::{self, Kernel};
 use super::report::Report;
 use crate::error::Error;
-use crate::output::CsvWriter;
+use crate::output::{CsvWriter, plot};
 use crate::scenario::Scenario;
 use crate::solver::spectrum::{self, Space, SpectrumOptions};
 use num_complex::Complex64 as c64;
@@ -70,6 +70,15 @@ pub fn run(
         "sector": sector,
         "target": target,
     });
+    let mut files = vec!["spectrum.csv".to_string()];
+    if sc.plot {
+        draw(
+            model.n,
+            ctx,
+            &sp.pairs.iter().map(|p| p.value).collect::<Vec<_>>(),
+        )?;
+        files.push("spectrum.png".into());
+    }
     let solver = match space {
         Space::Collective => "spectrum (shift-invert Arnoldi on the j = N/2 Liouvillian, f64)",
         Space::Blocks => "spectrum (shift-invert Arnoldi on the permutation-invariant blocks, f64)",
@@ -83,6 +92,33 @@ pub fn run(
         columns,
         results,
         stats: serde_json::to_value(&sp.stats).ok(),
-        files: vec!["spectrum.csv".into()],
+        files,
     })
+}
+
+/// `spectrum.png`: the eigenvalues in the complex plane (seed 001 Figs. 11-12, seed 004
+/// App. C), as markers (x = Re lambda, y = Im lambda, in the model's rate units).
+fn draw(n: usize, ctx: &Context, values: &[c64]) -> Result<(), Error> {
+    // Imaginary parts at the rounding floor of |lambda| (real spectra, e.g. seed 004) are
+    // drawn as 0 rather than stretched into an axis of 1e-28.
+    let floor = 1e-10 * values.iter().map(|v| v.norm()).fold(1.0, f64::max);
+    let mut points: Vec<(f64, f64, bool)> = values
+        .iter()
+        .map(|v| (v.re, if v.im.abs() < floor { 0.0 } else { v.im }, true))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let set = plot::BranchSet {
+        name: "eigenvalues of L",
+        colour: 0,
+        points: &points,
+        markers: true,
+    };
+    plot::branch_plot(
+        &ctx.path("spectrum.png")?,
+        &format!("Liouvillian eigenvalues nearest the target, N = {}", n),
+        "Re lambda (rate units of the model)",
+        "Im lambda (rate units of the model)",
+        &[set],
+    )?;
+    Ok(())
 }
