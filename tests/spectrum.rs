@@ -169,8 +169,91 @@ fn spectrum_task_refusals() {
         &["--backend", "cpu"],
     );
     assert!(
-        !o.ok && o.stderr.contains("no [observables] for kind = \"spectrum\""),
+        !o.ok && o.stderr.contains("no [observables] for a spectrum"),
         "{}",
         o.stderr
     );
+}
+
+/// `kind = "scan"` with `mode = "spectrum"`: per point the eigenvalues of `kind = "spectrum"`
+/// at that point (bit for bit: the same solver and sort), `gap` per point in observables.csv,
+/// the two figures; four shards merge to the files of one run.
+#[test]
+fn spectrum_scan_equals_single_spectra_and_merges() {
+    let scan = r#"
+title = "spectrum scan"
+[variables]
+x = 0.5
+[model]
+N = 12
+Gamma = 1.0
+chi = 0.9
+Omega = "x * 6"
+[task]
+kind = "scan"
+mode = "spectrum"
+variable = "x"
+values = [0.2, 0.6, 1.0, 1.4]
+k = 4
+"#;
+    let o = common::run_scenario(common::Toml::Text(scan), &["--backend", "cpu"]);
+    assert!(o.ok, "{}", o.stderr);
+    let (header, rows) = o.csv("spectrum.csv");
+    assert_eq!(header, ["x", "k", "re", "im", "residual"]);
+    assert_eq!(rows.len(), 16);
+    let (oh, obs) = o.csv("observables.csv");
+    assert_eq!(oh, ["x", "Omega", "gap"]);
+    o.assert_png("spectrum.png");
+    o.assert_png("spectrum_im.png");
+    for (i, x) in [0.2, 0.6, 1.0, 1.4].iter().enumerate() {
+        let single = scan
+            .replace(
+                "kind = \"scan\"\nmode = \"spectrum\"\nvariable = \"x\"\nvalues = [0.2, 0.6, 1.0, 1.4]\n",
+                "kind = \"spectrum\"\n",
+            )
+            .replace("x = 0.5", &format!("x = {x}"));
+        let s = common::run_scenario(common::Toml::Text(&single), &["--backend", "cpu"]);
+        assert!(s.ok, "{}", s.stderr);
+        let (_, srows) = s.csv("spectrum.csv");
+        for (j, r) in srows.iter().enumerate() {
+            assert_eq!(&rows[4 * i + j][1..], &r[..], "x = {x}, eigenvalue {j}");
+        }
+        // The gap: the smallest |re| after the steady state (row 0 here).
+        assert_eq!(srows[0][1..3], [0.0, 0.0]);
+        let gap = srows[1..]
+            .iter()
+            .map(|r| r[1].abs())
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(obs[i][2], gap, "x = {x}");
+    }
+    // Shards 0/4..3/4 merged: the same files.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("s.toml"), scan).unwrap();
+    let bin = env!("CARGO_BIN_EXE_dicke");
+    let go = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    for k in 0..4 {
+        go(&[
+            "run",
+            "s.toml",
+            "--backend",
+            "cpu",
+            "--out",
+            &format!("s{k}"),
+            "--shard",
+            &format!("{k}/4"),
+        ]);
+    }
+    go(&["merge", "s0", "s1", "s2", "s3", "--out", "m"]);
+    for f in ["spectrum.csv", "observables.csv"] {
+        let a = std::fs::read(o.path(f)).unwrap();
+        let b = std::fs::read(tmp.path().join("m").join(f)).unwrap();
+        assert!(a == b, "{f} of the merged shards differs");
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::initial::{StateSpec, state_spec};
 use super::raw::RawObservables;
-use super::{Num, Point, Scenario, Task};
+use super::{Num, Point, ScanMode, Scenario, Task};
 use crate::error::InputError;
 
 /// Observables that may be requested in `observables.columns`, beyond the always-written
@@ -111,12 +111,15 @@ pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
             }
         }
         Task::Spectrum { .. }
-            if obs.husimi.is_some() || obs.pm || obs.fidelity.is_some() || !obs.columns.is_empty() =>
-        {
+        | Task::Scan {
+            mode: ScanMode::Spectrum { .. },
+            ..
+        } if obs.husimi.is_some() || obs.pm || obs.fidelity.is_some() || !obs.columns.is_empty() => {
             return Err(InputError::invalid(
                 "observables",
                 "(given)",
-                "no [observables] for kind = \"spectrum\" (it writes eigenvalues: spectrum.csv)",
+                "no [observables] for a spectrum (it writes eigenvalues: spectrum.csv, and a scan \
+                 the gap per point)",
             ));
         }
         Task::Scan { values, .. } if obs.husimi.is_some() && values.len() > 1 => {

@@ -104,6 +104,13 @@ pub enum ScanMode {
         spec: EvolveSpec,
         precision: Option<Precision>,
     },
+    /// The `k` Liouvillian eigenvalues nearest `target` (`mode = "spectrum"`), as
+    /// `kind = "spectrum"` at each point.
+    Spectrum {
+        k: usize,
+        target: f64,
+        sector: Option<i64>,
+    },
 }
 
 /// The f32 GPU kernel computes its error estimate in f32, so below this rtol the estimate
@@ -232,8 +239,12 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
             " (mean-field fields, for kind = \"fixed_points\")",
         )?;
     }
-    if t.kind != "spectrum" {
-        refuse(&f.spectrum, &kind, " (spectrum fields, for kind = \"spectrum\")")?;
+    if t.kind != "spectrum" && !(t.kind == "scan" && t.mode.as_deref() == Some("spectrum")) {
+        refuse(
+            &f.spectrum,
+            &kind,
+            " (spectrum fields, for kind = \"spectrum\" or a scan with mode = \"spectrum\")",
+        )?;
     }
     match t.kind.as_str() {
         // The trajectory ensemble is the evolve task's `method = "trajectories"`.
@@ -268,10 +279,21 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
 /// `kind = "spectrum"`: `k` (default 10), `target` (real, default 0), `sector` (a whole number,
 /// optional; the U(1) check is the solver's, on the resolved model).
 fn spectrum_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputError> {
-    let ctx = "kind = \"spectrum\"";
+    refuse(&f.scan, "kind = \"spectrum\"", "")?;
+    let (k, target, sector) = spectrum_fields(t, base, f, "kind = \"spectrum\"")?;
+    Ok(Task::Spectrum { k, target, sector })
+}
+
+/// The fields of a spectrum (`kind = "spectrum"`, or a scan's `mode = "spectrum"`): `k`,
+/// `target`, `sector`.
+fn spectrum_fields(
+    t: &RawTask,
+    base: &Point,
+    f: &Present,
+    ctx: &str,
+) -> Result<(usize, f64, Option<i64>), InputError> {
     refuse(&f.traj, ctx, "")?;
     refuse(&f.precision, ctx, " (the spectrum runs on the CPU in f64)")?;
-    refuse(&f.scan, ctx, "")?;
     refuse(&f.evolve, ctx, "")?;
     let k = count(base, "task.k", &t.k, 10.0, 1e5)?;
     let target = match &t.target {
@@ -291,7 +313,7 @@ fn spectrum_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputEr
             Some(q as i64)
         }
     };
-    Ok(Task::Spectrum { k, target, sector })
+    Ok((k, target, sector))
 }
 
 /// `kind = "evolve"`.
@@ -387,12 +409,18 @@ fn scan_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Ta
             ScanMode::SteadyState
         }
         Some("evolve") => scan_evolve_mode(t, base)?,
+        Some("spectrum") => {
+            let (k, target, sector) =
+                spectrum_fields(t, base, f, "kind = \"scan\" with mode = \"spectrum\"")?;
+            ScanMode::Spectrum { k, target, sector }
+        }
         Some(other) => {
             return Err(InputError::invalid(
                 "task.mode",
                 format!("\"{other}\""),
-                "\"steady_state\" (the default: one steady state per point) or \"evolve\" \
-                 (the evolution from [initial] at each point)",
+                "\"steady_state\" (the default: one steady state per point), \"evolve\" \
+                 (the evolution from [initial] at each point) or \"spectrum\" (Liouvillian \
+                 eigenvalues at each point)",
             ));
         }
     };

@@ -31,7 +31,7 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
             state_cost(sc.method, model, true)
         ),
         Task::Scan { values, mode, .. } => {
-            let steady = matches!(mode, ScanMode::SteadyState);
+            let steady = matches!(mode, ScanMode::SteadyState | ScanMode::Spectrum { .. });
             let largest = points
                 .iter()
                 .map(|p| bytes(sc.method, &p.model, steady))
@@ -39,6 +39,9 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
             let what = match mode {
                 ScanMode::SteadyState => "steady state".to_string(),
                 ScanMode::Evolve { spec, .. } => format!("evolution, {}", spec_saves(spec)),
+                ScanMode::Spectrum { k, target, .. } => {
+                    format!("{k} Liouvillian eigenvalues nearest {target}, one complex sparse LU")
+                }
             };
             format!(
                 "scan of {} points ({what} each), N = {}: {}",

@@ -35,20 +35,10 @@ pub fn run(
     )?;
     let points = sc.points()?;
     let model = points[0].model;
-    let space = if model.is_collective() {
-        Space::Collective
-    } else {
-        Space::Blocks
-    };
-    let opts = SpectrumOptions {
-        k,
-        target: c64::new(target, 0.0),
-        sector,
-        ..Default::default()
-    };
+    let space = space_of(&model);
     ctx.progress.start(1, "spectrum");
-    let sp = spectrum::eigenvalues(&model, space, &opts)
-        .map_err(|e| super::checks::at_point("spectrum", &points[0], e))?;
+    let sp =
+        solve(&model, k, target, sector).map_err(|e| super::checks::at_point("spectrum", &points[0], e))?;
     ctx.progress.set(1);
     ctx.progress.finish();
     let columns: Vec<String> = COLUMNS.iter().map(|s| s.to_string()).collect();
@@ -57,9 +47,7 @@ pub fn run(
         csv.row(&[i as f64, p.value.re, p.value.im, p.residual])?;
     }
     // The steady state is the exact 0 the solver adds back (module doc of solver::spectrum).
-    let has_steady = sp.pairs.first().is_some_and(|p| p.value == c64::new(0.0, 0.0));
-    let others = &sp.pairs[usize::from(has_steady)..];
-    let gap = others.iter().map(|p| p.value.re.abs()).reduce(f64::min);
+    let (has_steady, gap) = gap(&sp.pairs);
     let worst = sp.pairs.iter().map(|p| p.residual).fold(0.0, f64::max);
     let results = json!({
         "gap": gap,
@@ -94,6 +82,43 @@ pub fn run(
         stats: serde_json::to_value(&sp.stats).ok(),
         files,
     })
+}
+
+/// The space the model's Liouvillian lives in: the j = N/2 manifold, or the blocks R_j with
+/// single-atom rates.
+pub fn space_of(model: &crate::model::Model) -> Space {
+    if model.is_collective() {
+        Space::Collective
+    } else {
+        Space::Blocks
+    }
+}
+
+/// The `k` eigenvalues of `model`'s Liouvillian nearest `target` (in `sector`).
+pub fn solve(
+    model: &crate::model::Model,
+    k: usize,
+    target: f64,
+    sector: Option<i64>,
+) -> Result<spectrum::Spectrum, crate::error::SolverError> {
+    let opts = SpectrumOptions {
+        k,
+        target: c64::new(target, 0.0),
+        sector,
+        ..Default::default()
+    };
+    spectrum::eigenvalues(model, space_of(model), &opts)
+}
+
+/// Is the steady state (the exact 0 the solver adds back) among `pairs`, and the gap: the
+/// smallest |Re| among the others.
+pub fn gap(pairs: &[spectrum::EigenPair]) -> (bool, Option<f64>) {
+    let has_steady = pairs.first().is_some_and(|p| p.value == c64::new(0.0, 0.0));
+    let others = &pairs[usize::from(has_steady)..];
+    (
+        has_steady,
+        others.iter().map(|p| p.value.re.abs()).reduce(f64::min),
+    )
 }
 
 /// `spectrum.png`: the eigenvalues in the complex plane (seed 001 Figs. 11-12, seed 004

@@ -1,6 +1,7 @@
 //! `kind = "scan"`: one model parameter or variable over a list of values, at each value the
 //! steady state (`mode = "steady_state"`, [`super::steady_state`]) or the evolution from
-//! `[initial]` (`mode = "evolve"`, [`evolve`]).
+//! `[initial]` (`mode = "evolve"`, [`evolve`]), or the Liouvillian eigenvalues nearest a
+//! target (`mode = "spectrum"`, `spectrum`).
 //!
 //! `observables.csv` has one row per point: the scanned variable, every model parameter it
 //! moves, then the observables (of the steady state, or at the final time).
@@ -14,6 +15,7 @@ pub mod evolve;
 #[cfg(feature = "gpu")]
 mod evolve_gpu;
 mod sink;
+mod spectrum;
 mod steady;
 mod unit;
 
@@ -28,6 +30,7 @@ pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) ->
     match mode {
         ScanMode::SteadyState => steady::run(sc, variable, ctx),
         ScanMode::Evolve { spec, precision } => evolve::run(sc, variable, spec, *precision, ctx),
+        ScanMode::Spectrum { k, target, sector } => spectrum::run(sc, variable, *k, *target, *sector, ctx),
     }
 }
 
