@@ -12,7 +12,7 @@ use crate::c64;
 use crate::error::{Error, InputError, OutputError};
 use crate::observe;
 use crate::output::{CsvWriter, plot};
-use crate::scenario::{BASE_OBSERVABLES, Scenario};
+use crate::scenario::{BASE_OBSERVABLES, Point, Scenario};
 use crate::state::{BlockState, DensityMatrix};
 use std::path::Path;
 
@@ -148,6 +148,14 @@ pub fn pm_writer(sc: &Scenario, dir: &Path, x: &str, n: usize) -> Result<Option<
 /// x columns then observable names.
 pub fn header(x_names: &[String], names: &[String]) -> Vec<String> {
     x_names.iter().chain(names).cloned().collect()
+}
+
+/// A point's values of the scan columns `x_names` (NaN for a name it does not set).
+pub fn x_values(p: &Point, x_names: &[String]) -> Vec<f64> {
+    x_names
+        .iter()
+        .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
+        .collect()
 }
 
 /// The x columns of a scan: the scanned variable, then every model parameter it moves.

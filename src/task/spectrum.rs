@@ -47,7 +47,8 @@ pub fn run(
         csv.row(&[i as f64, p.value.re, p.value.im, p.residual])?;
     }
     // The steady state is the exact 0 the solver adds back (module doc of solver::spectrum).
-    let (has_steady, gap) = gap(&sp.pairs);
+    let values: Vec<c64> = sp.pairs.iter().map(|p| p.value).collect();
+    let (has_steady, gap) = gap(&values);
     let worst = sp.pairs.iter().map(|p| p.residual).fold(0.0, f64::max);
     let results = json!({
         "gap": gap,
@@ -60,11 +61,7 @@ pub fn run(
     });
     let mut files = vec!["spectrum.csv".to_string()];
     if sc.plot {
-        draw(
-            model.n,
-            ctx,
-            &sp.pairs.iter().map(|p| p.value).collect::<Vec<_>>(),
-        )?;
+        draw(model.n, ctx, &values)?;
         files.push("spectrum.png".into());
     }
     let solver = match space {
@@ -110,15 +107,12 @@ pub fn solve(
     spectrum::eigenvalues(model, space_of(model), &opts)
 }
 
-/// Is the steady state (the exact 0 the solver adds back) among `pairs`, and the gap: the
-/// smallest |Re| among the others.
-pub fn gap(pairs: &[spectrum::EigenPair]) -> (bool, Option<f64>) {
-    let has_steady = pairs.first().is_some_and(|p| p.value == c64::new(0.0, 0.0));
-    let others = &pairs[usize::from(has_steady)..];
-    (
-        has_steady,
-        others.iter().map(|p| p.value.re.abs()).reduce(f64::min),
-    )
+/// Is the steady state (the exact 0 the solver adds back) among `values` (it sorts first), and
+/// the gap: the smallest |Re| among the others.
+pub fn gap(values: &[c64]) -> (bool, Option<f64>) {
+    let has_steady = values.first().is_some_and(|v| *v == c64::new(0.0, 0.0));
+    let others = &values[usize::from(has_steady)..];
+    (has_steady, others.iter().map(|v| v.re.abs()).reduce(f64::min))
 }
 
 /// `spectrum.png`: the eigenvalues in the complex plane (seed 001 Figs. 11-12, seed 004

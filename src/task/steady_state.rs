@@ -140,11 +140,7 @@ pub fn solve_points(
     let mut stats = Vec::new();
     ctx.progress.start(points.len() as u64, what);
     for (i, p) in points.iter().enumerate() {
-        let xvals: Vec<f64> = table
-            .x_names
-            .iter()
-            .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
-            .collect();
+        let xvals = rows::x_values(p, &table.x_names);
         let sol = solve_point(sc, p).map_err(|e| name_point(e, i, &table.x_names, &xvals, points))?;
         for r in &sol.rows {
             let mut full = xvals.clone();

@@ -125,12 +125,7 @@ impl<'a> Sink<'a> {
             long.extend(obs);
             self.evolution.row(&long)?;
         }
-        let mut full: Vec<f64> = self
-            .table
-            .x_names
-            .iter()
-            .map(|n| p.values.get(n).copied().unwrap_or(f64::NAN))
-            .collect();
+        let mut full = rows::x_values(p, &self.table.x_names);
         full.extend(unit.rows.last().into_iter().flatten());
         self.observables.row(&full)?;
         self.table.rows.push(full);

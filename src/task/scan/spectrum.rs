@@ -18,7 +18,7 @@ use crate::task::context::Context;
 use crate::task::policy::{self, Kernel};
 use crate::task::report::{Report, jnum, named};
 use crate::task::rows;
-use crate::task::spectrum::solve;
+use crate::task::spectrum::{gap, solve};
 use serde_json::json;
 
 /// Eigenvalues drawn against the scanned variable (besides the steady state).
@@ -40,10 +40,7 @@ pub fn run(
     )?;
     let points = sc.points()?;
     let x_names = rows::scan_x_names(sc, variable)?;
-    let xvals = |i: usize| -> Vec<f64> {
-        let x = |n: &String| points[i].values.get(n).copied().unwrap_or(f64::NAN);
-        x_names.iter().map(x).collect()
-    };
+    let xvals = |i: usize| rows::x_values(&points[i], &x_names);
     let mut units = ctx.units("scan", engine.tag(), points.len() as u64, 1, "points")?;
     let sp_header: Vec<String> = [variable, "k", "re", "im", "residual"].map(String::from).to_vec();
     let mut sp_csv = CsvWriter::create(&ctx.path("spectrum.csv")?, &sp_header)?;
@@ -81,7 +78,7 @@ pub fn run(
                 sp_csv.row(&[x[0], j as f64, c[0], c[1], c[2]])?;
                 worst = worst.max(c[2]);
             }
-            let (has_steady, g) = gap_of(&values);
+            let (has_steady, g) = gap(&values);
             let mut row = x.clone();
             row.push(g.unwrap_or(f64::NAN));
             obs_csv.row(&row)?;
@@ -119,14 +116,6 @@ pub fn run(
         stats: None,
         files,
     })
-}
-
-/// The steady state's presence and the gap of eigenvalues read back from a unit (as
-/// [`crate::task::spectrum::gap`] of the solver's pairs).
-fn gap_of(values: &[c64]) -> (bool, Option<f64>) {
-    let has_steady = values.first().is_some_and(|v| *v == c64::new(0.0, 0.0));
-    let others = &values[usize::from(has_steady)..];
-    (has_steady, others.iter().map(|v| v.re.abs()).reduce(f64::min))
 }
 
 /// `spectrum.png` (Re lambda) and `spectrum_im.png` (|Im lambda|) of the lowest [`PLOTTED`]

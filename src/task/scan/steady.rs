@@ -39,11 +39,7 @@ pub fn run(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Report, E
     let mut csv = CsvWriter::create(&ctx.path("observables.csv")?, &header)?;
     let mut pm_csv = rows::pm_writer(sc, ctx.dir, variable, points[0].model.n)?;
     let x_names = table.x_names.clone();
-    let xvals = |i: usize| -> Vec<f64> {
-        let p = &points[i];
-        let x = |n: &String| p.values.get(n).copied().unwrap_or(f64::NAN);
-        x_names.iter().map(x).collect()
-    };
+    let xvals = |i: usize| rows::x_values(&points[i], &x_names);
     let mut stats = Vec::new();
     let mut written = Vec::new();
     units.run(
