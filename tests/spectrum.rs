@@ -202,9 +202,10 @@ k = 4
     assert_eq!(header, ["x", "k", "re", "im", "residual"]);
     assert_eq!(rows.len(), 16);
     let (oh, obs) = o.csv("observables.csv");
-    assert_eq!(oh, ["x", "Omega", "gap"]);
+    assert_eq!(oh, ["x", "Omega", "gap", "gap_im"]);
     o.assert_png("spectrum.png");
     o.assert_png("spectrum_im.png");
+    o.assert_png("gap.png");
     for (i, x) in [0.2, 0.6, 1.0, 1.4].iter().enumerate() {
         let single = scan
             .replace(
@@ -225,6 +226,18 @@ k = 4
             .map(|r| r[1].abs())
             .fold(f64::INFINITY, f64::min);
         assert_eq!(obs[i][2], gap, "x = {x}");
+        // The imaginary gap: the smallest |im| among the complex ones (|im| above rounding).
+        let gap_im = srows[1..]
+            .iter()
+            .map(|r| (r[2].abs(), r[1].hypot(r[2])))
+            .filter(|(im, norm)| *im > 1e-9 * norm.max(1.0))
+            .map(|(im, _)| im)
+            .fold(f64::INFINITY, f64::min);
+        if gap_im.is_finite() {
+            assert_eq!(obs[i][3], gap_im, "x = {x}");
+        } else {
+            assert!(obs[i][3].is_nan(), "x = {x}: {}", obs[i][3]);
+        }
     }
     // Shards 0/4..3/4 merged: the same files.
     let tmp = tempfile::tempdir().unwrap();

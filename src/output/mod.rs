@@ -70,6 +70,21 @@ impl CsvWriter {
     }
 }
 
+impl CsvWriter {
+    /// Write one row with a text entry between numbers: `lead`, then `label`, then `values`
+    /// (e.g. a scan's x columns, the state's name, its observables). `label` must not need
+    /// quoting (no comma, quote or newline: the callers pass fixed names).
+    pub fn row_labelled(&mut self, lead: &[f64], label: &str, values: &[f64]) -> Result<(), OutputError> {
+        debug_assert_eq!(lead.len() + 1 + values.len(), self.ncols);
+        debug_assert!(!label.contains([',', '"', '\n']));
+        let mut line: Vec<String> = lead.iter().map(|&v| csv_number(v)).collect();
+        line.push(label.to_string());
+        line.extend(values.iter().map(|&v| csv_number(v)));
+        writeln!(self.file, "{}", line.join(",")).map_err(|e| werr(&self.path, e))?;
+        self.file.flush().map_err(|e| werr(&self.path, e))
+    }
+}
+
 /// One CSV entry: an integer for whole numbers of magnitude below 2^53 (exact in f64), else
 /// the shortest round-trip scientific form.
 fn csv_number(v: f64) -> String {

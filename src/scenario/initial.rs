@@ -40,7 +40,11 @@ impl Task {
                 integrate: Some(_), ..
             } => Some("kind = \"fixed_points\" with t_end"),
             Task::Sweep(_) => Some("kind = \"sweep\""),
-            Task::Scan { .. } | Task::SteadyState | Task::FixedPoints { .. } | Task::Spectrum { .. } => None,
+            Task::Scan { .. }
+            | Task::SteadyState
+            | Task::FixedPoints { .. }
+            | Task::Spectrum { .. }
+            | Task::Metastable => None,
         }
     }
 }

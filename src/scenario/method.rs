@@ -18,7 +18,7 @@ use crate::solver::meanfield::Factorisation;
 pub(super) fn method(t: &RawTask, sc: &Scenario) -> Result<Method, InputError> {
     if matches!(
         sc.task,
-        Task::Sweep(_) | Task::FixedPoints { .. } | Task::Spectrum { .. }
+        Task::Sweep(_) | Task::FixedPoints { .. } | Task::Spectrum { .. } | Task::Metastable
     ) {
         return Ok(Method::Exact);
     }

@@ -122,6 +122,22 @@ pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
                  the gap per point)",
             ));
         }
+        Task::Metastable
+        | Task::Scan {
+            mode: ScanMode::Metastable,
+            ..
+        } if obs.husimi.is_some() || obs.pm => {
+            return Err(InputError::invalid(
+                if obs.pm {
+                    "observables.pm"
+                } else {
+                    "observables.husimi"
+                },
+                "(given)",
+                "none for a metastable decomposition: it always writes P_m of its three states \
+                 (pm.csv); columns and [observables.fidelity] are taken",
+            ));
+        }
         Task::Scan { values, .. } if obs.husimi.is_some() && values.len() > 1 => {
             return Err(InputError::invalid(
                 "observables.husimi",

@@ -65,6 +65,9 @@ pub enum Task {
         target: f64,
         sector: Option<i64>,
     },
+    /// The steady state as a mixture of two metastable states, from the slowest eigenmode of
+    /// L (`solver::metastable`).
+    Metastable,
 }
 
 impl Task {
@@ -78,6 +81,7 @@ impl Task {
             Task::FixedPoints { .. } => "fixed_points",
             Task::Sweep(_) => "sweep",
             Task::Spectrum { .. } => "spectrum",
+            Task::Metastable => "metastable",
         }
     }
 }
@@ -111,6 +115,9 @@ pub enum ScanMode {
         target: f64,
         sector: Option<i64>,
     },
+    /// The metastable decomposition at each point (`mode = "metastable"`), as
+    /// `kind = "metastable"`.
+    Metastable,
 }
 
 /// The f32 GPU kernel computes its error estimate in f32, so below this rtol the estimate
@@ -261,6 +268,11 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
         }
         "scan" => scan_task(t, sc, base, &f),
         "spectrum" => spectrum_task(t, base, &f),
+        "metastable" => {
+            metastable_fields(&f, "kind = \"metastable\"")?;
+            refuse(&f.scan, "kind = \"metastable\"", "")?;
+            Ok(Task::Metastable)
+        }
         "fixed_points" => fixed_points_task(t, sc, base, &f),
         "sweep" => {
             let ctx = "kind = \"sweep\"";
@@ -271,9 +283,17 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
         other => Err(InputError::invalid(
             "task.kind",
             format!("\"{other}\""),
-            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\", \"spectrum\"",
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\", \"spectrum\", \"metastable\"",
         )),
     }
+}
+
+/// A metastable decomposition takes no fields of its own (it computes the few eigenvalues it
+/// needs) and refuses the time grid and trajectory fields.
+fn metastable_fields(f: &Present, ctx: &str) -> Result<(), InputError> {
+    refuse(&f.traj, ctx, "")?;
+    refuse(&f.precision, ctx, " (the decomposition runs on the CPU in f64)")?;
+    refuse(&f.evolve, ctx, "")
 }
 
 /// `kind = "spectrum"`: `k` (default 10), `target` (real, default 0), `sector` (a whole number,
@@ -414,13 +434,18 @@ fn scan_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Ta
                 spectrum_fields(t, base, f, "kind = \"scan\" with mode = \"spectrum\"")?;
             ScanMode::Spectrum { k, target, sector }
         }
+        Some("metastable") => {
+            metastable_fields(f, "kind = \"scan\" with mode = \"metastable\"")?;
+            ScanMode::Metastable
+        }
         Some(other) => {
             return Err(InputError::invalid(
                 "task.mode",
                 format!("\"{other}\""),
                 "\"steady_state\" (the default: one steady state per point), \"evolve\" \
-                 (the evolution from [initial] at each point) or \"spectrum\" (Liouvillian \
-                 eigenvalues at each point)",
+                 (the evolution from [initial] at each point) \"spectrum\" (Liouvillian \
+                 eigenvalues at each point) or \"metastable\" (the metastable decomposition at \
+                 each point)",
             ));
         }
     };

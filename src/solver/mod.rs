@@ -22,6 +22,7 @@ pub mod blocks;
 pub mod cumulant;
 pub mod master;
 pub mod meanfield;
+pub mod metastable;
 pub mod ode;
 pub mod spectrum;
 pub mod trajectory;

@@ -30,8 +30,12 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
              steady state's)",
             state_cost(sc.method, model, true)
         ),
+        Task::Metastable => format!(
+            "metastable decomposition (a few eigenvalues nearest 0): {} (one complex sparse LU)",
+            state_cost(sc.method, model, true)
+        ),
         Task::Scan { values, mode, .. } => {
-            let steady = matches!(mode, ScanMode::SteadyState | ScanMode::Spectrum { .. });
+            let steady = !matches!(mode, ScanMode::Evolve { .. });
             let largest = points
                 .iter()
                 .map(|p| bytes(sc.method, &p.model, steady))
@@ -42,6 +46,7 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
                 ScanMode::Spectrum { k, target, .. } => {
                     format!("{k} Liouvillian eigenvalues nearest {target}, one complex sparse LU")
                 }
+                ScanMode::Metastable => "metastable decomposition, one complex sparse LU".to_string(),
             };
             format!(
                 "scan of {} points ({what} each), N = {}: {}",

@@ -5,7 +5,7 @@
 //! scenario TOML --scenario::load--> Scenario (validated)
 //!      --run::execute_on--> task::run (dispatch on the kind)
 //!           --> evolve | steady_state | scan (steady_state / evolve) | trajectories
-//!               | fixed_points | sweep | spectrum
+//!               | fixed_points | sweep | spectrum | metastable
 //!                 each: policy::resolve (backend) -> solver(s) / GPU kernel host
 //!                       -> data files (CSV, PNG) in the output directory -> Report
 //!      --report::write--> result.json (one envelope for every task)
@@ -28,6 +28,7 @@ pub mod evolve;
 pub mod evolve_checkpoint;
 pub mod fixed_points;
 pub mod memory;
+pub mod metastable;
 pub mod policy;
 pub mod progress;
 pub mod report;
@@ -107,6 +108,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
         }
         Task::SteadyState => steady_state::run(sc, ctx),
         Task::Spectrum { k, target, sector } => spectrum::run(sc, *k, *target, *sector, ctx),
+        Task::Metastable => metastable::run(sc, ctx),
         Task::Scan { variable, mode, .. } => scan::run(sc, variable, mode, ctx),
         Task::Trajectories {
             times,

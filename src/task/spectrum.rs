@@ -5,7 +5,8 @@
 //!
 //! Output `spectrum.csv`: one row per eigenvalue, `k, re, im, residual`, sorted by |re| then
 //! im (k = 0 the steady state where it is among them); result.json's results hold `gap`, the
-//! smallest |re| among the others, and the number of eigenvalues. CPU only (one sparse LU).
+//! smallest |re| among the others, `gap_im`, the smallest nonzero |im| among them ([`Gaps`]),
+//! and the number of eigenvalues. CPU only (one sparse LU).
 
 use super::context::Context;
 use super::policy::{self, Kernel};
@@ -48,12 +49,13 @@ pub fn run(
     }
     // The steady state is the exact 0 the solver adds back (module doc of solver::spectrum).
     let values: Vec<c64> = sp.pairs.iter().map(|p| p.value).collect();
-    let (has_steady, gap) = gap(&values);
+    let gaps = gap(&values);
     let worst = sp.pairs.iter().map(|p| p.residual).fold(0.0, f64::max);
     let results = json!({
-        "gap": gap,
+        "gap": gaps.re,
+        "gap_im": gaps.im,
         "eigenvalues": sp.pairs.len(),
-        "steady_state_included": has_steady,
+        "steady_state_included": gaps.has_steady,
         "max_residual": worst,
         "space": space,
         "sector": sector,
@@ -107,12 +109,39 @@ pub fn solve(
     spectrum::eigenvalues(model, space_of(model), &opts)
 }
 
-/// Is the steady state (the exact 0 the solver adds back) among `values` (it sorts first), and
-/// the gap: the smallest |Re| among the others.
-pub fn gap(values: &[c64]) -> (bool, Option<f64>) {
+/// The gaps of a computed spectrum (sorted as [`spectrum::eigenvalues`] returns it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gaps {
+    /// Whether the steady state (the exact 0 the solver adds back) is among the values (it
+    /// sorts first).
+    pub has_steady: bool,
+    /// The smallest |Re| among the other eigenvalues.
+    pub re: Option<f64>,
+    /// The smallest nonzero |Im| among them (seed 001 Figs. 11-12: the imaginary gap; real
+    /// eigenvalues, |Im| <= [`IM_ZERO`] max(|lambda|, 1), do not count: a real branch, e.g. of
+    /// relaxation between mean-field orbits, exists on both sides of Omega_c).
+    pub im: Option<f64>,
+}
+
+/// Imaginary parts below this fraction of max(|lambda|, 1) are rounding (the eigensolver's
+/// relative accuracy is ~1e-12, its residual tolerance).
+pub const IM_ZERO: f64 = 1e-9;
+
+/// The gaps of `values` ([`Gaps`]).
+pub fn gap(values: &[c64]) -> Gaps {
     let has_steady = values.first().is_some_and(|v| *v == c64::new(0.0, 0.0));
     let others = &values[usize::from(has_steady)..];
-    (has_steady, others.iter().map(|v| v.re.abs()).reduce(f64::min))
+    Gaps {
+        has_steady,
+        re: others.iter().map(|v| v.re.abs()).reduce(f64::min),
+        im: others
+            .iter()
+            .map(|v| v.im.abs())
+            .zip(others)
+            .filter(|(im, v)| *im > IM_ZERO * v.norm().max(1.0))
+            .map(|(im, _)| im)
+            .reduce(f64::min),
+    }
 }
 
 /// `spectrum.png`: the eigenvalues in the complex plane (seed 001 Figs. 11-12, seed 004
@@ -140,4 +169,29 @@ fn draw(n: usize, ctx: &Context, values: &[c64]) -> Result<(), Error> {
         &[set],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real gap is the smallest |Re| after the steady state; the imaginary gap the
+    /// smallest |Im| among the complex eigenvalues, real ones (|Im| at rounding) left out.
+    #[test]
+    fn gaps_of_a_mixed_spectrum() {
+        let v = [
+            c64::new(0.0, 0.0),
+            c64::new(-0.5, 1e-13),
+            c64::new(-1.0, -2.0),
+            c64::new(-1.0, 2.0),
+            c64::new(-3.0, 0.25),
+        ];
+        let g = gap(&v);
+        assert!(g.has_steady);
+        assert_eq!(g.re, Some(0.5));
+        assert_eq!(g.im, Some(0.25));
+        let real = gap(&[c64::new(-2.0, 0.0), c64::new(-7.0, -1e-12)]);
+        assert!(!real.has_steady);
+        assert_eq!((real.re, real.im), (Some(2.0), None));
+    }
 }

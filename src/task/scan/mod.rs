@@ -14,6 +14,7 @@
 pub mod evolve;
 #[cfg(feature = "gpu")]
 mod evolve_gpu;
+mod metastable;
 mod sink;
 mod spectrum;
 mod steady;
@@ -31,6 +32,7 @@ pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) ->
         ScanMode::SteadyState => steady::run(sc, variable, ctx),
         ScanMode::Evolve { spec, precision } => evolve::run(sc, variable, spec, *precision, ctx),
         ScanMode::Spectrum { k, target, sector } => spectrum::run(sc, variable, *k, *target, *sector, ctx),
+        ScanMode::Metastable => metastable::run(sc, variable, ctx),
     }
 }
 

@@ -5,9 +5,11 @@
 //! Outputs: `spectrum.csv` (`<variable>, k, re, im, residual` per point and eigenvalue, sorted
 //! as `kind = "spectrum"`: by |re| then im, k = 0 the steady state where it is among them),
 //! `observables.csv` (`<variable>`, the parameters it moves, `gap` = the smallest |re| among
-//! the eigenvalues other than the steady state), and `spectrum.png` / `spectrum_im.png`: Re
-//! and |Im| of the lowest eigenvalues against the scanned variable (seed 001 Figs. 11-12). A shard writes its points'
-//! rows and no figure.
+//! the eigenvalues other than the steady state, `gap_im` = the smallest nonzero |im| among
+//! them, [`crate::task::spectrum::Gaps`]), and the figures of seed 001 Figs. 11-12:
+//! `spectrum.png` / `spectrum_im.png`, Re and Im of every computed eigenvalue (steady state
+//! excluded) against the scanned variable, and `gap.png`, both gaps against it. A shard
+//! writes its points' rows and no figure.
 
 use crate::c64;
 use crate::error::{Error, SolverError};
@@ -20,9 +22,6 @@ use crate::task::report::{Report, jnum, named};
 use crate::task::rows;
 use crate::task::spectrum::{gap, solve};
 use serde_json::json;
-
-/// Eigenvalues drawn against the scanned variable (besides the steady state).
-const PLOTTED: usize = 4;
 
 /// Run a scan of spectra (module doc).
 pub fn run(
@@ -46,6 +45,7 @@ pub fn run(
     let mut sp_csv = CsvWriter::create(&ctx.path("spectrum.csv")?, &sp_header)?;
     let mut columns = x_names.clone();
     columns.push("gap".into());
+    columns.push("gap_im".into());
     let mut obs_csv = CsvWriter::create(&ctx.path("observables.csv")?, &columns)?;
     let mut table: Vec<Vec<f64>> = Vec::new();
     let mut lowest: Vec<(f64, Vec<c64>)> = Vec::new();
@@ -78,27 +78,30 @@ pub fn run(
                 sp_csv.row(&[x[0], j as f64, c[0], c[1], c[2]])?;
                 worst = worst.max(c[2]);
             }
-            let (has_steady, g) = gap(&values);
+            let g = gap(&values);
             let mut row = x.clone();
-            row.push(g.unwrap_or(f64::NAN));
+            row.push(g.re.unwrap_or(f64::NAN));
+            row.push(g.im.unwrap_or(f64::NAN));
             obs_csv.row(&row)?;
             table.push(row);
-            lowest.push((x[0], values[usize::from(has_steady)..].to_vec()));
+            lowest.push((x[0], values[usize::from(g.has_steady)..].to_vec()));
             Ok(())
         },
     )?;
     let mut files = vec!["spectrum.csv".to_string(), "observables.csv".to_string()];
     if sc.plot && units.whole() && !lowest.is_empty() {
         files.extend(draw(ctx, variable, points[0].model.n, &lowest)?);
+        files.push(draw_gaps(ctx, variable, points[0].model.n, &table)?);
     }
+    let gi = x_names.len(); // the gap column
     let best = table
         .iter()
-        .filter(|r| r[r.len() - 1].is_finite())
-        .min_by(|a, b| a[a.len() - 1].total_cmp(&b[b.len() - 1]));
+        .filter(|r| r[gi].is_finite())
+        .min_by(|a, b| a[gi].total_cmp(&b[gi]));
     let results = json!({
         "points": table.len(),
         "mode": "spectrum",
-        "min_gap": best.map(|r| jnum(r[r.len() - 1])),
+        "min_gap": best.map(|r| jnum(r[gi])),
         "min_gap_at": best.map(|r| named(&x_names, r)),
         "max_residual": jnum(worst),
         "k": k,
@@ -118,45 +121,64 @@ pub fn run(
     })
 }
 
-/// `spectrum.png` (Re lambda) and `spectrum_im.png` (|Im lambda|) of the lowest [`PLOTTED`]
-/// eigenvalues (steady state excluded) against the scanned variable, as markers: the k-th
-/// eigenvalue by |Re| changes branch where two cross, so lines would join different modes.
+/// `spectrum.png` (Re lambda) and `spectrum_im.png` (Im lambda) of every computed eigenvalue
+/// (steady state excluded) against the scanned variable, as markers (seed 001 Fig. 11): the
+/// k-th eigenvalue changes branch where two cross, so lines would join different modes.
 fn draw(ctx: &Context, variable: &str, n: usize, lowest: &[(f64, Vec<c64>)]) -> Result<Vec<String>, Error> {
-    let count = lowest.iter().map(|p| p.1.len()).max().unwrap_or(0).min(PLOTTED);
-    let names: Vec<String> = (1..=count).map(|j| format!("lambda_{j}")).collect();
+    let count = lowest.iter().map(|p| p.1.len()).max().unwrap_or(0);
     let mut files = Vec::new();
-    // Conjugate pairs sort by im within a pair, so |Im| keeps a pair on one point.
     for (file, label, part) in [
         ("spectrum.png", "Re lambda", (|v: &c64| v.re) as fn(&c64) -> f64),
-        ("spectrum_im.png", "|Im lambda|", |v: &c64| v.im.abs()),
+        ("spectrum_im.png", "Im lambda", |v: &c64| v.im),
     ] {
-        let points: Vec<Vec<(f64, f64, bool)>> = (0..count)
-            .map(|j| {
-                lowest
-                    .iter()
-                    .filter_map(|(x, vs)| vs.get(j).map(|v| (*x, part(v), true)))
-                    .collect()
-            })
-            .collect();
-        let sets: Vec<plot::BranchSet> = points
+        let points: Vec<(f64, f64, bool)> = lowest
             .iter()
-            .zip(&names)
-            .enumerate()
-            .map(|(j, (pts, name))| plot::BranchSet {
-                name,
-                colour: j,
-                points: pts,
-                markers: true,
-            })
+            .flat_map(|(x, vs)| vs.iter().map(move |v| (*x, part(v), true)))
             .collect();
+        let set = plot::BranchSet {
+            name: "eigenvalues of L",
+            colour: 0,
+            points: &points,
+            markers: true,
+        };
         plot::branch_plot(
             &ctx.path(file)?,
-            &format!("lowest Liouvillian eigenvalues (steady state excluded), N = {n}"),
+            &format!("{label} of the {count} Liouvillian eigenvalues nearest the target, N = {n}"),
             variable,
             &format!("{label} (rate units of the model)"),
-            &sets,
+            &[set],
         )?;
         files.push(file.to_string());
     }
     Ok(files)
+}
+
+/// `gap.png`: the real gap and the imaginary gap (smallest nonzero |Im|) against the scanned
+/// variable (seed 001 Fig. 12), as markers.
+fn draw_gaps(ctx: &Context, variable: &str, n: usize, table: &[Vec<f64>]) -> Result<String, Error> {
+    let gi = table.first().map_or(0, |r| r.len() - 2);
+    let re: Vec<(f64, f64, bool)> = table.iter().map(|r| (r[0], r[gi], true)).collect();
+    let im: Vec<(f64, f64, bool)> = table.iter().map(|r| (r[0], r[gi + 1], true)).collect();
+    let sets = [
+        plot::BranchSet {
+            name: "gap: min |Re lambda|",
+            colour: 0,
+            points: &re,
+            markers: true,
+        },
+        plot::BranchSet {
+            name: "imaginary gap: min nonzero |Im lambda|",
+            colour: 3,
+            points: &im,
+            markers: true,
+        },
+    ];
+    plot::branch_plot(
+        &ctx.path("gap.png")?,
+        &format!("Liouvillian gaps against {variable}, N = {n}"),
+        variable,
+        "gap (rate units of the model)",
+        &sets,
+    )?;
+    Ok("gap.png".into())
 }
