@@ -200,7 +200,8 @@ fn run_units(
     let todo: BTreeSet<usize> = units.range().filter(|u| !units.has(*u)).collect();
     let count = |u: usize| (plan.ntraj - u as u64 * size).min(size);
     let keep = plan.save_trajectories;
-    let mut total = trajectory::Accumulator::new(plan.n_saves(), keep);
+    let classify = plan.classifier.is_some();
+    let mut total = trajectory::Accumulator::new(plan.n_saves(), keep).classified(classify);
     let mut ready: BTreeMap<usize, trajectory::Accumulator> = BTreeMap::new();
     units.run(
         ctx.progress,
@@ -222,13 +223,13 @@ fn run_units(
             }
             let acc = ready
                 .remove(&u)
-                .unwrap_or_else(|| trajectory::Accumulator::new(plan.n_saves(), 0));
+                .unwrap_or_else(|| trajectory::Accumulator::new(plan.n_saves(), 0).classified(classify));
             let mut e = Enc::default();
             acc.encode(&mut e);
             Ok(e.0)
         },
         |_, bytes| {
-            total.absorb(trajectory::Accumulator::decode(&mut Dec(&bytes), keep)?);
+            total.absorb(trajectory::Accumulator::decode(&mut Dec(&bytes), keep, classify)?);
             Ok(())
         },
     )?;
