@@ -149,7 +149,11 @@ pub fn rates(dwells: &[Dwell], t_burn: f64) -> [Rate; 2] {
             switches: k[p],
             time: time[p],
             complete: complete[p],
-            rate: if time[p] > 0.0 { k[p] as f64 / time[p] } else { f64::NAN },
+            rate: if time[p] > 0.0 {
+                k[p] as f64 / time[p]
+            } else {
+                f64::NAN
+            },
             lo95,
             hi95,
         }
@@ -316,7 +320,10 @@ pub fn telegraph_fit(t: &[f64], p: &[f64], g_guess: f64) -> Option<TelegraphFit>
         se_g_ul: prop([-q[2], 0.0, 1.0 - q[0]]),
         rms: (rss / n as f64).sqrt(),
     };
-    [fit.p_inf, fit.g, fit.se_g].iter().all(|x| x.is_finite()).then_some(fit)
+    [fit.p_inf, fit.g, fit.se_g]
+        .iter()
+        .all(|x| x.is_finite())
+        .then_some(fit)
 }
 
 /// Hysteresis thresholds from a bimodal distribution `pm[k]` over the values `m[k]`: the two
@@ -340,9 +347,7 @@ pub fn thresholds_from_distribution(m: &[f64], pm: &[f64]) -> Result<(f64, f64, 
     }
     peaks.sort_by(|&a, &b| pm[b].total_cmp(&pm[a]));
     let (a, b) = (peaks[0].min(peaks[1]), peaks[0].max(peaks[1]));
-    let kmin = (a..=b)
-        .min_by(|&i, &j| pm[i].total_cmp(&pm[j]))
-        .unwrap_or(a);
+    let kmin = (a..=b).min_by(|&i, &j| pm[i].total_cmp(&pm[j])).unwrap_or(a);
     if kmin == a || kmin == b || pm[kmin] >= pm[a].min(pm[b]) {
         return Err("the two highest maxima of P_m are not separated by a minimum; it is not bimodal".into());
     }
@@ -371,11 +376,21 @@ mod tests {
     /// Telegraph events of `ntraj` trajectories with rates lower -> upper `g_lu`, upper ->
     /// lower `g_ul`, sampled on saves of spacing `dt` up to save `n_saves - 1`, starting in
     /// the lower phase (classified at save 0).
-    fn telegraph(seed: u64, ntraj: u64, g_lu: f64, g_ul: f64, dt: f64, n_saves: usize) -> Vec<TrajectoryEvents> {
+    fn telegraph(
+        seed: u64,
+        ntraj: u64,
+        g_lu: f64,
+        g_ul: f64,
+        dt: f64,
+        n_saves: usize,
+    ) -> Vec<TrajectoryEvents> {
         let mut rng = Mix(seed);
         (0..ntraj)
             .map(|trajectory| {
-                let mut events = vec![Event { save: 0, upper: false }];
+                let mut events = vec![Event {
+                    save: 0,
+                    upper: false,
+                }];
                 let (mut t, mut upper) = (0.0, false);
                 loop {
                     let g = if upper { g_ul } else { g_lu };
@@ -416,7 +431,11 @@ mod tests {
             }
             if seed == 0 {
                 for (p, g) in [(0, g_lu), (1, g_ul)] {
-                    assert!(r[p].lo95 <= g && g <= r[p].hi95, "phase {p}: {g} outside {:?}", r[p]);
+                    assert!(
+                        r[p].lo95 <= g && g <= r[p].hi95,
+                        "phase {p}: {g} outside {:?}",
+                        r[p]
+                    );
                     assert!(r[p].switches > 50, "{:?}", r[p]);
                 }
             }
@@ -449,9 +468,15 @@ mod tests {
         let ev = vec![TrajectoryEvents {
             trajectory: 3,
             events: vec![
-                Event { save: 1, upper: false },
+                Event {
+                    save: 1,
+                    upper: false,
+                },
                 Event { save: 3, upper: true },
-                Event { save: 4, upper: false },
+                Event {
+                    save: 4,
+                    upper: false,
+                },
             ],
         }];
         let times = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
@@ -461,7 +486,10 @@ mod tests {
         assert!(!d[1].censored && d[1].upper && d[1].duration == 1.0);
         assert!(d[2].censored && !d[2].ends_in_switch && d[2].duration == 1.0);
         let r = rates(&d, 0.0);
-        assert_eq!((r[0].switches, r[0].time, r[1].switches, r[1].time), (1, 3.0, 1, 1.0));
+        assert_eq!(
+            (r[0].switches, r[0].time, r[1].switches, r[1].time),
+            (1, 3.0, 1, 1.0)
+        );
         assert_eq!((r[0].complete, r[1].complete), (0, 1));
         // With t_burn = 2.5: 0.5 of the first dwell and its switch at t = 3 count.
         let r = rates(&d, 2.5);
@@ -471,7 +499,10 @@ mod tests {
         let (lo, hi) = poisson_interval(0, 10.0);
         assert!(lo == 0.0 && (hi - 3.6889 / 10.0).abs() < 1e-4, "{hi}");
         let (lo, hi) = poisson_interval(10, 1.0);
-        assert!((lo - 4.7954).abs() < 1e-3 && (hi - 18.3904).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 4.7954).abs() < 1e-3 && (hi - 18.3904).abs() < 1e-3,
+            "{lo} {hi}"
+        );
     }
 
     #[test]
@@ -482,6 +513,10 @@ mod tests {
         assert_eq!(at, [-3.0, 0.0, 3.0]);
         assert_eq!((lo, hi), (-1.5, 1.5));
         let one = [0.1, 0.2, 0.4, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0];
-        assert!(thresholds_from_distribution(&m, &one).unwrap_err().contains("not bimodal"));
+        assert!(
+            thresholds_from_distribution(&m, &one)
+                .unwrap_err()
+                .contains("not bimodal")
+        );
     }
 }

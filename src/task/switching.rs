@@ -253,21 +253,31 @@ fn histogram(dir: &Path, dwells: &[Dwell], t_burn: f64, rates: &[Rate; 2]) -> Re
         (
             "log10 count, lower phase",
             vec![
-                plot::Series { name: "complete dwells in the lower phase", y: &cl },
+                plot::Series {
+                    name: "complete dwells in the lower phase",
+                    y: &cl,
+                },
                 plot::Series { name: &nl, y: &ll },
             ],
         ),
         (
             "log10 count, upper phase",
             vec![
-                plot::Series { name: "complete dwells in the upper phase", y: &cu },
+                plot::Series {
+                    name: "complete dwells in the upper phase",
+                    y: &cu,
+                },
                 plot::Series { name: &nu, y: &lu },
             ],
         ),
     ];
     plot::line_plot(
         &dir.join("switching.png"),
-        &format!("dwell-time histograms ({} + {} complete dwells, bin {width:.3})", lo.len(), hi.len()),
+        &format!(
+            "dwell-time histograms ({} + {} complete dwells, bin {width:.3})",
+            lo.len(),
+            hi.len()
+        ),
         "dwell time t (time unit of the model's rates, e.g. 1/gamma)",
         &x,
         &panels,

@@ -1155,7 +1155,9 @@ impl Accumulator {
             for _ in 0..d.u64()? {
                 let (index, count) = (d.u64()?, d.u64()?);
                 let events = d.f64s()?;
-                if count > u64::from(u32::MAX) || events.iter().any(|&x| !(0.0..=f64::from(u32::MAX)).contains(&x)) {
+                if count > u64::from(u32::MAX)
+                    || events.iter().any(|&x| !(0.0..=f64::from(u32::MAX)).contains(&x))
+                {
                     return Err(bad_unit());
                 }
                 changes.push(PhaseChanges {
@@ -1375,7 +1377,8 @@ impl<'p, T: Real> Twins<'p, T> {
     ) {
         let fidelity = fidelity.and_then(|f| self.reference.as_deref().map(|r| (r, f)));
         if self.plan.individual || pm.is_some() || fidelity.is_some() || log.is_some() {
-            self.top.run_with(&|tj| self.get(tj), traj, out, pm, fidelity, log);
+            self.top
+                .run_with(&|tj| self.get(tj), traj, out, pm, fidelity, log);
         } else {
             self.top.run(traj, out);
         }
@@ -1415,7 +1418,13 @@ fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u6
             let mut fid = vec![T::ZERO; if saved { plan.n_saves() } else { 0 }];
             let fid_slot = if saved { Some(fid.as_mut_slice()) } else { None };
             let mut log = classify.then(PhaseLog::default);
-            tw.run(plan.first_traj + offset + i, &mut out, pm_slot, fid_slot, log.as_mut());
+            tw.run(
+                plan.first_traj + offset + i,
+                &mut out,
+                pm_slot,
+                fid_slot,
+                log.as_mut(),
+            );
             (out, pm, fid, log)
         })
         .collect();
