@@ -218,8 +218,9 @@ fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> Option<[f64; 3]> {
         b.swap(c, piv);
         for r in c + 1..3 {
             let f = a[r][c] / a[c][c];
-            for k in c..3 {
-                a[r][k] -= f * a[c][k];
+            let pivot_row = a[c];
+            for (x, p) in a[r][c..].iter_mut().zip(&pivot_row[c..]) {
+                *x -= f * p;
             }
             b[r] -= f * b[c];
         }
@@ -269,8 +270,8 @@ pub fn telegraph_fit(t: &[f64], p: &[f64], g_guess: f64) -> Option<TelegraphFit>
     for _ in 0..200 {
         let (jtj, jtr, _) = normal(&s, &p[..n], q);
         let mut a = jtj;
-        for k in 0..3 {
-            a[k][k] *= 1.0 + lambda;
+        for (k, row) in a.iter_mut().enumerate() {
+            row[k] *= 1.0 + lambda;
         }
         let Some(d) = solve3(a, jtr) else { break };
         let trial = [q[0] + d[0], q[1] + d[1], (q[2] + d[2]).max(1e-12 * g_guess)];

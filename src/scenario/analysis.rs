@@ -98,7 +98,7 @@ fn save_interval(times: &[f64]) -> Result<f64, InputError> {
     let uneven = times
         .windows(2)
         .any(|w| ((w[1] - w[0]) - dt).abs() > 1e-9 * dt.abs().max(f64::MIN_POSITIVE));
-    if !(dt > 0.0) || uneven {
+    if dt.is_nan() || dt <= 0.0 || uneven {
         return Err(InputError::invalid(
             "analysis.switching",
             "unequally spaced save times",

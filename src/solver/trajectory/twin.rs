@@ -905,6 +905,15 @@ impl<T: Real> Twin<T> {
         }
     }
 
+    /// The switching classifier, where asked for, on the record of save `s` in `out`.
+    #[inline(always)]
+    fn classify(&self, log: &mut Option<&mut PhaseLog<T>>, s: usize, out: &[T]) {
+        if let Some(l) = log.as_deref_mut() {
+            let r = &out[s * RECORD_LEN..(s + 1) * RECORD_LEN];
+            l.update(&self.inp.rp, self.inp.max_events, s as u32, r);
+        }
+    }
+
     /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -936,11 +945,7 @@ impl<T: Real> Twin<T> {
         let nsave = self.n_saves();
         assert_eq!(out.len(), nsave * RECORD_LEN, "record buffer length");
         if let Some((r, f)) = &fidelity {
-            assert_eq!(
-                (r.len(), f.len()),
-                (npm, nsave),
-                "fidelity reference / buffer length"
-            );
+            assert_eq!((r.len(), f.len()), (npm, nsave), "fidelity lengths");
         }
         let mut w = self.work();
         let mut rng = PhiloxStream::new(self.inp.seed, traj);
@@ -955,9 +960,7 @@ impl<T: Real> Twin<T> {
         let mut jumps = 0u32;
         tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
         tw.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms);
-        if let Some(l) = log.as_deref_mut() {
-            l.update(&self.inp.rp, self.inp.max_events, 0, &out[..RECORD_LEN]);
-        }
+        self.classify(&mut log, 0, out);
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
             let set = set as usize;
             let h = self.inp.rp[HEAD_LEN + 2 * set];
@@ -1072,10 +1075,7 @@ impl<T: Real> Twin<T> {
                 jumps,
             );
             tw.save_hooks(&w, iv + 1, &mut pm, &mut fidelity, n_atoms);
-            if let Some(l) = log.as_deref_mut() {
-                let r = &out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN];
-                l.update(&self.inp.rp, self.inp.max_events, iv as u32 + 1, r);
-            }
+            self.classify(&mut log, iv + 1, out);
         }
     }
 }
