@@ -20,7 +20,7 @@
 const QB: u32 = 16u; // trajectory::QUANTUM_BITS
 const DEPTH: u32 = 18u; // trajectory::TABLE_DEPTH
 const FULL: u32 = 65536u; // trajectory::FULL
-const HEAD: u32 = 12u; // trajectory::HEAD_LEN
+const HEAD: u32 = 15u; // trajectory::HEAD_LEN
 const RECLEN: u32 = 12u; // trajectory::RECORD_LEN
 
 // Per-level vectors (slots of vl / vs).
@@ -32,7 +32,7 @@ const KVA: u32 = 4u; // V acc
 const E1: u32 = 5u; // exp(-i D tau/2)
 const E2: u32 = 6u; // exp(-i D tau)
 
-// Twin of backend::gpu::trajectory::TrajParams (48 bytes).
+// Twin of backend::gpu::trajectory::TrajParams (64 bytes).
 struct TrajParams {
     seed: vec2<u32>,
     first_traj: vec2<u32>,
@@ -49,10 +49,16 @@ struct TrajParams {
     budget: u32,
     // Always 0: an opaque value for inv_sqrt.
     zero: u32,
+    // Phase changes the switching classifier keeps per trajectory (0: no classifier).
+    max_events: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: TrajParams;
-// [Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 1, 2, 3], then (h, q) per
+// [Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 1, 2, 3, alpha, lo, hi] (the last
+// three: the switching classifier's), then (h, q) per
 // step-size set, then per irrep ji = (N - 2j)/2 its nine rates (Plan::kernel_rp):
 // the collective channels' [Gamma, w, Gamma_phi] + a0 parts, and A-, A+, B-, B+, D-, D+.
 @group(0) @binding(1) var<storage, read> rp: array<R>;
@@ -66,11 +72,17 @@ struct TrajParams {
 // RECLEN numbers per (trajectory in this dispatch, save).
 @group(0) @binding(5) var<storage, read_write> records: array<R>;
 // Resumable state per trajectory slot: [phase (ST_INIT new, ST_RUN suspended, ST_DONE), interval, step,
-// remaining quanta, jumps, draw lo, draw hi, 2j] and [b, <Gamma_op>, <V>, 0].
+// remaining quanta, jumps, draw lo, draw hi, 2j] and [b, <Gamma_op>, <V>, smoothed Jz].
 @group(0) @binding(7) var<storage, read_write> tstate: array<u32>;
 @group(0) @binding(8) var<storage, read_write> rstate: array<R>;
 // status[0]: trajectories of this dispatch that suspended unfinished.
 @group(0) @binding(9) var<storage, read_write> status: array<atomic<u32>>;
+// Switching classifier (P.max_events > 0; `classify`): per trajectory slot t, P.max_events + 2
+// words from t * (P.max_events + 2): [phase changes so far, phase (0 undefined, 1 lower,
+// 2 upper), the first P.max_events changes as 2 save + upper].
+@group(0) @binding(11) var<storage, read_write> events: array<u32>;
+// The classifier's smoothed Jz (lane 0's is the one used and persisted).
+var<private> sm_jz: R;
 
 var<private> lane: u32;
 // The current irrep: 2j, its ladder length 2j + 1, j, its index ji = (N - 2j)/2, the offset of
@@ -441,6 +453,39 @@ fn record(t: u32, save: u32, jumps: u32) {
         records[o + 9u] = s3.y;
         records[o + 10u] = R(jumps);
         records[o + 11u] = R(tj); // 2j of the current irrep
+        if P.max_events > 0u {
+            classify(t, save, s1.x, s1.y);
+        }
+    }
+}
+
+// The switching classifier at save `save` of trajectory slot t (solver::trajectory module doc,
+// "Switching classifier"; twin: PhaseLog::update): Jz = S_m (1 / |psi|^2) of the record just
+// written, smoothed (s = x at save 0, s + alpha (x - s) after), hysteresis on [lo, hi], and a
+// phase change logged as 2 save + upper (counted past the capacity: the host reports overflow).
+fn classify(t: u32, save: u32, nrm: R, sm: R) {
+    let x = sm * (1.0 / nrm);
+    if save == 0u {
+        sm_jz = x;
+    } else {
+        sm_jz = sm_jz + rp[12] * (x - sm_jz);
+    }
+    let eb = t * (P.max_events + 2u);
+    let ph = events[eb + 1u];
+    var np = ph;
+    if sm_jz > rp[14] {
+        np = 2u;
+    }
+    if sm_jz < rp[13] {
+        np = 1u;
+    }
+    if np != ph {
+        let c = events[eb];
+        if c < P.max_events {
+            events[eb + 2u + c] = save * 2u + (np - 1u);
+        }
+        events[eb] = c + 1u;
+        events[eb + 1u] = np;
     }
 }
 
@@ -524,6 +569,10 @@ fn run_trajectory(t: u32, li: u32) {
         rng = philox_stream(P.seed, traj);
         b = draw2(&rng).x;
         jumps = 0u;
+        if lane == 0u && P.max_events > 0u {
+            events[t * (P.max_events + 2u)] = 0u;
+            events[t * (P.max_events + 2u) + 1u] = 0u;
+        }
         record(t, 0u, jumps);
         iv = 0u;
         st = 0u;
@@ -538,6 +587,7 @@ fn run_trajectory(t: u32, li: u32) {
         rng = philox_stream_at(P.seed, traj, vec2<u32>(tstate[su + 5u], tstate[su + 6u]));
         b = rstate[sr];
         gc = vec2<R>(rstate[sr + 1u], rstate[sr + 2u]);
+        sm_jz = rstate[sr + 3u];
     }
 
     var done = false;
@@ -747,6 +797,7 @@ fn run_trajectory(t: u32, li: u32) {
         rstate[sr] = b;
         rstate[sr + 1u] = gc.x;
         rstate[sr + 2u] = gc.y;
+        rstate[sr + 3u] = sm_jz;
         atomicAdd(&status[0], 1u);
     }
 }

@@ -43,6 +43,7 @@
 //! - `axes`: scan and sweep axes ([`SweepSpec`]);
 //! - [`expr`]: the expression language.
 
+mod analysis;
 mod axes;
 pub mod expr;
 mod fields;
@@ -57,6 +58,7 @@ mod validate;
 
 /// A resolved pure state specification (numbers): the state layer's [`PureSpec`](crate::state::PureSpec).
 pub use crate::state::PureSpec as State;
+pub use analysis::SwitchingSpec;
 pub use axes::{MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
 pub use initial::StateSpec;
 pub use observables::{BASE_OBSERVABLES, EXTRA_OBSERVABLES, ObservableSpec};
@@ -130,6 +132,8 @@ pub struct Scenario {
     pub method: crate::solver::Method,
     pub observables: ObservableSpec,
     pub plot: bool,
+    /// `[analysis.switching]` (kind = "trajectories" only).
+    pub switching: Option<SwitchingSpec>,
 }
 
 /// Parameters and variables evaluated at one point.

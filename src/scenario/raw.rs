@@ -20,6 +20,25 @@ pub(super) struct RawScenario {
     pub(super) observables: RawObservables,
     #[serde(default)]
     pub(super) output: RawOutput,
+    pub(super) analysis: Option<RawAnalysis>,
+}
+
+/// `[analysis]`: statistics over a task's results.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnalysis {
+    pub(super) switching: Option<RawSwitching>,
+}
+
+/// `[analysis.switching]` (kind = "trajectories").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSwitching {
+    pub(super) observable: Option<String>,
+    pub(super) window: Option<Num>,
+    pub(super) thresholds: Option<Vec<Num>>,
+    pub(super) max_events: Option<Num>,
+    pub(super) t_burn: Option<Num>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -39,6 +39,7 @@ pub(super) fn validate(
         method: crate::solver::Method::Exact,
         observables,
         plot: raw.output.plot,
+        switching: None,
     };
 
     // Resolve the base point once: every expression error surfaces before any compute.
@@ -63,6 +64,7 @@ pub(super) fn validate(
     initial::check_fixed_points_initial(&scenario)?;
     observables::check_for_task(&scenario)?;
     initial::check_states(&scenario)?;
+    scenario.switching = super::analysis::switching(raw.analysis.as_ref(), &scenario.task, &base)?;
     Ok(scenario)
 }
 

@@ -37,6 +37,7 @@ pub mod scan;
 pub mod spectrum;
 pub mod steady_state;
 pub mod sweep;
+pub mod switching;
 pub mod trajectories;
 
 pub use context::{Context, NoProgress, Progress};

@@ -41,8 +41,15 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
     let p = &points[0];
     let psi0 = sc.initial_state(p)?;
     // Validation allows [observables.fidelity] here only with saved trajectories.
+    // [analysis.switching]: the on-line classifier (thresholds given or from P_m).
+    let switching = sc
+        .switching
+        .as_ref()
+        .map(|sw| super::switching::classifier(sw, &p.model).map(|(c, src)| (sw, c, src)))
+        .transpose()?;
     let topts = &TrajectoryOptions {
         reference: sc.reference_state(p)?,
+        classifier: switching.as_ref().map(|s| s.1),
         ..spec.options.clone()
     };
     let ntraj = topts.ntraj;
@@ -92,11 +99,18 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         };
         files.extend(rows::write_figures(sc, ctx.dir, &table)?);
     }
+    let mut switched = serde_json::Value::Null;
+    if let Some((sw, c, src)) = &switching {
+        let (f, j) = super::switching::write(ctx.dir, sw, c, src, &ens, plot)?;
+        files.extend(f);
+        switched = j;
+    }
     let results = json!({
         "final": named(&columns[1..], &fin[1..]),
         "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
         "ntraj": ens.ntraj,
         "seed": ens.seed,
+        "switching": switched,
     });
     let stats = json!({
         "precision": ens.precision,
@@ -195,12 +209,20 @@ fn run_units(
     mut compute: impl FnMut(&trajectory::Plan, u64, &[u64]) -> Result<Vec<trajectory::Accumulator>, Error>,
 ) -> Result<(trajectory::Accumulator, Coverage), Error> {
     let size = unit_size(plan.ntraj);
-    let tag = format!("{backend} {} lanes {}", plan.precision.name(), plan.lanes);
+    let mut tag = format!("{backend} {} lanes {}", plan.precision.name(), plan.lanes);
+    if let Some(c) = &plan.classifier {
+        // The classifier's numbers decide the events in a unit's payload.
+        tag.push_str(&format!(
+            " switching alpha {:e} lo {:e} hi {:e} max_events {}",
+            c.alpha, c.lo, c.hi, c.max_events
+        ));
+    }
     let mut units = ctx.units("trajectories", tag, plan.ntraj, size, "trajectories")?;
     let todo: BTreeSet<usize> = units.range().filter(|u| !units.has(*u)).collect();
     let count = |u: usize| (plan.ntraj - u as u64 * size).min(size);
     let keep = plan.save_trajectories;
-    let mut total = trajectory::Accumulator::new(plan.n_saves(), keep);
+    let classify = plan.classifier.is_some();
+    let mut total = trajectory::Accumulator::new(plan.n_saves(), keep).classified(classify);
     let mut ready: BTreeMap<usize, trajectory::Accumulator> = BTreeMap::new();
     units.run(
         ctx.progress,
@@ -218,17 +240,27 @@ fn run_units(
                 }
                 let counts: Vec<u64> = members.iter().map(|&m| count(m)).collect();
                 let accs = compute(plan, u as u64 * size, &counts)?;
+                if let Some((index, n)) = accs.iter().find_map(|a| a.overflow()) {
+                    return Err(crate::error::InputError::invalid(
+                        "analysis.switching.max_events",
+                        plan.max_events(),
+                        format!(
+                            "at least {n}: trajectory {index} changed phase {n} times (raise                              max_events, or widen the window / thresholds if these are spurious                              switches)"
+                        ),
+                    )
+                    .into());
+                }
                 ready.extend(members.into_iter().zip(accs));
             }
             let acc = ready
                 .remove(&u)
-                .unwrap_or_else(|| trajectory::Accumulator::new(plan.n_saves(), 0));
+                .unwrap_or_else(|| trajectory::Accumulator::new(plan.n_saves(), 0).classified(classify));
             let mut e = Enc::default();
             acc.encode(&mut e);
             Ok(e.0)
         },
         |_, bytes| {
-            total.absorb(trajectory::Accumulator::decode(&mut Dec(&bytes), keep)?);
+            total.absorb(trajectory::Accumulator::decode(&mut Dec(&bytes), keep, classify)?);
             Ok(())
         },
     )?;

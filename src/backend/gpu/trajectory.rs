@@ -120,7 +120,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Uniform parameters of the trajectory kernel. WGSL twin: `struct TrajParams` in
-/// `shaders/trajectory.wgsl` (48 bytes).
+/// `shaders/trajectory.wgsl` (64 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 pub struct TrajParams {
@@ -142,6 +142,9 @@ pub struct TrajParams {
     pub budget: u32,
     /// Always 0 (an opaque constant for the kernel).
     pub zero: u32,
+    /// Phase changes the switching classifier keeps per trajectory (0: no classifier).
+    pub max_events: u32,
+    pub pad: [u32; 3],
 }
 
 /// Where the kernel keeps a trajectory's vectors (module doc).
@@ -187,6 +190,8 @@ struct Buffers {
     status: wgpu::Buffer,
     staging: wgpu::Buffer,
     status_staging: wgpu::Buffer,
+    events: wgpu::Buffer,
+    events_staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
 }
 
@@ -230,6 +235,7 @@ impl TrajectoryGpu {
                 read,
                 read,
                 read,
+                write,
                 write,
                 write,
                 write,
@@ -317,8 +323,9 @@ impl TrajectoryGpu {
 
     /// Run every trajectory of `plan`, handing the records of each chunk (trajectory-major,
     /// `n_saves * RECORD_LEN` numbers per trajectory, widened to f64) to `sink` in trajectory
-    /// order.
-    pub fn run(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64])) -> Result<(), GpuError> {
+    /// order, with the chunk's classifier words (`max_events + 2` per trajectory: changes,
+    /// phase, events; empty without a classifier).
+    pub fn run(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64], &[u32])) -> Result<(), GpuError> {
         match plan.precision {
             Precision::F32 => self.run_t::<f32>(plan, sink),
             Precision::F64 => self.run_t::<f64>(plan, sink),
@@ -328,11 +335,21 @@ impl TrajectoryGpu {
     /// All records of `plan` in one vector (tests, small ensembles).
     pub fn records(&self, plan: &Plan) -> Result<Vec<f64>, GpuError> {
         let mut out = Vec::new();
-        self.run(plan, &mut |r| out.extend_from_slice(r))?;
+        self.run(plan, &mut |r, _| out.extend_from_slice(r))?;
         Ok(out)
     }
 
-    fn run_t<T: Real>(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64])) -> Result<(), GpuError> {
+    /// All records and the classifier words of `plan` (tests).
+    pub fn records_and_events(&self, plan: &Plan) -> Result<(Vec<f64>, Vec<u32>), GpuError> {
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        self.run(plan, &mut |r, e| {
+            out.extend_from_slice(r);
+            ev.extend_from_slice(e);
+        })?;
+        Ok((out, ev))
+    }
+
+    fn run_t<T: Real>(&self, plan: &Plan, sink: &mut dyn FnMut(&[f64], &[u32])) -> Result<(), GpuError> {
         let variant = self.variant(plan);
         let pipeline = self.pipeline((plan.precision, variant, plan.lanes))?;
         let budget = Budget::new(&self.ctx, plan, variant)?;
@@ -354,6 +371,8 @@ impl TrajectoryGpu {
                 n_sets: plan.set_steps.len() as u32,
                 budget: budget.budget,
                 zero: 0,
+                max_events: plan.max_events(),
+                pad: [0; 3],
             };
             let chunk = Chunk {
                 ctx: &self.ctx,
@@ -385,7 +404,18 @@ impl TrajectoryGpu {
             let raw = chunk.read(records, count * sizes.rec_per_traj)?;
             let vals: Vec<T> = bytemuck::pod_collect_to_vec(&raw);
             let wide: Vec<f64> = vals.into_iter().map(T::to_f64).collect();
-            sink(&wide);
+            let words = if plan.max_events() > 0 {
+                let events = ReadBack {
+                    src: &bufs.events,
+                    staging: &bufs.events_staging,
+                    label: "dicke.trajectory.events_staging",
+                };
+                let raw = chunk.read(events, count * sizes.events_per_traj)?;
+                bytemuck::pod_collect_to_vec(&raw)
+            } else {
+                Vec::new()
+            };
+            sink(&wide, &words);
         }
         Ok(())
     }
@@ -453,13 +483,16 @@ impl TrajectoryGpu {
             let vsave = rw("dicke.trajectory.vsave", chunk * sizes.vsave_per_traj, U::empty());
             let staging = mapped("dicke.trajectory.staging", rec_bytes);
             let status_staging = mapped("dicke.trajectory.status_staging", 4);
+            let ev_bytes = (chunk * sizes.events_per_traj).max(16);
+            let events = rw("dicke.trajectory.events", ev_bytes, U::COPY_SRC);
+            let events_staging = mapped("dicke.trajectory.events_staging", ev_bytes);
             let bind_group = driver::bind_buffers(
                 &self.ctx,
                 NAMES.bind_group,
                 &self.layout,
                 &[
                     &params, &rp, &table, &psi0, &intervals, &records, &scratch, &tstate, &rstate, &status,
-                    &vsave,
+                    &vsave, &events,
                 ],
             );
             Ok(Buffers {
@@ -469,6 +502,8 @@ impl TrajectoryGpu {
                 status,
                 staging,
                 status_staging,
+                events,
+                events_staging,
                 bind_group,
             })
         })
@@ -530,6 +565,8 @@ impl Budget {
 /// Bytes per trajectory of the chunked buffers, and the chunk.
 struct Sizes {
     rec_per_traj: u64,
+    /// The classifier's words (`max_events + 2` u32; 0 without a classifier).
+    events_per_traj: u64,
     scratch_per_traj: u64,
     vsave_per_traj: u64,
     /// Trajectories per workgroup.
@@ -546,6 +583,10 @@ impl Sizes {
         let n = plan.n_levels as u64;
         let binding = driver::binding_limit(ctx);
         let rec_per_traj = plan.n_saves() as u64 * RECORD_LEN as u64 * r;
+        let events_per_traj = match plan.max_events() {
+            0 => 0,
+            m => (u64::from(m) + 2) * 4,
+        };
         let scratch_per_traj = match variant {
             Variant::Wg => 0,
             Variant::St | Variant::Lane => ST_VECTORS * n * 2 * r,
@@ -559,6 +600,7 @@ impl Sizes {
         let table_bytes = plan.kernel_table_len() as u64 * 2 * r;
         for (what, bytes) in [
             ("trajectory records of one trajectory", rec_per_traj),
+            ("switching events of one trajectory", events_per_traj),
             (
                 "trajectory scratch of one trajectory",
                 scratch_per_traj + vsave_per_traj,
@@ -584,8 +626,12 @@ impl Sizes {
         if let Some(fit) = binding.checked_div(scratch_per_traj + vsave_per_traj) {
             chunk = chunk.min(fit);
         }
+        if let Some(fit) = binding.checked_div(events_per_traj) {
+            chunk = chunk.min(fit);
+        }
         Ok(Sizes {
             rec_per_traj,
+            events_per_traj,
             scratch_per_traj,
             vsave_per_traj,
             per_group,
@@ -630,21 +676,26 @@ pub fn gpu_units(
     let mut at = offset;
     for &c in counts {
         starts.push(at);
-        accs.push(Accumulator::new(
-            plan.n_saves(),
-            plan.slice(at, c).save_trajectories,
-        ));
+        accs.push(
+            Accumulator::new(plan.n_saves(), plan.slice(at, c).save_trajectories)
+                .classified(plan.classifier.is_some()),
+        );
         at += c;
     }
     let len = plan.n_saves() * RECORD_LEN;
     let (mut unit, mut left, mut next) = (0, counts.first().copied().unwrap_or(0), plan.first_traj + offset);
-    engine.run(&plan.slice(offset, total), &mut |rec: &[f64]| {
-        for r in rec.chunks_exact(len) {
+    let words = plan.max_events() as usize + 2;
+    engine.run(&plan.slice(offset, total), &mut |rec: &[f64], ev: &[u32]| {
+        for (k, r) in rec.chunks_exact(len).enumerate() {
             while left == 0 && unit + 1 < counts.len() {
                 unit += 1;
                 left = counts[unit];
             }
             accs[unit].push(next, r);
+            if let Some(w) = ev.get(k * words..(k + 1) * words) {
+                let kept = (w[0] as usize).min(words - 2);
+                accs[unit].push_changes(next, w[0], w[2..2 + kept].to_vec());
+            }
             next += 1;
             left -= 1;
         }
@@ -694,7 +745,7 @@ mod tests {
     /// The Rust struct and its WGSL twin (as naga lays it out) agree field by field.
     #[test]
     fn traj_params_match_naga_layout() {
-        assert_eq!(std::mem::size_of::<TrajParams>(), 48);
+        assert_eq!(std::mem::size_of::<TrajParams>(), 64);
         let rust = [
             ("seed", std::mem::offset_of!(TrajParams, seed)),
             ("first_traj", std::mem::offset_of!(TrajParams, first_traj)),
@@ -706,6 +757,8 @@ mod tests {
             ("n_sets", std::mem::offset_of!(TrajParams, n_sets)),
             ("budget", std::mem::offset_of!(TrajParams, budget)),
             ("zero", std::mem::offset_of!(TrajParams, zero)),
+            ("max_events", std::mem::offset_of!(TrajParams, max_events)),
+            ("pad0", std::mem::offset_of!(TrajParams, pad)),
         ];
         for def in [
             shaders::TRAJECTORY_LANE_F32,

@@ -155,6 +155,21 @@
 //! `<ref|rho|ref>` (tests/trajectory_fidelity.rs). The GPU kernel records moments only; a GPU
 //! ensemble gets its saved trajectories' fidelity from [`replay_fidelity`].
 //!
+//! # Switching classifier
+//!
+//! With [`TrajectoryOptions::classifier`] each trajectory is classified on line, at every save,
+//! in the twin ([`twin::PhaseLog`]) and in the kernel (`classify` in `shaders/trajectory.wgsl`)
+//! with the same operations in the working precision: `x = S_m (1 / |psi|^2)` (Jz from the
+//! record just written), an exponential moving average `s = x` at save 0 and
+//! `s <- s + alpha (x - s)` after (`alpha = 1 - exp(-dt_save / window)`, from the host: no
+//! transcendental in the kernel), and hysteresis: the phase becomes upper when `s > hi`, lower
+//! when `s < lo`, and is otherwise unchanged (undefined until the first crossing). A change
+//! appends `2 save + upper` to the trajectory's event list (at most
+//! [`Classifier::max_events`]; the count goes on, so an overflow is seen, never a silent
+//! truncation). Nothing else is kept per save; the statistics are
+//! [`crate::analysis::switching`]'s. The GPU keeps the smoothed value in the resumable state
+//! (`rstate` slot 3), the phase and the count in the event buffer itself.
+//!
 //! # Precision
 //!
 //! [`Precision::F32`] or [`Precision::F64`], the same on both backends: the CPU twin
@@ -193,7 +208,7 @@ use num_complex::Complex64 as c64;
 use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
-use twin::{Cx, Real, Twin, TwinInputs};
+use twin::{Cx, PhaseLog, Real, Twin, TwinInputs};
 
 /// Names of the recorded observables, in the order of [`EnsembleResult::mean`]: the first
 /// moments, the symmetrised second moments `<{Ja, Jb}>/2`, the number of jumps so far, and
@@ -212,8 +227,9 @@ pub const QUANTUM_BITS: u32 = 16;
 pub const FULL: u32 = 1 << QUANTUM_BITS;
 /// Table entries per level and step size: `E(h 2^-k)`, k = 0..=QUANTUM_BITS+1.
 pub const TABLE_DEPTH: usize = QUANTUM_BITS as usize + 2;
-/// Length of the header of the real parameter array (then h, q per step-size set).
-pub const HEAD_LEN: usize = 12;
+/// Length of the header of the real parameter array (then h, q per step-size set): the model
+/// and RK constants (12), then the switching classifier's `alpha, lo, hi` (zeros without one).
+pub const HEAD_LEN: usize = 15;
 /// Default `cfl` (see [`TrajectoryOptions::cfl`]).
 pub const DEFAULT_CFL: f64 = 0.5;
 /// Largest |ln| of a factorised table factor (irrep scale or top-irrep entry) per step with
@@ -259,6 +275,40 @@ pub struct TrajectoryOptions {
     /// replays the saved trajectories on the twin: [`replay_fidelity`]). `None`: not computed.
     #[serde(skip)]
     pub reference: Option<Vec<c64>>,
+    /// The on-line switching classifier (module doc, "Switching classifier"); `None`: off.
+    pub classifier: Option<Classifier>,
+}
+
+/// Parameters of the on-line switching classifier (module doc, "Switching classifier").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Classifier {
+    /// Smoothing weight per save, `1 - exp(-dt_save / window)` (computed on the host).
+    pub alpha: f64,
+    /// Hysteresis thresholds on the smoothed Jz: lower phase below `lo`, upper above `hi`.
+    pub lo: f64,
+    pub hi: f64,
+    /// Phase changes kept per trajectory; more is an overflow (reported, never truncated
+    /// silently).
+    pub max_events: u32,
+}
+
+/// Largest [`Classifier::max_events`] (the kernel's event buffer is
+/// `(max_events + 2) x 4` bytes per trajectory of a chunk).
+pub const MAX_EVENTS_LIMIT: u32 = 1 << 20;
+
+/// One trajectory's phase changes as the classifier emitted them: `count` changes, of which
+/// the first `min(count, max_events)` are in `events`, each `2 save + upper`
+/// ([`decode_event`]). `count > events.len()` is an overflow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseChanges {
+    pub index: u64,
+    pub count: u32,
+    pub events: Vec<u32>,
+}
+
+/// `(save, upper)` of an event word `2 save + upper`.
+pub fn decode_event(e: u32) -> (usize, bool) {
+    ((e >> 1) as usize, e & 1 == 1)
 }
 
 impl Default for TrajectoryOptions {
@@ -274,6 +324,7 @@ impl Default for TrajectoryOptions {
             pm: false,
             lanes: 0,
             reference: None,
+            classifier: None,
         }
     }
 }
@@ -330,6 +381,9 @@ pub struct EnsembleResult {
     pub xi2: Vec<f64>,
     /// The first `save_trajectories` trajectories.
     pub trajectories: Vec<SingleTrajectory>,
+    /// With [`TrajectoryOptions::classifier`]: every trajectory's phase changes, in trajectory
+    /// order; empty otherwise.
+    pub changes: Vec<PhaseChanges>,
     /// With [`TrajectoryOptions::pm`]: `pm_mean[t][m + N/2]` = P_m at `times[t]` (the mean
     /// over trajectories of |<j,m|psi>|^2) and its standard error `pm_se`; empty otherwise.
     pub pm_mean: Vec<Vec<f64>>,
@@ -402,6 +456,8 @@ pub struct Plan {
     pub individual: bool,
     /// The fidelity reference ([`TrajectoryOptions::reference`]), normalised.
     pub reference: Option<Vec<c64>>,
+    /// The switching classifier ([`TrajectoryOptions::classifier`]), checked.
+    pub classifier: Option<Classifier>,
 }
 
 impl Plan {
@@ -447,6 +503,7 @@ impl Plan {
             .as_deref()
             .map(|r| check_reference(r, n))
             .transpose()?;
+        let classifier = opts.classifier.map(check_classifier).transpose()?;
         let inv = 1.0 / norm2.sqrt();
         Ok(Plan {
             n_atoms: model.n,
@@ -462,13 +519,14 @@ impl Plan {
             set_steps,
             intervals,
             rate_bound,
-            head: head(model),
+            head: head(model, classifier.as_ref()),
             table,
             scale,
             psi0: psi0.iter().map(|z| z * inv).collect(),
             model: *model,
             individual,
             reference,
+            classifier,
         })
     }
 
@@ -507,8 +565,13 @@ impl Plan {
         self.times.len()
     }
 
-    /// The real parameters: `[Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 1, 2, 3]`,
-    /// then `(h, q = h 2^-QUANTUM_BITS)` per step-size set. Twin: `rp` in trajectory.wgsl.
+    /// Phase changes kept per trajectory by the classifier (0: no classifier).
+    pub fn max_events(&self) -> u32 {
+        self.classifier.map_or(0, |c| c.max_events)
+    }
+
+    /// The real parameters: `[Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3, 1/6, 1, 2, 3,
+    /// alpha, lo, hi]`, then `(h, q = h 2^-QUANTUM_BITS)` per step-size set. Twin: `rp` in trajectory.wgsl.
     pub fn real_params<T: Real>(&self) -> Vec<T> {
         let mut v: Vec<T> = self.head.iter().map(|&x| T::from_f64(x)).collect();
         for &h in &self.set_steps {
@@ -565,6 +628,7 @@ impl Plan {
             },
             intervals: self.intervals.clone(),
             ind: ind.map(T::from_f64),
+            max_events: self.max_events(),
         }
     }
 
@@ -847,11 +911,36 @@ fn irrep_scales(
     Ok(exp_table(set_steps, &de, &dg))
 }
 
+/// The classifier's parameters, checked: `alpha` in (0, 1], finite `lo < hi`, `max_events` in
+/// 1..=[`MAX_EVENTS_LIMIT`].
+fn check_classifier(c: Classifier) -> Result<Classifier, SolverError> {
+    if !(c.alpha > 0.0 && c.alpha <= 1.0) {
+        return Err(unsupported(format!(
+            "switching classifier: smoothing weight alpha = {}: expected a number in (0, 1]",
+            c.alpha
+        )));
+    }
+    if !(c.lo.is_finite() && c.hi.is_finite() && c.lo < c.hi) {
+        return Err(unsupported(format!(
+            "switching classifier: thresholds [{}, {}]: expected finite lo < hi",
+            c.lo, c.hi
+        )));
+    }
+    if c.max_events == 0 || c.max_events > MAX_EVENTS_LIMIT {
+        return Err(unsupported(format!(
+            "switching classifier: max_events = {}: expected 1..={MAX_EVENTS_LIMIT}",
+            c.max_events
+        )));
+    }
+    Ok(c)
+}
+
 /// The header of the real parameters: `[Gamma, w, Gamma_phi, Re cm, Im cm, Re cp, Im cp, 1/3,
-/// 1/6, 1, 2, 3]` ([`Plan::real_params`]).
-fn head(model: &Model) -> [f64; HEAD_LEN] {
+/// 1/6, 1, 2, 3, alpha, lo, hi]` ([`Plan::real_params`]; the classifier's three are 0 without one).
+fn head(model: &Model, classifier: Option<&Classifier>) -> [f64; HEAD_LEN] {
     let cm = c64::from_polar(0.5 * model.drive, -model.phi);
     let ([g, w, gphi], _) = irrep_rates(model, model.n);
+    let c = classifier.map_or([0.0; 3], |c| [c.alpha, c.lo, c.hi]);
     [
         g,
         w,
@@ -865,6 +954,9 @@ fn head(model: &Model) -> [f64; HEAD_LEN] {
         1.0,
         2.0,
         3.0,
+        c[0],
+        c[1],
+        c[2],
     ]
 }
 
@@ -933,9 +1025,34 @@ pub struct Accumulator {
     /// Sums of the populations and of their squares, `[save * (N + 1) + m + N/2]`.
     pm_s1: Vec<f64>,
     pm_s2: Vec<f64>,
+    /// With a classifier ([`Accumulator::classified`]): the phase changes of every trajectory
+    /// pushed, in trajectory order (encoded in the checkpoint payload).
+    classify: bool,
+    changes: Vec<PhaseChanges>,
 }
 
 impl Accumulator {
+    /// This accumulator also holds the classifier's phase changes (`on`), and its payload
+    /// carries them ([`Accumulator::encode`]).
+    pub fn classified(mut self, on: bool) -> Self {
+        self.classify = on;
+        self
+    }
+
+    /// Add the phase changes of trajectory `index` (after its records, in trajectory order).
+    pub fn push_changes(&mut self, index: u64, count: u32, events: Vec<u32>) {
+        self.changes.push(PhaseChanges { index, count, events });
+    }
+
+    /// The first trajectory whose phase changes overflowed the classifier's buffer, as
+    /// (index, changes).
+    pub fn overflow(&self) -> Option<(u64, u32)> {
+        self.changes
+            .iter()
+            .find(|c| c.count as usize > c.events.len())
+            .map(|c| (c.index, c.count))
+    }
+
     /// Trajectories pushed so far.
     pub fn count(&self) -> u64 {
         self.count
@@ -976,6 +1093,7 @@ impl Accumulator {
                 }
             }
             self.count += other.count;
+            self.changes.extend(other.changes);
             kept.extend(other.kept);
         }
         kept.append(&mut self.kept);
@@ -995,10 +1113,19 @@ impl Accumulator {
         for tr in &self.kept {
             e.u64(tr.index).f64s(&flat(&tr.values)).f64s(&tr.fidelity);
         }
+        if self.classify {
+            // Event words are u32: exact as f64.
+            e.u64(self.changes.len() as u64);
+            for c in &self.changes {
+                let ev: Vec<f64> = c.events.iter().map(|&x| f64::from(x)).collect();
+                e.u64(c.index).u64(u64::from(c.count)).f64s(&ev);
+            }
+        }
     }
 
-    /// The accumulator [`Accumulator::encode`] wrote, keeping up to `keep` trajectories.
-    pub fn decode(d: &mut Dec, keep: usize) -> Result<Accumulator, OutputError> {
+    /// The accumulator [`Accumulator::encode`] wrote, keeping up to `keep` trajectories; with
+    /// `classify`, the phase changes follow.
+    pub fn decode(d: &mut Dec, keep: usize, classify: bool) -> Result<Accumulator, OutputError> {
         let (nsave, count) = (d.u64()? as usize, d.u64()?);
         let rows = |v: Vec<f64>| -> Result<Vec<[f64; N_OBS]>, OutputError> {
             v.chunks_exact(N_OBS)
@@ -1023,6 +1150,23 @@ impl Accumulator {
             });
         }
         kept.truncate(keep);
+        let mut changes = Vec::new();
+        if classify {
+            for _ in 0..d.u64()? {
+                let (index, count) = (d.u64()?, d.u64()?);
+                let events = d.f64s()?;
+                if count > u64::from(u32::MAX)
+                    || events.iter().any(|&x| !(0.0..=f64::from(u32::MAX)).contains(&x))
+                {
+                    return Err(bad_unit());
+                }
+                changes.push(PhaseChanges {
+                    index,
+                    count: count as u32,
+                    events: events.into_iter().map(|x| x as u32).collect(),
+                });
+            }
+        }
         Ok(Accumulator {
             nsave,
             count,
@@ -1033,6 +1177,8 @@ impl Accumulator {
             kept,
             pm_s1,
             pm_s2,
+            classify,
+            changes,
         })
     }
 
@@ -1054,6 +1200,8 @@ impl Accumulator {
             kept: Vec::new(),
             pm_s1: Vec::new(),
             pm_s2: Vec::new(),
+            classify: false,
+            changes: Vec::new(),
         }
     }
 
@@ -1219,10 +1367,18 @@ impl<'p, T: Real> Twins<'p, T> {
         self.lower[((n - two_j) / 2 - 1) as usize].get_or_init(|| Twin::new(self.plan.inputs_for(two_j)))
     }
 
-    fn run(&self, traj: u64, out: &mut [T], pm: Option<&mut [T]>, fidelity: Option<&mut [T]>) {
+    fn run(
+        &self,
+        traj: u64,
+        out: &mut [T],
+        pm: Option<&mut [T]>,
+        fidelity: Option<&mut [T]>,
+        log: Option<&mut PhaseLog<T>>,
+    ) {
         let fidelity = fidelity.and_then(|f| self.reference.as_deref().map(|r| (r, f)));
-        if self.plan.individual || pm.is_some() || fidelity.is_some() {
-            self.top.run_with(&|tj| self.get(tj), traj, out, pm, fidelity);
+        if self.plan.individual || pm.is_some() || fidelity.is_some() || log.is_some() {
+            self.top
+                .run_with(&|tj| self.get(tj), traj, out, pm, fidelity, log);
         } else {
             self.top.run(traj, out);
         }
@@ -1231,11 +1387,13 @@ impl<'p, T: Real> Twins<'p, T> {
 
 /// What the twin wrote for a batch of trajectories, in f64, trajectory-major: the records,
 /// with `plan.pm` the populations (`n_saves * (N + 1)` per trajectory; else empty), and the
-/// fidelity (`n_saves` per trajectory) of those among them that are saved, with a reference.
+/// fidelity (`n_saves` per trajectory) of those among them that are saved, with a reference,
+/// and with a classifier every trajectory's phase changes (count, events).
 struct Batch {
     rec: Vec<f64>,
     pm: Vec<f64>,
     fidelity: Vec<Vec<f64>>,
+    changes: Vec<(u32, Vec<u32>)>,
 }
 
 /// The twin's output for trajectories `plan.first_traj + offset ..+ count` ([`Batch`]).
@@ -1248,7 +1406,9 @@ fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u6
     };
     // The fidelity costs nothing for the trajectories that are not saved.
     let nfid = plan.fidelity_count();
-    let per: Vec<(Vec<T>, Vec<T>, Vec<T>)> = (0..count)
+    let classify = plan.classifier.is_some();
+    #[allow(clippy::type_complexity)]
+    let per: Vec<(Vec<T>, Vec<T>, Vec<T>, Option<PhaseLog<T>>)> = (0..count)
         .into_par_iter()
         .map(|i| {
             let mut out = vec![T::ZERO; len];
@@ -1257,20 +1417,31 @@ fn cpu_records_t<T: Real>(tw: &Twins<'_, T>, plan: &Plan, offset: u64, count: u6
             let saved = offset + i < nfid;
             let mut fid = vec![T::ZERO; if saved { plan.n_saves() } else { 0 }];
             let fid_slot = if saved { Some(fid.as_mut_slice()) } else { None };
-            tw.run(plan.first_traj + offset + i, &mut out, pm_slot, fid_slot);
-            (out, pm, fid)
+            let mut log = classify.then(PhaseLog::default);
+            tw.run(
+                plan.first_traj + offset + i,
+                &mut out,
+                pm_slot,
+                fid_slot,
+                log.as_mut(),
+            );
+            (out, pm, fid, log)
         })
         .collect();
     let mut b = Batch {
         rec: Vec::with_capacity(per.len() * len),
         pm: Vec::with_capacity(per.len() * npm),
         fidelity: Vec::new(),
+        changes: Vec::new(),
     };
-    for (r, p, f) in per {
+    for (r, p, f, log) in per {
         b.rec.extend(r.into_iter().map(T::to_f64));
         b.pm.extend(p.into_iter().map(T::to_f64));
         if !f.is_empty() {
             b.fidelity.push(f.into_iter().map(T::to_f64).collect());
+        }
+        if let Some(l) = log {
+            b.changes.push((l.count, l.events));
         }
     }
     b
@@ -1318,7 +1489,7 @@ pub fn cpu_plan(
 /// the saved ones among them).
 pub fn cpu_unit(plan: &Plan, offset: u64, count: u64) -> Accumulator {
     let sub = plan.slice(offset, count);
-    let mut acc = Accumulator::new(sub.n_saves(), sub.save_trajectories);
+    let mut acc = Accumulator::new(sub.n_saves(), sub.save_trajectories).classified(sub.classifier.is_some());
     let fidelity = match sub.precision {
         Precision::F32 => cpu_ensemble::<f32>(&sub, &mut acc),
         Precision::F64 => cpu_ensemble::<f64>(&sub, &mut acc),
@@ -1358,6 +1529,9 @@ fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) -> Vec<Vec<f64>> {
                 acc.push_pm(p);
             }
         }
+        for (i, (count, events)) in b.changes.into_iter().enumerate() {
+            acc.push_changes(plan.first_traj + done + i as u64, count, events);
+        }
         fidelity.extend(b.fidelity);
         done += count;
     }
@@ -1370,13 +1544,14 @@ fn cpu_ensemble<T: Real>(plan: &Plan, acc: &mut Accumulator) -> Vec<Vec<f64>> {
 /// ensemble run ([`run_cpu`], and the GPU's `backend::gpu::trajectory::run_gpu`).
 pub fn finish(
     plan: &Plan,
-    acc: Accumulator,
+    mut acc: Accumulator,
     backend: &'static str,
     device: String,
     start: std::time::Instant,
 ) -> EnsembleResult {
     let (pm_mean, pm_se) = acc.pm_stats();
     let ntraj = acc.count;
+    let changes = std::mem::take(&mut acc.changes);
     let (mean, se, xi2, trajectories) = acc.finish(plan.n_atoms);
     EnsembleResult {
         times: plan.times.clone(),
@@ -1394,6 +1569,7 @@ pub fn finish(
         se,
         xi2,
         trajectories,
+        changes,
         pm_mean,
         pm_se,
         wall_s: start.elapsed().as_secs_f64(),

@@ -148,6 +148,62 @@ pub struct TwinInputs<T> {
     /// 4 gamma_phi a+(j)`; all zero for a collective-only model (then the twin is exactly the
     /// GPU kernel's). `rp[0..3]` then hold the collective rates with the individual a0 parts.
     pub ind: [T; 6],
+    /// Phase changes the switching classifier keeps per trajectory (0: no classifier; its
+    /// `alpha, lo, hi` are `rp[12..15]`).
+    pub max_events: u32,
+}
+
+/// The switching classifier of one trajectory (twin of `classify` in `shaders/trajectory.wgsl`;
+/// solver module doc, "Switching classifier"): the smoothed Jz, the phase (0 undefined,
+/// 1 lower, 2 upper), the number of phase changes and the first `max_events` of them, each
+/// `2 save + upper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseLog<T> {
+    pub smooth: T,
+    pub phase: u32,
+    pub count: u32,
+    pub events: Vec<u32>,
+}
+
+impl<T: Real> Default for PhaseLog<T> {
+    fn default() -> Self {
+        PhaseLog {
+            smooth: T::ZERO,
+            phase: 0,
+            count: 0,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<T: Real> PhaseLog<T> {
+    /// Classify save `save` from its record `rec` (`Jz = rec[1] * (1 / rec[0])`): smooth,
+    /// `s <- x` at save 0 and `s <- s + alpha (x - s)` after; the phase becomes upper when
+    /// `s > hi`, lower when `s < lo`, else stays; a change is logged. `rp`: the real
+    /// parameters (`alpha, lo, hi` at 12..15), in the kernel's order of operations.
+    #[inline(always)]
+    pub fn update(&mut self, rp: &[T], max_events: u32, save: u32, rec: &[T]) {
+        let x = rec[1] * (T::ONE / rec[0]);
+        self.smooth = if save == 0 {
+            x
+        } else {
+            self.smooth + rp[12] * (x - self.smooth)
+        };
+        let mut np = self.phase;
+        if self.smooth > rp[14] {
+            np = 2;
+        }
+        if self.smooth < rp[13] {
+            np = 1;
+        }
+        if np != self.phase {
+            if self.count < max_events {
+                self.events.push(save * 2 + (np - 1));
+            }
+            self.count += 1;
+            self.phase = np;
+        }
+    }
 }
 
 /// The irrep-changing jump operators of PHYSICS.md sec. 4, in the order of
@@ -767,7 +823,7 @@ impl<T: Real> Twin<T> {
     /// Run trajectory `traj` (global index) and write its `n_saves() * RECORD_LEN` record
     /// values into `out`. Uses the AVX2 build of the same code where the CPU has it.
     pub fn run(&self, traj: u64, out: &mut [T]) {
-        self.run_with(&|_| self, traj, out, None, None);
+        self.run_with(&|_| self, traj, out, None, None, None);
     }
 
     /// As [`Twin::run`] for a model with single-atom processes: `self` is the irrep of the
@@ -780,6 +836,9 @@ impl<T: Real> Twin<T> {
     /// `fidelity`, if given (a reference in j = N/2, N + 1 normalised amplitudes, and
     /// `n_saves()` numbers), receives `|<ref|psi>|^2` of the trajectory at every save
     /// (`Twin::fidelity`).
+    ///
+    /// `log`, if given, runs the switching classifier on every record as it is written
+    /// ([`PhaseLog::update`]; needs `max_events > 0` in the inputs to log anything).
     pub fn run_with<'a>(
         &'a self,
         twin_of: &dyn Fn(u32) -> &'a Twin<T>,
@@ -787,14 +846,15 @@ impl<T: Real> Twin<T> {
         out: &mut [T],
         pm: Option<&mut [T]>,
         fidelity: Option<(&[Cx<T>], &mut [T])>,
+        log: Option<&mut PhaseLog<T>>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_avx2(twin_of, traj, out, pm, fidelity) };
+            unsafe { self.run_avx2(twin_of, traj, out, pm, fidelity, log) };
             return;
         }
-        self.run_impl(twin_of, traj, out, pm, fidelity);
+        self.run_impl(twin_of, traj, out, pm, fidelity, log);
     }
 
     /// The populations of the normalised `psi` into `row` (N + 1 numbers, index m + N/2).
@@ -845,6 +905,15 @@ impl<T: Real> Twin<T> {
         }
     }
 
+    /// The switching classifier, where asked for, on the record of save `s` in `out`.
+    #[inline(always)]
+    fn classify(&self, log: &mut Option<&mut PhaseLog<T>>, s: usize, out: &[T]) {
+        if let Some(l) = log.as_deref_mut() {
+            let r = &out[s * RECORD_LEN..(s + 1) * RECORD_LEN];
+            l.update(&self.inp.rp, self.inp.max_events, s as u32, r);
+        }
+    }
+
     /// [`Twin::run_impl`] compiled with AVX2 (same arithmetic: no fused multiply-adds).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
@@ -855,8 +924,9 @@ impl<T: Real> Twin<T> {
         out: &mut [T],
         pm: Option<&mut [T]>,
         fidelity: Option<(&[Cx<T>], &mut [T])>,
+        log: Option<&mut PhaseLog<T>>,
     ) {
-        self.run_impl(twin_of, traj, out, pm, fidelity);
+        self.run_impl(twin_of, traj, out, pm, fidelity, log);
     }
 
     #[inline(always)]
@@ -867,6 +937,7 @@ impl<T: Real> Twin<T> {
         out: &mut [T],
         mut pm: Option<&mut [T]>,
         mut fidelity: Option<(&[Cx<T>], &mut [T])>,
+        mut log: Option<&mut PhaseLog<T>>,
     ) {
         // The initial irrep is j = N/2: its 2j is N.
         let n_atoms = self.inp.two_j as usize;
@@ -874,11 +945,7 @@ impl<T: Real> Twin<T> {
         let nsave = self.n_saves();
         assert_eq!(out.len(), nsave * RECORD_LEN, "record buffer length");
         if let Some((r, f)) = &fidelity {
-            assert_eq!(
-                (r.len(), f.len()),
-                (npm, nsave),
-                "fidelity reference / buffer length"
-            );
+            assert_eq!((r.len(), f.len()), (npm, nsave), "fidelity lengths");
         }
         let mut w = self.work();
         let mut rng = PhiloxStream::new(self.inp.seed, traj);
@@ -893,6 +960,7 @@ impl<T: Real> Twin<T> {
         let mut jumps = 0u32;
         tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
         tw.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms);
+        self.classify(&mut log, 0, out);
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
             let set = set as usize;
             let h = self.inp.rp[HEAD_LEN + 2 * set];
@@ -1007,6 +1075,7 @@ impl<T: Real> Twin<T> {
                 jumps,
             );
             tw.save_hooks(&w, iv + 1, &mut pm, &mut fidelity, n_atoms);
+            self.classify(&mut log, iv + 1, out);
         }
     }
 }
