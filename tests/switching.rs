@@ -68,7 +68,9 @@ fn events(ens: &EnsembleResult) -> Vec<TrajectoryEvents> {
 /// Measured (README, "Switching statistics"): the counted sum depends on the window through
 /// missed short dwells and spurious ones (window 3: +21 %, 6: +1 %, 10: -14 % against
 /// lambda_1); the telegraph fit's G is about half of lambda_1 at this ensemble size (the rise
-/// from the initial state is delayed and the fraction is noisy), and is not asserted.
+/// from the initial state is delayed and the fraction is noisy), and is not asserted. The
+/// window 6 was picked after measuring 3, 6 and 10 on this seed, so this agreement is not an
+/// independent check of the window: choosing it from the dwell statistics is open (issue 13).
 #[test]
 fn cpu_counted_rates_add_up_to_the_liouvillian_gap_n18() {
     let n = 18;
