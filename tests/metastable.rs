@@ -112,7 +112,7 @@ fn blocks_decomposition_equals_the_2n_one() {
         let col = |i: usize| (0..dd).map(|r| u[(r, i)]).collect::<Vec<c64>>();
         let mut ss = hermitian(&col(i0[0]), d);
         let t: c64 = (0..d).map(|i| ss[(i, i)]).sum();
-        ss = ss * faer::Scale(c64::new(1.0 / t.re, 0.0));
+        ss *= faer::Scale(c64::new(1.0 / t.re, 0.0));
         let (mut p, mut q) = split(&hermitian(&col(i1[0]), d));
         let b = brute(&model);
         let jz = |rho: &faer::Mat<c64>| {
