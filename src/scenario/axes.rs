@@ -109,13 +109,14 @@ pub(super) fn scan_axis(
     sc: &Scenario,
     base: &Point,
     context: &str,
+    over_n: bool,
 ) -> Result<(String, Vec<f64>), InputError> {
     let variable = axis_variable(sc, "task.variable", &t.variable)?;
-    if variable == "N" {
+    if variable == "N" && !over_n {
         return Err(InputError::invalid(
             "task.variable",
             "\"N\"",
-            "a continuous parameter (scans over N are not supported: run one scenario per N)",
+            "a continuous parameter (scans over N only with mode = \"spectrum\" or \"metastable\": run one scenario per N)",
         ));
     }
     let values = axis_values(base, "task", context, &t.values, &t.start, &t.stop, &t.num)?;

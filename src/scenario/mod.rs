@@ -63,7 +63,7 @@ pub use axes::{MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
 pub use initial::StateSpec;
 pub use observables::{BASE_OBSERVABLES, EXTRA_OBSERVABLES, ObservableSpec};
 pub use overrides::apply_override;
-pub use task::{EvolveSpec, F32_MIN_ATOL, F32_MIN_RTOL, ScanMode, Task};
+pub use task::{EvolveSpec, F32_MIN_ATOL, F32_MIN_RTOL, Minimize, ScanMode, Task};
 
 use crate::error::InputError;
 use crate::model::Model;

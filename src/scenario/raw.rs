@@ -91,6 +91,18 @@ pub(super) struct RawTask {
     pub(super) k: Option<Num>,
     pub(super) target: Option<Num>,
     pub(super) sector: Option<Num>,
+    // scan of spectra: gap minimised over a second variable at each point, scaling fit
+    pub(super) minimize: Option<RawMinimize>,
+    pub(super) fit: Option<String>,
+}
+
+/// `[task.minimize]` of a scan with `mode = "spectrum"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMinimize {
+    pub(super) variable: Option<String>,
+    pub(super) bracket: Option<Vec<Num>>,
+    pub(super) tol: Option<Num>,
 }
 
 /// One axis of a `kind = "sweep"` task (`[[task.axes]]`): the scan's value fields.

@@ -8,6 +8,7 @@ use super::raw::RawTask;
 use super::{Num, Point, Scenario, SweepSpec};
 use crate::error::InputError;
 use crate::precision::Precision;
+use crate::analysis::scaling::Law;
 use crate::solver::meanfield::Factorisation;
 
 /// What to compute.
@@ -109,15 +110,29 @@ pub enum ScanMode {
         precision: Option<Precision>,
     },
     /// The `k` Liouvillian eigenvalues nearest `target` (`mode = "spectrum"`), as
-    /// `kind = "spectrum"` at each point.
+    /// `kind = "spectrum"` at each point; with `minimize`, at the value of a second variable
+    /// that minimises the gap at that point; with `fit`, a scaling law of the gap against the
+    /// scanned variable.
     Spectrum {
         k: usize,
         target: f64,
         sector: Option<i64>,
+        minimize: Option<Minimize>,
+        fit: Option<Law>,
     },
     /// The metastable decomposition at each point (`mode = "metastable"`), as
     /// `kind = "metastable"`.
     Metastable,
+}
+
+/// `[task.minimize]`: the gap minimised over `variable` in [lo, hi] at every scan point (a
+/// coarse grid, then golden-section search to `tol`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Minimize {
+    pub variable: String,
+    pub lo: f64,
+    pub hi: f64,
+    pub tol: f64,
 }
 
 /// The f32 GPU kernel computes its error estimate in f32, so below this rtol the estimate
@@ -164,6 +179,7 @@ struct Present {
     scan: [(&'static str, bool); 6],
     fixed_points: [(&'static str, bool); 3],
     spectrum: [(&'static str, bool); 3],
+    scaling: [(&'static str, bool); 2],
 }
 
 impl Present {
@@ -212,6 +228,7 @@ impl Present {
                 ("target", t.target.is_some()),
                 ("sector", t.sector.is_some()),
             ],
+            scaling: [("minimize", t.minimize.is_some()), ("fit", t.fit.is_some())],
         }
     }
 }
@@ -252,6 +269,9 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
             &kind,
             " (spectrum fields, for kind = \"spectrum\" or a scan with mode = \"spectrum\")",
         )?;
+    }
+    if !(t.kind == "scan" && t.mode.as_deref() == Some("spectrum")) {
+        refuse(&f.scaling, &kind, " (for a scan with mode = \"spectrum\")")?;
     }
     match t.kind.as_str() {
         // The trajectory ensemble is the evolve task's `method = "trajectories"`.
@@ -432,7 +452,13 @@ fn scan_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Ta
         Some("spectrum") => {
             let (k, target, sector) =
                 spectrum_fields(t, base, f, "kind = \"scan\" with mode = \"spectrum\"")?;
-            ScanMode::Spectrum { k, target, sector }
+            ScanMode::Spectrum {
+                k,
+                target,
+                sector,
+                minimize: minimize_fields(t, sc, base)?,
+                fit: fit_field(t)?,
+            }
         }
         Some("metastable") => {
             metastable_fields(f, "kind = \"scan\" with mode = \"metastable\"")?;
@@ -449,12 +475,92 @@ fn scan_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Ta
             ));
         }
     };
-    let (variable, values) = scan_axis(t, sc, base, "kind = \"scan\"")?;
+    let over_n = matches!(mode, ScanMode::Spectrum { .. } | ScanMode::Metastable);
+    let (variable, values) = scan_axis(t, sc, base, "kind = \"scan\"", over_n)?;
+    if let ScanMode::Spectrum {
+        minimize: Some(m), ..
+    } = &mode
+        && m.variable == variable
+    {
+        return Err(InputError::invalid(
+            "task.minimize.variable",
+            format!("\"{}\"", m.variable),
+            "a variable other than the scanned one",
+        ));
+    }
     Ok(Task::Scan {
         variable,
         values,
         mode,
     })
+}
+
+/// `[task.minimize]` (scan of spectra only; refused elsewhere by `Present`).
+fn minimize_fields(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Option<Minimize>, InputError> {
+    let Some(m) = &t.minimize else { return Ok(None) };
+    let variable = m.variable.clone().ok_or_else(|| {
+        InputError::invalid(
+            "task.minimize.variable",
+            "(missing)",
+            "the variable or model parameter to minimise the gap over",
+        )
+    })?;
+    if !sc.defs.contains_key(&variable) && !crate::model::PARAM_NAMES.contains(&variable.as_str())
+        || variable == "N"
+    {
+        return Err(InputError::invalid(
+            "task.minimize.variable",
+            format!("\"{variable}\""),
+            "a continuous variable of [variables] or a model parameter",
+        ));
+    }
+    let bracket = m.bracket.as_ref().ok_or_else(|| {
+        InputError::invalid("task.minimize.bracket", "(missing)", "[lo, hi], the search interval")
+    })?;
+    let vals = bracket
+        .iter()
+        .map(|n| base.eval("task.minimize.bracket", n))
+        .collect::<Result<Vec<f64>, _>>()?;
+    let [lo, hi] = vals[..] else {
+        return Err(InputError::invalid(
+            "task.minimize.bracket",
+            format!("{vals:?}"),
+            "two numbers [lo, hi]",
+        ));
+    };
+    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+        return Err(InputError::invalid(
+            "task.minimize.bracket",
+            format!("[{lo}, {hi}]"),
+            "finite numbers with lo < hi",
+        ));
+    }
+    let tol = match &m.tol {
+        None => 1e-3 * (hi - lo),
+        Some(n) => base.eval("task.minimize.tol", n)?,
+    };
+    if !(tol > 1e-9 * (hi - lo) && tol < hi - lo) {
+        return Err(InputError::invalid(
+            "task.minimize.tol",
+            tol,
+            format!("a tolerance in ({:e}, {}) (a fraction of the bracket)", 1e-9 * (hi - lo), hi - lo),
+        ));
+    }
+    Ok(Some(Minimize { variable, lo, hi, tol }))
+}
+
+/// `fit = "power" | "exponential"` of a scan of spectra.
+fn fit_field(t: &RawTask) -> Result<Option<Law>, InputError> {
+    match t.fit.as_deref() {
+        None => Ok(None),
+        Some("power") => Ok(Some(Law::Power)),
+        Some("exponential") => Ok(Some(Law::Exponential)),
+        Some(other) => Err(InputError::invalid(
+            "task.fit",
+            format!("\"{other}\""),
+            "\"power\" (gap = A v^b) or \"exponential\" (gap = A e^(b v))",
+        )),
+    }
 }
 
 /// `mode = "evolve"` of a scan: the evolve fields and the GPU precision (f32 floors rtol).
@@ -494,7 +600,7 @@ fn fixed_points_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> R
     refuse(&f.scan[..1], ctx, "")?; // mode
     let integrate = fixed_points_run(t, base, f)?;
     let factorisations = factorisations(t)?;
-    let (variable, values) = scan_axis(t, sc, base, ctx)?;
+    let (variable, values) = scan_axis(t, sc, base, ctx, false)?;
     let span = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let boundary_tol = positive(
         base,

@@ -14,6 +14,7 @@
 pub mod evolve;
 #[cfg(feature = "gpu")]
 mod evolve_gpu;
+mod gap_min;
 mod metastable;
 mod sink;
 mod spectrum;
@@ -31,7 +32,7 @@ pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) ->
     match mode {
         ScanMode::SteadyState => steady::run(sc, variable, ctx),
         ScanMode::Evolve { spec, precision } => evolve::run(sc, variable, spec, *precision, ctx),
-        ScanMode::Spectrum { k, target, sector } => spectrum::run(sc, variable, *k, *target, *sector, ctx),
+        ScanMode::Spectrum { .. } => spectrum::run(sc, variable, mode, ctx),
         ScanMode::Metastable => metastable::run(sc, variable, ctx),
     }
 }

@@ -11,10 +11,12 @@
 //! excluded) against the scanned variable, and `gap.png`, both gaps against it. A shard
 //! writes its points' rows and no figure.
 
+use super::gap_min;
+use crate::analysis::scaling::{self, Fit, Law};
 use crate::c64;
 use crate::error::{Error, SolverError};
 use crate::output::{CsvWriter, plot};
-use crate::scenario::Scenario;
+use crate::scenario::{ScanMode, Scenario};
 use crate::task::checkpoint::{Dec, Enc};
 use crate::task::context::Context;
 use crate::task::policy::{self, Kernel};
@@ -24,14 +26,18 @@ use crate::task::spectrum::{gap, solve};
 use serde_json::json;
 
 /// Run a scan of spectra (module doc).
-pub fn run(
-    sc: &Scenario,
-    variable: &str,
-    k: usize,
-    target: f64,
-    sector: Option<i64>,
-    ctx: &mut Context,
-) -> Result<Report, Error> {
+pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) -> Result<Report, Error> {
+    let ScanMode::Spectrum {
+        k,
+        target,
+        sector,
+        minimize,
+        fit,
+    } = mode
+    else {
+        unreachable!("scan::run dispatches mode = \"spectrum\" here")
+    };
+    let (k, target, sector) = (*k, *target, *sector);
     let engine = policy::resolve(
         ctx.backend,
         &Kernel::CpuOnly { solver: "spectrum" },
@@ -44,6 +50,9 @@ pub fn run(
     let sp_header: Vec<String> = [variable, "k", "re", "im", "residual"].map(String::from).to_vec();
     let mut sp_csv = CsvWriter::create(&ctx.path("spectrum.csv")?, &sp_header)?;
     let mut columns = x_names.clone();
+    if let Some(m) = minimize {
+        columns.push(m.variable.clone());
+    }
     columns.push("gap".into());
     columns.push("gap_im".into());
     let mut obs_csv = CsvWriter::create(&ctx.path("observables.csv")?, &columns)?;
@@ -54,24 +63,34 @@ pub fn run(
         ctx.progress,
         "scan (spectrum)",
         |i| {
-            let sp = solve(&points[i].model, k, target, sector).map_err(|cause| SolverError::ScanPoint {
+            let at_point = |cause| SolverError::ScanPoint {
                 index: i,
                 variable: variable.to_string(),
                 value: xvals(i)[0],
                 cause: Box::new(cause),
                 others: String::new(),
-            })?;
+            };
+            let one = |model: &crate::model::Model| solve(model, k, target, sector);
+            let (x_min, sp) = match minimize {
+                None => (f64::NAN, one(&points[i].model).map_err(at_point)?),
+                Some(m) => gap_min::minimize(sc, variable, xvals(i)[0], m, one).map_err(|e| match e {
+                    Error::Solver(cause) => at_point(cause).into(),
+                    other => other,
+                })?,
+            };
             let flat: Vec<f64> = sp
                 .pairs
                 .iter()
                 .flat_map(|p| [p.value.re, p.value.im, p.residual])
                 .collect();
             let mut e = Enc::default();
-            e.f64s(&flat);
+            e.f64s(&flat).f64s(&[x_min]);
             Ok(e.0)
         },
         |i, payload| {
-            let flat = Dec(&payload).f64s()?;
+            let mut dec = Dec(&payload);
+            let flat = dec.f64s()?;
+            let x_min = dec.f64s()?;
             let x = xvals(i);
             let values: Vec<c64> = flat.chunks_exact(3).map(|c| c64::new(c[0], c[1])).collect();
             for (j, c) in flat.chunks_exact(3).enumerate() {
@@ -80,6 +99,9 @@ pub fn run(
             }
             let g = gap(&values);
             let mut row = x.clone();
+            if minimize.is_some() {
+                row.extend(&x_min);
+            }
             row.push(g.re.unwrap_or(f64::NAN));
             row.push(g.im.unwrap_or(f64::NAN));
             obs_csv.row(&row)?;
@@ -93,7 +115,14 @@ pub fn run(
         files.extend(draw(ctx, variable, points[0].model.n, &lowest)?);
         files.push(draw_gaps(ctx, variable, points[0].model.n, &table)?);
     }
-    let gi = x_names.len(); // the gap column
+    let gi = columns.len() - 2; // the gap column
+    let fitted = fit.and_then(|law| {
+        let (v, g): (Vec<f64>, Vec<f64>) = table.iter().map(|r| (r[0], r[gi])).unzip();
+        scaling::fit(law, &v, &g)
+    });
+    if let (Some(f), true) = (&fitted, sc.plot && units.whole()) {
+        files.push(draw_scaling(ctx, variable, &table, gi, f)?);
+    }
     let best = table
         .iter()
         .filter(|r| r[gi].is_finite())
@@ -107,6 +136,17 @@ pub fn run(
         "k": k,
         "target": target,
         "sector": sector,
+        "minimize": minimize.as_ref().map(|m| json!({"variable": m.variable, "bracket": [m.lo, m.hi], "tol": m.tol})),
+        "fit": fitted.map(|f| json!({
+            "law": f.law.name(),
+            "quantity": "gap",
+            "prefactor": jnum(f.prefactor),
+            "prefactor_err": jnum(f.prefactor_err),
+            "exponent": jnum(f.exponent),
+            "exponent_err": jnum(f.exponent_err),
+            "points": f.points,
+            "rms_ln_residual": jnum(f.rms_ln),
+        })),
     });
     Ok(Report {
         coverage: Some(units.coverage()),
@@ -181,4 +221,41 @@ fn draw_gaps(ctx: &Context, variable: &str, n: usize, table: &[Vec<f64>]) -> Res
         &sets,
     )?;
     Ok("gap.png".into())
+}
+
+/// `scaling.png`: the gap against the scanned variable with the fitted law (log-log for a
+/// power law, semi-log for an exponential; seed 000 Fig. 2d).
+fn draw_scaling(ctx: &Context, variable: &str, table: &[Vec<f64>], gi: usize, f: &Fit) -> Result<String, Error> {
+    let pts: Vec<(f64, f64)> = table.iter().map(|r| (r[0], r[gi])).collect();
+    let (lo, hi) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let line: Vec<(f64, f64)> = (0..=100)
+        .map(|i| {
+            let v = match f.law {
+                Law::Power => lo * (hi / lo).powf(i as f64 / 100.0),
+                Law::Exponential => lo + (hi - lo) * i as f64 / 100.0,
+            };
+            (v, f.at(v))
+        })
+        .collect();
+    let name = match f.law {
+        Law::Power => format!(
+            "gap = {:.3} {variable}^({:.3} +- {:.3})",
+            f.prefactor, f.exponent, f.exponent_err
+        ),
+        Law::Exponential => format!(
+            "gap = {:.3} exp(({:.4} +- {:.4}) {variable})",
+            f.prefactor, f.exponent, f.exponent_err
+        ),
+    };
+    plot::scaling_plot(
+        &ctx.path("scaling.png")?,
+        &format!("Liouvillian gap against {variable}: {} fit", f.law.name()),
+        (variable, "gap: min |Re lambda| (rate units of the model)"),
+        &pts,
+        Some((&name, &line)),
+        f.law == Law::Power,
+    )?;
+    Ok("scaling.png".into())
 }
