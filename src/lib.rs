@@ -9,6 +9,7 @@
 //! initial state -> a solver in [`solver`] -> observables ([`observe`]) -> [`output`].
 //! The library never prints or exits; `main.rs` is a thin CLI over [`run`].
 
+pub mod analysis;
 pub mod backend;
 pub mod basis;
 pub mod error;
