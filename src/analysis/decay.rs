@@ -160,6 +160,7 @@ impl fmt::Display for NoFit {
                      {floor:.3e} (at least {MIN_SAMPLES} of one sign are needed)"
                 )?;
                 match lambda_estimate {
+                    _ if *sign_changes >= 2 => {}
                     Some(l) if *l > 0.0 => write!(
                         f,
                         ": d decays at ~{l:.3e}; save more densely or end at t_end ~ a few / lambda \
@@ -218,11 +219,7 @@ fn line(t: &[f64], y: &[f64], w: &[f64]) -> Option<Line> {
         .map(|i| w[i] * (y[i] - intercept - slope * t[i]).powi(2))
         .sum();
     let se = (ss / (n - 2) as f64 / sxx).sqrt();
-    Some(Line {
-        slope,
-        intercept,
-        se,
-    })
+    Some(Line { slope, intercept, se })
 }
 
 /// The samples in log form: ln|d|, weights, and which are usable (module doc, step 1).
@@ -316,7 +313,9 @@ struct Samples<'a> {
 impl Samples<'_> {
     /// The slope an error sigma of d can make over [a, e]: 2 sigma / min|d| / (t_e - t_a).
     fn accuracy(&self, a: usize) -> f64 {
-        let dmin = self.d[a..=self.e].iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
+        let dmin = self.d[a..=self.e]
+            .iter()
+            .fold(f64::INFINITY, |m, v| m.min(v.abs()));
         2.0 * self.sigma / dmin / (self.t[self.e] - self.t[a])
     }
 
@@ -358,13 +357,7 @@ pub fn fit(t: &[f64], d: &[f64], sigma: f64) -> Result<DecayFit, NoFit> {
         let estimate = (e > s).then(|| -(logs.y[e] - logs.y[s]) / (t[e] - t[s]));
         return Err(too_few(e + 1 - s, estimate));
     }
-    let samples = Samples {
-        t,
-        d,
-        logs,
-        sigma,
-        e,
-    };
+    let samples = Samples { t, d, logs, sigma, e };
     // The longest agreeing window (the earliest start), over at most MAX_CANDIDATES starts
     // and always the shortest window.
     let shortest = e + 1 - MIN_SAMPLES;
@@ -441,7 +434,10 @@ mod tests {
             let f = fit(&t, &d, 1e-12).unwrap();
             let z = (f.lambda - 0.05).abs() / f.lambda_err;
             if seed == 0 || z > 1.0 {
-                eprintln!("seed {seed}: z = {z:.2} {f:?} window t = [{}, {}]", t[f.window.0], t[f.window.1]);
+                eprintln!(
+                    "seed {seed}: z = {z:.2} {f:?} window t = [{}, {}]",
+                    t[f.window.0], t[f.window.1]
+                );
             }
             within += usize::from(z <= 1.0);
             worst = worst.max(z);
@@ -488,8 +484,14 @@ mod tests {
     #[test]
     fn bad_input_is_no_fit() {
         assert_eq!(fit(&[0.0, 1.0], &[1.0], 1e-10).unwrap_err().code(), "bad_input");
-        assert_eq!(fit(&[1.0, 0.0], &[1.0, 1.0], 1e-10).unwrap_err().code(), "bad_input");
-        assert_eq!(fit(&[0.0, 1.0], &[1.0, 1.0], 0.0).unwrap_err().code(), "bad_input");
+        assert_eq!(
+            fit(&[1.0, 0.0], &[1.0, 1.0], 1e-10).unwrap_err().code(),
+            "bad_input"
+        );
+        assert_eq!(
+            fit(&[0.0, 1.0], &[1.0, 1.0], 0.0).unwrap_err().code(),
+            "bad_input"
+        );
         assert_eq!(fit(&[], &[], 1e-10).unwrap_err().code(), "below_floor");
         let e = fit(&[0.0, 1.0, 2.0], &[0.0, f64::NAN, 0.0], 1e-10).unwrap_err();
         assert_eq!(e.code(), "below_floor");

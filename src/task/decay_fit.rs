@@ -45,12 +45,20 @@ pub fn run(
     dir: &Path,
 ) -> Result<(Value, Vec<String>), Error> {
     let Some(col) = table.names.iter().position(|n| n == observable) else {
-        return Ok((no_fit(observable, f64::NAN, "bad_input", "no such column"), vec![]));
+        return Ok((
+            no_fit(observable, f64::NAN, "bad_input", "no such column"),
+            vec![],
+        ));
     };
     let t: Vec<f64> = table.rows.iter().map(|r| r[0]).collect();
     let o: Vec<f64> = table.rows.iter().map(|r| r[col + 1]).collect();
     let o_inf = match steady_state::solve_point(sc, p) {
-        Ok(sol) => sol.rows.first().and_then(|r| r.get(col)).copied().unwrap_or(f64::NAN),
+        Ok(sol) => sol
+            .rows
+            .first()
+            .and_then(|r| r.get(col))
+            .copied()
+            .unwrap_or(f64::NAN),
         Err(e) => {
             let reason = format!("the exact steady state (<O>(inf)) could not be computed: {e}");
             return Ok((no_fit(observable, f64::NAN, "no_steady_state", &reason), vec![]));
@@ -110,8 +118,15 @@ fn no_fit(observable: &str, o_inf: f64, status: &str, reason: &str) -> Value {
     })
 }
 
-/// decay_fit.png: ln|d(t)| with the fitted line over its window, and the accuracy floor where
-/// the data come within 3 e-folds of it.
+/// A time for a title: four decimals, trailing zeros dropped.
+fn short(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// decay_fit.png, two panels against t: ln|d(t)| with the fitted line over its window (and the
+/// accuracy floor where the data come within 3 e-folds of it); the residual of the fit over
+/// the window, ln|d| - (c - lambda t).
 fn figure(
     path: &Path,
     observable: &str,
@@ -124,49 +139,65 @@ fn figure(
         .iter()
         .map(|v| if *v != 0.0 { v.abs().ln() } else { f64::NAN })
         .collect();
-    let line: Vec<f64> = match fit {
-        Some(f) => (0..t.len())
-            .map(|i| {
-                if (f.window.0..=f.window.1).contains(&i) {
-                    f.intercept - f.lambda * t[i]
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect(),
-        None => vec![f64::NAN; t.len()],
-    };
+    let in_window = |i: usize| fit.is_some_and(|f| (f.window.0..=f.window.1).contains(&i));
+    let model = |i: usize| fit.map_or(f64::NAN, |f| f.intercept - f.lambda * t[i]);
+    let line: Vec<f64> = (0..t.len())
+        .map(|i| if in_window(i) { model(i) } else { f64::NAN })
+        .collect();
+    let residual: Vec<f64> = (0..t.len())
+        .map(|i| {
+            if in_window(i) {
+                ln_d[i] - model(i)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
     let ln_floor = (decay::FLOOR_FACTOR * sigma).ln();
-    let lowest = ln_d.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
-    let floor: Vec<f64> = vec![if lowest < ln_floor + 3.0 { ln_floor } else { f64::NAN }; t.len()];
-    let title = match fit {
-        Some(f) => format!(
-            "<{observable}> relaxes at lambda = {:.5e} +- {:.1e} (fit over t in [{:.4}, {:.4}])",
-            f.lambda, f.lambda_err, t[f.window.0], t[f.window.1]
-        ),
-        None => format!("<{observable}>: no single-exponential tail (see result.json decay_fit)"),
-    };
-    let y_label = format!("ln |<{observable}>(t) - <{observable}>(inf)|");
-    let series = vec![
+    let lowest = ln_d
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let floor = vec![ln_floor; t.len()];
+    let mut top = vec![
         Series {
             name: "ln |d(t)|, exact evolution",
             y: &ln_d,
         },
         Series {
-            name: "fit c - lambda t (window)",
+            name: "fit c - lambda t over its window",
             y: &line,
         },
-        Series {
+    ];
+    if lowest < ln_floor + 3.0 {
+        top.push(Series {
             name: "accuracy floor",
             y: &floor,
-        },
-    ];
-    plot::line_plot(
-        path,
-        &title,
-        "t (1/rate unit of the model)",
-        t,
-        &[(y_label.as_str(), series)],
-    )?;
+        });
+    }
+    let title = match fit {
+        Some(f) => format!(
+            "<{observable}>(t) - <{observable}>(inf) ~ exp(-lambda t): lambda = {:.5e} ± {:.1e}, \
+             t in [{}, {}]",
+            f.lambda,
+            f.lambda_err,
+            short(t[f.window.0]),
+            short(t[f.window.1])
+        ),
+        None => format!("<{observable}>: no single-exponential tail (result.json: decay_fit)"),
+    };
+    let y_top = format!("ln |<{observable}>(t) - <{observable}>(inf)|");
+    let mut panels = vec![(y_top.as_str(), top)];
+    if fit.is_some() {
+        panels.push((
+            "residual of the fit",
+            vec![Series {
+                name: "ln |d| - (c - lambda t), window",
+                y: &residual,
+            }],
+        ));
+    }
+    plot::line_plot(path, &title, "t (1/rate unit of the model)", t, &panels)?;
     Ok(())
 }
