@@ -210,7 +210,7 @@ fn line(t: &[f64], y: &[f64], w: &[f64]) -> Option<Line> {
         sxx += w[i] * (t[i] - tbar).powi(2);
         sxy += w[i] * (t[i] - tbar) * (y[i] - ybar);
     }
-    if !(sxx > 0.0) {
+    if sxx.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     let slope = sxy / sxx;
@@ -363,9 +363,10 @@ pub fn fit(t: &[f64], d: &[f64], sigma: f64) -> Result<DecayFit, NoFit> {
     let shortest = e + 1 - MIN_SAMPLES;
     let stride = (shortest - s).div_ceil(MAX_CANDIDATES).max(1);
     let starts = std::iter::once(shortest).chain((s..shortest).rev().step_by(stride));
+    // From the back: the earliest start first, stopping at the first that agrees.
     let longest = starts
         .filter_map(|a| samples.window(a).filter(Window::agrees))
-        .last();
+        .next_back();
     // The margin: the latter three quarters of the longest agreeing window (module doc).
     let best = longest.and_then(|w| {
         let a = (w.a + (e + 1 - w.a) / 4).min(shortest);
@@ -427,7 +428,7 @@ mod tests {
             let d: Vec<f64> = t
                 .iter()
                 .map(|&t| {
-                    let v = 2.0 * (-0.05 * t).exp() + 100.0 * (-1.0 * t).exp();
+                    let v = 2.0 * (-0.05 * t).exp() + 100.0 * (-t).exp();
                     v * (1.0 + 1e-6 * noise(&mut rng))
                 })
                 .collect();
@@ -474,7 +475,7 @@ mod tests {
     #[test]
     fn a_short_run_says_what_t_end_is_needed() {
         let t: Vec<f64> = (0..50).map(|i| i as f64 * 0.1).collect();
-        let d: Vec<f64> = t.iter().map(|&t| (-0.1 * t).exp() + (-1.0 * t).exp()).collect();
+        let d: Vec<f64> = t.iter().map(|&t| (-0.1 * t).exp() + (-t).exp()).collect();
         let e = fit(&t, &d, 1e-14).unwrap_err();
         assert_eq!(e.code(), "not_single_exponential", "{e}");
         assert!(e.t_needed().unwrap() > 9.0, "{e}");
