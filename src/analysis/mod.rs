@@ -1,7 +1,10 @@
-//! Statistics over results that the solvers produce, independent of how they were computed:
-//! [`switching`] (dwell times, switching rates and the telegraph fit of a two-phase signal),
-//! [`scaling`] (power-law and exponential fits of a quantity against the system size).
-//! A leaf of the crate: it imports no other module of it.
+//! Statistics over results that the solvers produce, independent of how they were computed
+//! (pure numerics on numbers the tasks already hold: no states, no files):
+//! [`decay`] (the late-time decay rate of a relaxing observable: the Liouvillian gap from
+//! dynamics, `[task] decay_fit`), [`switching`] (dwell times, switching rates and the telegraph
+//! fit of a two-phase signal), [`scaling`] (power-law and exponential fits of a quantity
+//! against the system size). A leaf of the crate: it imports no other module of it.
 
+pub mod decay;
 pub mod scaling;
 pub mod switching;

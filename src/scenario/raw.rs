@@ -62,6 +62,7 @@ pub(super) struct RawTask {
     pub(super) rtol: Option<Num>,
     pub(super) atol: Option<Num>,
     pub(super) max_steps: Option<Num>,
+    pub(super) decay_fit: Option<String>,
     // trajectories
     pub(super) ntraj: Option<Num>,
     pub(super) seed: Option<Num>,

@@ -14,12 +14,15 @@ use crate::solver::meanfield::Factorisation;
 /// What to compute.
 #[derive(Debug, Clone)]
 pub enum Task {
-    /// Time evolution from the initial state, saving at `times`.
+    /// Time evolution from the initial state, saving at `times`; `decay_fit` names the
+    /// observable column whose late-time decay rate is fitted (the Liouvillian gap from
+    /// dynamics, `analysis::decay`).
     Evolve {
         times: Vec<f64>,
         rtol: f64,
         atol: f64,
         max_steps: usize,
+        decay_fit: Option<String>,
     },
     /// A Monte-Carlo wave-function ensemble from the initial state, saving at `times`.
     Trajectories {
@@ -273,10 +276,11 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
     if !(t.kind == "scan" && t.mode.as_deref() == Some("spectrum")) {
         refuse(&f.scaling, &kind, " (for a scan with mode = \"spectrum\")")?;
     }
+    decay_fit_kind(t)?;
     match t.kind.as_str() {
         // The trajectory ensemble is the evolve task's `method = "trajectories"`.
         "evolve" if t.method.as_deref() == Some("trajectories") => trajectories_task(t, base, &f),
-        "evolve" => evolve_task(t, base, &f),
+        "evolve" => evolve_task(t, sc, base, &f),
         "trajectories" => trajectories_task(t, base, &f),
         "steady_state" => {
             let ctx = "kind = \"steady_state\"";
@@ -356,8 +360,52 @@ fn spectrum_fields(
     Ok((k, target, sector))
 }
 
+/// `task.decay_fit` only on `kind = "evolve"` with the exact method (the method's name is
+/// checked here only where it is one of the others; `super::method` checks the rest).
+fn decay_fit_kind(t: &RawTask) -> Result<(), InputError> {
+    let Some(name) = &t.decay_fit else {
+        return Ok(());
+    };
+    let expected = "no `decay_fit` here: the late-time decay fit is for kind = \"evolve\" with \
+                    method = \"exact\" (the master equation), whose <O>(inf) is the exact steady state";
+    match (t.kind.as_str(), t.method.as_deref()) {
+        ("evolve", None | Some("exact")) => Ok(()),
+        ("evolve", Some(m)) if !matches!(m, "meanfield" | "cumulant" | "trajectories") => Ok(()),
+        (kind, method) => Err(InputError::invalid(
+            "task.decay_fit",
+            format!("\"{name}\""),
+            format!(
+                "{expected} (this is kind = \"{kind}\"{})",
+                method.map(|m| format!(", method = \"{m}\"")).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// `task.decay_fit`: one of the observable columns the evolution writes.
+fn decay_fit(t: &RawTask, sc: &Scenario) -> Result<Option<String>, InputError> {
+    let Some(name) = &t.decay_fit else {
+        return Ok(None);
+    };
+    let mut columns: Vec<String> = super::BASE_OBSERVABLES.iter().map(|c| c.to_string()).collect();
+    columns.extend(sc.observables.columns.iter().cloned());
+    if columns.contains(name) {
+        Ok(Some(name.clone()))
+    } else {
+        Err(InputError::invalid(
+            "task.decay_fit",
+            format!("\"{name}\""),
+            format!(
+                "the name of an observable column the evolution writes: one of {} (others: add \
+                 them to [observables] columns)",
+                columns.join(", ")
+            ),
+        ))
+    }
+}
+
 /// `kind = "evolve"`.
-fn evolve_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputError> {
+fn evolve_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present) -> Result<Task, InputError> {
     let ctx = "kind = \"evolve\"";
     refuse(&f.scan, ctx, "")?;
     refuse(&f.traj, ctx, "")?;
@@ -373,6 +421,7 @@ fn evolve_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputErro
         rtol,
         atol,
         max_steps,
+        decay_fit: decay_fit(t, sc)?,
     })
 }
 

@@ -95,8 +95,14 @@ enum Start {
 }
 
 /// Run `kind = "evolve"` with the scenario's method: the exact solver, or mean field /
-/// cumulants ([`approx`]) writing the same columns.
-pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report, Error> {
+/// cumulants ([`approx`]) writing the same columns; with `decay_fit` (exact method), the
+/// late-time decay rate of that column ([`decay_fit`](super::decay_fit)).
+pub fn run(
+    sc: &Scenario,
+    spec: &EvolveSpec,
+    decay_fit: Option<&str>,
+    ctx: &mut Context,
+) -> Result<Report, Error> {
     let method = sc.method;
     let solver = approx::cpu_solver(method);
     let engine = policy::resolve(ctx.backend, &Kernel::CpuOnly { solver }, ctx.gpu.clone())?;
@@ -211,6 +217,11 @@ pub fn run(sc: &Scenario, spec: &EvolveSpec, ctx: &mut Context) -> Result<Report
         files.push("pm.csv".into());
     }
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    if let (Some(name), Start::Exact { .. }) = (decay_fit, &start) {
+        let (fit, figure) = super::decay_fit::run(sc, p, spec, &table, name, ctx.dir)?;
+        results["decay_fit"] = fit;
+        files.extend(figure);
+    }
     Ok(Report {
         coverage: None,
         task: "evolve",

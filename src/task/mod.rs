@@ -23,6 +23,7 @@ pub mod approx;
 pub mod checkpoint;
 pub mod checks;
 pub mod context;
+pub mod decay_fit;
 pub mod estimate;
 pub mod evolve;
 pub mod evolve_checkpoint;
@@ -98,6 +99,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
             rtol,
             atol,
             max_steps,
+            decay_fit,
         } => {
             let spec = crate::scenario::EvolveSpec {
                 times: times.clone(),
@@ -105,7 +107,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
                 atol: *atol,
                 max_steps: *max_steps,
             };
-            evolve::run(sc, &spec, ctx)
+            evolve::run(sc, &spec, decay_fit.as_deref(), ctx)
         }
         Task::SteadyState => steady_state::run(sc, ctx),
         Task::Spectrum { k, target, sector } => spectrum::run(sc, *k, *target, *sector, ctx),
