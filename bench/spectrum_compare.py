@@ -192,6 +192,7 @@ def compare(a, b):
     return {"max_abs_diff": float(d.max()), "max_rel_diff": float((d / scale).max()),
             "pairs": [[za[i].real, za[i].imag, zb[j].real, zb[j].imag, float(c)]
                       for i, j, c in zip(ri, ci, d)],
+            # how many matched pairs agree to 1e-6 relative (PIQS's float32 rates: ~1e-7)
             "agree_1e-6_rel": int(np.sum(d / scale < 1e-6))}
 
 
@@ -237,25 +238,27 @@ def main():
 
 def print_table(results):
     print()
-    print(f"{'problem':<16}{'QuTiP variant':<22}{'dim Q/d':>18}{'QuTiP build+eigs':>20}"
-          f"{'QuTiP MiB':>11}{'dicke s':>9}{'dicke MiB':>11}{'speed-up':>10}{'max |dl|':>11}")
+    print(f"{'problem':<18}{'QuTiP variant':<22}{'dim Q/d':>18}{'QuTiP build+eigs':>20}"
+          f"{'QuTiP MiB':>11}{'dicke s':>9}{'dicke MiB':>11}{'speed-up':>10}{'max |dl|':>11}"
+          f"{'#agree':>8}")
     for run in results["runs"]:
         dk = run["dicke"]
         for q in run["qutip"]:
             label = f"{run['problem']} N={run['N']}"
             var = f"{q['kind']} s={q['sigma']:g}"
             if "skipped" in q or "error" in q and "eigs_s" not in q:
-                print(f"{label:<16}{var:<22}  {q.get('skipped') or q.get('error')}")
+                print(f"{label:<18}{var:<22}  {q.get('skipped') or q.get('error')}")
                 continue
             dims = f"{q['dim']}/{dk['stats']['dim']}"
             qt = f"{q['build_s']:.2f}+{q['eigs_s']:.2f} s"
             if "error" in q:
-                print(f"{label:<16}{var:<22}{dims:>18}{qt:>20}{q['peak_rss_mib']:>11.0f}"
+                print(f"{label:<18}{var:<22}{dims:>18}{qt:>20}{q['peak_rss_mib']:>11.0f}"
                       f"{dk['process_s']:>9.2f}{dk['peak_rss_mib']:>11.0f}   {q['error'][:40]}")
                 continue
-            print(f"{label:<16}{var:<22}{dims:>18}{qt:>20}{q['peak_rss_mib']:>11.0f}"
+            print(f"{label:<18}{var:<22}{dims:>18}{qt:>20}{q['peak_rss_mib']:>11.0f}"
                   f"{dk['process_s']:>9.2f}{dk['peak_rss_mib']:>11.0f}{q['speedup']:>9.2f}x"
-                  f"{q['agreement']['max_abs_diff']:>11.2e}")
+                  f"{q['agreement']['max_abs_diff']:>11.2e}"
+                  f"{q['agreement']['agree_1e-6_rel']:>5}/{K}")
 
 
 if __name__ == "__main__":
