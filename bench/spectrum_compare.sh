@@ -4,8 +4,8 @@
 # permutation-invariant blocks N = 54 and 18 (seed 000, PIQS), same machine, same run, each solve
 # in its own process (time and peak RSS). Installs QuTiP 5 from PyPI into target/bench-venv.
 # Usage: bench/spectrum_compare.sh [--quick] [--piqs-full-shifted]
-#   --quick: collective N = 200 only; --piqs-full-shifted: also PIQS's full N = 54 Liouvillian
-#   shifted off 0 (runs into the 10-minute limit per solve)
+#   --quick: collective N = 200 only; --piqs-full-shifted: also PIQS's full Liouvillians
+#   (N = 54, 18) shifted off 0 (each runs into the 10-minute limit per solve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/bench-venv
