@@ -270,3 +270,95 @@ k = 4
         assert!(a == b, "{f} of the merged shards differs");
     }
 }
+
+/// A scan of spectra over N with the gap minimised over a second variable at each N and a
+/// power-law fit: each row's gap is the single spectrum's at the reported minimiser, which is
+/// a local minimum to the search tolerance (the gap 2 tol either side is not smaller); the
+/// fit's exponent is the least-squares slope of ln gap on ln N (recomputed here); scaling.png
+/// is drawn. Misplaced keys are refused by name.
+#[test]
+fn spectrum_scan_over_n_minimises_and_fits() {
+    let scan = r#"
+title = "gap scaling"
+[variables]
+x = 0.7
+[model]
+N = 6
+Gamma = 1.0
+gamma_down = 0.3
+Omega = "x * N / 2"
+[task]
+kind = "scan"
+mode = "spectrum"
+variable = "N"
+values = [6, 8, 10]
+k = 3
+fit = "power"
+[task.minimize]
+variable = "x"
+bracket = [0.3, 1.5]
+tol = 0.001
+"#;
+    let o = common::run_scenario(common::Toml::Text(scan), &["--backend", "cpu"]);
+    assert!(o.ok, "{}", o.stderr);
+    let (h, rows) = o.csv("observables.csv");
+    assert_eq!(h, ["N", "Omega", "x", "gap", "gap_im"]);
+    o.assert_png("scaling.png");
+    let gap_at = |n: f64, x: f64| {
+        let single = scan
+            .replace(
+                "kind = \"scan\"\nmode = \"spectrum\"\nvariable = \"N\"\nvalues = [6, 8, 10]\n",
+                "kind = \"spectrum\"\n",
+            )
+            .replace("fit = \"power\"\n", "")
+            .replace(
+                "[task.minimize]\nvariable = \"x\"\nbracket = [0.3, 1.5]\ntol = 0.001\n",
+                "",
+            )
+            .replace("N = 6", &format!("N = {n}"))
+            .replace("x = 0.7", &format!("x = {x:e}"));
+        let s = common::run_scenario(common::Toml::Text(&single), &["--backend", "cpu"]);
+        assert!(s.ok, "{}", s.stderr);
+        // From spectrum.csv (exact decimal round trip; serde_json's default float parser
+        // may be one ulp off): the smallest |re| after the steady state (row 0).
+        let (_, srows) = s.csv("spectrum.csv");
+        srows[1..]
+            .iter()
+            .map(|r| r[1].abs())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (mut lx, mut ly) = (Vec::new(), Vec::new());
+    for r in &rows {
+        let (n, x, g) = (r[0], r[2], r[3]);
+        assert_eq!(gap_at(n, x), g, "N = {n}");
+        for dx in [-0.002, 0.002] {
+            assert!(gap_at(n, x + dx) >= g, "N = {n}: gap smaller at x = {}", x + dx);
+        }
+        lx.push(n.ln());
+        ly.push(g.ln());
+    }
+    let (mx, my) = (lx.iter().sum::<f64>() / 3.0, ly.iter().sum::<f64>() / 3.0);
+    let slope = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum::<f64>()
+        / lx.iter().map(|a| (a - mx).powi(2)).sum::<f64>();
+    let fit = &o.result()["results"]["fit"];
+    assert!((fit["exponent"].as_f64().unwrap() - slope).abs() < 1e-12, "{fit}");
+    for (bad, field) in [
+        (
+            scan.replace("mode = \"spectrum\"", "mode = \"steady_state\"")
+                .replace("k = 3\n", ""),
+            "task.minimize",
+        ),
+        (
+            scan.replace("variable = \"x\"", "variable = \"N\""),
+            "task.minimize.variable",
+        ),
+        (scan.replace("fit = \"power\"", "fit = \"cubic\""), "task.fit"),
+        (
+            scan.replace("bracket = [0.3, 1.5]", "bracket = [1.5, 0.3]"),
+            "task.minimize.bracket",
+        ),
+    ] {
+        let e = common::run_scenario(common::Toml::Text(&bad), &["--backend", "cpu"]);
+        assert!(!e.ok && e.stderr.contains(field), "{field}: {}", e.stderr);
+    }
+}

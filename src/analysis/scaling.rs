@@ -59,7 +59,9 @@ pub fn fit(law: Law, v: &[f64], y: &[f64]) -> Option<Fit> {
     let pts: Vec<(f64, f64)> = v
         .iter()
         .zip(y)
-        .filter(|(a, b)| a.is_finite() && b.is_finite() && **b > 0.0 && (law == Law::Exponential || **a > 0.0))
+        .filter(|(a, b)| {
+            a.is_finite() && b.is_finite() && **b > 0.0 && (law == Law::Exponential || **a > 0.0)
+        })
         .map(|(a, b)| {
             let u = if law == Law::Power { a.ln() } else { *a };
             (u, b.ln())
@@ -80,7 +82,11 @@ pub fn fit(law: Law, v: &[f64], y: &[f64]) -> Option<Fit> {
     let slope = sxy / sxx;
     let intercept = wbar - slope * ubar;
     let rss: f64 = pts.iter().map(|p| (p.1 - intercept - slope * p.0).powi(2)).sum();
-    let s = if n > 2 { (rss / (nf - 2.0)).sqrt() } else { f64::NAN };
+    let s = if n > 2 {
+        (rss / (nf - 2.0)).sqrt()
+    } else {
+        f64::NAN
+    };
     let se_slope = s / sxx.sqrt();
     let se_intercept = s * (1.0 / nf + ubar * ubar / sxx).sqrt();
     let a = intercept.exp();
@@ -112,8 +118,8 @@ mod tests {
         assert!((g.exponent + 0.1).abs() < 1e-12 && (g.prefactor - 3.0).abs() < 1e-11);
         // ln y = u + e_i with e = (+d, -d, -d, +d) at u = 0..3: slope 1 - 0 (symmetric),
         // RSS = 4 d^2, s^2 = 2 d^2, Sxx = 5, se(slope) = d sqrt(2/5).
-        let d = 0.01;
-        let u = [0.0, 1.0, 2.0, 3.0];
+        let d: f64 = 0.01;
+        let u: [f64; 4] = [0.0, 1.0, 2.0, 3.0];
         let w: Vec<f64> = u.iter().zip([d, -d, -d, d]).map(|(a, e)| (a + e).exp()).collect();
         let h = fit(Law::Exponential, &u, &w).unwrap();
         assert!((h.exponent - 1.0).abs() < 1e-12);

@@ -1199,7 +1199,8 @@ pub fn scaling_plot(
     let pts: Vec<(f64, f64)> = points.iter().filter(ok).copied().collect();
     let line: Vec<(f64, f64)> = fit.map_or(Vec::new(), |f| f.1.iter().filter(ok).copied().collect());
     let all = || pts.iter().chain(&line);
-    let (Some((x0, x1)), Some((y0, y1))) = (finite_range(all().map(|p| p.0)), finite_range(all().map(|p| p.1)))
+    let (Some((x0, x1)), Some((y0, y1))) =
+        (finite_range(all().map(|p| p.0)), finite_range(all().map(|p| p.1)))
     else {
         return Err(write_err(path, "scaling plot with no drawable point"));
     };
@@ -1210,7 +1211,8 @@ pub fn scaling_plot(
         let pad = 0.05 * (x1 - x0).max(1e-300);
         (x0 - pad, x1 + pad)
     };
-    let root = BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
+    let root =
+        BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
     let draw = || -> Result<(), String> {
         let e = |e: DrawingAreaErrorKind<_>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
@@ -1234,6 +1236,10 @@ pub fn scaling_plot(
                     .axis_desc_style((FONT, 17))
                     .x_desc(labels.0)
                     .y_desc(labels.1)
+                    .x_labels(12)
+                    .y_labels(12)
+                    .x_label_formatter(&|v: &f64| short_number(*v))
+                    .y_label_formatter(&|v: &f64| short_number(*v))
                     .draw()
                     .map_err(e)?;
                 chart
@@ -1243,10 +1249,15 @@ pub fn scaling_plot(
                     .legend(move |(px, py)| Circle::new((px + 10, py), 5, marker.filled()));
                 if let Some((name, _)) = fit {
                     chart
-                        .draw_series(std::iter::once(PathElement::new(line.clone(), fitc.stroke_width(2))))
+                        .draw_series(std::iter::once(PathElement::new(
+                            line.clone(),
+                            fitc.stroke_width(2),
+                        )))
                         .map_err(e)?
                         .label(name)
-                        .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], fitc.stroke_width(2)));
+                        .legend(move |(px, py)| {
+                            PathElement::new(vec![(px, py), (px + 20, py)], fitc.stroke_width(2))
+                        });
                 }
                 chart
                     .configure_series_labels()
@@ -1259,11 +1270,17 @@ pub fn scaling_plot(
             }};
         }
         if log_x {
-            body!(builder
-                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-                .map_err(e)?);
+            body!(
+                builder
+                    .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                    .map_err(e)?
+            );
         } else {
-            body!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(e)?);
+            body!(
+                builder
+                    .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                    .map_err(e)?
+            );
         }
         Ok(())
     };

@@ -6,9 +6,9 @@ use super::axes::{scan_axis, sweep_spec};
 use super::fields::{MAX_CFL, atol, count, positive, precision, rtol, time_grid};
 use super::raw::RawTask;
 use super::{Num, Point, Scenario, SweepSpec};
+use crate::analysis::scaling::Law;
 use crate::error::InputError;
 use crate::precision::Precision;
-use crate::analysis::scaling::Law;
 use crate::solver::meanfield::Factorisation;
 
 /// What to compute.
@@ -564,7 +564,11 @@ fn minimize_fields(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Option<Mi
         ));
     }
     let bracket = m.bracket.as_ref().ok_or_else(|| {
-        InputError::invalid("task.minimize.bracket", "(missing)", "[lo, hi], the search interval")
+        InputError::invalid(
+            "task.minimize.bracket",
+            "(missing)",
+            "[lo, hi], the search interval",
+        )
     })?;
     let vals = bracket
         .iter()
@@ -592,10 +596,19 @@ fn minimize_fields(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Option<Mi
         return Err(InputError::invalid(
             "task.minimize.tol",
             tol,
-            format!("a tolerance in ({:e}, {}) (a fraction of the bracket)", 1e-9 * (hi - lo), hi - lo),
+            format!(
+                "a tolerance in ({:e}, {}) (a fraction of the bracket)",
+                1e-9 * (hi - lo),
+                hi - lo
+            ),
         ));
     }
-    Ok(Some(Minimize { variable, lo, hi, tol }))
+    Ok(Some(Minimize {
+        variable,
+        lo,
+        hi,
+        tol,
+    }))
 }
 
 /// `fit = "power" | "exponential"` of a scan of spectra.

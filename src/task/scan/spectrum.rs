@@ -225,11 +225,17 @@ fn draw_gaps(ctx: &Context, variable: &str, n: usize, table: &[Vec<f64>]) -> Res
 
 /// `scaling.png`: the gap against the scanned variable with the fitted law (log-log for a
 /// power law, semi-log for an exponential; seed 000 Fig. 2d).
-fn draw_scaling(ctx: &Context, variable: &str, table: &[Vec<f64>], gi: usize, f: &Fit) -> Result<String, Error> {
+fn draw_scaling(
+    ctx: &Context,
+    variable: &str,
+    table: &[Vec<f64>],
+    gi: usize,
+    f: &Fit,
+) -> Result<String, Error> {
     let pts: Vec<(f64, f64)> = table.iter().map(|r| (r[0], r[gi])).collect();
-    let (lo, hi) = pts
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (lo, hi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
     let line: Vec<(f64, f64)> = (0..=100)
         .map(|i| {
             let v = match f.law {
