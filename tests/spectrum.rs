@@ -229,9 +229,8 @@ k = 4
         // The imaginary gap: the smallest |im| among the complex ones (|im| above rounding).
         let gap_im = srows[1..]
             .iter()
-            .map(|r| (r[2].abs(), r[1].hypot(r[2])))
-            .filter(|(im, norm)| *im > 1e-9 * norm.max(1.0))
-            .map(|(im, _)| im)
+            .filter(|r| r[2].abs() > 1e-9f64.max(r[3].sqrt()) * r[1].hypot(r[2]).max(1.0))
+            .map(|r| r[2].abs())
             .fold(f64::INFINITY, f64::min);
         if gap_im.is_finite() {
             assert_eq!(obs[i][3], gap_im, "x = {x}");

@@ -29,7 +29,7 @@ pub fn minimize(
     let eval = |x: f64| -> Result<(f64, Spectrum), Error> {
         let p = sc.point(&[(variable, value), (m.variable.as_str(), x)])?;
         let sp = solve(&p.model)?;
-        let values: Vec<_> = sp.pairs.iter().map(|p| p.value).collect();
+        let values: Vec<_> = sp.pairs.iter().map(|p| (p.value, p.residual)).collect();
         Ok((gap(&values).re.unwrap_or(f64::INFINITY), sp))
     };
     let step = (m.hi - m.lo) / (GRID - 1) as f64;
