@@ -45,6 +45,7 @@ fn classifier(lo: f64, hi: f64) -> Classifier {
 }
 
 /// A classifier with smoothing window `window` (the GPU twin test exercises the smoothing).
+#[cfg(feature = "gpu")]
 fn smoothed(window: f64, dt_save: f64) -> Classifier {
     Classifier {
         alpha: -(-dt_save / window).exp_m1(),
