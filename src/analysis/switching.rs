@@ -327,10 +327,12 @@ pub fn telegraph_fit(t: &[f64], p: &[f64], g_guess: f64) -> Option<TelegraphFit>
         .then_some(fit)
 }
 
-/// Hysteresis thresholds from a bimodal distribution `pm[k]` over the values `m[k]`: the two
-/// highest local maxima (strict on one side, so plateaus count once) with the lowest point
-/// between them; `lo`/`hi` halfway between that minimum and the lower/upper peak. Returns
-/// `(lo, hi, [m_low_peak, m_min, m_high_peak])`, or why the distribution is not bimodal.
+/// Core-set thresholds from a bimodal distribution `pm[k]` over the values `m[k]`: the two
+/// highest local maxima (strict on one side, so plateaus count once), separated by a lower
+/// point; `lo`/`hi` are the lower/upper peak itself (a phase is entered only on reaching the
+/// other phase's most probable value, so recrossings of the barrier are not counted; README,
+/// "Switching statistics"). Returns `(lo, hi, [m_low_peak, m_min, m_high_peak])`, or why the
+/// distribution is not bimodal.
 pub fn thresholds_from_distribution(m: &[f64], pm: &[f64]) -> Result<(f64, f64, [f64; 3]), String> {
     let n = m.len().min(pm.len());
     let mut peaks: Vec<usize> = (0..n)
@@ -352,9 +354,7 @@ pub fn thresholds_from_distribution(m: &[f64], pm: &[f64]) -> Result<(f64, f64, 
     if kmin == a || kmin == b || pm[kmin] >= pm[a].min(pm[b]) {
         return Err("the two highest maxima of P_m are not separated by a minimum; it is not bimodal".into());
     }
-    let lo = 0.5 * (m[kmin] + m[a]);
-    let hi = 0.5 * (m[kmin] + m[b]);
-    Ok((lo, hi, [m[a], m[kmin], m[b]]))
+    Ok((m[a], m[b], [m[a], m[kmin], m[b]]))
 }
 
 #[cfg(test)]
@@ -512,7 +512,7 @@ mod tests {
         let pm = [0.05, 0.3, 0.1, 0.02, 0.01, 0.05, 0.2, 0.25, 0.02];
         let (lo, hi, at) = thresholds_from_distribution(&m, &pm).unwrap();
         assert_eq!(at, [-3.0, 0.0, 3.0]);
-        assert_eq!((lo, hi), (-1.5, 1.5));
+        assert_eq!((lo, hi), (-3.0, 3.0));
         let one = [0.1, 0.2, 0.4, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0];
         assert!(
             thresholds_from_distribution(&m, &one)

@@ -9,15 +9,17 @@ use crate::error::InputError;
 
 /// Default per-trajectory capacity of the classifier's event list.
 pub const DEFAULT_MAX_EVENTS: u32 = 256;
-/// Default smoothing window, in save intervals.
-pub const DEFAULT_WINDOW_SAVES: f64 = 10.0;
+/// Default smoothing window, in save intervals: 0, no smoothing (README, "Switching
+/// statistics": the classification is then a function of the trajectory's state, a core-set
+/// (milestoning) definition; any smoothing removes genuine core-to-core passages).
+pub const DEFAULT_WINDOW_SAVES: f64 = 0.0;
 
 /// `[analysis.switching]`, validated against the task's save times.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwitchingSpec {
     /// Smoothing time constant (time units of the scenario).
     pub window: f64,
-    /// Whether `window` was given (else 10 save intervals).
+    /// Whether `window` was given (else 0: no smoothing).
     pub window_given: bool,
     /// Save interval (the saves are equally spaced).
     pub dt_save: f64,
@@ -29,8 +31,12 @@ pub struct SwitchingSpec {
 }
 
 impl SwitchingSpec {
-    /// The smoothing weight per save, `1 - exp(-dt_save / window)`.
+    /// The smoothing weight per save, `1 - exp(-dt_save / window)` (1, no smoothing, at
+    /// window 0).
     pub fn alpha(&self) -> f64 {
+        if self.window == 0.0 {
+            return 1.0;
+        }
         -(-self.dt_save / self.window).exp_m1()
     }
 }
@@ -62,7 +68,7 @@ pub(super) fn switching(
     }
     let dt_save = save_interval(times)?;
     let (window, window_given) = match &sw.window {
-        Some(n) => (positive(base, "analysis.switching.window", n)?, true),
+        Some(n) => (non_negative(base, "analysis.switching.window", n)?, true),
         None => (DEFAULT_WINDOW_SAVES * dt_save, false),
     };
     Ok(Some(SwitchingSpec {
@@ -75,12 +81,16 @@ pub(super) fn switching(
     }))
 }
 
-fn positive(base: &Point, field: &str, n: &super::Num) -> Result<f64, InputError> {
+fn non_negative(base: &Point, field: &str, n: &super::Num) -> Result<f64, InputError> {
     let v = base.eval(field, n)?;
-    if v.is_finite() && v > 0.0 {
+    if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(InputError::invalid(field, v, "a finite number > 0"))
+        Err(InputError::invalid(
+            field,
+            v,
+            "a finite number >= 0 (0: no smoothing)",
+        ))
     }
 }
 

@@ -9,7 +9,7 @@
 //! scale, with the exponential law of the counted rate).
 //!
 //! Thresholds from P_m: the two highest local maxima of the steady state's P_m, the lowest
-//! point between them, and `lo`/`hi` halfway between that minimum and the lower/upper peak.
+//! point between them; `lo`/`hi` are the lower/upper peak (core sets).
 
 use super::report::jnum;
 use crate::analysis::switching::{self as stats, Dwell, Event, Rate, TrajectoryEvents};
@@ -74,7 +74,7 @@ fn thresholds_from_steady_state(model: &Model) -> Result<(f64, f64, Value), Erro
     let (lo, hi, at) = stats::thresholds_from_distribution(&m, &pm)
         .map_err(|why| no_thresholds(format!("{why} at this point")))?;
     let source = json!({
-        "source": "steady-state P_m (exact solver): halfway between the minimum and each peak",
+        "source": "steady-state P_m (exact solver): lo, hi at its two peaks (core sets)",
         "peak_low_m": at[0],
         "minimum_m": at[1],
         "peak_high_m": at[2],
