@@ -97,7 +97,10 @@ pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) ->
                 sp_csv.row(&[x[0], j as f64, c[0], c[1], c[2]])?;
                 worst = worst.max(c[2]);
             }
-            let pairs: Vec<(c64, f64)> = flat.chunks_exact(3).map(|c| (c64::new(c[0], c[1]), c[2])).collect();
+            let pairs: Vec<(c64, f64)> = flat
+                .chunks_exact(3)
+                .map(|c| (c64::new(c[0], c[1]), c[2]))
+                .collect();
             let g = gap(&pairs);
             let mut row = x.clone();
             if minimize.is_some() {
