@@ -813,6 +813,115 @@ fn draw_heatmap(
     Ok(())
 }
 
+/// Writes a PNG of `points` (x, y) as markers and `fit` (x, y) as a line, on a logarithmic y
+/// axis and, with `log_x`, a logarithmic x axis (a power law is then a straight line; an
+/// exponential with a linear x axis): finite-size scaling of a gap or rate (seed 000 Fig. 2d).
+/// Points with non-positive or non-finite coordinates on a log axis are left out.
+///
+/// Errors: no drawable point, a path not ending in `.png`, or any drawing or file error.
+pub fn scaling_plot(
+    path: &Path,
+    title: &str,
+    labels: (&str, &str),
+    points: &[(f64, f64)],
+    fit: Option<(&str, &[(f64, f64)])>,
+    log_x: bool,
+) -> Result<(), OutputError> {
+    check_path(path)?;
+    ensure_font().map_err(|m| write_err(path, m))?;
+    let ok = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && p.1 > 0.0 && (!log_x || p.0 > 0.0);
+    let pts: Vec<(f64, f64)> = points.iter().filter(ok).copied().collect();
+    let line: Vec<(f64, f64)> = fit.map_or(Vec::new(), |f| f.1.iter().filter(ok).copied().collect());
+    let all = || pts.iter().chain(&line);
+    let (Some((x0, x1)), Some((y0, y1))) =
+        (finite_range(all().map(|p| p.0)), finite_range(all().map(|p| p.1)))
+    else {
+        return Err(write_err(path, "scaling plot with no drawable point"));
+    };
+    let (y0, y1) = (y0 / 1.3, y1 * 1.3);
+    let (x0, x1) = if log_x {
+        (x0 / 1.1, x1 * 1.1)
+    } else {
+        let pad = 0.05 * (x1 - x0).max(1e-300);
+        (x0 - pad, x1 + pad)
+    };
+    let root =
+        BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
+    let draw = || -> Result<(), String> {
+        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let body = root.titled(title, (FONT, 24)).map_err(e)?;
+        let mut builder = ChartBuilder::on(&body);
+        builder
+            .margin_left(10)
+            .margin_right(20)
+            .margin_top(8)
+            .margin_bottom(4)
+            .x_label_area_size(50)
+            .y_label_area_size(90);
+        let marker = PALETTE[0];
+        let fitc = PALETTE[3];
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .label_style((FONT, 15))
+                    .axis_desc_style((FONT, 17))
+                    .x_desc(labels.0)
+                    .y_desc(labels.1)
+                    .x_labels(12)
+                    .y_labels(12)
+                    .x_label_formatter(&|v: &f64| short_number(*v))
+                    .y_label_formatter(&|v: &f64| short_number(*v))
+                    .draw()
+                    .map_err(e)?;
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 5, marker.filled())))
+                    .map_err(e)?
+                    .label("computed")
+                    .legend(move |(px, py)| Circle::new((px + 10, py), 5, marker.filled()));
+                if let Some((name, _)) = fit {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            line.clone(),
+                            fitc.stroke_width(2),
+                        )))
+                        .map_err(e)?
+                        .label(name)
+                        .legend(move |(px, py)| {
+                            PathElement::new(vec![(px, py), (px + 20, py)], fitc.stroke_width(2))
+                        });
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.4))
+                    .label_font((FONT, 15))
+                    .draw()
+                    .map_err(e)?;
+            }};
+        }
+        if log_x {
+            body!(
+                builder
+                    .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                    .map_err(e)?
+            );
+        } else {
+            body!(
+                builder
+                    .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                    .map_err(e)?
+            );
+        }
+        Ok(())
+    };
+    draw().map_err(|m| write_err(path, m))?;
+    root.present().map_err(|e| write_err(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1177,113 +1286,21 @@ mod tests {
         )
         .unwrap();
     }
-}
 
-/// Writes a PNG of `points` (x, y) as markers and `fit` (x, y) as a line, on a logarithmic y
-/// axis and, with `log_x`, a logarithmic x axis (a power law is then a straight line; an
-/// exponential with a linear x axis): finite-size scaling of a gap or rate (seed 000 Fig. 2d).
-/// Points with non-positive or non-finite coordinates on a log axis are left out.
-///
-/// Errors: no drawable point, a path not ending in `.png`, or any drawing or file error.
-pub fn scaling_plot(
-    path: &Path,
-    title: &str,
-    labels: (&str, &str),
-    points: &[(f64, f64)],
-    fit: Option<(&str, &[(f64, f64)])>,
-    log_x: bool,
-) -> Result<(), OutputError> {
-    check_path(path)?;
-    ensure_font().map_err(|m| write_err(path, m))?;
-    let ok = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite() && p.1 > 0.0 && (!log_x || p.0 > 0.0);
-    let pts: Vec<(f64, f64)> = points.iter().filter(ok).copied().collect();
-    let line: Vec<(f64, f64)> = fit.map_or(Vec::new(), |f| f.1.iter().filter(ok).copied().collect());
-    let all = || pts.iter().chain(&line);
-    let (Some((x0, x1)), Some((y0, y1))) =
-        (finite_range(all().map(|p| p.0)), finite_range(all().map(|p| p.1)))
-    else {
-        return Err(write_err(path, "scaling plot with no drawable point"));
-    };
-    let (y0, y1) = (y0 / 1.3, y1 * 1.3);
-    let (x0, x1) = if log_x {
-        (x0 / 1.1, x1 * 1.1)
-    } else {
-        let pad = 0.05 * (x1 - x0).max(1e-300);
-        (x0 - pad, x1 + pad)
-    };
-    let root =
-        BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
-    let draw = || -> Result<(), String> {
-        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-        root.fill(&WHITE).map_err(e)?;
-        let body = root.titled(title, (FONT, 24)).map_err(e)?;
-        let mut builder = ChartBuilder::on(&body);
-        builder
-            .margin_left(10)
-            .margin_right(20)
-            .margin_top(8)
-            .margin_bottom(4)
-            .x_label_area_size(50)
-            .y_label_area_size(90);
-        let marker = PALETTE[0];
-        let fitc = PALETTE[3];
-        macro_rules! body {
-            ($chart:expr) => {{
-                let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .label_style((FONT, 15))
-                    .axis_desc_style((FONT, 17))
-                    .x_desc(labels.0)
-                    .y_desc(labels.1)
-                    .x_labels(12)
-                    .y_labels(12)
-                    .x_label_formatter(&|v: &f64| short_number(*v))
-                    .y_label_formatter(&|v: &f64| short_number(*v))
-                    .draw()
-                    .map_err(e)?;
-                chart
-                    .draw_series(pts.iter().map(|p| Circle::new(*p, 5, marker.filled())))
-                    .map_err(e)?
-                    .label("computed")
-                    .legend(move |(px, py)| Circle::new((px + 10, py), 5, marker.filled()));
-                if let Some((name, _)) = fit {
-                    chart
-                        .draw_series(std::iter::once(PathElement::new(
-                            line.clone(),
-                            fitc.stroke_width(2),
-                        )))
-                        .map_err(e)?
-                        .label(name)
-                        .legend(move |(px, py)| {
-                            PathElement::new(vec![(px, py), (px + 20, py)], fitc.stroke_width(2))
-                        });
-                }
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.4))
-                    .label_font((FONT, 15))
-                    .draw()
-                    .map_err(e)?;
-            }};
-        }
-        if log_x {
-            body!(
-                builder
-                    .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-                    .map_err(e)?
-            );
-        } else {
-            body!(
-                builder
-                    .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-                    .map_err(e)?
-            );
-        }
-        Ok(())
-    };
-    draw().map_err(|m| write_err(path, m))?;
-    root.present().map_err(|e| write_err(path, e))
+    /// A power law on log-log axes and an exponential on semi-log axes are drawn; nothing
+    /// drawable (all y <= 0) is an error, not a panic.
+    #[test]
+    fn scaling_plot_writes_and_refuses_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let pts: Vec<(f64, f64)> = [18.0, 24.0, 36.0, 54.0]
+            .iter()
+            .map(|n: &f64| (*n, 1.72 * n.powf(-0.9)))
+            .collect();
+        let p = dir.path().join("s.png");
+        scaling_plot(&p, "t", ("N", "gap"), &pts, Some(("fit", &pts)), true).unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() > 1000);
+        scaling_plot(&p, "t", ("N", "gap"), &pts, None, false).unwrap();
+        let bad = [(1.0, 0.0), (2.0, -1.0)];
+        assert!(scaling_plot(&p, "t", ("N", "gap"), &bad, None, true).is_err());
+    }
 }
