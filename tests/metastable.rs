@@ -12,27 +12,6 @@ use dicke::model::Model;
 use dicke::solver::metastable::decompose;
 use dicke::solver::spectrum::Space;
 
-/// The dense 4^N x 4^N Lindbladian (column e_ab -> L(|a><b|), row-major rho).
-fn brute_matrix(model: &Model) -> faer::Mat<c64> {
-    let b = brute(model);
-    let dd = 1usize << (2 * model.n);
-    let mut a = faer::Mat::<c64>::zeros(dd, dd);
-    let (mut e, mut out, mut tmp) = (
-        vec![c64::new(0.0, 0.0); dd],
-        vec![c64::new(0.0, 0.0); dd],
-        vec![c64::new(0.0, 0.0); dd],
-    );
-    for col in 0..dd {
-        e[col] = c64::new(1.0, 0.0);
-        b.apply(&e, &mut out, &mut tmp);
-        e[col] = c64::new(0.0, 0.0);
-        for (row, v) in out.iter().enumerate() {
-            a[(row, col)] = *v;
-        }
-    }
-    a
-}
-
 /// The Hermitian matrix in the span of the row-major d x d matrix `v` (X + X^dag or
 /// i (X - X^dag), the larger), as a faer matrix.
 fn hermitian(v: &[c64], d: usize) -> faer::Mat<c64> {
@@ -91,7 +70,7 @@ fn blocks_decomposition_equals_the_2n_one() {
             ..Model::default()
         };
         let m = decompose(&model, Space::Blocks).unwrap();
-        let a = brute_matrix(&model);
+        let a = brute::matrix(&model);
         let eig = a.eigen().unwrap();
         let (u, s) = (eig.U(), eig.S());
         let dd = a.nrows();

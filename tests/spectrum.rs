@@ -5,32 +5,10 @@
 mod brute;
 mod common;
 
-use brute::{Rng, brute, random_model};
+use brute::{Rng, random_model};
 use dicke::c64;
 use dicke::model::Model;
 use dicke::solver::spectrum::{self, Space, SpectrumOptions};
-
-/// The dense 4^N x 4^N Lindbladian of `model` (column e_ab -> L(|a><b|), row-major rho).
-fn brute_matrix(model: &Model) -> faer::Mat<c64> {
-    let b = brute(model);
-    let d = 1usize << model.n;
-    let dd = d * d;
-    let mut a = faer::Mat::<c64>::zeros(dd, dd);
-    let (mut e, mut out, mut tmp) = (
-        vec![c64::new(0.0, 0.0); dd],
-        vec![c64::new(0.0, 0.0); dd],
-        vec![c64::new(0.0, 0.0); dd],
-    );
-    for col in 0..dd {
-        e[col] = c64::new(1.0, 0.0);
-        b.apply(&e, &mut out, &mut tmp);
-        e[col] = c64::new(0.0, 0.0);
-        for (row, v) in out.iter().enumerate() {
-            a[(row, col)] = *v;
-        }
-    }
-    a
-}
 
 /// Every eigenvalue of the blocks' L (dense, and the sparse ones nearest 0) is an eigenvalue of
 /// the 2^N Lindbladian, with every term of the model on at random rates. The full spectrum's
@@ -41,7 +19,7 @@ fn blocks_spectrum_is_in_the_2n_lindbladian_spectrum() {
     let mut rng = Rng(0x5EED_0013);
     for n in [2, 3, 4, 5] {
         let model = random_model(n, &mut rng);
-        let full = spectrum::dense_matrix_eigenvalues(brute_matrix(&model)).unwrap();
+        let full = spectrum::dense_matrix_eigenvalues(brute::matrix(&model)).unwrap();
         let blocks = spectrum::dense_eigenvalues(&model, Space::Blocks, None).unwrap();
         let sparse = spectrum::eigenvalues(
             &model,
@@ -71,7 +49,7 @@ fn blocks_spectrum_is_in_the_2n_lindbladian_spectrum() {
             gamma_phi: 0.0,
             ..model
         };
-        let full = spectrum::dense_matrix_eigenvalues(brute_matrix(&coll)).unwrap();
+        let full = spectrum::dense_matrix_eigenvalues(brute::matrix(&coll)).unwrap();
         let dist = |z: c64| full.iter().map(|w| (w - z).norm()).fold(f64::INFINITY, f64::min);
         let ev = spectrum::dense_eigenvalues(&coll, Space::Collective, None).unwrap();
         let worst = ev.iter().map(|&z| dist(z)).fold(0.0, f64::max);

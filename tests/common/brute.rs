@@ -1,7 +1,7 @@
 //! The full 2^N Lindbladian of PHYSICS.md sec. 1 built from tensor products of single-atom
 //! operators (no Dicke-basis formula enters it): the brute-force arbiter (sec. 9 rung 2)
-//! shared by `tests/blocks_bruteforce.rs` and `tests/cumulant.rs` (each includes this file
-//! with `#[path = "common/brute.rs"] mod brute;`).
+//! shared by `tests/blocks_bruteforce.rs`, `tests/cumulant.rs`, `tests/spectrum.rs` and
+//! `tests/metastable.rs` (each includes this file with `#[path = "common/brute.rs"] mod brute;`).
 #![allow(dead_code)]
 
 use dicke::c64;
@@ -255,4 +255,25 @@ pub fn random_model(n: usize, rng: &mut Rng) -> Model {
         gamma_up: rng.u(0.05, 0.6),
         gamma_phi: rng.u(0.05, 0.6),
     }
+}
+
+/// The dense 4^N x 4^N Lindbladian of `model` (column e_ab -> L(|a><b|), row-major rho).
+pub fn matrix(model: &Model) -> faer::Mat<c64> {
+    let b = brute(model);
+    let dd = 1usize << (2 * model.n);
+    let mut a = faer::Mat::<c64>::zeros(dd, dd);
+    let (mut e, mut out, mut tmp) = (
+        vec![c64::new(0.0, 0.0); dd],
+        vec![c64::new(0.0, 0.0); dd],
+        vec![c64::new(0.0, 0.0); dd],
+    );
+    for col in 0..dd {
+        e[col] = c64::new(1.0, 0.0);
+        b.apply(&e, &mut out, &mut tmp);
+        e[col] = c64::new(0.0, 0.0);
+        for (row, v) in out.iter().enumerate() {
+            a[(row, col)] = *v;
+        }
+    }
+    a
 }
