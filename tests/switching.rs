@@ -95,29 +95,14 @@ fn check_rates(label: &str, model: &Model, lo: f64, hi: f64, lambda_1: f64) {
     let hi95 = sum + (lower.hi95 - lower.rate).hypot(upper.hi95 - upper.rate);
     // Telegraph fit of the whole ensemble, and its honest error from 4 independent groups of
     // 16 trajectories (the saves of one trajectory are correlated): SE = sd(G_g) / sqrt(4).
-    let fit_of = |ev: &[TrajectoryEvents]| {
-        let occ = stats::occupation(ev, times.len());
-        let p: Vec<f64> = occ
-            .iter()
-            .map(|o| o[0] as f64 / (o[0] + o[1]).max(1) as f64)
-            .collect();
-        stats::telegraph_fit(&times[1..], &p[1..], sum)
-    };
-    let fit = fit_of(&ev).expect("telegraph fit");
-    let groups: Vec<f64> = (0..4)
-        .filter_map(|g| {
-            let sub: Vec<TrajectoryEvents> = ev.iter().skip(g).step_by(4).cloned().collect();
-            fit_of(&sub).map(|f| f.g)
-        })
-        .collect();
-    let mean = groups.iter().sum::<f64>() / groups.len() as f64;
-    let sd = (groups.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (groups.len() as f64 - 1.0)).sqrt();
-    let se_groups = sd / (groups.len() as f64).sqrt();
+    let p = stats::upper_fraction(&ev, times.len(), 1);
+    let fit = stats::telegraph_fit(&times[1..], &p, sum).expect("telegraph fit");
+    let (se_groups, _) = stats::telegraph_group_se(&ev, &times, 1, sum, 4).expect("group fits");
     eprintln!(
         "{label}: cores [{lo}, {hi}], no smoothing: G_lu = {:.5} [{:.5}, {:.5}] ({} switches), \
          G_ul = {:.5} [{:.5}, {:.5}] ({} switches), sum {sum:.5} [{lo95:.5}, {hi95:.5}] vs \
          lambda_1 {lambda_1} ({:+.1} %); telegraph G = {:.5} (least-squares se {:.5}, \
-         4-group se {se_groups:.5}; groups {groups:.4?}), p_inf = {:.3}; {:.1} s",
+         4-group se {se_groups:.5}), p_inf = {:.3}; {:.1} s",
         lower.rate,
         lower.lo95,
         lower.hi95,

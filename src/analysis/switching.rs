@@ -184,6 +184,42 @@ pub fn occupation(trajectories: &[TrajectoryEvents], n_saves: usize) -> Vec<[u64
         .collect()
 }
 
+/// The upper-phase fraction `upper / (upper + lower)` per save from save `i0` on (0 where none
+/// is classified).
+pub fn upper_fraction(trajectories: &[TrajectoryEvents], n_saves: usize, i0: usize) -> Vec<f64> {
+    occupation(trajectories, n_saves)[i0.min(n_saves)..]
+        .iter()
+        .map(|o| o[0] as f64 / (o[0] + o[1]).max(1) as f64)
+        .collect()
+}
+
+/// The standard error of the telegraph fit's G from `k` interleaved groups of trajectories
+/// (trajectory i in group i mod k): the groups are independent, unlike the saves of one
+/// ensemble, so `sd(G_g) / sqrt(k)` is an honest error where the least-squares one is not.
+/// Returns (se, number of groups fitted); None with fewer than 2 fitted groups.
+pub fn telegraph_group_se(
+    trajectories: &[TrajectoryEvents],
+    times: &[f64],
+    i0: usize,
+    g_guess: f64,
+    k: usize,
+) -> Option<(f64, usize)> {
+    let gs: Vec<f64> = (0..k)
+        .filter_map(|g| {
+            let sub: Vec<TrajectoryEvents> = trajectories.iter().skip(g).step_by(k).cloned().collect();
+            let p = upper_fraction(&sub, times.len(), i0);
+            telegraph_fit(&times[i0..], &p, g_guess).map(|f| f.g)
+        })
+        .collect();
+    if gs.len() < 2 {
+        return None;
+    }
+    let n = gs.len() as f64;
+    let mean = gs.iter().sum::<f64>() / n;
+    let sd = (gs.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    Some((sd / n.sqrt(), gs.len()))
+}
+
 /// The telegraph fit ([module doc](self)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TelegraphFit {

@@ -110,6 +110,10 @@ fn rate_json(r: &Rate) -> Value {
     })
 }
 
+/// Groups of trajectories for the telegraph fit's honest error (at least 8 trajectories
+/// each, at most this many groups).
+const TELEGRAPH_GROUPS: usize = 8;
+
 /// The upper-phase fraction among classified trajectories from the first save at or after
 /// `t_burn` where every trajectory is classified, and its telegraph fit (module doc of
 /// [`crate::analysis::switching`]).
@@ -120,13 +124,17 @@ fn telegraph(events: &[TrajectoryEvents], times: &[f64], t_burn: f64, ntraj: u64
         return json!({"fit": null, "why": "no save after t_burn with every trajectory classified"});
     };
     let t = &times[i0..];
-    let p: Vec<f64> = occ[i0..]
-        .iter()
-        .map(|o| o[0] as f64 / (o[0] + o[1]) as f64)
-        .collect();
+    let p = stats::upper_fraction(events, times.len(), i0);
+    // Independent groups give the honest error (module doc of analysis::switching).
+    let groups = (ntraj / 8).clamp(2, TELEGRAPH_GROUPS as u64) as usize;
+    let grouped = (ntraj >= 8)
+        .then(|| stats::telegraph_group_se(events, times, i0, g_guess, groups))
+        .flatten();
     match stats::telegraph_fit(t, &p, g_guess) {
         None => json!({"fit": null, "why": "the least-squares fit did not converge"}),
         Some(f) => json!({
+            "G_se_groups": grouped.map(|(se, _)| jnum(se)),
+            "groups": grouped.map(|(_, k)| k),
             "model": "p_up(t) = p_inf + (p0 - p_inf) exp(-G (t - t0)), G = G_lu + G_ul, p_inf = G_lu / G",
             "t0": jnum(f.t0),
             "points": f.points,
@@ -136,8 +144,11 @@ fn telegraph(events: &[TrajectoryEvents], times: &[f64], t_burn: f64, ntraj: u64
             "lower_to_upper": jnum(f.g_lu), "lower_to_upper_se": jnum(f.se_g_lu),
             "upper_to_lower": jnum(f.g_ul), "upper_to_lower_se": jnum(f.se_g_ul),
             "rms_residual": jnum(f.rms),
-            "errors": "least squares, unit weights: sqrt(diag((J^T J)^-1) RSS/(n-3)); saves are \
-                       correlated (the same trajectories), so these understate the uncertainty",
+            "errors": "the *_se: least squares, unit weights, sqrt(diag((J^T J)^-1) RSS/(n-3)); \
+                       saves are correlated (the same trajectories), so these understate the \
+                       uncertainty. G_se_groups: sd of G over `groups` interleaved groups of \
+                       trajectories (independent) / sqrt(groups), the honest error of G \
+                       (null with fewer than 8 trajectories)",
         }),
     }
 }
