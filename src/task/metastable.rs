@@ -15,7 +15,10 @@
 //!   decomposition, the CRSS fidelity of rho_+ (with `[observables.fidelity]`), the eigenpairs'
 //!   residuals, and `a_plus_blocks` / `a_minus_blocks`: the weights with block traces taken
 //!   without degeneracies (QuTiP PIQS's convention, which seed 000's quoted weights follow;
-//!   [`crate::solver::metastable::Metastable::a_plus_blocks`]).
+//!   [`crate::solver::metastable::Metastable::a_plus_blocks`]); `top_weight_plus`, the share
+//!   tr R_{N/2} of rho_+ in j = N/2, and `fidelity_plus_top` = fidelity_plus / top_weight_plus,
+//!   the CRSS fidelity of rho_+'s j = N/2 part (with single-atom rates rho_+ also holds the
+//!   shallower plateau in j = N/2 - 1, which the CRSS cannot overlap).
 //!
 //! CPU only (one sparse LU and a short Arnoldi run).
 
@@ -34,7 +37,7 @@ use serde_json::json;
 pub const STATES: [&str; 3] = ["ss", "plus", "minus"];
 
 /// The scalar results of one point, in this order (also the scan's observables.csv columns).
-pub const SCALARS: [&str; 12] = [
+pub const SCALARS: [&str; 14] = [
     "lambda1",
     "lambda2",
     "a_plus",
@@ -47,6 +50,8 @@ pub const SCALARS: [&str; 12] = [
     "residual",
     "a_plus_blocks",
     "a_minus_blocks",
+    "top_weight_plus",
+    "fidelity_plus_top",
 ];
 
 /// One point's results: a row per state (observables, weight, rate_out), P_m per state, the
@@ -106,6 +111,10 @@ fn scalars(m: &Metastable, fidelity_plus: f64) -> Vec<f64> {
         m.residual_1.max(m.residual_steady),
         m.a_plus_blocks,
         m.a_minus_blocks,
+        // The j = N/2 block's share of rho_+, and the CRSS fidelity of that block normalised
+        // (the CRSS lives in j = N/2; seed 000 Fig. 3c's "fidelity" is this one).
+        m.plus.block_trace(0).re,
+        fidelity_plus / m.plus.block_trace(0).re,
     ]
 }
 

@@ -5,7 +5,7 @@
 //! Outputs: `metastable.csv` (`<variable>, state, ...` as `kind = "metastable"`, three rows
 //! per point), `observables.csv` (`<variable>`, the parameters it moves, then lambda1,
 //! lambda2, a_plus, a_minus, a_sum, rate_plus, rate_minus, pm_distance, fidelity_plus,
-//! residual), `pm.csv` (`<variable>, m, ss, plus, minus, mixture`) and `metastable.png`
+//! residual, a_plus_blocks, a_minus_blocks, top_weight_plus, fidelity_plus_top), `pm.csv` (`<variable>, m, ss, plus, minus, mixture`) and `metastable.png`
 //! (seed 000 Fig. 3a, c, d and eq. 10 against the variable: <Jz>/(N/2) of rho_ss, rho_+,
 //! rho_-; the CRSS fidelity and xi^2 of rho_+; the weights; the rates). A shard writes its
 //! points' rows and no figure.
@@ -187,7 +187,7 @@ fn draw(
             ],
         ),
         (
-            "rates (1/time)",
+            "rates (1/time unit)",
             vec![
                 plot::Series {
                     name: "|lambda_1|",
@@ -204,16 +204,26 @@ fn draw(
             ],
         ),
     ];
-    let fid = scal(8);
+    let (fid, top, fid_top) = (scal(8), scal(12), scal(13));
     if sc.observables.fidelity.is_some() && names.iter().any(|c| c == "fidelity") {
         panels.insert(
             1,
             (
-                "fidelity of rho_+",
-                vec![plot::Series {
-                    name: "rho_+",
-                    y: &fid,
-                }],
+                "rho_+: CRSS fidelity",
+                vec![
+                    plot::Series {
+                        name: "fidelity of rho_+",
+                        y: &fid,
+                    },
+                    plot::Series {
+                        name: "of its j = N/2 part, normalised",
+                        y: &fid_top,
+                    },
+                    plot::Series {
+                        name: "j = N/2 weight of rho_+",
+                        y: &top,
+                    },
+                ],
             ),
         );
     }
