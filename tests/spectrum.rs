@@ -339,3 +339,52 @@ tol = 0.001
         assert!(!e.ok && e.stderr.contains(field), "{field}: {}", e.stderr);
     }
 }
+
+/// A complex target (`target` + i `target_im`): the eigenvalues written are the k of the dense
+/// spectrum nearest it (seed 001 above Omega_c, N = 16, near an oscillation frequency).
+#[test]
+fn spectrum_task_complex_target() {
+    let text = r#"
+title = "complex target"
+[model]
+N = 16
+Gamma = 1.0
+chi = 0.9375
+Omega = 17.0
+[task]
+kind = "spectrum"
+k = 6
+target = -3.0
+target_im = 6.0
+"#;
+    let o = common::run_scenario(common::Toml::Text(text), &["--backend", "cpu"]);
+    assert!(o.ok, "{}", o.stderr);
+    let (_, rows) = o.csv("spectrum.csv");
+    let model = Model {
+        n: 16,
+        gamma_coll: 1.0,
+        chi: 0.9375,
+        drive: 17.0,
+        ..Model::default()
+    };
+    let sigma = c64::new(-3.0, 6.0);
+    let mut dense = spectrum::dense_eigenvalues(&model, Space::Collective, None).unwrap();
+    dense.sort_by(|a, b| (a - sigma).norm().total_cmp(&(b - sigma).norm()));
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        let z = c64::new(r[1], r[2]);
+        let d = dense[..6]
+            .iter()
+            .map(|w| (w - z).norm())
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            d < 1e-9,
+            "{z} is not among the 6 dense eigenvalues nearest {sigma} ({d:e})"
+        );
+    }
+    assert!(
+        rows.iter().any(|r| r[2].abs() > 1.0),
+        "no complex eigenvalue near the target"
+    );
+    assert_eq!(o.result()["results"]["target_im"].as_f64(), Some(6.0));
+}

@@ -91,6 +91,7 @@ pub(super) struct RawTask {
     // spectrum
     pub(super) k: Option<Num>,
     pub(super) target: Option<Num>,
+    pub(super) target_im: Option<Num>,
     pub(super) sector: Option<Num>,
     // scan of spectra: gap minimised over a second variable at each point, scaling fit
     pub(super) minimize: Option<RawMinimize>,

@@ -7,6 +7,7 @@ use super::fields::{MAX_CFL, atol, count, positive, precision, rtol, time_grid};
 use super::raw::RawTask;
 use super::{Num, Point, Scenario, SweepSpec};
 use crate::analysis::scaling::Law;
+use crate::c64;
 use crate::error::InputError;
 use crate::precision::Precision;
 use crate::solver::meanfield::Factorisation;
@@ -66,7 +67,7 @@ pub enum Task {
     /// restricted to the coherences c - r = `sector` where given.
     Spectrum {
         k: usize,
-        target: f64,
+        target: c64,
         sector: Option<i64>,
     },
     /// The steady state as a mixture of two metastable states, from the slowest eigenmode of
@@ -118,7 +119,7 @@ pub enum ScanMode {
     /// scanned variable.
     Spectrum {
         k: usize,
-        target: f64,
+        target: c64,
         sector: Option<i64>,
         minimize: Option<Minimize>,
         fit: Option<Law>,
@@ -181,7 +182,7 @@ struct Present {
     sweep: [(&'static str, bool); 6],
     scan: [(&'static str, bool); 6],
     fixed_points: [(&'static str, bool); 3],
-    spectrum: [(&'static str, bool); 3],
+    spectrum: [(&'static str, bool); 4],
     scaling: [(&'static str, bool); 2],
 }
 
@@ -229,6 +230,7 @@ impl Present {
             spectrum: [
                 ("k", t.k.is_some()),
                 ("target", t.target.is_some()),
+                ("target_im", t.target_im.is_some()),
                 ("sector", t.sector.is_some()),
             ],
             scaling: [("minimize", t.minimize.is_some()), ("fit", t.fit.is_some())],
@@ -329,24 +331,32 @@ fn spectrum_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, InputEr
 }
 
 /// The fields of a spectrum (`kind = "spectrum"`, or a scan's `mode = "spectrum"`): `k`,
-/// `target`, `sector`.
+/// `target` and `target_im` (sigma = target + i target_im, default 0), `sector`.
 fn spectrum_fields(
     t: &RawTask,
     base: &Point,
     f: &Present,
     ctx: &str,
-) -> Result<(usize, f64, Option<i64>), InputError> {
+) -> Result<(usize, c64, Option<i64>), InputError> {
     refuse(&f.traj, ctx, "")?;
     refuse(&f.precision, ctx, " (the spectrum runs on the CPU in f64)")?;
     refuse(&f.evolve, ctx, "")?;
     let k = count(base, "task.k", &t.k, 10.0, 1e5)?;
-    let target = match &t.target {
-        None => 0.0,
-        Some(n) => base.eval("task.target", n)?,
+    let part = |field: &str, n: &Option<Num>| -> Result<f64, InputError> {
+        let v = match n {
+            None => 0.0,
+            Some(n) => base.eval(field, n)?,
+        };
+        if !v.is_finite() {
+            return Err(InputError::invalid(field, v, "a finite number"));
+        }
+        Ok(v)
     };
-    if !target.is_finite() {
-        return Err(InputError::invalid("task.target", target, "a finite number"));
-    }
+    // The target sigma = target + i target_im (e.g. near an oscillation frequency).
+    let target = c64::new(
+        part("task.target", &t.target)?,
+        part("task.target_im", &t.target_im)?,
+    );
     let sector = match &t.sector {
         None => None,
         Some(n) => {

@@ -25,7 +25,7 @@ pub const COLUMNS: [&str; 4] = ["k", "re", "im", "residual"];
 pub fn run(
     sc: &Scenario,
     k: usize,
-    target: f64,
+    target: c64,
     sector: Option<i64>,
     ctx: &mut Context,
 ) -> Result<Report, Error> {
@@ -59,7 +59,8 @@ pub fn run(
         "max_residual": worst,
         "space": space,
         "sector": sector,
-        "target": target,
+        "target": target.re,
+        "target_im": target.im,
     });
     let mut files = vec!["spectrum.csv".to_string()];
     if sc.plot {
@@ -97,12 +98,12 @@ pub fn space_of(model: &crate::model::Model) -> Space {
 pub fn solve(
     model: &crate::model::Model,
     k: usize,
-    target: f64,
+    target: c64,
     sector: Option<i64>,
 ) -> Result<spectrum::Spectrum, crate::error::SolverError> {
     let opts = SpectrumOptions {
         k,
-        target: c64::new(target, 0.0),
+        target,
         sector,
         ..Default::default()
     };

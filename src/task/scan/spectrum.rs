@@ -138,7 +138,8 @@ pub fn run(sc: &Scenario, variable: &str, mode: &ScanMode, ctx: &mut Context) ->
         "min_gap_at": best.map(|r| named(&x_names, r)),
         "max_residual": jnum(worst),
         "k": k,
-        "target": target,
+        "target": target.re,
+        "target_im": target.im,
         "sector": sector,
         "minimize": minimize.as_ref().map(|m| json!({"variable": m.variable, "bracket": [m.lo, m.hi], "tol": m.tol})),
         "fit": fitted.map(|f| json!({
