@@ -7,11 +7,9 @@
 //! GPU tests use `backend::gpu::test_context`: without an adapter they print `SKIPPED: ...`
 //! and return; with `DICKE_REQUIRE_GPU=1` (CI, lavapipe) a missing adapter fails them.
 
-use dicke::analysis::switching::{self as stats, Event, TrajectoryEvents};
+use dicke::analysis::switching as stats;
 use dicke::model::Model;
-use dicke::solver::trajectory::{
-    Classifier, EnsembleResult, Precision, TrajectoryOptions, decode_event, run_cpu,
-};
+use dicke::solver::trajectory::{Classifier, Precision, TrajectoryOptions, run_cpu};
 use dicke::state::pure;
 
 /// Seed 000 (PHYSICS.md sec. 1 mapping, as scenarios/bistability_steady_state.toml): gamma =
@@ -55,23 +53,6 @@ fn smoothed(window: f64, dt_save: f64) -> Classifier {
     }
 }
 
-fn events(ens: &EnsembleResult) -> Vec<TrajectoryEvents> {
-    ens.changes
-        .iter()
-        .map(|c| TrajectoryEvents {
-            trajectory: c.index,
-            events: c
-                .events
-                .iter()
-                .map(|&e| {
-                    let (save, upper) = decode_event(e);
-                    Event { save, upper }
-                })
-                .collect(),
-        })
-        .collect()
-}
-
 /// Counted rates and telegraph fit of 64 trajectories of `model` from the south pole to
 /// t = 1500 (saves every 1/gamma) with the default classifier on cores `[lo, hi]`, checked
 /// against `lambda_1` (see the tests below).
@@ -88,7 +69,7 @@ fn check_rates(label: &str, model: &Model, lo: f64, hi: f64, lambda_1: f64) {
     };
     let start = std::time::Instant::now();
     let ens = run_cpu(model, &psi0, &times, &opts).unwrap();
-    let ev = events(&ens);
+    let ev = dicke::task::switching::events_of(&ens.changes);
     let [lower, upper] = stats::rates(&stats::dwells(&ev, &times), 0.0);
     let sum = lower.rate + upper.rate;
     let lo95 = sum - (lower.rate - lower.lo95).hypot(upper.rate - upper.lo95);

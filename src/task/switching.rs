@@ -83,7 +83,7 @@ fn thresholds_from_steady_state(model: &Model) -> Result<(f64, f64, Value), Erro
 }
 
 /// The events of every trajectory in the analysis' form.
-fn events_of(changes: &[PhaseChanges]) -> Vec<TrajectoryEvents> {
+pub fn events_of(changes: &[PhaseChanges]) -> Vec<TrajectoryEvents> {
     changes
         .iter()
         .map(|c| TrajectoryEvents {

@@ -12,8 +12,9 @@
 
 use super::unit::PointUnit;
 use crate::error::Error;
-use crate::output::{CsvWriter, plot};
+use crate::output::{CsvWriter, checkpoint, plot};
 use crate::scenario::Scenario;
+use crate::task::checkpoint::CHECKPOINT_DIR;
 use crate::task::context::Context;
 use crate::task::metastable::{self as ms, PM_COLUMNS, PointResult, SCALARS, STATES};
 use crate::task::policy::{self, Kernel};
@@ -111,11 +112,9 @@ pub fn run(sc: &Scenario, variable: &str, ctx: &mut Context) -> Result<Report, E
 /// A point's result from its unit: three state rows and the scalars; P_m of the three states
 /// concatenated.
 fn decode(unit: PointUnit) -> Result<PointResult, Error> {
-    let corrupt = || {
-        Error::Output(crate::error::OutputError::Write {
-            path: "checkpoint".into(),
-            message: "a metastable scan unit of the wrong shape".into(),
-        })
+    let corrupt = || -> Error {
+        let path = std::path::Path::new(CHECKPOINT_DIR);
+        checkpoint::corrupt(path, "a metastable scan unit of the wrong shape").into()
     };
     let mut rows = unit.rows;
     let pm = unit.pm.ok_or_else(corrupt)?;
