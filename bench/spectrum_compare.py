@@ -47,6 +47,9 @@ Internal: python3 bench/spectrum_compare.py --worker {collective,piqs-full,piqs-
 import json, os, platform, shutil, subprocess, sys, tempfile, time
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_measured  # noqa: E402
+
 K = 10
 GAMMA, CHI, X_COLL = 1.0, 1.875 / 2, 0.8
 X_BLOCKS = 0.75
@@ -94,33 +97,9 @@ def worker(kind, n, sigma):
 
 
 # --- driver ------------------------------------------------------------------------------
-def run_measured_rss(args, timeout=TIMEOUT_S):
-    """Run args in a child process: wall time, and the child's own peak RSS (os.wait4's rusage,
-    KiB on Linux), return code, output."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
-        p = subprocess.Popen(args, stdout=fout, stderr=ferr, text=True)
-        deadline = t0 + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                p.kill()
-                os.wait4(p.pid, 0)
-                p.returncode = -9
-                return {"wall_s": time.perf_counter() - t0, "timeout": True}
-            time.sleep(0.02)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        fout.seek(0)
-        ferr.seek(0)
-        return {"wall_s": wall, "peak_rss_mib": ru.ru_maxrss / 1024, "rc": p.returncode,
-                "stdout": fout.read(), "stderr": ferr.read()[-2000:]}
-
-
 def qutip_solve(kind, n, sigma):
-    r = run_measured_rss([sys.executable, __file__, "--worker", kind, str(n), str(sigma)])
+    r = run_measured([sys.executable, __file__, "--worker", kind, str(n), str(sigma)],
+                     timeout=TIMEOUT_S)
     if r.get("timeout"):
         return {"kind": kind, "sigma": sigma, "skipped": f"ran past {TIMEOUT_S} s"}
     res = {"kind": kind, "sigma": sigma, "process_s": r["wall_s"],
@@ -169,7 +148,7 @@ def dicke_solve(dicke_bin, problem, n):
     path = os.path.join(d, "scenario.toml")
     with open(path, "w") as f:
         f.write(scenario_text(problem, n))
-    r = run_measured_rss([dicke_bin, "run", path, "--out", os.path.join(d, "out")],
+    r = run_measured([dicke_bin, "run", path, "--out", os.path.join(d, "out")],
                          timeout=3600)
     if r.get("timeout") or r["rc"] != 0:
         return {"error": r.get("stderr", "timeout")}
