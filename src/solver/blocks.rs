@@ -99,9 +99,12 @@
 use crate::basis::{Irrep, individual_weights};
 use crate::error::SolverError;
 use crate::model::Model;
+use crate::solver::hermitian::{
+    Coupling, PIN_RATIO, Pin, assemble_hermitian_blocks, check_memory, hidx, packed_len, packed_offset,
+    solve_pinned, unknown_coords,
+};
 use crate::solver::master::{
-    Coeffs, Coupling, EvolveStats, SteadyStats, StencilRates, apply_full, apply_packed_split,
-    assemble_hermitian_blocks, check_memory, gauge, hidx, packed_len, packed_offset, solve_refined,
+    Coeffs, EvolveStats, SteadyStats, StencilRates, apply_full, apply_packed_split, gauge,
 };
 use crate::solver::ode::{self, OdeOptions};
 use crate::state::BlockState;
@@ -605,62 +608,56 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
     let nb = block_elements(model.n);
     check_memory(
         format!(
-            "sparse LU of the {nb} x {nb} real block Liouvillian (N = {}), estimated fill included",
+            "multifrontal LU of the {nb} x {nb} real block Liouvillian (N = {}), fill included",
             model.n
         ),
         steady_state_memory_estimate(model),
     )?;
     let op = BlockOp::new(model, false);
     debug_assert_eq!(op.len(), nb);
-    // Scale of the trace row: 1-norm of the equation it replaces.
-    let mut terms = Vec::new();
-    op.couplings(0, 0, 0, &mut terms);
-    let s = terms
-        .iter()
-        .map(|t| t.3.norm())
-        .sum::<f64>()
-        .max(f64::MIN_POSITIVE.sqrt());
-    let csr = assemble_hermitian_blocks(&op.dims, s, parity, |b, r, c, t| op.couplings(b, r, c, t));
-    let nnz = csr.2.len();
-    let unknowns = csr.0.len() - 1;
-    let unpack = |x: &[f64]| -> BlockState {
-        let mut st = BlockState::zeros(model.n);
-        let mut base = 0;
-        for (b, &d) in op.dims.iter().enumerate() {
-            let o = op.offsets[b];
-            let mut p = base; // packed upper triangle, row by row (parity layout)
-            for r in 0..d {
-                for c in r..d {
-                    let v = if parity {
-                        let x = x[p];
-                        p += 1;
-                        if (c - r) % 2 == 0 {
-                            c64::new(x, 0.0)
-                        } else {
-                            c64::new(0.0, x)
-                        }
-                    } else if c == r {
-                        c64::new(x[base + hidx(d, r, r)], 0.0)
-                    } else {
-                        let i = base + hidx(d, r, c);
-                        c64::new(x[i], x[i + 1])
-                    };
-                    st.data[o + r * d + c] = v;
-                    st.data[o + c * d + r] = v.conj();
-                }
-            }
-            base += if parity { d * (d + 1) / 2 } else { d * d };
-        }
-        st
-    };
+    let unpack = |x: &[f64]| unpack_hermitian(model.n, &op, parity, x);
     let residual_of = |st: &BlockState| {
         let mut l = vec![c64::new(0.0, 0.0); nb];
         op.apply::<false>(&st.data, &mut l);
         l.iter().map(|z| z.norm()).fold(0.0, f64::max)
     };
-    let (x, residual_unrefined, refinement_steps) = solve_refined(&csr, s, |x| residual_of(&unpack(x)))?;
-    drop(csr);
-    let mut st = unpack(&x);
+    let coords = unknown_coords(&op.dims, parity, |b, r, c| {
+        [b as i32, (r + b) as i32, (c + b) as i32]
+    });
+    let what = format!("N = {}", model.n);
+    let population = |st: &BlockState, b: usize, k: usize| {
+        let (o, d) = (op.offsets[b], op.dims[b]);
+        st.data[o + k * d + k].re.abs()
+    };
+    let mut pin = Pin { block: 0, level: 0 };
+    let (mut st, unknowns, nnz, residual_unrefined, refinement_steps) = loop {
+        // Scale of the pinned row: 1-norm of the equation it replaces.
+        let mut terms = Vec::new();
+        op.couplings(pin.block, pin.level, pin.level, &mut terms);
+        let s = terms
+            .iter()
+            .map(|t| t.3.norm())
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE.sqrt());
+        let csr = assemble_hermitian_blocks(&op.dims, s, parity, pin, |b, r, c, t| op.couplings(b, r, c, t));
+        let at = unknown_index(&op.dims, parity, pin);
+        let (x, r0, steps, _) = solve_pinned(&csr, &coords, at, s, &what, |x| residual_of(&unpack(x)))?;
+        let st = unpack(&x);
+        let largest = op
+            .dims
+            .iter()
+            .enumerate()
+            .flat_map(|(b, &d)| (0..d).map(move |k| Pin { block: b, level: k }))
+            .max_by(|a, b| population(&st, a.block, a.level).total_cmp(&population(&st, b.block, b.level)))
+            .unwrap_or(pin);
+        let small =
+            population(&st, pin.block, pin.level) < PIN_RATIO * population(&st, largest.block, largest.level);
+        if largest != pin && small {
+            pin = largest;
+            continue;
+        }
+        break (st, csr.0.len() - 1, csr.2.len(), r0, steps);
+    };
     // Residual in the phi = 0 frame: the gauge multiplies each element by a phase, so it has
     // the same size in the model's frame.
     let residual = residual_of(&st);
@@ -679,6 +676,53 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
             refinement_steps,
         },
     ))
+}
+
+/// The block state of the real unknowns `x` of [`assemble_hermitian_blocks`] (general or
+/// parity layout), divided by its trace.
+fn unpack_hermitian(n_atoms: usize, op: &BlockOp, parity: bool, x: &[f64]) -> BlockState {
+    let mut st = BlockState::zeros(n_atoms);
+    let mut base = 0;
+    for (b, &d) in op.dims.iter().enumerate() {
+        let o = op.offsets[b];
+        let mut p = base; // packed upper triangle, row by row (parity layout)
+        for r in 0..d {
+            for c in r..d {
+                let v = if parity {
+                    let x = x[p];
+                    p += 1;
+                    if (c - r) % 2 == 0 {
+                        c64::new(x, 0.0)
+                    } else {
+                        c64::new(0.0, x)
+                    }
+                } else if c == r {
+                    c64::new(x[base + hidx(d, r, r)], 0.0)
+                } else {
+                    let i = base + hidx(d, r, c);
+                    c64::new(x[i], x[i + 1])
+                };
+                st.data[o + r * d + c] = v;
+                st.data[o + c * d + r] = v.conj();
+            }
+        }
+        base += if parity { packed_len(d) } else { d * d };
+    }
+    let trace = st.trace().re;
+    st.data.iter_mut().for_each(|z| *z /= trace);
+    st
+}
+
+/// Index of the real unknown of population `pin` in [`assemble_hermitian_blocks`]' layout.
+fn unknown_index(dims: &[usize], parity: bool, pin: Pin) -> usize {
+    let size = |d: usize| if parity { packed_len(d) } else { d * d };
+    let base: usize = dims[..pin.block].iter().map(|&d| size(d)).sum();
+    let d = dims[pin.block];
+    base + if parity {
+        packed_offset(d, pin.level)
+    } else {
+        hidx(d, pin.level, pin.level)
+    }
 }
 
 #[cfg(test)]

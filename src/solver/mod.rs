@@ -10,6 +10,10 @@
 //! - [`cumulant`]: second-order cumulant expansion (PHYSICS.md sec. 5) of the whole engine
 //!   model, nine real moments per parameter point; [`cumulant::batch`] integrates many points
 //!   at once (CPU twin of a compute kernel).
+//! - [`frontal`]: sparse LU by geometric nested dissection and a multifrontal factorisation,
+//!   for the lattice-structured Liouvillians of [`master`] and [`blocks`] (f64 and c64).
+//! - [`hermitian`]: the real form of a Liouvillian on Hermitian matrices and its pinned,
+//!   refined steady-state solve on [`frontal`] (shared by [`master`] and [`blocks`]).
 //! - [`ode`]: the shared adaptive integrator (Dormand-Prince 5(4), FSAL, PI step control,
 //!   exact stepping onto save times) used by the solvers above.
 //! - [`spectrum`]: the Liouvillian's eigenvalues nearest a target (shift-invert Arnoldi with
@@ -20,6 +24,8 @@
 //!   boundaries along a scan.
 pub mod blocks;
 pub mod cumulant;
+pub mod frontal;
+pub mod hermitian;
 pub mod master;
 pub mod meanfield;
 pub mod metastable;

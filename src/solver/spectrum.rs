@@ -67,7 +67,8 @@
 use crate::error::SolverError;
 use crate::model::Model;
 use crate::solver::blocks;
-use crate::solver::master::{self, Coeffs, Coupling, check_memory, gauge};
+use crate::solver::hermitian::{Coupling, check_memory};
+use crate::solver::master::{self, Coeffs, gauge};
 use faer::linalg::solvers::Solve;
 use faer::sparse::linalg::solvers::Lu;
 use faer::sparse::{SparseRowMatRef, SymbolicSparseRowMatRef};
