@@ -61,24 +61,22 @@
 //!
 //! # Steady state
 //!
-//! Sparse LU (faer 0.22) of the real form of L on Hermitian blocks
-//! ([`super::master::assemble_hermitian_blocks`]): unknowns (R_j)_kk and (Re, Im)(R_j)_rc for
-//! r < c, sum_j (2j+1)^2 reals; the equation of (R_{N/2})_{00} is replaced by
-//! `s sum_j tr R_j = s` (exact: the diagonal equations of all blocks sum to zero identically,
-//! because the dissipator is trace preserving), with two steps of iterative refinement with
-//! residuals in twice the working precision.
+//! The real form of L on Hermitian blocks (unknowns (R_j)_kk and (Re, Im)(R_j)_rc for r < c,
+//! sum_j (2j+1)^2 reals) with one population pinned (that of m = -N/2 in j = N/2 first),
+//! solved by nested dissection and a multifrontal LU and refined in twice the working
+//! precision: [`crate::solver::hermitian`], [`crate::solver::frontal`]. The pin is exact
+//! because the diagonal equations of all blocks sum to zero identically (the dissipator is
+//! trace preserving).
 //!
-//! Ordering: faer's COLAMD (the default of `sp_lu`) on the blocks stored largest j first, each
-//! row-major. The unknowns form a 3-D lattice (j, m_r, m_c) with nearest-neighbour couplings
-//! (the drive moves m_r or m_c by one; a jump moves both by the same 0 or +-1 and j by 0 or
-//! +-1, so q = c - r changes only with the drive), and partial pivoting fills within A^T A,
-//! whose graph a fill-reducing ordering has to see whole: COLAMD works on exactly that. The
-//! structured alternatives are worse on paper: ordering by q makes the matrix block
-//! tridiagonal with dense Schur complements of ~N^2/2 unknowns per q (O(N^7) work); ordering by
-//! j likewise with (N+1)^2-sized dense blocks; and a hand-made nested dissection of the (r, c)
-//! grid already lost to COLAMD in the collective solver ([`super::master`]). The work grows
-//! like nu^2 and the memory like nu^1.56 in the number of unknowns nu (measured times and
-//! memory: BENCHMARKS.md, "Permutation-invariant block master equation").
+//! Ordering: the unknowns form a 3-D lattice (j, m_r, m_c) with nearest-neighbour couplings:
+//! the drive moves m_r or m_c by one; a jump moves both by the same 0 or +-1 and j by 0 or
+//! +-1 (q = c - r changes only with the drive). Element (r, c) of block b (j = N/2 - b) sits at
+//! (b, r + b, c + b) = (b, m_r + N/2, m_c + N/2), so every coupling changes each coordinate by
+//! at most one and planes of constant coordinate separate the lattice. 3-D nested dissection
+//! gives O(nu^(4/3)) fill and O(nu^2) work in the number of unknowns nu; the populations of
+//! every block (the face q = 0) are eliminated last. (The previous solver, faer's supernodal
+//! LU under COLAMD, needed nu^1.56 memory: 3.5 GB at N = 100; measured times and memory:
+//! BENCHMARKS.md, "Permutation-invariant block master equation".)
 //! Populations are not made exactly conservative in floating point as in the collective solver
 //! (the rates of one level now flow into three blocks): the refinement brings the residual to
 //! the rounding floor, and populations far below 1e-10 carry a relative error that grows as
@@ -101,7 +99,7 @@ use crate::error::SolverError;
 use crate::model::Model;
 use crate::solver::hermitian::{
     Coupling, PIN_RATIO, Pin, assemble_hermitian_blocks, check_memory, hidx, packed_len, packed_offset,
-    solve_pinned, unknown_coords,
+    solve_memory_estimate, solve_pinned, unknown_coords,
 };
 use crate::solver::master::{
     Coeffs, EvolveStats, SteadyStats, StencilRates, apply_full, apply_packed_split, gauge,
@@ -550,26 +548,41 @@ pub fn evolve(
     })
 }
 
-/// Upper envelope of the measured peak resident memory of [`steady_state`] over
-/// (real unknowns)^1.6, bytes (see [`steady_state_memory_estimate`]).
-pub const FILL_PER_UNKNOWN_POW: f64 = 64.0;
-
-/// Estimated peak memory (bytes) of [`steady_state`] for `model`. Peak resident memory
-/// measured with faer 0.22 on seed 000's model (2-core EPYC), against the real unknowns nu:
-/// general layout N = 30 (nu = 5,456): 51 MB, N = 54 (29,260): 703 MB; parity layout N = 54
-/// (15,022): 217 MB, N = 100 (89,726): 3.59 GB. That is bytes ~ 45-53 nu^1.56 (the LU fill
-/// of a 3-D lattice under COLAMD); the estimate 64 nu^1.6 is an upper envelope that
-/// over-predicts growth slightly (1.3x at N = 54, 1.5x at N = 100).
+/// Peak memory (bytes) of [`steady_state`] for `model`: the exact figure of the
+/// factorisation's symbolic analysis ([`crate::solver::frontal`]) on the block Liouvillian's
+/// pattern with every coupling present, plus the matrix and the solver's vectors
+/// ([`crate::solver::hermitian::solve_memory_estimate`]), plus the returned state.
 pub fn steady_state_memory_estimate(model: &Model) -> f64 {
     let parity = has_parity(model);
-    let nu: f64 = crate::basis::two_js(model.n)
-        .iter()
-        .map(|&t| {
-            let d = (t + 1) as f64;
-            if parity { d * (d + 1.0) / 2.0 } else { d * d }
-        })
-        .sum();
-    FILL_PER_UNKNOWN_POW * nu.powf(1.6) + 64.0 * 16.0 * block_elements(model.n) as f64
+    let elements = block_elements(model.n) as f64;
+    // Beyond the limit's reach the pattern itself would be gigabytes: extrapolate the
+    // nested-dissection fill of a 3-D lattice, nu^(4/3), from the largest analysed size.
+    const ANALYSED_ATOMS: usize = 320;
+    if model.n > ANALYSED_ATOMS {
+        let at = Model {
+            n: ANALYSED_ATOMS,
+            ..model.clone()
+        };
+        let ratio = elements / block_elements(ANALYSED_ATOMS) as f64;
+        return steady_state_memory_estimate(&at) * ratio.powf(4.0 / 3.0);
+    }
+    let full = Model {
+        drive: 1.0,
+        gamma_coll: 1.0,
+        pump_coll: 1.0,
+        dephase_coll: 1.0,
+        gamma_down: 1.0,
+        gamma_up: 1.0,
+        gamma_phi: 1.0,
+        ..model.clone()
+    };
+    let op = BlockOp::new(&full, false);
+    let coords = unknown_coords(&op.dims, parity, |b, r, c| {
+        [b as i32, (r + b) as i32, (c + b) as i32]
+    });
+    let pin = Pin { block: 0, level: 0 };
+    let csr = assemble_hermitian_blocks(&op.dims, 1.0, parity, pin, |b, r, c, t| op.couplings(b, r, c, t));
+    solve_memory_estimate(&csr, &coords) + 2.0 * 16.0 * elements
 }
 
 /// True when the model's Hamiltonian is the drive alone (omega0 = chi = chi_z = 0): then, in the
@@ -630,7 +643,7 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
         st.data[o + k * d + k].re.abs()
     };
     let mut pin = Pin { block: 0, level: 0 };
-    let (mut st, unknowns, nnz, residual_unrefined, refinement_steps) = loop {
+    let (mut st, unknowns, nnz, residual_unrefined, refinement_steps, factor_entries) = loop {
         // Scale of the pinned row: 1-norm of the equation it replaces.
         let mut terms = Vec::new();
         op.couplings(pin.block, pin.level, pin.level, &mut terms);
@@ -641,7 +654,7 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
             .max(f64::MIN_POSITIVE.sqrt());
         let csr = assemble_hermitian_blocks(&op.dims, s, parity, pin, |b, r, c, t| op.couplings(b, r, c, t));
         let at = unknown_index(&op.dims, parity, pin);
-        let (x, r0, steps, _) = solve_pinned(&csr, &coords, at, s, &what, |x| residual_of(&unpack(x)))?;
+        let (x, r0, steps, entries) = solve_pinned(&csr, &coords, at, s, &what, |x| residual_of(&unpack(x)))?;
         let st = unpack(&x);
         let largest = op
             .dims
@@ -656,7 +669,7 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
             pin = largest;
             continue;
         }
-        break (st, csr.0.len() - 1, csr.2.len(), r0, steps);
+        break (st, csr.0.len() - 1, csr.2.len(), r0, steps, entries);
     };
     // Residual in the phi = 0 frame: the gauge multiplies each element by a phase, so it has
     // the same size in the model's frame.
@@ -674,6 +687,7 @@ fn steady_state_with(model: &Model, parity: bool) -> Result<(BlockState, SteadyS
             residual,
             residual_unrefined,
             refinement_steps,
+            factor_entries,
         },
     ))
 }

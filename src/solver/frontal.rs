@@ -558,6 +558,12 @@ fn extend_add<T: Scalar>(
     }
 }
 
+/// A vector as a one-column matrix.
+fn col<T>(v: &mut [T]) -> faer::MatMut<'_, T> {
+    let n = v.len();
+    faer::MatMut::from_column_major_slice_mut(v, n, 1)
+}
+
 /// The factors of one front: `top` = [L11\U11 | U12] (p x (p + m)), the row permutation of the
 /// pivots, and L21 (m x p).
 struct Front<T> {
@@ -577,36 +583,46 @@ impl<T: Scalar> Factor<'_, T> {
     pub fn solve_in_place(&self, b: &mut [T]) {
         let an = self.an;
         let mut w: Vec<T> = an.order.iter().map(|&v| b[v as usize]).collect();
+        let mut tmp: Vec<T> = Vec::new();
+        // Forward: y = L11^-1 P b_piv, then b_upd -= L21 y (gathered through a buffer, so the
+        // products run in faer's kernels).
         for (pl, f) in an.plans.iter().zip(&self.fronts) {
             let p = pl.end - pl.start;
             let piv: Vec<T> = f.perm.iter().map(|&i| w[pl.start + i]).collect();
             w[pl.start..pl.end].copy_from_slice(&piv);
             let y = &mut w[pl.start..pl.end];
-            solve_unit_lower_triangular_in_place(
-                f.top.as_ref().get(.., ..p),
-                faer::MatMut::from_column_major_slice_mut(y, p, 1),
-                Par::Seq,
-            );
-            for i in 0..p {
-                let yi = w[pl.start + i];
-                for (j, &q) in pl.upd.iter().enumerate() {
-                    let l = f.l21[(j, i)];
-                    w[q as usize] -= l * yi;
-                }
+            solve_unit_lower_triangular_in_place(f.top.as_ref().get(.., ..p), col(y), Par::Seq);
+            if pl.upd.is_empty() {
+                continue;
+            }
+            tmp.clear();
+            tmp.resize(pl.upd.len(), T::ZERO);
+            let y = faer::MatRef::from_column_major_slice(&w[pl.start..pl.end], p, 1);
+            matmul(col(&mut tmp), Accum::Replace, f.l21.as_ref(), y, T::ONE, Par::Seq);
+            for (&q, &t) in pl.upd.iter().zip(&tmp) {
+                w[q as usize] -= t;
             }
         }
+        // Backward: x_piv = U11^-1 (y - U12 x_upd).
         for (pl, f) in an.plans.iter().zip(&self.fronts).rev() {
             let p = pl.end - pl.start;
-            for (j, &q) in pl.upd.iter().enumerate() {
-                let xj = w[q as usize];
-                for i in 0..p {
-                    let u = f.top[(i, p + j)];
-                    w[pl.start + i] -= u * xj;
-                }
+            if !pl.upd.is_empty() {
+                tmp.clear();
+                tmp.extend(pl.upd.iter().map(|&q| w[q as usize]));
+                let g = faer::MatRef::from_column_major_slice(&tmp, tmp.len(), 1);
+                let u12 = f.top.as_ref().get(.., p..);
+                matmul(
+                    col(&mut w[pl.start..pl.end]),
+                    Accum::Add,
+                    u12,
+                    g,
+                    T::ZERO - T::ONE,
+                    Par::Seq,
+                );
             }
             solve_upper_triangular_in_place(
                 f.top.as_ref().get(.., ..p),
-                faer::MatMut::from_column_major_slice_mut(&mut w[pl.start..pl.end], p, 1),
+                col(&mut w[pl.start..pl.end]),
                 Par::Seq,
             );
         }

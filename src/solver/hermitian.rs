@@ -283,6 +283,25 @@ pub(crate) fn residual_dot2(
         .collect()
 }
 
+/// The elimination tree of [`solve_pinned`]: nested dissection with the populations last.
+fn tree(coords: &[[i32; 3]]) -> frontal::Tree {
+    // Populations (the only unknowns with r = c in their coordinates) last: see
+    // `frontal::dissect_last` for why.
+    frontal::dissect_last(coords, |v| coords[v][1] == coords[v][2])
+}
+
+/// Peak memory (bytes) of [`solve_pinned`] on this pattern: the factorisation's (exact, from
+/// its symbolic analysis), the matrix, and four work vectors.
+pub(crate) fn solve_memory_estimate(csr: &Csr, coords: &[[i32; 3]]) -> f64 {
+    let (row_ptr, col_idx, _) = csr;
+    let nu = (row_ptr.len() - 1) as f64;
+    let matrix = 16.0 * col_idx.len() as f64 + 8.0 * nu;
+    match Analysis::new(&tree(coords), row_ptr, col_idx) {
+        Ok(an) => an.memory_bytes::<f64>() + matrix + 4.0 * 8.0 * nu,
+        Err(_) => f64::INFINITY,
+    }
+}
+
 /// Solve the pinned system `A x = s e_pin` (A from [`assemble_hermitian_blocks`], `coords`
 /// from [`unknown_coords`]) by nested dissection and multifrontal LU, then refine (module
 /// doc). `what` names the problem in a refusal. Returns x (not normalised), the residual

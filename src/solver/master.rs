@@ -56,22 +56,23 @@
 //!
 //! * Omega = 0: every term preserves q = c - r, the unique steady state is diagonal and its
 //!   populations are a birth-death chain solved by detailed balance in O(N) (any N).
-//! * Otherwise: sparse LU (faer 0.22, COLAMD ordering, partial pivoting) of the real form of L
-//!   on Hermitian matrices: the unknowns are rho_kk and (Re, Im) rho_rc for r < c, (N+1)^2
-//!   reals; the solution is Hermitian by construction. (A complex LU of the full Liouvillian,
-//!   same unknown count, ran at the same speed with 15% more memory; a geometric
-//!   nested-dissection ordering of the (r, c) grid fed to faer's supernodal LU gave more fill
-//!   than COLAMD, because partial pivoting fills within A^T A, whose separators are two grid
-//!   lines wide.) The trace constraint replaces the equation of rho_00 (see [`steady_state`]
-//!   for why that is exact and well conditioned), the population rates are made exactly
-//!   conservative in floating point, and two steps of iterative refinement with residuals in
-//!   twice the working precision bring every element, even populations of 1e-5 and below, to
-//!   ~1e-14 relative.
+//! * Otherwise: the real form of L on Hermitian matrices (unknowns rho_kk and (Re, Im) rho_rc
+//!   for r < c, (N+1)^2 reals; the solution is Hermitian by construction) with one population
+//!   pinned, solved by nested dissection of the (r, c) grid and a multifrontal LU, then
+//!   refined with residuals in twice the working precision: [`crate::solver::hermitian`] and
+//!   [`crate::solver::frontal`] (why a pin rather than the trace row, why the populations are
+//!   eliminated last, how the refinement brings populations of 1e-5 and below to ~1e-14
+//!   relative). The population rates are made exactly conservative in floating point. The
+//!   previous solver (faer's supernodal LU under COLAMD) needed 8.8 GB at N = 1000; a
+//!   geometric ordering fed to it did worse than COLAMD because its partial pivoting fills
+//!   within A^T A, whereas the multifrontal LU pivots within each front and keeps the fill of
+//!   the ordering.
 //!
 //! # Cost
 //!
 //! Evolution: O(N^2) per step, O(N^2 t) steps (stability-limited: |lambda| ~ N^2), so
-//! O(N^4 t); steady state: one sparse LU of (N+1)^2 unknowns with COLAMD fill. Measured
+//! O(N^4 t); steady state: one LU of (N+1)^2 unknowns, O(N^2 log N) fill and O(N^3) work
+//! (nested dissection on a 2-D grid). Measured
 //! times and memory, with the commands and the QuTiP runs beside them: BENCHMARKS.md
 //! ("Exact collective master equation").
 
@@ -82,7 +83,7 @@ pub use crate::solver::hermitian::STEADY_STATE_MEMORY_LIMIT_MIB;
 use crate::solver::hermitian::check_memory;
 use crate::solver::hermitian::{Coupling, packed_len, packed_offset};
 use crate::solver::hermitian::{
-    Csr, PIN_RATIO, Pin, assemble_hermitian_blocks, hidx, solve_pinned, unknown_coords,
+    Csr, PIN_RATIO, Pin, assemble_hermitian_blocks, hidx, solve_memory_estimate, solve_pinned, unknown_coords,
 };
 use crate::solver::ode::{self, OdeOptions, multiversion};
 use crate::state::DensityMatrix;
@@ -131,6 +132,9 @@ pub struct SteadyStats {
     pub residual_unrefined: f64,
     /// Iterative-refinement steps taken.
     pub refinement_steps: usize,
+    /// Scalars stored in the LU factors (the fill of [`crate::solver::frontal`]; 0 when
+    /// nothing is factorised).
+    pub factor_entries: usize,
 }
 
 /// Which storage [`evolve_with`] uses.
@@ -912,26 +916,35 @@ fn assemble_hermitian(co: &Coeffs, s: f64, pin: usize) -> Csr {
     })
 }
 
-/// Estimated peak memory (bytes) of the driven steady-state solve for `n_levels` = N + 1.
-///
-/// nnz(A) <= 14 n^2 (7 couplings x 2 real parts per equation), held three times (our CSR,
-/// faer's CSC copy and its transpose). The LU fill under COLAMD grows like n^2 log n (the
-/// unknowns form a 2-D grid); peak resident memory measured with faer 0.22 on seed 001's
-/// model (bytes / (16 n^2 log2 n^2)): N = 100: 19, 200: 20, 400: 23, 600: 23, 1000: 28
-/// (8.8 GB). The factor [`FILL_PER_UNKNOWN_LOG`] = 32 is an upper envelope of these, so the
-/// estimate is 1.2-1.5x the measured peak up to N = 1000; the 16 GiB limit is reached near
-/// N = 1250.
+/// Peak memory (bytes) of the driven steady-state solve for `n_levels` = N + 1: the exact
+/// figure of the factorisation's symbolic analysis ([`crate::solver::frontal`]) on the
+/// stencil's pattern with every coupling present, plus the matrix and the solver's vectors
+/// ([`crate::solver::hermitian::solve_memory_estimate`]). Measured peak resident memory is
+/// within a few percent of it (BENCHMARKS.md).
 pub fn steady_state_memory_estimate(n_levels: usize) -> f64 {
-    let nu = (n_levels * n_levels) as f64;
-    let nnz_a = 14.0 * nu;
-    let fill = FILL_PER_UNKNOWN_LOG * nu * nu.max(2.0).log2();
-    // A: 16 bytes per entry (value + index) per copy; LU: 16 bytes per entry; plus vectors.
-    3.0 * 16.0 * nnz_a + 16.0 * fill + 64.0 * nu
+    let model = Model {
+        n: n_levels.saturating_sub(1),
+        omega0: 1.0,
+        drive: 1.0,
+        chi: 1.0,
+        gamma_coll: 1.0,
+        pump_coll: 1.0,
+        dephase_coll: 1.0,
+        ..Default::default()
+    };
+    let n = n_levels;
+    // Beyond the limit's reach (N ~ 2,300) the pattern itself would be gigabytes: extrapolate
+    // the nested-dissection fill n^2 log n from the largest analysed size (a lower bound).
+    const ANALYSED_LEVELS: usize = 2400;
+    if n > ANALYSED_LEVELS {
+        let (a, b) = ((ANALYSED_LEVELS * ANALYSED_LEVELS) as f64, (n * n) as f64);
+        return steady_state_memory_estimate(ANALYSED_LEVELS) * (b * b.log2()) / (a * a.log2());
+    }
+    let co = Coeffs::new(&model, &Irrep::symmetric(model.n), false);
+    let coords = unknown_coords(&[n], false, |_, r, c| [0, r as i32, c as i32]);
+    let csr = assemble_hermitian(&co, 1.0, n / 2);
+    solve_memory_estimate(&csr, &coords) + 3.0 * 16.0 * (n * n) as f64
 }
-
-/// Upper envelope of the measured peak memory / (16 bytes n^2 log2 n^2), see
-/// [`steady_state_memory_estimate`].
-pub const FILL_PER_UNKNOWN_LOG: f64 = 32.0;
 
 /// The driven case of [`steady_state`]: the real Hermitian form of L (phi = 0 frame) with one
 /// population pinned, by nested dissection and multifrontal LU, refined
@@ -940,9 +953,9 @@ pub const FILL_PER_UNKNOWN_LOG: f64 = 32.0;
 /// also where an element below the diagonal folds onto its upper twin. The pin starts at the
 /// middle level, where a driven state has weight; if that population came out below
 /// [`PIN_RATIO`] of the largest, the solve is repeated pinned at the largest. Returns rho
-/// (phi = 0 frame, full row-major, trace one), nnz, the residual of the unrefined solution
-/// and the refinement steps.
-fn steady_state_lu(model: &Model, co: &Coeffs) -> Result<(Vec<c64>, usize, f64, usize), SolverError> {
+/// (phi = 0 frame, full row-major, trace one), nnz, the residual of the unrefined solution,
+/// the refinement steps and the factor's entries.
+fn steady_state_lu(model: &Model, co: &Coeffs) -> Result<(Vec<c64>, usize, f64, usize, usize), SolverError> {
     let n = co.n;
     let nu = n * n;
     let what = format!("N = {}", model.n);
@@ -977,11 +990,12 @@ fn steady_state_lu(model: &Model, co: &Coeffs) -> Result<(Vec<c64>, usize, f64, 
             .max(f64::MIN_POSITIVE.sqrt());
         let csr = assemble_hermitian(co, s, level);
         let pin = hidx(n, level, level);
-        let (x, residual_unrefined, refinement_steps, _) = solve_pinned(&csr, &coords, pin, s, &what, |x| {
-            let mut lrho = vec![c64::new(0.0, 0.0); nu];
-            apply_full::<false>(co, &unpack(x), &mut lrho);
-            lrho.iter().map(|z| z.norm()).fold(0.0, f64::max)
-        })?;
+        let (x, residual_unrefined, refinement_steps, entries) =
+            solve_pinned(&csr, &coords, pin, s, &what, |x| {
+                let mut lrho = vec![c64::new(0.0, 0.0); nu];
+                apply_full::<false>(co, &unpack(x), &mut lrho);
+                lrho.iter().map(|z| z.norm()).fold(0.0, f64::max)
+            })?;
         let largest = (0..n)
             .max_by(|&a, &b| population(&x, a).total_cmp(&population(&x, b)))
             .unwrap_or(0);
@@ -989,7 +1003,13 @@ fn steady_state_lu(model: &Model, co: &Coeffs) -> Result<(Vec<c64>, usize, f64, 
             level = largest;
             continue;
         }
-        return Ok((unpack(&x), csr.2.len(), residual_unrefined, refinement_steps));
+        return Ok((
+            unpack(&x),
+            csr.2.len(),
+            residual_unrefined,
+            refinement_steps,
+            entries,
+        ));
     }
 }
 
@@ -1071,15 +1091,15 @@ pub fn steady_state(model: &Model) -> Result<(DensityMatrix, SteadyStats), Solve
         3.0 * 16.0 * nu as f64,
     )?;
     let co = Coeffs::new(model, &irrep, false);
-    let (rho, unknowns, nnz, residual_unrefined, refinement_steps) = if model.drive == 0.0 {
+    let (rho, unknowns, nnz, residual_unrefined, refinement_steps, factor_entries) = if model.drive == 0.0 {
         let rho = populations_steady_state(model, &co)?;
         let mut lrho = vec![c64::new(0.0, 0.0); nu];
         apply_full::<false>(&co, &rho, &mut lrho);
         let r = lrho.iter().map(|z| z.norm()).fold(0.0, f64::max);
-        (rho, n, 0, r, 0)
+        (rho, n, 0, r, 0, 0)
     } else {
-        let (rho, nnz, r, steps) = steady_state_lu(model, &co)?;
-        (rho, nu, nnz, r, steps)
+        let (rho, nnz, r, steps, entries) = steady_state_lu(model, &co)?;
+        (rho, nu, nnz, r, steps, entries)
     };
 
     // Back to the model's frame and report from the public stencil.
@@ -1112,6 +1132,7 @@ pub fn steady_state(model: &Model) -> Result<(DensityMatrix, SteadyStats), Solve
             residual,
             residual_unrefined,
             refinement_steps,
+            factor_entries,
         },
     ))
 }
