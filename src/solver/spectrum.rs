@@ -22,7 +22,9 @@
 //! # The algorithm: shift-invert Arnoldi with thick restarts
 //!
 //! The eigenvalues nearest sigma are the largest `theta = 1/(lambda - sigma)` of
-//! `T = (L - sigma)^-1`, applied through one sparse LU (faer 0.22, COLAMD, partial pivoting).
+//! `T = (L - sigma)^-1`, applied through one sparse LU: nested dissection of the (b, m_r, m_c)
+//! lattice and a multifrontal factorisation in complex arithmetic ([`crate::solver::frontal`];
+//! the populations, which the trace row couples, are eliminated last).
 //! The Krylov decomposition `T V_m = V_m H_m + v_m h^T` (orthonormal V, CGS with one
 //! reorthogonalisation, H_m dense m x m) is expanded to m = `ncv` vectors; the Ritz pairs
 //! (theta_i, V_m y_i) come from faer's dense complex eigendecomposition of H_m, with residual
@@ -67,12 +69,10 @@
 use crate::error::SolverError;
 use crate::model::Model;
 use crate::solver::blocks;
+use crate::solver::frontal::{self, Analysis, Factor};
 use crate::solver::hermitian::{Coupling, check_memory};
 use crate::solver::master::{self, Coeffs, gauge};
-use faer::linalg::solvers::Solve;
-use faer::sparse::linalg::solvers::Lu;
-use faer::sparse::{SparseRowMatRef, SymbolicSparseRowMatRef};
-use faer::{Mat, MatMut};
+use faer::Mat;
 use num_complex::Complex64 as c64;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -334,17 +334,56 @@ impl SparseL {
         (rp, ci, v, s)
     }
 
-    /// The sparse LU of [`SparseL::shifted`], and its s.
-    fn factor(&self, sigma: c64, trace_row: Option<usize>) -> Result<(Lu<usize, c64>, f64), SolverError> {
-        let (rp, ci, v, s) = self.shifted(sigma, trace_row);
-        let n = self.dim();
-        let symbolic = SymbolicSparseRowMatRef::new_checked(n, n, &rp, None, &ci);
-        let lu = SparseRowMatRef::new(symbolic, &v).sp_lu().map_err(|e| {
+    /// Lattice coordinates of every unknown for the nested dissection: element (r, c) of block
+    /// b at (b, r + b, c + b), as in [`crate::solver::blocks`] (every coupling moves each by
+    /// at most one).
+    fn coords(&self) -> Vec<[i32; 3]> {
+        self.elements
+            .iter()
+            .map(|&(b, r, c)| [b as i32, (r + b) as i32, (c + b) as i32])
+            .collect()
+    }
+
+    /// Nested dissection (populations last, so that the trace row, which couples all of
+    /// them, stays inside the root front) and the symbolic analysis of [`SparseL::shifted`]'s
+    /// pattern, refused when its memory exceeds the limit.
+    fn analyse(&self, row_ptr: &[usize], col_idx: &[usize]) -> Result<Analysis, SolverError> {
+        let coords = self.coords();
+        let tree = frontal::dissect_last(&coords, |v| coords[v][1] == coords[v][2]);
+        let an =
+            Analysis::new(&tree, row_ptr, col_idx).map_err(|e| SolverError::Factorization(e.to_string()))?;
+        check_memory(
+            format!("multifrontal complex LU of the {0} x {0} Liouvillian", self.dim()),
+            an.memory_bytes::<c64>() + 40.0 * col_idx.len() as f64,
+        )?;
+        Ok(an)
+    }
+}
+
+/// The factorisation of L - sigma (with the trace row when deflating): its analysis, its
+/// values, and s.
+struct Shifted {
+    analysis: Analysis,
+    val: Vec<c64>,
+    s: f64,
+}
+
+impl Shifted {
+    fn new(l: &SparseL, sigma: c64, trace_row: Option<usize>) -> Result<Shifted, SolverError> {
+        let (rp, ci, val, s) = l.shifted(sigma, trace_row);
+        Ok(Shifted {
+            analysis: l.analyse(&rp, &ci)?,
+            val,
+            s,
+        })
+    }
+
+    fn factor(&self) -> Result<Factor<'_, c64>, SolverError> {
+        self.analysis.factor(&self.val).map_err(|e| {
             SolverError::Factorization(format!(
-                "{e:?} (L - sigma is singular: is the target an eigenvalue?)"
+                "{e} (L - sigma is singular: is the target an eigenvalue?)"
             ))
-        })?;
-        Ok((lu, s))
+        })
     }
 }
 
@@ -364,8 +403,11 @@ fn assemble(model: &Model, space: Space, sector: Option<i64>) -> Result<SparseL,
             let irrep = crate::basis::Irrep::new(model.n);
             let co = Coeffs::collective(model, &irrep);
             check_memory(
-                format!("sparse complex LU of the {0}^2 x {0}^2 Liouvillian", model.n + 1),
-                colamd_lu_memory_estimate(((model.n + 1) * (model.n + 1)) as f64, false),
+                format!(
+                    "sparse complex LU of the {0}^2 x {0}^2 Liouvillian (estimated from the real form)",
+                    model.n + 1
+                ),
+                2.0 * master::steady_state_memory_estimate(model.n + 1),
             )?;
             SparseL::assemble(vec![model.n + 1], sector, |_, r, c, t| {
                 master::collective_couplings(&co, r, c, t)
@@ -373,27 +415,16 @@ fn assemble(model: &Model, space: Space, sector: Option<i64>) -> Result<SparseL,
         }
         Space::Blocks => {
             check_memory(
-                format!("sparse complex LU of the block Liouvillian (N = {})", model.n),
-                colamd_lu_memory_estimate(crate::state::blocks::block_elements(model.n) as f64, true),
+                format!(
+                    "sparse complex LU of the block Liouvillian (N = {}, estimated from the real form)",
+                    model.n
+                ),
+                2.0 * blocks::steady_state_memory_estimate(model),
             )?;
             let op = blocks::SparseBlocks::new(model);
             SparseL::assemble(op.dims().to_vec(), sector, |b, r, c, t| op.couplings(b, r, c, t))
         }
     }
-}
-
-/// Peak memory (bytes) of faer's sparse complex LU (COLAMD ordering) of L - sigma with `nu`
-/// complex unknowns: the envelopes measured for the real steady-state solves before they moved
-/// to nested dissection (collective: 16 bytes x 32 nu log2 nu of fill plus three copies of
-/// the 14 nu entries, 1.2-1.5x the measured peak up to N = 1000; blocks, a 3-D lattice:
-/// 64 nu^1.6, 1.3-1.5x the measured peak at N = 54 and 100), doubled for complex scalars.
-fn colamd_lu_memory_estimate(nu: f64, lattice_3d: bool) -> f64 {
-    let real = if lattice_3d {
-        64.0 * nu.powf(1.6) + 64.0 * 16.0 * nu
-    } else {
-        3.0 * 16.0 * 14.0 * nu + 16.0 * 32.0 * nu * nu.max(2.0).log2() + 64.0 * nu
-    };
-    2.0 * real
 }
 
 /// Rotate a phi = 0 frame vector into the model's frame: element (r, c) times e^{-i phi (r - c)}.
@@ -684,16 +715,15 @@ pub fn eigenvalues(model: &Model, space: Space, opts: &SpectrumOptions) -> Resul
         });
     }
     let trace_row = deflate.then_some(0);
-    let (lu, s) = l.factor(sigma, trace_row)?;
+    let shifted = Shifted::new(&l, sigma, trace_row)?;
+    let (lu, s) = (shifted.factor()?, shifted.s);
     let mut factor_s = t0.elapsed().as_secs_f64();
-    let solve =
-        |lu: &Lu<usize, c64>, v: &mut [c64]| lu.solve_in_place(MatMut::from_column_major_slice_mut(v, n, 1));
     let op = |x: &[c64], out: &mut [c64]| {
         out.copy_from_slice(x);
         if let Some(t) = trace_row {
             out[t] = c64::new(0.0, 0.0);
         }
-        solve(&lu, out);
+        lu.solve_in_place(out);
     };
     let n_eff = if deflate { n - 1 } else { n };
     let k = opts.k.max(1).min(n);
@@ -741,13 +771,14 @@ pub fn eigenvalues(model: &Model, space: Space, opts: &SpectrumOptions) -> Resul
         let mut x = vec![c64::new(0.0, 0.0); n];
         x[0] = c64::new(s, 0.0);
         if sigma == c64::new(0.0, 0.0) {
-            solve(&lu, &mut x);
+            lu.solve_in_place(&mut x);
         } else {
             let t1 = Instant::now();
-            let (lu0, s0) = l.factor(c64::new(0.0, 0.0), trace_row)?;
+            let shifted0 = Shifted::new(&l, c64::new(0.0, 0.0), trace_row)?;
+            let lu0 = shifted0.factor()?;
             factor_s += t1.elapsed().as_secs_f64();
-            x[0] = c64::new(s0, 0.0);
-            solve(&lu0, &mut x);
+            x[0] = c64::new(shifted0.s, 0.0);
+            lu0.solve_in_place(&mut x);
         }
         let mut lx = vec![c64::new(0.0, 0.0); n];
         l.apply(&x, &mut lx);
