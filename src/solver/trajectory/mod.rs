@@ -277,6 +277,36 @@ pub struct TrajectoryOptions {
     pub reference: Option<Vec<c64>>,
     /// The on-line switching classifier (module doc, "Switching classifier"); `None`: off.
     pub classifier: Option<Classifier>,
+    /// Integrate only the levels where the state has amplitude (module doc, "Level window");
+    /// CPU only (`run_gpu` refuses it). `None`: every level, the kernel's algorithm.
+    pub level_window: Option<LevelWindow>,
+}
+
+/// The level window of a trajectory (module doc, "Level window").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LevelWindow {
+    /// A level is occupied while `|psi_i|^2 > tol` for the normalised state (precisely: a
+    /// real or imaginary part above `sqrt(tol)`); 0 keeps every nonzero amplitude, which
+    /// reproduces the run without a window exactly (tests/trajectory_window.rs).
+    pub tol: f64,
+    /// Levels kept on each side of the occupied ones (at least [`MIN_WINDOW_MARGIN`]).
+    pub margin: usize,
+}
+
+/// The smallest [`LevelWindow::margin`]: one step of Lawson RK4 spreads amplitude four levels
+/// (four applications of the V stencil) and a jump shifts it by one more, so with five levels
+/// no amplitude the full run would create ever reaches past the window's edge within a step.
+pub const MIN_WINDOW_MARGIN: usize = 5;
+
+impl Default for LevelWindow {
+    /// `task.level_window = true`: tol = 1e-16 (an amplitude of 1e-8, below RK4's own error
+    /// per step at the default cfl by orders of magnitude) and a margin of 8 levels.
+    fn default() -> Self {
+        LevelWindow {
+            tol: 1e-16,
+            margin: 8,
+        }
+    }
 }
 
 /// Parameters of the on-line switching classifier (module doc, "Switching classifier").
@@ -325,6 +355,7 @@ impl Default for TrajectoryOptions {
             lanes: 0,
             reference: None,
             classifier: None,
+            level_window: None,
         }
     }
 }
@@ -458,6 +489,8 @@ pub struct Plan {
     pub reference: Option<Vec<c64>>,
     /// The switching classifier ([`TrajectoryOptions::classifier`]), checked.
     pub classifier: Option<Classifier>,
+    /// The level window ([`TrajectoryOptions::level_window`]), checked.
+    pub level_window: Option<LevelWindow>,
 }
 
 impl Plan {
@@ -504,6 +537,7 @@ impl Plan {
             .map(|r| check_reference(r, n))
             .transpose()?;
         let classifier = opts.classifier.map(check_classifier).transpose()?;
+        let level_window = opts.level_window.map(check_window).transpose()?;
         let inv = 1.0 / norm2.sqrt();
         Ok(Plan {
             n_atoms: model.n,
@@ -527,6 +561,7 @@ impl Plan {
             individual,
             reference,
             classifier,
+            level_window,
         })
     }
 
@@ -629,6 +664,7 @@ impl Plan {
             intervals: self.intervals.clone(),
             ind: ind.map(T::from_f64),
             max_events: self.max_events(),
+            window: self.level_window.map(|w| (T::from_f64(w.tol.sqrt()), w.margin)),
         }
     }
 
@@ -736,6 +772,26 @@ pub fn irrep_diag(model: &Model, two_j: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     (energy, gamma)
 }
+/// The level window: `tol` in [0, 1e-6] (beyond it the dropped amplitude, up to sqrt(tol) per
+/// level and step, would rival RK4's own error: module doc, "Level window"), a margin of at
+/// least [`MIN_WINDOW_MARGIN`] levels.
+fn check_window(w: LevelWindow) -> Result<LevelWindow, SolverError> {
+    if !(0.0..=1e-6).contains(&w.tol) {
+        return Err(unsupported(format!(
+            "level window tol = {}: expected a number in [0, 1e-6]",
+            w.tol
+        )));
+    }
+    if w.margin < MIN_WINDOW_MARGIN {
+        return Err(unsupported(format!(
+            "level window margin = {}: expected at least {MIN_WINDOW_MARGIN} levels (one step \
+             spreads amplitude 4 levels, a jump 1 more)",
+            w.margin
+        )));
+    }
+    Ok(w)
+}
+
 /// The fidelity reference: N + 1 amplitudes (`n`) with a finite, positive norm; normalised.
 fn check_reference(r: &[c64], n: usize) -> Result<Vec<c64>, SolverError> {
     if r.len() != n {
