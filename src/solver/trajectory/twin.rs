@@ -504,7 +504,7 @@ impl<T: Real> Twin<T> {
         match self.inp.lanes {
             1 => {
                 let mut a = [T::ZERO; K];
-                for i in 0..self.np {
+                for i in 0..win.b - win.a {
                     for k in 0..K {
                         a[k] = a[k] + f[k][i];
                     }
