@@ -190,6 +190,56 @@
 //! (0.02-0.8); 20000 trajectories at cfl 0.5 agree with the master equation within 1.5 SE at
 //! every save.
 //!
+//! # Level window (opt-in, CPU twin only)
+//!
+//! With [`TrajectoryOptions::level_window`] (scenario `task.level_window = true`) a trajectory
+//! integrates only a window `W = [a, b)` of levels instead of the whole irrep. After every
+//! accepted step and every jump, with psi normalised, level i is *occupied* when `|Re psi_i|`
+//! or `|Im psi_i|` exceeds `sqrt(tol)`; W is the span from the first to the last occupied
+//! level, widened by `margin` levels on each side and rounded out to multiples of
+//! [`twin::CHUNK`] = 16, so every pass is still whole SIMD vectors and every sum keeps its lane
+//! order ([`LevelWindow`]: tol = 1e-16 and margin = 8 by default). Outside W every work vector
+//! holds exact zeros (levels leaving W are zeroed; passes read and write W only), so the
+//! stencil reads zeros past W's edges and the trajectory evolves under `P H_eff P`, P the
+//! projector on W. The check scans inward from W's edges to the first occupied level: a few
+//! dozen levels per step.
+//!
+//! **Dropped amplitude.** `e = psi_full - psi_W` obeys `de/dt = -i H_eff e - i (1 - P) V P
+//! psi_W`, and `-i H_eff` is a contraction (its Hermitian part `-Gamma_op/2 <= 0`), so
+//! `||e(t)|| <= int ||(1 - P) V P psi_W|| ds`. That vector has two components, `cp jp_{a-1}
+//! psi_a` and `cm jp_{b-1} psi_{b-1}`, each at most `(|Omega|/2)(j + 1/2) |psi_edge|`. The edge
+//! levels and their four inner neighbours are unoccupied at the start of a step (margin >= 5),
+//! `|psi_i| <= sqrt(2 tol)`, and within the step (h Lambda = cfl) they grow at most by
+//! `e^cfl`. Hence, between jumps, per step and relative to the norm,
+//!
+//! ```text
+//! ||e|| grows by at most  cfl e^cfl sqrt(2 tol)   (1.2e-8 at the defaults),
+//! |<O>_full - <O>_W| <= 2 ||O|| n_steps cfl e^cfl sqrt(2 tol)   (normalised states),
+//! ```
+//!
+//! for j >= 3/2 (where `sqrt(2) (|Omega|/2)(j + 1/2) <= |Omega| j <= Lambda`). A jump applies
+//! the same C_k to both, scaling the relative error by `||C_k e|| / ||C_k psi||`, of order one
+//! for the jumps that happen (they come where `||C_k psi||` is large). The norm sets the jump
+//! times, so a difference can also move a jump by a quantum when the norm passes r within
+//! `||e||` of a quantum's edge. The bound is loose: the margin puts the edge amplitudes far
+//! below `sqrt(tol)`. Measured (tests/trajectory_window.rs): seed 001, N = 1000 from the south
+//! pole, f64, ~3000 steps: `max |d<Jz>| / j = 1.1e-12` with the same jumps, against the bound
+//! 6.9e-5; 4000-trajectory windowed ensembles at N = 40 agree with the master equation within
+//! 4 SE in `<Jz>` and `<J+J->`. With `tol = 0` every nonzero amplitude is occupied and a step
+//! spreads amplitude at most four levels (four stencil applications), a jump one more: with
+//! margin >= [`MIN_WINDOW_MARGIN`] = 5 nothing the full run creates leaves W, and the run is
+//! the full run bit for bit (tested for both precisions, lanes 1, 16, 64 and an
+//! irrep-changing model). A jump into another irrep resets W to that irrep's levels.
+//!
+//! **Why opt-in.** Without it the twin is the GPU kernel's reference, bit for bit on lavapipe;
+//! the window changes results by the bound above (far below the ensemble's statistical
+//! error, but not zero), the WGSL kernel does not implement it (`run_gpu` refuses a window
+//! plan, naming `task.level_window`), and it gains nothing where the state fills the irrep:
+//! seed 001 at N = 100 (the QuTiP mcsolve benchmark) occupies most levels (the window
+//! averages 46 of 48 padded levels at N = 40, tests/trajectory_window.rs). Where the state is
+//! localised it pays: N = 2000 from the south pole ran 4x faster (notes in the commit
+//! history: `notes_trajwin.md` measurements, BENCHMARKS.md).
+//!
 //! # Performance
 //!
 //! Measured rates (CPU twin, lavapipe, QuTiP mcsolve) and the commands: BENCHMARKS.md,

@@ -513,7 +513,7 @@ impl<T: Real> Twin<T> {
             }
             8 => f.map(reduce_lanes::<T, 8>),
             16 => f.map(reduce_lanes::<T, 16>),
-            lanes if win.a % lanes == 0 => f.map(|f| {
+            lanes if win.a.is_multiple_of(lanes) => f.map(|f| {
                 let mut p = [T::ZERO; 256];
                 let p = &mut p[..lanes];
                 for chunk in f.chunks(lanes) {
