@@ -361,3 +361,41 @@ fn gpu_plan_refuses_the_level_window() {
         assert!(e.contains(p), "`{p}` not in: {e}");
     }
 }
+
+/// Speed and window width on this machine (not a test of correctness): one thread, the CPU
+/// twin (f32, 16 lanes) with and without the default window, on the QuTiP mcsolve benchmark's
+/// problem (seed 001, N = 100, u = 1.48, south pole, t in [0, 0.2], 201 saves; 100
+/// trajectories) and on the same model at N = 2000 (t in [0, 0.02], 21 saves; 2 trajectories).
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn measure_window() {
+    for (n, t_end, saves, count) in [(100, 0.2, 201, 100), (2000, 0.02, 21, 2)] {
+        let model = seed001(n, 1.48);
+        let psi0 = south(n);
+        let times = linspace(0.0, t_end, saves);
+        for window in [None, Some(LevelWindow::default())] {
+            let opts = TrajectoryOptions {
+                level_window: window,
+                ..Default::default()
+            };
+            let plan = trajectory::cpu_plan(&model, &psi0, &times, &opts).unwrap();
+            let twin = Twin::new(plan.inputs::<f32>());
+            let mut out = vec![0.0f32; plan.n_saves() * RECORD_LEN];
+            let (mut total, start) = (RunStats::default(), std::time::Instant::now());
+            for t in 0..count {
+                let s = twin.run(t, &mut out);
+                total.steps += s.steps;
+                total.levels += s.levels;
+            }
+            let s = start.elapsed().as_secs_f64();
+            println!(
+                "N = {n}, window {}: {:.3} s per trajectory, {} trials, mean width {:.1} of {} padded levels",
+                window.is_some(),
+                s / count as f64,
+                total.steps / count,
+                total.levels as f64 / total.steps as f64,
+                padded(n + 1)
+            );
+        }
+    }
+}

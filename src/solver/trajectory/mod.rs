@@ -237,8 +237,13 @@
 //! plan, naming `task.level_window`), and it gains nothing where the state fills the irrep:
 //! seed 001 at N = 100 (the QuTiP mcsolve benchmark) occupies most levels (the window
 //! averages 46 of 48 padded levels at N = 40, tests/trajectory_window.rs). Where the state is
-//! localised it pays: N = 2000 from the south pole ran 4x faster (notes in the commit
-//! history: `notes_trajwin.md` measurements, BENCHMARKS.md).
+//! localised it pays. Measured on 2 shared cores (load 5-9, CLI, 2 rayon threads, f32): the
+//! QuTiP benchmark's problem (N = 100, 500 trajectories) 1.45 s without, 1.39 s with the
+//! window; the same model at N = 2000 (4 trajectories to t = 0.02) 4.0 s / 0.92 s (4.4x);
+//! `scenarios/emission_squeezing_trajectories.toml` (N = 2000, single-atom decay) 95 s / 72 s
+//! (1.3x; its 2 trajectories diverge at the rounding level over ~5e5 jumps, so that scenario
+//! keeps the window off). Single-thread widths and times: `measure_window` in
+//! tests/trajectory_window.rs (`--ignored --nocapture`).
 //!
 //! # Performance
 //!
