@@ -364,12 +364,12 @@ fn gpu_plan_refuses_the_level_window() {
 
 /// Speed and window width on this machine (not a test of correctness): one thread, the CPU
 /// twin (f32, 16 lanes) with and without the default window, on the QuTiP mcsolve benchmark's
-/// problem (seed 001, N = 100, u = 1.48, south pole, t in [0, 0.2], 201 saves; 100
+/// problem (seed 001, N = 100, u = 1.48, south pole, t in [0, 0.2], 201 saves; 400
 /// trajectories) and on the same model at N = 2000 (t in [0, 0.02], 21 saves; 2 trajectories).
 #[test]
 #[ignore = "measurement; run with --ignored --nocapture"]
 fn measure_window() {
-    for (n, t_end, saves, count) in [(100, 0.2, 201, 100), (2000, 0.02, 21, 2)] {
+    for (n, t_end, saves, count) in [(100, 0.2, 201, 400), (2000, 0.02, 21, 2)] {
         let model = seed001(n, 1.48);
         let psi0 = south(n);
         let times = linspace(0.0, t_end, saves);
@@ -389,9 +389,9 @@ fn measure_window() {
             }
             let s = start.elapsed().as_secs_f64();
             println!(
-                "N = {n}, window {}: {:.3} s per trajectory, {} trials, mean width {:.1} of {} padded levels",
+                "N = {n}, window {}: {:.2} ms per trajectory, {} trials, mean width {:.1} of {} padded levels",
                 window.is_some(),
-                s / count as f64,
+                1e3 * s / count as f64,
                 total.steps / count,
                 total.levels as f64 / total.steps as f64,
                 padded(n + 1)
