@@ -70,6 +70,7 @@ pub(super) struct RawTask {
     pub(super) precision: Option<String>,
     pub(super) dt: Option<Num>,
     pub(super) cfl: Option<Num>,
+    pub(super) level_window: Option<toml::Value>,
     // scan
     pub(super) mode: Option<String>,
     pub(super) variable: Option<String>,

@@ -34,6 +34,9 @@ pub enum Task {
         f64: bool,
         dt: Option<f64>,
         cfl: Option<f64>,
+        /// Integrate each trajectory's occupied levels only (`solver::trajectory`, "Level
+        /// window"); CPU only.
+        level_window: bool,
     },
     /// The steady state of the model.
     SteadyState,
@@ -177,7 +180,7 @@ pub(super) fn evolve_spec(t: &RawTask, base: &Point, context: &str) -> Result<Ev
 /// Which fields of each group `[task]` has: a kind refuses the groups it does not take.
 struct Present {
     evolve: [(&'static str, bool); 7],
-    traj: [(&'static str, bool); 5],
+    traj: [(&'static str, bool); 6],
     precision: [(&'static str, bool); 1],
     sweep: [(&'static str, bool); 6],
     scan: [(&'static str, bool); 6],
@@ -204,6 +207,7 @@ impl Present {
                 ("save_trajectories", t.save_trajectories.is_some()),
                 ("dt", t.dt.is_some()),
                 ("cfl", t.cfl.is_some()),
+                ("level_window", t.level_window.is_some()),
             ],
             precision: [("precision", t.precision.is_some())],
             sweep: [
@@ -493,7 +497,22 @@ fn trajectories_task(t: &RawTask, base: &Point, f: &Present) -> Result<Task, Inp
                 }
             })
             .transpose()?,
+        level_window: level_window(t)?,
     })
+}
+
+/// `task.level_window`: a boolean, false when absent.
+fn level_window(t: &RawTask) -> Result<bool, InputError> {
+    match &t.level_window {
+        None => Ok(false),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(other) => Err(InputError::invalid(
+            "task.level_window",
+            other,
+            "true or false (true: integrate only the levels each trajectory occupies; CPU backend \
+             only)",
+        )),
+    }
 }
 
 /// `kind = "scan"`: the mode, then the axis.

@@ -63,6 +63,7 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
             f64,
             dt,
             cfl,
+            level_window,
         } => {
             let opts = super::trajectories::options(
                 *ntraj,
@@ -72,6 +73,7 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
                 *cfl,
                 *save_trajectories,
                 sc.observables.pm,
+                *level_window,
             );
             let steps = match dt {
                 Some(dt) => format!(

@@ -121,6 +121,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
             f64,
             dt,
             cfl,
+            level_window,
         } => {
             let spec = trajectories::Spec {
                 times,
@@ -132,6 +133,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
                     *cfl,
                     *save_trajectories,
                     sc.observables.pm,
+                    *level_window,
                 ),
             };
             trajectories::run(sc, &spec, ctx)

@@ -71,9 +71,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         asked: Some(topts.precision),
         cpu_follows_precision: true,
         f32_floors: &[],
-        cpu_only: topts.pm.then_some(
-            "P_m from trajectories (observables.pm) is accumulated on the CPU only in this version",
-        ),
+        cpu_only: cpu_only(topts),
     };
     let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
     let (ens, coverage) = ensemble(&engine, &p.model, &psi0, spec.times, topts, ctx)?;
@@ -421,6 +419,21 @@ fn plot_single(
     Ok(())
 }
 
+/// Why the ensemble must run on the CPU, if it must: P_m and the level window are accumulated
+/// and integrated by the CPU twin only (`backend = "auto"` then runs there; `gpu` is refused).
+fn cpu_only(opts: &TrajectoryOptions) -> Option<&'static str> {
+    if opts.pm {
+        Some("P_m from trajectories (observables.pm) is accumulated on the CPU only in this version")
+    } else if opts.level_window.is_some() {
+        Some(
+            "task.level_window = true is supported on the CPU backend only (the WGSL kernel \
+             integrates every level; set task.level_window = false for the GPU)",
+        )
+    } else {
+        None
+    }
+}
+
 /// The trajectory options of the scenario's task fields.
 #[allow(clippy::too_many_arguments)]
 pub fn options(
@@ -431,6 +444,7 @@ pub fn options(
     cfl: Option<f64>,
     save_trajectories: usize,
     pm: bool,
+    level_window: bool,
 ) -> TrajectoryOptions {
     TrajectoryOptions {
         ntraj,
@@ -440,6 +454,7 @@ pub fn options(
         cfl: cfl.unwrap_or(trajectory::DEFAULT_CFL),
         save_trajectories,
         pm,
+        level_window: level_window.then(trajectory::LevelWindow::default),
         ..TrajectoryOptions::default()
     }
 }

@@ -640,7 +640,7 @@ impl Sizes {
     }
 }
 
-/// The plan of an ensemble on the GPU (P_m is accumulated on the CPU only).
+/// The plan of an ensemble on the GPU (P_m and the level window are CPU only).
 pub fn gpu_plan(
     model: &Model,
     psi0: &[c64],
@@ -654,6 +654,18 @@ pub fn gpu_plan(
             message: "P_m from trajectories (observables.pm) is accumulated on the CPU only in \
                       this version (--backend cpu)"
                 .into(),
+        }
+        .into());
+    }
+    if let Some(w) = plan.level_window {
+        return Err(SolverError::Unsupported {
+            solver: "trajectories",
+            message: format!(
+                "task.level_window = true (tol = {:e}, margin = {}): supported on the CPU backend \
+                 only, the WGSL kernel integrates every level (--backend cpu, or \
+                 task.level_window = false)",
+                w.tol, w.margin
+            ),
         }
         .into());
     }

@@ -190,6 +190,62 @@
 //! (0.02-0.8); 20000 trajectories at cfl 0.5 agree with the master equation within 1.5 SE at
 //! every save.
 //!
+//! # Level window (opt-in, CPU twin only)
+//!
+//! With [`TrajectoryOptions::level_window`] (scenario `task.level_window = true`) a trajectory
+//! integrates only a window `W = [a, b)` of levels instead of the whole irrep. After every
+//! accepted step and every jump, with psi normalised, level i is *occupied* when `|Re psi_i|`
+//! or `|Im psi_i|` exceeds `sqrt(tol)`; W is the span from the first to the last occupied
+//! level, widened by `margin` levels on each side and rounded out to multiples of
+//! [`twin::CHUNK`] = 16, so every pass is still whole SIMD vectors and every sum keeps its lane
+//! order ([`LevelWindow`]: tol = 1e-16 and margin = 8 by default). Outside W every work vector
+//! holds exact zeros (levels leaving W are zeroed; passes read and write W only), so the
+//! stencil reads zeros past W's edges and the trajectory evolves under `P H_eff P`, P the
+//! projector on W. The check scans inward from W's edges to the first occupied level: a few
+//! dozen levels per step.
+//!
+//! **Dropped amplitude.** `e = psi_full - psi_W` obeys `de/dt = -i H_eff e - i (1 - P) V P
+//! psi_W`, and `-i H_eff` is a contraction (its Hermitian part `-Gamma_op/2 <= 0`), so
+//! `||e(t)|| <= int ||(1 - P) V P psi_W|| ds`. That vector has two components, `cp jp_{a-1}
+//! psi_a` and `cm jp_{b-1} psi_{b-1}`, each at most `(|Omega|/2)(j + 1/2) |psi_edge|`. The edge
+//! levels and their four inner neighbours are unoccupied at the start of a step (margin >= 5),
+//! `|psi_i| <= sqrt(2 tol)`, and within the step (h Lambda = cfl) they grow at most by
+//! `e^cfl`. Hence, between jumps, per step and relative to the norm,
+//!
+//! ```text
+//! ||e|| grows by at most  cfl e^cfl sqrt(2 tol)   (1.2e-8 at the defaults),
+//! |<O>_full - <O>_W| <= 2 ||O|| n_steps cfl e^cfl sqrt(2 tol)   (normalised states),
+//! ```
+//!
+//! for j >= 3/2 (where `sqrt(2) (|Omega|/2)(j + 1/2) <= |Omega| j <= Lambda`). A jump applies
+//! the same C_k to both, scaling the relative error by `||C_k e|| / ||C_k psi||`, of order one
+//! for the jumps that happen (they come where `||C_k psi||` is large). The norm sets the jump
+//! times, so a difference can also move a jump by a quantum when the norm passes r within
+//! `||e||` of a quantum's edge. The bound is loose: the margin puts the edge amplitudes far
+//! below `sqrt(tol)`. Measured (tests/trajectory_window.rs): seed 001, N = 1000 from the south
+//! pole, f64, ~3000 steps: `max |d<Jz>| / j = 1.1e-12` with the same jumps, against the bound
+//! 6.9e-5; 4000-trajectory windowed ensembles at N = 40 agree with the master equation within
+//! 4 SE in `<Jz>` and `<J+J->`. With `tol = 0` every nonzero amplitude is occupied and a step
+//! spreads amplitude at most four levels (four stencil applications), a jump one more: with
+//! margin >= [`MIN_WINDOW_MARGIN`] = 5 nothing the full run creates leaves W, and the run is
+//! the full run bit for bit (tested for both precisions, lanes 1, 16, 64 and an
+//! irrep-changing model). A jump into another irrep resets W to that irrep's levels.
+//!
+//! **Why opt-in.** Without it the twin is the GPU kernel's reference, bit for bit on lavapipe;
+//! the window changes results by the bound above (far below the ensemble's statistical
+//! error, but not zero), the WGSL kernel does not implement it (`run_gpu` refuses a window
+//! plan, naming `task.level_window`), and it gains nothing where the state fills the irrep:
+//! seed 001 at N = 100 (the QuTiP mcsolve benchmark) occupies most levels (the window
+//! averages 104 of 112 padded levels there, 405 of 2016 at N = 2000: `measure_window` in
+//! tests/trajectory_window.rs). Where the state is
+//! localised it pays. Measured on 2 shared cores (load 5-9, CLI, 2 rayon threads, f32): the
+//! QuTiP benchmark's problem (N = 100, 500 trajectories) 1.45 s without, 1.39 s with the
+//! window; the same model at N = 2000 (4 trajectories to t = 0.02) 4.0 s / 0.92 s (4.4x);
+//! `scenarios/emission_squeezing_trajectories.toml` (N = 2000, single-atom decay) 95 s / 72 s
+//! (1.3x; its 2 trajectories diverge at the rounding level over ~5e5 jumps, so that scenario
+//! keeps the window off). Single-thread widths and times: `measure_window` in
+//! tests/trajectory_window.rs (`--ignored --nocapture`).
+//!
 //! # Performance
 //!
 //! Measured rates (CPU twin, lavapipe, QuTiP mcsolve) and the commands: BENCHMARKS.md,
@@ -277,6 +333,36 @@ pub struct TrajectoryOptions {
     pub reference: Option<Vec<c64>>,
     /// The on-line switching classifier (module doc, "Switching classifier"); `None`: off.
     pub classifier: Option<Classifier>,
+    /// Integrate only the levels where the state has amplitude (module doc, "Level window");
+    /// CPU only (`run_gpu` refuses it). `None`: every level, the kernel's algorithm.
+    pub level_window: Option<LevelWindow>,
+}
+
+/// The level window of a trajectory (module doc, "Level window").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LevelWindow {
+    /// A level is occupied while `|psi_i|^2 > tol` for the normalised state (precisely: a
+    /// real or imaginary part above `sqrt(tol)`); 0 keeps every nonzero amplitude, which
+    /// reproduces the run without a window exactly (tests/trajectory_window.rs).
+    pub tol: f64,
+    /// Levels kept on each side of the occupied ones (at least [`MIN_WINDOW_MARGIN`]).
+    pub margin: usize,
+}
+
+/// The smallest [`LevelWindow::margin`]: one step of Lawson RK4 spreads amplitude four levels
+/// (four applications of the V stencil) and a jump shifts it by one more, so with five levels
+/// no amplitude the full run would create ever reaches past the window's edge within a step.
+pub const MIN_WINDOW_MARGIN: usize = 5;
+
+impl Default for LevelWindow {
+    /// `task.level_window = true`: tol = 1e-16 (an amplitude of 1e-8, below RK4's own error
+    /// per step at the default cfl by orders of magnitude) and a margin of 8 levels.
+    fn default() -> Self {
+        LevelWindow {
+            tol: 1e-16,
+            margin: 8,
+        }
+    }
 }
 
 /// Parameters of the on-line switching classifier (module doc, "Switching classifier").
@@ -325,6 +411,7 @@ impl Default for TrajectoryOptions {
             lanes: 0,
             reference: None,
             classifier: None,
+            level_window: None,
         }
     }
 }
@@ -458,6 +545,8 @@ pub struct Plan {
     pub reference: Option<Vec<c64>>,
     /// The switching classifier ([`TrajectoryOptions::classifier`]), checked.
     pub classifier: Option<Classifier>,
+    /// The level window ([`TrajectoryOptions::level_window`]), checked.
+    pub level_window: Option<LevelWindow>,
 }
 
 impl Plan {
@@ -504,6 +593,7 @@ impl Plan {
             .map(|r| check_reference(r, n))
             .transpose()?;
         let classifier = opts.classifier.map(check_classifier).transpose()?;
+        let level_window = opts.level_window.map(check_window).transpose()?;
         let inv = 1.0 / norm2.sqrt();
         Ok(Plan {
             n_atoms: model.n,
@@ -527,6 +617,7 @@ impl Plan {
             individual,
             reference,
             classifier,
+            level_window,
         })
     }
 
@@ -629,6 +720,7 @@ impl Plan {
             intervals: self.intervals.clone(),
             ind: ind.map(T::from_f64),
             max_events: self.max_events(),
+            window: self.level_window.map(|w| (T::from_f64(w.tol.sqrt()), w.margin)),
         }
     }
 
@@ -736,6 +828,26 @@ pub fn irrep_diag(model: &Model, two_j: usize) -> (Vec<f64>, Vec<f64>) {
         .collect();
     (energy, gamma)
 }
+/// The level window: `tol` in [0, 1e-6] (beyond it the dropped amplitude, up to sqrt(tol) per
+/// level and step, would rival RK4's own error: module doc, "Level window"), a margin of at
+/// least [`MIN_WINDOW_MARGIN`] levels.
+fn check_window(w: LevelWindow) -> Result<LevelWindow, SolverError> {
+    if !(0.0..=1e-6).contains(&w.tol) {
+        return Err(unsupported(format!(
+            "level window tol = {}: expected a number in [0, 1e-6]",
+            w.tol
+        )));
+    }
+    if w.margin < MIN_WINDOW_MARGIN {
+        return Err(unsupported(format!(
+            "level window margin = {}: expected at least {MIN_WINDOW_MARGIN} levels (one step \
+             spreads amplitude 4 levels, a jump 1 more)",
+            w.margin
+        )));
+    }
+    Ok(w)
+}
+
 /// The fidelity reference: N + 1 amplitudes (`n`) with a finite, positive norm; normalised.
 fn check_reference(r: &[c64], n: usize) -> Result<Vec<c64>, SolverError> {
     if r.len() != n {

@@ -57,6 +57,10 @@ pub trait Real:
     fn max0(self) -> Self {
         if self > Self::ZERO { self } else { Self::ZERO }
     }
+    /// |self| (the level window's occupancy test; no kernel twin).
+    fn abs(self) -> Self {
+        if self < Self::ZERO { -self } else { self }
+    }
     /// The two uniforms (0, 1) of the next block of the stream: f32 from words 0 and 1
     /// ([`crate::rng::uniform_f32`]), f64 from words (0, 1) and (2, 3)
     /// ([`crate::rng::uniform_f64`]). Twin of `draw2` in `shaders/trajectory_f32.wgsl` /
@@ -151,6 +155,12 @@ pub struct TwinInputs<T> {
     /// Phase changes the switching classifier keeps per trajectory (0: no classifier; its
     /// `alpha, lo, hi` are `rp[12..15]`).
     pub max_events: u32,
+    /// The level window (solver module doc, "Level window"), CPU only: `(a, margin)`, where a
+    /// level is occupied when `|Re psi_i|` or `|Im psi_i|` of the normalised state exceeds `a`
+    /// (`a = sqrt(tol)`), and the integrated levels are the occupied span widened by `margin`
+    /// levels on each side and rounded out to whole chunks of [`CHUNK`] levels. `None`: every
+    /// level, every step (the kernel's algorithm).
+    pub window: Option<(T, usize)>,
 }
 
 /// The switching classifier of one trajectory (twin of `classify` in `shaders/trajectory.wgsl`;
@@ -218,8 +228,27 @@ pub const IND_CHANNELS: [(&str, i32, i32); 6] = [
 ];
 
 /// Levels are padded to a multiple of this (the widest SIMD register holds 16 f32), so every
-/// per-level pass is whole vectors with no remainder loop.
-const CHUNK: usize = 16;
+/// per-level pass is whole vectors with no remainder loop. The level window's edges are
+/// multiples of it too, which keeps both the whole-vector passes and the lane order of every
+/// sum (`Twin::reduce`) as they are without a window.
+pub const CHUNK: usize = 16;
+
+/// The levels a pass covers: padded level indices `a..b`, both multiples of [`CHUNK`]; every
+/// work vector is exactly zero outside them (solver module doc, "Level window"). Without a
+/// window it is `0..np`, every level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Win {
+    a: usize,
+    b: usize,
+}
+
+/// What one trajectory integrated: `steps` trial steps (full or partial) over `levels` levels
+/// in total (padded levels included), so `levels / steps` is the mean window width.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub steps: u64,
+    pub levels: u64,
+}
 
 /// A complex vector in split layout (real parts, imaginary parts), level `i` at index
 /// `i + 1`: index 0 and everything past the last level are zero ghosts, so the V stencil and
@@ -466,14 +495,16 @@ impl<T: Real> Twin<T> {
     /// vector register.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // level-major over K arrays: the K chains interleave
-    fn reduce<const K: usize>(&self, f: [&[T]; K]) -> [T; K] {
+    fn reduce<const K: usize>(&self, f: [&[T]; K], win: Win) -> [T; K] {
         // Only this irrep's levels: the work vectors are sized for j = N/2, and after a jump
-        // into a shorter irrep their tail still holds the longer irrep's terms.
-        let f = f.map(|x| &x[..self.np]);
+        // into a shorter irrep their tail still holds the longer irrep's terms. Within them
+        // only the window: the levels outside add exact zeros, and `win.a` is a multiple of
+        // CHUNK, so for up to CHUNK lanes each lane still adds its own levels in order.
+        let f = f.map(|x| &x[win.a..win.b]);
         match self.inp.lanes {
             1 => {
                 let mut a = [T::ZERO; K];
-                for i in 0..self.np {
+                for i in 0..win.b - win.a {
                     for k in 0..K {
                         a[k] = a[k] + f[k][i];
                     }
@@ -482,13 +513,24 @@ impl<T: Real> Twin<T> {
             }
             8 => f.map(reduce_lanes::<T, 8>),
             16 => f.map(reduce_lanes::<T, 16>),
-            lanes => f.map(|f| {
+            lanes if win.a.is_multiple_of(lanes) => f.map(|f| {
                 let mut p = [T::ZERO; 256];
                 let p = &mut p[..lanes];
                 for chunk in f.chunks(lanes) {
                     for (a, &x) in p.iter_mut().zip(chunk) {
                         *a = *a + x;
                     }
+                }
+                tree(p)
+            }),
+            // A window starting inside a lane row (lanes > CHUNK): level a + k is lane
+            // (a + k) mod lanes, as without the window.
+            lanes => f.map(|f| {
+                let mut p = [T::ZERO; 256];
+                let p = &mut p[..lanes];
+                for (k, &x) in f.iter().enumerate() {
+                    let l = (win.a + k) % lanes;
+                    p[l] = p[l] + x;
                 }
                 tree(p)
             }),
@@ -499,23 +541,23 @@ impl<T: Real> Twin<T> {
     /// `rq < FULL` quanta of step-size set `set`: the product of the table entries of the set
     /// bits of `rq` (lowest bit first), starting from 1 as the kernel does.
     #[inline(always)]
-    fn partial_factors(&self, w: &mut Work<T>, set: usize, rq: u32) {
-        let np = self.np;
+    fn partial_factors(&self, w: &mut Work<T>, set: usize, rq: u32, win: Win) {
+        let (np, Win { a, b }) = (self.np, win);
         let qb = QUANTUM_BITS as usize;
         let base = set * TABLE_DEPTH;
-        w.e2.re.fill(T::ONE);
-        w.e2.im.fill(T::ZERO);
-        w.e1.re.fill(T::ONE);
-        w.e1.im.fill(T::ZERO);
+        w.e2.re[a..b].fill(T::ONE);
+        w.e2.im[a..b].fill(T::ZERO);
+        w.e1.re[a..b].fill(T::ONE);
+        w.e1.im[a..b].fill(T::ZERO);
         for p in 0..=qb {
             if (rq >> p) & 1 == 0 {
                 continue;
             }
             for (e, row) in [(&mut w.e2, base + qb - p), (&mut w.e1, base + qb - p + 1)] {
-                let tr = &self.tab.re[row * np..(row + 1) * np];
-                let ti = &self.tab.im[row * np..(row + 1) * np];
-                let (er, ei) = (&mut e.re[..np], &mut e.im[..np]);
-                for k in 0..np {
+                let tr = &self.tab.re[row * np + a..row * np + b];
+                let ti = &self.tab.im[row * np + a..row * np + b];
+                let (er, ei) = (&mut e.re[a..b], &mut e.im[a..b]);
+                for k in 0..b - a {
                     (er[k], ei[k]) = cmul(er[k], ei[k], tr[k], ti[k]);
                 }
             }
@@ -528,8 +570,8 @@ impl<T: Real> Twin<T> {
     /// `c` is the energy shift <V> (module doc of [`super`]). Each stage is one pass: it reads
     /// the stage input from one ping-pong vector and writes the next into the other.
     #[inline(always)]
-    fn lawson(&self, w: &mut Work<T>, full: Option<usize>, tau: T, c: T) {
-        let np = self.np;
+    fn lawson(&self, w: &mut Work<T>, full: Option<usize>, tau: T, c: T, win: Win) {
+        let (np, Win { a, b }) = (self.np, win);
         let h2 = tau * T::HALF;
         let h3 = tau * self.third;
         let h6 = tau * self.sixth;
@@ -538,21 +580,21 @@ impl<T: Real> Twin<T> {
                 let r2 = set * TABLE_DEPTH;
                 let r1 = r2 + 1;
                 (
-                    &self.tab.re[r1 * np..(r1 + 1) * np],
-                    &self.tab.im[r1 * np..(r1 + 1) * np],
-                    &self.tab.re[r2 * np..(r2 + 1) * np],
-                    &self.tab.im[r2 * np..(r2 + 1) * np],
+                    &self.tab.re[r1 * np + a..r1 * np + b],
+                    &self.tab.im[r1 * np + a..r1 * np + b],
+                    &self.tab.re[r2 * np + a..r2 * np + b],
+                    &self.tab.im[r2 * np + a..r2 * np + b],
                 )
             }
-            None => (&w.e1.re[..np], &w.e1.im[..np], &w.e2.re[..np], &w.e2.im[..np]),
+            None => (&w.e1.re[a..b], &w.e1.im[a..b], &w.e2.re[a..b], &w.e2.im[a..b]),
         };
-        let (psr, psi_) = (&w.psi.re[1..np + 1], &w.psi.im[1..np + 1]);
+        let (psr, psi_) = (&w.psi.re[a + 1..b + 1], &w.psi.im[a + 1..b + 1]);
         {
             // k1 from kvp; acc = E(h) psi + h/6 E(h) k1; ua = E(h/2) (psi + h/2 k1).
-            let (kvr, kvi) = (&w.kvp.re[1..np + 1], &w.kvp.im[1..np + 1]);
-            let (ar, ai) = (&mut w.acc.re[1..np + 1], &mut w.acc.im[1..np + 1]);
-            let (ur, ui) = (&mut w.ua.re[1..np + 1], &mut w.ua.im[1..np + 1]);
-            for k in 0..np {
+            let (kvr, kvi) = (&w.kvp.re[a + 1..b + 1], &w.kvp.im[a + 1..b + 1]);
+            let (ar, ai) = (&mut w.acc.re[a + 1..b + 1], &mut w.acc.im[a + 1..b + 1]);
+            let (ur, ui) = (&mut w.ua.re[a + 1..b + 1], &mut w.ua.im[a + 1..b + 1]);
+            for k in 0..b - a {
                 let (k1r, k1i) = (kvi[k] - psi_[k] * c, -(kvr[k] - psr[k] * c));
                 let (pr, pi) = cmul(e2r[k], e2i[k], psr[k], psi_[k]);
                 let (qr, qi) = cmul(e2r[k], e2i[k], k1r, k1i);
@@ -566,11 +608,12 @@ impl<T: Real> Twin<T> {
         }
         let e1 = (e1r, e1i);
         // k2 from ua; acc += h/3 E(h/2) k2; ub = E(h/2) psi + h/2 k2.
-        self.stage::<true, false, true>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h3, h2);
+        self.stage::<true, false, true>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h3, h2, win);
         // k3 from ub; acc += h/3 E(h/2) k3; ua = E(h) psi + h E(h/2) k3.
-        self.stage::<true, true, true>(&w.ub, &mut w.ua, &mut w.acc, &w.psi, e1, (e2r, e2i), c, h3, tau);
+        let e2 = (e2r, e2i);
+        self.stage::<true, true, true>(&w.ub, &mut w.ua, &mut w.acc, &w.psi, e1, e2, c, h3, tau, win);
         // k4 from ua; acc += h/6 k4 (ub is free and is not written).
-        self.stage::<false, false, false>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h6, h6);
+        self.stage::<false, false, false>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h6, h6, win);
     }
 
     /// A later Lawson stage in one pass: `k = -i (V - c) u` from the stage input `u`;
@@ -590,23 +633,25 @@ impl<T: Real> Twin<T> {
         c: T,
         s_acc: T,
         s_out: T,
+        Win { a, b }: Win,
     ) {
-        let np = self.np;
+        let n = b - a;
         let (cm, cp) = (self.cm, self.cp);
-        let (jpm1, jp) = (&self.jpm1[..np], &self.jp[..np]);
-        let (e1r, e1i, epr, epi) = (&e1r[..np], &e1i[..np], &epr[..np], &epi[..np]);
-        let (psr, psi_) = (&psi.re[1..np + 1], &psi.im[1..np + 1]);
-        let (ar, ai) = (&mut acc.re[1..np + 1], &mut acc.im[1..np + 1]);
+        let (jpm1, jp) = (&self.jpm1[a..b], &self.jp[a..b]);
+        // The factors are already the window's (`lawson`).
+        let (e1r, e1i, epr, epi) = (&e1r[..n], &e1i[..n], &epr[..n], &epi[..n]);
+        let (psr, psi_) = (&psi.re[a + 1..b + 1], &psi.im[a + 1..b + 1]);
+        let (ar, ai) = (&mut acc.re[a + 1..b + 1], &mut acc.im[a + 1..b + 1]);
         let (ulr, uli, ucr, uci, urr, uri) = (
-            &u.re[..np],
-            &u.im[..np],
-            &u.re[1..np + 1],
-            &u.im[1..np + 1],
-            &u.re[2..np + 2],
-            &u.im[2..np + 2],
+            &u.re[a..b],
+            &u.im[a..b],
+            &u.re[a + 1..b + 1],
+            &u.im[a + 1..b + 1],
+            &u.re[a + 2..b + 2],
+            &u.im[a + 2..b + 2],
         );
-        let (or, oi) = (&mut out.re[1..np + 1], &mut out.im[1..np + 1]);
-        for k in 0..np {
+        let (or, oi) = (&mut out.re[a + 1..b + 1], &mut out.im[a + 1..b + 1]);
+        for k in 0..n {
             let (kr, ki) = stage_k(
                 cm,
                 cp,
@@ -632,22 +677,22 @@ impl<T: Real> Twin<T> {
 
     /// `out = V x` and the sums `(|x|^2, x^dag Gamma x, Re x^dag V x)`.
     #[inline(always)]
-    fn apply_v_sums(&self, x: &Cv<T>, out: &mut Cv<T>, f: &mut [Vec<T>; 4]) -> [T; 3] {
-        let np = self.np;
+    fn apply_v_sums(&self, x: &Cv<T>, out: &mut Cv<T>, f: &mut [Vec<T>; 4], win: Win) -> [T; 3] {
+        let Win { a, b } = win;
         let (cm, cp) = (self.cm, self.cp);
-        let (jpm1, jp, gam) = (&self.jpm1[..np], &self.jp[..np], &self.gam[..np]);
+        let (jpm1, jp, gam) = (&self.jpm1[a..b], &self.jp[a..b], &self.gam[a..b]);
         let (xlr, xli, xcr, xci, xrr, xri) = (
-            &x.re[..np],
-            &x.im[..np],
-            &x.re[1..np + 1],
-            &x.im[1..np + 1],
-            &x.re[2..np + 2],
-            &x.im[2..np + 2],
+            &x.re[a..b],
+            &x.im[a..b],
+            &x.re[a + 1..b + 1],
+            &x.im[a + 1..b + 1],
+            &x.re[a + 2..b + 2],
+            &x.im[a + 2..b + 2],
         );
-        let (or, oi) = (&mut out.re[1..np + 1], &mut out.im[1..np + 1]);
+        let (or, oi) = (&mut out.re[a + 1..b + 1], &mut out.im[a + 1..b + 1]);
         let [f0, f1, f2, _] = f;
-        let (f0, f1, f2) = (&mut f0[..np], &mut f1[..np], &mut f2[..np]);
-        for k in 0..np {
+        let (f0, f1, f2) = (&mut f0[a..b], &mut f1[a..b], &mut f2[a..b]);
+        for k in 0..b - a {
             let (vr, vi) = vstencil(cm, cp, jpm1[k], jp[k], (xlr[k], xli[k]), (xrr[k], xri[k]));
             or[k] = vr;
             oi[k] = vi;
@@ -657,19 +702,18 @@ impl<T: Real> Twin<T> {
             f2[k] = xcr[k] * vr + xci[k] * vi;
         }
         let [f0, f1, f2, _] = &*f;
-        self.reduce([f0, f1, f2])
+        self.reduce([f0, f1, f2], win)
     }
 
     /// `psi = x s`, `kvp = vx s` for the real scale `s`.
     #[inline(always)]
-    fn set_psi(&self, w: &mut Work<T>, from_acc: bool, s: T) {
-        let np = self.np;
+    fn set_psi(&self, w: &mut Work<T>, from_acc: bool, s: T, Win { a, b }: Win) {
         let (x, vx) = if from_acc {
             (&w.acc, &w.kva)
         } else {
             (&w.ua, &w.kva)
         };
-        for k in 1..np + 1 {
+        for k in a + 1..b + 1 {
             w.psi.re[k] = x.re[k] * s;
             w.psi.im[k] = x.im[k] * s;
             w.kvp.re[k] = vx.re[k] * s;
@@ -680,58 +724,61 @@ impl<T: Real> Twin<T> {
     /// psi = u / |u|, kvp = V psi for the post-jump vector `u` (in `ua`); returns
     /// (<Gamma>, <V>) of psi.
     #[inline(always)]
-    fn renorm_from_u(&self, w: &mut Work<T>) -> (T, T) {
-        let s = self.apply_v_sums(&w.ua, &mut w.kva, &mut w.f);
+    fn renorm_from_u(&self, w: &mut Work<T>, win: Win) -> (T, T) {
+        let s = self.apply_v_sums(&w.ua, &mut w.kva, &mut w.f, win);
         let inv = T::ONE / s[0].sqrt();
         let in2 = inv * inv;
-        self.set_psi(w, false, inv);
+        self.set_psi(w, false, inv, win);
         (s[1] * in2, s[2] * in2)
     }
 
     /// The ten stencil sums of `psi` (record layout in [`super::RECORD_LEN`]).
-    fn record(&self, w: &mut Work<T>, out: &mut [T], jumps: u32) {
-        let np = self.np;
+    /// Over the window only: a level below it is zero, so its neighbour products vanish.
+    fn record(&self, w: &mut Work<T>, out: &mut [T], jumps: u32, win: Win) {
+        let Win { a, b } = win;
         let u = &w.psi;
-        let (cr, ci) = (&u.re[1..np + 1], &u.im[1..np + 1]);
-        let (r1r, r1i) = (&u.re[2..np + 2], &u.im[2..np + 2]);
-        let (r2r, r2i) = (&u.re[3..np + 3], &u.im[3..np + 3]);
+        let (cr, ci) = (&u.re[a + 1..b + 1], &u.im[a + 1..b + 1]);
+        let (r1r, r1i) = (&u.re[a + 2..b + 2], &u.im[a + 2..b + 2]);
+        let (r2r, r2i) = (&u.re[a + 3..b + 3], &u.im[a + 3..b + 3]);
+        let (m, m2, pm) = (&self.m[a..b], &self.m2[a..b], &self.pm[a..b]);
+        let (jp, jpp, jpmm) = (&self.jp[a..b], &self.jpp[a..b], &self.jpmm[a..b]);
         let mut sums = [T::ZERO; 10];
         {
             let [f0, f1, f2, f3] = &mut w.f;
-            for k in 0..np {
+            for k in 0..b - a {
                 let a2 = cr[k] * cr[k] + ci[k] * ci[k];
-                f0[k] = a2;
-                f1[k] = self.m[k] * a2;
-                f2[k] = self.m2[k] * a2;
-                f3[k] = self.pm[k] * a2;
+                f0[a + k] = a2;
+                f1[a + k] = m[k] * a2;
+                f2[a + k] = m2[k] * a2;
+                f3[a + k] = pm[k] * a2;
             }
         }
         let [f0, f1, f2, f3] = &w.f;
-        sums[..4].copy_from_slice(&self.reduce([f0, f1, f2, f3]));
+        sums[..4].copy_from_slice(&self.reduce([f0, f1, f2, f3], win));
         // a conj(b) = (a.x b.x + a.y b.y, a.y b.x - a.x b.y)
         {
             let [f0, f1, f2, f3] = &mut w.f;
-            for k in 0..np {
+            for k in 0..b - a {
                 let (pr, pi) = (cr[k] * r1r[k] + ci[k] * r1i[k], ci[k] * r1r[k] - cr[k] * r1i[k]);
-                f0[k] = pr * self.jp[k];
-                f1[k] = pi * self.jp[k];
+                f0[a + k] = pr * jp[k];
+                f1[a + k] = pi * jp[k];
                 let (qr, qi) = (cr[k] * r2r[k] + ci[k] * r2i[k], ci[k] * r2r[k] - cr[k] * r2i[k]);
-                f2[k] = qr * self.jpp[k];
-                f3[k] = qi * self.jpp[k];
+                f2[a + k] = qr * jpp[k];
+                f3[a + k] = qi * jpp[k];
             }
         }
         let [f0, f1, f2, f3] = &w.f;
-        sums[4..8].copy_from_slice(&self.reduce([f0, f1, f2, f3]));
+        sums[4..8].copy_from_slice(&self.reduce([f0, f1, f2, f3], win));
         {
             let [f0, f1, _, _] = &mut w.f;
-            for k in 0..np {
+            for k in 0..b - a {
                 let (pr, pi) = (cr[k] * r1r[k] + ci[k] * r1i[k], ci[k] * r1r[k] - cr[k] * r1i[k]);
-                f0[k] = pr * self.jpmm[k];
-                f1[k] = pi * self.jpmm[k];
+                f0[a + k] = pr * jpmm[k];
+                f1[a + k] = pi * jpmm[k];
             }
         }
         let [f0, f1, _, _] = &w.f;
-        [sums[8], sums[9]] = self.reduce([f0, f1]);
+        [sums[8], sums[9]] = self.reduce([f0, f1], win);
         out[..10].copy_from_slice(&sums);
         out[10] = T::from_u32(jumps);
         out[11] = T::from_u32(self.inp.two_j);
@@ -765,33 +812,22 @@ impl<T: Real> Twin<T> {
     }
 
     /// Apply jump channel `ch` (0: J-, 1: J+, 2: Jz) to `acc` into `ua` (unnormalised).
+    /// Within the window: J- (J+) moves the window's lowest (highest) level out of it, which
+    /// the margin keeps empty (module doc of [`super`], "Level window").
     #[inline(always)]
-    fn jump(&self, w: &mut Work<T>, ch: u32) {
-        let np = self.np;
-        let a = &w.acc;
-        let (or, oi) = (&mut w.ua.re[1..np + 1], &mut w.ua.im[1..np + 1]);
-        match ch {
-            0 => {
-                let (xr, xi) = (&a.re[2..np + 2], &a.im[2..np + 2]);
-                for k in 0..np {
-                    or[k] = xr[k] * self.jp[k];
-                    oi[k] = xi[k] * self.jp[k];
-                }
-            }
-            1 => {
-                let (xr, xi) = (&a.re[..np], &a.im[..np]);
-                for k in 0..np {
-                    or[k] = xr[k] * self.jpm1[k];
-                    oi[k] = xi[k] * self.jpm1[k];
-                }
-            }
-            _ => {
-                let (xr, xi) = (&a.re[1..np + 1], &a.im[1..np + 1]);
-                for k in 0..np {
-                    or[k] = xr[k] * self.m[k];
-                    oi[k] = xi[k] * self.m[k];
-                }
-            }
+    fn jump(&self, w: &mut Work<T>, ch: u32, Win { a: lo, b: hi }: Win) {
+        let ac = &w.acc;
+        let (or, oi) = (&mut w.ua.re[lo + 1..hi + 1], &mut w.ua.im[lo + 1..hi + 1]);
+        let (src, coef) = match ch {
+            0 => (lo + 2, &self.jp[lo..hi]),
+            1 => (lo, &self.jpm1[lo..hi]),
+            _ => (lo + 1, &self.m[lo..hi]),
+        };
+        let n = hi - lo;
+        let (xr, xi) = (&ac.re[src..src + n], &ac.im[src..src + n]);
+        for k in 0..n {
+            or[k] = xr[k] * coef[k];
+            oi[k] = xi[k] * coef[k];
         }
     }
 
@@ -821,9 +857,10 @@ impl<T: Real> Twin<T> {
     }
 
     /// Run trajectory `traj` (global index) and write its `n_saves() * RECORD_LEN` record
-    /// values into `out`. Uses the AVX2 build of the same code where the CPU has it.
-    pub fn run(&self, traj: u64, out: &mut [T]) {
-        self.run_with(&|_| self, traj, out, None, None, None);
+    /// values into `out`; returns what it integrated. Uses the AVX2 build of the same code
+    /// where the CPU has it.
+    pub fn run(&self, traj: u64, out: &mut [T]) -> RunStats {
+        self.run_with(&|_| self, traj, out, None, None, None)
     }
 
     /// As [`Twin::run`] for a model with single-atom processes: `self` is the irrep of the
@@ -847,14 +884,13 @@ impl<T: Real> Twin<T> {
         pm: Option<&mut [T]>,
         fidelity: Option<(&[Cx<T>], &mut [T])>,
         log: Option<&mut PhaseLog<T>>,
-    ) {
+    ) -> RunStats {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_avx2(twin_of, traj, out, pm, fidelity, log) };
-            return;
+            return unsafe { self.run_avx2(twin_of, traj, out, pm, fidelity, log) };
         }
-        self.run_impl(twin_of, traj, out, pm, fidelity, log);
+        self.run_impl(twin_of, traj, out, pm, fidelity, log)
     }
 
     /// The populations of the normalised `psi` into `row` (N + 1 numbers, index m + N/2).
@@ -925,8 +961,139 @@ impl<T: Real> Twin<T> {
         pm: Option<&mut [T]>,
         fidelity: Option<(&[Cx<T>], &mut [T])>,
         log: Option<&mut PhaseLog<T>>,
-    ) {
-        self.run_impl(twin_of, traj, out, pm, fidelity, log);
+    ) -> RunStats {
+        self.run_impl(twin_of, traj, out, pm, fidelity, log)
+    }
+
+    /// Every level of this irrep: the window of a run without one, and of a window run
+    /// right after a jump into this irrep.
+    fn all(&self) -> Win {
+        Win { a: 0, b: self.np }
+    }
+
+    /// The window for the normalised `psi` (module doc of [`super`], "Level window"): the
+    /// occupied levels (a component of magnitude above the threshold) widened by the margin
+    /// and rounded out to whole chunks; levels that leave the window are set to exact zeros
+    /// in every work vector, so the zeros outside stay exact. Unchanged without a window.
+    #[inline(always)]
+    fn slide(&self, w: &mut Work<T>, win: Win) -> Win {
+        let Some((amp, margin)) = self.inp.window else {
+            return win;
+        };
+        let occupied = |i: usize| w.psi.re[i + 1].abs() > amp || w.psi.im[i + 1].abs() > amp;
+        let n = self.inp.n_levels.min(win.b);
+        // Nothing occupied only if psi is not finite (then keep the window as it is).
+        let Some(first) = (win.a..n).find(|&i| occupied(i)) else {
+            return win;
+        };
+        let last = (first..n).rev().find(|&i| occupied(i)).unwrap_or(first);
+        let next = Win {
+            a: first.saturating_sub(margin) / CHUNK * CHUNK,
+            b: ((last + 1 + margin).div_ceil(CHUNK) * CHUNK).min(self.np),
+        };
+        for (lo, hi) in [(win.a, next.a), (next.b, win.b)] {
+            if lo < hi {
+                for v in [
+                    &mut w.psi, &mut w.kvp, &mut w.acc, &mut w.kva, &mut w.ua, &mut w.ub,
+                ] {
+                    v.re[lo + 1..hi + 1].fill(T::ZERO);
+                    v.im[lo + 1..hi + 1].fill(T::ZERO);
+                }
+            }
+        }
+        next
+    }
+
+    /// The jump weights of the state in `acc`: the collective channels `(J-, J+, Jz)` and the
+    /// six irrep-changing ones (zeros for a collective model), each summed in the kernel's order.
+    #[inline(always)]
+    fn jump_weights(&self, w: &mut Work<T>, win: Win) -> ([T; 3], [T; 6]) {
+        let Win { a, b } = win;
+        {
+            let (ar, ai) = (&w.acc.re[a + 1..b + 1], &w.acc.im[a + 1..b + 1]);
+            let (wd, wu, wz) = (&self.wd[a..b], &self.wu[a..b], &self.wz[a..b]);
+            let [f0, f1, f2, f3] = &mut w.f;
+            for k in 0..b - a {
+                let a2 = ar[k] * ar[k] + ai[k] * ai[k];
+                f0[a + k] = wd[k] * a2;
+                f1[a + k] = wu[k] * a2;
+                f2[a + k] = wz[k] * a2;
+                f3[a + k] = a2;
+            }
+        }
+        let [f0, f1, f2, _] = &w.f;
+        let wt = self.reduce([f0, f1, f2], win);
+        let mut wi = [T::ZERO; 6];
+        if self.ind_on {
+            // The irrep-changing weights, two at a time (f0, f1 are free).
+            for pair in 0..3 {
+                let [g0, g1, _, a2] = &mut w.f;
+                for k in a..b {
+                    g0[k] = self.wi[2 * pair][k] * a2[k];
+                    g1[k] = self.wi[2 * pair + 1][k] * a2[k];
+                }
+                let [g0, g1, _, _] = &w.f;
+                [wi[2 * pair], wi[2 * pair + 1]] = self.reduce([g0, g1], win);
+            }
+        }
+        (wt, wi)
+    }
+
+    /// The jump at the end of a trial, the state in `acc`: draw (channel uniform, next r),
+    /// pick the channel by its weight and apply it into `ua` (or copy `acc` there when no
+    /// channel has weight). Returns the next r, whether a jump happened, and the new irrep's
+    /// twin when the channel changed the irrep.
+    #[inline(always)]
+    fn jump_at<'a>(
+        &self,
+        w: &mut Work<T>,
+        rng: &mut PhiloxStream,
+        win: Win,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+    ) -> (T, bool, Option<&'a Twin<T>>) {
+        let (wt, wi) = self.jump_weights(w, win);
+        let [uc, ur] = T::draw2(rng);
+        let coll = (wt[0] + wt[1]) + wt[2];
+        let tot = if self.ind_on {
+            coll + (((wi[0] + wi[1]) + (wi[2] + wi[3])) + (wi[4] + wi[5]))
+        } else {
+            coll
+        };
+        if tot > T::ZERO {
+            let x = uc * tot;
+            let ch = if self.ind_on {
+                choose(
+                    x,
+                    &[wt[0], wt[1], wt[2], wi[0], wi[1], wi[2], wi[3], wi[4], wi[5]],
+                )
+            } else {
+                // The GPU kernel's selection, kept literally (bit-identical twin).
+                let mut ch = 2usize;
+                if x < wt[0] + wt[1] {
+                    ch = 1;
+                }
+                if x < wt[0] {
+                    ch = 0;
+                }
+                if ch == 2 && wt[2] <= T::ZERO {
+                    ch = 1;
+                }
+                if ch == 1 && wt[1] <= T::ZERO {
+                    ch = 0;
+                }
+                ch
+            };
+            if ch < 3 {
+                self.jump(w, ch as u32, win);
+                (ur, true, None)
+            } else {
+                (ur, true, Some(self.jump_irrep(w, ch - 3, twin_of)))
+            }
+        } else {
+            w.ua.re.copy_from_slice(&w.acc.re);
+            w.ua.im.copy_from_slice(&w.acc.im);
+            (ur, false, None)
+        }
     }
 
     #[inline(always)]
@@ -938,7 +1105,7 @@ impl<T: Real> Twin<T> {
         mut pm: Option<&mut [T]>,
         mut fidelity: Option<(&[Cx<T>], &mut [T])>,
         mut log: Option<&mut PhaseLog<T>>,
-    ) {
+    ) -> RunStats {
         // The initial irrep is j = N/2: its 2j is N.
         let n_atoms = self.inp.two_j as usize;
         let npm = n_atoms + 1;
@@ -955,10 +1122,13 @@ impl<T: Real> Twin<T> {
         }
         // The twin of the current irrep: changes only at an irrep-changing jump.
         let mut tw: &'a Twin<T> = self;
-        let (mut g0, mut c) = tw.renorm_from_u(&mut w);
+        let mut win = tw.all();
+        let (mut g0, mut c) = tw.renorm_from_u(&mut w, win);
+        win = tw.slide(&mut w, win);
         let mut b = T::draw2(&mut rng)[0];
         let mut jumps = 0u32;
-        tw.record(&mut w, &mut out[..RECORD_LEN], jumps);
+        let mut stats = RunStats::default();
+        tw.record(&mut w, &mut out[..RECORD_LEN], jumps, win);
         tw.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms);
         self.classify(&mut log, 0, out);
         for (iv, &[set, steps]) in self.inp.intervals.iter().enumerate() {
@@ -968,100 +1138,41 @@ impl<T: Real> Twin<T> {
             for _ in 0..steps {
                 let mut rq = FULL;
                 loop {
+                    stats.steps += 1;
+                    stats.levels += (win.b - win.a) as u64;
                     let (tau, full) = if rq == FULL {
                         (h, Some(set))
                     } else {
-                        tw.partial_factors(&mut w, set, rq);
+                        tw.partial_factors(&mut w, set, rq, win);
                         (T::from_u32(rq) * q, None)
                     };
-                    tw.lawson(&mut w, full, tau, c);
-                    let [f1, g1, v1] = tw.apply_v_sums(&w.acc, &mut w.kva, &mut w.f);
+                    tw.lawson(&mut w, full, tau, c, win);
+                    let [f1, g1, v1] = tw.apply_v_sums(&w.acc, &mut w.kva, &mut w.f, win);
                     if f1 > b {
                         let inv = T::ONE / f1.sqrt();
                         let in2 = inv * inv;
-                        tw.set_psi(&mut w, true, inv);
+                        tw.set_psi(&mut w, true, inv, win);
                         g0 = g1 * in2;
                         c = v1 * in2;
                         b = b * (T::ONE / f1);
+                        win = tw.slide(&mut w, win);
                         break;
                     }
                     // The norm reaches r inside this step: locate the quantum, redo the step
                     // up to it (acc is then the state there), jump.
                     let l = tw.crossing(rq, tau, g0, f1, g1, b);
                     if l < rq {
-                        tw.partial_factors(&mut w, set, l);
-                        tw.lawson(&mut w, None, T::from_u32(l) * q, c);
+                        tw.partial_factors(&mut w, set, l, win);
+                        tw.lawson(&mut w, None, T::from_u32(l) * q, c, win);
                     }
-                    let np = tw.np;
-                    let (wt, wi) = {
-                        let (ar, ai) = (&w.acc.re[1..np + 1], &w.acc.im[1..np + 1]);
-                        let [f0, f1, f2, f3] = &mut w.f;
-                        for k in 0..np {
-                            let a2 = ar[k] * ar[k] + ai[k] * ai[k];
-                            f0[k] = tw.wd[k] * a2;
-                            f1[k] = tw.wu[k] * a2;
-                            f2[k] = tw.wz[k] * a2;
-                            f3[k] = a2;
-                        }
-                        let [f0, f1, f2, _] = &w.f;
-                        let wt = tw.reduce([f0, f1, f2]);
-                        let mut wi = [T::ZERO; 6];
-                        if tw.ind_on {
-                            // The irrep-changing weights, two at a time (f0, f1 are free).
-                            for pair in 0..3 {
-                                let [g0_, g1_, _, a2] = &mut w.f;
-                                for k in 0..np {
-                                    g0_[k] = tw.wi[2 * pair][k] * a2[k];
-                                    g1_[k] = tw.wi[2 * pair + 1][k] * a2[k];
-                                }
-                                let [g0_, g1_, _, _] = &w.f;
-                                [wi[2 * pair], wi[2 * pair + 1]] = tw.reduce([g0_, g1_]);
-                            }
-                        }
-                        (wt, wi)
-                    };
-                    let [uc, ur] = T::draw2(&mut rng);
-                    let coll = (wt[0] + wt[1]) + wt[2];
-                    let tot = if tw.ind_on {
-                        coll + (((wi[0] + wi[1]) + (wi[2] + wi[3])) + (wi[4] + wi[5]))
-                    } else {
-                        coll
-                    };
-                    if tot > T::ZERO {
-                        let x = uc * tot;
-                        let ch = if tw.ind_on {
-                            choose(
-                                x,
-                                &[wt[0], wt[1], wt[2], wi[0], wi[1], wi[2], wi[3], wi[4], wi[5]],
-                            )
-                        } else {
-                            // The GPU kernel's selection, kept literally (bit-identical twin).
-                            let mut ch = 2usize;
-                            if x < wt[0] + wt[1] {
-                                ch = 1;
-                            }
-                            if x < wt[0] {
-                                ch = 0;
-                            }
-                            if ch == 2 && wt[2] <= T::ZERO {
-                                ch = 1;
-                            }
-                            if ch == 1 && wt[1] <= T::ZERO {
-                                ch = 0;
-                            }
-                            ch
-                        };
-                        if ch < 3 {
-                            tw.jump(&mut w, ch as u32);
-                        } else {
-                            tw = tw.jump_irrep(&mut w, ch - 3, twin_of);
-                        }
-                        jumps += 1;
-                    } else {
-                        w.ua.re.copy_from_slice(&w.acc.re);
-                        w.ua.im.copy_from_slice(&w.acc.im);
+                    let (ur, jumped, to) = tw.jump_at(&mut w, &mut rng, win, twin_of);
+                    jumps += u32::from(jumped);
+                    if let Some(to) = to {
+                        tw = to;
+                        win = tw.all();
                     }
-                    (g0, c) = tw.renorm_from_u(&mut w);
+                    (g0, c) = tw.renorm_from_u(&mut w, win);
+                    win = tw.slide(&mut w, win);
                     b = ur;
                     rq -= l;
                     if rq == 0 {
@@ -1069,14 +1180,12 @@ impl<T: Real> Twin<T> {
                     }
                 }
             }
-            tw.record(
-                &mut w,
-                &mut out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN],
-                jumps,
-            );
+            let rec = &mut out[(iv + 1) * RECORD_LEN..(iv + 2) * RECORD_LEN];
+            tw.record(&mut w, rec, jumps, win);
             tw.save_hooks(&w, iv + 1, &mut pm, &mut fidelity, n_atoms);
             self.classify(&mut log, iv + 1, out);
         }
+        stats
     }
 }
 
