@@ -63,7 +63,6 @@ fn points() -> (Vec<[f64; NPAR]>, Vec<[f64; NVAR]>) {
             gamma_down: 0.5,
             gamma_up: 0.1 * i as f64,
             gamma_phi: 0.3,
-            ..Model::default()
         };
         pars.push(params(&m));
         y0s.push(cumulant::from_pure(&pure::coherent(m.n, 1.0, 0.5)));
