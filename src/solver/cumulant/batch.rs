@@ -35,12 +35,16 @@
 //!
 //! # Cost and precision (measured; BENCHMARKS.md)
 //!
-//! The step is bounded by stability, not accuracy: the collective rates and the drive put
-//! eigenvalues of size ~N Gamma on the Jacobian, so a point costs ~1.5 N Gamma t_end
-//! step attempts (seed 002 model: ~9,000 at N = 2000 and ~45,000 at N = 10^4 to
-//! t = 3/Gamma, nearly the same at rtol 1e-6 and 1e-8; time per attempt in BENCHMARKS.md). An
-//! implicit or exponential scheme would remove that bound in the stationary superradiant phase
-//! (not done). xi^2 comes from covariances such as
+//! A point costs ~1.5 N Gamma t_end step attempts (seed 002 model: ~9,000 at N = 2000 and
+//! ~45,000 at N = 10^4 to t = 3/Gamma; time per attempt in BENCHMARKS.md): the collective
+//! rates and the drive put eigenvalues of size ~N Gamma on the Jacobian, and in the oscillating
+//! phase (near and above Upsilon_c, period ~1/(N Gamma)) the step must also resolve the
+//! oscillation, so there it is bound by accuracy as much as by stability (rtol 1e-6 takes
+//! 0.6-0.75x the attempts of 1e-8). That is why an implicit method does not pay here: a
+//! Rosenbrock scheme (RODAS4, analytic Jacobian) was measured slower than this DP5 by an
+//! earlier attempt (its numbers were lost with its branch; not re-measured). The CPU sweep
+//! instead runs this same algorithm on eight points at once in SIMD lanes
+//! ([`super::lanes`]: bit-identical results, 3-4x the points per second). xi^2 comes from covariances such as
 //! `<Jz^2> - <Jz>^2 = N/4 + N(N-1) v/4 - N^2 z^2/4`, a difference of terms ~N^2/4 whose result
 //! is ~N xi^2/4: an absolute error e in the moments becomes ~N^2 e/4 in the variance, so at
 //! N = 10^4 the moments need e ~ 1e-8 for 1e-3 relative accuracy in xi^2 (hence atol 1e-10),

@@ -120,6 +120,17 @@
 //! (no transcendental function inside the right-hand side: cos phi and sin phi are folded in on
 //! the host), so [`rhs`] translates line by line to a compute kernel.
 //!
+//! # Sweeps: one algorithm, three layouts
+//!
+//! [`batch`] integrates many parameter points, each an independent 9-variable ODE (adaptive
+//! DP5, per-point step control and reductions). [`lanes`] runs the same algorithm on eight
+//! points at once in SIMD lanes (struct of arrays; each lane with its own step size,
+//! accept/reject and end, refilled with the next point when its point ends), which is why
+//! [`rhs`] is generic over [`Real`] (`f64` or [`lanes::F64x8`]): one source for both, and
+//! results identical bit for bit (`tests/cumulant_lanes.rs`). The CPU sweep runs the lanes; the
+//! WGSL kernel (`shaders/cumulant_batch.wgsl`, one invocation per point) is the twin of the
+//! scalar [`batch::integrate_point`].
+//!
 //! # Validation
 //!
 //! `tests/cumulant.rs`: the open right-hand side against the 2^N Lindbladian (N = 3..6, every
