@@ -44,7 +44,9 @@
 //! Rosenbrock scheme (RODAS4, analytic Jacobian) was measured slower than this DP5 by an
 //! earlier attempt (its numbers were lost with its branch; not re-measured). The CPU sweep
 //! instead runs this same algorithm on eight points at once in SIMD lanes
-//! ([`super::lanes`]: bit-identical results, ~3x the points per second). xi^2 comes from covariances such as
+//! ([`super::lanes`]: bit-identical results, ~3x the points per second).
+//!
+//! xi^2 comes from covariances such as
 //! `<Jz^2> - <Jz>^2 = N/4 + N(N-1) v/4 - N^2 z^2/4`, a difference of terms ~N^2/4 whose result
 //! is ~N xi^2/4: an absolute error e in the moments becomes ~N^2 e/4 in the variance, so at
 //! N = 10^4 the moments need e ~ 1e-8 for 1e-3 relative accuracy in xi^2 (hence atol 1e-10),
