@@ -152,7 +152,7 @@ impl Integrator {
         bopts: &batch::BatchOptions,
     ) -> Result<Vec<batch::PointResult>, Error> {
         Ok(match self {
-            Integrator::Cpu => batch::integrate_batch(pars, y0s, grid, bopts),
+            Integrator::Cpu => cumulant::lanes::integrate_batch_lanes(pars, y0s, grid, bopts),
             #[cfg(feature = "gpu")]
             Integrator::Gpu(kernel, precision) => kernel.run(pars, y0s, grid, bopts, *precision)?,
         })

@@ -5,6 +5,9 @@
 //! keeps the per-point reductions; the host turns the result into the CPU twin's
 //! [`PointResult`], so a caller swaps [`integrate_batch`](crate::solver::cumulant::batch::integrate_batch)
 //! for [`CumulantBatchGpu::run`] and nothing else changes.
+//! The CPU sweep runs [`crate::solver::cumulant::lanes`], a SIMD layout of the same scalar
+//! algorithm (bit-identical to `integrate_point`), so this kernel stays the twin of the scalar
+//! code: a GPU already runs its invocations in lockstep lanes of its own.
 //!
 //! # Mapping
 //!

@@ -35,18 +35,24 @@
 //!
 //! # Cost and precision (measured; BENCHMARKS.md)
 //!
-//! The step is bounded by stability, not accuracy: the collective rates and the drive put
-//! eigenvalues of size ~N Gamma on the Jacobian, so a point costs ~1.5 N Gamma t_end
-//! step attempts (seed 002 model: ~9,000 at N = 2000 and ~45,000 at N = 10^4 to
-//! t = 3/Gamma, nearly the same at rtol 1e-6 and 1e-8; time per attempt in BENCHMARKS.md). An
-//! implicit or exponential scheme would remove that bound in the stationary superradiant phase
-//! (not done). xi^2 comes from covariances such as
+//! A point costs ~1.5 N Gamma t_end step attempts (seed 002 model: ~9,000 at N = 2000 and
+//! ~45,000 at N = 10^4 to t = 3/Gamma; time per attempt in BENCHMARKS.md): the collective
+//! rates and the drive put eigenvalues of size ~N Gamma on the Jacobian, and in the oscillating
+//! phase (near and above Upsilon_c, period ~1/(N Gamma)) the step must also resolve the
+//! oscillation, so there it is bound by accuracy as much as by stability (rtol 1e-6 takes
+//! 0.6-0.75x the attempts of 1e-8). That is why an implicit method does not pay here: a
+//! Rosenbrock scheme (RODAS4, analytic Jacobian) was measured slower than this DP5 by an
+//! earlier attempt (its numbers were lost with its branch; not re-measured). The CPU sweep
+//! instead runs this same algorithm on eight points at once in SIMD lanes
+//! ([`super::lanes`]: bit-identical results, ~3x the points per second).
+//!
+//! xi^2 comes from covariances such as
 //! `<Jz^2> - <Jz>^2 = N/4 + N(N-1) v/4 - N^2 z^2/4`, a difference of terms ~N^2/4 whose result
 //! is ~N xi^2/4: an absolute error e in the moments becomes ~N^2 e/4 in the variance, so at
 //! N = 10^4 the moments need e ~ 1e-8 for 1e-3 relative accuracy in xi^2 (hence atol 1e-10),
 //! and an f32 twin (rounding 6e-8) is limited to ~1 % in xi^2 there.
 
-use super::{NPAR, NVAR, rhs, to_moments};
+use super::{NPAR, NVAR, Real, rhs, to_moments};
 use crate::solver::ode::{
     A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63, A64, A65, A71, A73, A74, A75, A76, BETA,
     E1, E3, E4, E5, E6, E7, FAC_MIN, SAFE, controller,
@@ -160,11 +166,11 @@ impl Reduce {
 
 /// y_out = y + sum_j a_j k_j over the nine components.
 #[inline(always)]
-fn combo<const M: usize>(out: &mut [f64; NVAR], y: &[f64; NVAR], a: [f64; M], ks: [&[f64; NVAR]; M]) {
+fn combo<T: Real, const M: usize>(out: &mut [T; NVAR], y: &[T; NVAR], a: [T; M], ks: [&[T; NVAR]; M]) {
     for i in 0..NVAR {
         let mut acc = y[i];
         for j in 0..M {
-            acc += a[j] * ks[j][i];
+            acc = acc + a[j] * ks[j][i];
         }
         out[i] = acc;
     }
@@ -172,6 +178,157 @@ fn combo<const M: usize>(out: &mut [f64; NVAR], y: &[f64; NVAR], a: [f64; M], ks
 
 fn all_finite(v: &[f64; NVAR]) -> bool {
     v.iter().all(|x| x.is_finite())
+}
+
+/// The step control of one point: everything the integrator carries between step attempts
+/// except the state and the stages (time, step proposal, PI memory, save index, counters,
+/// reductions, status). [`integrate_point`] and the lane integrator ([`super::lanes`]) both
+/// drive their points through it, so their control cannot drift apart: they differ only in
+/// where y and the stages are stored.
+pub(crate) struct Control {
+    n: usize,
+    red: Reduce,
+    t: f64,
+    span: f64,
+    /// The controller's proposal (not clipped onto a save).
+    h: f64,
+    /// The step of the current attempt (`h` clipped onto the next save).
+    pub(crate) hs: f64,
+    clipped: bool,
+    target: f64,
+    err_old: f64,
+    last_rejected: bool,
+    /// Index of the next save.
+    next: usize,
+    steps: u64,
+    rejected: u64,
+    attempts: u64,
+    status: Status,
+}
+
+impl Control {
+    /// Start a point at `grid.t0` from `y`: sets `k[0] = f(y)`, takes the first save and picks
+    /// Hairer's starting step (`k[1]` and `ytmp` are scratch).
+    pub(crate) fn start(
+        par: &[f64; NPAR],
+        y: &[f64; NVAR],
+        k: &mut [[f64; NVAR]; 7],
+        ytmp: &mut [f64; NVAR],
+        grid: &SaveGrid,
+        o: &BatchOptions,
+    ) -> Control {
+        let span = grid.t_end - grid.t0;
+        let mut c = Control {
+            n: par[0] as usize,
+            red: Reduce {
+                xi2_min: f64::INFINITY,
+                t_xi2_min: f64::NAN,
+                jz_sum: 0.0,
+                jz_count: 0,
+            },
+            t: grid.t0,
+            span,
+            h: span,
+            hs: 0.0,
+            clipped: false,
+            target: grid.t0,
+            err_old: 1e-4,
+            last_rejected: false,
+            next: 1,
+            steps: 0,
+            rejected: 0,
+            attempts: 0,
+            status: Status::Ok,
+        };
+        rhs(par, y, &mut k[0]);
+        c.red.save(c.n, grid, c.t, y);
+        if !all_finite(y) || !all_finite(&k[0]) {
+            c.status = Status::NonFinite;
+        } else {
+            c.h = initial_step(par, y, k, ytmp, span, o);
+        }
+        c
+    }
+
+    /// Prepare the next attempt: `hs` is the proposal clipped onto the next save. False when
+    /// the point has ended (every save taken, or a failure now in the status).
+    pub(crate) fn propose(&mut self, grid: &SaveGrid, o: &BatchOptions) -> bool {
+        if self.status != Status::Ok || self.next >= grid.nsave {
+            return false;
+        }
+        self.target = grid.time(self.next);
+        let mut hs = self.h;
+        self.clipped = self.t + 1.01 * hs >= self.target;
+        if self.clipped {
+            hs = self.target - self.t;
+        }
+        if hs <= 16.0 * f64::EPSILON * self.t.abs().max(self.span) {
+            self.status = Status::StepSizeTooSmall;
+            return false;
+        }
+        self.attempts += 1;
+        if self.attempts > o.max_steps {
+            self.status = Status::TooManySteps;
+            return false;
+        }
+        self.hs = hs;
+        true
+    }
+
+    /// Conclude the attempt of size `hs` from `y` to `ynew` with error norm `err`. True when
+    /// accepted: the caller then sets y = ynew and k[0] = k[6] (FSAL); the saves the step
+    /// reached are taken from `ynew` here.
+    pub(crate) fn conclude(
+        &mut self,
+        err: f64,
+        y: &[f64; NVAR],
+        ynew: &[f64; NVAR],
+        grid: &SaveGrid,
+    ) -> bool {
+        if err.is_finite() && err <= 1.0 {
+            self.steps += 1;
+            self.t = if self.clipped {
+                self.target
+            } else {
+                self.t + self.hs
+            };
+            let fac = controller(err, self.err_old);
+            self.err_old = err.max(1e-4);
+            let mut h_new = self.hs / fac;
+            if self.last_rejected {
+                h_new = h_new.min(self.hs);
+            }
+            self.last_rejected = false;
+            // After a clipped step resume from the unclipped proposal.
+            self.h = if self.clipped { h_new.max(self.h) } else { h_new };
+            while self.next < grid.nsave && grid.time(self.next) <= self.t {
+                self.red.save(self.n, grid, grid.time(self.next), ynew);
+                self.next += 1;
+            }
+            true
+        } else {
+            self.rejected += 1;
+            self.last_rejected = true;
+            match rejected_step(err, self.hs, y, self.t, self.span) {
+                Ok(h_next) => self.h = h_next,
+                Err(failure) => self.status = failure,
+            }
+            false
+        }
+    }
+
+    /// The point's result, `y` being its state at the time reached.
+    pub(crate) fn result(&self, y: [f64; NVAR]) -> PointResult {
+        point_result(
+            self.n,
+            self.status,
+            self.t,
+            y,
+            &self.red,
+            self.steps,
+            self.rejected,
+        )
+    }
 }
 
 /// Integrate one point from `y0` at `grid.t0` over the save grid (module doc). Never panics;
@@ -182,86 +339,20 @@ pub fn integrate_point(
     grid: &SaveGrid,
     o: &BatchOptions,
 ) -> PointResult {
-    let n = par[0] as usize;
-    let mut red = Reduce {
-        xi2_min: f64::INFINITY,
-        t_xi2_min: f64::NAN,
-        jz_sum: 0.0,
-        jz_count: 0,
-    };
     let mut y = *y0;
     let mut ynew = [0.0; NVAR];
     let mut ytmp = [0.0; NVAR];
     let mut k = [[0.0; NVAR]; 7];
-    let mut t = grid.t0;
-    let span = grid.t_end - grid.t0;
-    let (mut steps, mut rejected, mut attempts) = (0u64, 0u64, 0u64);
-    let mut status = Status::Ok;
-
-    rhs(par, &y, &mut k[0]);
-    red.save(n, grid, t, &y);
-    let mut next = 1usize;
-    if !all_finite(&y) || !all_finite(&k[0]) {
-        status = Status::NonFinite;
-        next = grid.nsave; // skip the loop
-    }
-
-    let mut h = span;
-    if next < grid.nsave {
-        h = initial_step(par, &y, &mut k, &mut ytmp, span, o);
-    }
-    let mut err_old = 1e-4f64;
-    let mut last_rejected = false;
-
-    while next < grid.nsave {
-        let target = grid.time(next);
-        let mut hs = h;
-        let clipped = t + 1.01 * hs >= target;
-        if clipped {
-            hs = target - t;
-        }
-        if hs <= 16.0 * f64::EPSILON * t.abs().max(span) {
-            status = Status::StepSizeTooSmall;
-            break;
-        }
-        attempts += 1;
-        if attempts > o.max_steps {
-            status = Status::TooManySteps;
-            break;
-        }
-        dp5_stages(par, &y, hs, &mut k, &mut ytmp, &mut ynew);
-        let err = error_norm(&y, &ynew, &k, hs, o);
-
-        if err.is_finite() && err <= 1.0 {
-            steps += 1;
-            t = if clipped { target } else { t + hs };
+    let mut ctl = Control::start(par, &y, &mut k, &mut ytmp, grid, o);
+    while ctl.propose(grid, o) {
+        dp5_stages(par, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew);
+        let err = error_norm(&y, &ynew, &k, ctl.hs, o);
+        if ctl.conclude(err, &y, &ynew, grid) {
             y = ynew;
             k[0] = k[6];
-            let fac = controller(err, err_old);
-            err_old = err.max(1e-4);
-            let mut h_new = hs / fac;
-            if last_rejected {
-                h_new = h_new.min(hs);
-            }
-            last_rejected = false;
-            h = if clipped { h_new.max(h) } else { h_new };
-            while next < grid.nsave && grid.time(next) <= t {
-                red.save(n, grid, grid.time(next), &y);
-                next += 1;
-            }
-        } else {
-            rejected += 1;
-            last_rejected = true;
-            match rejected_step(err, hs, &y, t, span) {
-                Ok(h_next) => h = h_next,
-                Err(failure) => {
-                    status = failure;
-                    break;
-                }
-            }
         }
     }
-    point_result(n, status, t, y, &red, steps, rejected)
+    ctl.result(y)
 }
 
 /// Hairer's starting step (as crate::solver::ode::initial_step), from `y` and `k[0] = f(y)`;
@@ -298,49 +389,64 @@ fn initial_step(
 
 /// One DP5 step of size `hs` from `y` with `k[0] = f(y)`: the stages k2..k7 and the 5th-order
 /// solution `ynew` (stages as in ode::Work::step; the system is autonomous, so the stage times
-/// c_i h are not needed).
-fn dp5_stages(
-    par: &[f64; NPAR],
-    y: &[f64; NVAR],
-    hs: f64,
-    k: &mut [[f64; NVAR]; 7],
-    ytmp: &mut [f64; NVAR],
-    ynew: &mut [f64; NVAR],
+/// c_i h are not needed). Generic over [`Real`]: the lane integrator runs it on eight points
+/// at once, each lane with its own `hs`.
+#[inline(always)]
+pub(crate) fn dp5_stages<T: Real>(
+    par: &[T; NPAR],
+    y: &[T; NVAR],
+    hs: T,
+    k: &mut [[T; NVAR]; 7],
+    ytmp: &mut [T; NVAR],
+    ynew: &mut [T; NVAR],
 ) {
+    let a = |c: f64| hs * T::splat(c);
     let [k1, k2, k3, k4, k5, k6, k7] = k;
-    combo(ytmp, y, [hs * A21], [k1]);
+    combo(ytmp, y, [a(A21)], [k1]);
     rhs(par, ytmp, k2);
-    combo(ytmp, y, [hs * A31, hs * A32], [k1, k2]);
+    combo(ytmp, y, [a(A31), a(A32)], [k1, k2]);
     rhs(par, ytmp, k3);
-    combo(ytmp, y, [hs * A41, hs * A42, hs * A43], [k1, k2, k3]);
+    combo(ytmp, y, [a(A41), a(A42), a(A43)], [k1, k2, k3]);
     rhs(par, ytmp, k4);
-    combo(
-        ytmp,
-        y,
-        [hs * A51, hs * A52, hs * A53, hs * A54],
-        [k1, k2, k3, k4],
-    );
+    combo(ytmp, y, [a(A51), a(A52), a(A53), a(A54)], [k1, k2, k3, k4]);
     rhs(par, ytmp, k5);
     combo(
         ytmp,
         y,
-        [hs * A61, hs * A62, hs * A63, hs * A64, hs * A65],
+        [a(A61), a(A62), a(A63), a(A64), a(A65)],
         [k1, k2, k3, k4, k5],
     );
     rhs(par, ytmp, k6);
     combo(
         ynew,
         y,
-        [hs * A71, hs * A73, hs * A74, hs * A75, hs * A76],
+        [a(A71), a(A73), a(A74), a(A75), a(A76)],
         [k1, k3, k4, k5, k6],
     );
     rhs(par, ynew, k7);
 }
 
-/// The error norm `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)` of a step.
-fn error_norm(y: &[f64; NVAR], ynew: &[f64; NVAR], k: &[[f64; NVAR]; 7], hs: f64, o: &BatchOptions) -> f64 {
-    let e = [hs * E1, hs * E3, hs * E4, hs * E5, hs * E6, hs * E7];
-    let mut sum = 0.0;
+/// The error norm `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)` of a step
+/// (generic as [`dp5_stages`]).
+#[inline(always)]
+pub(crate) fn error_norm<T: Real>(
+    y: &[T; NVAR],
+    ynew: &[T; NVAR],
+    k: &[[T; NVAR]; 7],
+    hs: T,
+    o: &BatchOptions,
+) -> T {
+    let c = T::splat;
+    let e = [
+        hs * c(E1),
+        hs * c(E3),
+        hs * c(E4),
+        hs * c(E5),
+        hs * c(E6),
+        hs * c(E7),
+    ];
+    let (atol, rtol) = (c(o.atol), c(o.rtol));
+    let mut sum = c(0.0);
     for i in 0..NVAR {
         let acc = e[0] * k[0][i]
             + e[1] * k[2][i]
@@ -348,10 +454,10 @@ fn error_norm(y: &[f64; NVAR], ynew: &[f64; NVAR], k: &[[f64; NVAR]; 7], hs: f64
             + e[3] * k[4][i]
             + e[4] * k[5][i]
             + e[5] * k[6][i];
-        let q = acc / (o.atol + o.rtol * y[i].abs().max(ynew[i].abs()));
-        sum += q * q;
+        let q = acc / (atol + rtol * y[i].abs().max(ynew[i].abs()));
+        sum = sum + q * q;
     }
-    (sum / NVAR as f64).sqrt()
+    (sum / c(NVAR as f64)).sqrt()
 }
 
 /// After a rejected step of size `hs` with error `err`: the next step size, or the failure.

@@ -120,6 +120,17 @@
 //! (no transcendental function inside the right-hand side: cos phi and sin phi are folded in on
 //! the host), so [`rhs`] translates line by line to a compute kernel.
 //!
+//! # Sweeps: one algorithm, three layouts
+//!
+//! [`batch`] integrates many parameter points, each an independent 9-variable ODE (adaptive
+//! DP5, per-point step control and reductions). [`lanes`] runs the same algorithm on eight
+//! points at once in SIMD lanes (struct of arrays; each lane with its own step size,
+//! accept/reject and end, refilled with the next point when its point ends), which is why
+//! [`rhs`] is generic over [`Real`] (`f64` or [`lanes::F64x8`]): one source for both, and
+//! results identical bit for bit (`tests/cumulant_lanes.rs`). The CPU sweep runs the lanes; the
+//! WGSL kernel (`shaders/cumulant_batch.wgsl`, one invocation per point) is the twin of the
+//! scalar [`batch::integrate_point`].
+//!
 //! # Validation
 //!
 //! `tests/cumulant.rs`: the open right-hand side against the 2^N Lindbladian (N = 3..6, every
@@ -136,12 +147,14 @@
 //! the ignored test there, command in its doc).
 
 pub mod batch;
+pub mod lanes;
 
 use crate::c64;
 use crate::error::SolverError;
 use crate::model::Model;
 use crate::observe::Moments;
 use crate::solver::ode::{self, OdeOptions, OdeStats};
+use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// Number of real state variables.
 pub const NVAR: usize = 9;
@@ -186,6 +199,105 @@ pub const T4_IM: usize = 6;
 /// gamma_up, gamma_phi]`.
 pub const NPAR: usize = 12;
 
+/// The arithmetic of [`rhs`] and of the DP5 step ([`batch`]), over one point (`f64`) or eight
+/// points in SIMD lanes ([`lanes::F64x8`], element-wise). Only correctly rounded IEEE
+/// operations (no fused multiply-add), so every lane rounds exactly as the `f64` instance.
+pub trait Real:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> + Neg<Output = Self>
+{
+    /// The constant `x` (in every lane).
+    fn splat(x: f64) -> Self;
+    /// |x| ([`f64::abs`]).
+    fn abs(self) -> Self;
+    /// [`f64::max`] (a NaN operand gives the other one).
+    fn max(self, o: Self) -> Self;
+    /// [`f64::sqrt`] (correctly rounded).
+    fn sqrt(self) -> Self;
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn splat(x: f64) -> f64 {
+        x
+    }
+    #[inline(always)]
+    fn abs(self) -> f64 {
+        f64::abs(self)
+    }
+    #[inline(always)]
+    fn max(self, o: f64) -> f64 {
+        f64::max(self, o)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> f64 {
+        f64::sqrt(self)
+    }
+}
+
+/// A complex number over [`Real`] with num-complex's formulas (`(a + ib)(c + id) =
+/// (ac - bd) + i(ad + bc)`, `x * r = (x.re r, x.im r)`), so that [`rhs`] over `f64` gives the
+/// bits it gave with `c64`, and the WGSL twin's `cmul` the same products.
+#[derive(Clone, Copy)]
+struct Cx<T> {
+    re: T,
+    im: T,
+}
+
+impl<T: Real> Cx<T> {
+    #[inline(always)]
+    fn new(re: T, im: T) -> Self {
+        Cx { re, im }
+    }
+    #[inline(always)]
+    fn conj(self) -> Self {
+        Cx::new(self.re, -self.im)
+    }
+    #[inline(always)]
+    fn norm_sqr(self) -> T {
+        self.re * self.re + self.im * self.im
+    }
+}
+
+impl<T: Real> Add for Cx<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Cx::new(self.re + o.re, self.im + o.im)
+    }
+}
+
+impl<T: Real> Sub for Cx<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Cx::new(self.re - o.re, self.im - o.im)
+    }
+}
+
+impl<T: Real> Mul for Cx<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Cx::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
+    }
+}
+
+impl<T: Real> Mul<T> for Cx<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, r: T) -> Self {
+        Cx::new(self.re * r, self.im * r)
+    }
+}
+
+impl<T: Real> Sub<T> for Cx<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, r: T) -> Self {
+        Cx::new(self.re - r, self.im)
+    }
+}
+
 /// The model as the flat parameter array the right-hand side reads (cos and sin of the drive
 /// phase evaluated here, on the host).
 pub fn params(m: &Model) -> [f64; NPAR] {
@@ -208,10 +320,16 @@ pub fn params(m: &Model) -> [f64; NPAR] {
 
 /// The open right-hand side: d/dt of the nine variables, exact given the state `y` and the
 /// third-order moments `t3` of a permutation-symmetric state (module doc). No allocation.
-pub fn open_rhs(par: &[f64; NPAR], y: &[f64; NVAR], t3: &[f64; NTHIRD], dy: &mut [f64; NVAR]) {
+///
+/// Generic over [`Real`]: `f64` for one point, [`lanes::F64x8`] for eight points in SIMD
+/// lanes. Every lane performs the operations of the `f64` instance in the same order (the
+/// complex products are `Cx`'s, num-complex's formulas), so both give the same bits.
+#[inline(always)]
+pub fn open_rhs<T: Real>(par: &[T; NPAR], y: &[T; NVAR], t3: &[T; NTHIRD], dy: &mut [T; NVAR]) {
+    let c = T::splat;
     let n = par[0];
     let omega0 = par[1];
-    let eta = c64::new(0.5 * par[2], 0.5 * par[3]); // Omega e^{i phi} / 2
+    let eta = Cx::new(c(0.5) * par[2], c(0.5) * par[3]); // Omega e^{i phi} / 2
     let chi = par[4];
     let chi_z = par[5];
     let gam = par[6];
@@ -219,48 +337,53 @@ pub fn open_rhs(par: &[f64; NPAR], y: &[f64; NVAR], t3: &[f64; NTHIRD], dy: &mut
     let gam_phi = par[8];
     let gd = par[9] + gam;
     let gu = par[10] + w;
-    let gp = par[11] + 0.25 * gam_phi;
+    let gp = par[11] + c(0.25) * gam_phi;
     let big_g = gd + gu;
     let small_g = gd - gu;
-    let gamma2 = 0.5 * big_g + 2.0 * gp;
+    let gamma2 = c(0.5) * big_g + c(2.0) * gp;
     let delta = omega0 + chi;
-    let kappa = 0.5 * (gam - w);
-    let i = c64::new(0.0, 1.0);
+    let kappa = c(0.5) * (gam - w);
+    let i = Cx::new(c(0.0), c(1.0));
     // kappa - i chi + i chi_z: the coefficient of the outside-atom sigma^+ coupling.
-    let cpl = c64::new(kappa, chi_z - chi);
-    let rot = c64::new(-gamma2, delta); // i delta - Gamma2
+    let cpl = Cx::new(kappa, chi_z - chi);
+    let rot = Cx::new(-gamma2, delta); // i delta - Gamma2
 
-    let s = c64::new(y[S_RE], y[S_IM]);
+    let s = Cx::new(y[S_RE], y[S_IM]);
     let z = y[Z];
     let p = y[P];
-    let q = c64::new(y[Q_RE], y[Q_IM]);
-    let u = c64::new(y[U_RE], y[U_IM]);
+    let q = Cx::new(y[Q_RE], y[Q_IM]);
+    let u = Cx::new(y[U_RE], y[U_IM]);
     let v = y[V];
     let t1 = t3[T1];
-    let t2 = c64::new(t3[T2_RE], t3[T2_IM]);
-    let t3c = c64::new(t3[T3_RE], t3[T3_IM]);
-    let t4 = c64::new(t3[T4_RE], t3[T4_IM]);
-    let n1 = n - 1.0;
-    let n2 = n - 2.0;
+    let t2 = Cx::new(t3[T2_RE], t3[T2_IM]);
+    let t3c = Cx::new(t3[T3_RE], t3[T3_IM]);
+    let t4 = Cx::new(t3[T4_RE], t3[T4_IM]);
+    let n1 = n - c(1.0);
+    let n2 = n - c(2.0);
 
-    let ds = rot * s - i * eta * z + n1 * cpl * u;
-    // -2i eta^* s + 2i eta s^* = 4 Im(eta^* s)... written as the real part of 2 * (-2i eta^* s)/2:
-    let drive_z = (-2.0 * i * eta.conj() * s + 2.0 * i * eta * s.conj()).re;
-    let dz = drive_z - big_g * z - small_g - 4.0 * kappa * n1 * p;
-    let dp = -2.0 * gamma2 * p - 2.0 * (eta.conj() * u).im
-        + 0.5 * gam * (z + v)
-        + 0.5 * w * (v - z)
+    // A real factor a in front of a complex x is written x * a: (x.re a, x.im a) rounds like
+    // (a x.re, a x.im), and the products keep their left-to-right association.
+    let ds = rot * s - i * eta * z + cpl * n1 * u;
+    // -2i eta^* s + 2i eta s^* = 4 Im(eta^* s), written as the real part of the two products:
+    let drive_z = (i * c(-2.0) * eta.conj() * s + i * c(2.0) * eta * s.conj()).re;
+    let dz = drive_z - big_g * z - small_g - c(4.0) * kappa * n1 * p;
+    let dp = c(-2.0) * gamma2 * p - c(2.0) * (eta.conj() * u).im
+        + c(0.5) * gam * (z + v)
+        + c(0.5) * w * (v - z)
         + gam_phi * p
-        + 2.0 * kappa * n2 * t1;
-    let dq = 2.0 * rot * q - gam_phi * q - 2.0 * i * eta * u + 2.0 * n2 * cpl * t2;
-    let du = (rot - big_g) * u - small_g * s - 2.0 * i * eta.conj() * q + 2.0 * i * eta * p - i * eta * v
-        + gam * (-0.5 * s - u)
-        + w * (0.5 * s - u)
+        + c(2.0) * kappa * n2 * t1;
+    let dq = rot * c(2.0) * q - q * gam_phi - i * c(2.0) * eta * u + cpl * (c(2.0) * n2) * t2;
+    let du = (rot - big_g) * u - s * small_g - i * c(2.0) * eta.conj() * q + i * c(2.0) * eta * p
+        - i * eta * v
+        + (s * c(-0.5) - u) * gam
+        + (s * c(0.5) - u) * w
         + i * (chi_z - chi) * s
-        + n2 * (-4.0 * kappa * t3c + cpl * t4);
-    let dv = (-4.0 * i * eta.conj() * u + 4.0 * i * eta * u.conj()).re - 2.0 * big_g * v - 2.0 * small_g * z
-        + 4.0 * (gam + w) * p
-        - 8.0 * kappa * n2 * t1;
+        + (t3c * (c(-4.0) * kappa) + cpl * t4) * n2;
+    let dv = (i * c(-4.0) * eta.conj() * u + i * c(4.0) * eta * u.conj()).re
+        - c(2.0) * big_g * v
+        - c(2.0) * small_g * z
+        + c(4.0) * (gam + w) * p
+        - c(8.0) * kappa * n2 * t1;
 
     dy[S_RE] = ds.re;
     dy[S_IM] = ds.im;
@@ -274,18 +397,20 @@ pub fn open_rhs(par: &[f64; NPAR], y: &[f64; NVAR], t3: &[f64; NTHIRD], dy: &mut
 }
 
 /// Third-order moments from first and second order by the cumulant closure
-/// `<ABC> ~ <AB><C> + <AC><B> + <BC><A> - 2<A><B><C>` (module doc).
-pub fn close_third(y: &[f64; NVAR], t3: &mut [f64; NTHIRD]) {
-    let s = c64::new(y[S_RE], y[S_IM]);
+/// `<ABC> ~ <AB><C> + <AC><B> + <BC><A> - 2<A><B><C>` (module doc). Generic as [`open_rhs`].
+#[inline(always)]
+pub fn close_third<T: Real>(y: &[T; NVAR], t3: &mut [T; NTHIRD]) {
+    let c = T::splat;
+    let s = Cx::new(y[S_RE], y[S_IM]);
     let z = y[Z];
     let p = y[P];
-    let q = c64::new(y[Q_RE], y[Q_IM]);
-    let u = c64::new(y[U_RE], y[U_IM]);
+    let q = Cx::new(y[Q_RE], y[Q_IM]);
+    let u = Cx::new(y[U_RE], y[U_IM]);
     let v = y[V];
-    let t1 = p * z + 2.0 * (u * s.conj()).re - 2.0 * s.norm_sqr() * z;
-    let t2 = q * z + 2.0 * u * s - 2.0 * s * s * z;
-    let t3c = q * s.conj() + 2.0 * p * s - 2.0 * s * s * s.conj();
-    let t4 = v * s + 2.0 * u * z - 2.0 * z * z * s;
+    let t1 = p * z + c(2.0) * (u * s.conj()).re - c(2.0) * s.norm_sqr() * z;
+    let t2 = q * z + u * c(2.0) * s - s * c(2.0) * s * z;
+    let t3c = q * s.conj() + s * (c(2.0) * p) - s * c(2.0) * s * s.conj();
+    let t4 = s * v + u * c(2.0) * z - s * (c(2.0) * z * z);
     t3[T1] = t1;
     t3[T2_RE] = t2.re;
     t3[T2_IM] = t2.im;
@@ -296,8 +421,9 @@ pub fn close_third(y: &[f64; NVAR], t3: &mut [f64; NTHIRD]) {
 }
 
 /// The closed second-order cumulant equations: [`open_rhs`] after [`close_third`].
-pub fn rhs(par: &[f64; NPAR], y: &[f64; NVAR], dy: &mut [f64; NVAR]) {
-    let mut t3 = [0.0; NTHIRD];
+#[inline(always)]
+pub fn rhs<T: Real>(par: &[T; NPAR], y: &[T; NVAR], dy: &mut [T; NVAR]) {
+    let mut t3 = [T::splat(0.0); NTHIRD];
     close_third(y, &mut t3);
     open_rhs(par, y, &t3, dy);
 }
