@@ -561,7 +561,7 @@ pub fn steady_state_memory_estimate(model: &Model) -> f64 {
     if model.n > ANALYSED_ATOMS {
         let at = Model {
             n: ANALYSED_ATOMS,
-            ..model.clone()
+            ..*model
         };
         let ratio = elements / block_elements(ANALYSED_ATOMS) as f64;
         return steady_state_memory_estimate(&at) * ratio.powf(4.0 / 3.0);
@@ -574,7 +574,7 @@ pub fn steady_state_memory_estimate(model: &Model) -> f64 {
         gamma_down: 1.0,
         gamma_up: 1.0,
         gamma_phi: 1.0,
-        ..model.clone()
+        ..*model
     };
     let op = BlockOp::new(&full, false);
     let coords = unknown_coords(&op.dims, parity, |b, r, c| {

@@ -494,10 +494,11 @@ impl Analysis {
     fn assemble<T: Scalar>(&self, pl: &Plan, vals: &[T], top: &mut Mat<T>, f21: &mut Mat<T>) {
         for q in pl.start..pl.end {
             let (v, i) = (self.order[q] as usize, q - pl.start);
-            for e in self.row_ptr[v]..self.row_ptr[v + 1] {
-                let qu = self.pos[self.col_idx[e] as usize] as usize;
+            let range = self.row_ptr[v]..self.row_ptr[v + 1];
+            for (&c, &x) in self.col_idx[range.clone()].iter().zip(&vals[range]) {
+                let qu = self.pos[c as usize] as usize;
                 if qu >= pl.start {
-                    top[(i, self.local(pl, qu))] += vals[e];
+                    top[(i, self.local(pl, qu))] += x;
                 }
             }
             for e in self.t_ptr[v]..self.t_ptr[v + 1] {
@@ -526,8 +527,7 @@ fn transpose(n: usize, row_ptr: &[usize], col_idx: &[usize]) -> (Vec<usize>, Vec
     let mut next = t_ptr.clone();
     let (mut t_row, mut t_val) = (vec![0u32; col_idx.len()], vec![0u32; col_idx.len()]);
     for r in 0..n {
-        for e in row_ptr[r]..row_ptr[r + 1] {
-            let c = col_idx[e];
+        for (e, &c) in col_idx.iter().enumerate().take(row_ptr[r + 1]).skip(row_ptr[r]) {
             t_row[next[c]] = r as u32;
             t_val[next[c]] = e as u32;
             next[c] += 1;
@@ -678,7 +678,7 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 // Sparse: keep about half of the allowed couplings.
-                if d <= 1 && (i == j || (state >> 33) % 2 == 0) {
+                if d <= 1 && (i == j || (state >> 33).is_multiple_of(2)) {
                     col_idx.push(j);
                     vals.push(value());
                 }
