@@ -11,6 +11,10 @@
 //! The parameter names in [`PARAM_NAMES`] are the contract used by scenario files, `--set`
 //! overrides and output columns.
 
+pub mod schedule;
+
+pub use schedule::{Protocol, Schedule};
+
 use crate::error::InputError;
 use serde::Serialize;
 
@@ -101,6 +105,26 @@ impl Model {
             "gamma_phi" => self.gamma_phi,
             _ => return None,
         })
+    }
+
+    /// Set a parameter by its scenario name (no validation: [`Model::from_values`] checks
+    /// values from input; this is for values already checked, e.g. a validated schedule).
+    /// Unknown names and N are ignored (N is not time-dependent).
+    pub fn set(&mut self, name: &str, v: f64) {
+        match name {
+            "omega0" => self.omega0 = v,
+            "Omega" => self.drive = v,
+            "phi" => self.phi = v,
+            "chi" => self.chi = v,
+            "chi_z" => self.chi_z = v,
+            "Gamma" => self.gamma_coll = v,
+            "w" => self.pump_coll = v,
+            "Gamma_phi" => self.dephase_coll = v,
+            "gamma_down" => self.gamma_down = v,
+            "gamma_up" => self.gamma_up = v,
+            "gamma_phi" => self.gamma_phi = v,
+            _ => {}
+        }
     }
 
     /// Build a validated model from (name, value) pairs; missing parameters are 0 (N has no

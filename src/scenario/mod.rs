@@ -53,6 +53,7 @@ mod observables;
 mod overrides;
 mod points;
 mod raw;
+mod schedule;
 mod task;
 mod validate;
 
@@ -125,6 +126,8 @@ pub struct Scenario {
     pub as_run: toml::Value,
     /// Definitions of model parameters (by PHYSICS.md name) and variables.
     defs: BTreeMap<String, Num>,
+    /// Scheduled model parameters (`[model] w = { ramp = ... }`), evaluated per point.
+    schedules: BTreeMap<String, schedule::RawSchedule>,
     pub variable_names: Vec<String>,
     pub initial: Option<StateSpec>,
     pub task: Task,
@@ -139,7 +142,11 @@ pub struct Scenario {
 /// Parameters and variables evaluated at one point.
 #[derive(Debug, Clone)]
 pub struct Point {
+    /// The model; a scheduled parameter holds its value at t = 0 ([`Point::protocol`] has the
+    /// schedules).
     pub model: Model,
+    /// The scheduled parameters' schedules at this point, in `PARAM_NAMES` order.
+    pub schedules: Vec<(&'static str, crate::model::Schedule)>,
     /// Every named quantity (model parameters and variables) with its value.
     pub values: BTreeMap<String, f64>,
 }

@@ -5,7 +5,7 @@
 use super::expr::{Expr, Scope};
 use super::{Num, Point, Scenario, Task};
 use crate::error::InputError;
-use crate::model::{Model, PARAM_NAMES};
+use crate::model::{Model, PARAM_NAMES, Protocol, Schedule};
 use std::collections::BTreeMap;
 
 /// Definitions on the way to a point: the values known so far and the expressions pending.
@@ -19,6 +19,14 @@ impl Point {
             s.set(k, *v);
         }
         s
+    }
+
+    /// The time-dependent model of this point (constant when nothing is scheduled).
+    pub fn protocol(&self) -> Protocol {
+        Protocol {
+            base: self.model,
+            schedules: self.schedules.clone(),
+        }
     }
 
     /// Evaluate a number-or-expression field against this point.
@@ -45,16 +53,79 @@ impl Scenario {
         for (n, v) in pins {
             known.entry(n.to_string()).or_insert(*v);
         }
-        // Model parameters not given default to 0 and may be referenced.
+        // Model parameters not given default to 0 and may be referenced (a scheduled one has
+        // no single value: a reference to it is an error of `check_names`).
         for p in PARAM_NAMES {
-            if p != "N" && !self.defs.contains_key(p) {
+            if p != "N" && !self.defs.contains_key(p) && !self.schedules.contains_key(p) {
                 known.entry(p.to_string()).or_insert(0.0);
             }
         }
         self.check_names(&known, &pending)?;
         self.resolve(&mut known, &mut pending)?;
-        let model = Model::from_values(PARAM_NAMES.iter().filter_map(|p| known.get(*p).map(|v| (*p, *v))))?;
-        Ok(Point { model, values: known })
+        let mut point = Point {
+            model: Model::default(),
+            schedules: Vec::new(),
+            values: known,
+        };
+        point.schedules = self.schedules_at(&point)?;
+        // A scheduled parameter's base value: the schedule at t = 0.
+        for (name, s) in &point.schedules {
+            point.values.insert(name.to_string(), s.value(0.0));
+        }
+        point.model = Model::from_values(
+            PARAM_NAMES
+                .iter()
+                .filter_map(|p| point.values.get(*p).map(|v| (*p, *v))),
+        )?;
+        Ok(point)
+    }
+
+    /// The schedules of the scheduled parameters at a point whose values are resolved.
+    fn schedules_at(&self, p: &Point) -> Result<Vec<(&'static str, Schedule)>, InputError> {
+        let mut out = Vec::new();
+        for name in PARAM_NAMES {
+            if let Some(raw) = self.schedules.get(name) {
+                let field = format!("model.{name}");
+                for n in raw.numbers() {
+                    if let Num::Text(t) = n {
+                        let e = Expr::parse(&field, t)?;
+                        self.check_expression(&field, &e, &p.values)?;
+                    }
+                }
+                out.push((name, raw.at(&field, p)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// An expression's names are known values (not scheduled parameters, not unknown).
+    fn check_expression(&self, field: &str, e: &Expr, known: &Known) -> Result<(), InputError> {
+        for id in e.identifiers() {
+            if self.schedules.contains_key(&id) || !known.contains_key(&id) {
+                return Err(self.name_error(field.to_string(), e, &id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for an expression that uses `id`, which is unknown or scheduled.
+    fn name_error(&self, field: String, e: &Expr, id: &str) -> InputError {
+        let message = if self.schedules.contains_key(id) {
+            format!(
+                "`{id}` is scheduled (a function of time) and has no single value here; \
+                 name the number it needs as a variable and use that in both places"
+            )
+        } else {
+            format!(
+                "unknown name `{id}` (known: model parameters and variables {})",
+                self.variable_names.join(", ")
+            )
+        };
+        InputError::Expression {
+            field,
+            text: e.text().to_string(),
+            message,
+        }
     }
 
     /// The pinned and literal definitions (known), and the parsed expressions (pending).
@@ -90,14 +161,7 @@ impl Scenario {
         for (k, e) in pending {
             for id in e.identifiers() {
                 if !known.contains_key(&id) && !pending.iter().any(|(n, _)| *n == id) {
-                    return Err(InputError::Expression {
-                        field: self.field_name(k),
-                        text: e.text().to_string(),
-                        message: format!(
-                            "unknown name `{id}` (known: model parameters and variables {})",
-                            self.variable_names.join(", ")
-                        ),
-                    });
+                    return Err(self.name_error(self.field_name(k), e, &id));
                 }
             }
         }

@@ -13,7 +13,7 @@ pub(super) struct RawScenario {
     pub(super) description: Option<String>,
     #[serde(default)]
     pub(super) variables: BTreeMap<String, Num>,
-    pub(super) model: BTreeMap<String, Num>,
+    pub(super) model: BTreeMap<String, super::schedule::ParamDef>,
     pub(super) initial: Option<RawState>,
     pub(super) task: RawTask,
     #[serde(default)]

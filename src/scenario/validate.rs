@@ -8,10 +8,15 @@ use super::initial::{self, state_spec};
 use super::observables;
 use super::overrides::apply_override;
 use super::raw::RawScenario;
+use super::schedule::ParamDef;
 use super::task::task;
 use super::{Num, Scenario, Task};
 use crate::error::InputError;
 use crate::model::PARAM_NAMES;
+use crate::model::schedule::schedulable;
+
+/// Scheduled `[model]` parameters as written, by name.
+pub(super) type Schedules = BTreeMap<String, super::schedule::RawSchedule>;
 use std::collections::BTreeMap;
 
 /// Validate `raw` (`as_run`: the tree it came from; `pinned`: names set by `--set`).
@@ -20,7 +25,7 @@ pub(super) fn validate(
     as_run: toml::Value,
     pinned: &[String],
 ) -> Result<Scenario, InputError> {
-    let defs = definitions(&raw)?;
+    let (defs, schedules) = definitions(&raw)?;
     let variable_names: Vec<String> = raw.variables.keys().cloned().collect();
     let initial = raw
         .initial
@@ -33,6 +38,7 @@ pub(super) fn validate(
         description: raw.description.clone().unwrap_or_default(),
         as_run,
         defs,
+        schedules,
         variable_names,
         initial,
         task: Task::SteadyState,
@@ -61,6 +67,7 @@ pub(super) fn validate(
             pinned,
         )?));
     }
+    check_schedules(&scenario)?;
     initial::check_fixed_points_initial(&scenario)?;
     observables::check_for_task(&scenario)?;
     initial::check_states(&scenario)?;
@@ -70,17 +77,36 @@ pub(super) fn validate(
 
 /// Definitions of model parameters (by PHYSICS.md name; N required) and variables (names
 /// that are identifiers, not parameters, not `pi`).
-fn definitions(raw: &RawScenario) -> Result<BTreeMap<String, Num>, InputError> {
+fn definitions(raw: &RawScenario) -> Result<(BTreeMap<String, Num>, Schedules), InputError> {
     let mut defs = BTreeMap::new();
+    let mut schedules = Schedules::new();
     for (k, v) in &raw.model {
+        let shown = match v {
+            ParamDef::Value(n) => n.to_toml_string(),
+            ParamDef::Schedule(_) => "(a schedule)".to_string(),
+        };
         if !PARAM_NAMES.contains(&k.as_str()) {
             return Err(InputError::invalid(
                 format!("model.{k}"),
-                v.to_toml_string(),
+                shown,
                 format!("one of the model parameters {}", PARAM_NAMES.join(", ")),
             ));
         }
-        defs.insert(k.clone(), v.clone());
+        match v {
+            ParamDef::Value(n) => {
+                defs.insert(k.clone(), n.clone());
+            }
+            ParamDef::Schedule(_) if !schedulable(k) => {
+                return Err(InputError::invalid(
+                    format!("model.{k}"),
+                    shown,
+                    "a number: N sets the Hilbert space and cannot change in time",
+                ));
+            }
+            ParamDef::Schedule(s) => {
+                schedules.insert(k.clone(), s.clone());
+            }
+        }
     }
     if !raw.model.contains_key("N") {
         return Err(InputError::invalid(
@@ -106,7 +132,49 @@ fn definitions(raw: &RawScenario) -> Result<BTreeMap<String, Num>, InputError> {
         }
         defs.insert(k.clone(), v.clone());
     }
-    Ok(defs)
+    Ok((defs, schedules))
+}
+
+/// Schedules (`[model] p = { ramp = ... }`) need a task that evolves in time and honours them:
+/// `evolve` (exact, mean field, cumulants) and scans of evolutions. Elsewhere, and on a scanned
+/// parameter, they are an error naming the parameter.
+fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
+    let Some(name) = sc.schedules.keys().next() else {
+        return Ok(());
+    };
+    let field = format!("model.{name}");
+    let honoured = match &sc.task {
+        Task::Evolve { .. } => sc.method != crate::solver::Method::Trajectories,
+        Task::Scan { mode, variable, .. } => {
+            if sc.schedules.contains_key(variable) {
+                return Err(InputError::invalid(
+                    format!("model.{variable}"),
+                    "(a schedule)",
+                    format!("a number: the scan sets `{variable}` at each point"),
+                ));
+            }
+            matches!(mode, super::ScanMode::Evolve { .. })
+        }
+        _ => false,
+    };
+    if honoured {
+        return Ok(());
+    }
+    Err(InputError::invalid(
+        field,
+        "(a schedule)",
+        format!(
+            "a number for kind = \"{}\"{}: schedules are honoured by kind = \"evolve\" \
+             (method exact, meanfield or cumulant) and scans with mode = \"evolve\"; \
+             to start from a steady state use [initial] state = \"steady_state\"",
+            sc.task.kind(),
+            if sc.method == crate::solver::Method::Trajectories {
+                " with method = \"trajectories\""
+            } else {
+                ""
+            }
+        ),
+    ))
 }
 
 /// A scan, fixed-points or sweep axis whose variable `--set` pins runs that single value (from

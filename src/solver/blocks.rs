@@ -96,7 +96,7 @@
 
 use crate::basis::{Irrep, individual_weights};
 use crate::error::SolverError;
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 use crate::solver::hermitian::{
     Coupling, PIN_RATIO, Pin, assemble_hermitian_blocks, check_memory, hidx, packed_len, packed_offset,
     solve_memory_estimate, solve_pinned, unknown_coords,
@@ -111,6 +111,7 @@ use num_complex::Complex64 as c64;
 use rayon::prelude::*;
 
 /// One inflow term into a block: `(R_target)_{r,c} += coef[r+s] coef[c+s] (R_src)_{r+s,c+s}`.
+#[derive(Clone)]
 struct Transfer {
     src: usize,
     shift: isize,
@@ -163,6 +164,7 @@ pub(crate) fn stencil(model: &Model) -> BlockStencil {
 }
 
 /// The block Liouvillian of one model: per block the collective-shaped stencil and the inflow.
+#[derive(Clone)]
 struct BlockOp {
     dims: Vec<usize>,
     offsets: Vec<usize>,
@@ -460,6 +462,21 @@ pub fn evolve(
     opts: &OdeOptions,
     on_save: &mut dyn FnMut(usize, f64, &BlockState),
 ) -> Result<EvolveStats, SolverError> {
+    evolve_protocol(&Protocol::from(*model), rho0, times, opts, on_save)
+}
+
+/// [`evolve`] under a time-dependent protocol (`model::schedule`): steps land on every break,
+/// each step uses its piece's model (the block operator rebuilt per right-hand side, O(N^2)
+/// coefficients against the O(N^3) application); a scheduled drive phase runs on full blocks
+/// with the phase in the operator (no constant frame removes it).
+pub fn evolve_protocol(
+    protocol: &Protocol,
+    rho0: &BlockState,
+    times: &[f64],
+    opts: &OdeOptions,
+    on_save: &mut dyn FnMut(usize, f64, &BlockState),
+) -> Result<EvolveStats, SolverError> {
+    let model = &protocol.base;
     check_shape(model, rho0)?;
     let len = rho0.data.len();
     check_memory(
@@ -470,14 +487,33 @@ pub fn evolve(
         ),
         11.0 * 16.0 * len as f64,
     )?;
-    let op = BlockOp::new(model, false);
+    let breaks = protocol
+        .breaks(
+            times.first().copied().unwrap_or(0.0),
+            times.last().copied().unwrap_or(0.0),
+        )
+        .map_err(|e| SolverError::Unsupported {
+            solver: "blocks",
+            message: e.to_string(),
+        })?;
+    let phased = protocol.names().contains(&"phi");
+    let frame_phi = if phased { 0.0 } else { model.phi };
+    let fixed = BlockOp::new(model, phased);
+    let op_at = |at: f64, t: f64| -> std::borrow::Cow<'_, BlockOp> {
+        if protocol.is_constant() {
+            std::borrow::Cow::Borrowed(&fixed)
+        } else {
+            std::borrow::Cow::Owned(BlockOp::new(&protocol.model_in(at, t), phased))
+        }
+    };
+    let op = &fixed;
     let tr0 = rho0.trace();
     let mut y0 = rho0.data.clone();
-    to_frame(&mut y0, &op.dims, &op.offsets, model.phi, false);
+    to_frame(&mut y0, &op.dims, &op.offsets, frame_phi, false);
     let mut out = rho0.clone();
     let (mut max_tr, mut max_herm) = (0.0f64, 0.0f64);
     let scale = rho0.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
-    if rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300) {
+    if !phased && rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300) {
         // Hermitian blocks: integrate the upper triangles only (half the work and memory;
         // the result is Hermitian to the last bit), as in the collective solver.
         let poff = op.packed_offsets();
@@ -494,10 +530,11 @@ pub fn evolve(
             }
         }
         drop(y0);
-        let st = ode::integrate_real(
-            |_t, y: &[f64], dy: &mut [f64]| op.apply_packed(&poff, y, dy),
+        let st = ode::integrate_real_pieces(
+            |at, t, y: &[f64], dy: &mut [f64]| op_at(at, t).apply_packed(&poff, y, dy),
             &yp,
             times,
+            &breaks,
             opts,
             |i, t, y| {
                 for (b, &d) in op.dims.iter().enumerate() {
@@ -511,7 +548,7 @@ pub fn evolve(
                         }
                     }
                 }
-                to_frame(&mut out.data, &op.dims, &op.offsets, model.phi, true);
+                to_frame(&mut out.data, &op.dims, &op.offsets, frame_phi, true);
                 max_tr = max_tr.max((out.trace() - tr0).norm());
                 on_save(i, t, &out);
             },
@@ -525,14 +562,23 @@ pub fn evolve(
             hermitian_storage: true,
         });
     }
-    let st = ode::integrate(
-        |_t, y: &[c64], dy: &mut [c64]| op.apply::<false>(y, dy),
-        &y0,
+    let y0r: &[f64] = bytemuck::cast_slice(&y0);
+    let st = ode::integrate_real_pieces(
+        |at, t, y: &[f64], dy: &mut [f64]| {
+            let (y, dy) = (bytemuck::cast_slice(y), bytemuck::cast_slice_mut(dy));
+            if phased {
+                op_at(at, t).apply::<true>(y, dy)
+            } else {
+                op_at(at, t).apply::<false>(y, dy)
+            }
+        },
+        y0r,
         times,
+        &breaks,
         opts,
-        |i, t, y| {
-            out.data.copy_from_slice(y);
-            to_frame(&mut out.data, &op.dims, &op.offsets, model.phi, true);
+        |i, t, y: &[f64]| {
+            out.data.copy_from_slice(bytemuck::cast_slice(y));
+            to_frame(&mut out.data, &op.dims, &op.offsets, frame_phi, true);
             max_tr = max_tr.max((out.trace() - tr0).norm());
             max_herm = max_herm.max(out.hermiticity_error());
             on_save(i, t, &out);

@@ -78,7 +78,7 @@
 
 use crate::basis::Irrep;
 use crate::error::SolverError;
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 pub use crate::solver::hermitian::STEADY_STATE_MEMORY_LIMIT_MIB;
 use crate::solver::hermitian::check_memory;
 use crate::solver::hermitian::{Coupling, packed_len, packed_offset};
@@ -153,6 +153,7 @@ pub enum Storage {
 /// Per-level coefficients of the stencil (see the module doc), for one model and irrep.
 /// The block solver ([`super::blocks`]) builds one per irrep with [`Coeffs::with_rates`]: the
 /// single-atom channels' within-block parts have exactly this stencil's shape.
+#[derive(Clone)]
 pub(crate) struct Coeffs {
     n: usize,
     /// Half the decay + pump loss rate per level, -(Gamma jpjm + w jmjp)/2: the real part of
@@ -735,8 +736,8 @@ pub fn liouvillian_apply(model: &Model, irrep: &Irrep, rho: &[c64], out: &mut [c
 // ---------------------------------------------------------------------------------------------
 // Time evolution
 
-fn require_collective(model: &Model, solver: &'static str) -> Result<(), SolverError> {
-    if model.is_collective() {
+fn require_collective(protocol: &Protocol, solver: &'static str) -> Result<(), SolverError> {
+    if protocol.is_collective() {
         return Ok(());
     }
     Err(SolverError::Unsupported {
@@ -745,7 +746,7 @@ fn require_collective(model: &Model, solver: &'static str) -> Result<(), SolverE
             "the model has individual (single-atom) rates {} > 0; the collective master equation \
              keeps only the j = N/2 irrep; individual processes need the permutation-invariant \
              block solver (solver::blocks)",
-            model.individual_terms().join(", ")
+            protocol.individual_terms().join(", ")
         ),
     })
 }
@@ -778,7 +779,23 @@ pub fn evolve_with(
     storage: Storage,
     on_save: &mut dyn FnMut(usize, f64, &DensityMatrix),
 ) -> Result<EvolveStats, SolverError> {
-    require_collective(model, "master")?;
+    evolve_protocol(&Protocol::from(*model), rho0, times, opts, storage, on_save)
+}
+
+/// [`evolve_with`] under a time-dependent protocol (`model::schedule`): the integrator lands
+/// on every break and each step uses its piece's model (coefficients rebuilt per right-hand
+/// side, O(n) against the O(n^2) stencil). A scheduled drive phase phi cannot be gauged away
+/// by one constant frame, so it runs on full matrices with the phase in the stencil.
+pub fn evolve_protocol(
+    protocol: &Protocol,
+    rho0: &DensityMatrix,
+    times: &[f64],
+    opts: &OdeOptions,
+    storage: Storage,
+    on_save: &mut dyn FnMut(usize, f64, &DensityMatrix),
+) -> Result<EvolveStats, SolverError> {
+    let model = &protocol.base;
+    require_collective(protocol, "master")?;
     let irrep = Irrep::symmetric(model.n);
     let n = irrep.dim();
     if rho0.dim != n || rho0.data.len() != n * n {
@@ -790,17 +807,33 @@ pub fn evolve_with(
             ),
         });
     }
+    let phase_scheduled = protocol.names().contains(&"phi");
     let scale = rho0.data.iter().map(|z| z.norm()).fold(0.0, f64::max);
-    let hermitian = storage == Storage::Auto && rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300);
+    let hermitian =
+        storage == Storage::Auto && !phase_scheduled && rho0.hermiticity_error() <= 1e-12 * scale.max(1e-300);
     let len = if hermitian { packed_len(n) } else { n * n };
     // y, y_new, a stage input and 7 stage derivatives, plus one saved matrix.
     check_memory(
         format!("time evolution of a {n} x {n} density matrix (10 work vectors)"),
         (10 * len + n * n) as f64 * 16.0,
     )?;
-
-    let co = Coeffs::new(model, &irrep, false);
-    let g = gauge(n, model.phi);
+    let t_end = times.last().copied().unwrap_or(0.0);
+    let breaks = protocol
+        .breaks(times.first().copied().unwrap_or(0.0), t_end)
+        .map_err(|e| SolverError::Unsupported {
+            solver: "master",
+            message: e.to_string(),
+        })?;
+    // The coefficients of the piece starting at `at`, evaluated at t (constant: built once).
+    let fixed = Coeffs::new(model, &irrep, phase_scheduled);
+    let coeffs = |at: f64, t: f64| -> std::borrow::Cow<'_, Coeffs> {
+        if protocol.is_constant() {
+            std::borrow::Cow::Borrowed(&fixed)
+        } else {
+            std::borrow::Cow::Owned(Coeffs::new(&protocol.model_in(at, t), &irrep, phase_scheduled))
+        }
+    };
+    let g = gauge(n, if phase_scheduled { 0.0 } else { model.phi });
     let tr0 = rho0.trace();
     let mut max_tr: f64 = 0.0;
     let mut max_herm: f64 = 0.0;
@@ -817,10 +850,11 @@ pub fn evolve_with(
                 y0[p + i] = if c == r { 0.0 } else { v.im };
             }
         }
-        ode::integrate_real(
-            |_t, y: &[f64], dy: &mut [f64]| apply_packed_split(&co, y, dy),
+        ode::integrate_real_pieces(
+            |at, t, y: &[f64], dy: &mut [f64]| apply_packed_split(&coeffs(at, t), y, dy),
             &y0,
             times,
+            &breaks,
             opts,
             |i, t, y| {
                 for r in 0..n {
@@ -843,12 +877,23 @@ pub fn evolve_with(
                 y0[r * n + c] *= g[r] * g[c].conj();
             }
         }
-        ode::integrate(
-            |_t, y: &[c64], dy: &mut [c64]| apply_full::<false>(&co, y, dy),
-            &y0,
+        let y0r: &[f64] = bytemuck::cast_slice(&y0);
+        ode::integrate_real_pieces(
+            |at, t, y: &[f64], dy: &mut [f64]| {
+                let co = coeffs(at, t);
+                let (y, dy) = (bytemuck::cast_slice(y), bytemuck::cast_slice_mut(dy));
+                if phase_scheduled && co.phase != c64::new(1.0, 0.0) {
+                    apply_full::<true>(&co, y, dy)
+                } else {
+                    apply_full::<false>(&co, y, dy)
+                }
+            },
+            y0r,
             times,
+            &breaks,
             opts,
-            |i, t, y| {
+            |i, t, y: &[f64]| {
+                let y: &[c64] = bytemuck::cast_slice(y);
                 for r in 0..n {
                     for c in 0..n {
                         dm.data[r * n + c] = g[r].conj() * g[c] * y[r * n + c];
@@ -1072,7 +1117,7 @@ fn populations_steady_state(model: &Model, co: &Coeffs) -> Result<Vec<c64>, Solv
 /// in floating point too, or the rounding of the rates leaves a flux imbalance that the
 /// solution routes into the smallest populations: see `Coeffs::population_rates`.
 pub fn steady_state(model: &Model) -> Result<(DensityMatrix, SteadyStats), SolverError> {
-    require_collective(model, "master")?;
+    require_collective(&Protocol::from(*model), "master")?;
     if let Some(why) = model.no_unique_steady_state() {
         return Err(SolverError::Unsupported {
             solver: "master steady state",

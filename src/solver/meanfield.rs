@@ -142,7 +142,7 @@
 //! seeds 000-002, completeness against integration at random parameters).
 
 use crate::error::{InputError, SolverError};
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 use crate::solver::ode::{self, OdeOptions, OdeStats};
 use crate::state::PureSpec;
 use serde::Serialize;
@@ -748,16 +748,44 @@ pub fn evolve(
     s0: [f64; 3],
     times: &[f64],
     opts: &OdeOptions,
+    on_save: impl FnMut(usize, f64, [f64; 3]),
+) -> Result<OdeStats, SolverError> {
+    evolve_protocol(&Protocol::from(*model), f, s0, times, opts, on_save)
+}
+
+/// [`evolve`] under a time-dependent protocol (`model::schedule`): steps land on every
+/// break, each step uses its piece's coefficients.
+pub fn evolve_protocol(
+    protocol: &Protocol,
+    f: Factorisation,
+    s0: [f64; 3],
+    times: &[f64],
+    opts: &OdeOptions,
     mut on_save: impl FnMut(usize, f64, [f64; 3]),
 ) -> Result<OdeStats, SolverError> {
-    let co = Coeffs::new(model, f);
-    ode::integrate_real(
-        |_, y: &[f64], dy: &mut [f64]| {
-            let d = rhs(&co, [y[0], y[1], y[2]]);
+    let fixed = Coeffs::new(&protocol.base, f);
+    let breaks = protocol
+        .breaks(
+            times.first().copied().unwrap_or(0.0),
+            times.last().copied().unwrap_or(0.0),
+        )
+        .map_err(|e| SolverError::Unsupported {
+            solver: "meanfield",
+            message: e.to_string(),
+        })?;
+    ode::integrate_real_pieces(
+        |at, t, y: &[f64], dy: &mut [f64]| {
+            let s = [y[0], y[1], y[2]];
+            let d = if protocol.is_constant() {
+                rhs(&fixed, s)
+            } else {
+                rhs(&Coeffs::new(&protocol.model_in(at, t), f), s)
+            };
             dy.copy_from_slice(&d);
         },
         &s0,
         times,
+        &breaks,
         opts,
         |i, t, y: &[f64]| on_save(i, t, [y[0], y[1], y[2]]),
     )

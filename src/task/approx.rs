@@ -26,7 +26,7 @@ use super::checks::{self, Budget, Guard};
 use super::rows;
 use crate::error::Error;
 use crate::error::SolverError;
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 use crate::observe::Moments;
 use crate::scenario::{Point, Scenario};
 use crate::solver::Method;
@@ -91,14 +91,14 @@ pub enum Start {
 /// save. Returns the integrator statistics, with the margins of the |<J>| <= N/2 check
 /// (`checks`; a violation is flagged there, [`checks`] module doc).
 pub fn evolve_rows(
-    model: &Model,
+    protocol: &Protocol,
     start: &Start,
     times: &[f64],
     ode: &OdeOptions,
     extras: &[String],
     on_row: &mut dyn FnMut(usize, f64, Vec<f64>),
 ) -> Result<serde_json::Value, SolverError> {
-    let n = model.n;
+    let n = protocol.base.n;
     let mut guard = Guard::new(Budget::evolution(ode));
     let method = match start {
         Start::MeanField(..) => "meanfield",
@@ -109,11 +109,11 @@ pub fn evolve_rows(
         on_row(i, t, r)
     };
     let mut st = match start {
-        Start::MeanField(f, s0) => meanfield::evolve(model, *f, *s0, times, ode, |i, t, s| {
+        Start::MeanField(f, s0) => meanfield::evolve_protocol(protocol, *f, *s0, times, ode, |i, t, s| {
             row(i, t, meanfield_row(n, s, extras))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())?,
-        Start::Cumulant(y0) => cumulant::evolve(model, y0, times, ode, &mut |i, t, y| {
+        Start::Cumulant(y0) => cumulant::evolve_protocol(protocol, y0, times, ode, &mut |i, t, y| {
             row(i, t, cumulant_row(n, y, extras))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())?,

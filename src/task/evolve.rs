@@ -16,7 +16,7 @@ use super::report::{Report, jnum, named};
 use super::rows::{self, StateRef, Table};
 use crate::c64;
 use crate::error::{Error, OutputError, SolverError};
-use crate::model::Model;
+use crate::model::Protocol;
 use crate::output::CsvWriter;
 use crate::scenario::{EvolveSpec, Scenario};
 use crate::solver::ode::OdeOptions;
@@ -42,7 +42,7 @@ pub fn ode_options(spec: &EvolveSpec) -> OdeOptions {
 /// tolerances' budget nothing more is saved and the violation is the error. Returns the
 /// statistics as JSON, with the checks' margins (`checks`).
 pub fn evolve_any(
-    model: &Model,
+    protocol: &Protocol,
     psi0: &[c64],
     times: &[f64],
     ode: &OdeOptions,
@@ -55,15 +55,16 @@ pub fn evolve_any(
             on_save(i, t, state)
         }
     };
-    let st = if model.is_collective() {
-        master::evolve(model, &rho0, times, ode, &mut |i, t, rho| {
+    let st = if protocol.is_collective() {
+        let storage = master::Storage::Auto;
+        master::evolve_protocol(protocol, &rho0, times, ode, storage, &mut |i, t, rho| {
             save(i, t, StateRef::Sym(rho))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())
     } else {
         let b0 = BlockState::from_symmetric(&rho0);
         drop(rho0);
-        blocks::evolve(model, &b0, times, ode, &mut |i, t, s| {
+        blocks::evolve_protocol(protocol, &b0, times, ode, &mut |i, t, s| {
             save(i, t, StateRef::Blocks(s))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())
@@ -76,8 +77,8 @@ pub fn evolve_any(
 }
 
 /// The solver in words.
-pub fn solver_name(model: &Model) -> String {
-    if model.is_collective() {
+pub fn solver_name(protocol: &Protocol) -> String {
+    if protocol.is_collective() {
         "master (exact collective, f64)".into()
     } else {
         "blocks (exact permutation-invariant master equation, single-atom rates, f64)".into()
@@ -108,6 +109,8 @@ pub fn run(
     let engine = policy::resolve(ctx.backend, &Kernel::CpuOnly { solver }, ctx.gpu.clone())?;
     let points = sc.points()?;
     let p = &points[0];
+    let protocol = p.protocol();
+    protocol.check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
     // Refusals and the start before any file is created.
     let start = match method {
         Method::Exact => {
@@ -122,7 +125,10 @@ pub fn run(
     let extras = &sc.observables.columns;
     let mut table = Table {
         x_names: vec!["t".to_string()],
-        names: rows::observable_names(sc),
+        names: rows::observable_names(sc)
+            .into_iter()
+            .chain(protocol.names().into_iter().map(String::from))
+            .collect(),
         rows: Vec::new(),
         last: None,
     };
@@ -167,6 +173,7 @@ pub fn run(
     let mut on_save = |i: usize, t: f64, row: Vec<f64>, state: Option<StateRef>| {
         let mut full = vec![t];
         full.extend(row);
+        full.extend(protocol.values_at(t));
         let pm = match (sc.observables.pm, state) {
             (true, Some(rho)) => Some(std::iter::once(t).chain(rho.pm()).collect()),
             _ => None,
@@ -181,7 +188,7 @@ pub fn run(
     let st = match &start {
         Start::Exact { psi0, reference } => {
             let mut evolve = || {
-                evolve_any(&p.model, psi0, times, &ode, &mut |i, t, rho| {
+                evolve_any(&protocol, psi0, times, &ode, &mut |i, t, rho| {
                     on_save(
                         i,
                         t,
@@ -195,7 +202,7 @@ pub fn run(
                 None => evolve(),
             }
         }
-        Start::Approx(s) => approx::evolve_rows(&p.model, s, times, &ode, extras, &mut |i, t, row| {
+        Start::Approx(s) => approx::evolve_rows(&protocol, s, times, &ode, extras, &mut |i, t, row| {
             on_save(i, t, row, None)
         }),
     };
@@ -226,7 +233,7 @@ pub fn run(
         coverage: None,
         task: "evolve",
         solver: match method {
-            Method::Exact => solver_name(&p.model),
+            Method::Exact => solver_name(&protocol),
             m => approx::solver_name(m),
         },
         backend: engine.used(None),

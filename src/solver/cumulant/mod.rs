@@ -151,7 +151,7 @@ pub mod lanes;
 
 use crate::c64;
 use crate::error::SolverError;
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 use crate::observe::Moments;
 use crate::solver::ode::{self, OdeOptions, OdeStats};
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -499,15 +499,41 @@ pub fn evolve(
     opts: &OdeOptions,
     on_save: &mut dyn FnMut(usize, f64, &[f64; NVAR]),
 ) -> Result<OdeStats, SolverError> {
-    let par = params(model);
-    ode::integrate_real(
-        |_t, y: &[f64], dy: &mut [f64]| {
+    evolve_protocol(&Protocol::from(*model), y0, times, opts, on_save)
+}
+
+/// [`evolve`] under a time-dependent protocol (`model::schedule`): steps land on every
+/// break, each step uses its piece's parameters.
+pub fn evolve_protocol(
+    protocol: &Protocol,
+    y0: &[f64; NVAR],
+    times: &[f64],
+    opts: &OdeOptions,
+    on_save: &mut dyn FnMut(usize, f64, &[f64; NVAR]),
+) -> Result<OdeStats, SolverError> {
+    let fixed = params(&protocol.base);
+    let breaks = protocol
+        .breaks(
+            times.first().copied().unwrap_or(0.0),
+            times.last().copied().unwrap_or(0.0),
+        )
+        .map_err(|e| SolverError::Unsupported {
+            solver: "cumulant",
+            message: e.to_string(),
+        })?;
+    ode::integrate_real_pieces(
+        |at, t, y: &[f64], dy: &mut [f64]| {
             let y: &[f64; NVAR] = y.try_into().expect("nine variables");
             let dy: &mut [f64; NVAR] = dy.try_into().expect("nine variables");
-            rhs(&par, y, dy);
+            if protocol.is_constant() {
+                rhs(&fixed, y, dy);
+            } else {
+                rhs(&params(&protocol.model_in(at, t)), y, dy);
+            }
         },
         y0,
         times,
+        &breaks,
         opts,
         |i, t, y: &[f64]| on_save(i, t, y.try_into().expect("nine variables")),
     )

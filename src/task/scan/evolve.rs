@@ -50,6 +50,11 @@ pub fn run(
     ctx: &mut Context,
 ) -> Result<Report, Error> {
     let points = sc.points()?;
+    for p in &points {
+        p.protocol()
+            .check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
+    }
+    let scheduled = points.iter().any(|p| !p.schedules.is_empty());
     let floors = [("task.rtol", spec.rtol, F32_MIN_RTOL)];
     // The approximate methods run on the CPU only (milliseconds per point).
     let kernel = match sc.method {
@@ -57,7 +62,11 @@ pub fn run(
             asked: precision,
             cpu_follows_precision: false,
             f32_floors: &floors,
-            cpu_only: None,
+            // The batched kernel holds one constant model per point.
+            cpu_only: scheduled.then_some(
+                "scheduled model parameters (a time-dependent protocol) run on the CPU solvers; \
+                 the batched GPU master-equation kernel takes constant parameters",
+            ),
         },
         m => Kernel::CpuOnly {
             solver: approx::cpu_solver(m),
@@ -174,14 +183,14 @@ fn evolve_point(job: &Job, i: usize) -> Result<PointUnit, Error> {
     let st = if method == Method::Exact {
         let psi0 = job.initial_state(p)?;
         let reference = job.sc.reference_state(p)?;
-        evolve_any(&p.model, &psi0, &job.spec.times, &ode, &mut |k, _, rho| {
+        evolve_any(&p.protocol(), &psi0, &job.spec.times, &ode, &mut |k, _, rho| {
             job.record(&mut unit, i, reference.as_deref(), k, rho)
         })
     } else {
         let start = approx::start(job.sc, p, method)?;
         let extras = &job.sc.observables.columns;
         approx::evolve_rows(
-            &p.model,
+            &p.protocol(),
             &start,
             &job.spec.times,
             &ode,
