@@ -23,6 +23,19 @@ pub enum StateSpec {
     Coherent { theta: Num, phi: Num },
     /// The coherently radiating spin state (PHYSICS.md sec. 8) for the model's Omega, Gamma.
     Crss,
+    /// The mixed state exp(-beta Jz)/Z in j = N/2 (seed 004's steady state at w/Gamma = e^-beta).
+    Thermal { beta: Num },
+    /// The steady state of the model with some parameters overridden (mixed in general).
+    SteadyState { overrides: Vec<(String, Num)> },
+}
+
+/// A mixed initial state resolved at a point (built by the task layer, which has the solvers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mixed {
+    /// exp(-beta Jz)/Z in j = N/2.
+    Thermal { beta: f64 },
+    /// The steady state of this model (the point's model with the overrides applied).
+    SteadyState(crate::model::Model),
 }
 
 impl Task {
@@ -50,9 +63,52 @@ impl Task {
 }
 
 impl Point {
+    /// Resolve a mixed state specification at this point: None for a pure one.
+    pub fn mixed(&self, field: &str, spec: &StateSpec) -> Result<Option<Mixed>, InputError> {
+        Ok(match spec {
+            StateSpec::Thermal { beta } => Some(Mixed::Thermal {
+                beta: self.eval(&format!("{field}.beta"), beta)?,
+            }),
+            StateSpec::SteadyState { overrides } => {
+                let mut values = self.model.values();
+                for (name, n) in overrides {
+                    let v = self.eval(&format!("{field}.{name}"), n)?;
+                    values
+                        .iter_mut()
+                        .filter(|(k, _)| k == name)
+                        .for_each(|(_, x)| *x = v);
+                }
+                let m = crate::model::Model::from_values(values).map_err(|e| {
+                    InputError::invalid(format!("{field}.state"), "\"steady_state\"", e.to_string())
+                })?;
+                if let Some(why) = m.no_unique_steady_state() {
+                    return Err(InputError::invalid(
+                        format!("{field}.state"),
+                        "\"steady_state\"",
+                        format!("a model with a unique steady state: {why}"),
+                    ));
+                }
+                Some(Mixed::SteadyState(m))
+            }
+            _ => None,
+        })
+    }
+
     /// Resolve a state specification at this point.
     pub fn state(&self, field: &str, spec: &StateSpec) -> Result<State, InputError> {
         Ok(match spec {
+            StateSpec::Thermal { .. } | StateSpec::SteadyState { .. } => {
+                return Err(InputError::invalid(
+                    format!("{field}.state"),
+                    if matches!(spec, StateSpec::Thermal { .. }) {
+                        "\"thermal\""
+                    } else {
+                        "\"steady_state\""
+                    },
+                    "a pure state (\"dicke\", \"coherent\", \"crss\") here: mixed initial states \
+                     start kind = \"evolve\" (every method but trajectories) and scans of evolutions",
+                ));
+            }
             StateSpec::Dicke { m } => State::Dicke {
                 m: self.eval(&format!("{field}.m"), m)?,
             },
@@ -150,12 +206,61 @@ pub(super) fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputEr
             unused("phi", s.phi.is_some())?;
             Ok(StateSpec::Crss)
         }
+        "thermal" => {
+            unused("m", s.m.is_some())?;
+            unused("theta", s.theta.is_some())?;
+            unused("phi", s.phi.is_some())?;
+            Ok(StateSpec::Thermal {
+                beta: need("beta", &s.beta)?,
+            })
+        }
+        "steady_state" => steady_state_spec(field, s),
         other => Err(InputError::invalid(
             format!("{field}.state"),
             format!("\"{other}\""),
-            "one of \"dicke\", \"coherent\", \"crss\"",
+            "one of \"dicke\", \"coherent\", \"crss\", \"thermal\", \"steady_state\"",
         )),
     }
+    .and_then(|spec| match s.rest.keys().next() {
+        // Keys beyond the state's own: only `steady_state` takes them (parameter overrides).
+        Some(k) if !matches!(spec, StateSpec::SteadyState { .. }) => Err(InputError::invalid(
+            format!("{field}.{k}"),
+            "(given)",
+            format!("no `{k}` for state = \"{}\"", s.state),
+        )),
+        _ => Ok(spec),
+    })
+}
+
+/// `state = "steady_state"` with model-parameter overrides as further keys (`w = 0.8`; `phi`
+/// is the drive phase here). N cannot be overridden (the Hilbert space is the run's).
+fn steady_state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputError> {
+    if s.m.is_some() || s.theta.is_some() || s.beta.is_some() {
+        let k = if s.m.is_some() {
+            "m"
+        } else if s.theta.is_some() {
+            "theta"
+        } else {
+            "beta"
+        };
+        return Err(InputError::invalid(
+            format!("{field}.{k}"),
+            "(given)",
+            format!("no `{k}` for state = \"steady_state\" (further keys are model parameters)"),
+        ));
+    }
+    let mut overrides: Vec<(String, Num)> = s.phi.iter().map(|v| ("phi".to_string(), v.clone())).collect();
+    for (k, v) in &s.rest {
+        if k == "N" || !crate::model::PARAM_NAMES.contains(&k.as_str()) {
+            return Err(InputError::invalid(
+                format!("{field}.{k}"),
+                v.to_toml_string(),
+                "a model parameter other than N (the steady state of the model with it overridden)",
+            ));
+        }
+        overrides.push((k.clone(), v.clone()));
+    }
+    Ok(StateSpec::SteadyState { overrides })
 }
 
 /// `kind = "fixed_points"` reads `[initial]` exactly when it has `t_end` (`integrate`).
@@ -188,7 +293,9 @@ pub(super) fn check_states(sc: &Scenario) -> Result<(), InputError> {
     }
     for p in sc.points()? {
         if let (Some(spec), Some(_)) = (&sc.initial, evolves) {
-            p.state("initial", spec)?.check(&p.model, "initial")?;
+            if p.mixed("initial", spec)?.is_none() {
+                p.state("initial", spec)?.check(&p.model, "initial")?;
+            }
         }
         if let Some(spec) = &sc.observables.fidelity {
             p.state("observables.fidelity", spec)?

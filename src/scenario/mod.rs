@@ -61,7 +61,7 @@ mod validate;
 pub use crate::state::PureSpec as State;
 pub use analysis::SwitchingSpec;
 pub use axes::{MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
-pub use initial::StateSpec;
+pub use initial::{Mixed, StateSpec};
 pub use observables::{BASE_OBSERVABLES, EXTRA_OBSERVABLES, ObservableSpec};
 pub use overrides::apply_override;
 pub use task::{EvolveSpec, F32_MIN_ATOL, F32_MIN_RTOL, Minimize, ScanMode, Task};

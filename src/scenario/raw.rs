@@ -41,13 +41,17 @@ pub(super) struct RawSwitching {
     pub(super) t_burn: Option<Num>,
 }
 
+/// A state table. Not `deny_unknown_fields`: `state = "steady_state"` takes model-parameter
+/// overrides as further keys (`rest`), which `initial::state_spec` checks by name.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawState {
     pub(super) state: String,
     pub(super) m: Option<Num>,
     pub(super) theta: Option<Num>,
     pub(super) phi: Option<Num>,
+    pub(super) beta: Option<Num>,
+    #[serde(flatten)]
+    pub(super) rest: BTreeMap<String, Num>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -260,6 +260,21 @@ fn newton_step(
 /// Where the approximate evolution of `method` starts at point `p`: `[initial]`'s Bloch
 /// vector (mean field) or its cumulant variables.
 pub fn start(sc: &Scenario, p: &Point, method: Method) -> Result<Start, Error> {
+    let mixed = sc
+        .initial
+        .as_ref()
+        .map(|s| p.mixed("initial", s))
+        .transpose()?
+        .flatten();
+    if mixed.is_some() {
+        // A mixed start: its moments (mean field: the Bloch vector <J>/(N/2)).
+        let m = super::initial::moments(&super::initial::initial_state(sc, p)?);
+        let n = p.model.n;
+        return Ok(match method {
+            Method::MeanField(f) => Start::MeanField(f, m.mean.map(|v| v / (n as f64 / 2.0))),
+            _ => Start::Cumulant(cumulant::from_moments(n, &m)),
+        });
+    }
     let state = sc.initial_spec(p)?;
     Ok(match method {
         Method::MeanField(f) => Start::MeanField(f, meanfield::bloch_vector(&p.model, state)?),

@@ -13,7 +13,7 @@ use super::evolve_checkpoint::{EVOLVE_FILE, EvolveCheckpoint, Written};
 use super::memory;
 use super::policy::{self, Kernel};
 use super::report::{Report, jnum, named};
-use super::rows::{self, StateRef, Table};
+use super::rows::{self, OwnedState, StateRef, Table};
 use crate::c64;
 use crate::error::{Error, OutputError, SolverError};
 use crate::model::Protocol;
@@ -21,7 +21,7 @@ use crate::output::CsvWriter;
 use crate::scenario::{EvolveSpec, Scenario};
 use crate::solver::ode::OdeOptions;
 use crate::solver::{Method, blocks, master};
-use crate::state::{BlockState, DensityMatrix};
+use crate::state::BlockState;
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,31 +43,35 @@ pub fn ode_options(spec: &EvolveSpec) -> OdeOptions {
 /// statistics as JSON, with the checks' margins (`checks`).
 pub fn evolve_any(
     protocol: &Protocol,
-    psi0: &[c64],
+    start: &OwnedState,
     times: &[f64],
     ode: &OdeOptions,
     on_save: &mut dyn FnMut(usize, f64, StateRef),
 ) -> Result<serde_json::Value, SolverError> {
-    let rho0 = DensityMatrix::from_pure(psi0);
     let mut guard = Guard::new(Budget::evolution(ode));
     let mut save = |i: usize, t: f64, state: StateRef| {
         if guard.exact(|| format!("t = {t}"), state) {
             on_save(i, t, state)
         }
     };
-    let st = if protocol.is_collective() {
-        let storage = master::Storage::Auto;
-        master::evolve_protocol(protocol, &rho0, times, ode, storage, &mut |i, t, rho| {
-            save(i, t, StateRef::Sym(rho))
-        })
-        .map(|st| serde_json::to_value(st).unwrap_or_default())
-    } else {
-        let b0 = BlockState::from_symmetric(&rho0);
-        drop(rho0);
-        blocks::evolve_protocol(protocol, &b0, times, ode, &mut |i, t, s| {
+    let mut blocks_from = |b0: &BlockState| {
+        blocks::evolve_protocol(protocol, b0, times, ode, &mut |i, t, s| {
             save(i, t, StateRef::Blocks(s))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())
+    };
+    // A state with weight outside j = N/2 (a block steady state) runs on the blocks even
+    // under a collective protocol: the blocks R_j < N/2 then evolve on their own.
+    let st = match start {
+        OwnedState::Sym(rho0) if protocol.is_collective() => {
+            let storage = master::Storage::Auto;
+            master::evolve_protocol(protocol, rho0, times, ode, storage, &mut |i, t, rho| {
+                save(i, t, StateRef::Sym(rho))
+            })
+            .map(|st| serde_json::to_value(st).unwrap_or_default())
+        }
+        OwnedState::Sym(rho0) => blocks_from(&BlockState::from_symmetric(rho0)),
+        OwnedState::Blocks(b0) => blocks_from(b0),
     };
     // A violation comes first: an integrator failure after it has the same cause.
     let summary = guard.finish()?;
@@ -89,7 +93,7 @@ pub fn solver_name(protocol: &Protocol) -> String {
 /// an approximate method's variables ([`approx::Start`]).
 enum Start {
     Exact {
-        psi0: Vec<c64>,
+        rho0: OwnedState,
         reference: Option<Vec<c64>>,
     },
     Approx(approx::Start),
@@ -116,7 +120,7 @@ pub fn run(
         Method::Exact => {
             memory::refuse_evolution(&p.model, "time evolution")?;
             Start::Exact {
-                psi0: sc.initial_state(p)?,
+                rho0: super::initial::initial_state(sc, p)?,
                 reference: sc.reference_state(p)?,
             }
         }
@@ -186,9 +190,9 @@ pub fn run(
     };
     let ode = ode_options(spec);
     let st = match &start {
-        Start::Exact { psi0, reference } => {
+        Start::Exact { rho0, reference } => {
             let mut evolve = || {
-                evolve_any(&protocol, psi0, times, &ode, &mut |i, t, rho| {
+                evolve_any(&protocol, rho0, times, &ode, &mut |i, t, rho| {
                     on_save(
                         i,
                         t,

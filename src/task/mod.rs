@@ -28,6 +28,7 @@ pub mod estimate;
 pub mod evolve;
 pub mod evolve_checkpoint;
 pub mod fixed_points;
+pub mod initial;
 pub mod memory;
 pub mod metastable;
 pub mod policy;

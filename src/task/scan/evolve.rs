@@ -55,6 +55,10 @@ pub fn run(
             .check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
     }
     let scheduled = points.iter().any(|p| !p.schedules.is_empty());
+    let mixed = matches!(
+        sc.initial,
+        Some(crate::scenario::StateSpec::Thermal { .. } | crate::scenario::StateSpec::SteadyState { .. })
+    );
     let floors = [("task.rtol", spec.rtol, F32_MIN_RTOL)];
     // The approximate methods run on the CPU only (milliseconds per point).
     let kernel = match sc.method {
@@ -63,10 +67,14 @@ pub fn run(
             cpu_follows_precision: false,
             f32_floors: &floors,
             // The batched kernel holds one constant model per point.
-            cpu_only: scheduled.then_some(
-                "scheduled model parameters (a time-dependent protocol) run on the CPU solvers; \
-                 the batched GPU master-equation kernel takes constant parameters",
-            ),
+            cpu_only: if scheduled {
+                Some(
+                    "scheduled model parameters (a time-dependent protocol) run on the CPU \
+                     solvers; the batched GPU master-equation kernel takes constant parameters",
+                )
+            } else {
+                mixed.then_some("mixed initial states (thermal, steady_state) run on the CPU solvers")
+            },
         },
         m => Kernel::CpuOnly {
             solver: approx::cpu_solver(m),
@@ -181,9 +189,9 @@ fn evolve_point(job: &Job, i: usize) -> Result<PointUnit, Error> {
     let method = job.sc.method;
     let mut unit = PointUnit::default();
     let st = if method == Method::Exact {
-        let psi0 = job.initial_state(p)?;
+        let rho0 = crate::task::initial::initial_state(job.sc, p)?;
         let reference = job.sc.reference_state(p)?;
-        evolve_any(&p.protocol(), &psi0, &job.spec.times, &ode, &mut |k, _, rho| {
+        evolve_any(&p.protocol(), &rho0, &job.spec.times, &ode, &mut |k, _, rho| {
             job.record(&mut unit, i, reference.as_deref(), k, rho)
         })
     } else {
