@@ -30,6 +30,26 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
              steady state's)",
             state_cost(sc.method, model, true)
         ),
+        Task::Correlation(spec) => format!(
+            "correlation <{}(t+tau) {}(t)>, {} delays up to tau = {}{}: {}",
+            spec.a.name(),
+            spec.b.name(),
+            spec.taus.len(),
+            spec.taus[spec.taus.len() - 1],
+            if points.len() > 1 {
+                format!(" at {} points", points.len())
+            } else {
+                String::new()
+            },
+            state_cost(sc.method, model, false)
+        ),
+        Task::Fisher(spec) => format!(
+            "fisher information on {} at {} point(s), up to {} steady states each: {}",
+            spec.parameter,
+            points.len(),
+            2 * crate::solver::fisher::MAX_LEVELS + 1,
+            state_cost(sc.method, model, true)
+        ),
         Task::Metastable => format!(
             "metastable decomposition (a few eigenvalues nearest 0): {} (one complex sparse LU)",
             state_cost(sc.method, model, true)
