@@ -219,3 +219,76 @@ fn collective_correlations_match_the_2n_lindbladian() {
         }
     }
 }
+
+const PUMPING: &str = "[model]\nN = 10\nGamma = 1\nw = 1\n[task]\nkind = \"correlation\"\n";
+
+/// The task end to end at N = 10, w = Gamma: the columns, C(0) = N(N+2)/12 = 10, the fitted
+/// rate 2 Gamma beside seed 004's estimate (2 Gamma there), and the spectrum's file.
+#[test]
+fn correlation_task_writes_its_files() {
+    let out = run_scenario(
+        Toml::Text(&format!("{PUMPING}tau_end = 6\nn_tau = 241\nspectrum = true\nn_omega = 11\n")),
+        &[],
+    );
+    out.assert_ok();
+    let (header, rows) = out.csv("correlation.csv");
+    assert_eq!(header, ["tau", "C_re", "C_im", "AB_re", "AB_im"]);
+    assert_eq!(rows.len(), 241);
+    assert!((rows[0][1] - 10.0).abs() < 1e-10, "{:?}", rows[0]);
+    let r = out.result()["results"].clone();
+    let (rate, err) = (r["relaxation_rate"].as_f64().unwrap(), r["relaxation_rate_err"].as_f64().unwrap());
+    assert!((rate - 2.0).abs() <= 2.0 * err.max(1e-9), "{rate} +- {err}");
+    assert_eq!(r["rate_estimate"].as_f64(), Some(2.0));
+    let (sh, srows) = out.csv("correlation_spectrum.csv");
+    assert_eq!(sh, ["omega", "S"]);
+    assert_eq!(srows.len(), 11);
+    // S(0) = 2 Var / (2 Gamma) for C = Var e^{-2 Gamma tau} (trapezoid, dtau = 0.025).
+    assert!((srows[5][1] - 10.0).abs() < 0.01, "{:?}", srows[5]);
+    out.assert_png("correlation.png");
+}
+
+/// (d) Bad input names the field: an unknown operator, a negative tau_end, a spectrum of a
+/// correlation with a != b^dag, a field of another kind, correlation fields on another kind,
+/// a time `at` without [initial].
+#[test]
+fn correlation_errors_name_the_field() {
+    let cases: [(&str, &[&str]); 6] = [
+        ("a = \"Jq\"\ntau_end = 1\n", &["task.a", "\"Jq\"", "Jx"]),
+        ("tau_end = -1\n", &["task.tau_end", "-1", "> 0"]),
+        (
+            "tau_end = 1\nb = \"Jx\"\nspectrum = true\n",
+            &["task.spectrum", "a = b^dag"],
+        ),
+        ("tau_end = 1\nk = 3\n", &["task.k", "kind = \"correlation\""]),
+        ("tau_end = 1\nat = 0.5\n", &["initial", "correlation"]),
+        ("taus = [0, 0.5, 0.2]\n", &["task.taus", "increasing"]),
+    ];
+    for (extra, needles) in cases {
+        let out = run_scenario(Toml::Text(&format!("{PUMPING}{extra}")), &[]);
+        assert!(!out.ok, "{extra} was accepted");
+        for n in needles {
+            assert!(out.stderr.contains(n), "{extra}: `{n}` not in {}", out.stderr);
+        }
+    }
+    let other = "[model]\nN = 4\nGamma = 1\n[task]\nkind = \"steady_state\"\ntau_end = 1\n";
+    let out = run_scenario(Toml::Text(other), &[]);
+    assert!(!out.ok && out.stderr.contains("task.tau_end"), "{}", out.stderr);
+}
+
+/// The shipped scenario at one pinned point (and fewer atoms, for time): the fitted rate is
+/// the population gap, 2 Gamma at w = Gamma.
+#[test]
+fn pumping_relaxation_scenario_runs() {
+    let out = run_scenario(
+        Toml::File("scenarios/pumping_relaxation.toml"),
+        &["--set", "r=1", "--set", "N=20", "--set", "task.n_tau=121"],
+    );
+    out.assert_ok();
+    let r = out.result()["results"].clone();
+    let rate = r["relaxation_rate"].as_f64().unwrap();
+    assert!((rate - 2.0).abs() < 1e-6, "{r}");
+    assert!((r["population_gap"].as_f64().unwrap() - 2.0).abs() < 1e-9, "{r}");
+    let (h, rows) = out.csv("relaxation.csv");
+    assert_eq!(h[0], "r");
+    assert_eq!(rows.len(), 1);
+}

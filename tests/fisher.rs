@@ -165,3 +165,66 @@ fn driven_model_matches_the_2n_brute_force() {
         }
     }
 }
+
+/// The task end to end: one row at w = Gamma with the thermal reference, and a scan over w.
+#[test]
+fn fisher_task_writes_its_files() {
+    let base = "[model]\nN = 10\nGamma = 1\nw = 1\n[task]\nkind = \"fisher\"\nparameter = \"w\"\n";
+    let out = run_scenario(Toml::Text(base), &[]);
+    out.assert_ok();
+    let (header, rows) = out.csv("fisher.csv");
+    assert_eq!(
+        header,
+        [
+            "w",
+            "F_C",
+            "F_Q",
+            "delta_p_error_propagation",
+            "dO_dp",
+            "Var_O",
+            "O_mean",
+            "bound_C",
+            "bound_Q",
+            "derivative_error"
+        ]
+    );
+    assert!((rows[0][1] - 10.0).abs() < 1e-9 && (rows[0][2] - 10.0).abs() < 1e-9, "{:?}", rows[0]);
+    let r = out.result()["results"].clone();
+    assert!((r["F_thermal"].as_f64().unwrap() - 10.0).abs() < 1e-12, "{r}");
+    let scan = run_scenario(
+        Toml::File("scenarios/pumping_fisher.toml"),
+        &["--set", "N=20", "--set", "task.num=5"],
+    );
+    scan.assert_ok();
+    let (h, rows) = scan.csv("fisher.csv");
+    assert_eq!((h[0].as_str(), h[1].as_str(), rows.len()), ("r", "w", 5));
+    for row in &rows {
+        let thermal = row[6] / row[1].powi(2);
+        assert!((row[2] - thermal).abs() < 1e-8 * thermal, "{row:?}");
+    }
+    scan.assert_png("fisher.png");
+}
+
+/// Bad input names the field: N or an unknown name as the parameter, a non-Hermitian
+/// observable, a missing parameter, integrator fields, and the F_Q memory refusal.
+#[test]
+fn fisher_errors_name_the_field() {
+    let head = "[model]\nN = 10\nGamma = 1\nw = 1\n[task]\nkind = \"fisher\"\n";
+    let cases: [(&str, &[&str]); 5] = [
+        ("parameter = \"N\"\n", &["task.parameter", "\"N\"", "continuous"]),
+        ("parameter = \"x\"\n", &["task.parameter", "\"x\""]),
+        ("parameter = \"w\"\nobservable = \"J+\"\n", &["task.observable", "Hermitian"]),
+        ("observable = \"Jz\"\n", &["task.parameter", "missing"]),
+        ("parameter = \"w\"\nrtol = 1e-6\n", &["task.rtol", "kind = \"fisher\""]),
+    ];
+    for (extra, needles) in cases {
+        let out = run_scenario(Toml::Text(&format!("{head}{extra}")), &[]);
+        assert!(!out.ok, "{extra} was accepted");
+        for n in needles {
+            assert!(out.stderr.contains(n), "{extra}: `{n}` not in {}", out.stderr);
+        }
+    }
+    let big = "[model]\nN = 3000\nGamma = 1\nw = 1\n[task]\nkind = \"fisher\"\nparameter = \"w\"\n";
+    let out = common::run_scenario_env(Toml::Text(big), &[], &[("DICKE_MEMORY_LIMIT_MIB", "1000")]);
+    assert!(!out.ok && out.stderr.contains("task.qfi"), "{}", out.stderr);
+}

@@ -301,6 +301,18 @@ pub fn fisher(
     })
 }
 
+/// Bytes of the differences besides the steady-state solves: two rows of the Ridders tableau
+/// (at most [`MAX_LEVELS`] vectors each), the best entry, rho, d rho and the two states of a
+/// difference, each as many complex numbers as the state has elements.
+pub fn difference_bytes(model: &Model) -> f64 {
+    let elements = if model.is_collective() {
+        ((model.n + 1) * (model.n + 1)) as f64
+    } else {
+        crate::state::blocks::block_elements(model.n) as f64
+    };
+    (2 * MAX_LEVELS + 5) as f64 * 16.0 * elements
+}
+
 /// Bytes of the F_Q eigendecompositions: the largest block's dense matrix, its derivative,
 /// the eigenvectors and the rotated derivative (complex), and faer's workspace (as much again).
 pub fn quantum_memory_bytes(model: &Model) -> f64 {

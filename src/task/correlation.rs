@@ -14,8 +14,10 @@
 //!   of Y, carried to an observable of scale |C|). For seed 004's pumping model (only Gamma
 //!   and w) also `rate_estimate`, lambda(w) = N (w - Gamma)/tanh(N (w/Gamma - 1)/2) (2 Gamma
 //!   at w = Gamma);
-//! - with a scan, `relaxation.csv`: the variable, the fitted rate and its error, the estimate
-//!   (seed 004 Fig. 2b), and `relaxation.png`;
+//! - with a scan, `relaxation.csv`: the variable, the fitted rate and its error, the estimate,
+//!   and for a stationary correlation of a model without a drive the gap of L's population
+//!   sector (q = m - m' = 0, [`super::spectrum`]: the exact asymptotic rate of C_zz; seed 004
+//!   Fig. 2b compares it with the estimate), and `relaxation.png`;
 //! - `correlation.png`: Re C(tau) and ln|Re C(tau)/C(0)| per point;
 //! - with `spectrum = true`: `correlation_spectrum.csv`, `omega, S` with
 //!   S(omega) = 2 Re int_0^{tau_end} C(tau) e^{i omega tau} dtau (trapezoid over the tau grid;
@@ -50,6 +52,9 @@ struct PointResult {
     fit: Result<DecayFit, decay::NoFit>,
     sigma: f64,
     estimate: Option<f64>,
+    /// The smallest nonzero |Re lambda| of the population sector q = 0 of L (models without a
+    /// drive, where L keeps q = m - m'), the exact asymptotic rate of a stationary C_zz.
+    population_gap: Option<f64>,
 }
 
 /// Run `kind = "correlation"` (module doc).
@@ -142,6 +147,13 @@ fn point(sc: &Scenario, spec: &CorrelationSpec, p: &Point) -> Result<PointResult
     let fit = decay::fit(&corr.taus, &re, sigma);
     let estimate = qrt::is_pumping_model(&model)
         .then(|| qrt::pumping_rate_estimate(model.n, model.gamma_coll, model.pump_coll));
+    let population_gap = if model.drive == 0.0 && stationary && spec.scan.is_some() {
+        let sp = super::spectrum::solve(&model, 4, c64::new(0.0, 0.0), Some(0))?;
+        let pairs: Vec<(c64, f64)> = sp.pairs.iter().map(|p| (p.value, p.residual)).collect();
+        super::spectrum::gap(&pairs).re
+    } else {
+        None
+    };
     let x = spec
         .scan
         .as_ref()
@@ -154,6 +166,7 @@ fn point(sc: &Scenario, spec: &CorrelationSpec, p: &Point) -> Result<PointResult
         fit,
         sigma,
         estimate,
+        population_gap,
     })
 }
 
@@ -166,6 +179,7 @@ fn summary(r: &PointResult, variable: Option<&str>) -> Value {
         "mean_a": jnum(r.corr.a_mean.first().map_or(f64::NAN, |z| z.re)),
         "mean_b": jnum(r.corr.b_mean.re),
         "rate_estimate": r.estimate.map_or(Value::Null, jnum),
+        "population_gap": r.population_gap.map_or(Value::Null, jnum),
         "sigma": jnum(r.sigma),
     });
     match &r.fit {
@@ -219,19 +233,27 @@ fn write_csv(ctx: &Context, variable: Option<&str>, results: &[PointResult]) -> 
 
 /// relaxation.csv and relaxation.png of a scan: rate against the variable (seed 004 Fig. 2b).
 fn write_relaxation(sc: &Scenario, ctx: &Context, variable: &str, results: &[PointResult]) -> Result<Vec<String>, Error> {
-    let columns: Vec<String> = [variable, "relaxation_rate", "relaxation_rate_err", "rate_estimate"]
+    let columns: Vec<String> = [
+        variable,
+        "relaxation_rate",
+        "relaxation_rate_err",
+        "rate_estimate",
+        "population_gap",
+    ]
         .iter()
         .map(|s| s.to_string())
         .collect();
     let mut csv = CsvWriter::create(&ctx.path("relaxation.csv")?, &columns)?;
-    let (mut x, mut rate, mut est) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut x, mut rate, mut est, mut gap) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in results {
         let (l, e) = r.fit.as_ref().map_or((f64::NAN, f64::NAN), |f| (f.lambda, f.lambda_err));
         let estimate = r.estimate.unwrap_or(f64::NAN);
-        csv.row(&[r.x, l, e, estimate])?;
+        let g = r.population_gap.unwrap_or(f64::NAN);
+        csv.row(&[r.x, l, e, estimate, g])?;
         x.push(r.x);
         rate.push(l);
         est.push(estimate);
+        gap.push(g);
     }
     let mut files = vec!["relaxation.csv".to_string()];
     if sc.plot {
@@ -245,9 +267,15 @@ fn write_relaxation(sc: &Scenario, ctx: &Context, variable: &str, results: &[Poi
                 y: &est,
             });
         }
+        if gap.iter().any(|v| v.is_finite()) {
+            series.push(Series {
+                name: "population-sector gap of L (q = 0)",
+                y: &gap,
+            });
+        }
         plot::line_plot(
             &ctx.path("relaxation.png")?,
-            &format!("Relaxation rate of C(tau), N = {}", results[0].model.n),
+            &format!("Relaxation rate lambda of C(tau) ~ e^(-lambda tau), N = {}", results[0].model.n),
             variable,
             &x,
             &[("lambda (rate unit of the model)", series)],
@@ -309,10 +337,13 @@ fn write_spectrum(
             .collect();
         plot::line_plot(
             &ctx.path("correlation_spectrum.png")?,
-            &format!("Spectrum of the correlation, N = {}", results[0].model.n),
+            &format!(
+                "S(omega) = 2 Re int_0^tau_end C(tau) e^(i omega tau) dtau, N = {}",
+                results[0].model.n
+            ),
             "omega (rate unit of the model)",
             &omegas,
-            &[("S(omega) = 2 Re int C(tau) e^(i omega tau) dtau", series)],
+            &[("S(omega) (1/rate unit)", series)],
         )?;
         files.push("correlation_spectrum.png".into());
     }
@@ -323,8 +354,14 @@ fn write_spectrum(
 fn point_names(variable: Option<&str>, results: &[PointResult]) -> Vec<String> {
     results
         .iter()
-        .map(|r| variable.map_or(String::new(), |v| format!("{v} = {}", r.x)))
+        .map(|r| variable.map_or(String::new(), |v| format!("{v} = {}", short(r.x))))
         .collect()
+}
+
+/// A value for a legend: six significant digits, trailing zeros dropped.
+fn short(v: f64) -> String {
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// correlation.png: Re C(tau) and ln|Re C(tau) / C(0)| per point (a straight line of slope

@@ -14,9 +14,10 @@
 //! - with more than one point, `fisher.png`: F_C, F_Q (and F_thermal) against the variable,
 //!   and delta p beside the Cramer-Rao bounds.
 //!
-//! Refusals before anything runs: each point's steady-state solve over the memory limit
-//! (the estimates of [`super::estimate`]), and with `qfi = true` the dense eigendecompositions of
-//! F_Q (8 complex (N+1)^2 matrices, [`fisher::quantum_memory_bytes`]), naming `task.qfi`.
+//! Refusals before anything runs: with `qfi = true` the dense eigendecompositions of F_Q
+//! (8 complex (N+1)^2 matrices, [`fisher::quantum_memory_bytes`]), naming `task.qfi`; each
+//! point's steady-state solve (the estimates of [`super::estimate`]) with the differences'
+//! tableau ([`fisher::difference_bytes`]).
 
 use super::context::Context;
 use super::memory;
@@ -63,17 +64,10 @@ pub fn thermal_fisher_w(n: usize, gamma: f64, w: f64) -> f64 {
     (s2 / z - mean * mean) / (w * w)
 }
 
-/// Refuse a point whose steady state or F_Q eigendecompositions exceed the memory limit.
+/// Refuse a point whose F_Q eigendecompositions (named with `task.qfi`, checked first: they
+/// are the part a user can switch off), steady-state solve or differences exceed the memory
+/// limit.
 fn refuse(model: &Model, qfi: bool) -> Result<(), Error> {
-    let steady = if model.is_collective() {
-        master::steady_state_memory_estimate(model.n + 1)
-    } else {
-        blocks::steady_state_memory_estimate(model)
-    };
-    memory::refuse_bytes(
-        steady,
-        format!("the steady states of the Fisher information at N = {}", model.n),
-    )?;
     if qfi {
         memory::refuse_bytes(
             fisher::quantum_memory_bytes(model),
@@ -84,6 +78,19 @@ fn refuse(model: &Model, qfi: bool) -> Result<(), Error> {
             ),
         )?;
     }
+    // An undriven collective model takes the O(N) detailed-balance path (no factorisation).
+    let steady = match (model.is_collective(), model.drive == 0.0) {
+        (true, true) => 3.0 * 16.0 * ((model.n + 1) * (model.n + 1)) as f64,
+        (true, false) => master::steady_state_memory_estimate(model.n + 1),
+        (false, _) => blocks::steady_state_memory_estimate(model),
+    };
+    memory::refuse_bytes(
+        steady + fisher::difference_bytes(model),
+        format!(
+            "the steady states and their Ridders differences (Fisher information) at N = {}",
+            model.n
+        ),
+    )?;
     Ok(())
 }
 
