@@ -42,7 +42,10 @@ fn equal_time_correlation_is_the_variance() {
         let c = correlation::correlation(&model, &rho, Op::Jz, Op::Jz, &[0.0], true, &opts).unwrap();
         let var = (n * (n + 2)) as f64 / 12.0;
         let err = (c.c[0].re - var).abs() / var;
-        eprintln!("N = {n}: C_zz(0) = {} vs N(N+2)/12 = {var}, rel {err:.1e}", c.c[0].re);
+        eprintln!(
+            "N = {n}: C_zz(0) = {} vs N(N+2)/12 = {var}, rel {err:.1e}",
+            c.c[0].re
+        );
         assert!(err < 1e-10 && c.c[0].im.abs() < 1e-10, "{:?}", c.c[0]);
     }
 }
@@ -110,7 +113,14 @@ fn brute_op(b: &Brute, op: Op) -> Sp {
 
 /// C(tau) of the dense 2^N Lindbladian from rho(t) (`rho`), rho(t) evolved alongside for
 /// <A(t+tau)>: (C, <A(t+tau)B(t)>) at tau = k dtau.
-fn brute_correlation(model: &Model, rho: &[c64], a: Op, b: Op, dtau: f64, num: usize) -> (Vec<c64>, Vec<c64>) {
+fn brute_correlation(
+    model: &Model,
+    rho: &[c64],
+    a: Op,
+    b: Op,
+    dtau: f64,
+    num: usize,
+) -> (Vec<c64>, Vec<c64>) {
     let bf = brute::brute(model);
     let l = brute::matrix(model);
     let e = dense::expm(&l, dtau);
@@ -134,7 +144,12 @@ fn worst(a: &[c64], b: &[c64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).norm()).fold(0.0, f64::max)
 }
 
-const PAIRS: [(Op, Op); 4] = [(Op::Jz, Op::Jz), (Op::Jp, Op::Jm), (Op::Jx, Op::Jy), (Op::Jm, Op::Jz)];
+const PAIRS: [(Op, Op); 4] = [
+    (Op::Jz, Op::Jz),
+    (Op::Jp, Op::Jm),
+    (Op::Jx, Op::Jy),
+    (Op::Jm, Op::Jz),
+];
 
 /// (c) Against the 2^N Lindbladian (every term of the model on at random rates, N = 3 and 4):
 /// the steady-state correlations of the blocks solver, and a correlation at a time t after a
@@ -155,7 +170,11 @@ fn blocks_correlations_match_the_2n_lindbladian() {
             let ours = correlation::correlation(&model, &rho, a, b, &t, true, &opts).unwrap();
             let (c, ab) = brute_correlation(&model, &rho_full, a, b, dtau, num);
             let err = worst(&ours.c, &c).max(worst(&ours.ab, &ab));
-            eprintln!("N = {n}: <{}(tau) {}> steady state, max error {err:.1e}", a.name(), b.name());
+            eprintln!(
+                "N = {n}: <{}(tau) {}> steady state, max error {err:.1e}",
+                a.name(),
+                b.name()
+            );
             assert!(err < 1e-8, "N = {n} {a:?} {b:?}: {err:e}");
         }
         // At t = 0.3 after a coherent state (not stationary).
@@ -214,7 +233,11 @@ fn collective_correlations_match_the_2n_lindbladian() {
             let ours = correlation::correlation(&model, &rho, a, b, &t, true, &opts).unwrap();
             let (c, ab) = brute_correlation(&model, &full, a, b, dtau, num);
             let err = worst(&ours.c, &c).max(worst(&ours.ab, &ab));
-            eprintln!("collective N = {n}: <{}(tau) {}>, max error {err:.1e}", a.name(), b.name());
+            eprintln!(
+                "collective N = {n}: <{}(tau) {}>, max error {err:.1e}",
+                a.name(),
+                b.name()
+            );
             assert!(err < 1e-8, "N = {n} {a:?} {b:?}: {err:e}");
         }
     }
@@ -227,7 +250,9 @@ const PUMPING: &str = "[model]\nN = 10\nGamma = 1\nw = 1\n[task]\nkind = \"corre
 #[test]
 fn correlation_task_writes_its_files() {
     let out = run_scenario(
-        Toml::Text(&format!("{PUMPING}tau_end = 6\nn_tau = 241\nspectrum = true\nn_omega = 11\n")),
+        Toml::Text(&format!(
+            "{PUMPING}tau_end = 6\nn_tau = 241\nspectrum = true\nn_omega = 11\n"
+        )),
         &[],
     );
     out.assert_ok();
@@ -236,7 +261,10 @@ fn correlation_task_writes_its_files() {
     assert_eq!(rows.len(), 241);
     assert!((rows[0][1] - 10.0).abs() < 1e-10, "{:?}", rows[0]);
     let r = out.result()["results"].clone();
-    let (rate, err) = (r["relaxation_rate"].as_f64().unwrap(), r["relaxation_rate_err"].as_f64().unwrap());
+    let (rate, err) = (
+        r["relaxation_rate"].as_f64().unwrap(),
+        r["relaxation_rate_err"].as_f64().unwrap(),
+    );
     assert!((rate - 2.0).abs() <= 2.0 * err.max(1e-9), "{rate} +- {err}");
     assert_eq!(r["rate_estimate"].as_f64(), Some(2.0));
     let (sh, srows) = out.csv("correlation_spectrum.csv");

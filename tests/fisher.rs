@@ -34,7 +34,12 @@ fn thermal(n: usize, w: f64) -> (f64, f64) {
     let p: Vec<f64> = ms.iter().map(|m| (m * w.ln() - top).exp()).collect();
     let z: f64 = p.iter().sum();
     let mean = ms.iter().zip(&p).map(|(m, q)| m * q).sum::<f64>() / z;
-    let var = ms.iter().zip(&p).map(|(m, q)| (m - mean).powi(2) * q).sum::<f64>() / z;
+    let var = ms
+        .iter()
+        .zip(&p)
+        .map(|(m, q)| (m - mean).powi(2) * q)
+        .sum::<f64>()
+        / z;
     (mean, var)
 }
 
@@ -63,7 +68,10 @@ fn pumping_model_fisher_is_the_variance_at_criticality() {
         );
         let tol = tolerance(&f);
         assert!(f.diagonal, "the thermal state is diagonal");
-        assert!(ec < tol && eq < tol && ed < tol, "N = {n}: {ec:e} {eq:e} {ed:e} (tol {tol:e})");
+        assert!(
+            ec < tol && eq < tol && ed < tol,
+            "N = {n}: {ec:e} {eq:e} {ed:e} (tol {tol:e})"
+        );
     }
 }
 
@@ -111,8 +119,13 @@ fn brute_fisher(model: &Model, name: &str) -> (f64, f64) {
     let d = 1usize << n;
     let p = model.get(name).unwrap();
     let at = |v: f64| {
-        let m = Model::from_values(model.values().into_iter().map(|(k, x)| (k, if k == name { v } else { x })))
-            .unwrap();
+        let m = Model::from_values(
+            model
+                .values()
+                .into_iter()
+                .map(|(k, x)| (k, if k == name { v } else { x })),
+        )
+        .unwrap();
         dense::steady_state(&brute::matrix(&m), d)
     };
     let h = 1e-3 * p;
@@ -122,7 +135,12 @@ fn brute_fisher(model: &Model, name: &str) -> (f64, f64) {
         .collect();
     let rho = at(p);
     let (pm, dpm) = (pm_full(n, &rho), pm_full(n, &drho));
-    let fc = pm.iter().zip(&dpm).filter(|(x, _)| **x > 0.0).map(|(x, dx)| dx * dx / x).sum();
+    let fc = pm
+        .iter()
+        .zip(&dpm)
+        .filter(|(x, _)| **x > 0.0)
+        .map(|(x, dx)| dx * dx / x)
+        .sum();
     let herm = |v: &[c64]| faer::Mat::<c64>::from_fn(d, d, |r, c| 0.5 * (v[r * d + c] + v[c * d + r].conj()));
     let eig = herm(&rho).self_adjoint_eigen(faer::Side::Lower).unwrap();
     let (u, s) = (eig.U(), eig.S());
@@ -158,7 +176,11 @@ fn driven_model_matches_the_2n_brute_force() {
                 f.f_classical, f.derivative_error
             );
             assert!(!f.diagonal, "a driven steady state has coherences");
-            assert!(fq >= f.f_classical * (1.0 - 1e-9), "F_Q {fq} < F_C {}", f.f_classical);
+            assert!(
+                fq >= f.f_classical * (1.0 - 1e-9),
+                "F_Q {fq} < F_C {}",
+                f.f_classical
+            );
             // The brute force's own fourth-order difference is good to ~1e-9.
             let tol = tolerance(&f).max(1e-7);
             assert!(ec < tol && eq < tol, "N = {n} {name}: {ec:e} {eq:e}");
@@ -188,7 +210,11 @@ fn fisher_task_writes_its_files() {
             "derivative_error"
         ]
     );
-    assert!((rows[0][1] - 10.0).abs() < 1e-9 && (rows[0][2] - 10.0).abs() < 1e-9, "{:?}", rows[0]);
+    assert!(
+        (rows[0][1] - 10.0).abs() < 1e-9 && (rows[0][2] - 10.0).abs() < 1e-9,
+        "{:?}",
+        rows[0]
+    );
     let r = out.result()["results"].clone();
     assert!((r["F_thermal"].as_f64().unwrap() - 10.0).abs() < 1e-12, "{r}");
     let scan = run_scenario(
@@ -213,9 +239,15 @@ fn fisher_errors_name_the_field() {
     let cases: [(&str, &[&str]); 5] = [
         ("parameter = \"N\"\n", &["task.parameter", "\"N\"", "continuous"]),
         ("parameter = \"x\"\n", &["task.parameter", "\"x\""]),
-        ("parameter = \"w\"\nobservable = \"J+\"\n", &["task.observable", "Hermitian"]),
+        (
+            "parameter = \"w\"\nobservable = \"J+\"\n",
+            &["task.observable", "Hermitian"],
+        ),
         ("observable = \"Jz\"\n", &["task.parameter", "missing"]),
-        ("parameter = \"w\"\nrtol = 1e-6\n", &["task.rtol", "kind = \"fisher\""]),
+        (
+            "parameter = \"w\"\nrtol = 1e-6\n",
+            &["task.rtol", "kind = \"fisher\""],
+        ),
     ];
     for (extra, needles) in cases {
         let out = run_scenario(Toml::Text(&format!("{head}{extra}")), &[]);

@@ -80,7 +80,11 @@ fn boolean(field: &str, v: &Option<toml::Value>, default: bool, what: &str) -> R
     match v {
         None => Ok(default),
         Some(toml::Value::Boolean(b)) => Ok(*b),
-        Some(other) => Err(InputError::invalid(field, other, format!("true or false ({what})"))),
+        Some(other) => Err(InputError::invalid(
+            field,
+            other,
+            format!("true or false ({what})"),
+        )),
     }
 }
 
@@ -145,11 +149,19 @@ fn tau_grid(t: &RawTask, base: &Point) -> Result<Vec<f64>, InputError> {
         Some(n) => base.eval("task.tau_end", n)?,
     };
     if !(end.is_finite() && end > 0.0) {
-        return Err(InputError::invalid("task.tau_end", end, "a finite delay tau_end > 0"));
+        return Err(InputError::invalid(
+            "task.tau_end",
+            end,
+            "a finite delay tau_end > 0",
+        ));
     }
     let n = count(base, "task.n_tau", &t.n_tau, 201.0, MAX_TAUS)?;
     if n < 2 {
-        return Err(InputError::invalid("task.n_tau", n, "at least 2 delays (0 and tau_end)"));
+        return Err(InputError::invalid(
+            "task.n_tau",
+            n,
+            "at least 2 delays (0 and tau_end)",
+        ));
     }
     Ok((0..n).map(|k| end * k as f64 / (n - 1) as f64).collect())
 }
@@ -175,10 +187,24 @@ fn at_field(t: &RawTask, base: &Point) -> Result<Option<f64>, InputError> {
 
 /// `spectrum = true` with `omega_max` (> 0, optional) and `n_omega` (default 401); only for a
 /// stationary correlation with A = B^dag (solver::correlation: then S(omega) is real).
-fn omega_grid(t: &RawTask, base: &Point, a: Op, b: Op, at: Option<f64>) -> Result<Option<OmegaGrid>, InputError> {
-    let on = boolean("task.spectrum", &t.spectrum, false, "the Fourier transform of C(tau)")?;
+fn omega_grid(
+    t: &RawTask,
+    base: &Point,
+    a: Op,
+    b: Op,
+    at: Option<f64>,
+) -> Result<Option<OmegaGrid>, InputError> {
+    let on = boolean(
+        "task.spectrum",
+        &t.spectrum,
+        false,
+        "the Fourier transform of C(tau)",
+    )?;
     if !on {
-        for (name, present) in [("omega_max", t.omega_max.is_some()), ("n_omega", t.n_omega.is_some())] {
+        for (name, present) in [
+            ("omega_max", t.omega_max.is_some()),
+            ("n_omega", t.n_omega.is_some()),
+        ] {
             if present {
                 return Err(InputError::invalid(
                     format!("task.{name}"),
@@ -211,7 +237,11 @@ fn omega_grid(t: &RawTask, base: &Point, a: Op, b: Op, at: Option<f64>) -> Resul
 }
 
 /// `kind = "correlation"` (module doc; docs/scenarios.md).
-pub(super) fn correlation_task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<CorrelationSpec, InputError> {
+pub(super) fn correlation_task(
+    t: &RawTask,
+    sc: &Scenario,
+    base: &Point,
+) -> Result<CorrelationSpec, InputError> {
     let a = operator("task.a", &t.a, Op::Jz, false)?;
     let b = operator("task.b", &t.b, Op::Jz, false)?;
     let taus = tau_grid(t, base)?;

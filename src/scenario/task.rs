@@ -310,10 +310,18 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
         refuse(&f.scaling, &kind, " (for a scan with mode = \"spectrum\")")?;
     }
     if t.kind != "correlation" {
-        refuse(&f.correlation, &kind, " (correlation fields, for kind = \"correlation\")")?;
+        refuse(
+            &f.correlation,
+            &kind,
+            " (correlation fields, for kind = \"correlation\")",
+        )?;
     }
     if t.kind != "fisher" {
-        refuse(&f.fisher, &kind, " (Fisher-information fields, for kind = \"fisher\")")?;
+        refuse(
+            &f.fisher,
+            &kind,
+            " (Fisher-information fields, for kind = \"fisher\")",
+        )?;
     }
     decay_fit_kind(t)?;
     match t.kind.as_str() {
@@ -356,12 +364,26 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
 /// or time-grid fields (a correlation's delays are `tau_end`/`n_tau`/`taus`; its integrator
 /// takes rtol, atol, max_steps, which a Fisher information, made of steady states, refuses), no
 /// scan mode.
-fn response_task(t: &RawTask, sc: &Scenario, base: &Point, f: &Present, ctx: &str) -> Result<Task, InputError> {
+fn response_task(
+    t: &RawTask,
+    sc: &Scenario,
+    base: &Point,
+    f: &Present,
+    ctx: &str,
+) -> Result<Task, InputError> {
     refuse(&f.traj, ctx, "")?;
     refuse(&f.precision, ctx, " (it runs on the CPU in f64)")?;
-    refuse(&f.scan[..1], ctx, " (a scan here is `variable` with `values` or `start`/`stop`/`num`)")?;
+    refuse(
+        &f.scan[..1],
+        ctx,
+        " (a scan here is `variable` with `values` or `start`/`stop`/`num`)",
+    )?;
     if t.kind == "correlation" {
-        refuse(&f.evolve[..4], ctx, " (the delays are tau_end and n_tau, or taus)")?;
+        refuse(
+            &f.evolve[..4],
+            ctx,
+            " (the delays are tau_end and n_tau, or taus)",
+        )?;
         Ok(Task::Correlation(correlation_task(t, sc, base)?))
     } else {
         refuse(&f.evolve, ctx, " (it solves steady states, no time evolution)")?;

@@ -256,12 +256,14 @@ pub fn fisher(
     step: Option<f64>,
     quantum: bool,
 ) -> Result<Fisher, SolverError> {
-    let value = model.get(parameter).filter(|_| parameter != "N").ok_or_else(|| {
-        SolverError::Unsupported {
-            solver: "fisher",
-            message: format!("`{parameter}` is not a continuous model parameter"),
-        }
-    })?;
+    let value =
+        model
+            .get(parameter)
+            .filter(|_| parameter != "N")
+            .ok_or_else(|| SolverError::Unsupported {
+                solver: "fisher",
+                message: format!("`{parameter}` is not a continuous model parameter"),
+            })?;
     let h0 = step.unwrap_or_else(|| default_step(model, parameter));
     if !(h0 > 0.0 && h0.is_finite()) || (is_rate(parameter) && value - h0 < 0.0) {
         return Err(SolverError::Unsupported {

@@ -102,7 +102,7 @@ pub fn run(sc: &Scenario, spec: &CorrelationSpec, ctx: &mut Context) -> Result<R
     };
     out["a"] = json!(spec.a.name());
     out["b"] = json!(spec.b.name());
-    out["at"] = spec.at.map_or(json!("steady_state"), |t| jnum(t));
+    out["at"] = spec.at.map_or(json!("steady_state"), jnum);
     let stats: Vec<_> = results.iter().map(|r| r.corr.stats).collect();
     Ok(Report {
         coverage: None,
@@ -232,7 +232,12 @@ fn write_csv(ctx: &Context, variable: Option<&str>, results: &[PointResult]) -> 
 }
 
 /// relaxation.csv and relaxation.png of a scan: rate against the variable (seed 004 Fig. 2b).
-fn write_relaxation(sc: &Scenario, ctx: &Context, variable: &str, results: &[PointResult]) -> Result<Vec<String>, Error> {
+fn write_relaxation(
+    sc: &Scenario,
+    ctx: &Context,
+    variable: &str,
+    results: &[PointResult],
+) -> Result<Vec<String>, Error> {
     let columns: Vec<String> = [
         variable,
         "relaxation_rate",
@@ -240,13 +245,16 @@ fn write_relaxation(sc: &Scenario, ctx: &Context, variable: &str, results: &[Poi
         "rate_estimate",
         "population_gap",
     ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let mut csv = CsvWriter::create(&ctx.path("relaxation.csv")?, &columns)?;
     let (mut x, mut rate, mut est, mut gap) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in results {
-        let (l, e) = r.fit.as_ref().map_or((f64::NAN, f64::NAN), |f| (f.lambda, f.lambda_err));
+        let (l, e) = r
+            .fit
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |f| (f.lambda, f.lambda_err));
         let estimate = r.estimate.unwrap_or(f64::NAN);
         let g = r.population_gap.unwrap_or(f64::NAN);
         csv.row(&[r.x, l, e, estimate, g])?;
@@ -275,7 +283,10 @@ fn write_relaxation(sc: &Scenario, ctx: &Context, variable: &str, results: &[Poi
         }
         plot::line_plot(
             &ctx.path("relaxation.png")?,
-            &format!("Relaxation rate lambda of C(tau) ~ e^(-lambda tau), N = {}", results[0].model.n),
+            &format!(
+                "Relaxation rate lambda of C(tau) ~ e^(-lambda tau), N = {}",
+                results[0].model.n
+            ),
             variable,
             &x,
             &[("lambda (rate unit of the model)", series)],
@@ -378,23 +389,37 @@ fn draw(ctx: &Context, spec: &CorrelationSpec, results: &[PointResult]) -> Resul
         .map(|c| {
             let c0 = c[0].abs();
             c.iter()
-                .map(|v| if *v != 0.0 && c0 > 0.0 { (v.abs() / c0).ln() } else { f64::NAN })
+                .map(|v| {
+                    if *v != 0.0 && c0 > 0.0 {
+                        (v.abs() / c0).ln()
+                    } else {
+                        f64::NAN
+                    }
+                })
                 .collect()
         })
         .collect();
-    let lin_s: Vec<Series> = re.iter().zip(&names).map(|(y, n)| Series { name: n, y }).collect();
-    let log_s: Vec<Series> = logs.iter().zip(&names).map(|(y, n)| Series { name: n, y }).collect();
+    let lin_s: Vec<Series> = re
+        .iter()
+        .zip(&names)
+        .map(|(y, n)| Series { name: n, y })
+        .collect();
+    let log_s: Vec<Series> = logs
+        .iter()
+        .zip(&names)
+        .map(|(y, n)| Series { name: n, y })
+        .collect();
     let (a, b) = (spec.a.name(), spec.b.name());
     let at = spec.at.map_or("steady state".to_string(), |t| format!("t = {t}"));
     plot::line_plot(
         &ctx.path("correlation.png")?,
-        &format!("C(tau) = <{a}(t+tau) {b}(t)> - <{a}><{b}>, {at}, N = {}", results[0].model.n),
+        &format!(
+            "C(tau) = <{a}(t+tau) {b}(t)> - <{a}><{b}>, {at}, N = {}",
+            results[0].model.n
+        ),
         "tau (1/rate unit of the model)",
         &results[0].corr.taus,
-        &[
-            ("Re C(tau)", lin_s),
-            ("ln |Re C(tau) / C(0)|", log_s),
-        ],
+        &[("Re C(tau)", lin_s), ("ln |Re C(tau) / C(0)|", log_s)],
     )?;
     Ok(())
 }

@@ -43,13 +43,23 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
             },
             state_cost(sc.method, model, false)
         ),
-        Task::Fisher(spec) => format!(
-            "fisher information on {} at {} point(s), up to {} steady states each: {}",
-            spec.parameter,
-            points.len(),
-            2 * crate::solver::fisher::MAX_LEVELS + 1,
-            state_cost(sc.method, model, true)
-        ),
+        Task::Fisher(spec) => {
+            let (states, quantum) = super::fisher::memory_bytes(model);
+            format!(
+                "fisher information on {} at {} point(s), up to {} steady states each, N = {}: {} \
+                 (steady states and differences){}",
+                spec.parameter,
+                points.len(),
+                2 * crate::solver::fisher::MAX_LEVELS + 1,
+                model.n,
+                mib(states),
+                if spec.qfi {
+                    format!(", {} (F_Q eigendecompositions)", mib(quantum))
+                } else {
+                    String::new()
+                }
+            )
+        }
         Task::Metastable => format!(
             "metastable decomposition (a few eigenvalues nearest 0): {} (one complex sparse LU)",
             state_cost(sc.method, model, true)

@@ -51,7 +51,9 @@ pub const COLUMNS: [&str; 9] = [
 pub fn thermal_fisher_w(n: usize, gamma: f64, w: f64) -> f64 {
     let ln_r = (w / gamma).ln();
     let j = n as f64 / 2.0;
-    let top = (0..=n).map(|k| (k as f64 - j) * ln_r).fold(f64::NEG_INFINITY, f64::max);
+    let top = (0..=n)
+        .map(|k| (k as f64 - j) * ln_r)
+        .fold(f64::NEG_INFINITY, f64::max);
     let (mut z, mut s1, mut s2) = (0.0, 0.0, 0.0);
     for k in 0..=n {
         let m = k as f64 - j;
@@ -64,13 +66,29 @@ pub fn thermal_fisher_w(n: usize, gamma: f64, w: f64) -> f64 {
     (s2 / z - mean * mean) / (w * w)
 }
 
+/// Bytes of one point: (the steady-state solve with the differences' tableau, the F_Q
+/// eigendecompositions). An undriven collective model takes the O(N) detailed-balance path
+/// (no factorisation).
+pub fn memory_bytes(model: &Model) -> (f64, f64) {
+    let steady = match (model.is_collective(), model.drive == 0.0) {
+        (true, true) => 3.0 * 16.0 * ((model.n + 1) * (model.n + 1)) as f64,
+        (true, false) => master::steady_state_memory_estimate(model.n + 1),
+        (false, _) => blocks::steady_state_memory_estimate(model),
+    };
+    (
+        steady + fisher::difference_bytes(model),
+        fisher::quantum_memory_bytes(model),
+    )
+}
+
 /// Refuse a point whose F_Q eigendecompositions (named with `task.qfi`, checked first: they
 /// are the part a user can switch off), steady-state solve or differences exceed the memory
 /// limit.
 fn refuse(model: &Model, qfi: bool) -> Result<(), Error> {
+    let (states, quantum) = memory_bytes(model);
     if qfi {
         memory::refuse_bytes(
-            fisher::quantum_memory_bytes(model),
+            quantum,
             format!(
                 "the dense eigendecompositions of the quantum Fisher information at N = {} \
                  (task.qfi = false skips F_Q and keeps F_C)",
@@ -78,14 +96,8 @@ fn refuse(model: &Model, qfi: bool) -> Result<(), Error> {
             ),
         )?;
     }
-    // An undriven collective model takes the O(N) detailed-balance path (no factorisation).
-    let steady = match (model.is_collective(), model.drive == 0.0) {
-        (true, true) => 3.0 * 16.0 * ((model.n + 1) * (model.n + 1)) as f64,
-        (true, false) => master::steady_state_memory_estimate(model.n + 1),
-        (false, _) => blocks::steady_state_memory_estimate(model),
-    };
     memory::refuse_bytes(
-        steady + fisher::difference_bytes(model),
+        states,
         format!(
             "the steady states and their Ridders differences (Fisher information) at N = {}",
             model.n
@@ -96,13 +108,21 @@ fn refuse(model: &Model, qfi: bool) -> Result<(), Error> {
 
 /// Run `kind = "fisher"` (module doc).
 pub fn run(sc: &Scenario, spec: &FisherSpec, ctx: &mut Context) -> Result<Report, Error> {
-    let engine = policy::resolve(ctx.backend, &Kernel::CpuOnly { solver: "fisher" }, ctx.gpu.clone())?;
+    let engine = policy::resolve(
+        ctx.backend,
+        &Kernel::CpuOnly { solver: "fisher" },
+        ctx.gpu.clone(),
+    )?;
     let points = sc.points()?;
     for p in &points {
         refuse(&p.model, spec.qfi)?;
     }
     let variable = spec.scan.as_ref().map(|(v, _)| v.clone());
-    let mut columns: Vec<String> = variable.iter().filter(|v| **v != spec.parameter).cloned().collect();
+    let mut columns: Vec<String> = variable
+        .iter()
+        .filter(|v| **v != spec.parameter)
+        .cloned()
+        .collect();
     columns.push(spec.parameter.clone());
     columns.extend(COLUMNS.iter().map(|s| s.to_string()));
     let mut csv = CsvWriter::create(&ctx.path("fisher.csv")?, &columns)?;
@@ -111,10 +131,17 @@ pub fn run(sc: &Scenario, spec: &FisherSpec, ctx: &mut Context) -> Result<Report
     for (i, p) in points.iter().enumerate() {
         let f = fisher::fisher(&p.model, &spec.parameter, spec.observable, spec.step, spec.qfi)
             .map_err(|e| super::checks::at_point("fisher", p, e))?;
-        let x = variable.as_ref().and_then(|v| p.values.get(v).copied()).unwrap_or(f.value);
+        let x = variable
+            .as_ref()
+            .and_then(|v| p.values.get(v).copied())
+            .unwrap_or(f.value);
         let thermal = (is_pumping_model(&p.model) && spec.parameter == "w")
             .then(|| thermal_fisher_w(p.model.n, p.model.gamma_coll, p.model.pump_coll));
-        let mut row: Vec<f64> = if columns.len() > COLUMNS.len() + 1 { vec![x] } else { vec![] };
+        let mut row: Vec<f64> = if columns.len() > COLUMNS.len() + 1 {
+            vec![x]
+        } else {
+            vec![]
+        };
         row.extend(csv_row(&f));
         csv.row(&row)?;
         rows.push((x, f, thermal));
@@ -123,10 +150,19 @@ pub fn run(sc: &Scenario, spec: &FisherSpec, ctx: &mut Context) -> Result<Report
     ctx.progress.finish();
     let mut files = vec!["fisher.csv".to_string()];
     if sc.plot && rows.len() > 1 {
-        draw(ctx, spec, variable.as_deref().unwrap_or(&spec.parameter), &rows, points[0].model.n)?;
+        draw(
+            ctx,
+            spec,
+            variable.as_deref().unwrap_or(&spec.parameter),
+            &rows,
+            points[0].model.n,
+        )?;
         files.push("fisher.png".into());
     }
-    let summaries: Vec<Value> = rows.iter().map(|(x, f, th)| summary(spec, variable.as_deref(), *x, f, *th)).collect();
+    let summaries: Vec<Value> = rows
+        .iter()
+        .map(|(x, f, th)| summary(spec, variable.as_deref(), *x, f, *th))
+        .collect();
     let results = if summaries.len() == 1 {
         summaries[0].clone()
     } else {
@@ -194,7 +230,13 @@ fn summary(spec: &FisherSpec, variable: Option<&str>, x: f64, f: &Fisher, therma
 }
 
 /// fisher.png: the informations, and the sensitivities against the bounds.
-fn draw(ctx: &Context, spec: &FisherSpec, xname: &str, rows: &[(f64, Fisher, Option<f64>)], n: usize) -> Result<(), Error> {
+fn draw(
+    ctx: &Context,
+    spec: &FisherSpec,
+    xname: &str,
+    rows: &[(f64, Fisher, Option<f64>)],
+    n: usize,
+) -> Result<(), Error> {
     let x: Vec<f64> = rows.iter().map(|r| r.0).collect();
     let col = |f: &dyn Fn(&Fisher) -> f64| -> Vec<f64> { rows.iter().map(|r| f(&r.1)).collect() };
     let fc = col(&|f| f.f_classical);
@@ -222,7 +264,10 @@ fn draw(ctx: &Context, spec: &FisherSpec, xname: &str, rows: &[(f64, Fisher, Opt
     }
     let dp_name = format!("sqrt(Var {o}) / |d<{o}>/d{p}|");
     let sens = vec![
-        Series { name: &dp_name, y: &dp },
+        Series {
+            name: &dp_name,
+            y: &dp,
+        },
         Series {
             name: "1/sqrt(F_Q) (Cramer-Rao)",
             y: &bq,

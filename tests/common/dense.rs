@@ -22,13 +22,12 @@ pub fn solve(a: &Mat<c64>, b: &[c64]) -> Vec<c64> {
             .max_by(|&i, &j| m[i][k].norm().total_cmp(&m[j][k].norm()))
             .unwrap();
         m.swap(k, p);
-        let piv = m[k][k];
-        for i in k + 1..n {
-            let f = m[i][k] / piv;
+        let pivot_row = m[k].clone();
+        for row in m.iter_mut().skip(k + 1) {
+            let f = row[k] / pivot_row[k];
             if f != c64::new(0.0, 0.0) {
-                for c in k..=n {
-                    let v = m[k][c];
-                    m[i][c] -= f * v;
+                for (x, v) in row[k..].iter_mut().zip(&pivot_row[k..]) {
+                    *x -= f * v;
                 }
             }
         }
