@@ -172,12 +172,17 @@ fn point(sc: &Scenario, spec: &CorrelationSpec, p: &Point) -> Result<PointResult
 
 /// result.json's entry of one point.
 fn summary(r: &PointResult, variable: Option<&str>) -> Value {
-    let c0 = r.corr.c.first().copied().unwrap_or(c64::new(f64::NAN, f64::NAN));
+    let nan = c64::new(f64::NAN, f64::NAN);
+    let c0 = r.corr.c.first().copied().unwrap_or(nan);
+    // <A(t)> (at tau = 0), complex for J+ and J-.
+    let a0 = r.corr.a_mean.first().copied().unwrap_or(nan);
     let mut v = json!({
         "C0": jnum(c0.re),
         "C0_im": jnum(c0.im),
-        "mean_a": jnum(r.corr.a_mean.first().map_or(f64::NAN, |z| z.re)),
+        "mean_a": jnum(a0.re),
+        "mean_a_im": jnum(a0.im),
         "mean_b": jnum(r.corr.b_mean.re),
+        "mean_b_im": jnum(r.corr.b_mean.im),
         "rate_estimate": r.estimate.map_or(Value::Null, jnum),
         "population_gap": r.population_gap.map_or(Value::Null, jnum),
         "sigma": jnum(r.sigma),
@@ -265,21 +270,36 @@ fn write_relaxation(
     }
     let mut files = vec!["relaxation.csv".to_string()];
     if sc.plot {
-        let mut series = vec![Series {
-            name: "fitted decay rate of Re C(tau)",
-            y: &rate,
-        }];
+        // The fit is drawn last, over the gap it lies on; the second panel shows their
+        // difference (where a gap exists).
+        let mut series = Vec::new();
         if est.iter().any(|v| v.is_finite()) {
             series.push(Series {
                 name: "seed 004 estimate N(w - Gamma)/tanh(N(w/Gamma - 1)/2)",
                 y: &est,
             });
         }
-        if gap.iter().any(|v| v.is_finite()) {
+        let has_gap = gap.iter().any(|v| v.is_finite());
+        if has_gap {
             series.push(Series {
                 name: "population-sector gap of L (q = 0)",
                 y: &gap,
             });
+        }
+        series.push(Series {
+            name: "fitted decay rate of Re C(tau)",
+            y: &rate,
+        });
+        let diff: Vec<f64> = rate.iter().zip(&gap).map(|(a, b)| a - b).collect();
+        let mut panels = vec![("lambda (rate unit of the model)", series)];
+        if has_gap {
+            panels.push((
+                "lambda_fit - gap",
+                vec![Series {
+                    name: "fitted rate - population gap",
+                    y: &diff,
+                }],
+            ));
         }
         plot::line_plot(
             &ctx.path("relaxation.png")?,
@@ -289,7 +309,7 @@ fn write_relaxation(
             ),
             variable,
             &x,
-            &[("lambda (rate unit of the model)", series)],
+            &panels,
         )?;
         files.push("relaxation.png".into());
     }
