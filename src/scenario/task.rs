@@ -309,20 +309,7 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
     if !(t.kind == "scan" && t.mode.as_deref() == Some("spectrum")) {
         refuse(&f.scaling, &kind, " (for a scan with mode = \"spectrum\")")?;
     }
-    if t.kind != "correlation" {
-        refuse(
-            &f.correlation,
-            &kind,
-            " (correlation fields, for kind = \"correlation\")",
-        )?;
-    }
-    if t.kind != "fisher" {
-        refuse(
-            &f.fisher,
-            &kind,
-            " (Fisher-information fields, for kind = \"fisher\")",
-        )?;
-    }
+    response_fields(t, &f, &kind)?;
     decay_fit_kind(t)?;
     match t.kind.as_str() {
         // The trajectory ensemble is the evolve task's `method = "trajectories"`.
@@ -358,6 +345,25 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
             "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\", \"spectrum\", \"metastable\", \"correlation\", \"fisher\"",
         )),
     }
+}
+
+/// The fields of `kind = "correlation"` and `kind = "fisher"` are refused by every other kind.
+fn response_fields(t: &RawTask, f: &Present, kind: &str) -> Result<(), InputError> {
+    if t.kind != "correlation" {
+        refuse(
+            &f.correlation,
+            kind,
+            " (correlation fields, for kind = \"correlation\")",
+        )?;
+    }
+    if t.kind != "fisher" {
+        refuse(
+            &f.fisher,
+            kind,
+            " (Fisher-information fields, for kind = \"fisher\")",
+        )?;
+    }
+    Ok(())
 }
 
 /// `kind = "correlation"` and `kind = "fisher"` (`super::response`): no trajectory, precision
