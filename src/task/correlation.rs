@@ -11,7 +11,8 @@
 //!   fitted by [`crate::analysis::decay::fit`] (window and error terms there), with
 //!   `relaxation_rate_err`; the accuracy of C it uses is
 //!   sigma = max(atol, 1e-13) max(|C|, 1) (the integrator's absolute tolerance on the entries
-//!   of Y, carried to an observable of scale |C|). For seed 004's pumping model (only Gamma
+//!   of Y, carried to an observable of scale |C|); for a steady-state correlation of a model
+//!   without a drive `population_gap` (below). For seed 004's pumping model (only Gamma
 //!   and w) also `rate_estimate`, lambda(w) = N (w - Gamma)/tanh(N (w/Gamma - 1)/2) (2 Gamma
 //!   at w = Gamma);
 //! - with a scan, `relaxation.csv`: the variable, the fitted rate and its error, the estimate,
@@ -147,10 +148,14 @@ fn point(sc: &Scenario, spec: &CorrelationSpec, p: &Point) -> Result<PointResult
     let fit = decay::fit(&corr.taus, &re, sigma);
     let estimate = qrt::is_pumping_model(&model)
         .then(|| qrt::pumping_rate_estimate(model.n, model.gamma_coll, model.pump_coll));
-    let population_gap = if model.drive == 0.0 && stationary && spec.scan.is_some() {
-        let sp = super::spectrum::solve(&model, 4, c64::new(0.0, 0.0), Some(0))?;
-        let pairs: Vec<(c64, f64)> = sp.pairs.iter().map(|p| (p.value, p.residual)).collect();
-        super::spectrum::gap(&pairs).re
+    // The reference rate is a comparison, not the task: a spectrum that fails leaves it null.
+    let population_gap = if model.drive == 0.0 && stationary {
+        super::spectrum::solve(&model, 4, c64::new(0.0, 0.0), Some(0))
+            .ok()
+            .and_then(|sp| {
+                let pairs: Vec<(c64, f64)> = sp.pairs.iter().map(|p| (p.value, p.residual)).collect();
+                super::spectrum::gap(&pairs).re
+            })
     } else {
         None
     };
