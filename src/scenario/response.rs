@@ -16,6 +16,8 @@ use crate::solver::correlation::{OP_NAMES, Op};
 pub const MAX_TAUS: f64 = 1e6;
 /// Most frequencies of a correlation spectrum.
 pub const MAX_OMEGAS: f64 = 1e6;
+/// Most frequencies x delays of a spectrum (each a complex exponential, per point).
+pub const MAX_TRANSFORM: f64 = 1e9;
 
 /// `kind = "correlation"`: C(tau) = <A(t+tau)B(t)> - <A(t+tau)><B(t)> on a tau grid.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +195,7 @@ fn omega_grid(
     a: Op,
     b: Op,
     at: Option<f64>,
+    n_tau: usize,
 ) -> Result<Option<OmegaGrid>, InputError> {
     let on = boolean(
         "task.spectrum",
@@ -233,6 +236,14 @@ fn omega_grid(
         Some(_) => Some(positive(base, "task.omega_max", &t.omega_max, 1.0)?),
     };
     let n_omega = count(base, "task.n_omega", &t.n_omega, 401.0, MAX_OMEGAS)?;
+    // The transform costs n_omega x n_tau complex exponentials per point.
+    if n_omega as f64 * n_tau as f64 > MAX_TRANSFORM {
+        return Err(InputError::invalid(
+            "task.n_omega",
+            n_omega,
+            format!("at most {MAX_TRANSFORM:e} frequencies x delays ({n_tau} delays here)"),
+        ));
+    }
     Ok(Some(OmegaGrid { omega_max, n_omega }))
 }
 
@@ -246,7 +257,7 @@ pub(super) fn correlation_task(
     let b = operator("task.b", &t.b, Op::Jz, false)?;
     let taus = tau_grid(t, base)?;
     let at = at_field(t, base)?;
-    let spectrum = omega_grid(t, base, a, b, at)?;
+    let spectrum = omega_grid(t, base, a, b, at, taus.len())?;
     Ok(CorrelationSpec {
         a,
         b,
