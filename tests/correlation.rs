@@ -289,10 +289,10 @@ fn correlation_task_writes_its_files() {
 
 /// (d) Bad input names the field: an unknown operator, a negative tau_end, a spectrum of a
 /// correlation with a != b^dag, a field of another kind, correlation fields on another kind,
-/// a time `at` without [initial].
+/// a time `at` without [initial], delays out of order, a spectrum too large to transform.
 #[test]
 fn correlation_errors_name_the_field() {
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("a = \"Jq\"\ntau_end = 1\n", &["task.a", "\"Jq\"", "Jx"]),
         ("tau_end = -1\n", &["task.tau_end", "-1", "> 0"]),
         (
@@ -302,6 +302,10 @@ fn correlation_errors_name_the_field() {
         ("tau_end = 1\nk = 3\n", &["task.k", "kind = \"correlation\""]),
         ("tau_end = 1\nat = 0.5\n", &["initial", "correlation"]),
         ("taus = [0, 0.5, 0.2]\n", &["task.taus", "increasing"]),
+        (
+            "tau_end = 1\nn_tau = 100001\nspectrum = true\nn_omega = 100000\n",
+            &["task.n_omega", "1e9"],
+        ),
     ];
     for (extra, needles) in cases {
         let out = run_scenario(Toml::Text(&format!("{PUMPING}{extra}")), &[]);
