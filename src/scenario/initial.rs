@@ -53,11 +53,14 @@ impl Task {
                 integrate: Some(_), ..
             } => Some("kind = \"fixed_points\" with t_end"),
             Task::Sweep(_) => Some("kind = \"sweep\""),
+            Task::Correlation(spec) if spec.at.is_some() => Some("kind = \"correlation\" with a time `at`"),
             Task::Scan { .. }
             | Task::SteadyState
             | Task::FixedPoints { .. }
             | Task::Spectrum { .. }
-            | Task::Metastable => None,
+            | Task::Metastable
+            | Task::Correlation(_)
+            | Task::Fisher(_) => None,
         }
     }
 }

@@ -18,7 +18,12 @@ use crate::solver::meanfield::Factorisation;
 pub(super) fn method(t: &RawTask, sc: &Scenario) -> Result<Method, InputError> {
     if matches!(
         sc.task,
-        Task::Sweep(_) | Task::FixedPoints { .. } | Task::Spectrum { .. } | Task::Metastable
+        Task::Sweep(_)
+            | Task::FixedPoints { .. }
+            | Task::Spectrum { .. }
+            | Task::Metastable
+            | Task::Correlation(_)
+            | Task::Fisher(_)
     ) {
         return Ok(Method::Exact);
     }

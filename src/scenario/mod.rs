@@ -13,7 +13,7 @@
 //! [initial]              # for `evolve`: dicke (m), coherent (theta, phi) or crss
 //! state = "dicke"
 //! m = "-N/2"
-//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve) | fixed_points | sweep | spectrum
+//! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve) | fixed_points | sweep | spectrum | metastable | correlation | fisher
 //! kind = "evolve"
 //! t_end = 0.2
 //! n_times = 201
@@ -39,6 +39,8 @@
 //!   initial pure state of a point: [`Scenario::initial_state`]);
 //! - `observables`: `[observables]` ([`ObservableSpec`], the column names);
 //! - `task`: `[task]` per kind ([`Task`], [`EvolveSpec`], [`ScanMode`]);
+//! - `response`: the fields of `kind = "correlation"` and `kind = "fisher"`
+//!   ([`CorrelationSpec`], [`FisherSpec`]);
 //! - `fields`: the number checks of task fields (positive, counts, time grids, precision);
 //! - `axes`: scan and sweep axes ([`SweepSpec`]);
 //! - [`expr`]: the expression language.
@@ -53,6 +55,7 @@ mod observables;
 mod overrides;
 mod points;
 mod raw;
+mod response;
 mod schedule;
 mod task;
 mod validate;
@@ -64,6 +67,7 @@ pub use axes::{MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
 pub use initial::{Mixed, StateSpec};
 pub use observables::{BASE_OBSERVABLES, EXTRA_OBSERVABLES, ObservableSpec};
 pub use overrides::apply_override;
+pub use response::{CorrelationSpec, FisherSpec, OmegaGrid};
 pub use task::{EvolveSpec, F32_MIN_ATOL, F32_MIN_RTOL, Minimize, ScanMode, Task};
 
 use crate::error::InputError;

@@ -148,6 +148,18 @@ pub(super) fn check_for_task(sc: &Scenario) -> Result<(), InputError> {
         Task::Trajectories {
             save_trajectories, ..
         } => check_for_trajectories(obs, *save_trajectories)?,
+        Task::Correlation(_) | Task::Fisher(_)
+            if obs.husimi.is_some() || obs.pm || obs.fidelity.is_some() || !obs.columns.is_empty() =>
+        {
+            return Err(InputError::invalid(
+                "observables",
+                "(given)",
+                format!(
+                    "no [observables] for kind = \"{}\" (its columns are fixed: docs/scenarios.md)",
+                    sc.task.kind()
+                ),
+            ));
+        }
         _ => {}
     }
     Ok(())

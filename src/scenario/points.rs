@@ -3,7 +3,7 @@
 //! names, then cycles, are errors naming the key).
 
 use super::expr::{Expr, Scope};
-use super::{Num, Point, Scenario, Task};
+use super::{CorrelationSpec, FisherSpec, Num, Point, Scenario, Task};
 use crate::error::InputError;
 use crate::model::{Model, PARAM_NAMES, Protocol, Schedule};
 use std::collections::BTreeMap;
@@ -206,6 +206,17 @@ impl Scenario {
     pub fn points(&self) -> Result<Vec<Point>, InputError> {
         match &self.task {
             Task::Scan { variable, values, .. } | Task::FixedPoints { variable, values, .. } => values
+                .iter()
+                .map(|v| self.point(&[(variable.as_str(), *v)]))
+                .collect(),
+            Task::Correlation(CorrelationSpec {
+                scan: Some((variable, values)),
+                ..
+            })
+            | Task::Fisher(FisherSpec {
+                scan: Some((variable, values)),
+                ..
+            }) => values
                 .iter()
                 .map(|v| self.point(&[(variable.as_str(), *v)]))
                 .collect(),

@@ -101,6 +101,21 @@ pub(super) struct RawTask {
     // scan of spectra: gap minimised over a second variable at each point, scaling fit
     pub(super) minimize: Option<RawMinimize>,
     pub(super) fit: Option<String>,
+    // correlation
+    pub(super) a: Option<String>,
+    pub(super) b: Option<String>,
+    pub(super) tau_end: Option<Num>,
+    pub(super) n_tau: Option<Num>,
+    pub(super) taus: Option<Vec<Num>>,
+    pub(super) at: Option<Num>,
+    pub(super) spectrum: Option<toml::Value>,
+    pub(super) omega_max: Option<Num>,
+    pub(super) n_omega: Option<Num>,
+    // fisher
+    pub(super) parameter: Option<String>,
+    pub(super) observable: Option<String>,
+    pub(super) step: Option<Num>,
+    pub(super) qfi: Option<toml::Value>,
 }
 
 /// `[task.minimize]` of a scan with `mode = "spectrum"`.

@@ -5,6 +5,7 @@
 use super::axes::{scan_axis, sweep_spec};
 use super::fields::{MAX_CFL, atol, count, positive, precision, rtol, time_grid};
 use super::raw::RawTask;
+use super::response::{CorrelationSpec, FisherSpec, correlation_task, fisher_task};
 use super::{Num, Point, Scenario, SweepSpec};
 use crate::analysis::scaling::Law;
 use crate::c64;
@@ -76,6 +77,11 @@ pub enum Task {
     /// The steady state as a mixture of two metastable states, from the slowest eigenmode of
     /// L (`solver::metastable`).
     Metastable,
+    /// Two-time correlation C(tau) by the quantum regression theorem (`solver::correlation`).
+    Correlation(CorrelationSpec),
+    /// Fisher information of the steady state with respect to a model parameter
+    /// (`solver::fisher`).
+    Fisher(FisherSpec),
 }
 
 impl Task {
@@ -90,6 +96,8 @@ impl Task {
             Task::Sweep(_) => "sweep",
             Task::Spectrum { .. } => "spectrum",
             Task::Metastable => "metastable",
+            Task::Correlation(_) => "correlation",
+            Task::Fisher(_) => "fisher",
         }
     }
 }
@@ -187,6 +195,8 @@ struct Present {
     fixed_points: [(&'static str, bool); 3],
     spectrum: [(&'static str, bool); 4],
     scaling: [(&'static str, bool); 2],
+    correlation: [(&'static str, bool); 9],
+    fisher: [(&'static str, bool); 4],
 }
 
 impl Present {
@@ -238,6 +248,23 @@ impl Present {
                 ("sector", t.sector.is_some()),
             ],
             scaling: [("minimize", t.minimize.is_some()), ("fit", t.fit.is_some())],
+            correlation: [
+                ("a", t.a.is_some()),
+                ("b", t.b.is_some()),
+                ("tau_end", t.tau_end.is_some()),
+                ("n_tau", t.n_tau.is_some()),
+                ("taus", t.taus.is_some()),
+                ("at", t.at.is_some()),
+                ("spectrum", t.spectrum.is_some()),
+                ("omega_max", t.omega_max.is_some()),
+                ("n_omega", t.n_omega.is_some()),
+            ],
+            fisher: [
+                ("parameter", t.parameter.is_some()),
+                ("observable", t.observable.is_some()),
+                ("step", t.step.is_some()),
+                ("qfi", t.qfi.is_some()),
+            ],
         }
     }
 }
@@ -282,6 +309,7 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
     if !(t.kind == "scan" && t.mode.as_deref() == Some("spectrum")) {
         refuse(&f.scaling, &kind, " (for a scan with mode = \"spectrum\")")?;
     }
+    response_fields(t, &f, &kind)?;
     decay_fit_kind(t)?;
     match t.kind.as_str() {
         // The trajectory ensemble is the evolve task's `method = "trajectories"`.
@@ -304,6 +332,7 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
             Ok(Task::Metastable)
         }
         "fixed_points" => fixed_points_task(t, sc, base, &f),
+        "correlation" | "fisher" => response_task(t, sc, base, &f, &kind),
         "sweep" => {
             let ctx = "kind = \"sweep\"";
             refuse(&f.scan, ctx, " (its axes are [[task.axes]] tables)")?;
@@ -313,8 +342,58 @@ pub(super) fn task(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Task, Inp
         other => Err(InputError::invalid(
             "task.kind",
             format!("\"{other}\""),
-            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\", \"spectrum\", \"metastable\"",
+            "one of \"evolve\", \"trajectories\", \"steady_state\", \"scan\", \"fixed_points\", \"sweep\", \"spectrum\", \"metastable\", \"correlation\", \"fisher\"",
         )),
+    }
+}
+
+/// The fields of `kind = "correlation"` and `kind = "fisher"` are refused by every other kind.
+fn response_fields(t: &RawTask, f: &Present, kind: &str) -> Result<(), InputError> {
+    if t.kind != "correlation" {
+        refuse(
+            &f.correlation,
+            kind,
+            " (correlation fields, for kind = \"correlation\")",
+        )?;
+    }
+    if t.kind != "fisher" {
+        refuse(
+            &f.fisher,
+            kind,
+            " (Fisher-information fields, for kind = \"fisher\")",
+        )?;
+    }
+    Ok(())
+}
+
+/// `kind = "correlation"` and `kind = "fisher"` (`super::response`): no trajectory, precision
+/// or time-grid fields (a correlation's delays are `tau_end`/`n_tau`/`taus`; its integrator
+/// takes rtol, atol, max_steps, which a Fisher information, made of steady states, refuses), no
+/// scan mode.
+fn response_task(
+    t: &RawTask,
+    sc: &Scenario,
+    base: &Point,
+    f: &Present,
+    ctx: &str,
+) -> Result<Task, InputError> {
+    refuse(&f.traj, ctx, "")?;
+    refuse(&f.precision, ctx, " (it runs on the CPU in f64)")?;
+    refuse(
+        &f.scan[..1],
+        ctx,
+        " (a scan here is `variable` with `values` or `start`/`stop`/`num`)",
+    )?;
+    if t.kind == "correlation" {
+        refuse(
+            &f.evolve[..4],
+            ctx,
+            " (the delays are tau_end and n_tau, or taus)",
+        )?;
+        Ok(Task::Correlation(correlation_task(t, sc, base)?))
+    } else {
+        refuse(&f.evolve, ctx, " (it solves steady states, no time evolution)")?;
+        Ok(Task::Fisher(fisher_task(t, sc, base)?))
     }
 }
 

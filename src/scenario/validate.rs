@@ -187,6 +187,16 @@ fn pin_axes(task: &mut Task, base: &BTreeMap<String, f64>, pinned: &[String]) ->
         {
             *values = pin(variable);
         }
+        Task::Correlation(super::CorrelationSpec {
+            scan: Some((variable, values)),
+            ..
+        })
+        | Task::Fisher(super::FisherSpec {
+            scan: Some((variable, values)),
+            ..
+        }) if pinned.contains(variable) => {
+            *values = pin(variable);
+        }
         Task::Sweep(spec) => {
             for a in spec.axes.iter_mut() {
                 if pinned.contains(&a.variable) {

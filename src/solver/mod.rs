@@ -22,8 +22,14 @@
 //! - [`meanfield`]: mean field (PHYSICS.md sec. 5) for the whole engine model in the individual
 //!   and the collective factorisation: ODEs, integration, all fixed points and their stability,
 //!   boundaries along a scan.
+//! - [`correlation`]: two-time correlations by the quantum regression theorem on [`master`]
+//!   or [`blocks`] (seed 004's C_zz(tau)), their Fourier transform.
+//! - [`fisher`]: classical and quantum Fisher information of the steady state with respect to
+//!   a model parameter (Ridders-extrapolated differences of exact steady states).
 pub mod blocks;
+pub mod correlation;
 pub mod cumulant;
+pub mod fisher;
 pub mod frontal;
 pub mod hermitian;
 pub mod master;

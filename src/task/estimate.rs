@@ -30,6 +30,7 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
              steady state's)",
             state_cost(sc.method, model, true)
         ),
+        Task::Correlation(_) | Task::Fisher(_) => response_line(sc, points.len(), model),
         Task::Metastable => format!(
             "metastable decomposition (a few eigenvalues nearest 0): {} (one complex sparse LU)",
             state_cost(sc.method, model, true)
@@ -112,6 +113,44 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
             )
         }
     })
+}
+
+/// The cost line of `kind = "correlation"` and `kind = "fisher"` (`npoints` points, the first
+/// one's `model`).
+fn response_line(sc: &Scenario, npoints: usize, model: &Model) -> String {
+    match &sc.task {
+        Task::Correlation(spec) => format!(
+            "correlation <{}(t+tau) {}(t)>, {} delays up to tau = {}{}: {}",
+            spec.a.name(),
+            spec.b.name(),
+            spec.taus.len(),
+            spec.taus[spec.taus.len() - 1],
+            if npoints > 1 {
+                format!(" at {} points", npoints)
+            } else {
+                String::new()
+            },
+            state_cost(sc.method, model, false)
+        ),
+        Task::Fisher(spec) => {
+            let (states, quantum) = super::fisher::memory_bytes(model);
+            format!(
+                "fisher information on {} at {} point(s), up to {} steady states each, N = {}: {} \
+                 (steady states and differences){}",
+                spec.parameter,
+                npoints,
+                2 * crate::solver::fisher::MAX_LEVELS + 1,
+                model.n,
+                mib(states),
+                if spec.qfi {
+                    format!(", {} (F_Q eigendecompositions)", mib(quantum))
+                } else {
+                    String::new()
+                }
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 /// The state's size and memory of one evolution / steady state of `model` with `method`.

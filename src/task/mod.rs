@@ -5,7 +5,7 @@
 //! scenario TOML --scenario::load--> Scenario (validated)
 //!      --run::execute_on--> task::run (dispatch on the kind)
 //!           --> evolve | steady_state | scan (steady_state / evolve) | trajectories
-//!               | fixed_points | sweep | spectrum | metastable
+//!               | fixed_points | sweep | spectrum | metastable | correlation | fisher
 //!                 each: policy::resolve (backend) -> solver(s) / GPU kernel host
 //!                       -> data files (CSV, PNG) in the output directory -> Report
 //!      --report::write--> result.json (one envelope for every task)
@@ -23,10 +23,12 @@ pub mod approx;
 pub mod checkpoint;
 pub mod checks;
 pub mod context;
+pub mod correlation;
 pub mod decay_fit;
 pub mod estimate;
 pub mod evolve;
 pub mod evolve_checkpoint;
+pub mod fisher;
 pub mod fixed_points;
 pub mod initial;
 pub mod memory;
@@ -113,6 +115,8 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
         Task::SteadyState => steady_state::run(sc, ctx),
         Task::Spectrum { k, target, sector } => spectrum::run(sc, *k, *target, *sector, ctx),
         Task::Metastable => metastable::run(sc, ctx),
+        Task::Correlation(spec) => correlation::run(sc, spec, ctx),
+        Task::Fisher(spec) => fisher::run(sc, spec, ctx),
         Task::Scan { variable, mode, .. } => scan::run(sc, variable, mode, ctx),
         Task::Trajectories {
             times,
