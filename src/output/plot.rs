@@ -1304,3 +1304,99 @@ mod tests {
         assert!(scaling_plot(&p, "t", ("N", "gap"), &bad, None, true).is_err());
     }
 }
+
+/// One parametric curve of [`curve_plot`]: `(x, y)` in drawing order (x need not be monotone,
+/// e.g. a hysteresis loop), in palette colour `colour`, solid or dashed.
+#[derive(Debug, Clone, Copy)]
+pub struct Curve<'a> {
+    pub name: &'a str,
+    pub colour: usize,
+    pub points: &'a [(f64, f64)],
+    pub dashed: bool,
+}
+
+/// Writes a PNG of parametric curves y against x on one panel, with a legend (upper left).
+/// Non-finite points split a curve.
+///
+/// Errors: a path not ending in `.png`, or any drawing or file error.
+pub fn curve_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[Curve],
+) -> Result<(), OutputError> {
+    check_path(path)?;
+    let root =
+        BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
+    draw_curves(&root, title, x_label, y_label, curves).map_err(|m| write_err(path, m))?;
+    root.present().map_err(|e| write_err(path, e))
+}
+
+fn draw_curves(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[Curve],
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let body = root.titled(title, (FONT, 24)).map_err(e)?;
+    let all = || curves.iter().flat_map(|c| c.points.iter());
+    let (x0, x1) = axis_range(finite_range(all().map(|p| p.0)), 0.0);
+    let (y0, y1) = axis_range(finite_range(all().map(|p| p.1)), MARGIN_FRACTION);
+    let mut chart = ChartBuilder::on(&body)
+        .margin_left(10)
+        .margin_right(20)
+        .margin_top(8)
+        .margin_bottom(4)
+        .x_label_area_size(50)
+        .y_label_area_size(90)
+        .build_cartesian_2d(Axis::new(x0, x1, X_TICKS), Axis::new(y0, y1, Y_TICKS))
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .y_desc(y_label)
+        .x_desc(x_label)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(e)?;
+    for c in curves {
+        let line = PALETTE[c.colour % PALETTE.len()].stroke_width(2);
+        let runs: Vec<Vec<(f64, f64)>> = c
+            .points
+            .split(|p| !(p.0.is_finite() && p.1.is_finite()))
+            .filter(|r| r.len() > 1)
+            .map(|r| r.to_vec())
+            .collect();
+        let anno = if c.dashed {
+            chart
+                .draw_series(runs.into_iter().map(|r| DashedPathElement::new(r, 6, 4, line)))
+                .map_err(e)?
+        } else {
+            chart
+                .draw_series(runs.into_iter().map(|r| PathElement::new(r, line)))
+                .map_err(e)?
+        };
+        let dashed = c.dashed;
+        anno.label(c.name).legend(move |(px, py)| {
+            if dashed {
+                DashedPathElement::new(vec![(px, py), (px + 24, py)], 6, 4, line).into_dyn()
+            } else {
+                PathElement::new(vec![(px, py), (px + 20, py)], line).into_dyn()
+            }
+        });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 15))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}

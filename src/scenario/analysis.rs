@@ -4,7 +4,7 @@
 //! `t_burn`; README, "Switching statistics").
 
 use super::raw::{RawAnalysis, RawSwitching};
-use super::{Point, Task};
+use super::{Point, Scenario, Task};
 use crate::error::InputError;
 
 /// Default per-trajectory capacity of the classifier's event list.
@@ -78,6 +78,78 @@ pub(super) fn switching(
         thresholds: thresholds(sw, base)?,
         max_events: max_events(sw, base)?,
         t_burn: t_burn(sw, base, times)?,
+    }))
+}
+
+/// `[analysis.hysteresis]`: the crossings of `observable` (a column of observables.csv,
+/// default Jz) with `level` (default 0) while the scheduled `parameter` (default: the only
+/// scheduled one) goes up and down (`analysis::hysteresis`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HysteresisSpec {
+    pub observable: String,
+    pub level: f64,
+    pub parameter: String,
+}
+
+/// Validate `[analysis.hysteresis]` (None when absent).
+pub(super) fn hysteresis(
+    raw: Option<&RawAnalysis>,
+    sc: &Scenario,
+    base: &Point,
+) -> Result<Option<HysteresisSpec>, InputError> {
+    let Some(h) = raw.and_then(|a| a.hysteresis.as_ref()) else {
+        return Ok(None);
+    };
+    let field = "analysis.hysteresis";
+    if !matches!(sc.task, Task::Evolve { .. }) || sc.method == crate::solver::Method::Trajectories {
+        return Err(InputError::invalid(
+            field,
+            format!("a table with kind = \"{}\"", sc.task.kind()),
+            "[analysis.hysteresis] only with kind = \"evolve\" (exact, meanfield or cumulant)",
+        ));
+    }
+    let scheduled: Vec<&str> = base.schedules.iter().map(|(n, _)| *n).collect();
+    let parameter = match (&h.parameter, scheduled.as_slice()) {
+        (Some(p), _) if scheduled.contains(&p.as_str()) => p.clone(),
+        (None, [only]) => only.to_string(),
+        (given, _) => {
+            return Err(InputError::invalid(
+                format!("{field}.parameter"),
+                given
+                    .as_deref()
+                    .map_or("(missing)".to_string(), |p| format!("\"{p}\"")),
+                format!(
+                    "one of the scheduled model parameters ({})",
+                    if scheduled.is_empty() {
+                        "none: schedule one in [model]".to_string()
+                    } else {
+                        scheduled.join(", ")
+                    }
+                ),
+            ));
+        }
+    };
+    let observable = h.observable.clone().unwrap_or_else(|| "Jz".into());
+    let written: Vec<String> = super::BASE_OBSERVABLES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(sc.observables.columns.iter().cloned())
+        .collect();
+    if !written.contains(&observable) {
+        return Err(InputError::invalid(
+            format!("{field}.observable"),
+            format!("\"{observable}\""),
+            format!("a column of observables.csv: {}", written.join(", ")),
+        ));
+    }
+    let level = match &h.level {
+        Some(n) => base.eval(&format!("{field}.level"), n)?,
+        None => 0.0,
+    };
+    Ok(Some(HysteresisSpec {
+        observable,
+        level,
+        parameter,
     }))
 }
 

@@ -62,7 +62,7 @@ mod validate;
 
 /// A resolved pure state specification (numbers): the state layer's [`PureSpec`](crate::state::PureSpec).
 pub use crate::state::PureSpec as State;
-pub use analysis::SwitchingSpec;
+pub use analysis::{HysteresisSpec, SwitchingSpec};
 pub use axes::{MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
 pub use initial::{Mixed, StateSpec};
 pub use observables::{BASE_OBSERVABLES, EXTRA_OBSERVABLES, ObservableSpec};
@@ -141,6 +141,8 @@ pub struct Scenario {
     pub plot: bool,
     /// `[analysis.switching]` (kind = "trajectories" only).
     pub switching: Option<SwitchingSpec>,
+    /// `[analysis.hysteresis]` (kind = "evolve" with a scheduled parameter).
+    pub hysteresis: Option<HysteresisSpec>,
 }
 
 /// Parameters and variables evaluated at one point.

@@ -28,6 +28,16 @@ pub(super) struct RawScenario {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAnalysis {
     pub(super) switching: Option<RawSwitching>,
+    pub(super) hysteresis: Option<RawHysteresis>,
+}
+
+/// `[analysis.hysteresis]` (kind = "evolve" with a scheduled parameter).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHysteresis {
+    pub(super) observable: Option<String>,
+    pub(super) level: Option<Num>,
+    pub(super) parameter: Option<String>,
 }
 
 /// `[analysis.switching]` (kind = "trajectories").

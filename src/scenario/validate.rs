@@ -46,6 +46,7 @@ pub(super) fn validate(
         observables,
         plot: raw.output.plot,
         switching: None,
+        hysteresis: None,
     };
 
     // Resolve the base point once: every expression error surfaces before any compute.
@@ -72,6 +73,7 @@ pub(super) fn validate(
     observables::check_for_task(&scenario)?;
     initial::check_states(&scenario)?;
     scenario.switching = super::analysis::switching(raw.analysis.as_ref(), &scenario.task, &base)?;
+    scenario.hysteresis = super::analysis::hysteresis(raw.analysis.as_ref(), &scenario, &base)?;
     Ok(scenario)
 }
 

@@ -228,6 +228,11 @@ pub fn run(
         files.push("pm.csv".into());
     }
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    if let Some(h) = &sc.hysteresis {
+        let (entry, figure) = super::hysteresis::run(sc, h, p, &table, ctx.dir)?;
+        results["hysteresis"] = entry;
+        files.extend(figure);
+    }
     if let (Some(name), Start::Exact { .. }) = (decay_fit, &start) {
         let (fit, figure) = super::decay_fit::run(sc, p, spec, &table, name, ctx.dir)?;
         results["decay_fit"] = fit;

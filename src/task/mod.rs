@@ -30,6 +30,7 @@ pub mod evolve;
 pub mod evolve_checkpoint;
 pub mod fisher;
 pub mod fixed_points;
+pub mod hysteresis;
 pub mod initial;
 pub mod memory;
 pub mod metastable;
