@@ -295,10 +295,10 @@ pub(super) fn check_states(sc: &Scenario) -> Result<(), InputError> {
         return Err(missing_initial(what));
     }
     for p in sc.points()? {
-        if let (Some(spec), Some(_)) = (&sc.initial, evolves) {
-            if p.mixed("initial", spec)?.is_none() {
-                p.state("initial", spec)?.check(&p.model, "initial")?;
-            }
+        if let (Some(spec), Some(_)) = (&sc.initial, evolves)
+            && p.mixed("initial", spec)?.is_none()
+        {
+            p.state("initial", spec)?.check(&p.model, "initial")?;
         }
         if let Some(spec) = &sc.observables.fidelity {
             p.state("observables.fidelity", spec)?

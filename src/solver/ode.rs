@@ -386,27 +386,34 @@ where
         } else {
             stats.rejected += 1;
             last_rejected = true;
-            if !err.is_finite() {
-                // An overflow or NaN inside the stages: shrink hard; a state that stays
-                // non-finite ends in StepSizeTooSmall or is reported here once h is tiny.
-                if !all_finite(&ws.y) {
-                    return Err(SolverError::NonFinite { t });
-                }
-                h = hs * 0.1;
-            } else {
-                let fac11 = err.powf(0.2 - 0.75 * BETA);
-                h = hs / (1.0 / FAC_MIN).min(fac11 / SAFE);
-            }
-            if h <= 16.0 * f64::EPSILON * t.abs().max(span) {
-                return Err(if err.is_finite() {
-                    SolverError::StepSizeTooSmall { t, dt: h }
-                } else {
-                    SolverError::NonFinite { t }
-                });
-            }
+            h = after_rejection(err, hs, t, span, &ws.y)?;
         }
     }
     Ok(stats)
+}
+
+/// The step after a rejected attempt of size `hs` with error `err` at `t`, or the error that
+/// ends the integration (a step below rounding, or a state that stays non-finite).
+fn after_rejection(err: f64, hs: f64, t: f64, span: f64, y: &[f64]) -> Result<f64, SolverError> {
+    let h = if !err.is_finite() {
+        // An overflow or NaN inside the stages: shrink hard; a state that stays
+        // non-finite ends in StepSizeTooSmall or is reported here once h is tiny.
+        if !all_finite(y) {
+            return Err(SolverError::NonFinite { t });
+        }
+        hs * 0.1
+    } else {
+        let fac11 = err.powf(0.2 - 0.75 * BETA);
+        hs / (1.0 / FAC_MIN).min(fac11 / SAFE)
+    };
+    if h <= 16.0 * f64::EPSILON * t.abs().max(span) {
+        return Err(if err.is_finite() {
+            SolverError::StepSizeTooSmall { t, dt: h }
+        } else {
+            SolverError::NonFinite { t }
+        });
+    }
+    Ok(h)
 }
 
 /// h_old / h_new from the PI controller (Hairer's DOPRI5, accepted step).

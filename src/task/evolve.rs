@@ -228,16 +228,17 @@ pub fn run(
         files.push("pm.csv".into());
     }
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
-    if let Some(h) = &sc.hysteresis {
-        let (entry, figure) = super::hysteresis::run(sc, h, p, &table, ctx.dir)?;
-        results["hysteresis"] = entry;
-        files.extend(figure);
-    }
-    if let (Some(name), Start::Exact { .. }) = (decay_fit, &start) {
-        let (fit, figure) = super::decay_fit::run(sc, p, spec, &table, name, ctx.dir)?;
-        results["decay_fit"] = fit;
-        files.extend(figure);
-    }
+    let exact = matches!(start, Start::Exact { .. });
+    analyses(
+        sc,
+        p,
+        spec,
+        &table,
+        decay_fit.filter(|_| exact),
+        ctx,
+        &mut results,
+        &mut files,
+    )?;
     Ok(Report {
         coverage: None,
         task: "evolve",
@@ -252,6 +253,32 @@ pub fn run(
         stats: Some(st),
         files,
     })
+}
+
+/// The analyses of an evolution's rows: `[analysis.hysteresis]` and (exact method)
+/// `decay_fit`, into result.json's `results` and the file list.
+#[allow(clippy::too_many_arguments)]
+fn analyses(
+    sc: &Scenario,
+    p: &crate::scenario::Point,
+    spec: &EvolveSpec,
+    table: &Table,
+    decay_fit: Option<&str>,
+    ctx: &Context,
+    results: &mut serde_json::Value,
+    files: &mut Vec<String>,
+) -> Result<(), Error> {
+    if let Some(h) = &sc.hysteresis {
+        let (entry, figure) = super::hysteresis::run(sc, h, p, table, ctx.dir)?;
+        results["hysteresis"] = entry;
+        files.extend(figure);
+    }
+    if let Some(name) = decay_fit {
+        let (fit, figure) = super::decay_fit::run(sc, p, spec, table, name, ctx.dir)?;
+        results["decay_fit"] = fit;
+        files.extend(figure);
+    }
+    Ok(())
 }
 
 /// The checkpoint hooks of an exact evolution of `saves` saves, and the rows a resumed

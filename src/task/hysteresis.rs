@@ -128,7 +128,8 @@ fn steady_curve(spec: &HysteresisSpec, p: &Point, par: &[f64]) -> Vec<(f64, f64)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
-    if !(lo < hi) || p.model.n > 400 || (!p.model.is_collective() && p.model.n > 40) {
+    let empty_range = lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less);
+    if empty_range || p.model.n > 400 || (!p.model.is_collective() && p.model.n > 40) {
         return Vec::new();
     }
     let mut pts = Vec::new();
@@ -139,7 +140,7 @@ fn steady_curve(spec: &HysteresisSpec, p: &Point, par: &[f64]) -> Vec<(f64, f64)
         if m.no_unique_steady_state().is_some() {
             continue;
         }
-        let Ok((state, _)) = super::steady_state::solve(&m) else {
+        let Ok((state, _)) = super::exact_steady::solve(&m) else {
             return Vec::new();
         };
         let base = crate::scenario::BASE_OBSERVABLES

@@ -6,7 +6,7 @@
 //!   of collective decay and pumping at w/Gamma = e^-beta), computed with the largest weight
 //!   factored out so that no exponent overflows;
 //! - `state = "steady_state"` with parameter overrides: the exact steady state of the model at
-//!   those values ([`super::steady_state::solve`]: j = N/2, or the blocks R_j with single-atom
+//!   those values ([`super::exact_steady::solve`]: j = N/2, or the blocks R_j with single-atom
 //!   rates, the same memory refusals), so a protocol can start where an adiabatic one would be.
 
 use super::rows::OwnedState;
@@ -24,7 +24,7 @@ pub fn initial_state(sc: &Scenario, p: &Point) -> Result<OwnedState, Error> {
     Ok(match mixed {
         None => OwnedState::Sym(DensityMatrix::from_pure(&sc.initial_state(p)?)),
         Some(Mixed::Thermal { beta }) => OwnedState::Sym(thermal(p.model.n, beta)),
-        Some(Mixed::SteadyState(model)) => super::steady_state::solve(&model)?.0,
+        Some(Mixed::SteadyState(model)) => super::exact_steady::solve(&model)?.0,
     })
 }
 

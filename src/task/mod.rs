@@ -28,6 +28,7 @@ pub mod decay_fit;
 pub mod estimate;
 pub mod evolve;
 pub mod evolve_checkpoint;
+pub mod exact_steady;
 pub mod fisher;
 pub mod fixed_points;
 pub mod hysteresis;

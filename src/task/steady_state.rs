@@ -9,37 +9,17 @@
 use super::approx;
 use super::checks::{self, Budget, Guard};
 use super::context::Context;
-use super::memory;
 use super::policy::{self, Kernel};
 use super::report::{Report, named};
 use super::rows::{self, OwnedState, Table};
 use crate::error::{Error, SolverError};
-use crate::model::Model;
 use crate::output::CsvWriter;
 use crate::scenario::{BASE_OBSERVABLES, Point, Scenario};
 use crate::solver::Method;
-use crate::solver::{blocks, master};
+
 use serde_json::json;
 
-/// The steady state of one model and its solver statistics.
-pub fn solve(model: &Model) -> Result<(OwnedState, serde_json::Value), Error> {
-    if model.is_collective() {
-        let (rho, st) = master::steady_state(model)?;
-        return Ok((OwnedState::Sym(rho), serde_json::to_value(st).unwrap_or_default()));
-    }
-    memory::refuse_bytes(
-        blocks::steady_state_memory_estimate(model),
-        format!(
-            "block steady state at N = {} (sparse LU, estimated fill included)",
-            model.n
-        ),
-    )?;
-    let (s, st) = blocks::steady_state(model)?;
-    Ok((
-        OwnedState::Blocks(s),
-        serde_json::to_value(st).unwrap_or_default(),
-    ))
-}
+pub use super::exact_steady::solve;
 
 /// One point's steady state(s): observable rows (mean field: one per stable fixed point,
 /// with the trailing `branch` column), the exact state if there is one (P_m, Husimi), the
