@@ -248,3 +248,63 @@ fn irrep_changing_schedules_and_refusals() {
         .to_string();
     assert!(e.contains("model.gamma_down"), "{e}");
 }
+
+/// The cost of a schedule against constant parameters (N = 100, 500 trajectories from the
+/// ground state, Gamma = 1, Omega = 60): `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_schedule_overhead() {
+    let base = Model {
+        n: 100,
+        gamma_coll: 1.0,
+        drive: 60.0,
+        ..Default::default()
+    };
+    let psi0 = pure::coherent(100, PI, 0.0);
+    let times = linspace(0.0, 0.2, 11);
+    let opts = TrajectoryOptions {
+        ntraj: 500,
+        precision: Precision::F32,
+        ..Default::default()
+    };
+    let time = |p: &Protocol| {
+        let t = std::time::Instant::now();
+        trajectory::run_cpu_protocol(p, &psi0, &times, &opts).unwrap();
+        t.elapsed().as_secs_f64()
+    };
+    let cases = [
+        ("constant", Protocol::from(base)),
+        (
+            "Omega ramp",
+            Protocol {
+                base,
+                schedules: vec![("Omega", Schedule::Ramp(vec![(0.0, 40.0), (0.2, 60.0)]))],
+            },
+        ),
+        (
+            "w ramp",
+            Protocol {
+                base,
+                schedules: vec![("w", Schedule::Ramp(vec![(0.0, 0.0), (0.2, 0.5)]))],
+            },
+        ),
+        (
+            "omega0 linear",
+            Protocol {
+                base,
+                schedules: vec![(
+                    "omega0",
+                    Schedule::Linear {
+                        start: 0.0,
+                        rate: 10.0,
+                        t0: 0.0,
+                    },
+                )],
+            },
+        ),
+    ];
+    for (name, p) in &cases {
+        let s = (0..3).map(|_| time(p)).fold(f64::INFINITY, f64::min);
+        eprintln!("{name}: {s:.3} s (best of 3)");
+    }
+}

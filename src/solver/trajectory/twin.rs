@@ -1406,7 +1406,7 @@ impl<T: Real> Local<T> {
         if s.diag || !same_segment {
             let np = tw.np;
             let nl = tw.inp.n_levels;
-            let follows = n > 0 && n % super::sched::ANCHOR != 0 && self.stamp == Some((si, n - 1));
+            let follows = n > 0 && !n.is_multiple_of(super::sched::ANCHOR) && self.stamp == Some((si, n - 1));
             if follows {
                 for k in 0..3 * np {
                     (tw.tab.re[k], tw.tab.im[k]) =
