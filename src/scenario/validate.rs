@@ -147,6 +147,24 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
     let field = format!("model.{name}");
     let honoured = match &sc.task {
         Task::Evolve { .. } => sc.method != crate::solver::Method::Trajectories,
+        Task::Trajectories { .. } => {
+            // Trajectories honour every schedule but the single-atom rates'
+            // (solver::trajectory::sched).
+            if let Some(r) = sc
+                .schedules
+                .keys()
+                .find(|k| crate::solver::trajectory::sched::REFUSED.contains(&k.as_str()))
+            {
+                return Err(InputError::invalid(
+                    format!("model.{r}"),
+                    "(a schedule)",
+                    "a number for kind = \"trajectories\": a schedule of a single-atom rate would \
+                     rebuild every irrep's irrep-changing weights and table scales every step; \
+                     use kind = \"evolve\" (method exact) for it",
+                ));
+            }
+            true
+        }
         Task::Scan { mode, variable, .. } => {
             if sc.schedules.contains_key(variable) {
                 return Err(InputError::invalid(

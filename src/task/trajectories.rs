@@ -18,7 +18,6 @@ use super::report::{Report, jnum, named};
 use super::rows;
 use crate::c64;
 use crate::error::Error;
-use crate::model::Model;
 use crate::observe;
 use crate::output::{CsvWriter, plot};
 use crate::precision::Precision;
@@ -71,15 +70,20 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         asked: Some(topts.precision),
         cpu_follows_precision: true,
         f32_floors: &[],
-        cpu_only: cpu_only(topts),
+        cpu_only: if p.protocol().is_constant() {
+            cpu_only(topts)
+        } else {
+            Some("schedules (time-dependent model parameters) run on the CPU twin only in this version")
+        },
     };
     let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
-    let (ens, coverage) = ensemble(&engine, &p.model, &psi0, spec.times, topts, ctx)?;
+    let protocol = p.protocol();
+    let (ens, coverage) = ensemble(&engine, &protocol, &psi0, spec.times, topts, ctx)?;
     // A shard's files are data for `dicke merge`; the merged run draws the figures.
     let plot = sc.plot && ctx.work.shard.is_none();
     let backend = engine.used(Some(ens.device.clone()));
     ctx.path("observables.csv")?; // creates the output directory
-    let (columns, fin) = write_means(sc, ctx.dir, &ens, spec.times, p.model.n)?;
+    let (columns, fin) = write_means(sc, ctx.dir, &ens, spec.times, &protocol)?;
     let mut files = vec!["observables.csv".to_string()];
     if !ens.pm_mean.is_empty() {
         write_pm(ctx.dir, &ens, spec.times, p.model.n)?;
@@ -152,7 +156,7 @@ const GPU_GROUP: u64 = 1 << 16;
 /// folded into the ensemble in unit order, whether computed now or read back (resume, merge).
 fn ensemble(
     engine: &Engine,
-    model: &Model,
+    protocol: &crate::model::Protocol,
     psi0: &[c64],
     times: &[f64],
     topts: &TrajectoryOptions,
@@ -161,7 +165,7 @@ fn ensemble(
     let start = Instant::now();
     match engine {
         Engine::Cpu { .. } => {
-            let plan = trajectory::cpu_plan(model, psi0, times, topts)?;
+            let plan = trajectory::cpu_plan_protocol(protocol, psi0, times, topts)?;
             let device = format!("{} rayon threads", rayon::current_num_threads());
             let ran = run_units(ctx, "cpu", &plan, 1, |plan, offset, counts| {
                 Ok(vec![trajectory::cpu_unit(plan, offset, counts[0])])
@@ -172,7 +176,7 @@ fn ensemble(
         Engine::Gpu { ctx: gpu, .. } => {
             use crate::backend::gpu::trajectory as gt;
             let kernel = gt::TrajectoryGpu::new(std::sync::Arc::clone(gpu))?;
-            let plan = gt::gpu_plan(model, psi0, times, topts).map_err(|e| match e {
+            let plan = gt::gpu_plan(&protocol.base, psi0, times, topts).map_err(|e| match e {
                 trajectory::TrajectoryError::Solver(s) => Error::from(s),
                 trajectory::TrajectoryError::Gpu(g) => Error::from(g),
             })?;
@@ -292,14 +296,17 @@ fn write_means(
     dir: &Path,
     ens: &EnsembleResult,
     times: &[f64],
-    n: usize,
+    protocol: &crate::model::Protocol,
 ) -> Result<(Vec<String>, Vec<f64>), Error> {
     let mut header = rows::header(&["t".to_string()], &rows::observable_names(sc));
     header.push("jumps".into());
     header.extend(trajectory::OBS_NAMES.iter().map(|n| format!("{n}_se")));
+    // One column per scheduled parameter: its value at each save (as `evolve` writes them).
+    header.extend(protocol.names().into_iter().map(String::from));
     let mut csv = CsvWriter::create(&dir.join("observables.csv"), &header)?;
-    let rows = means_rows(sc, ens, times, n);
-    for r in &rows {
+    let mut rows = means_rows(sc, ens, times, protocol.base.n);
+    for (r, &t) in rows.iter_mut().zip(times) {
+        r.extend(protocol.values_at(t));
         csv.row(r)?;
     }
     Ok((header, rows.last().cloned().unwrap_or_default()))

@@ -657,6 +657,14 @@ pub fn gpu_plan(
         }
         .into());
     }
+    if plan.sched.is_some() {
+        return Err(SolverError::Unsupported {
+            solver: "trajectories",
+            message: "schedules (time-dependent model parameters) in trajectories run on the CPU                       twin only in this version (--backend cpu)"
+                .into(),
+        }
+        .into());
+    }
     if let Some(w) = plan.level_window {
         return Err(SolverError::Unsupported {
             solver: "trajectories",

@@ -253,11 +253,12 @@
 //! ([`twin`]) is what makes it fast; the step count is set by accuracy (above), so the next gain
 //! must come from fewer flops per trajectory, not from tuning.
 
+pub mod sched;
 pub mod twin;
 
 use crate::basis::Irrep;
 use crate::error::{GpuError, OutputError, SolverError};
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 use crate::observe::Moments;
 use crate::output::checkpoint::{Dec, Enc};
 use num_complex::Complex64 as c64;
@@ -547,6 +548,9 @@ pub struct Plan {
     pub classifier: Option<Classifier>,
     /// The level window ([`TrajectoryOptions::level_window`]), checked.
     pub level_window: Option<LevelWindow>,
+    /// Time-dependent parameters ([`sched`]): the protocol and its step grid (CPU twin only);
+    /// `None` for a constant model.
+    pub sched: Option<std::sync::Arc<sched::Sched>>,
 }
 
 impl Plan {
@@ -557,6 +561,18 @@ impl Plan {
         times: &[f64],
         opts: &TrajectoryOptions,
     ) -> Result<Plan, SolverError> {
+        Plan::new_protocol(&Protocol::from(*model), psi0, times, opts)
+    }
+
+    /// As [`Plan::new`] for a protocol (time-dependent parameters, [`sched`]): a constant
+    /// protocol gives exactly [`Plan::new`]'s plan of its base model.
+    pub fn new_protocol(
+        protocol: &Protocol,
+        psi0: &[c64],
+        times: &[f64],
+        opts: &TrajectoryOptions,
+    ) -> Result<Plan, SolverError> {
+        let model = &protocol.base;
         let n = Irrep::symmetric(model.n).dim();
         let (norm2, lanes) = check_inputs(model, psi0, times, opts)?;
 
@@ -568,7 +584,14 @@ impl Plan {
         } else {
             vec![model.n]
         };
-        let rate_bound = rate_bound(model, &two_js, &energy, &gamma)?;
+        let mut rate_bound = rate_bound(model, &two_js, &energy, &gamma)?;
+        let sched = if protocol.is_constant() {
+            None
+        } else {
+            let (s, bound) = sched::build(protocol, &two_js, times, opts)?;
+            rate_bound = bound;
+            Some(std::sync::Arc::new(s))
+        };
         let hmax = max_step(opts, rate_bound)?;
         let (set_steps, intervals) = step_grid(times, hmax)?;
         if set_steps.len() * TABLE_DEPTH * n > 1 << 26 {
@@ -618,6 +641,7 @@ impl Plan {
             reference,
             classifier,
             level_window,
+            sched,
         })
     }
 
@@ -758,11 +782,34 @@ impl Plan {
 
     /// Steps per save interval.
     pub fn steps(&self) -> Vec<u32> {
+        if let Some(s) = &self.sched {
+            let mut v = vec![0u32; self.intervals.len()];
+            let mut k = 0;
+            for g in &s.segments {
+                if k < v.len() {
+                    v[k] += g.steps;
+                }
+                k += usize::from(g.save.is_some());
+            }
+            return v;
+        }
         self.intervals.iter().map(|iv| iv[1]).collect()
     }
 
     /// Step size per save interval (0 for an empty interval).
     pub fn step_sizes(&self) -> Vec<f64> {
+        if let Some(s) = &self.sched {
+            // The longest step of each save interval.
+            let mut v = vec![0.0f64; self.intervals.len()];
+            let mut k = 0;
+            for g in &s.segments {
+                if k < v.len() {
+                    v[k] = v[k].max(g.h);
+                }
+                k += usize::from(g.save.is_some());
+            }
+            return v;
+        }
         self.intervals
             .iter()
             .map(|iv| {
@@ -1488,7 +1535,10 @@ impl<'p, T: Real> Twins<'p, T> {
         log: Option<&mut PhaseLog<T>>,
     ) {
         let fidelity = fidelity.and_then(|f| self.reference.as_deref().map(|r| (r, f)));
-        if self.plan.individual || pm.is_some() || fidelity.is_some() || log.is_some() {
+        if let Some(s) = &self.plan.sched {
+            self.top
+                .run_sched(s, &|tj| self.get(tj), traj, out, pm, fidelity, log);
+        } else if self.plan.individual || pm.is_some() || fidelity.is_some() || log.is_some() {
             self.top
                 .run_with(&|tj| self.get(tj), traj, out, pm, fidelity, log);
         } else {
@@ -1595,6 +1645,34 @@ pub fn cpu_plan(
         ..opts.clone()
     };
     Plan::new(model, psi0, times, &opts)
+}
+
+/// As [`cpu_plan`] for a protocol (time-dependent parameters, [`sched`]).
+pub fn cpu_plan_protocol(
+    protocol: &Protocol,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<Plan, SolverError> {
+    let opts = TrajectoryOptions {
+        lanes: if opts.lanes == 0 { CPU_LANES } else { opts.lanes },
+        ..opts.clone()
+    };
+    Plan::new_protocol(protocol, psi0, times, &opts)
+}
+
+/// As [`run_cpu`] for a protocol (time-dependent parameters, [`sched`]).
+pub fn run_cpu_protocol(
+    protocol: &Protocol,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<EnsembleResult, SolverError> {
+    let start = std::time::Instant::now();
+    let plan = cpu_plan_protocol(protocol, psi0, times, opts)?;
+    let acc = cpu_unit(&plan, 0, plan.ntraj);
+    let device = format!("{} rayon threads", rayon::current_num_threads());
+    Ok(finish(&plan, acc, "cpu", device, start))
 }
 
 /// The trajectories `offset ..+ count` of `plan` on the CPU, reduced (with the fidelity of

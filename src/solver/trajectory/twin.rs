@@ -323,6 +323,9 @@ struct Work<T> {
     ub: Cv<T>,
     e1: Cv<T>,
     e2: Cv<T>,
+    /// Scheduled runs only: the second half-step's factor of a partial step (`e1` is then the
+    /// first half's; module doc of [`super::sched`]).
+    e3: Cv<T>,
     /// Per-level terms of up to four sums, reduced in the kernel's order.
     f: [Vec<T>; 4],
 }
@@ -483,6 +486,7 @@ impl<T: Real> Twin<T> {
             ua: g.clone(),
             ub: g,
             e1: e.clone(),
+            e3: e.clone(),
             e2: e,
             f: std::array::from_fn(|_| vec![T::ZERO; self.np]),
         }
@@ -571,22 +575,55 @@ impl<T: Real> Twin<T> {
     /// the stage input from one ping-pong vector and writes the next into the other.
     #[inline(always)]
     fn lawson(&self, w: &mut Work<T>, full: Option<usize>, tau: T, c: T, win: Win) {
+        self.lawson_t(w, full, tau, c, win, None)
+    }
+
+    /// [`Twin::lawson`], or with `tv = Some([mid, end])` the scheduled form (module doc of
+    /// [`super::sched`]): the two half-steps take their own factors (`tab` row 2 after rows 0
+    /// and 1 for a whole step, `e3` after `e1` for a partial one), and the stages k2, k3 use
+    /// the stencil coefficients `mid = (cm, cp)` at the step's midpoint, k4 `end` at its end
+    /// (k1 comes from `kvp`, V at its start).
+    #[inline(always)]
+    fn lawson_t(
+        &self,
+        w: &mut Work<T>,
+        full: Option<usize>,
+        tau: T,
+        c: T,
+        win: Win,
+        tv: Option<[(Cx<T>, Cx<T>); 2]>,
+    ) {
         let (np, Win { a, b }) = (self.np, win);
+        let split = tv.is_some();
+        let [vmid, vend] = tv.unwrap_or([(self.cm, self.cp); 2]);
         let h2 = tau * T::HALF;
         let h3 = tau * self.third;
         let h6 = tau * self.sixth;
-        let (e1r, e1i, e2r, e2i) = match full {
+        let (e1r, e1i, e2r, e2i, ebr, ebi) = match full {
             Some(set) => {
                 let r2 = set * TABLE_DEPTH;
                 let r1 = r2 + 1;
+                let rb = if split { r2 + 2 } else { r1 };
                 (
                     &self.tab.re[r1 * np + a..r1 * np + b],
                     &self.tab.im[r1 * np + a..r1 * np + b],
                     &self.tab.re[r2 * np + a..r2 * np + b],
                     &self.tab.im[r2 * np + a..r2 * np + b],
+                    &self.tab.re[rb * np + a..rb * np + b],
+                    &self.tab.im[rb * np + a..rb * np + b],
                 )
             }
-            None => (&w.e1.re[a..b], &w.e1.im[a..b], &w.e2.re[a..b], &w.e2.im[a..b]),
+            None => {
+                let eb = if split { &w.e3 } else { &w.e1 };
+                (
+                    &w.e1.re[a..b],
+                    &w.e1.im[a..b],
+                    &w.e2.re[a..b],
+                    &w.e2.im[a..b],
+                    &eb.re[a..b],
+                    &eb.im[a..b],
+                )
+            }
         };
         let (psr, psi_) = (&w.psi.re[a + 1..b + 1], &w.psi.im[a + 1..b + 1]);
         {
@@ -606,14 +643,17 @@ impl<T: Real> Twin<T> {
                 ui[k] = pi + qi * h2;
             }
         }
-        let e1 = (e1r, e1i);
-        // k2 from ua; acc += h/3 E(h/2) k2; ub = E(h/2) psi + h/2 k2.
-        self.stage::<true, false, true>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h3, h2, win);
+        let (e1, eb) = ((e1r, e1i), (ebr, ebi));
+        // k2 from ua; acc += h/3 E(h/2) k2; ub = E(h/2) psi + h/2 k2 (first half: e1;
+        // second half: eb, the same as e1 without a schedule).
+        self.stage::<true, false, true>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, eb, e1, c, h3, h2, vmid, win);
         // k3 from ub; acc += h/3 E(h/2) k3; ua = E(h) psi + h E(h/2) k3.
         let e2 = (e2r, e2i);
-        self.stage::<true, true, true>(&w.ub, &mut w.ua, &mut w.acc, &w.psi, e1, e2, c, h3, tau, win);
+        self.stage::<true, true, true>(
+            &w.ub, &mut w.ua, &mut w.acc, &w.psi, eb, e2, c, h3, tau, vmid, win,
+        );
         // k4 from ua; acc += h/6 k4 (ub is free and is not written).
-        self.stage::<false, false, false>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, e1, e1, c, h6, h6, win);
+        self.stage::<false, false, false>(&w.ua, &mut w.ub, &mut w.acc, &w.psi, eb, eb, c, h6, h6, vend, win);
     }
 
     /// A later Lawson stage in one pass: `k = -i (V - c) u` from the stage input `u`;
@@ -633,10 +673,10 @@ impl<T: Real> Twin<T> {
         c: T,
         s_acc: T,
         s_out: T,
+        (cm, cp): (Cx<T>, Cx<T>),
         Win { a, b }: Win,
     ) {
         let n = b - a;
-        let (cm, cp) = (self.cm, self.cp);
         let (jpm1, jp) = (&self.jpm1[a..b], &self.jp[a..b]);
         // The factors are already the window's (`lawson`).
         let (e1r, e1i, epr, epi) = (&e1r[..n], &e1i[..n], &epr[..n], &epi[..n]);
@@ -1206,4 +1246,366 @@ fn choose<T: Real>(x: T, weights: &[T]) -> usize {
         }
     }
     last
+}
+
+/// One irrep's coefficients as a scheduled trajectory sees them at its current step
+/// ([`super::sched`], "Cost"): a copy of the shared twin whose stencil coefficients, channel
+/// weights and full-step factors (`tab` rows 0 and 1: `E(h)`, `E(h/2)`) follow the step's
+/// frozen model; `ratio` holds the factors' per-step ratios (same rows), `stamp` the
+/// (segment, step) the factors belong to, `model` the frozen model.
+struct Local<T> {
+    tw: Twin<T>,
+    ratio: Cv<T>,
+    stamp: Option<(usize, u32)>,
+    model: crate::model::Model,
+}
+
+impl<T: Real> Twin<T> {
+    /// A trajectory's own copy of this twin for a scheduled run: everything but the
+    /// exponential table, which becomes two rows (the current step's `E(h)`, `E(h/2)`).
+    fn local(&self, model: crate::model::Model) -> Local<T> {
+        let np = self.np;
+        let tw = Twin {
+            inp: TwinInputs {
+                table: Vec::new(),
+                psi0: Vec::new(),
+                ..self.inp.clone_light()
+            },
+            np,
+            cm: self.cm,
+            cp: self.cp,
+            third: self.third,
+            sixth: self.sixth,
+            m: self.m.clone(),
+            m2: self.m2.clone(),
+            jp: self.jp.clone(),
+            jpm1: self.jpm1.clone(),
+            jpp: self.jpp.clone(),
+            wd: self.wd.clone(),
+            wu: self.wu.clone(),
+            wz: self.wz.clone(),
+            gam: self.gam.clone(),
+            ind_on: self.ind_on,
+            wi: self.wi.clone(),
+            ci: self.ci.clone(),
+            pm: self.pm.clone(),
+            jpmm: self.jpmm.clone(),
+            tab: self.tab_rows(0, 3),
+        };
+        Local {
+            tw,
+            ratio: Cv::zeros(3 * np),
+            stamp: None,
+            model,
+        }
+    }
+
+    /// Rows `r0..r0 + count` of the table (split layout).
+    fn tab_rows(&self, r0: usize, count: usize) -> Cv<T> {
+        let np = self.np;
+        let rows = (self.tab.re.len() / np.max(1)).min(r0 + count.min(2));
+        let mut c = Cv::zeros(count * np);
+        let len = rows.saturating_sub(r0) * np;
+        c.re[..len].copy_from_slice(&self.tab.re[r0 * np..r0 * np + len]);
+        c.im[..len].copy_from_slice(&self.tab.im[r0 * np..r0 * np + len]);
+        c
+    }
+
+    /// The Lawson factors of a partial step of `tau` from `t` (scheduled runs, module doc of
+    /// [`super::sched`]): `e2 = exp(-i D(t + tau/2) tau)`, the half steps `e1 = exp(-i
+    /// D(t + tau/4) tau/2)` and `e3 = exp(-i D(t + 3 tau/4) tau/2)`, from host exponentials,
+    /// on the formula of the piece containing `tm`.
+    fn partial_direct(&self, w: &mut Work<T>, s: &super::sched::Sched, tm: f64, t: f64, tau: f64) {
+        let tj = self.inp.two_j as usize;
+        let at = |x: f64| s.protocol.model_in(tm, t + x * tau);
+        let rows = [
+            super::sched::factors(&at(0.5), tj, &[tau]),
+            super::sched::factors(&at(0.25), tj, &[0.5 * tau]),
+            super::sched::factors(&at(0.75), tj, &[0.5 * tau]),
+        ];
+        for (e, row) in [
+            (&mut w.e2, &rows[0][0]),
+            (&mut w.e1, &rows[1][0]),
+            (&mut w.e3, &rows[2][0]),
+        ] {
+            for (i, z) in row.iter().enumerate() {
+                e.re[i] = T::from_f64(z.re);
+                e.im[i] = T::from_f64(z.im);
+            }
+        }
+    }
+
+    /// The stencil coefficients `(cm, cp)` of the model at `t` (piece of `tm`), in T.
+    fn drive_at(s: &super::sched::Sched, tm: f64, t: f64) -> (Cx<T>, Cx<T>) {
+        let cm = super::sched::drive_coefficient(&s.protocol.model_in(tm, t));
+        (
+            Cx::new(T::from_f64(cm.re), T::from_f64(cm.im)),
+            Cx::new(T::from_f64(cm.re), T::from_f64(-cm.im)),
+        )
+    }
+}
+
+impl<T: Real> TwinInputs<T> {
+    /// A copy without the (large) table and initial state.
+    fn clone_light(&self) -> TwinInputs<T> {
+        TwinInputs {
+            n_levels: self.n_levels,
+            two_j: self.two_j,
+            lanes: self.lanes,
+            seed: self.seed,
+            rp: self.rp.clone(),
+            table: Vec::new(),
+            psi0: Vec::new(),
+            intervals: self.intervals.clone(),
+            ind: self.ind,
+            max_events: self.max_events,
+            window: self.window,
+        }
+    }
+}
+
+impl<T: Real> Local<T> {
+    /// Bring the coefficients to step `n` of segment `si` (module doc of [`super::sched`],
+    /// "Cost"): the stencil at the step's start, the rates at its midpoint `m`, the factors
+    /// `E(h)` (midpoint), `E(h/2)` of both halves (at their midpoints).
+    fn retime(&mut self, s: &super::sched::Sched, si: usize, n: u32, m: crate::model::Model) {
+        if self.stamp == Some((si, n)) {
+            return;
+        }
+        let seg = &s.segments[si];
+        let t = seg.t0 + f64::from(n) * seg.h;
+        let tm = t + 0.5 * seg.h;
+        let tw = &mut self.tw;
+        let two_j = tw.inp.two_j as usize;
+        self.model = m;
+        if s.drive {
+            (tw.cm, tw.cp) = Twin::<T>::drive_at(s, tm, t);
+        }
+        if s.rates {
+            let ([g, wp, gz], _) = super::irrep_rates(&m, two_j);
+            let (g, wp, gz) = (T::from_f64(g), T::from_f64(wp), T::from_f64(gz));
+            let jr = T::from_u32(tw.inp.two_j) * T::HALF;
+            for i in 0..tw.inp.n_levels {
+                let mm = tw.m[i];
+                tw.wd[i] = g * ((jr + mm) * (jr - mm + T::ONE));
+                tw.wu[i] = wp * ((jr - mm) * (jr + mm + T::ONE));
+                tw.wz[i] = gz * (mm * mm);
+                let c = (tw.wd[i] + tw.wu[i]) + tw.wz[i];
+                tw.gam[i] = if tw.ind_on {
+                    let wi = &tw.wi;
+                    c + (((wi[0][i] + wi[1][i]) + (wi[2][i] + wi[3][i])) + (wi[4][i] + wi[5][i]))
+                } else {
+                    c
+                };
+            }
+        }
+        // The factors depend on the segment's step even when nothing on the diagonal is
+        // scheduled: computed at a segment's first step, then followed (diagonal scheduled) or
+        // kept (not).
+        let same_segment = matches!(self.stamp, Some((a, _)) if a == si);
+        if s.diag || !same_segment {
+            let np = tw.np;
+            let nl = tw.inp.n_levels;
+            let follows = n > 0 && !n.is_multiple_of(super::sched::ANCHOR) && self.stamp == Some((si, n - 1));
+            if follows {
+                for k in 0..3 * np {
+                    (tw.tab.re[k], tw.tab.im[k]) =
+                        cmul(tw.tab.re[k], tw.tab.im[k], self.ratio.re[k], self.ratio.im[k]);
+                }
+            } else {
+                let h = seg.h;
+                let at = |x: f64| s.protocol.model_in(tm, t + x * h);
+                let rows = [
+                    super::sched::factors(&m, two_j, &[h]).remove(0),
+                    super::sched::factors(&at(0.25), two_j, &[0.5 * h]).remove(0),
+                    super::sched::factors(&at(0.75), two_j, &[0.5 * h]).remove(0),
+                ];
+                let r = super::sched::ratios(&m, &at(1.5), two_j, &[h, 0.5 * h]);
+                for k in 0..3 {
+                    let ratio = &r[k.min(1)];
+                    for i in 0..nl {
+                        tw.tab.re[k * np + i] = T::from_f64(rows[k][i].re);
+                        tw.tab.im[k * np + i] = T::from_f64(rows[k][i].im);
+                        self.ratio.re[k * np + i] = T::from_f64(ratio[i].re);
+                        self.ratio.im[k * np + i] = T::from_f64(ratio[i].im);
+                    }
+                }
+            }
+        }
+        self.stamp = Some((si, n));
+    }
+}
+
+/// The irrep copies of one scheduled trajectory, by `(N - 2j)/2`, made on first entry.
+struct Locals<T>(Vec<Option<Local<T>>>);
+
+impl<T: Real> Locals<T> {
+    fn entry(&mut self, n_atoms: u32, from: &Twin<T>, m: crate::model::Model) -> usize {
+        let ji = ((n_atoms - from.inp.two_j) / 2) as usize;
+        if self.0[ji].is_none() {
+            self.0[ji] = Some(from.local(m));
+        }
+        ji
+    }
+}
+
+impl<T: Real> Twin<T> {
+    /// As [`Twin::run_with`] under the schedule `s` (module doc of [`super::sched`]): the
+    /// trajectory's steps follow `s.segments`, each with its frozen model; records at the
+    /// segments that end on a save time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_sched<'a>(
+        &'a self,
+        s: &super::sched::Sched,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+        traj: u64,
+        out: &mut [T],
+        pm: Option<&mut [T]>,
+        fidelity: Option<(&[Cx<T>], &mut [T])>,
+        log: Option<&mut PhaseLog<T>>,
+    ) -> RunStats {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { self.run_sched_avx2(s, twin_of, traj, out, pm, fidelity, log) };
+        }
+        self.run_sched_impl(s, twin_of, traj, out, pm, fidelity, log)
+    }
+
+    /// [`Twin::run_sched_impl`] compiled with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    fn run_sched_avx2<'a>(
+        &'a self,
+        s: &super::sched::Sched,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+        traj: u64,
+        out: &mut [T],
+        pm: Option<&mut [T]>,
+        fidelity: Option<(&[Cx<T>], &mut [T])>,
+        log: Option<&mut PhaseLog<T>>,
+    ) -> RunStats {
+        self.run_sched_impl(s, twin_of, traj, out, pm, fidelity, log)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run_sched_impl<'a>(
+        &'a self,
+        s: &super::sched::Sched,
+        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
+        traj: u64,
+        out: &mut [T],
+        mut pm: Option<&mut [T]>,
+        mut fidelity: Option<(&[Cx<T>], &mut [T])>,
+        mut log: Option<&mut PhaseLog<T>>,
+    ) -> RunStats {
+        let n_atoms = self.inp.two_j;
+        assert_eq!(out.len(), self.n_saves() * RECORD_LEN, "record buffer length");
+        let mut w = self.work();
+        let mut rng = PhiloxStream::new(self.inp.seed, traj);
+        for (i, z) in self.inp.psi0.iter().enumerate() {
+            w.ua.re[i + 1] = z.re;
+            w.ua.im[i + 1] = z.im;
+        }
+        // The coefficients start as the shared twin's (the base model); save 0 needs none of
+        // them, and every step brings them to its own model first.
+        let m0 = s.protocol.base;
+        let mut locals = Locals((0..=n_atoms / 2).map(|_| None).collect());
+        let mut cur = locals.entry(n_atoms, self, m0);
+        let mut win = self.all();
+        let (mut g0, mut c) = self.renorm_from_u(&mut w, win);
+        win = self.slide(&mut w, win);
+        self.record(&mut w, &mut out[..RECORD_LEN], 0, win);
+        self.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms as usize);
+        self.classify(&mut log, 0, out);
+        let mut b = T::draw2(&mut rng)[0];
+        let mut jumps = 0u32;
+        let mut stats = RunStats::default();
+        for (si, seg) in s.segments.iter().enumerate() {
+            let h = T::from_f64(seg.h);
+            let q = T::from_f64(seg.h * (FULL as f64).recip());
+            for n in 0..seg.steps {
+                let m = s.step_model(seg, n);
+                let lo = locals.0[cur].as_mut().expect("entered");
+                lo.retime(s, si, n, m);
+                if s.drive || s.rates {
+                    // k1 = -i (V - c) psi and <Gamma_op> with this step's coefficients.
+                    let [_, g, v] = lo.tw.apply_v_sums(&w.psi, &mut w.kvp, &mut w.f, win);
+                    (g0, c) = (g, v);
+                }
+                let t = seg.t0 + f64::from(n) * seg.h;
+                let tm = t + 0.5 * seg.h;
+                let qf = seg.h / FULL as f64;
+                // The stencil at a sub-step's midpoint and end (from quantum `off`, `len` quanta).
+                let tv = |off: u32, len: u32| -> Option<[(Cx<T>, Cx<T>); 2]> {
+                    let t1 = t + f64::from(off) * qf;
+                    let d = f64::from(len) * qf;
+                    Some([
+                        Twin::<T>::drive_at(s, tm, t1 + 0.5 * d),
+                        Twin::<T>::drive_at(s, tm, t1 + d),
+                    ])
+                };
+                let mut rq = FULL;
+                loop {
+                    let lo = locals.0[cur].as_ref().expect("entered");
+                    let tw = &lo.tw;
+                    let off = FULL - rq;
+                    stats.steps += 1;
+                    stats.levels += (win.b - win.a) as u64;
+                    let (tau, full) = if rq == FULL {
+                        (h, Some(0))
+                    } else {
+                        tw.partial_direct(&mut w, s, tm, t + f64::from(off) * qf, f64::from(rq) * qf);
+                        (T::from_u32(rq) * q, None)
+                    };
+                    tw.lawson_t(&mut w, full, tau, c, win, tv(off, rq));
+                    let [f1, g1, v1] = tw.apply_v_sums(&w.acc, &mut w.kva, &mut w.f, win);
+                    if f1 > b {
+                        let inv = T::ONE / f1.sqrt();
+                        tw.set_psi(&mut w, true, inv, win);
+                        g0 = g1 * (inv * inv);
+                        c = v1 * (inv * inv);
+                        b = b * (T::ONE / f1);
+                        win = tw.slide(&mut w, win);
+                        break;
+                    }
+                    let l = tw.crossing(rq, tau, g0, f1, g1, b);
+                    if l < rq {
+                        tw.partial_direct(&mut w, s, tm, t + f64::from(off) * qf, f64::from(l) * qf);
+                        tw.lawson_t(&mut w, None, T::from_u32(l) * q, c, win, tv(off, l));
+                    }
+                    let (ur, jumped, to) = tw.jump_at(&mut w, &mut rng, win, twin_of);
+                    jumps += u32::from(jumped);
+                    if let Some(to) = to {
+                        cur = locals.entry(n_atoms, to, m);
+                        win = to.all();
+                    }
+                    let lo = locals.0[cur].as_mut().expect("entered");
+                    lo.retime(s, si, n, m);
+                    if s.drive {
+                        // V at the jump time for the next sub-step's k1.
+                        (lo.tw.cm, lo.tw.cp) = Twin::<T>::drive_at(s, tm, t + f64::from(off + l) * qf);
+                    }
+                    let tw = &lo.tw;
+                    (g0, c) = tw.renorm_from_u(&mut w, win);
+                    win = tw.slide(&mut w, win);
+                    b = ur;
+                    rq -= l;
+                    if rq == 0 {
+                        break;
+                    }
+                }
+            }
+            if let Some(sv) = seg.save {
+                let tw = &locals.0[cur].as_ref().expect("entered").tw;
+                let rec = &mut out[sv * RECORD_LEN..(sv + 1) * RECORD_LEN];
+                tw.record(&mut w, rec, jumps, win);
+                tw.save_hooks(&w, sv, &mut pm, &mut fidelity, n_atoms as usize);
+                self.classify(&mut log, sv, out);
+            }
+        }
+        stats
+    }
 }
