@@ -25,7 +25,7 @@ impl<'de> Deserialize<'de> for ParamDef {
             type Value = ParamDef;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
-                    "a number, an expression string (e.g. 0.5 or \"N/2\"), or a schedule table \
+                    "a number or an expression string (e.g. 0.5 or \"N/2\"), or a schedule table \
                      ({ ramp = [[t, v], ...] }, { steps = [[t, v], ...] }, \
                      { linear = { start, rate } }, { triangle = { low, high, period } })",
                 )

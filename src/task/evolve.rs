@@ -116,16 +116,7 @@ pub fn run(
     let protocol = p.protocol();
     protocol.check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
     // Refusals and the start before any file is created.
-    let start = match method {
-        Method::Exact => {
-            memory::refuse_evolution(&p.model, "time evolution")?;
-            Start::Exact {
-                rho0: super::initial::initial_state(sc, p)?,
-                reference: sc.reference_state(p)?,
-            }
-        }
-        m => Start::Approx(approx::start(sc, p, m)?),
-    };
+    let start = start_of(sc, p)?;
     let extras = &sc.observables.columns;
     let mut table = Table {
         x_names: vec!["t".to_string()],
@@ -252,6 +243,21 @@ pub fn run(
         results,
         stats: Some(st),
         files,
+    })
+}
+
+/// Where the evolution of `p` starts with the scenario's method (refusing an exact evolution
+/// beyond the memory limit first).
+fn start_of(sc: &Scenario, p: &crate::scenario::Point) -> Result<Start, Error> {
+    Ok(match sc.method {
+        Method::Exact => {
+            memory::refuse_evolution(&p.model, "time evolution")?;
+            Start::Exact {
+                rho0: super::initial::initial_state(sc, p)?,
+                reference: sc.reference_state(p)?,
+            }
+        }
+        m => Start::Approx(approx::start(sc, p, m)?),
     })
 }
 
