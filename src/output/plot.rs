@@ -451,6 +451,53 @@ pub struct BranchSet<'a> {
     pub markers: bool,
 }
 
+/// The one-panel chart of [`branch_plot`] and [`curve_plot`]: axes over the given ranges,
+/// labelled, with the mesh drawn.
+fn single_chart<'a, 'b>(
+    body: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    x_label: &str,
+    y_label: &str,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<Axis, Axis>>, String> {
+    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let mut chart = ChartBuilder::on(body)
+        .margin_left(10)
+        .margin_right(20)
+        .margin_top(8)
+        .margin_bottom(4)
+        .x_label_area_size(50)
+        .y_label_area_size(90)
+        .build_cartesian_2d(Axis::new(x0, x1, X_TICKS), Axis::new(y0, y1, Y_TICKS))
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .y_desc(y_label)
+        .x_desc(x_label)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(e)?;
+    Ok(chart)
+}
+
+/// The series legend in the upper left corner, on a translucent box.
+fn upper_left_legend<'a, 'b: 'a>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, Cartesian2d<Axis, Axis>>,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 15))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
 /// Branches of a set of fixed points: points at consecutive x are linked greedily by the
 /// smallest |dy| (each point at most once, |dy| below `max_jump`); unlinked points start a new
 /// branch. Returns polylines of (x, y, stable).
@@ -540,24 +587,7 @@ fn draw_branch_plot(
     let yr = finite_range(all().map(|p| p.1));
     let (y0, y1) = axis_range(yr, MARGIN_FRACTION);
     let max_jump = yr.map_or(1.0, |(lo, hi)| 0.1 * (hi - lo).max(1e-300));
-    let mut chart = ChartBuilder::on(&body)
-        .margin_left(10)
-        .margin_right(20)
-        .margin_top(8)
-        .margin_bottom(4)
-        .x_label_area_size(50)
-        .y_label_area_size(90)
-        .build_cartesian_2d(Axis::new(x0, x1, X_TICKS), Axis::new(y0, y1, Y_TICKS))
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 17))
-        .y_desc(y_label)
-        .x_desc(x_label)
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(e)?;
+    let mut chart = single_chart(&body, (x0, x1), (y0, y1), x_label, y_label)?;
     for set in sets {
         let color = PALETTE[set.colour % PALETTE.len()];
         let line = color.stroke_width(2);
@@ -627,14 +657,7 @@ fn draw_branch_plot(
             }))
             .map_err(e)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font((FONT, 15))
-        .draw()
-        .map_err(e)?;
+    upper_left_legend(&mut chart)?;
     Ok(())
 }
 
@@ -1346,24 +1369,7 @@ fn draw_curves(
     let all = || curves.iter().flat_map(|c| c.points.iter());
     let (x0, x1) = axis_range(finite_range(all().map(|p| p.0)), 0.0);
     let (y0, y1) = axis_range(finite_range(all().map(|p| p.1)), MARGIN_FRACTION);
-    let mut chart = ChartBuilder::on(&body)
-        .margin_left(10)
-        .margin_right(20)
-        .margin_top(8)
-        .margin_bottom(4)
-        .x_label_area_size(50)
-        .y_label_area_size(90)
-        .build_cartesian_2d(Axis::new(x0, x1, X_TICKS), Axis::new(y0, y1, Y_TICKS))
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 17))
-        .y_desc(y_label)
-        .x_desc(x_label)
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(e)?;
+    let mut chart = single_chart(&body, (x0, x1), (y0, y1), x_label, y_label)?;
     for c in curves {
         let line = PALETTE[c.colour % PALETTE.len()].stroke_width(2);
         let runs: Vec<Vec<(f64, f64)>> = c
@@ -1390,13 +1396,6 @@ fn draw_curves(
             }
         });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font((FONT, 15))
-        .draw()
-        .map_err(e)?;
+    upper_left_legend(&mut chart)?;
     Ok(())
 }

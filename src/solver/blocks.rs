@@ -487,15 +487,7 @@ pub fn evolve_protocol(
         ),
         11.0 * 16.0 * len as f64,
     )?;
-    let breaks = protocol
-        .breaks(
-            times.first().copied().unwrap_or(0.0),
-            times.last().copied().unwrap_or(0.0),
-        )
-        .map_err(|e| SolverError::Unsupported {
-            solver: "blocks",
-            message: e.to_string(),
-        })?;
+    let breaks = ode::protocol_breaks(protocol, times, "blocks")?;
     let phased = protocol.names().contains(&"phi");
     let frame_phi = if phased { 0.0 } else { model.phi };
     let fixed = BlockOp::new(model, phased);

@@ -817,13 +817,7 @@ pub fn evolve_protocol(
         format!("time evolution of a {n} x {n} density matrix (10 work vectors)"),
         (10 * len + n * n) as f64 * 16.0,
     )?;
-    let t_end = times.last().copied().unwrap_or(0.0);
-    let breaks = protocol
-        .breaks(times.first().copied().unwrap_or(0.0), t_end)
-        .map_err(|e| SolverError::Unsupported {
-            solver: "master",
-            message: e.to_string(),
-        })?;
+    let breaks = ode::protocol_breaks(protocol, times, "master")?;
     // The coefficients of the piece starting at `at`, evaluated at t (constant: built once).
     let fixed = Coeffs::new(model, &irrep, phase_scheduled);
     let coeffs = |at: f64, t: f64| -> std::borrow::Cow<'_, Coeffs> {

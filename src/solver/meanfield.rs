@@ -764,15 +764,7 @@ pub fn evolve_protocol(
     mut on_save: impl FnMut(usize, f64, [f64; 3]),
 ) -> Result<OdeStats, SolverError> {
     let fixed = Coeffs::new(&protocol.base, f);
-    let breaks = protocol
-        .breaks(
-            times.first().copied().unwrap_or(0.0),
-            times.last().copied().unwrap_or(0.0),
-        )
-        .map_err(|e| SolverError::Unsupported {
-            solver: "meanfield",
-            message: e.to_string(),
-        })?;
+    let breaks = ode::protocol_breaks(protocol, times, "meanfield")?;
     ode::integrate_real_pieces(
         |at, t, y: &[f64], dy: &mut [f64]| {
             let s = [y[0], y[1], y[2]];

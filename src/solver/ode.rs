@@ -34,6 +34,7 @@
 //! 10^5 - 10^6 components (a density matrix at N = 400 - 1000) runs on every core.
 
 use crate::error::SolverError;
+use crate::model::Protocol;
 use num_complex::Complex64 as c64;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -239,6 +240,26 @@ where
     S: FnMut(usize, f64, &[f64]),
 {
     integrate_real_pieces(|_, t, y, dy| rhs(t, y, dy), y0, times, &[], opts, on_save)
+}
+
+/// The breaks of `protocol` strictly inside the span of `times` (what
+/// [`integrate_real_pieces`] lands on), a protocol with too many of them as an error of
+/// `solver`.
+pub fn protocol_breaks(
+    protocol: &Protocol,
+    times: &[f64],
+    solver: &'static str,
+) -> Result<Vec<f64>, SolverError> {
+    let span = (
+        times.first().copied().unwrap_or(0.0),
+        times.last().copied().unwrap_or(0.0),
+    );
+    protocol
+        .breaks(span.0, span.1)
+        .map_err(|e| SolverError::Unsupported {
+            solver,
+            message: e.to_string(),
+        })
 }
 
 /// [`integrate_real`] for a right-hand side that is smooth only between `breaks` (the kinks

@@ -512,15 +512,7 @@ pub fn evolve_protocol(
     on_save: &mut dyn FnMut(usize, f64, &[f64; NVAR]),
 ) -> Result<OdeStats, SolverError> {
     let fixed = params(&protocol.base);
-    let breaks = protocol
-        .breaks(
-            times.first().copied().unwrap_or(0.0),
-            times.last().copied().unwrap_or(0.0),
-        )
-        .map_err(|e| SolverError::Unsupported {
-            solver: "cumulant",
-            message: e.to_string(),
-        })?;
+    let breaks = ode::protocol_breaks(protocol, times, "cumulant")?;
     ode::integrate_real_pieces(
         |at, t, y: &[f64], dy: &mut [f64]| {
             let y: &[f64; NVAR] = y.try_into().expect("nine variables");
