@@ -16,6 +16,9 @@
 //!   refined steady-state solve on [`frontal`] (shared by [`master`] and [`blocks`]).
 //! - [`ode`]: the shared adaptive integrator (Dormand-Prince 5(4), FSAL, PI step control,
 //!   exact stepping onto save times) used by the solvers above.
+//! - [`populations`]: the birth-death rate equation of the j = N/2 populations, exact for
+//!   models without drive or single-atom processes (seed 004's pump ramps), L-stable TR-BDF2
+//!   in O(N) per step.
 //! - [`spectrum`]: the Liouvillian's eigenvalues nearest a target (shift-invert Arnoldi with
 //!   thick restarts on a sparse LU) in the j = N/2 manifold or the blocks, with a dense
 //!   cross-check for small dimensions.
@@ -36,6 +39,7 @@ pub mod master;
 pub mod meanfield;
 pub mod metastable;
 pub mod ode;
+pub mod populations;
 pub mod spectrum;
 pub mod trajectory;
 
