@@ -1399,3 +1399,147 @@ fn draw_curves(
     upper_left_legend(&mut chart)?;
     Ok(())
 }
+
+/// Most points of a [`loglog_curves`] curve drawn with markers.
+pub const MAX_MARKERS: usize = 80;
+
+/// Writes a PNG of curves y against x as lines with markers (dashed curves: lines only, e.g.
+/// asymptotes), on a logarithmic x axis when `log_x` and a logarithmic y axis when every
+/// finite y is positive; legend upper left. Non-finite points (and non-positive ones on a log
+/// axis) split a curve. Seed 004 Fig. 4b: loop widths against the ramp rate, one curve per N.
+///
+/// Errors: no drawable point, a path not ending in `.png`, or any drawing or file error.
+pub fn loglog_curves(
+    path: &Path,
+    title: &str,
+    labels: (&str, &str),
+    curves: &[Curve],
+    log_x: bool,
+) -> Result<(), OutputError> {
+    check_path(path)?;
+    ensure_font().map_err(|m| write_err(path, m))?;
+    let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0);
+    let all = || curves.iter().flat_map(|c| c.points.iter()).filter(|p| finite(p));
+    let log_y = all().all(|p| p.1 > 0.0);
+    let (Some((x0, x1)), Some((y0, y1))) =
+        (finite_range(all().map(|p| p.0)), finite_range(all().map(|p| p.1)))
+    else {
+        return Err(write_err(path, "curve plot with no drawable point"));
+    };
+    let pad = |lo: f64, hi: f64, log: bool| {
+        if log {
+            (lo / 1.15, hi * 1.15)
+        } else {
+            let d = 0.05 * (hi - lo).max(1e-300);
+            (lo - d, hi + d)
+        }
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1, log_x), pad(y0, y1, log_y));
+    let root =
+        BitMapBackend::new(path, (LINE_WIDTH_PX, 2 * PANEL_HEIGHT_PX + TITLE_HEIGHT_PX)).into_drawing_area();
+    let draw = || -> Result<(), String> {
+        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let body = root.titled(title, (FONT, 22)).map_err(e)?;
+        let mut builder = ChartBuilder::on(&body);
+        builder
+            .margin_left(10)
+            .margin_right(20)
+            .margin_top(8)
+            .margin_bottom(4)
+            .x_label_area_size(50)
+            .y_label_area_size(90);
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .label_style((FONT, 15))
+                    .axis_desc_style((FONT, 17))
+                    .x_desc(labels.0)
+                    .y_desc(labels.1)
+                    .x_labels(12)
+                    .y_labels(12)
+                    .x_label_formatter(&|v: &f64| short_number(*v))
+                    .y_label_formatter(&|v: &f64| short_number(*v))
+                    .draw()
+                    .map_err(e)?;
+                for c in curves {
+                    let colour = PALETTE[c.colour % PALETTE.len()];
+                    let line = colour.stroke_width(2);
+                    let ok = |p: &(f64, f64)| finite(p) && (!log_y || p.1 > 0.0);
+                    let runs: Vec<Vec<(f64, f64)>> = c
+                        .points
+                        .split(|p| !ok(p))
+                        .filter(|r| !r.is_empty())
+                        .map(|r| r.to_vec())
+                        .collect();
+                    let dashed = c.dashed;
+                    let anno = if dashed {
+                        chart
+                            .draw_series(
+                                runs.iter()
+                                    .map(|r| DashedPathElement::new(r.clone(), 6, 4, line)),
+                            )
+                            .map_err(e)?
+                    } else {
+                        // Markers at every point while they stay apart; on a dense curve at
+                        // every `stride`-th point, offset by the curve's colour index, so that
+                        // curves on top of each other (a collapse) still show every colour.
+                        let stride = c.points.len().div_ceil(MAX_MARKERS / 4).max(1);
+                        let marked =
+                            |i: usize| c.points.len() <= MAX_MARKERS || i % stride == c.colour % stride;
+                        chart
+                            .draw_series(
+                                c.points
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, p)| marked(*i) && ok(p))
+                                    .map(|(_, p)| Circle::new(*p, 4, colour.filled())),
+                            )
+                            .map_err(e)?;
+                        chart
+                            .draw_series(runs.iter().map(|r| PathElement::new(r.clone(), line)))
+                            .map_err(e)?
+                    };
+                    anno.label(c.name).legend(move |(px, py)| {
+                        if dashed {
+                            DashedPathElement::new(vec![(px, py), (px + 24, py)], 6, 4, line).into_dyn()
+                        } else {
+                            PathElement::new(vec![(px, py), (px + 20, py)], line).into_dyn()
+                        }
+                    });
+                }
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.4))
+                    .label_font((FONT, 15))
+                    .draw()
+                    .map_err(e)?;
+            }};
+        }
+        match (log_x, log_y) {
+            (true, true) => body!(
+                builder
+                    .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                    .map_err(e)?
+            ),
+            (true, false) => body!(
+                builder
+                    .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+                    .map_err(e)?
+            ),
+            (false, true) => body!(
+                builder
+                    .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                    .map_err(e)?
+            ),
+            (false, false) => body!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(e)?),
+        }
+        Ok(())
+    };
+    draw().map_err(|m| write_err(path, m))?;
+    root.present().map_err(|e| write_err(path, e))
+}

@@ -101,11 +101,14 @@ pub(super) fn hysteresis(
         return Ok(None);
     };
     let field = "analysis.hysteresis";
-    if !matches!(sc.task, Task::Evolve { .. }) || sc.method == crate::solver::Method::Trajectories {
+    let exact_sweep = matches!(&sc.task, Task::Sweep(s) if s.method == "exact");
+    let evolve = matches!(sc.task, Task::Evolve { .. }) && sc.method != crate::solver::Method::Trajectories;
+    if !(evolve || exact_sweep) {
         return Err(InputError::invalid(
             field,
             format!("a table with kind = \"{}\"", sc.task.kind()),
-            "[analysis.hysteresis] only with kind = \"evolve\" (exact, meanfield or cumulant)",
+            "[analysis.hysteresis] only with kind = \"evolve\" (exact, meanfield or cumulant) \
+             or kind = \"sweep\" with method = \"exact\"",
         ));
     }
     let scheduled: Vec<&str> = base.schedules.iter().map(|(n, _)| *n).collect();
@@ -130,16 +133,28 @@ pub(super) fn hysteresis(
         }
     };
     let observable = h.observable.clone().unwrap_or_else(|| "Jz".into());
-    let written: Vec<String> = super::BASE_OBSERVABLES
-        .iter()
-        .map(|s| s.to_string())
-        .chain(sc.observables.columns.iter().cloned())
-        .collect();
+    let written: Vec<String> = if exact_sweep {
+        // The functions of the populations that the sweep's rate equation gives.
+        vec!["Jz".into(), "var_Jz".into()]
+    } else {
+        super::BASE_OBSERVABLES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(sc.observables.columns.iter().cloned())
+            .collect()
+    };
     if !written.contains(&observable) {
         return Err(InputError::invalid(
             format!("{field}.observable"),
             format!("\"{observable}\""),
-            format!("a column of observables.csv: {}", written.join(", ")),
+            if exact_sweep {
+                format!(
+                    "{} (a function of the populations) for kind = \"sweep\"",
+                    written.join(" or ")
+                )
+            } else {
+                format!("a column of observables.csv: {}", written.join(", "))
+            },
         ));
     }
     let level = match &h.level {

@@ -3,7 +3,7 @@
 //! and the one or two `[[task.axes]]` of `kind = "sweep"` with its save grid and reductions
 //! ([`SweepSpec`]).
 
-use super::fields::{atol, count, precision, rtol, time_grid};
+use super::fields::{TimeDefs, atol, count, precision, rtol, time_grid};
 use super::raw::{RawAxis, RawTask};
 use super::{F32_MIN_ATOL, F32_MIN_RTOL, Num, Point, Scenario};
 use crate::error::InputError;
@@ -15,6 +15,8 @@ use crate::precision::Precision;
 pub struct SweepAxis {
     pub variable: String,
     pub values: Vec<f64>,
+    /// `spacing = "log"`: the values are a geometric progression (figures use a log axis).
+    pub log: bool,
 }
 
 /// `kind = "sweep"`: the points, the method, the save grid and the per-point reductions.
@@ -25,8 +27,12 @@ pub struct SweepSpec {
     /// `layout = "grid"` (every combination, first axis slowest) or `"list"` (the i-th values
     /// of all axes together; equal lengths).
     pub grid: bool,
-    /// `method`: only `"cumulant"` in this version.
+    /// `method`: `"cumulant"` (the default) or `"exact"` (the population rate equation,
+    /// `solver::populations`, for models that keep populations closed).
     pub method: String,
+    /// The save grid as written: `method = "exact"` evaluates it at each point (a ramp's
+    /// duration may depend on the point); the cumulant batch uses `t0`, `t_end`, `nsave`.
+    pub time_defs: TimeDefs,
     pub t0: f64,
     pub t_end: f64,
     /// Number of saves (`n_times`), both ends included.
@@ -59,6 +65,21 @@ pub const SWEEP_QUANTITIES: [&str; 13] = [
     "xi2",
     "J2",
     "N_eff",
+    "steps",
+    "rejected",
+    "status",
+];
+
+/// Per-point quantities of a sweep with `method = "exact"` (columns of sweep.csv after the
+/// axes and the varying model parameters): the final <Jz> and Var Jz, the hysteresis loop of
+/// `[analysis.hysteresis]` (NaN without it), the step counts and the status (0 = done).
+pub const EXACT_SWEEP_QUANTITIES: [&str; 9] = [
+    "Jz",
+    "var_Jz",
+    "p_up",
+    "p_down",
+    "width",
+    "width_scaled",
     "steps",
     "rejected",
     "status",
@@ -210,28 +231,44 @@ fn axis_values(
 pub(super) fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<SweepSpec, InputError> {
     let what = "kind = \"sweep\"";
     let method = t.method.clone().unwrap_or_else(|| "cumulant".into());
-    if method != "cumulant" {
+    if method != "cumulant" && method != "exact" {
         return Err(InputError::invalid(
             "task.method",
             format!("\"{method}\""),
-            "\"cumulant\" (the second-order cumulant expansion; the only sweep method in this version)",
+            "\"cumulant\" (the second-order cumulant expansion) or \"exact\" (the population \
+             rate equation of the Dicke manifold, for models without drive or single-atom \
+             processes)",
         ));
     }
+    let exact = method == "exact";
     let grid = sweep_layout(t)?;
     let axes = sweep_axes(t.axes.as_deref().unwrap_or(&[]), sc, base, what)?;
     check_sweep_points(&axes, grid)?;
     let (times, t_min, t_late) = sweep_times(t, base, what)?;
-    let heatmap = t.heatmap.clone().unwrap_or_else(|| "xi2_min_dB".into());
-    if !SWEEP_QUANTITIES.contains(&heatmap.as_str()) {
+    let columns: &[&str] = if exact {
+        &EXACT_SWEEP_QUANTITIES
+    } else {
+        &SWEEP_QUANTITIES
+    };
+    let default = if exact { "Jz" } else { "xi2_min_dB" };
+    let heatmap = t.heatmap.clone().unwrap_or_else(|| default.into());
+    if !columns.contains(&heatmap.as_str()) {
         return Err(InputError::invalid(
             "task.heatmap",
             format!("\"{heatmap}\""),
-            format!("one of the sweep columns {}", SWEEP_QUANTITIES.join(", ")),
+            format!("one of the sweep columns {}", columns.join(", ")),
         ));
     }
     let rtol = rtol(base, &t.rtol, 1e-8)?;
     let atol = atol(base, &t.atol, 1e-10)?;
     let precision = precision(t)?;
+    if exact && precision.is_some() {
+        return Err(InputError::invalid(
+            "task.precision",
+            "(given)",
+            "no precision for method = \"exact\" (the population rate equation runs on the CPU in f64)",
+        ));
+    }
     if precision == Some(Precision::F32) {
         check_f32_tolerances(rtol, atol)?;
     }
@@ -239,6 +276,7 @@ pub(super) fn sweep_spec(t: &RawTask, sc: &Scenario, base: &Point) -> Result<Swe
         axes,
         grid,
         method,
+        time_defs: TimeDefs::of(t),
         t0: times[0],
         t_end: times[times.len() - 1],
         nsave: times.len(),
@@ -290,7 +328,11 @@ fn sweep_axes(
                 "a different variable on each axis",
             ));
         }
-        let values = axis_values(base, &prefix, what, &a.values, &a.start, &a.stop, &a.num)?;
+        let log = log_spacing(&prefix, a)?;
+        let mut values = axis_values(base, &prefix, what, &a.values, &a.start, &a.stop, &a.num)?;
+        if log {
+            values = geometric(&prefix, &values)?;
+        }
         if variable == "N"
             && let Some(v) = values
                 .iter()
@@ -305,9 +347,56 @@ fn sweep_axes(
                 ),
             ));
         }
-        axes.push(SweepAxis { variable, values });
+        axes.push(SweepAxis {
+            variable,
+            values,
+            log,
+        });
     }
     Ok(axes)
+}
+
+/// `spacing` of a sweep axis: true for `"log"` (needs `start`, `stop`, `num`).
+fn log_spacing(prefix: &str, a: &RawAxis) -> Result<bool, InputError> {
+    match a.spacing.as_deref() {
+        None | Some("linear") => Ok(false),
+        Some("log") if a.values.is_some() => Err(InputError::invalid(
+            format!("{prefix}.spacing"),
+            "\"log\"",
+            "`start`, `stop` and `num` with spacing = \"log\" (a `values` list is used as given)",
+        )),
+        Some("log") => Ok(true),
+        Some(other) => Err(InputError::invalid(
+            format!("{prefix}.spacing"),
+            format!("\"{other}\""),
+            "\"linear\" or \"log\"",
+        )),
+    }
+}
+
+/// The evenly spaced `lin` (from `start` to `stop`) mapped to the geometric progression with
+/// the same ends, which must be positive.
+fn geometric(prefix: &str, lin: &[f64]) -> Result<Vec<f64>, InputError> {
+    let (a, b) = (lin[0], lin[lin.len() - 1]);
+    for (name, v) in [("start", a), ("stop", b)] {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(InputError::invalid(
+                format!("{prefix}.{name}"),
+                v,
+                "a positive number with spacing = \"log\"",
+            ));
+        }
+    }
+    let n = lin.len();
+    Ok((0..n)
+        .map(|i| {
+            if n == 1 {
+                a
+            } else {
+                a * (b / a).powf(i as f64 / (n - 1) as f64)
+            }
+        })
+        .collect())
 }
 
 /// Equal lengths for a list, at most [`MAX_SWEEP_POINTS`] points.

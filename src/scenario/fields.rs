@@ -130,34 +130,12 @@ pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<
             .map(|(i, n)| base.eval(&format!("task.times[{i}]"), n))
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        let t0 = match &t.t_start {
-            None => 0.0,
-            Some(n) => base.eval("task.t_start", n)?,
-        };
-        let t1 = match &t.t_end {
-            None => {
-                return Err(InputError::invalid(
-                    "task.t_end",
-                    "(missing)",
-                    format!("the final time (a number or expression) for {context}"),
-                ));
-            }
-            Some(n) => base.eval("task.t_end", n)?,
-        };
-        if t1 <= t0 {
-            return Err(InputError::invalid(
-                "task.t_end",
-                t1,
-                format!("a time > t_start = {t0}"),
-            ));
+        TimeDefs {
+            t_start: t.t_start.clone(),
+            t_end: t.t_end.clone(),
+            n_times: t.n_times.clone(),
         }
-        let n = count(base, "task.n_times", &t.n_times, 101.0, MAX_TIMES)?;
-        if n < 2 {
-            return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
-        }
-        (0..n)
-            .map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64)
-            .collect()
+        .grid(base, context)?
     };
     if times.is_empty() || times.windows(2).any(|w| w[1] <= w[0]) {
         return Err(InputError::invalid(
@@ -167,4 +145,55 @@ pub(super) fn time_grid(t: &RawTask, base: &Point, context: &str) -> Result<Vec<
         ));
     }
     Ok(times)
+}
+
+/// `t_start`, `t_end`, `n_times` as written, for a task that evaluates its save grid at each
+/// point (a sweep of evolutions whose duration depends on the point, e.g. a ramp's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeDefs {
+    t_start: Option<Num>,
+    t_end: Option<Num>,
+    n_times: Option<Num>,
+}
+
+impl TimeDefs {
+    pub(super) fn of(t: &RawTask) -> Self {
+        TimeDefs {
+            t_start: t.t_start.clone(),
+            t_end: t.t_end.clone(),
+            n_times: t.n_times.clone(),
+        }
+    }
+
+    /// The evenly spaced save grid at point `p` (errors name the field; `context` the task).
+    pub fn grid(&self, p: &Point, context: &str) -> Result<Vec<f64>, InputError> {
+        let t0 = match &self.t_start {
+            None => 0.0,
+            Some(n) => p.eval("task.t_start", n)?,
+        };
+        let t1 = match &self.t_end {
+            None => {
+                return Err(InputError::invalid(
+                    "task.t_end",
+                    "(missing)",
+                    format!("the final time (a number or expression) for {context}"),
+                ));
+            }
+            Some(n) => p.eval("task.t_end", n)?,
+        };
+        if t1 <= t0 || !t1.is_finite() {
+            return Err(InputError::invalid(
+                "task.t_end",
+                t1,
+                format!("a finite time > t_start = {t0}"),
+            ));
+        }
+        let n = count(p, "task.n_times", &self.n_times, 101.0, MAX_TIMES)?;
+        if n < 2 {
+            return Err(InputError::invalid("task.n_times", n, "at least 2 save points"));
+        }
+        Ok((0..n)
+            .map(|i| t0 + (t1 - t0) * i as f64 / (n - 1) as f64)
+            .collect())
+    }
 }

@@ -63,7 +63,8 @@ mod validate;
 /// A resolved pure state specification (numbers): the state layer's [`PureSpec`](crate::state::PureSpec).
 pub use crate::state::PureSpec as State;
 pub use analysis::{HysteresisSpec, SwitchingSpec};
-pub use axes::{MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
+pub use axes::{EXACT_SWEEP_QUANTITIES, MAX_SWEEP_POINTS, SWEEP_QUANTITIES, SweepAxis, SweepSpec};
+pub use fields::TimeDefs;
 pub use initial::{Mixed, StateSpec};
 pub use observables::{BASE_OBSERVABLES, EXTRA_OBSERVABLES, ObservableSpec};
 pub use overrides::apply_override;

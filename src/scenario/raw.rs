@@ -146,6 +146,9 @@ pub(super) struct RawAxis {
     pub(super) start: Option<Num>,
     pub(super) stop: Option<Num>,
     pub(super) num: Option<Num>,
+    /// `"linear"` (default) or `"log"`: `num` values from `start` to `stop`, evenly spaced or
+    /// in geometric progression.
+    pub(super) spacing: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

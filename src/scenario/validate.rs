@@ -10,7 +10,7 @@ use super::overrides::apply_override;
 use super::raw::RawScenario;
 use super::schedule::ParamDef;
 use super::task::task;
-use super::{Num, Scenario, Task};
+use super::{Num, Scenario, StateSpec, Task};
 use crate::error::InputError;
 use crate::model::PARAM_NAMES;
 use crate::model::schedule::schedulable;
@@ -72,6 +72,7 @@ pub(super) fn validate(
     initial::check_fixed_points_initial(&scenario)?;
     observables::check_for_task(&scenario)?;
     initial::check_states(&scenario)?;
+    check_exact_sweep(&scenario, &base)?;
     scenario.switching = super::analysis::switching(raw.analysis.as_ref(), &scenario.task, &base)?;
     scenario.hysteresis = super::analysis::hysteresis(raw.analysis.as_ref(), &scenario, &base)?;
     Ok(scenario)
@@ -137,6 +138,37 @@ fn definitions(raw: &RawScenario) -> Result<(BTreeMap<String, Num>, Schedules), 
     Ok((defs, schedules))
 }
 
+/// `kind = "sweep"` with `method = "exact"` integrates populations
+/// ([`crate::solver::populations`]): a model (at the first point; each point is checked again
+/// when it runs) without the terms that couple them to coherences, and a diagonal initial state.
+fn check_exact_sweep(sc: &Scenario, base: &super::Point) -> Result<(), InputError> {
+    if !matches!(&sc.task, Task::Sweep(s) if s.method == "exact") {
+        return Ok(());
+    }
+    if let Some((name, v)) = crate::solver::populations::protocol_support(&base.protocol()) {
+        return Err(InputError::invalid(
+            format!("model.{name}"),
+            if v.is_nan() {
+                "(a schedule)".to_string()
+            } else {
+                v.to_string()
+            },
+            "0 for kind = \"sweep\" with method = \"exact\": the population rate equation holds \
+             without drive and single-atom processes (they couple populations to coherences); \
+             use method = \"cumulant\" or a scan of evolutions",
+        ));
+    }
+    match &sc.initial {
+        Some(StateSpec::Coherent { .. } | StateSpec::Crss) => Err(InputError::invalid(
+            "initial.state",
+            "(a state with coherences)",
+            "a diagonal state (\"dicke\", \"thermal\" or \"steady_state\") for kind = \"sweep\" \
+             with method = \"exact\" (the population rate equation carries no coherences)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Schedules (`[model] p = { ramp = ... }`) need a task that evolves in time and honours them:
 /// `evolve` (exact, mean field, cumulants) and scans of evolutions. Elsewhere, and on a scanned
 /// parameter, they are an error naming the parameter.
@@ -165,6 +197,16 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
             }
             true
         }
+        Task::Sweep(spec) if spec.method == "exact" => {
+            if let Some(a) = spec.axes.iter().find(|a| sc.schedules.contains_key(&a.variable)) {
+                return Err(InputError::invalid(
+                    format!("model.{}", a.variable),
+                    "(a schedule)",
+                    format!("a number: the sweep sets `{}` at each point", a.variable),
+                ));
+            }
+            true
+        }
         Task::Scan { mode, variable, .. } => {
             if sc.schedules.contains_key(variable) {
                 return Err(InputError::invalid(
@@ -185,7 +227,8 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
         "(a schedule)",
         format!(
             "a number for kind = \"{}\"{}: schedules are honoured by kind = \"evolve\" \
-             (method exact, meanfield or cumulant) and scans with mode = \"evolve\"; \
+             (method exact, meanfield or cumulant), scans with mode = \"evolve\" and sweeps \
+             with method = \"exact\"; \
              to start from a steady state use [initial] state = \"steady_state\"",
             sc.task.kind(),
             if sc.method == crate::solver::Method::Trajectories {

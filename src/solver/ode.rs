@@ -298,7 +298,10 @@ where
         .copied()
         .filter(|&b| b > times[0] && b < t_end)
         .collect();
-    let mut nb = breaks.partition_point(|&b| b <= t);
+    // A break within rounding of a save time is that save's (saves t_end i/(n-1) and a break
+    // at t_end/2 may differ in the last bit): one step onto both, not a sliver step after.
+    let tiny = 64.0 * f64::EPSILON * times[0].abs().max(t_end.abs()).max(t_end - times[0]);
+    let mut nb = breaks.partition_point(|&b| b <= t + tiny);
     let at = std::cell::Cell::new(if nb > 0 { breaks[nb - 1] } else { times[0] });
     let mut rhs = |t: f64, y: &[f64], dy: &mut [f64]| rhs(at.get(), t, y, dy);
 
@@ -341,7 +344,10 @@ where
     let mut last_rejected = false;
 
     while next < times.len() {
-        let target = times[next].min(breaks.get(nb).copied().unwrap_or(f64::INFINITY));
+        let target = match breaks.get(nb) {
+            Some(&b) if b < times[next] - tiny => b,
+            _ => times[next],
+        };
         // Clip onto the save time; stretch slightly rather than leave a sliver.
         let mut hs = h;
         let clipped = t + 1.01 * hs >= target;
@@ -381,10 +387,11 @@ where
             last_rejected = false;
             // After a clipped step resume from the unclipped proposal.
             h = if clipped { h_new.max(h) } else { h_new };
-            if nb < breaks.len() && t >= breaks[nb] {
-                // Onto a break: the next piece's formula from here on.
+            if nb < breaks.len() && t >= breaks[nb] - tiny {
+                // Onto a break: the next piece's formula from here on (`at` is the break
+                // itself, so that a save a rounding short of it picks the new piece).
+                at.set(breaks[nb]);
                 nb += 1;
-                at.set(t);
                 rhs(t, &ws.y, &mut ws.k[0]);
                 stats.rhs_evals += 1;
             }

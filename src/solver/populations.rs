@@ -289,9 +289,15 @@ pub fn evolve_protocol(
     let span = times[times.len() - 1] - t;
     let mut h = opts.h0.unwrap_or(1e-3 * span.max(f64::MIN_POSITIVE));
     let mut attempts = 0usize;
+    let tiny = 64.0 * f64::EPSILON * times[0].abs().max(times[times.len() - 1].abs()).max(span);
     while next < times.len() {
         let at = if nb > 0 { breaks[nb - 1] } else { times[0] };
-        let stop = breaks.get(nb).map_or(times[next], |&b| b.min(times[next]));
+        // A break within rounding of the next save is that save (saves t_end i/(n-1) and a
+        // break at t_end/2 may differ in the last bit): one step, not a sliver.
+        let stop = breaks.get(nb).map_or(
+            times[next],
+            |&b| if b < times[next] - tiny { b } else { times[next] },
+        );
         // Clip onto the save or break; stretch slightly rather than leave a sliver.
         let clipped = t + 1.01 * h >= stop;
         let hs = if clipped { stop - t } else { h };
@@ -324,7 +330,7 @@ pub fn evolve_protocol(
         // A clipped step resumes from the proposal it cut short.
         h = if clipped { h.max(hs * factor) } else { hs * factor };
         t = if clipped { stop } else { t + hs };
-        while nb < breaks.len() && breaks[nb] <= t {
+        while nb < breaks.len() && breaks[nb] <= t + tiny {
             nb += 1;
         }
         while next < times.len() && times[next] <= t {

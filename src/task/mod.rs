@@ -43,6 +43,7 @@ pub mod scan;
 pub mod spectrum;
 pub mod steady_state;
 pub mod sweep;
+pub mod sweep_exact;
 pub mod switching;
 pub mod trajectories;
 
@@ -165,6 +166,7 @@ fn dispatch(sc: &Scenario, ctx: &mut Context) -> Result<Report, Error> {
             };
             fixed_points::run(sc, &spec, ctx)
         }
+        Task::Sweep(spec) if spec.method == "exact" => sweep_exact::run(sc, spec, ctx),
         Task::Sweep(spec) => sweep::run(sc, spec, ctx),
     }
 }

@@ -81,7 +81,7 @@ pub fn memory_estimate(points: usize, ncols: usize) -> f64 {
 /// Model parameters whose value changes across the sweep: sampled along every axis with the
 /// other axes at their first value (a parameter that depends on an axis variable changes
 /// along that axis).
-fn varying_parameters(sc: &Scenario, spec: &SweepSpec) -> Result<Vec<&'static str>, InputError> {
+pub(super) fn varying_parameters(sc: &Scenario, spec: &SweepSpec) -> Result<Vec<&'static str>, InputError> {
     let first: Vec<f64> = spec.axes.iter().map(|a| a.values[0]).collect();
     let mut samples = Vec::new();
     for (k, a) in spec.axes.iter().enumerate() {
@@ -108,7 +108,7 @@ fn varying_parameters(sc: &Scenario, spec: &SweepSpec) -> Result<Vec<&'static st
         .collect())
 }
 
-fn pins<'a>(spec: &'a SweepSpec, coords: &[f64]) -> Vec<(&'a str, f64)> {
+pub(super) fn pins<'a>(spec: &'a SweepSpec, coords: &[f64]) -> Vec<(&'a str, f64)> {
     spec.axes
         .iter()
         .zip(coords)
@@ -504,7 +504,7 @@ fn stats_json(spec: &SweepSpec, tally: &Tally) -> serde_json::Value {
 }
 
 /// Order of `v` ascending, or None when two values are equal (no strictly increasing axis).
-fn ascending(v: &[f64]) -> Option<Vec<usize>> {
+pub(super) fn ascending(v: &[f64]) -> Option<Vec<usize>> {
     let mut idx: Vec<usize> = (0..v.len()).collect();
     idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
     if idx.windows(2).any(|w| v[w[0]] >= v[w[1]]) {
