@@ -262,6 +262,48 @@ fn a_chained_run_restarts_its_own_clock() {
     );
 }
 
+/// A scan of evolutions starts every point from the saved state: its final rows equal single
+/// chained evolutions at the scanned values (the same CPU solver from the same state).
+#[test]
+fn a_scan_of_evolutions_starts_every_point_from_the_saved_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let model = |omega: &str| format!("N = 10\nGamma = 1\nw = 0.3\nOmega = {omega}");
+    let initial = "state = \"coherent\"\ntheta = 2.0";
+    ok(
+        &scenario(&model("1"), initial, &task(0.0, 0.5, 6, "exact"), true),
+        &a,
+    );
+    let scan = format!(
+        "[model]\n{}\n[initial]\n{}\n[task]\nkind = \"scan\"\nmode = \"evolve\"\n\
+         variable = \"Omega\"\nvalues = [0.5, 2.0]\nt_end = 0.4\nn_times = 5\nrtol = {RTOL}\n\
+         atol = {ATOL}\n[output]\nplot = false\n",
+        model("1"),
+        from(&a)
+    );
+    let s = tmp.path().join("scan");
+    ok(&scan, &s);
+    let (header, rows) = csv(&s);
+    assert_eq!(header[0], "Omega");
+    for (k, omega) in ["0.5", "2.0"].iter().enumerate() {
+        let one = tmp.path().join(format!("one{k}"));
+        ok(
+            &scenario(&model(omega), &from(&a), &task(0.0, 0.4, 5, "exact"), false),
+            &one,
+        );
+        let (_, r) = csv(&one);
+        let last = r.last().unwrap();
+        for c in 1..=3 {
+            assert!(
+                (rows[k][c] - last[c]).abs() < 1e-12,
+                "Omega = {omega}, column {c}: {} vs {}",
+                rows[k][c],
+                last[c]
+            );
+        }
+    }
+}
+
 /// Mean field and cumulants start from the moments of an exact state: their first row is the
 /// exact run's last (rounding only: the moments are copied or recomputed from rho).
 #[test]
@@ -516,8 +558,8 @@ fn chaining_in_place_and_failures_keep_earlier_results() {
         .collect()
     };
     let before = files(&dir);
-    // A failing leg (tolerances too loose for a physical state is hard to force; another N
-    // is refused at the start, a solver failure at max_steps = 1 after the first rows).
+    // Two failing legs: another N (refused before anything is written) and a solver failure
+    // (max_steps = 1, after the first row: its partial output goes to failed-*).
     let e = err(
         &scenario(
             &PUMPED.replace("N = 10", "N = 8"),

@@ -291,11 +291,12 @@ pub fn write(dir: &Path, state: &SavedState, about: &Provenance) -> Result<Vec<S
         offsets,
         names: matches!(state, SavedState::Moments(_)).then(|| MOMENT_NAMES.map(String::from).to_vec()),
     };
-    let value = serde_json::to_value(&header).map_err(|e| OutputError::Write {
-        path: dir.join(HEADER_FILE).display().to_string(),
-        message: e.to_string(),
+    // The struct itself (not a `Value`, whose keys serde_json sorts): `format` and `version`
+    // lead, as a reader looks for them.
+    write_atomic(&dir.join(HEADER_FILE), |w| {
+        serde_json::to_writer_pretty(&mut *w, &header).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
     })?;
-    super::write_json(&dir.join(HEADER_FILE), &value)?;
     Ok(vec![DATA_FILE.into(), HEADER_FILE.into()])
 }
 
