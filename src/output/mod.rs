@@ -17,8 +17,12 @@
 //!   for `kind = "fixed_points"`: `<variable>, Omega, sx, sy, sz, stable, center, max_re_eig`,
 //!   `eig1_re, eig1_im, .., eig3_im` (every Jacobian eigenvalue, leading first),
 //!   one row per mean-field fixed point (no `observables.csv`; `docs/scenarios.md`).
+//! - `DIR/final_state.json` and `DIR/final_state.npy` (`kind = "evolve"` with `[output]
+//!   final_state = true`): the state at the last save, for `[initial] state = { from = "DIR" }`
+//!   ([`final_state`]: the format, its version, and the checks on reading it back).
 
 pub mod checkpoint;
+pub mod final_state;
 pub mod plot;
 pub mod transaction;
 

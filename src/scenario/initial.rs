@@ -1,4 +1,5 @@
-//! Pure states named in a scenario: `[initial]` (where an evolution starts) and
+//! States named in a scenario: `[initial]` (where an evolution starts: pure states, and the
+//! mixed `thermal`, `steady_state` and `{ from = "DIR" }`, the final state an earlier run saved) and
 //! `[observables.fidelity]` (the reference state). A table is parsed into a [`StateSpec`]
 //! (numbers still definitions), resolved at a point into a [`State`] (the state layer's
 //! `PureSpec`), which checks itself against the model and builds its amplitudes.
@@ -8,7 +9,7 @@
 //! range-checked at every point. A task then takes its start in one call:
 //! [`Scenario::initial_state`] (amplitudes) or [`Scenario::initial_spec`] (the resolved spec).
 
-use super::raw::RawState;
+use super::raw::{RawState, RawStateName};
 use super::{Num, Point, ScanMode, Scenario, State, Task};
 use crate::c64;
 use crate::error::InputError;
@@ -27,6 +28,32 @@ pub enum StateSpec {
     Thermal { beta: Num },
     /// The steady state of the model with some parameters overridden (mixed in general).
     SteadyState { overrides: Vec<(String, Num)> },
+    /// The final state a previous run saved in `dir` (`state = { from = "DIR" }`; the path as
+    /// written, relative to the current directory).
+    From { dir: String },
+}
+
+impl StateSpec {
+    /// A mixed state (thermal, steady_state, from): the exact solvers, mean field and
+    /// cumulants start from it; trajectories, fidelity references and the GPU batch do not.
+    pub fn is_mixed(&self) -> bool {
+        matches!(
+            self,
+            StateSpec::Thermal { .. } | StateSpec::SteadyState { .. } | StateSpec::From { .. }
+        )
+    }
+
+    /// The `state` value as written (`"thermal"`, `{ from = "DIR" }`, ...).
+    fn shown(&self) -> String {
+        match self {
+            StateSpec::Dicke { .. } => "\"dicke\"".into(),
+            StateSpec::Coherent { .. } => "\"coherent\"".into(),
+            StateSpec::Crss => "\"crss\"".into(),
+            StateSpec::Thermal { .. } => "\"thermal\"".into(),
+            StateSpec::SteadyState { .. } => "\"steady_state\"".into(),
+            StateSpec::From { dir } => format!("{{ from = \"{dir}\" }}"),
+        }
+    }
 }
 
 /// A mixed initial state resolved at a point (built by the task layer, which has the solvers).
@@ -36,6 +63,8 @@ pub enum Mixed {
     Thermal { beta: f64 },
     /// The steady state of this model (the point's model with the overrides applied).
     SteadyState(crate::model::Model),
+    /// The final state saved in this directory (as written; read by the task layer).
+    From { dir: String },
 }
 
 impl Task {
@@ -93,6 +122,7 @@ impl Point {
                 }
                 Some(Mixed::SteadyState(m))
             }
+            StateSpec::From { dir } => Some(Mixed::From { dir: dir.clone() }),
             _ => None,
         })
     }
@@ -100,16 +130,13 @@ impl Point {
     /// Resolve a state specification at this point.
     pub fn state(&self, field: &str, spec: &StateSpec) -> Result<State, InputError> {
         Ok(match spec {
-            StateSpec::Thermal { .. } | StateSpec::SteadyState { .. } => {
+            StateSpec::Thermal { .. } | StateSpec::SteadyState { .. } | StateSpec::From { .. } => {
                 return Err(InputError::invalid(
                     format!("{field}.state"),
-                    if matches!(spec, StateSpec::Thermal { .. }) {
-                        "\"thermal\""
-                    } else {
-                        "\"steady_state\""
-                    },
+                    spec.shown(),
                     "a pure state (\"dicke\", \"coherent\", \"crss\") here: mixed initial states \
-                     start kind = \"evolve\" (every method but trajectories) and scans of evolutions",
+                     (thermal, steady_state, from) start kind = \"evolve\" (every method but \
+                     trajectories) and scans of evolutions",
                 ));
             }
             StateSpec::Dicke { m } => State::Dicke {
@@ -175,7 +202,7 @@ pub(super) fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputEr
             Err(InputError::invalid(
                 format!("{field}.{name}"),
                 "(given)",
-                format!("no `{name}` for state = \"{}\"", s.state),
+                format!("no `{name}` for state = {}", s.state),
             ))
         } else {
             Ok(())
@@ -186,11 +213,35 @@ pub(super) fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputEr
             InputError::invalid(
                 format!("{field}.{name}"),
                 "(missing)",
-                format!("a number or expression for state = \"{}\"", s.state),
+                format!("a number or expression for state = {}", s.state),
             )
         })
     };
-    match s.state.as_str() {
+    let name = match &s.state {
+        RawStateName::Name(name) => name.as_str(),
+        RawStateName::From(dir) => {
+            for (k, present) in [
+                ("m", s.m.is_some()),
+                ("theta", s.theta.is_some()),
+                ("phi", s.phi.is_some()),
+                ("beta", s.beta.is_some()),
+            ] {
+                unused(k, present)?;
+            }
+            if let Some(k) = s.rest.keys().next() {
+                unused(k, true)?;
+            }
+            if dir.trim().is_empty() {
+                return Err(InputError::invalid(
+                    format!("{field}.state.from"),
+                    "\"\"",
+                    "the output directory of an earlier run (with [output] final_state = true)",
+                ));
+            }
+            return Ok(StateSpec::From { dir: dir.clone() });
+        }
+    };
+    match name {
         "dicke" => {
             unused("theta", s.theta.is_some())?;
             unused("phi", s.phi.is_some())?;
@@ -221,7 +272,7 @@ pub(super) fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputEr
         other => Err(InputError::invalid(
             format!("{field}.state"),
             format!("\"{other}\""),
-            "one of \"dicke\", \"coherent\", \"crss\", \"thermal\", \"steady_state\"",
+            "one of \"dicke\", \"coherent\", \"crss\", \"thermal\", \"steady_state\", or { from = \"DIR\" }",
         )),
     }
     .and_then(|spec| match s.rest.keys().next() {
@@ -229,7 +280,7 @@ pub(super) fn state_spec(field: &str, s: &RawState) -> Result<StateSpec, InputEr
         Some(k) if !matches!(spec, StateSpec::SteadyState { .. }) => Err(InputError::invalid(
             format!("{field}.{k}"),
             "(given)",
-            format!("no `{k}` for state = \"{}\"", s.state),
+            format!("no `{k}` for state = {}", s.state),
         )),
         _ => Ok(spec),
     })
@@ -285,6 +336,24 @@ pub(super) fn check_fixed_points_initial(sc: &Scenario) -> Result<(), InputError
         )),
         _ => Ok(()),
     }
+}
+
+/// `[output] final_state = true` only where there is one final state to save: kind = "evolve"
+/// (every method it runs: the exact solvers' density matrix, mean field's and cumulants'
+/// moments).
+pub(super) fn check_final_state(sc: &Scenario) -> Result<(), InputError> {
+    if sc.final_state && !matches!(sc.task, Task::Evolve { .. }) {
+        return Err(InputError::invalid(
+            "output.final_state",
+            "true",
+            format!(
+                "final_state = true only for kind = \"evolve\" (one evolution, one final state to \
+                 save); this task is kind = \"{}\"",
+                sc.task.kind()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `[initial]` present for every task that evolves from it, and the initial and reference

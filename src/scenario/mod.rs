@@ -10,7 +10,7 @@
 //! N = 200
 //! Gamma = 1
 //! Omega = "x * Omega_c"
-//! [initial]              # for `evolve`: dicke (m), coherent (theta, phi) or crss
+//! [initial]              # for `evolve`: dicke (m), coherent (theta, phi), crss, thermal, steady_state or { from = "DIR" }
 //! state = "dicke"
 //! m = "-N/2"
 //! [task]                 # evolve | trajectories | steady_state | scan (mode = steady_state | evolve) | fixed_points | sweep | spectrum | metastable | correlation | fisher
@@ -140,6 +140,9 @@ pub struct Scenario {
     pub method: crate::solver::Method,
     pub observables: ObservableSpec,
     pub plot: bool,
+    /// `[output] final_state = true`: write the state at the last save (kind = "evolve" only;
+    /// [`crate::output::final_state`]).
+    pub final_state: bool,
     /// `[analysis.switching]` (kind = "trajectories" only).
     pub switching: Option<SwitchingSpec>,
     /// `[analysis.hysteresis]` (kind = "evolve" with a scheduled parameter).

@@ -55,13 +55,58 @@ pub(super) struct RawSwitching {
 /// overrides as further keys (`rest`), which `initial::state_spec` checks by name.
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawState {
-    pub(super) state: String,
+    pub(super) state: RawStateName,
     pub(super) m: Option<Num>,
     pub(super) theta: Option<Num>,
     pub(super) phi: Option<Num>,
     pub(super) beta: Option<Num>,
     #[serde(flatten)]
     pub(super) rest: BTreeMap<String, Num>,
+}
+
+/// A state table's `state`: a name (`"dicke"`, ...) or `{ from = "DIR" }`, the final state a
+/// previous run saved. Deserialised by hand so that a wrong shape names both forms.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RawStateName {
+    Name(String),
+    From(String),
+}
+
+impl std::fmt::Display for RawStateName {
+    /// As written in the file: `"dicke"` or `{ from = "DIR" }`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            RawStateName::Name(s) => write!(f, "\"{s}\""),
+            RawStateName::From(d) => write!(f, "{{ from = \"{d}\" }}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawStateName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawStateName, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawStateName;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a state name (e.g. \"dicke\") or a table { from = \"DIR\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawStateName, E> {
+                Ok(RawStateName::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawStateName, A::Error> {
+                let mut from = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "from" || from.is_some() {
+                        return Err(serde::de::Error::unknown_field(&key, &["from"]));
+                    }
+                    from = Some(map.next_value::<String>()?);
+                }
+                from.map(RawStateName::From)
+                    .ok_or_else(|| serde::de::Error::missing_field("from"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,11 +219,17 @@ pub(super) struct RawHusimi {
 pub(super) struct RawOutput {
     #[serde(default = "yes")]
     pub(super) plot: bool,
+    /// Write `final_state.json` / `final_state.npy` (kind = "evolve"; [`crate::output::final_state`]).
+    #[serde(default)]
+    pub(super) final_state: bool,
 }
 
 impl Default for RawOutput {
     fn default() -> Self {
-        RawOutput { plot: true }
+        RawOutput {
+            plot: true,
+            final_state: false,
+        }
     }
 }
 

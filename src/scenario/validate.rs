@@ -45,6 +45,7 @@ pub(super) fn validate(
         method: crate::solver::Method::Exact,
         observables,
         plot: raw.output.plot,
+        final_state: raw.output.final_state,
         switching: None,
         hysteresis: None,
     };
@@ -69,6 +70,7 @@ pub(super) fn validate(
         )?));
     }
     check_schedules(&scenario)?;
+    initial::check_final_state(&scenario)?;
     initial::check_fixed_points_initial(&scenario)?;
     observables::check_for_task(&scenario)?;
     initial::check_states(&scenario)?;

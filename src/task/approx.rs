@@ -98,23 +98,41 @@ pub fn evolve_rows(
     extras: &[String],
     on_row: &mut dyn FnMut(usize, f64, Vec<f64>),
 ) -> Result<serde_json::Value, SolverError> {
+    evolve_saves(protocol, start, times, ode, extras, &mut |i, t, r, _| {
+        on_row(i, t, r)
+    })
+}
+
+/// The callback of [`evolve_saves`]: save index, time, observable row, moments.
+pub type OnSave<'a> = dyn FnMut(usize, f64, Vec<f64>, &Moments) + 'a;
+
+/// [`evolve_rows`] with the collective moments of every save beside its row (mean field: those
+/// of its product state, module doc): what `[output] final_state` saves of these methods.
+pub fn evolve_saves(
+    protocol: &Protocol,
+    start: &Start,
+    times: &[f64],
+    ode: &OdeOptions,
+    extras: &[String],
+    on_save: &mut OnSave,
+) -> Result<serde_json::Value, SolverError> {
     let n = protocol.base.n;
     let mut guard = Guard::new(Budget::evolution(ode));
     let method = match start {
         Start::MeanField(..) => "meanfield",
         Start::Cumulant(_) => "cumulant",
     };
-    let mut row = |i: usize, t: f64, r: Vec<f64>| {
+    let mut row = |i: usize, t: f64, r: Vec<f64>, m: &Moments| {
         guard.approx(|| format!("t = {t}"), n, [r[0], r[1], r[2]], method);
-        on_row(i, t, r)
+        on_save(i, t, r, m)
     };
     let mut st = match start {
         Start::MeanField(f, s0) => meanfield::evolve_protocol(protocol, *f, *s0, times, ode, |i, t, s| {
-            row(i, t, meanfield_row(n, s, extras))
+            row(i, t, meanfield_row(n, s, extras), &product_moments(n, s))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())?,
         Start::Cumulant(y0) => cumulant::evolve_protocol(protocol, y0, times, ode, &mut |i, t, y| {
-            row(i, t, cumulant_row(n, y, extras))
+            row(i, t, cumulant_row(n, y, extras), &cumulant::to_moments(n, y))
         })
         .map(|st| serde_json::to_value(st).unwrap_or_default())?,
     };
@@ -260,15 +278,8 @@ fn newton_step(
 /// Where the approximate evolution of `method` starts at point `p`: `[initial]`'s Bloch
 /// vector (mean field) or its cumulant variables.
 pub fn start(sc: &Scenario, p: &Point, method: Method) -> Result<Start, Error> {
-    let mixed = sc
-        .initial
-        .as_ref()
-        .map(|s| p.mixed("initial", s))
-        .transpose()?
-        .flatten();
-    if mixed.is_some() {
+    if let Some(m) = super::initial::mixed_moments(sc, p)? {
         // A mixed start: its moments (mean field: the Bloch vector <J>/(N/2)).
-        let m = super::initial::moments(&super::initial::initial_state(sc, p)?);
         let n = p.model.n;
         return Ok(match method {
             Method::MeanField(f) => Start::MeanField(f, m.mean.map(|v| v / (n as f64 / 2.0))),

@@ -3,7 +3,11 @@
 //! Collective-only models conserve J^2 and run [`master::evolve`] in the j = N/2 irrep
 //! ((N+1)^2 density matrix); models with single-atom rates run [`blocks::evolve`] on the
 //! permutation-invariant blocks R_j from R_{N/2} = |psi0><psi0|. Rows of `observables.csv`
-//! (and `pm.csv`) are written as each save is reached. CPU only: a single evolution has no
+//! (and `pm.csv`) are written as each save is reached. With `[output] final_state = true` the
+//! state at the last save (the density matrix or blocks, or mean field's / cumulants'
+//! moments) is written as `final_state.json` + `final_state.npy`
+//! ([`crate::output::final_state`]), for a later run's `[initial] state = { from = "DIR" }`
+//! ([`super::initial`]). CPU only: a single evolution has no
 //! batch to fill a GPU with (a scan of evolutions does: [`super::scan::evolve`]).
 
 use super::approx;
@@ -17,7 +21,9 @@ use super::rows::{self, OwnedState, StateRef, Table};
 use crate::c64;
 use crate::error::{Error, OutputError, SolverError};
 use crate::model::Protocol;
+use crate::observe::Moments;
 use crate::output::CsvWriter;
+use crate::output::final_state::{self, SavedState};
 use crate::scenario::{EvolveSpec, Scenario};
 use crate::solver::ode::OdeOptions;
 use crate::solver::{Method, blocks, master};
@@ -117,6 +123,7 @@ pub fn run(
     protocol.check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
     // Refusals and the start before any file is created.
     let start = start_of(sc, p)?;
+    let from = super::initial::provenance(sc, p)?;
     let extras = &sc.observables.columns;
     let mut table = Table {
         x_names: vec!["t".to_string()],
@@ -164,8 +171,17 @@ pub fn run(
         emit(full, pm_rows.next());
     }
     progress.set(n_resumed as u64);
-    // One save: the observable columns, and the exact state where there is one (P_m, Husimi).
-    let mut on_save = |i: usize, t: f64, row: Vec<f64>, state: Option<StateRef>| {
+    // The state at the last save, for `[output] final_state`.
+    let mut last: Option<(f64, SavedState)> = None;
+    // One save: the observable columns, and the exact state where there is one (P_m, Husimi;
+    // an approximate method's moments only for the final state).
+    let mut on_save = |i: usize, t: f64, row: Vec<f64>, state: Option<StateRef>, mom: Option<&Moments>| {
+        if sc.final_state && i + 1 == times.len() {
+            last = state
+                .map(|s| s.to_saved())
+                .or(mom.map(|m| SavedState::Moments(*m)))
+                .map(|s| (t, s));
+        }
         let mut full = vec![t];
         full.extend(row);
         full.extend(protocol.values_at(t));
@@ -189,6 +205,7 @@ pub fn run(
                         t,
                         rows::observable_row(rho, extras, reference.as_deref()),
                         Some(rho),
+                        None,
                     )
                 })
             };
@@ -197,8 +214,8 @@ pub fn run(
                 None => evolve(),
             }
         }
-        Start::Approx(s) => approx::evolve_rows(&protocol, s, times, &ode, extras, &mut |i, t, row| {
-            on_save(i, t, row, None)
+        Start::Approx(s) => approx::evolve_saves(&protocol, s, times, &ode, extras, &mut |i, t, row, m| {
+            on_save(i, t, row, None, Some(m))
         }),
     };
     progress.finish();
@@ -206,19 +223,13 @@ pub fn run(
     if let Some(e) = write_err.or(hook_err.take()) {
         return Err(e.into());
     }
-    let fin = table.rows.last().cloned().unwrap_or_default();
-    let mut results = json!({
-        "final": named(&table.names, &fin[1..]),
-        "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
-    });
-    if method != Method::Exact {
-        results["method"] = json!(method.name());
-    }
+    let mut results = final_results(&table, method, from);
     let mut files = vec!["observables.csv".to_string()];
     if sc.observables.pm {
         files.push("pm.csv".into());
     }
     files.extend(rows::write_figures(sc, ctx.dir, &table)?);
+    files.extend(write_final_state(ctx, &protocol, method, last)?);
     let exact = matches!(start, Start::Exact { .. });
     analyses(
         sc,
@@ -259,6 +270,47 @@ fn start_of(sc: &Scenario, p: &crate::scenario::Point) -> Result<Start, Error> {
         }
         m => Start::Approx(approx::start(sc, p, m)?),
     })
+}
+
+/// result.json's `results` of an evolution: the last row by name, its time, the method (an
+/// approximate one), and where a chained run started (`initial_from`).
+fn final_results(table: &Table, method: Method, from: Option<serde_json::Value>) -> serde_json::Value {
+    let fin = table.rows.last().cloned().unwrap_or_default();
+    let mut results = json!({
+        "final": named(&table.names, &fin[1..]),
+        "t_final": jnum(fin.first().copied().unwrap_or(f64::NAN)),
+    });
+    if method != Method::Exact {
+        results["method"] = json!(method.name());
+    }
+    if let Some(from) = from {
+        results["initial_from"] = from;
+    }
+    results
+}
+
+/// `final_state.json` / `final_state.npy` of the state at the last save (with `[output]
+/// final_state = true`: `last` is then set), the model at that time in the header.
+fn write_final_state(
+    ctx: &Context,
+    protocol: &Protocol,
+    method: Method,
+    last: Option<(f64, SavedState)>,
+) -> Result<Vec<String>, Error> {
+    let Some((t, state)) = last else {
+        return Ok(Vec::new());
+    };
+    let method = match method {
+        Method::MeanField(f) => format!("meanfield ({} factorisation)", f.name()),
+        m => m.name().to_string(),
+    };
+    let about = final_state::Provenance {
+        t,
+        method: &method,
+        model: protocol.at(t).values(),
+    };
+    crate::output::create_dir(ctx.dir)?;
+    Ok(final_state::write(ctx.dir, &state, &about)?)
 }
 
 /// The analyses of an evolution's rows: `[analysis.hysteresis]` and (exact method)

@@ -7,13 +7,34 @@
 //!   factored out so that no exponent overflows;
 //! - `state = "steady_state"` with parameter overrides: the exact steady state of the model at
 //!   those values ([`super::exact_steady::solve`]: j = N/2, or the blocks R_j with single-atom
-//!   rates, the same memory refusals), so a protocol can start where an adiabatic one would be.
+//!   rates, the same memory refusals), so a protocol can start where an adiabatic one would be;
+//! - `state = { from = "DIR" }`: the final state an earlier run saved in DIR
+//!   ([`crate::output::final_state`]; the path relative to the current directory, as `--out`
+//!   is, so `from` names what the first run's `--out` named). Its header is checked first (N
+//!   equal to the model's, the data file's length), then the memory the numbers need
+//!   ([`read_from`]), then the numbers (hash, finite). A density matrix (`manifold`, or
+//!   `blocks`) starts the exact solvers: a manifold state is R_{N/2} of a blocks run with every
+//!   other block 0 ([`super::evolve::evolve_any`] embeds it, exactly), a blocks state runs on
+//!   the blocks even under a collective model. Mean field and cumulants start from the moments
+//!   of any kind (a density matrix's are computed, as for `steady_state`). Moments cannot start
+//!   an exact evolution (they do not determine the state): refused, naming the method to use.
+//!
+//! A chained run's time is its own: the saved state is the state at the run's first save time
+//! (`t_start`, default 0), whatever `t` the earlier run ended at. To continue a schedule across
+//! the split, give the second run `t_start` = the saved `t` (in its final_state.json and
+//! result.json) and the same schedule; to restart a protocol, write its schedule from t = 0.
 
+use super::memory;
 use super::rows::OwnedState;
-use crate::error::Error;
+use crate::error::{Error, InputError};
+use crate::output::final_state::{self, SavedState, Source};
 use crate::scenario::{Mixed, Point, Scenario};
 use crate::state::DensityMatrix;
 use crate::{c64, observe};
+use std::path::PathBuf;
+
+/// The field a `from` directory's errors name.
+pub const FROM_FIELD: &str = "initial.state.from";
 
 /// The initial state of an exact evolution at point `p`.
 pub fn initial_state(sc: &Scenario, p: &Point) -> Result<OwnedState, Error> {
@@ -25,7 +46,84 @@ pub fn initial_state(sc: &Scenario, p: &Point) -> Result<OwnedState, Error> {
         None => OwnedState::Sym(DensityMatrix::from_pure(&sc.initial_state(p)?)),
         Some(Mixed::Thermal { beta }) => OwnedState::Sym(thermal(p.model.n, beta)),
         Some(Mixed::SteadyState(model)) => super::exact_steady::solve(&model)?.0,
+        Some(Mixed::From { dir }) => match read_from(&dir, p.model.n)? {
+            SavedState::Manifold(rho) => OwnedState::Sym(rho),
+            SavedState::Blocks(b) => OwnedState::Blocks(b),
+            SavedState::Moments(_) => {
+                let method = final_state::read_header(&source(&dir), p.model.n)
+                    .map(|h| h.method)
+                    .unwrap_or_default();
+                return Err(source(&dir)
+                    .error(format!(
+                        "a density matrix (kind \"manifold\" or \"blocks\") to start the exact \
+                         method; {} holds kind \"moments\" (of a {method} run), which do not \
+                         determine the state: start method = \"cumulant\" or \"meanfield\" from it",
+                        final_state::HEADER_FILE
+                    ))
+                    .into());
+            }
+        },
     })
+}
+
+/// The moments a mixed `[initial]` gives mean field and cumulants (None for a pure one): those
+/// of the state (`thermal`, `steady_state`), or of what a `from` directory holds (moments as
+/// saved; a density matrix's computed).
+pub fn mixed_moments(sc: &Scenario, p: &Point) -> Result<Option<observe::Moments>, Error> {
+    let mixed = match &sc.initial {
+        Some(spec) => p.mixed("initial", spec)?,
+        None => None,
+    };
+    Ok(match mixed {
+        None => None,
+        Some(Mixed::From { dir }) => Some(match read_from(&dir, p.model.n)? {
+            SavedState::Moments(m) => m,
+            SavedState::Manifold(rho) => observe::moments(&rho),
+            SavedState::Blocks(b) => observe::moments_blocks(&b),
+        }),
+        Some(_) => Some(moments(&initial_state(sc, p)?)),
+    })
+}
+
+fn source(dir: &str) -> Source<'_> {
+    Source {
+        field: FROM_FIELD,
+        dir,
+        path: PathBuf::from(dir),
+    }
+}
+
+/// The final state saved in `dir` for a model of `n` atoms: the header checked, the memory
+/// of the numbers refused over the limit (twice the data: the numbers as read and the state
+/// built from them), then the numbers ([`final_state`] module doc).
+pub fn read_from(dir: &str, n: usize) -> Result<SavedState, Error> {
+    let src = source(dir);
+    let header = final_state::read_header(&src, n)?;
+    memory::refuse_bytes(
+        2.0 * header.data_bytes() as f64,
+        format!(
+            "reading the final state in `{dir}` ({} bytes of kind {})",
+            header.data_bytes(),
+            header.kind
+        ),
+    )?;
+    Ok(final_state::read_data(&src, &header, n)?)
+}
+
+/// result.json's record of a chained start (`results.initial_from`: the directory, its kind,
+/// time, method and model); None unless `[initial]` is `{ from = "DIR" }`.
+pub fn provenance(sc: &Scenario, p: &Point) -> Result<Option<serde_json::Value>, InputError> {
+    let Some(crate::scenario::StateSpec::From { dir }) = &sc.initial else {
+        return Ok(None);
+    };
+    let h = final_state::read_header(&source(dir), p.model.n)?;
+    Ok(Some(serde_json::json!({
+        "dir": dir,
+        "kind": h.kind,
+        "t": h.t,
+        "method": h.method,
+        "model": h.model,
+    })))
 }
 
 /// exp(-beta Jz)/Z in the Dicke basis (index k <-> m = k - N/2).

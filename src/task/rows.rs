@@ -39,6 +39,15 @@ impl OwnedState {
 }
 
 impl StateRef<'_> {
+    /// A copy of the state as the final-state file holds it ([`crate::output::final_state`]).
+    pub fn to_saved(&self) -> crate::output::final_state::SavedState {
+        use crate::output::final_state::SavedState;
+        match self {
+            StateRef::Sym(r) => SavedState::Manifold((*r).clone()),
+            StateRef::Blocks(s) => SavedState::Blocks((*s).clone()),
+        }
+    }
+
     pub fn pm(&self) -> Vec<f64> {
         match self {
             StateRef::Sym(r) => observe::pm(r),

@@ -55,10 +55,7 @@ pub fn run(
             .check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
     }
     let scheduled = points.iter().any(|p| !p.schedules.is_empty());
-    let mixed = matches!(
-        sc.initial,
-        Some(crate::scenario::StateSpec::Thermal { .. } | crate::scenario::StateSpec::SteadyState { .. })
-    );
+    let mixed = sc.initial.as_ref().is_some_and(|s| s.is_mixed());
     let floors = [("task.rtol", spec.rtol, F32_MIN_RTOL)];
     // The approximate methods run on the CPU only (milliseconds per point).
     let kernel = match sc.method {
@@ -73,7 +70,7 @@ pub fn run(
                      solvers; the batched GPU master-equation kernel takes constant parameters",
                 )
             } else {
-                mixed.then_some("mixed initial states (thermal, steady_state) run on the CPU solvers")
+                mixed.then_some("mixed initial states (thermal, steady_state, from) run on the CPU solvers")
             },
         },
         m => Kernel::CpuOnly {
