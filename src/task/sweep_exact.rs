@@ -209,6 +209,12 @@ fn initial(sc: &Scenario, p: &Point) -> Result<Vec<f64>, InputError> {
     let n = p.model.n;
     match p.mixed("initial", spec)? {
         Some(Mixed::Thermal { beta }) => Ok(populations::thermal(n, beta)),
+        Some(Mixed::From { dir }) => Err(InputError::invalid(
+            "initial.state.from",
+            format!("\"{dir}\""),
+            "\"dicke\", \"thermal\" or \"steady_state\" for a sweep (each point has its own N \
+             and model; a saved state belongs to one run)",
+        )),
         Some(Mixed::SteadyState(m)) => {
             let refuse = |why: String| InputError::invalid("initial.state", "\"steady_state\"", why);
             if let Some((name, v)) = populations::support(&m) {
