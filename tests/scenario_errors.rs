@@ -406,7 +406,7 @@ fn sweep_parses_and_counts_points() {
 fn sweep_errors_name_field_value_and_expectation() {
     let cases: [(String, &str); 12] = [
         (
-            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nmethod = \"exact\""),
+            SWEEP.replace("kind = \"sweep\"", "kind = \"sweep\"\nmethod = \"trajectories\""),
             "task.method",
         ),
         (
