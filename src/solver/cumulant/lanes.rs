@@ -186,7 +186,7 @@ struct Block {
 /// One step attempt on every lane: the stages and the error norm per lane.
 #[inline(always)]
 fn attempt_body(b: &mut Block, o: &BatchOptions) -> F64x8 {
-    batch::dp5_stages(&b.par, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+    batch::dp5_stages(&b.par, None, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
     batch::error_norm(&b.y, &b.ynew, &b.k, b.hs, o)
 }
 
@@ -250,7 +250,7 @@ impl Chunk<'_> {
     fn feed(&mut self, b: &mut Block, slot: &mut Option<Slot>, l: usize) {
         loop {
             if let Some(s) = slot {
-                if s.ctl.propose(self.grid, self.o) {
+                if s.ctl.propose(self.grid, self.o, &[]) {
                     b.hs.0[l] = s.ctl.hs;
                     return;
                 }
@@ -269,7 +269,15 @@ impl Chunk<'_> {
             // The start runs the scalar code: it is 2 of a point's ~10^4 right-hand sides.
             let mut k = [[0.0; NVAR]; 7];
             let mut ytmp = [0.0; NVAR];
-            let ctl = Control::start(&self.pars[i], &self.y0s[i], &mut k, &mut ytmp, self.grid, self.o);
+            let ctl = Control::start(
+                &self.pars[i],
+                None,
+                &self.y0s[i],
+                &mut k,
+                &mut ytmp,
+                self.grid,
+                self.o,
+            );
             scatter(&mut b.par, l, &self.pars[i]);
             scatter(&mut b.y, l, &self.y0s[i]);
             scatter(&mut b.k[0], l, &k[0]);

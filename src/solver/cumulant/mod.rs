@@ -148,6 +148,7 @@
 
 pub mod batch;
 pub mod lanes;
+pub mod pieces;
 
 use crate::c64;
 use crate::error::SolverError;
