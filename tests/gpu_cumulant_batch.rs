@@ -935,7 +935,7 @@ fn gpu_f64_scheduled_matches_cpu_twin() {
         eprintln!("SKIPPED: adapter has no SHADER_F64");
         return;
     }
-    let (p, pieces) = scheduled_points(64, 0x5c4e_d64);
+    let (p, pieces) = scheduled_points(64, 0x05c4_ed64);
     assert!(pieces.iter().all(|q| q.starts.len() == 8));
     let o = BatchOptions {
         rtol: 1e-10,
@@ -986,7 +986,7 @@ fn gpu_f32_scheduled_matches_cpu_twin() {
     let Some(k) = kernel("gpu_f32_scheduled_matches_cpu_twin") else {
         return;
     };
-    let (p, pieces) = scheduled_points(64, 0x5c4e_d32);
+    let (p, pieces) = scheduled_points(64, 0x05c4_ed32);
     let o = BatchOptions {
         rtol: 1e-6,
         atol: 1e-8,
@@ -1014,7 +1014,7 @@ fn gpu_scheduled_split_and_constant_pieces_change_nothing() {
     let Some(k) = kernel("gpu_scheduled_split_and_constant_pieces_change_nothing") else {
         return;
     };
-    let (p, pieces) = scheduled_points(24, 0x5c4e_d5);
+    let (p, pieces) = scheduled_points(24, 0x005c_4ed5);
     let o = BatchOptions {
         rtol: 1e-6,
         atol: 1e-8,

@@ -640,3 +640,58 @@ fn a_break_within_rounding_of_a_save_is_taken_at_the_save() {
     assert_eq!(off.status, Status::Ok);
     assert_eq!(format!("{off:?}"), format!("{exact:?}"));
 }
+
+/// The SIMD lanes run scheduled points bit for bit as the scalar batch (the sweep's CPU path),
+/// on every instruction set this CPU has and with points of different piece counts sharing
+/// lanes and refilling them (chunks of 3 and 16 points).
+#[test]
+fn scheduled_lanes_equal_the_scalar_batch_bit_for_bit() {
+    use dicke::solver::cumulant::lanes::{Isa, integrate_batch_lanes_pieces_with};
+    let o = BatchOptions {
+        rtol: 1e-8,
+        atol: 1e-10,
+        max_steps: 1_000_000,
+    };
+    let mut protocols = sweep_protocols();
+    // Mix in a constant point and one with a triangle (many pieces).
+    protocols.push(Protocol::from(protocols[0].base));
+    let mut tri = drive_protocol(60);
+    tri.schedules.push((
+        "chi",
+        Schedule::Triangle {
+            low: 0.0,
+            high: 0.05,
+            period: 0.3,
+            t0: 0.1,
+        },
+    ));
+    protocols.push(tri);
+    let protocols: Vec<Protocol> = protocols.iter().cycle().take(19).cloned().collect();
+    let pieces: Vec<Pieces> = protocols
+        .iter()
+        .map(|p| Pieces::new(p, SWEEP_GRID.t0, SWEEP_GRID.t_end).unwrap())
+        .collect();
+    let y0s: Vec<_> = protocols.iter().map(|p| sweep_y0(p.base.n)).collect();
+    let scalar = batch::integrate_batch_pieces(&pieces, &y0s, &SWEEP_GRID, &o);
+    let bits = |r: &[batch::PointResult]| {
+        format!(
+            "{:?}",
+            r.iter()
+                .map(|p| (
+                    p.y.map(f64::to_bits),
+                    p.steps,
+                    p.rejected,
+                    p.xi2_min.to_bits(),
+                    p.jz_late.to_bits()
+                ))
+                .collect::<Vec<_>>()
+        )
+    };
+    for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+        for chunk in [3, 16] {
+            let lanes = integrate_batch_lanes_pieces_with(&pieces, &y0s, &SWEEP_GRID, &o, isa, chunk);
+            assert_eq!(bits(&lanes), bits(&scalar), "{isa:?}, chunks of {chunk}");
+        }
+    }
+    assert!(scalar.iter().all(|r| r.status == Status::Ok));
+}

@@ -37,8 +37,8 @@
 //! Schedules (`[model] p = { ramp = ... }`, any parameter but phi and the axes'; their numbers
 //! may be expressions of the point's variables): each point's protocol becomes its table of
 //! affine pieces on `[t0, t_end]` ([`Pieces`], with the admissibility of its values checked
-//! over the span), integrated by [`batch::integrate_batch_pieces`] (CPU; the scalar batch, not
-//! the SIMD lanes) or the kernel's piece tables ([`CumulantBatchGpu::run_pieces_with`]): steps
+//! over the span), integrated by [`cumulant::lanes::integrate_batch_lanes_pieces`] (CPU, SIMD
+//! lanes, bit for bit the scalar [`batch::integrate_batch_pieces`]) or the kernel's piece tables ([`CumulantBatchGpu::run_pieces_with`]): steps
 //! land on every break and each stage uses its piece's parameters. A constant scenario runs
 //! exactly the code it ran before (lanes, or the kernel with no pieces). sweep.csv has no
 //! column for the schedules (their values are the scenario's functions of t); a scheduled
@@ -171,7 +171,7 @@ impl Integrator {
     ) -> Result<Vec<batch::PointResult>, Error> {
         Ok(match (self, pieces) {
             (Integrator::Cpu, None) => cumulant::lanes::integrate_batch_lanes(pars, y0s, grid, bopts),
-            (Integrator::Cpu, Some(p)) => batch::integrate_batch_pieces(p, y0s, grid, bopts),
+            (Integrator::Cpu, Some(p)) => cumulant::lanes::integrate_batch_lanes_pieces(p, y0s, grid, bopts),
             #[cfg(feature = "gpu")]
             (Integrator::Gpu(kernel, precision), None) => kernel.run(pars, y0s, grid, bopts, *precision)?,
             #[cfg(feature = "gpu")]
@@ -221,13 +221,38 @@ fn header(spec: &SweepSpec, varying: &[&str]) -> Vec<String> {
     header
 }
 
-/// Refuse a sweep whose memory estimate is over the limit (module doc).
-fn refuse_memory(total: usize, ncols: usize) -> Result<(), Error> {
+/// Refuse a sweep whose memory estimate is over the limit (module doc); a scheduled sweep
+/// adds its chunk's piece tables, `pieces` per point as at the base point (the CPU's and the
+/// GPU upload's copy).
+fn refuse_memory(total: usize, ncols: usize, pieces: usize) -> Result<(), Error> {
+    let tables = if pieces > 1 {
+        (CHUNK.min(total) * pieces) as f64 * 2.0 * (1 + 2 * NPAR) as f64 * 8.0
+    } else {
+        0.0
+    };
     memory::refuse_bytes(
-        memory_estimate(total, ncols),
-        format!("a sweep of {total} points (one heat-map value per point, chunks of {CHUNK})"),
+        memory_estimate(total, ncols) + tables,
+        format!(
+            "a sweep of {total} points (one heat-map value per point, chunks of {CHUNK}{})",
+            if pieces > 1 {
+                format!(", {pieces} schedule pieces per point")
+            } else {
+                String::new()
+            }
+        ),
     )?;
     Ok(())
+}
+
+/// The number of schedule pieces of the base point's protocol on the sweep's span (1 for a
+/// constant one, or where the base point's own protocol is refused: each point is checked
+/// when it is prepared).
+fn base_pieces(sc: &Scenario, spec: &SweepSpec) -> Result<usize, Error> {
+    let base = sc.point(&[])?;
+    if base.schedules.is_empty() {
+        return Ok(1);
+    }
+    Ok(Pieces::new(&base.protocol(), spec.t0, spec.t_end).map_or(1, |p| p.starts.len()))
 }
 
 /// Run a validated `kind = "sweep"` scenario.
@@ -247,7 +272,7 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
     let total = spec.len();
     let varying = varying_parameters(sc, spec)?;
     let header = header(spec, &varying);
-    refuse_memory(total, header.len())?;
+    refuse_memory(total, header.len(), base_pieces(sc, spec)?)?;
     let mut units = ctx.units("sweep", engine.tag(), total as u64, CHUNK as u64, "points")?;
     let mut csv = CsvWriter::create(&ctx.path(SWEEP_CSV)?, &header)?;
     let mut tally = Tally {

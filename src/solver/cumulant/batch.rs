@@ -16,6 +16,21 @@
 //! The step sequence depends only on the point (its parameters, initial state and tolerances),
 //! never on the batch or the thread.
 //!
+//! # Schedules
+//!
+//! A scheduled point ([`integrate_point_pieces`]) carries its protocol as affine pieces of the
+//! flat parameters ([`super::pieces`]): `par(t) = p0_k + p1_k (t - s_k)` on piece k. The step
+//! control clips a step onto the next break exactly as onto a save time (the earlier of the
+//! two; a break within [`super::pieces::snap`] of a save is taken at the save), stage i of a
+//! step from t evaluates the right-hand side with the piece's parameters at
+//! `tau = (t - s_k) + c_i h` (the system is no longer autonomous), and after a step lands on a
+//! break the next piece's parameters are loaded and the first stage recomputed (the FSAL stage
+//! of the step belongs to the old piece). Hairer's starting step evaluates its second
+//! right-hand side at `tau = h0`. This is the scheme of `ode::integrate_real_pieces`, so each
+//! point takes the steps of the single-point [`super::evolve_protocol`] and agrees with it to
+//! rounding (`tests/schedule.rs`). A constant point runs the constant code: its results are
+//! those of before schedules existed, bit for bit.
+//!
 //! # Save grid and reductions
 //!
 //! Saves at `t_k = t0 + k (t_end - t0)/(nsave - 1)`, k = 0..nsave-1 (the integrator lands on
