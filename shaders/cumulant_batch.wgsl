@@ -14,7 +14,7 @@
 // pair), its 12 parameters at the start (p0) and their rates (p1); stage i of a step from t
 // uses p0 + p1 tau with tau = (t - start) + c_i h. The step is clipped onto the next break as
 // onto a save time, and after landing on it k1 is recomputed with the next piece (the FSAL
-// stage belongs to the old one). Twin: batch.rs `run_point` / `Control` / `stage_par`.
+// stage belongs to the old one). Twin: batch.rs `run_point` / `Control` / `Ramp`.
 //
 // A dispatch runs at most P.attempts step attempts and P.loop_budget loop iterations per
 // invocation (llvmpipe ends every loop of an invocation after 65535 iterations in total: the
@@ -135,7 +135,7 @@ fn load_piece(b: u32, piece: u32) -> Piece {
     return Piece(true, load12(o + 2u, false), load12(o + 14u, false));
 }
 
-// batch.rs `stage_par`: the parameters at tau after the piece's start.
+// batch.rs `Ramp::at`: the parameters at tau after the piece's start.
 fn stage_par(pc: Piece, tau: R) -> array<R, 12> {
     if !pc.sched {
         return pc.p0;

@@ -487,13 +487,8 @@ fn scheduled_cumulant_sweep_points_match_the_single_point_protocol() {
         let mut last = y0s[i];
         let st = cumulant::evolve_protocol(p, &y0s[i], &times, &tight(), &mut |_, _, y| last = *y).unwrap();
         assert_eq!(st.steps as u64, r.steps, "point {i}: step counts");
-        for k in 0..cumulant::NVAR {
-            assert!(
-                (last[k] - r.y[k]).abs() < 1e-12,
-                "point {i} variable {k}: {} vs {}",
-                last[k],
-                r.y[k]
-            );
+        for (k, (a, b)) in last.iter().zip(&r.y).enumerate() {
+            assert!((a - b).abs() < 1e-12, "point {i} variable {k}: {a} vs {b}");
         }
         let want = rk4(
             |t, y: &[f64; cumulant::NVAR]| {
@@ -506,12 +501,10 @@ fn scheduled_cumulant_sweep_points_match_the_single_point_protocol() {
             20_000,
         );
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        for k in 0..cumulant::NVAR {
+        for (k, (a, b)) in r.y.iter().zip(&want).enumerate() {
             assert!(
-                (r.y[k] - want[k]).abs() < 1e-8 * scale,
-                "point {i} variable {k}: {} vs RK4 {}",
-                r.y[k],
-                want[k]
+                (a - b).abs() < 1e-8 * scale,
+                "point {i} variable {k}: {a} vs RK4 {b}"
             );
         }
     }

@@ -427,8 +427,14 @@ fn run_point(
     let rate = pieces.map(|p| &p.p1[0]);
     let mut ctl = Control::start(&par, rate, &y, &mut k, &mut ytmp, grid, o);
     while ctl.propose(grid, o, breaks) {
-        let ramp = pieces.map(|p| (&p.p1[ctl.piece], ctl.t() - p.starts[ctl.piece]));
-        dp5_stages(&par, ramp, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew);
+        match pieces {
+            None => dp5_stages(&mut &par, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew),
+            Some(p) => {
+                let tau0 = ctl.t() - p.starts[ctl.piece];
+                let mut st = Ramp::new(&par, &p.p1[ctl.piece], tau0, ctl.hs);
+                dp5_stages(&mut st, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew);
+            }
+        }
         let err = error_norm(&y, &ynew, &k, ctl.hs, o);
         if ctl.conclude(err, &y, &ynew, grid) {
             y = ynew;
@@ -468,12 +474,10 @@ fn initial_step(
     h0 = h0.min(span);
     combo(ytmp, y, [h0], [&k[0]]);
     let [k1, k2, ..] = k;
-    let mut buf = [0.0; NPAR];
-    rhs(
-        stage_par(par, rate.map(|r| (r, 0.0)), h0, 1.0, &mut buf),
-        ytmp,
-        k2,
-    );
+    match rate {
+        None => rhs(par, ytmp, k2),
+        Some(r) => rhs(Ramp::new(par, r, 0.0, h0).at(1.0), ytmp, k2),
+    }
     let d2 = rms(&|i| (k2[i] - k1[i]) / sc(y[i])) / h0;
     let h1 = if d1.max(d2) <= 1e-15 {
         (h0 * 1e-3).max(1e-6)
@@ -483,38 +487,62 @@ fn initial_step(
     (100.0 * h0).min(h1).min(span)
 }
 
-/// The parameters of a stage at `c hs` into the step: `par` itself for a constant point
-/// (`ramp` None), else `par + rate tau` with `tau = tau0 + hs c` ([`super::pieces`]; `ramp`
-/// = (rate, tau0), tau0 the step's start after its piece's start), written into `buf`.
-#[inline(always)]
-fn stage_par<'a, T: Real>(
+/// The parameters of each stage of a step: constant (`&[T; NPAR]`: the system is autonomous,
+/// the stage times are not needed) or a scheduled point's ([`Ramp`]). Static dispatch, so the
+/// constant path compiles to the code it had before schedules (the sweep's hot loop).
+pub(crate) trait StagePar<T: Real> {
+    /// The parameters at `c hs` into the step.
+    fn at(&mut self, c: f64) -> &[T; NPAR];
+}
+
+impl<T: Real> StagePar<T> for &[T; NPAR] {
+    #[inline(always)]
+    fn at(&mut self, _c: f64) -> &[T; NPAR] {
+        self
+    }
+}
+
+/// A scheduled point's stage parameters on its piece: `par + rate tau`, `tau = tau0 + hs c`
+/// ([`super::pieces`]; tau0 the step's start after its piece's start).
+pub(crate) struct Ramp<'a, T> {
     par: &'a [T; NPAR],
-    ramp: Option<(&[T; NPAR], T)>,
+    rate: &'a [T; NPAR],
+    tau0: T,
     hs: T,
-    c: f64,
-    buf: &'a mut [T; NPAR],
-) -> &'a [T; NPAR] {
-    match ramp {
-        None => par,
-        Some((rate, tau0)) => {
-            let tau = tau0 + hs * T::splat(c);
-            for j in 0..NPAR {
-                buf[j] = par[j] + rate[j] * tau;
-            }
-            buf
+    buf: [T; NPAR],
+}
+
+impl<'a, T: Real> Ramp<'a, T> {
+    #[inline(always)]
+    pub(crate) fn new(par: &'a [T; NPAR], rate: &'a [T; NPAR], tau0: T, hs: T) -> Self {
+        Ramp {
+            par,
+            rate,
+            tau0,
+            hs,
+            buf: *par,
         }
     }
 }
 
+impl<T: Real> StagePar<T> for Ramp<'_, T> {
+    #[inline(always)]
+    fn at(&mut self, c: f64) -> &[T; NPAR] {
+        let tau = self.tau0 + self.hs * T::splat(c);
+        for j in 0..NPAR {
+            self.buf[j] = self.par[j] + self.rate[j] * tau;
+        }
+        &self.buf
+    }
+}
+
 /// One DP5 step of size `hs` from `y` with `k[0] = f(y)`: the stages k2..k7 and the 5th-order
-/// solution `ynew` (stages as in ode::Work::step). A constant point (`ramp` None) is
-/// autonomous, so the stage times c_i h are not needed; a scheduled one evaluates stage i with
-/// its piece's parameters at c_i h into the step ([`stage_par`]). Generic over [`Real`]: the
-/// lane integrator runs it on eight points at once, each lane with its own `hs`.
+/// solution `ynew` (stages as in ode::Work::step), stage i with the parameters `st.at(c_i)`
+/// ([`StagePar`]). Generic over [`Real`]: the lane integrator runs it on eight points at once,
+/// each lane with its own `hs`.
 #[inline(always)]
-pub(crate) fn dp5_stages<T: Real>(
-    par: &[T; NPAR],
-    ramp: Option<(&[T; NPAR], T)>,
+pub(crate) fn dp5_stages<T: Real, P: StagePar<T>>(
+    st: &mut P,
     y: &[T; NVAR],
     hs: T,
     k: &mut [[T; NVAR]; 7],
@@ -522,30 +550,29 @@ pub(crate) fn dp5_stages<T: Real>(
     ynew: &mut [T; NVAR],
 ) {
     let a = |c: f64| hs * T::splat(c);
-    let mut buf = *par;
     let [k1, k2, k3, k4, k5, k6, k7] = k;
     combo(ytmp, y, [a(A21)], [k1]);
-    rhs(stage_par(par, ramp, hs, C2, &mut buf), ytmp, k2);
+    rhs(st.at(C2), ytmp, k2);
     combo(ytmp, y, [a(A31), a(A32)], [k1, k2]);
-    rhs(stage_par(par, ramp, hs, C3, &mut buf), ytmp, k3);
+    rhs(st.at(C3), ytmp, k3);
     combo(ytmp, y, [a(A41), a(A42), a(A43)], [k1, k2, k3]);
-    rhs(stage_par(par, ramp, hs, C4, &mut buf), ytmp, k4);
+    rhs(st.at(C4), ytmp, k4);
     combo(ytmp, y, [a(A51), a(A52), a(A53), a(A54)], [k1, k2, k3, k4]);
-    rhs(stage_par(par, ramp, hs, C5, &mut buf), ytmp, k5);
+    rhs(st.at(C5), ytmp, k5);
     combo(
         ytmp,
         y,
         [a(A61), a(A62), a(A63), a(A64), a(A65)],
         [k1, k2, k3, k4, k5],
     );
-    rhs(stage_par(par, ramp, hs, 1.0, &mut buf), ytmp, k6);
+    rhs(st.at(1.0), ytmp, k6);
     combo(
         ynew,
         y,
         [a(A71), a(A73), a(A74), a(A75), a(A76)],
         [k1, k3, k4, k5, k6],
     );
-    rhs(stage_par(par, ramp, hs, 1.0, &mut buf), ynew, k7);
+    rhs(st.at(1.0), ynew, k7);
 }
 
 /// The error norm `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)` of a step

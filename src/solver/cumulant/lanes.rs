@@ -192,7 +192,7 @@ struct Block {
     /// Each lane's step for this attempt (0 in an empty lane).
     hs: F64x8,
     /// Scheduled points: each lane's parameter rates on its piece and the attempt's start
-    /// after the piece's start (`batch::stage_par`; zeros in an empty lane).
+    /// after the piece's start (`batch::Ramp`; zeros in an empty lane).
     rate: [F64x8; NPAR],
     tau0: F64x8,
 }
@@ -201,8 +201,12 @@ struct Block {
 /// lanes hold scheduled points (their stages at c_i h into the step).
 #[inline(always)]
 fn attempt_body(b: &mut Block, o: &BatchOptions, sched: bool) -> F64x8 {
-    let ramp = sched.then_some((&b.rate, b.tau0));
-    batch::dp5_stages(&b.par, ramp, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+    if sched {
+        let mut st = batch::Ramp::new(&b.par, &b.rate, b.tau0, b.hs);
+        batch::dp5_stages(&mut st, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+    } else {
+        batch::dp5_stages(&mut &b.par, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+    }
     batch::error_norm(&b.y, &b.ynew, &b.k, b.hs, o)
 }
 
