@@ -8,6 +8,14 @@
 // onto save times, the step-size floor). Host side, mapping and precision:
 // src/backend/gpu/cumulant_batch.rs.
 //
+// Schedules (time-dependent parameters, src/solver/cumulant/pieces.rs): a scheduled point has
+// a table of pieces in `pieces` (pidx[b] = (first record, count); count 0: a constant point,
+// which reads `par` as before). A record is the piece's start (elapsed since t0, as a time
+// pair), its 12 parameters at the start (p0) and their rates (p1); stage i of a step from t
+// uses p0 + p1 tau with tau = (t - start) + c_i h. The step is clipped onto the next break as
+// onto a save time, and after landing on it k1 is recomputed with the next piece (the FSAL
+// stage belongs to the old one). Twin: batch.rs `run_point` / `Control` / `Ramp`.
+//
 // A dispatch runs at most P.attempts step attempts and P.loop_budget loop iterations per
 // invocation (llvmpipe ends every loop of an invocation after 65535 iterations in total: the
 // kernel counts its own and stops first). The whole integration state, including k1 (FSAL),
@@ -47,7 +55,8 @@ struct Params {
     span: R,
     // Step-size floor relative to max(|t|, span): 16 f64::EPSILON, as batch.rs.
     hmin_rel: R,
-    _pad3: R,
+    // Breaks within this of a save are taken at the save (pieces::snap).
+    snap: R,
     _pad4: R,
     _pad5: R,
 }
@@ -71,6 +80,11 @@ struct State {
     // Save index of the xi^2 minimum (0xffffffff: none yet).
     k_min: u32,
     jz_count: u32,
+    // The current piece of a scheduled point (breaks passed).
+    piece: u32,
+    _pad_c0: u32,
+    _pad_c1: u32,
+    _pad_c2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -81,6 +95,57 @@ struct State {
 // Per save: bit 0 = t_k >= t_min, bit 1 = t_k >= t_late (decided on the host in f64).
 @group(0) @binding(3) var<storage, read> save_flag: array<u32>;
 @group(0) @binding(4) var<storage, read_write> st: array<State>;
+// Piece records of the scheduled points (REC numbers each: start pair, p0[12], p1[12]).
+@group(0) @binding(5) var<storage, read> pieces: array<R>;
+// Per point: (first record, number of pieces); 0 pieces: constant parameters from `par`.
+@group(0) @binding(6) var<storage, read> pidx: array<vec2<u32>>;
+
+const REC: u32 = 26u;
+
+// Twelve numbers from `a` at offset o (written out: a loop would count against llvmpipe's
+// loop limit at every stage).
+fn load12(o: u32, from_par: bool) -> array<R, 12> {
+    if from_par {
+        return array<R, 12>(par[o], par[o + 1u], par[o + 2u], par[o + 3u], par[o + 4u], par[o + 5u],
+            par[o + 6u], par[o + 7u], par[o + 8u], par[o + 9u], par[o + 10u], par[o + 11u]);
+    }
+    return array<R, 12>(pieces[o], pieces[o + 1u], pieces[o + 2u], pieces[o + 3u], pieces[o + 4u],
+        pieces[o + 5u], pieces[o + 6u], pieces[o + 7u], pieces[o + 8u], pieces[o + 9u], pieces[o + 10u],
+        pieces[o + 11u]);
+}
+
+// The start of record r (elapsed since t0, a time pair).
+fn piece_start(r: u32) -> vec2<R> {
+    return vec2<R>(pieces[r * REC], pieces[r * REC + 1u]);
+}
+
+// The parameters of one piece: p0 (or a constant point's par) and p1.
+struct Piece {
+    sched: bool,
+    p0: array<R, 12>,
+    p1: array<R, 12>,
+}
+
+fn load_piece(b: u32, piece: u32) -> Piece {
+    let ix = pidx[b];
+    if ix.y == 0u {
+        return Piece(false, load12(b * 12u, true), array<R, 12>());
+    }
+    let o = (ix.x + piece) * REC;
+    return Piece(true, load12(o + 2u, false), load12(o + 14u, false));
+}
+
+// batch.rs `Ramp::at`: the parameters at tau after the piece's start.
+fn stage_par(pc: Piece, tau: R) -> array<R, 12> {
+    if !pc.sched {
+        return pc.p0;
+    }
+    let a = pc.p0;
+    let r = pc.p1;
+    return array<R, 12>(a[0] + r[0] * tau, a[1] + r[1] * tau, a[2] + r[2] * tau, a[3] + r[3] * tau,
+        a[4] + r[4] * tau, a[5] + r[5] * tau, a[6] + r[6] * tau, a[7] + r[7] * tau, a[8] + r[8] * tau,
+        a[9] + r[9] * tau, a[10] + r[10] * tau, a[11] + r[11] * tau);
+}
 
 
 fn all_finite(v: array<R, 9>) -> bool {
@@ -105,20 +170,20 @@ fn ci(a: vec2<R>) -> vec2<R> {
     return vec2<R>(-a.y, a.x);
 }
 
-// The closed right-hand side: cumulant::close_third then cumulant::open_rhs, term by term.
-fn rhs(b: u32, y: array<R, 9>) -> array<R, 9> {
-    let o = b * 12u;
-    let n = par[o];
-    let omega0 = par[o + 1u];
-    let eta = vec2<R>(0.5 * par[o + 2u], 0.5 * par[o + 3u]);
-    let chi = par[o + 4u];
-    let chi_z = par[o + 5u];
-    let gam = par[o + 6u];
-    let w = par[o + 7u];
-    let gam_phi = par[o + 8u];
-    let gd = par[o + 9u] + gam;
-    let gu = par[o + 10u] + w;
-    let gp = par[o + 11u] + 0.25 * gam_phi;
+// The closed right-hand side with the parameters pr: cumulant::close_third then
+// cumulant::open_rhs, term by term.
+fn rhs(pr: array<R, 12>, y: array<R, 9>) -> array<R, 9> {
+    let n = pr[0];
+    let omega0 = pr[1];
+    let eta = vec2<R>(0.5 * pr[2], 0.5 * pr[3]);
+    let chi = pr[4];
+    let chi_z = pr[5];
+    let gam = pr[6];
+    let w = pr[7];
+    let gam_phi = pr[8];
+    let gd = pr[9] + gam;
+    let gu = pr[10] + w;
+    let gp = pr[11] + 0.25 * gam_phi;
     let big_g = gd + gu;
     let small_g = gd - gu;
     let gamma2 = 0.5 * big_g + 2.0 * gp;
@@ -340,11 +405,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let span = P.span;
     var used = 0u;
+    let ix = pidx[b];
+    var pc = load_piece(b, s.piece);
 
     if s.status == ST_INIT {
         used += COST_INIT;
         let y = s.y;
-        let f0 = rhs(b, y);
+        let f0 = rhs(pc.p0, y);
         s.k1 = f0;
         save(b, 0u, y, &s);
         s.next_save = 1u;
@@ -372,7 +439,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 h0 = 0.01 * d0 / d1;
             }
             h0 = min(h0, span);
-            let f1 = rhs(b, combo1(y, h0, f0));
+            let f1 = rhs(stage_par(pc, h0), combo1(y, h0, f0));
             var d2 = R(0.0);
             for (var i = 0u; i < NV; i++) {
                 let sc = P.atol + P.rtol * abs(y[i]);
@@ -408,12 +475,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             s.status = ST_DONE;
             break;
         }
-        let tgt = save_t[s.next_save];
+        var tgt = save_t[s.next_save];
         if t_le(tgt, s.t) || it >= P.attempts || used + COST_ATTEMPT > P.loop_budget {
             break;
         }
         it += 1u;
         used += COST_ATTEMPT;
+        // The next break, when it comes before (or with) the next save.
+        var to_break = false;
+        var tau0 = R(0.0);
+        if pc.sched {
+            tau0 = t_sub(s.t, piece_start(ix.x + s.piece));
+            if s.piece + 1u < ix.y {
+                // batch.rs `propose`: a break within P.snap of the save is taken at the save.
+                let gap = t_sub(piece_start(ix.x + s.piece + 1u), tgt);
+                if gap <= P.snap {
+                    if gap < -P.snap {
+                        tgt = piece_start(ix.x + s.piece + 1u);
+                    }
+                    to_break = true;
+                }
+            }
+        }
 
         var hs = s.h;
         let rem = t_sub(tgt, s.t);
@@ -435,13 +518,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
         let y = s.y;
         let k1 = s.k1;
-        let k2 = rhs(b, combo1(y, hs * A21, k1));
-        let k3 = rhs(b, combo2(y, hs * A31, k1, hs * A32, k2));
-        let k4 = rhs(b, combo3(y, hs * A41, k1, hs * A42, k2, hs * A43, k3));
-        let k5 = rhs(b, combo4(y, hs * A51, k1, hs * A52, k2, hs * A53, k3, hs * A54, k4));
-        let k6 = rhs(b, combo5(y, hs * A61, k1, hs * A62, k2, hs * A63, k3, hs * A64, k4, hs * A65, k5));
+        let k2 = rhs(stage_par(pc, tau0 + hs * C2), combo1(y, hs * A21, k1));
+        let k3 = rhs(stage_par(pc, tau0 + hs * C3), combo2(y, hs * A31, k1, hs * A32, k2));
+        let k4 = rhs(stage_par(pc, tau0 + hs * C4), combo3(y, hs * A41, k1, hs * A42, k2, hs * A43, k3));
+        let k5 = rhs(stage_par(pc, tau0 + hs * C5), combo4(y, hs * A51, k1, hs * A52, k2, hs * A53, k3, hs * A54, k4));
+        let k6 = rhs(stage_par(pc, tau0 + hs), combo5(y, hs * A61, k1, hs * A62, k2, hs * A63, k3, hs * A64, k4, hs * A65, k5));
         let ynew = combo5(y, hs * A71, k1, hs * A73, k3, hs * A74, k4, hs * A75, k5, hs * A76, k6);
-        let k7 = rhs(b, ynew);
+        let k7 = rhs(stage_par(pc, tau0 + hs), ynew);
         var sum = R(0.0);
         for (var i = 0u; i < NV; i++) {
             let acc = (hs * E1) * k1[i] + (hs * E3) * k3[i] + (hs * E4) * k4[i] + (hs * E5) * k5[i]
@@ -471,6 +554,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 s.h = max(h_new, s.h);
             } else {
                 s.h = h_new;
+            }
+            if clipped && to_break {
+                // On a break: the next piece's formula from here on.
+                s.piece += 1u;
+                pc = load_piece(b, s.piece);
+                s.k1 = rhs(pc.p0, ynew);
             }
         } else {
             s.rejected += 1u;

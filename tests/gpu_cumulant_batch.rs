@@ -62,8 +62,11 @@
 
 use dicke::backend::gpu::cumulant_batch::{CumulantBatchGpu, CumulantGpuOptions, LOOP_ATTEMPT, LOOP_SAVE};
 use dicke::backend::gpu::test_context;
-use dicke::model::Model;
-use dicke::solver::cumulant::batch::{BatchOptions, PointResult, SaveGrid, Status, integrate_batch};
+use dicke::model::{Model, Protocol, Schedule};
+use dicke::solver::cumulant::batch::{
+    BatchOptions, PointResult, SaveGrid, Status, integrate_batch, integrate_batch_pieces,
+};
+use dicke::solver::cumulant::pieces::Pieces;
 use dicke::solver::cumulant::{self, NPAR, NVAR, params, to_moments};
 use dicke::solver::ode::OdeOptions;
 use dicke::solver::trajectory::Precision;
@@ -830,4 +833,253 @@ fn gpu_sweep_matches_cpu_sweep() {
         assert!(ba["note"].as_str().unwrap().contains("software"), "{ba}");
     }
     eprintln!("{test}: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+// ---- Schedules (issue 15): piece tables in the kernel against the CPU twin's pieces ----
+
+/// `count` random points (module doc) under a protocol: Omega ramps from 0.2 of its value up
+/// to it at t = 0.7 (a save time) and down to half at 1.234 (between saves), Gamma steps up by
+/// half at t = 0.9, chi follows a triangle of period 0.8 around its value; so each point has
+/// eight pieces on [0, 2], kinks and jumps both on and between saves.
+fn scheduled_points(count: usize, seed: u64) -> (Points, Vec<Pieces>) {
+    let p = random_points(count, seed);
+    let pieces = p
+        .models
+        .iter()
+        .map(|m| {
+            let pr = Protocol {
+                base: *m,
+                schedules: vec![
+                    (
+                        "Omega",
+                        Schedule::Ramp(vec![(0.0, 0.2 * m.drive), (0.7, m.drive), (1.234, 0.5 * m.drive)]),
+                    ),
+                    (
+                        "chi",
+                        Schedule::Triangle {
+                            low: 0.5 * m.chi,
+                            high: 1.5 * m.chi,
+                            period: 0.8,
+                            t0: 0.0,
+                        },
+                    ),
+                    (
+                        "Gamma",
+                        Schedule::Steps(vec![(0.0, m.gamma_coll), (0.9, 1.5 * m.gamma_coll)]),
+                    ),
+                ],
+            };
+            Pieces::new(&pr, GRID.t0, GRID.t_end).expect("pieces")
+        })
+        .collect();
+    (p, pieces)
+}
+
+/// The largest rate scale Lambda over a point's pieces (at their starts and ends: each
+/// parameter is affine on a piece, so its extremes are there).
+fn pieces_rate_scale(pc: &Pieces) -> f64 {
+    (0..pc.starts.len())
+        .flat_map(|k| {
+            let end = pc.starts.get(k + 1).copied().unwrap_or(GRID.t_end);
+            [
+                rate_scale(&pc.at(k, 0.0)),
+                rate_scale(&pc.at(k, end - pc.starts[k])),
+            ]
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Scheduled points: the GPU's y and <Jz> late mean against the CPU twin's pieces within the
+/// bound `d` per point (module doc; xi^2 at t_end compared where r >= R_MIN). Returns the
+/// number of points with equal step counts.
+fn compare_scheduled(
+    label: &str,
+    cpu: &[PointResult],
+    gpu: &[PointResult],
+    d: &dyn Fn(usize, &PointResult, &PointResult) -> f64,
+) -> usize {
+    let (mut wy, mut ay, mut same) = (0.0f64, 0.0f64, 0);
+    for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
+        assert_eq!(
+            (c.status, g.status),
+            (Status::Ok, Status::Ok),
+            "{label} point {i}"
+        );
+        let n = c.mean[2].abs().max(1.0); // only for the message
+        let d = d(i, c, g);
+        let dy =
+            c.y.iter()
+                .zip(&g.y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+        assert!(dy <= d, "{label} point {i}: max |dy| = {dy:e} > {d:e} (|Jz| {n})");
+        (wy, ay) = (wy.max(dy / d), ay.max(dy));
+        same += usize::from(c.steps == g.steps);
+    }
+    eprintln!(
+        "{label}: worst |dy|/bound {wy:.2e}, max |dy| {ay:.2e}, equal steps at {same} of {}",
+        cpu.len()
+    );
+    same
+}
+
+/// f64 kernel with piece tables vs the CPU twin's `integrate_batch_pieces` at rtol 1e-10: the
+/// same bounds as for constant parameters (module doc): equal step counts at >= 95 % of the
+/// points, 1e-12 where the steps are equal, else 10 tolerance units.
+#[test]
+fn gpu_f64_scheduled_matches_cpu_twin() {
+    let Some(k) = kernel("gpu_f64_scheduled_matches_cpu_twin") else {
+        return;
+    };
+    if !k.context().info().has_f64 {
+        eprintln!("SKIPPED: adapter has no SHADER_F64");
+        return;
+    }
+    let (p, pieces) = scheduled_points(64, 0x05c4_ed64);
+    assert!(pieces.iter().all(|q| q.starts.len() == 8));
+    let o = BatchOptions {
+        rtol: 1e-10,
+        atol: 1e-12,
+        max_steps: 1_000_000,
+    };
+    let cpu = integrate_batch_pieces(&pieces, &p.y0s, &GRID, &o);
+    let opts = CumulantGpuOptions {
+        precision: Precision::F64,
+        ..Default::default()
+    };
+    let gpu = k
+        .run_pieces_with(&pieces, &p.y0s, &GRID, &o, &opts)
+        .expect("gpu f64")
+        .points;
+    let same = compare_scheduled("f64 scheduled", &cpu, &gpu, &|_, c, g| {
+        if c.steps == g.steps {
+            1e-12
+        } else {
+            10.0 * (o.rtol + o.atol)
+        }
+    });
+    assert!(same * 100 >= 95 * cpu.len(), "equal steps at only {same} points");
+    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        // <Jz>/N = z/2 is a variable: the same bound.
+        let dj = (c.jz_late - g.jz_late).abs() / p.pars[i][0];
+        assert!(
+            dj <= 10.0 * (o.rtol + o.atol),
+            "jz_late {} vs {}",
+            c.jz_late,
+            g.jz_late
+        );
+    }
+    // The schedules matter: the constant protocol ends elsewhere.
+    let constant = integrate_batch(&p.pars, &p.y0s, &GRID, &o);
+    let moved = constant
+        .iter()
+        .zip(&cpu)
+        .filter(|(a, b)| (a.y[2] - b.y[2]).abs() > 1e-3)
+        .count();
+    assert!(moved * 2 > cpu.len(), "only {moved} points moved");
+}
+
+/// f32 kernel with piece tables vs the f64 CPU twin at rtol 1e-6: the f32 bound delta of the
+/// module doc with Lambda the largest over the protocol's pieces.
+#[test]
+fn gpu_f32_scheduled_matches_cpu_twin() {
+    let Some(k) = kernel("gpu_f32_scheduled_matches_cpu_twin") else {
+        return;
+    };
+    let (p, pieces) = scheduled_points(64, 0x05c4_ed32);
+    let o = BatchOptions {
+        rtol: 1e-6,
+        atol: 1e-8,
+        max_steps: 1_000_000,
+    };
+    let cpu = integrate_batch_pieces(&pieces, &p.y0s, &GRID, &o);
+    let gpu = k
+        .run_pieces_with(&pieces, &p.y0s, &GRID, &o, &CumulantGpuOptions::default())
+        .expect("gpu f32")
+        .points;
+    let u = f32::EPSILON as f64 / 2.0;
+    compare_scheduled("f32 scheduled", &cpu, &gpu, &|i, c, _| {
+        10.0 * (o.rtol + o.atol)
+            + 2.0 * c.steps as f64 * u
+            + 40.0 * u * pieces_rate_scale(&pieces[i]) * (GRID.t_end - GRID.t0)
+    });
+}
+
+/// Piece tables survive dispatch boundaries and chunks (the current piece lives in the
+/// state): a budget-split, an attempt-split and a chunked run give the bits of one long
+/// dispatch; a constant protocol as one piece gives the bits of the constant path (count-0
+/// points read `par`, as before schedules existed); identical tables are uploaded once.
+#[test]
+fn gpu_scheduled_split_and_constant_pieces_change_nothing() {
+    let Some(k) = kernel("gpu_scheduled_split_and_constant_pieces_change_nothing") else {
+        return;
+    };
+    let (p, pieces) = scheduled_points(24, 0x005c_4ed5);
+    let o = BatchOptions {
+        rtol: 1e-6,
+        atol: 1e-8,
+        max_steps: 1_000_000,
+    };
+    let run = |pc: &[Pieces], opts: CumulantGpuOptions| {
+        k.run_pieces_with(pc, &p.y0s, &GRID, &o, &opts).expect("gpu")
+    };
+    let one = run(
+        &pieces,
+        CumulantGpuOptions {
+            attempts_per_dispatch: 1_000_000,
+            loop_budget: u32::MAX,
+            ..Default::default()
+        },
+    );
+    let tiny = run(
+        &pieces,
+        CumulantGpuOptions {
+            loop_budget: LOOP_ATTEMPT + LOOP_SAVE + 1,
+            ..Default::default()
+        },
+    );
+    let three = run(
+        &pieces,
+        CumulantGpuOptions {
+            attempts_per_dispatch: 3,
+            chunk_points: 10,
+            ..Default::default()
+        },
+    );
+    // One attempt per dispatch under the tiny budget: at least as many dispatches as the
+    // most attempts at a point.
+    let most = one.points.iter().map(|r| r.steps + r.rejected).max().unwrap();
+    assert!(
+        tiny.dispatches as u64 >= most,
+        "{} dispatches, {most} attempts",
+        tiny.dispatches
+    );
+    assert_eq!(three.chunks, 3);
+    for (i, a) in one.points.iter().enumerate() {
+        assert_eq!(a.status, Status::Ok);
+        assert!(same_bits(a, &tiny.points[i]), "point {i}: budget-split differs");
+        assert!(
+            same_bits(a, &three.points[i]),
+            "point {i}: attempt-split/chunked differs"
+        );
+    }
+    let constant: Vec<Pieces> = p.pars.iter().map(|&q| Pieces::constant(q, GRID.t0)).collect();
+    let as_pieces = run(&constant, CumulantGpuOptions::default());
+    let plain = k
+        .run_with(&p.pars, &p.y0s, &GRID, &o, &CumulantGpuOptions::default())
+        .expect("gpu");
+    for (i, a) in plain.points.iter().enumerate() {
+        assert!(
+            same_bits(a, &as_pieces.points[i]),
+            "point {i}: constant pieces differ"
+        );
+    }
+    // One shared table for all points gives each point's own result.
+    let shared: Vec<Pieces> = vec![pieces[0].clone(); p.pars.len()];
+    let y0 = vec![p.y0s[0]; p.pars.len()];
+    let s = k
+        .run_pieces_with(&shared, &y0, &GRID, &o, &CumulantGpuOptions::default())
+        .expect("gpu");
+    assert!(s.points.iter().all(|r| same_bits(r, &s.points[0])));
+    assert!(same_bits(&s.points[0], &one.points[0]));
 }

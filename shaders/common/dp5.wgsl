@@ -2,6 +2,11 @@
 // src/solver/ode.rs, shared by the batched integrators (master_batch.wgsl, cumulant_batch.wgsl;
 // prepended by the registry, src/backend/gpu/shaders.rs). Abstract constants: folded in f64 by
 // the compiler, then rounded once to the working type R where used.
+// Stage times c_i (the time-dependent right-hand sides of cumulant_batch's schedules).
+const C2 = 1.0 / 5.0;
+const C3 = 3.0 / 10.0;
+const C4 = 4.0 / 5.0;
+const C5 = 8.0 / 9.0;
 const A21 = 1.0 / 5.0;
 const A31 = 3.0 / 40.0;
 const A32 = 9.0 / 40.0;

@@ -172,6 +172,46 @@ impl Schedule {
         }
     }
 
+    /// The rate dv/dt of the affine formula of the piece containing `at` (0 where the value is
+    /// held or stepped): with [`Schedule::value_in`]`(at, at)` it gives the piece as
+    /// `v(at) + rate (t - at)`, the form the batched integrators carry
+    /// ([`crate::solver::cumulant::pieces`]).
+    pub fn rate_in(&self, at: f64) -> f64 {
+        match self {
+            Schedule::Ramp(k) => {
+                let i = k.partition_point(|&(tk, _)| tk <= at);
+                if i == 0 || i == k.len() {
+                    0.0
+                } else {
+                    let ((t0, v0), (t1, v1)) = (k[i - 1], k[i]);
+                    (v1 - v0) / (t1 - t0)
+                }
+            }
+            Schedule::Steps(_) => 0.0,
+            Schedule::Linear { rate, t0, .. } => {
+                if at < *t0 {
+                    0.0
+                } else {
+                    *rate
+                }
+            }
+            Schedule::Triangle {
+                low,
+                high,
+                period,
+                t0,
+            } => {
+                if at < *t0 {
+                    return 0.0;
+                }
+                let half = 0.5 * period;
+                let k = ((at - t0) / half).floor();
+                let s = (high - low) / half;
+                if (k as i64).rem_euclid(2) == 0 { s } else { -s }
+            }
+        }
+    }
+
     /// The breaks (kinks and jumps) strictly inside `(t0, t1)`, increasing; `None` when there
     /// would be more than [`MAX_BREAKS`].
     pub fn breaks(&self, t0: f64, t1: f64) -> Option<Vec<f64>> {
@@ -300,6 +340,12 @@ impl Protocol {
         m
     }
 
+    /// The scheduled parameters' rates dv/dt on their pieces containing `at`, in
+    /// [`Protocol::names`] order ([`Schedule::rate_in`]).
+    pub fn rates_in(&self, at: f64) -> Vec<f64> {
+        self.schedules.iter().map(|(_, s)| s.rate_in(at)).collect()
+    }
+
     /// The union of every schedule's breaks strictly inside `(t0, t1)`, increasing, without
     /// repeats; an error naming the parameter when there are more than [`MAX_BREAKS`].
     pub fn breaks(&self, t0: f64, t1: f64) -> Result<Vec<f64>, InputError> {
@@ -406,6 +452,37 @@ mod tests {
             t0: 0.0,
         };
         assert!(many.breaks(0.0, 10.0).is_none());
+    }
+
+    /// `value_in(at, at) + rate_in(at) (t - at)` is the piece's formula (rounding only).
+    #[test]
+    fn rate_in_is_the_slope_of_the_piece() {
+        let all = [
+            Schedule::Ramp(vec![(0.5, 0.8), (1.25, 1.2), (2.5, 0.2)]),
+            Schedule::Steps(vec![(1.0, 2.0), (2.0, 3.0)]),
+            Schedule::Linear {
+                start: 1.0,
+                rate: -0.5,
+                t0: 1.0,
+            },
+            Schedule::Triangle {
+                low: 1.0,
+                high: 3.0,
+                period: 2.0,
+                t0: 0.25,
+            },
+        ];
+        for s in &all {
+            for at in [0.0, 0.6, 1.0, 1.3, 2.0, 2.4, 3.1] {
+                for dt in [0.0, 0.01, 0.2] {
+                    let t = at + dt;
+                    let affine = s.value_in(at, at) + s.rate_in(at) * (t - at);
+                    assert!((affine - s.value_in(at, t)).abs() < 1e-14, "{s:?} at {at} t {t}");
+                }
+            }
+        }
+        assert_eq!(all[0].rate_in(1.0), (1.2 - 0.8) / (1.25 - 0.5));
+        assert_eq!(all[3].rate_in(1.5), -2.0);
     }
 
     #[test]

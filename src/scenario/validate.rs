@@ -172,8 +172,9 @@ fn check_exact_sweep(sc: &Scenario, base: &super::Point) -> Result<(), InputErro
 }
 
 /// Schedules (`[model] p = { ramp = ... }`) need a task that evolves in time and honours them:
-/// `evolve` (exact, mean field, cumulants) and scans of evolutions. Elsewhere, and on a scanned
-/// parameter, they are an error naming the parameter.
+/// `evolve` (exact, mean field, cumulants), scans of evolutions and cumulant sweeps (every
+/// parameter but phi: `solver::cumulant::pieces`). Elsewhere, and on a scanned parameter or a
+/// sweep axis, they are an error naming the parameter.
 fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
     let Some(name) = sc.schedules.keys().next() else {
         return Ok(());
@@ -199,16 +200,6 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
             }
             true
         }
-        Task::Sweep(spec) if spec.method == "exact" => {
-            if let Some(a) = spec.axes.iter().find(|a| sc.schedules.contains_key(&a.variable)) {
-                return Err(InputError::invalid(
-                    format!("model.{}", a.variable),
-                    "(a schedule)",
-                    format!("a number: the sweep sets `{}` at each point", a.variable),
-                ));
-            }
-            true
-        }
         Task::Scan { mode, variable, .. } => {
             if sc.schedules.contains_key(variable) {
                 return Err(InputError::invalid(
@@ -218,6 +209,31 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
                 ));
             }
             matches!(mode, super::ScanMode::Evolve { .. })
+        }
+        Task::Sweep(spec) => {
+            if let Some(a) = spec.axes.iter().find(|a| sc.schedules.contains_key(&a.variable)) {
+                return Err(InputError::invalid(
+                    format!("model.{}", a.variable),
+                    "(a schedule)",
+                    format!("a number: the sweep sets `{}` at each point", a.variable),
+                ));
+            }
+            if spec.method == "cumulant"
+                && let Some(r) = sc
+                    .schedules
+                    .keys()
+                    .find(|k| crate::solver::cumulant::pieces::NOT_AFFINE.contains(&k.as_str()))
+            {
+                return Err(InputError::invalid(
+                    format!("model.{r}"),
+                    "(a schedule)",
+                    "a number for kind = \"sweep\": the batched integrators carry each piece of a \
+                     protocol as affine functions of time, and phi enters through cos phi and \
+                     sin phi; schedule phi in kind = \"evolve\" (method cumulant) or a scan with \
+                     mode = \"evolve\"",
+                ));
+            }
+            spec.method == "cumulant"
         }
         _ => false,
     };
@@ -229,9 +245,9 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
         "(a schedule)",
         format!(
             "a number for kind = \"{}\"{}: schedules are honoured by kind = \"evolve\" \
-             (method exact, meanfield or cumulant), scans with mode = \"evolve\" and sweeps \
-             with method = \"exact\"; \
-             to start from a steady state use [initial] state = \"steady_state\"",
+             (method exact, meanfield or cumulant), scans with mode = \"evolve\" and \
+             kind = \"sweep\"; to start from a steady state use \
+             [initial] state = \"steady_state\"",
             sc.task.kind(),
             if sc.method == crate::solver::Method::Trajectories {
                 " with method = \"trajectories\""

@@ -33,6 +33,18 @@
 //! Initial state: the scenario's `[initial]` (any pure j = N/2 state), turned into the nine
 //! cumulant variables from its exact collective moments ([`cumulant::from_pure`]); consecutive
 //! points with the same N and state reuse it.
+//!
+//! Schedules (`[model] p = { ramp = ... }`, any parameter but phi and the axes'; their numbers
+//! may be expressions of the point's variables): each point's protocol becomes its table of
+//! affine pieces on `[t0, t_end]` ([`Pieces`], with the admissibility of its values checked
+//! over the span), integrated by [`cumulant::lanes::integrate_batch_lanes_pieces`] (CPU, SIMD
+//! lanes, bit for bit the scalar [`batch::integrate_batch_pieces`]) or the kernel's piece tables ([`CumulantBatchGpu::run_pieces_with`]): steps
+//! land on every break and each stage uses its piece's parameters. A constant scenario runs
+//! exactly the code it ran before (lanes, or the kernel with no pieces). sweep.csv has no
+//! column for the schedules (their values are the scenario's functions of t); a scheduled
+//! parameter among the varying-parameter columns shows its value at t = 0.
+//!
+//! [`CumulantBatchGpu::run_pieces_with`]: crate::backend::gpu::cumulant_batch::CumulantBatchGpu::run_pieces_with
 
 use super::checkpoint::{CHECKPOINT_DIR, Dec, Enc};
 use super::context::Context;
@@ -46,6 +58,7 @@ use crate::output::{CsvWriter, plot};
 #[cfg(feature = "gpu")]
 use crate::precision::Precision;
 use crate::scenario::{F32_MIN_ATOL, F32_MIN_RTOL, SWEEP_QUANTITIES, Scenario, State, SweepSpec};
+use crate::solver::cumulant::pieces::Pieces;
 use crate::solver::cumulant::{self, NPAR, NVAR, batch};
 use rayon::prelude::*;
 use serde_json::json;
@@ -61,9 +74,11 @@ pub const SWEEP_CSV: &str = "sweep.csv";
 /// Omega and Gamma): points with equal keys share their initial variables.
 type StateKey = (usize, [u64; 3]);
 
-/// One evaluated point: its parameters and initial variables.
+/// One evaluated point: its parameters, its protocol's pieces (scheduled points) and initial
+/// variables.
 struct Prepared {
     par: [f64; NPAR],
+    pieces: Option<Pieces>,
     y0: [f64; NVAR],
 }
 
@@ -144,17 +159,29 @@ impl Integrator {
         })
     }
 
+    /// Integrate a chunk: constant points from `pars`, scheduled ones (`pieces` Some, one
+    /// table per point) from their pieces.
     fn run(
         &self,
         pars: &[[f64; NPAR]],
+        pieces: Option<&[Pieces]>,
         y0s: &[[f64; NVAR]],
         grid: &batch::SaveGrid,
         bopts: &batch::BatchOptions,
     ) -> Result<Vec<batch::PointResult>, Error> {
-        Ok(match self {
-            Integrator::Cpu => cumulant::lanes::integrate_batch_lanes(pars, y0s, grid, bopts),
+        Ok(match (self, pieces) {
+            (Integrator::Cpu, None) => cumulant::lanes::integrate_batch_lanes(pars, y0s, grid, bopts),
+            (Integrator::Cpu, Some(p)) => cumulant::lanes::integrate_batch_lanes_pieces(p, y0s, grid, bopts),
             #[cfg(feature = "gpu")]
-            Integrator::Gpu(kernel, precision) => kernel.run(pars, y0s, grid, bopts, *precision)?,
+            (Integrator::Gpu(kernel, precision), None) => kernel.run(pars, y0s, grid, bopts, *precision)?,
+            #[cfg(feature = "gpu")]
+            (Integrator::Gpu(kernel, precision), Some(p)) => {
+                let opts = crate::backend::gpu::cumulant_batch::CumulantGpuOptions {
+                    precision: *precision,
+                    ..Default::default()
+                };
+                kernel.run_pieces_with(p, y0s, grid, bopts, &opts)?.points
+            }
         })
     }
 
@@ -194,13 +221,38 @@ fn header(spec: &SweepSpec, varying: &[&str]) -> Vec<String> {
     header
 }
 
-/// Refuse a sweep whose memory estimate is over the limit (module doc).
-fn refuse_memory(total: usize, ncols: usize) -> Result<(), Error> {
+/// Refuse a sweep whose memory estimate is over the limit (module doc); a scheduled sweep
+/// adds its chunk's piece tables, `pieces` per point as at the base point (the CPU's and the
+/// GPU upload's copy).
+fn refuse_memory(total: usize, ncols: usize, pieces: usize) -> Result<(), Error> {
+    let tables = if pieces > 1 {
+        (CHUNK.min(total) * pieces) as f64 * 2.0 * (1 + 2 * NPAR) as f64 * 8.0
+    } else {
+        0.0
+    };
     memory::refuse_bytes(
-        memory_estimate(total, ncols),
-        format!("a sweep of {total} points (one heat-map value per point, chunks of {CHUNK})"),
+        memory_estimate(total, ncols) + tables,
+        format!(
+            "a sweep of {total} points (one heat-map value per point, chunks of {CHUNK}{})",
+            if pieces > 1 {
+                format!(", {pieces} schedule pieces per point")
+            } else {
+                String::new()
+            }
+        ),
     )?;
     Ok(())
+}
+
+/// The number of schedule pieces of the base point's protocol on the sweep's span (1 for a
+/// constant one, or where the base point's own protocol is refused: each point is checked
+/// when it is prepared).
+fn base_pieces(sc: &Scenario, spec: &SweepSpec) -> Result<usize, Error> {
+    let base = sc.point(&[])?;
+    if base.schedules.is_empty() {
+        return Ok(1);
+    }
+    Ok(Pieces::new(&base.protocol(), spec.t0, spec.t_end).map_or(1, |p| p.starts.len()))
 }
 
 /// Run a validated `kind = "sweep"` scenario.
@@ -220,7 +272,7 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
     let total = spec.len();
     let varying = varying_parameters(sc, spec)?;
     let header = header(spec, &varying);
-    refuse_memory(total, header.len())?;
+    refuse_memory(total, header.len(), base_pieces(sc, spec)?)?;
     let mut units = ctx.units("sweep", engine.tag(), total as u64, CHUNK as u64, "points")?;
     let mut csv = CsvWriter::create(&ctx.path(SWEEP_CSV)?, &header)?;
     let mut tally = Tally {
@@ -234,11 +286,23 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
         ctx.progress,
         "sweep",
         |u| {
-            let prepared = prepare_chunk(sc, spec, chunk(u), &mut cache)?;
+            let mut prepared = prepare_chunk(sc, spec, chunk(u), &mut cache)?;
             let pars: Vec<_> = prepared.iter().map(|q| q.par).collect();
             let y0s: Vec<_> = prepared.iter().map(|q| q.y0).collect();
+            // A scheduled chunk runs every point from pieces (all points share the scenario's
+            // schedules; a constant one would be a single piece).
+            let pieces: Option<Vec<Pieces>> = prepared.iter().any(|q| q.pieces.is_some()).then(|| {
+                prepared
+                    .iter_mut()
+                    .map(|q| {
+                        q.pieces
+                            .take()
+                            .unwrap_or_else(|| Pieces::constant(q.par, spec.t0))
+                    })
+                    .collect()
+            });
             let t_int = Instant::now();
-            let results = integrator.run(&pars, &y0s, &grid(spec), &options(spec))?;
+            let results = integrator.run(&pars, pieces.as_deref(), &y0s, &grid(spec), &options(spec))?;
             integrate_s += t_int.elapsed().as_secs_f64();
             computed += results.len();
             Ok(encode_chunk(&results))
@@ -383,8 +447,14 @@ fn prepare_chunk(
                 y
             }
         };
+        let pieces = if p.schedules.is_empty() {
+            None
+        } else {
+            Some(Pieces::new(&p.protocol(), spec.t0, spec.t_end)?)
+        };
         prepared.push(Prepared {
             par: cumulant::params(&p.model),
+            pieces,
             y0,
         });
     }

@@ -16,6 +16,21 @@
 //! The step sequence depends only on the point (its parameters, initial state and tolerances),
 //! never on the batch or the thread.
 //!
+//! # Schedules
+//!
+//! A scheduled point ([`integrate_point_pieces`]) carries its protocol as affine pieces of the
+//! flat parameters ([`super::pieces`]): `par(t) = p0_k + p1_k (t - s_k)` on piece k. The step
+//! control clips a step onto the next break exactly as onto a save time (the earlier of the
+//! two; a break within [`super::pieces::snap`] of a save is taken at the save), stage i of a
+//! step from t evaluates the right-hand side with the piece's parameters at
+//! `tau = (t - s_k) + c_i h` (the system is no longer autonomous), and after a step lands on a
+//! break the next piece's parameters are loaded and the first stage recomputed (the FSAL stage
+//! of the step belongs to the old piece). Hairer's starting step evaluates its second
+//! right-hand side at `tau = h0`. This is the scheme of `ode::integrate_real_pieces`, so each
+//! point takes the steps of the single-point [`super::evolve_protocol`] and agrees with it to
+//! rounding (`tests/schedule.rs`). A constant point runs the constant code: its results are
+//! those of before schedules existed, bit for bit.
+//!
 //! # Save grid and reductions
 //!
 //! Saves at `t_k = t0 + k (t_end - t0)/(nsave - 1)`, k = 0..nsave-1 (the integrator lands on
@@ -52,10 +67,11 @@
 //! N = 10^4 the moments need e ~ 1e-8 for 1e-3 relative accuracy in xi^2 (hence atol 1e-10),
 //! and an f32 twin (rounding 6e-8) is limited to ~1 % in xi^2 there.
 
+use super::pieces::Pieces;
 use super::{NPAR, NVAR, Real, rhs, to_moments};
 use crate::solver::ode::{
     A21, A31, A32, A41, A42, A43, A51, A52, A53, A54, A61, A62, A63, A64, A65, A71, A73, A74, A75, A76, BETA,
-    E1, E3, E4, E5, E6, E7, FAC_MIN, SAFE, controller,
+    C2, C3, C4, C5, E1, E3, E4, E5, E6, E7, FAC_MIN, SAFE, controller,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -204,13 +220,21 @@ pub(crate) struct Control {
     rejected: u64,
     attempts: u64,
     status: Status,
+    /// The current piece of a scheduled point (the breaks passed; 0 for a constant one).
+    pub(crate) piece: usize,
+    /// The current attempt is clipped onto the next break (not only a save).
+    to_break: bool,
+    /// The last accepted step landed on a break: the caller switches to the next piece.
+    new_piece: bool,
 }
 
 impl Control {
     /// Start a point at `grid.t0` from `y`: sets `k[0] = f(y)`, takes the first save and picks
-    /// Hairer's starting step (`k[1]` and `ytmp` are scratch).
+    /// Hairer's starting step (`k[1]` and `ytmp` are scratch). `rate`: the first piece's
+    /// parameter rates of a scheduled point (its second evaluation is at t0 + h0).
     pub(crate) fn start(
         par: &[f64; NPAR],
+        rate: Option<&[f64; NPAR]>,
         y: &[f64; NVAR],
         k: &mut [[f64; NVAR]; 7],
         ytmp: &mut [f64; NVAR],
@@ -239,24 +263,39 @@ impl Control {
             rejected: 0,
             attempts: 0,
             status: Status::Ok,
+            piece: 0,
+            to_break: false,
+            new_piece: false,
         };
         rhs(par, y, &mut k[0]);
         c.red.save(c.n, grid, c.t, y);
         if !all_finite(y) || !all_finite(&k[0]) {
             c.status = Status::NonFinite;
         } else {
-            c.h = initial_step(par, y, k, ytmp, span, o);
+            c.h = initial_step(par, rate, y, k, ytmp, span, o);
         }
         c
     }
 
-    /// Prepare the next attempt: `hs` is the proposal clipped onto the next save. False when
+    /// Prepare the next attempt: `hs` is the proposal clipped onto the next save or the next
+    /// of the point's `breaks` (empty for a constant point), whichever comes first. False when
     /// the point has ended (every save taken, or a failure now in the status).
-    pub(crate) fn propose(&mut self, grid: &SaveGrid, o: &BatchOptions) -> bool {
+    pub(crate) fn propose(&mut self, grid: &SaveGrid, o: &BatchOptions, breaks: &[f64]) -> bool {
         if self.status != Status::Ok || self.next >= grid.nsave {
             return false;
         }
         self.target = grid.time(self.next);
+        self.to_break = false;
+        if let Some(&b) = breaks.get(self.piece) {
+            // A break within rounding of the save is taken at the save (pieces::snap).
+            let snap = super::pieces::snap(grid.t0, grid.t_end);
+            if b - self.target <= snap {
+                if b - self.target < -snap {
+                    self.target = b;
+                }
+                self.to_break = true;
+            }
+        }
         let mut hs = self.h;
         self.clipped = self.t + 1.01 * hs >= self.target;
         if self.clipped {
@@ -301,6 +340,11 @@ impl Control {
             self.last_rejected = false;
             // After a clipped step resume from the unclipped proposal.
             self.h = if self.clipped { h_new.max(self.h) } else { h_new };
+            if self.clipped && self.to_break {
+                // On a break: the next piece's formula from here on.
+                self.piece += 1;
+                self.new_piece = true;
+            }
             while self.next < grid.nsave && grid.time(self.next) <= self.t {
                 self.red.save(self.n, grid, grid.time(self.next), ynew);
                 self.next += 1;
@@ -315,6 +359,18 @@ impl Control {
             }
             false
         }
+    }
+
+    /// Whether the last accepted step landed on a break (then the caller loads the next
+    /// piece's parameters and recomputes `k[0]` with them: the FSAL stage belongs to the old
+    /// piece); clears the flag.
+    pub(crate) fn take_new_piece(&mut self) -> bool {
+        std::mem::take(&mut self.new_piece)
+    }
+
+    /// The time reached.
+    pub(crate) fn t(&self) -> f64 {
+        self.t
     }
 
     /// The point's result, `y` being its state at the time reached.
@@ -339,26 +395,67 @@ pub fn integrate_point(
     grid: &SaveGrid,
     o: &BatchOptions,
 ) -> PointResult {
+    run_point(par, None, y0, grid, o)
+}
+
+/// [`integrate_point`] for a scheduled point (module doc, "Schedules"): `pieces` on the
+/// grid's span ([`Pieces::new`] with `grid.t0`, `grid.t_end`).
+pub fn integrate_point_pieces(
+    pieces: &Pieces,
+    y0: &[f64; NVAR],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> PointResult {
+    run_point(&pieces.p0[0], Some(pieces), y0, grid, o)
+}
+
+/// The step loop of [`integrate_point`] (`pieces` None: `par` throughout) and
+/// [`integrate_point_pieces`].
+fn run_point(
+    par: &[f64; NPAR],
+    pieces: Option<&Pieces>,
+    y0: &[f64; NVAR],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> PointResult {
+    let breaks = pieces.map_or(&[][..], Pieces::breaks);
+    let mut par = *par;
     let mut y = *y0;
     let mut ynew = [0.0; NVAR];
     let mut ytmp = [0.0; NVAR];
     let mut k = [[0.0; NVAR]; 7];
-    let mut ctl = Control::start(par, &y, &mut k, &mut ytmp, grid, o);
-    while ctl.propose(grid, o) {
-        dp5_stages(par, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew);
+    let rate = pieces.map(|p| &p.p1[0]);
+    let mut ctl = Control::start(&par, rate, &y, &mut k, &mut ytmp, grid, o);
+    while ctl.propose(grid, o, breaks) {
+        match pieces {
+            None => dp5_stages(&mut &par, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew),
+            Some(p) => {
+                let tau0 = ctl.t() - p.starts[ctl.piece];
+                let mut st = Ramp::new(&par, &p.p1[ctl.piece], tau0, ctl.hs);
+                dp5_stages(&mut st, &y, ctl.hs, &mut k, &mut ytmp, &mut ynew);
+            }
+        }
         let err = error_norm(&y, &ynew, &k, ctl.hs, o);
         if ctl.conclude(err, &y, &ynew, grid) {
             y = ynew;
             k[0] = k[6];
+            if let Some(p) = pieces
+                && ctl.take_new_piece()
+            {
+                par = p.p0[ctl.piece];
+                rhs(&par, &y, &mut k[0]);
+            }
         }
     }
     ctl.result(y)
 }
 
 /// Hairer's starting step (as crate::solver::ode::initial_step), from `y` and `k[0] = f(y)`;
-/// uses `k[1]` and `ytmp` as scratch.
+/// uses `k[1]` and `ytmp` as scratch. `rate`: a scheduled point's first-piece rates (the
+/// second evaluation is at t0 + h0, on that piece's formula).
 fn initial_step(
     par: &[f64; NPAR],
+    rate: Option<&[f64; NPAR]>,
     y: &[f64; NVAR],
     k: &mut [[f64; NVAR]; 7],
     ytmp: &mut [f64; NVAR],
@@ -377,7 +474,10 @@ fn initial_step(
     h0 = h0.min(span);
     combo(ytmp, y, [h0], [&k[0]]);
     let [k1, k2, ..] = k;
-    rhs(par, ytmp, k2);
+    match rate {
+        None => rhs(par, ytmp, k2),
+        Some(r) => rhs(Ramp::new(par, r, 0.0, h0).at(1.0), ytmp, k2),
+    }
     let d2 = rms(&|i| (k2[i] - k1[i]) / sc(y[i])) / h0;
     let h1 = if d1.max(d2) <= 1e-15 {
         (h0 * 1e-3).max(1e-6)
@@ -387,13 +487,62 @@ fn initial_step(
     (100.0 * h0).min(h1).min(span)
 }
 
+/// The parameters of each stage of a step: constant (`&[T; NPAR]`: the system is autonomous,
+/// the stage times are not needed) or a scheduled point's ([`Ramp`]). Static dispatch, so the
+/// constant path compiles to the code it had before schedules (the sweep's hot loop).
+pub(crate) trait StagePar<T: Real> {
+    /// The parameters at `c hs` into the step.
+    fn at(&mut self, c: f64) -> &[T; NPAR];
+}
+
+impl<T: Real> StagePar<T> for &[T; NPAR] {
+    #[inline(always)]
+    fn at(&mut self, _c: f64) -> &[T; NPAR] {
+        self
+    }
+}
+
+/// A scheduled point's stage parameters on its piece: `par + rate tau`, `tau = tau0 + hs c`
+/// ([`super::pieces`]; tau0 the step's start after its piece's start).
+pub(crate) struct Ramp<'a, T> {
+    par: &'a [T; NPAR],
+    rate: &'a [T; NPAR],
+    tau0: T,
+    hs: T,
+    buf: [T; NPAR],
+}
+
+impl<'a, T: Real> Ramp<'a, T> {
+    #[inline(always)]
+    pub(crate) fn new(par: &'a [T; NPAR], rate: &'a [T; NPAR], tau0: T, hs: T) -> Self {
+        Ramp {
+            par,
+            rate,
+            tau0,
+            hs,
+            buf: *par,
+        }
+    }
+}
+
+impl<T: Real> StagePar<T> for Ramp<'_, T> {
+    #[inline(always)]
+    fn at(&mut self, c: f64) -> &[T; NPAR] {
+        let tau = self.tau0 + self.hs * T::splat(c);
+        for j in 0..NPAR {
+            self.buf[j] = self.par[j] + self.rate[j] * tau;
+        }
+        &self.buf
+    }
+}
+
 /// One DP5 step of size `hs` from `y` with `k[0] = f(y)`: the stages k2..k7 and the 5th-order
-/// solution `ynew` (stages as in ode::Work::step; the system is autonomous, so the stage times
-/// c_i h are not needed). Generic over [`Real`]: the lane integrator runs it on eight points
-/// at once, each lane with its own `hs`.
+/// solution `ynew` (stages as in ode::Work::step), stage i with the parameters `st.at(c_i)`
+/// ([`StagePar`]). Generic over [`Real`]: the lane integrator runs it on eight points at once,
+/// each lane with its own `hs`.
 #[inline(always)]
-pub(crate) fn dp5_stages<T: Real>(
-    par: &[T; NPAR],
+pub(crate) fn dp5_stages<T: Real, P: StagePar<T>>(
+    st: &mut P,
     y: &[T; NVAR],
     hs: T,
     k: &mut [[T; NVAR]; 7],
@@ -403,27 +552,27 @@ pub(crate) fn dp5_stages<T: Real>(
     let a = |c: f64| hs * T::splat(c);
     let [k1, k2, k3, k4, k5, k6, k7] = k;
     combo(ytmp, y, [a(A21)], [k1]);
-    rhs(par, ytmp, k2);
+    rhs(st.at(C2), ytmp, k2);
     combo(ytmp, y, [a(A31), a(A32)], [k1, k2]);
-    rhs(par, ytmp, k3);
+    rhs(st.at(C3), ytmp, k3);
     combo(ytmp, y, [a(A41), a(A42), a(A43)], [k1, k2, k3]);
-    rhs(par, ytmp, k4);
+    rhs(st.at(C4), ytmp, k4);
     combo(ytmp, y, [a(A51), a(A52), a(A53), a(A54)], [k1, k2, k3, k4]);
-    rhs(par, ytmp, k5);
+    rhs(st.at(C5), ytmp, k5);
     combo(
         ytmp,
         y,
         [a(A61), a(A62), a(A63), a(A64), a(A65)],
         [k1, k2, k3, k4, k5],
     );
-    rhs(par, ytmp, k6);
+    rhs(st.at(1.0), ytmp, k6);
     combo(
         ynew,
         y,
         [a(A71), a(A73), a(A74), a(A75), a(A76)],
         [k1, k3, k4, k5, k6],
     );
-    rhs(par, ynew, k7);
+    rhs(st.at(1.0), ynew, k7);
 }
 
 /// The error norm `sqrt(mean_i (e_i / (atol + rtol max(|y_i|, |ynew_i|)))^2)` of a step
@@ -532,6 +681,27 @@ pub fn integrate_batch(
         .zip(y0s.par_iter())
         .with_min_len(16)
         .map(|(p, y0)| integrate_point(p, y0, grid, o))
+        .collect()
+}
+
+/// [`integrate_batch`] for scheduled points: point `i` runs `pieces[i]` (module doc,
+/// "Schedules"). Panics if the two slices differ in length (a caller bug).
+pub fn integrate_batch_pieces(
+    pieces: &[Pieces],
+    y0s: &[[f64; NVAR]],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> Vec<PointResult> {
+    assert_eq!(
+        pieces.len(),
+        y0s.len(),
+        "integrate_batch_pieces: one initial state per point"
+    );
+    pieces
+        .par_iter()
+        .zip(y0s.par_iter())
+        .with_min_len(16)
+        .map(|(p, y0)| integrate_point_pieces(p, y0, grid, o))
         .collect()
 }
 

@@ -25,6 +25,15 @@
 //! [`super::batch::integrate_batch`] (`tests/cumulant.rs` compares the f64 bits), whatever the
 //! instruction set and whichever points share its lanes.
 //!
+//! # Schedules
+//!
+//! Scheduled points ([`integrate_batch_lanes_pieces`]) carry each lane's piece rates and the
+//! attempt's time since its piece's start as two more vectors, and the stages evaluate
+//! `par + rate (tau0 + c_i h)` per lane (`batch::dp5_stages`); a lane whose step lands on a
+//! break loads its next piece and recomputes its first stage with the scalar right-hand side,
+//! as the scalar batch does. Bit for bit that batch's [`batch::integrate_batch_pieces`]
+//! (`tests/schedule.rs`).
+//!
 //! # Instruction sets
 //!
 //! The step is compiled three times from the same generic code: for AVX-512 (one `zmm`
@@ -43,7 +52,8 @@
 //! lockstep lanes of its own.
 
 use super::batch::{self, BatchOptions, Control, PointResult, SaveGrid};
-use super::{NPAR, NVAR, Real};
+use super::pieces::Pieces;
+use super::{NPAR, NVAR, Real, rhs};
 use rayon::prelude::*;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -181,37 +191,47 @@ struct Block {
     ynew: [F64x8; NVAR],
     /// Each lane's step for this attempt (0 in an empty lane).
     hs: F64x8,
+    /// Scheduled points: each lane's parameter rates on its piece and the attempt's start
+    /// after the piece's start (`batch::Ramp`; zeros in an empty lane).
+    rate: [F64x8; NPAR],
+    tau0: F64x8,
 }
 
-/// One step attempt on every lane: the stages and the error norm per lane.
+/// One step attempt on every lane: the stages and the error norm per lane; `sched`: the
+/// lanes hold scheduled points (their stages at c_i h into the step).
 #[inline(always)]
-fn attempt_body(b: &mut Block, o: &BatchOptions) -> F64x8 {
-    batch::dp5_stages(&b.par, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+fn attempt_body(b: &mut Block, o: &BatchOptions, sched: bool) -> F64x8 {
+    if sched {
+        let mut st = batch::Ramp::new(&b.par, &b.rate, b.tau0, b.hs);
+        batch::dp5_stages(&mut st, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+    } else {
+        batch::dp5_stages(&mut &b.par, &b.y, b.hs, &mut b.k, &mut b.ytmp, &mut b.ynew);
+    }
     batch::error_norm(&b.y, &b.ynew, &b.k, b.hs, o)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn attempt_avx512(b: &mut Block, o: &BatchOptions) -> F64x8 {
-    attempt_body(b, o)
+fn attempt_avx512(b: &mut Block, o: &BatchOptions, sched: bool) -> F64x8 {
+    attempt_body(b, o, sched)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn attempt_avx2(b: &mut Block, o: &BatchOptions) -> F64x8 {
-    attempt_body(b, o)
+fn attempt_avx2(b: &mut Block, o: &BatchOptions, sched: bool) -> F64x8 {
+    attempt_body(b, o, sched)
 }
 
 /// [`attempt_body`] compiled for `isa` (which the caller checked is available).
-fn attempt(b: &mut Block, o: &BatchOptions, isa: Isa) -> F64x8 {
+fn attempt(b: &mut Block, o: &BatchOptions, isa: Isa, sched: bool) -> F64x8 {
     match isa {
         // SAFETY: `isa` is available on this CPU (integrate_batch_lanes_with checks it).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { attempt_avx512(b, o) },
+        Isa::Avx512 => unsafe { attempt_avx512(b, o, sched) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { attempt_avx2(b, o) },
-        _ => attempt_body(b, o),
+        Isa::Avx2 => unsafe { attempt_avx2(b, o, sched) },
+        _ => attempt_body(b, o, sched),
     }
 }
 
@@ -234,6 +254,8 @@ struct Slot {
 /// The points of one chunk flowing through the eight lanes.
 struct Chunk<'a> {
     pars: &'a [[f64; NPAR]],
+    /// Scheduled points: each point's pieces (`pars` then holds their first pieces' p0).
+    pieces: Option<&'a [Pieces]>,
     y0s: &'a [[f64; NVAR]],
     grid: &'a SaveGrid,
     o: &'a BatchOptions,
@@ -250,8 +272,14 @@ impl Chunk<'_> {
     fn feed(&mut self, b: &mut Block, slot: &mut Option<Slot>, l: usize) {
         loop {
             if let Some(s) = slot {
-                if s.ctl.propose(self.grid, self.o) {
+                let pc = self.pieces.map(|p| &p[s.point]);
+                if s.ctl
+                    .propose(self.grid, self.o, pc.map_or(&[][..], Pieces::breaks))
+                {
                     b.hs.0[l] = s.ctl.hs;
+                    if let Some(pc) = pc {
+                        b.tau0.0[l] = s.ctl.t() - pc.starts[s.ctl.piece];
+                    }
                     return;
                 }
                 self.out[s.point] = Some(s.ctl.result(gather(&b.y, l)));
@@ -259,6 +287,8 @@ impl Chunk<'_> {
             }
             if self.next == self.pars.len() {
                 scatter(&mut b.par, l, &[0.0; NPAR]);
+                scatter(&mut b.rate, l, &[0.0; NPAR]);
+                b.tau0.0[l] = 0.0;
                 scatter(&mut b.y, l, &[0.0; NVAR]);
                 scatter(&mut b.k[0], l, &[0.0; NVAR]);
                 b.hs.0[l] = 0.0;
@@ -269,8 +299,18 @@ impl Chunk<'_> {
             // The start runs the scalar code: it is 2 of a point's ~10^4 right-hand sides.
             let mut k = [[0.0; NVAR]; 7];
             let mut ytmp = [0.0; NVAR];
-            let ctl = Control::start(&self.pars[i], &self.y0s[i], &mut k, &mut ytmp, self.grid, self.o);
+            let rate = self.pieces.map(|p| &p[i].p1[0]);
+            let ctl = Control::start(
+                &self.pars[i],
+                rate,
+                &self.y0s[i],
+                &mut k,
+                &mut ytmp,
+                self.grid,
+                self.o,
+            );
             scatter(&mut b.par, l, &self.pars[i]);
+            scatter(&mut b.rate, l, rate.unwrap_or(&[0.0; NPAR]));
             scatter(&mut b.y, l, &self.y0s[i]);
             scatter(&mut b.k[0], l, &k[0]);
             *slot = Some(Slot { point: i, ctl });
@@ -287,6 +327,8 @@ impl Chunk<'_> {
             ytmp: [zero; NVAR],
             ynew: [zero; NVAR],
             hs: zero,
+            rate: [zero; NPAR],
+            tau0: zero,
         };
         let mut slots: [Option<Slot>; LANES] = std::array::from_fn(|_| None);
         loop {
@@ -296,7 +338,7 @@ impl Chunk<'_> {
             if slots.iter().all(Option::is_none) {
                 break;
             }
-            let err = attempt(&mut b, self.o, isa);
+            let err = attempt(&mut b, self.o, isa, self.pieces.is_some());
             for (l, slot) in slots.iter_mut().enumerate() {
                 let Some(s) = slot else { continue };
                 let ynew = gather(&b.ynew, l);
@@ -304,6 +346,17 @@ impl Chunk<'_> {
                     scatter(&mut b.y, l, &ynew);
                     let k7 = gather(&b.k[6], l);
                     scatter(&mut b.k[0], l, &k7);
+                    if let Some(p) = self.pieces
+                        && s.ctl.take_new_piece()
+                    {
+                        // Onto a break: the next piece (batch::run_point), f(y) recomputed.
+                        let pc = &p[s.point];
+                        let mut k0 = [0.0; NVAR];
+                        rhs(&pc.p0[s.ctl.piece], &ynew, &mut k0);
+                        scatter(&mut b.par, l, &pc.p0[s.ctl.piece]);
+                        scatter(&mut b.rate, l, &pc.p1[s.ctl.piece]);
+                        scatter(&mut b.k[0], l, &k0);
+                    }
                 }
             }
         }
@@ -334,11 +387,51 @@ pub fn integrate_batch_lanes(
     integrate_batch_lanes_with(pars, y0s, grid, o, Isa::detect(), chunk_len(pars.len()))
 }
 
+/// [`batch::integrate_batch_pieces`] in SIMD lanes (scheduled points, module doc): the same
+/// results, bit for bit.
+pub fn integrate_batch_lanes_pieces(
+    pieces: &[Pieces],
+    y0s: &[[f64; NVAR]],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+) -> Vec<PointResult> {
+    integrate_batch_lanes_pieces_with(pieces, y0s, grid, o, Isa::detect(), chunk_len(pieces.len()))
+}
+
+/// [`integrate_batch_lanes_pieces`] compiled for `isa` with `chunk` points per chunk (as
+/// [`integrate_batch_lanes_with`]): for tests.
+pub fn integrate_batch_lanes_pieces_with(
+    pieces: &[Pieces],
+    y0s: &[[f64; NVAR]],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+    isa: Isa,
+    chunk: usize,
+) -> Vec<PointResult> {
+    let first: Vec<[f64; NPAR]> = pieces.iter().map(|p| p.p0[0]).collect();
+    run_chunks(&first, Some(pieces), y0s, grid, o, isa, chunk)
+}
+
 /// [`integrate_batch_lanes`] compiled for `isa` (the baseline if this CPU lacks it) with
 /// `chunk` points per chunk (at least 1): for tests and benchmarks. Panics if the two slices
 /// differ in length (a caller bug).
 pub fn integrate_batch_lanes_with(
     pars: &[[f64; NPAR]],
+    y0s: &[[f64; NVAR]],
+    grid: &SaveGrid,
+    o: &BatchOptions,
+    isa: Isa,
+    chunk: usize,
+) -> Vec<PointResult> {
+    run_chunks(pars, None, y0s, grid, o, isa, chunk)
+}
+
+/// The chunks of constant points, or of scheduled ones (`pieces`; `pars` their first
+/// pieces' parameters), in parallel; results in input order. Panics if the lengths differ
+/// (a caller bug).
+fn run_chunks(
+    pars: &[[f64; NPAR]],
+    pieces: Option<&[Pieces]>,
     y0s: &[[f64; NVAR]],
     grid: &SaveGrid,
     o: &BatchOptions,
@@ -354,9 +447,11 @@ pub fn integrate_batch_lanes_with(
     let chunk = chunk.max(1);
     pars.par_chunks(chunk)
         .zip(y0s.par_chunks(chunk))
-        .flat_map_iter(|(pars, y0s)| {
+        .enumerate()
+        .flat_map_iter(|(c, (pars, y0s))| {
             Chunk {
                 pars,
+                pieces: pieces.map(|p| &p[c * chunk..c * chunk + pars.len()]),
                 y0s,
                 grid,
                 o,

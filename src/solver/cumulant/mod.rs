@@ -129,7 +129,8 @@
 //! [`rhs`] is generic over [`Real`] (`f64` or [`lanes::F64x8`]): one source for both, and
 //! results identical bit for bit (`tests/cumulant_lanes.rs`). The CPU sweep runs the lanes; the
 //! WGSL kernel (`shaders/cumulant_batch.wgsl`, one invocation per point) is the twin of the
-//! scalar [`batch::integrate_point`].
+//! scalar [`batch::integrate_point`]. Time-dependent protocols enter the batch as [`pieces`]
+//! (affine pieces of the flat parameters between the breaks; scalar batch and kernel).
 //!
 //! # Validation
 //!
@@ -148,6 +149,7 @@
 
 pub mod batch;
 pub mod lanes;
+pub mod pieces;
 
 use crate::c64;
 use crate::error::SolverError;

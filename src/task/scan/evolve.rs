@@ -67,7 +67,9 @@ pub fn run(
             cpu_only: if scheduled {
                 Some(
                     "scheduled model parameters (a time-dependent protocol) run on the CPU \
-                     solvers; the batched GPU master-equation kernel takes constant parameters",
+                     solvers; the batched GPU master-equation kernel takes constant parameters \
+                     (its stencil coefficients, e.g. sqrt(Gamma) J- and the blocks' inflow \
+                     factors, and the drive-phase frame are built once on the host)",
                 )
             } else {
                 mixed.then_some("mixed initial states (thermal, steady_state, from) run on the CPU solvers")
