@@ -67,18 +67,7 @@ fn assert_within(ens: &EnsembleResult, exact: &[[f64; 3]], k: f64, floor: f64) {
 /// step of omega0 at t = 0.9 (neither on a save time), 4000 trajectories in f64.
 #[test]
 fn ramp_kink_and_step_match_master_equation() {
-    let base = Model {
-        n: 10,
-        gamma_coll: 1.0,
-        ..Default::default()
-    };
-    let p = Protocol {
-        base,
-        schedules: vec![
-            ("omega0", Schedule::Steps(vec![(0.0, 0.0), (0.9, 2.0)])),
-            ("Omega", Schedule::Ramp(vec![(0.0, 0.0), (0.6, 3.0), (1.5, 1.0)])),
-        ],
-    };
+    let p = ramp_and_step(10);
     let psi0 = pure::coherent(10, PI, 0.0);
     let times = linspace(0.0, 1.8, 13);
     let exact = master_means(&p, &psi0, &times);
@@ -285,6 +274,7 @@ fn ramp_and_step(n: usize) -> Protocol {
     }
 }
 
+#[cfg(feature = "gpu")]
 /// Scheduled rates and diagonal with a drive: w ramped down with a kink, Gamma_phi linear,
 /// chi stepped, omega0 a triangle (the restencil of every step's start, the frozen weights).
 fn rates_and_diagonal(n: usize) -> Protocol {
