@@ -10,6 +10,11 @@
 // expression below in the same order, and every sum over levels as `reduce` does (lane
 // partials in level order, then the pairwise tree over the WG lanes).
 //
+// Time-dependent parameters (P.sched != 0): the twin is Twin::run_sched
+// (src/solver/trajectory/twin/scheduled.rs); the segments replace the save intervals, the
+// segments' diagonals the exponential table, and every factor is computed by `cexp` (section
+// "Scheduled runs" below; module doc of src/solver/trajectory/sched.rs).
+//
 // Prepended by the registry: common/status.wgsl (ST_INIT, ST_RUN, ST_DONE: the phase of a
 // trajectory's resumable state), common/philox.wgsl [, common/philox_f64.wgsl],
 // trajectory_f32.wgsl | trajectory_f64.wgsl (R, C, R4, draw2, capacities), then one variant
@@ -31,6 +36,13 @@ const KT: u32 = 3u; // stage derivative / jump result
 const KVA: u32 = 4u; // V acc
 const E1: u32 = 5u; // exp(-i D tau/2)
 const E2: u32 = 6u; // exp(-i D tau)
+const E3: u32 = 4u; // scheduled runs: the second half step's factor, in KVA's slot during lawson
+
+// Scheduled runs (solver::trajectory::sched): reals of the `cexp` constants and per segment,
+// and a quarter quantum in steps (2^-18).
+const CEXP_LEN: u32 = 20u; // sched::cexp_constants().len()
+const SEG_REALS: u32 = 12u; // sched::SEG_REALS
+const QQ = 0.000003814697265625;
 
 // Twin of backend::gpu::trajectory::TrajParams (64 bytes).
 struct TrajParams {
@@ -51,9 +63,13 @@ struct TrajParams {
     zero: u32,
     // Phase changes the switching classifier keeps per trajectory (0: no classifier).
     max_events: u32,
+    // Schedules (time-dependent parameters; `sched_factors`): 0 constant parameters; bit 0 a
+    // scheduled run (`intervals` holds the segments, `table` their diagonals), bit 1 the
+    // stencil or the rates scheduled (V psi and <Gamma_op> recomputed at every step's start).
+    sched: u32,
+    // Offset in rp of the scheduled block: the `cexp` constants, then SEG_REALS per segment.
+    sched_rp: u32,
     pad0: u32,
-    pad1: u32,
-    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: TrajParams;
@@ -67,7 +83,7 @@ struct TrajParams {
 // (Plan::kernel_table): irrep j's entry is S_j * top entry of the same m (`tab`).
 @group(0) @binding(2) var<storage, read> table: array<C>;
 @group(0) @binding(3) var<storage, read> psi0: array<C>;
-// (set, steps) per save interval.
+// (set, steps) per save interval; scheduled runs: (save index, 0 for none; steps) per segment.
 @group(0) @binding(4) var<storage, read> intervals: array<vec2<u32>>;
 // RECLEN numbers per (trajectory in this dispatch, save).
 @group(0) @binding(5) var<storage, read_write> records: array<R>;
@@ -95,6 +111,9 @@ var<private> rb: u32;
 var<private> ind_on: bool;
 var<private> cm: C;
 var<private> cp: C;
+// The current irrep's collective rates Gamma, w, Gamma_phi (with a0 parts): rp[rb..rb + 3], or
+// a scheduled run's values at the current step's midpoint (`sched_enter`).
+var<private> rg: vec3<R>;
 
 // Enter irrep 2j = two_j.
 fn set_irrep(two_j: u32) {
@@ -103,6 +122,7 @@ fn set_irrep(two_j: u32) {
     jr = R(two_j) * 0.5;
     ji = (P.two_j - two_j) / 2u;
     rb = HEAD + 2u * P.n_sets + 9u * ji;
+    rg = vec3<R>(rp[rb], rp[rb + 1u], rp[rb + 2u]);
     ind_on = rp[rb + 3u] > 0.0 || rp[rb + 4u] > 0.0 || rp[rb + 5u] > 0.0 || rp[rb + 6u] > 0.0
         || rp[rb + 7u] > 0.0 || rp[rb + 8u] > 0.0;
 }
@@ -152,13 +172,13 @@ fn jmjp(m: R) -> R {
 // Channel weights per level: Gamma jpjm, w jmjp, Gamma_phi m^2 (the current irrep's rates);
 // gamma = their sum, plus the irrep-changing weights where any is on.
 fn wdown(m: R) -> R {
-    return rp[rb] * jpjm(m);
+    return rg.x * jpjm(m);
 }
 fn wup(m: R) -> R {
-    return rp[rb + 1u] * jmjp(m);
+    return rg.y * jmjp(m);
 }
 fn wdeph(m: R) -> R {
-    return rp[rb + 2u] * (m * m);
+    return rg.z * (m * m);
 }
 // |<j'm'|A|jm>|^2 of the irrep-changing channel k (A-, A+, B-, B+, D-, D+; twin `prods` in
 // Twin::new), floored at 0: integers, exact in f32 below N = 4094 (and the twin rounds alike).
@@ -275,8 +295,11 @@ fn factors(tset: u32, rq: u32) {
     }
 }
 
-// One Lawson RK4 step of size tau from PSI (KVP = V psi) into ACC, shift c.
-fn lawson(tau: R, c: R) {
+// One Lawson RK4 step of size tau from PSI (KVP = V psi) into ACC, shift c. The second half
+// step's factor is slot `eb` (E1: the same as the first half; scheduled runs: E3, carried by
+// KVA's slot, which is free until end_of_step); with `tv`, the stages k2, k3 take the stencil
+// `vmid` and k4 `vend` (the caller restores cm after).
+fn lawson(tau: R, c: R, eb: u32, tv: bool, vmid: C, vend: C) {
     let h2 = tau * 0.5;
     let h3 = tau * rp[7];
     let h6 = tau * rp[8];
@@ -292,6 +315,9 @@ fn lawson(tau: R, c: R) {
         let k1 = mneg_i(vl(KVP, s, i) - ps * c);
         vs(ACC, s, i, cmul(e2, ps) + cmul(e2, k1) * h6);
         u_st(i, cmul(e1, ps) + cmul(e1, k1) * h2);
+    }
+    if tv {
+        set_cm(vmid);
     }
     sync();
     // k2
@@ -309,9 +335,8 @@ fn lawson(tau: R, c: R) {
             break;
         }
         let k = vl(KT, s, i);
-        let e1 = vl(E1, s, i);
-        vs(ACC, s, i, vl(ACC, s, i) + cmul(e1, k) * h3);
-        u_st(i, cmul(e1, vl(PSI, s, i)) + k * h2);
+        vs(ACC, s, i, vl(ACC, s, i) + cmul(vl(eb, s, i), k) * h3);
+        u_st(i, cmul(vl(E1, s, i), vl(PSI, s, i)) + k * h2);
     }
     sync();
     // k3
@@ -329,9 +354,12 @@ fn lawson(tau: R, c: R) {
             break;
         }
         let k = vl(KT, s, i);
-        let e1 = vl(E1, s, i);
+        let e1 = vl(eb, s, i);
         vs(ACC, s, i, vl(ACC, s, i) + cmul(e1, k) * h3);
         u_st(i, cmul(vl(E2, s, i), vl(PSI, s, i)) + cmul(e1, k) * tau);
+    }
+    if tv {
+        set_cm(vend);
     }
     sync();
     // k4
@@ -524,11 +552,196 @@ fn crossing(rq: u32, tau: R, g0: R, f1: R, g1: R, b: R) -> u32 {
     return hi;
 }
 
+// ---- Scheduled runs (time-dependent parameters; module doc of solver::trajectory::sched and
+// its twin src/solver/trajectory/twin/scheduled.rs). A step n of segment iv runs the twin's
+// time-dependent Lawson RK4: every scheduled coefficient is a + b ds, ds = (n + p4 2^-18) h the
+// time since the segment's start of the point p4 quarter-quanta into the step; the factors
+// E(tau) at the sub-step's midpoint and E_a, E_b (tau/2) at its quarter points come from the
+// segment's diagonal (table rows 2 iv, 2 iv + 1: (e_a, g_a), (e_b, g_b) per level) through
+// `cexp`, the stencil at the stage times from `cm_at`, the rates frozen at the step's
+// midpoint. Only +, -, *, floor and comparisons: exact in f64 on every adapter (DESIGN.md).
+
+// The current segment's reals in rp, and its step h.
+var<private> seg_rp: u32;
+var<private> seg_h: R;
+
+fn set_cm(c: C) {
+    cm = c;
+    cp = C(c.x, -c.y);
+}
+
+fn seg_ds(st: u32, p4: u32) -> R {
+    return (R(st) + R(p4) * QQ) * seg_h;
+}
+
+// The stencil coefficient cm at p4 quarter-quanta into step st.
+fn cm_at(st: u32, p4: u32) -> C {
+    let d = seg_ds(st, p4);
+    return C(rp[seg_rp + 8u], rp[seg_rp + 9u]) + C(rp[seg_rp + 10u], rp[seg_rp + 11u]) * d;
+}
+
+// Enter step st of segment iv: its reals, h, and the rates at the step's midpoint.
+fn sched_enter(iv: u32, st: u32) {
+    seg_rp = P.sched_rp + CEXP_LEN + SEG_REALS * iv;
+    seg_h = rp[seg_rp];
+    let d = seg_ds(st, 2u * FULL);
+    rg = vec3<R>(rp[seg_rp + 2u] + rp[seg_rp + 3u] * d, rp[seg_rp + 4u] + rp[seg_rp + 5u] * d,
+        rp[seg_rp + 6u] + rp[seg_rp + 7u] * d);
+}
+
+// One halving of the argument of `cexp` while a part exceeds 1/2.
+fn halve(w: ptr<function, C>, s: ptr<function, u32>) {
+    let v = *w;
+    if v.x > 0.5 || v.x < -0.5 || v.y > 0.5 || v.y < -0.5 {
+        *w = v * 0.5;
+        *s = *s + 1u;
+    }
+}
+fn horner(w: C, p: C, c: R) -> C {
+    let z = cmul(w, p);
+    return C(c + z.x, z.y);
+}
+fn square_if(p: ptr<function, C>, s: u32, j: u32) {
+    if s > j {
+        *p = cmul(*p, *p);
+    }
+}
+
+// exp(x + i y) (twin: cexp in twin/scheduled.rs): the phase reduced by whole turns, the
+// argument halved into |re|, |im| <= 1/2 (at most 16 times), Taylor of degree 16 in Horner
+// form with its coefficients from rp (Mesa reassociates around literals), squared back.
+// Unrolled: a loop would spend lavapipe's loop budget.
+fn cexp(x: R, y: R) -> C {
+    let k = P.sched_rp;
+    let n = floor(y * rp[k]);
+    var w = C(x, (y - n * rp[k + 1u]) - n * rp[k + 2u]);
+    var s = 0u;
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    halve(&w, &s);
+    var p = C(rp[k + 19u], 0.0);
+    p = horner(w, p, rp[k + 18u]);
+    p = horner(w, p, rp[k + 17u]);
+    p = horner(w, p, rp[k + 16u]);
+    p = horner(w, p, rp[k + 15u]);
+    p = horner(w, p, rp[k + 14u]);
+    p = horner(w, p, rp[k + 13u]);
+    p = horner(w, p, rp[k + 12u]);
+    p = horner(w, p, rp[k + 11u]);
+    p = horner(w, p, rp[k + 10u]);
+    p = horner(w, p, rp[k + 9u]);
+    p = horner(w, p, rp[k + 8u]);
+    p = horner(w, p, rp[k + 7u]);
+    p = horner(w, p, rp[k + 6u]);
+    p = horner(w, p, rp[k + 5u]);
+    p = horner(w, p, rp[k + 4u]);
+    p = horner(w, p, rp[k + 3u]);
+    square_if(&p, s, 0u);
+    square_if(&p, s, 1u);
+    square_if(&p, s, 2u);
+    square_if(&p, s, 3u);
+    square_if(&p, s, 4u);
+    square_if(&p, s, 5u);
+    square_if(&p, s, 6u);
+    square_if(&p, s, 7u);
+    square_if(&p, s, 8u);
+    square_if(&p, s, 9u);
+    square_if(&p, s, 10u);
+    square_if(&p, s, 11u);
+    square_if(&p, s, 12u);
+    square_if(&p, s, 13u);
+    square_if(&p, s, 14u);
+    square_if(&p, s, 15u);
+    return p;
+}
+
+// exp(-i (e - i g) tt) with e = a.x + b.x d, g = a.y + b.y d (g: half the decay rate).
+fn sfac(a: C, b: C, d: R, tt: R) -> C {
+    let en = a.x + b.x * d;
+    let gh = a.y + b.y * d;
+    return cexp(-(gh * tt), -(en * tt));
+}
+
+// The factors of the sub-step of `len` quanta (tau) from quantum `off` of step st of segment
+// iv: E2 at its midpoint, E1 and E3 (tau/2) at its quarter points.
+fn sched_factors(iv: u32, st: u32, off: u32, len: u32, tau: R) {
+    let th = tau * 0.5;
+    let d2 = seg_ds(st, 4u * off + 2u * len);
+    let d1 = seg_ds(st, 4u * off + len);
+    let d3 = seg_ds(st, 4u * off + 3u * len);
+    let ra = 2u * iv * P.n_levels;
+    let rb2 = ra + P.n_levels;
+    for (var s = 0u; ; s = s + 1u) {
+        let i = lane + s * WG;
+        if i >= nlev {
+            break;
+        }
+        let a = table[ra + i];
+        let b = table[rb2 + i];
+        vs(E2, s, i, sfac(a, b, d2, tau));
+        vs(E1, s, i, sfac(a, b, d1, th));
+        vs(E3, s, i, sfac(a, b, d3, th));
+    }
+}
+
+// One scheduled Lawson step of `len` quanta (tau) from quantum `off` of step st of segment iv
+// from PSI into ACC, shift c; cm is the sub-step's start value again after it.
+fn sched_lawson(iv: u32, st: u32, off: u32, len: u32, tau: R, c: R) {
+    sched_factors(iv, st, off, len, tau);
+    lawson(tau, c, E3, true, cm_at(st, 4u * off + 2u * len), cm_at(st, 4u * off + 4u * len));
+    set_cm(cm_at(st, 4u * off));
+}
+
+// KVP = V psi with this step's stencil; returns (<Gamma_op>, <V>) of PSI (twin: apply_v_sums
+// at a step's start).
+fn restencil() -> vec2<R> {
+    sync();
+    for (var s = 0u; ; s = s + 1u) {
+        let i = lane + s * WG;
+        if i >= nlev {
+            break;
+        }
+        u_st(i, vl(PSI, s, i));
+    }
+    sync();
+    var a = R4(0.0, 0.0, 0.0, 0.0);
+    for (var s = 0u; ; s = s + 1u) {
+        let i = lane + s * WG;
+        if i >= nlev {
+            break;
+        }
+        let kv = vapply(i);
+        vs(KVP, s, i, kv);
+        let x = vl(PSI, s, i);
+        let a2 = norm2(x);
+        a = a + R4(a2, gam(lvl_m(i)) * a2, re_dot(x, kv), 0.0);
+    }
+    let r = reduce(a);
+    return vec2<R>(r.y, r.z);
+}
+
 // Upper bound of the loop iterations one trial (a step or the rest of one, with a crossing,
 // the partial step, a jump and the record that may follow) costs an invocation: l = level-loop
 // iterations (levels per invocation + the exit), rc = iterations of one `reduce`.
 fn trial_cost(l: u32, rc: u32) -> u32 {
     return 28u * l + 9u * rc + 96u;
+}
+// What a scheduled trial adds (restencil: two level loops and a reduction, with margin).
+fn sched_cost(l: u32, rc: u32) -> u32 {
+    return 4u * l + 2u * rc;
 }
 
 // Advance trajectory slot t of this dispatch (global index P.first_traj + t), as invocation
@@ -547,7 +760,10 @@ fn run_trajectory(t: u32, li: u32) {
         return;
     }
     let l = (P.n_levels + WG - 1u) / WG + 1u;
-    let cost = trial_cost(l, countTrailingZeros(WG) + 1u);
+    var cost = trial_cost(l, countTrailingZeros(WG) + 1u);
+    if P.sched != 0u {
+        cost = cost + sched_cost(l, countTrailingZeros(WG) + 1u);
+    }
     var used = cost + 4u * l;
     let traj = philox_add64(P.first_traj, t);
     var rng: PhiloxStream;
@@ -602,21 +818,41 @@ fn run_trajectory(t: u32, li: u32) {
         used = used + cost;
         let ss = intervals[iv];
         if st >= ss.y {
-            record(t, iv + 1u, jumps);
+            if P.sched == 0u {
+                record(t, iv + 1u, jumps);
+            } else if ss.x > 0u {
+                record(t, ss.x, jumps);
+            }
             iv = iv + 1u;
             st = 0u;
             rq = FULL;
             continue;
         }
         let tset = ss.x;
-        let h = rp[HEAD + 2u * tset];
-        let q = rp[HEAD + 2u * tset + 1u];
-        var tau = h;
-        if rq != FULL {
-            tau = R(rq) * q;
+        var q: R;
+        var tau: R;
+        if P.sched == 0u {
+            let h = rp[HEAD + 2u * tset];
+            q = rp[HEAD + 2u * tset + 1u];
+            tau = h;
+            if rq != FULL {
+                tau = R(rq) * q;
+            }
+            factors(tset, rq);
+            lawson(tau, gc.y, E1, false, cm, cm);
+        } else {
+            sched_enter(iv, st);
+            q = rp[seg_rp + 1u];
+            set_cm(cm_at(st, 4u * (FULL - rq)));
+            if rq == FULL && (P.sched & 2u) != 0u {
+                gc = restencil();
+            }
+            tau = seg_h;
+            if rq != FULL {
+                tau = R(rq) * q;
+            }
+            sched_lawson(iv, st, FULL - rq, rq, tau, gc.y);
         }
-        factors(tset, rq);
-        lawson(tau, gc.y);
         let e = end_of_step();
         if e.x > b {
             let inv = inv_sqrt(e.x);
@@ -638,8 +874,12 @@ fn run_trajectory(t: u32, li: u32) {
         // The norm reaches r inside this (part of a) step: redo it up to the crossing quantum.
         let lq = crossing(rq, tau, gc.x, e.x, e.y, b);
         if lq < rq {
-            factors(tset, lq);
-            lawson(R(lq) * q, gc.y);
+            if P.sched == 0u {
+                factors(tset, lq);
+                lawson(R(lq) * q, gc.y, E1, false, cm, cm);
+            } else {
+                sched_lawson(iv, st, FULL - rq, lq, R(lq) * q, gc.y);
+            }
             _ = end_of_step();
         }
         // Channel weights |C_k acc|^2: the collective ones, and the irrep-changing ones (all
@@ -768,6 +1008,12 @@ fn run_trajectory(t: u32, li: u32) {
                 u_st(i, vl(KT, s, i));
             }
             jumps = jumps + 1u;
+        }
+        if P.sched != 0u {
+            // The step's rates again (set_irrep above restored the irrep's constant ones), and
+            // V at the jump time for the next sub-step's k1.
+            sched_enter(iv, st);
+            set_cm(cm_at(st, 4u * (FULL - rq + lq)));
         }
         gc = renorm_from_u();
         b = uu.y;

@@ -1,8 +1,9 @@
 // Precision prelude of the f64 trajectory modules (needs SHADER_F64): the working type R and
 // its complex C = vec2<R> (x = re, y = im), the capacities of the workgroup-memory variant, and
 // the random-number conversion. Twin: `impl Real for f64` in src/solver/trajectory/twin.rs.
-// The kernel uses only +, -, *, /, sqrt and comparisons in f64: every exponential is tabulated
-// on the host (f64 exp/log/sin/cos are broken in WGSL, DESIGN.md).
+// The kernel uses only +, -, *, /, sqrt, floor and comparisons in f64: every exponential is
+// tabulated on the host, or (schedules) computed by the kernel's own polynomial `cexp` (f64
+// exp/log/sin/cos are broken in WGSL, DESIGN.md).
 // Prepended by the registry: common/philox.wgsl, common/philox_f64.wgsl.
 
 alias R = f64;

@@ -1,14 +1,23 @@
 //! Trajectories under schedules (time-dependent parameters; `solver::trajectory::sched`):
 //! the CPU twin against the exact master equation under ramps, kinks and steps, a chirped
 //! free precession against its closed form, and a constant protocol against the constant
-//! path (bit for bit).
+//! path (bit for bit); the WGSL kernel against the twin trajectory by trajectory (same
+//! Philox streams) and against the master equation.
+//!
+//! GPU tests use `backend::gpu::test_context`: without an adapter they print `SKIPPED: ...`
+//! and return; with `DICKE_REQUIRE_GPU=1` (CI, lavapipe) a missing adapter fails them.
 
+#[cfg(feature = "gpu")]
+use dicke::backend::gpu::trajectory::{TrajectoryGpu, gpu_plan_protocol, run_gpu_protocol};
+#[cfg(feature = "gpu")]
+use dicke::backend::gpu::{report_skip, test_context};
 use dicke::c64;
 use dicke::model::{Model, Protocol, Schedule};
 use dicke::observe::moments;
 use dicke::solver::master::{self, Storage};
 use dicke::solver::ode::OdeOptions;
-use dicke::solver::trajectory::{self, EnsembleResult, Precision, TrajectoryOptions};
+#[cfg_attr(not(feature = "gpu"), allow(unused_imports))]
+use dicke::solver::trajectory::{self, EnsembleResult, Precision, RECORD_LEN, TrajectoryOptions};
 use dicke::state::{DensityMatrix, pure};
 use std::f64::consts::PI;
 
@@ -58,18 +67,7 @@ fn assert_within(ens: &EnsembleResult, exact: &[[f64; 3]], k: f64, floor: f64) {
 /// step of omega0 at t = 0.9 (neither on a save time), 4000 trajectories in f64.
 #[test]
 fn ramp_kink_and_step_match_master_equation() {
-    let base = Model {
-        n: 10,
-        gamma_coll: 1.0,
-        ..Default::default()
-    };
-    let p = Protocol {
-        base,
-        schedules: vec![
-            ("omega0", Schedule::Steps(vec![(0.0, 0.0), (0.9, 2.0)])),
-            ("Omega", Schedule::Ramp(vec![(0.0, 0.0), (0.6, 3.0), (1.5, 1.0)])),
-        ],
-    };
+    let p = ramp_and_step(10);
     let psi0 = pure::coherent(10, PI, 0.0);
     let times = linspace(0.0, 1.8, 13);
     let exact = master_means(&p, &psi0, &times);
@@ -247,4 +245,208 @@ fn irrep_changing_schedules_and_refusals() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("model.gamma_down"), "{e}");
+}
+
+/// The trajectory engine on the test context, built once per test binary.
+#[cfg(feature = "gpu")]
+fn engine(test: &str) -> Option<&'static TrajectoryGpu> {
+    use std::sync::{Arc, OnceLock};
+    static ENGINE: OnceLock<Option<TrajectoryGpu>> = OnceLock::new();
+    let ctx = test_context(test)?;
+    ENGINE
+        .get_or_init(|| Some(TrajectoryGpu::new(Arc::clone(&ctx)).expect("trajectory pipelines")))
+        .as_ref()
+}
+
+/// The protocol of `ramp_kink_and_step_match_master_equation`: N = 10, Gamma = 1, Omega
+/// ramped 0 -> 3 (kink at 0.6) -> 1, omega0 stepped 0 -> 2 at t = 0.9 (neither on a save).
+fn ramp_and_step(n: usize) -> Protocol {
+    Protocol {
+        base: Model {
+            n,
+            gamma_coll: 1.0,
+            ..Default::default()
+        },
+        schedules: vec![
+            ("omega0", Schedule::Steps(vec![(0.0, 0.0), (0.9, 2.0)])),
+            ("Omega", Schedule::Ramp(vec![(0.0, 0.0), (0.6, 3.0), (1.5, 1.0)])),
+        ],
+    }
+}
+
+#[cfg(feature = "gpu")]
+/// Scheduled rates and diagonal with a drive: w ramped down with a kink, Gamma_phi linear,
+/// chi stepped, omega0 a triangle (the restencil of every step's start, the frozen weights).
+fn rates_and_diagonal(n: usize) -> Protocol {
+    Protocol {
+        base: Model {
+            n,
+            drive: 1.5,
+            phi: 0.3,
+            gamma_coll: 0.6,
+            ..Default::default()
+        },
+        schedules: vec![
+            (
+                "omega0",
+                Schedule::Triangle {
+                    low: -1.0,
+                    high: 1.0,
+                    period: 0.8,
+                    t0: 0.1,
+                },
+            ),
+            ("chi", Schedule::Steps(vec![(0.0, 0.0), (0.5, 0.4)])),
+            ("w", Schedule::Ramp(vec![(0.0, 0.8), (0.7, 0.1), (1.2, 0.5)])),
+            (
+                "Gamma_phi",
+                Schedule::Linear {
+                    start: 0.0,
+                    rate: 0.3,
+                    t0: 0.2,
+                },
+            ),
+        ],
+    }
+}
+
+/// The kernel against its twin trajectory by trajectory (same Philox streams, same plan), in
+/// the lane mapping (one invocation per trajectory, sequential sums: the twin's lanes = 1)
+/// and the wg mapping with one level per invocation (lanes = 16 >= 11 levels), over t <= 1.2
+/// (every kink and step of both protocols inside). Every jump count agrees exactly and every
+/// record to `tol` relative: the kernel evaluates the twin's expressions in the twin's order,
+/// and what is left are the roundings that Mesa's compiler changes (as for constant
+/// parameters, tests/trajectory.rs `gpu_matches_cpu_twin_per_trajectory`, whose tolerances
+/// these are), carried along the trajectory. Measured on lavapipe: the printed maxima.
+#[test]
+#[cfg(feature = "gpu")]
+fn gpu_matches_twin_under_schedules() {
+    let test = "gpu_matches_twin_under_schedules";
+    let Some(gpu) = engine(test) else {
+        return;
+    };
+    let n = 10;
+    let psi0 = pure::coherent(n, 2.5, 0.3);
+    let times = linspace(0.0, 1.2, 9);
+    let mut precisions = vec![(Precision::F32, 5e-4)];
+    if gpu.context().info().has_f64 {
+        precisions.push((Precision::F64, 1e-10));
+    } else {
+        report_skip(&format!("{test}: adapter has no SHADER_F64, f32 only"));
+    }
+    let mut failures = Vec::new();
+    for (what, p) in [
+        ("ramp and step", ramp_and_step(n)),
+        ("rates", rates_and_diagonal(n)),
+    ] {
+        for &(precision, tol) in &precisions {
+            for lanes in [1, 16] {
+                let opts = TrajectoryOptions {
+                    ntraj: 48,
+                    seed: 7,
+                    precision,
+                    lanes,
+                    ..Default::default()
+                };
+                let plan = gpu_plan_protocol(&p, &psi0, &times, &opts).expect("plan");
+                assert!(plan.sched.is_some());
+                let g = gpu.records(&plan).expect("gpu records");
+                let c = trajectory::cpu_records(&plan, 0, opts.ntraj);
+                assert_eq!(g.len(), c.len());
+                let (mut worst, mut jumps, mut at) = (0.0f64, 0.0, String::new());
+                for (k, (a, b)) in g.iter().zip(&c).enumerate() {
+                    let here = format!(
+                        "trajectory {} save {} slot {}",
+                        k / (times.len() * RECORD_LEN),
+                        (k / RECORD_LEN) % times.len(),
+                        k % RECORD_LEN
+                    );
+                    if k % RECORD_LEN == 10 {
+                        if a != b {
+                            failures.push(format!(
+                                "{what} {precision:?} lanes {lanes}: {here}: jumps {a} vs {b}"
+                            ));
+                        }
+                        if (k / RECORD_LEN) % times.len() == times.len() - 1 {
+                            jumps += b;
+                        }
+                    } else {
+                        let rel = (a - b).abs() / (1.0 + b.abs());
+                        if rel > worst {
+                            (worst, at) = (rel, format!("{here}: gpu {a} cpu {b}"));
+                        }
+                    }
+                }
+                let line = format!(
+                    "{what} {precision:?} lanes {lanes} ({:?}): max relative {worst:e} at {at}, {jumps} jumps",
+                    gpu.variant(&plan)
+                );
+                report_skip(&format!("{test}: {line}"));
+                if worst > tol {
+                    failures.push(format!("{line} > {tol:e}"));
+                }
+                if jumps < 48.0 * 2.0 {
+                    failures.push(format!("{what}: too few jumps to test anything: {jumps}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The kernel's ensemble under the ramp, kink and step against the exact master equation:
+/// every save of Jx, Jy, Jz within 4 SE (floor: f32 rounding of moments ~5, 1e-4), in f32
+/// (the default) and f64 where the adapter has it.
+#[test]
+#[cfg(feature = "gpu")]
+fn gpu_schedule_matches_master_equation() {
+    let test = "gpu_schedule_matches_master_equation";
+    let Some(gpu) = engine(test) else {
+        return;
+    };
+    let n = 10;
+    let p = ramp_and_step(n);
+    let psi0 = pure::coherent(n, PI, 0.0);
+    let times = linspace(0.0, 1.8, 13);
+    let exact = master_means(&p, &psi0, &times);
+    let mut precisions = vec![(Precision::F32, 1e-4)];
+    if gpu.context().info().has_f64 {
+        precisions.push((Precision::F64, 1e-9));
+    }
+    for (precision, floor) in precisions {
+        let opts = TrajectoryOptions {
+            ntraj: 2000,
+            seed: 13,
+            precision,
+            ..Default::default()
+        };
+        let ens = run_gpu_protocol(gpu, &p, &psi0, &times, &opts).expect("gpu run");
+        assert_eq!(ens.backend, "gpu");
+        assert_within(&ens, &exact, 4.0, floor);
+    }
+    // The same protocol on the twin's side of the policy: phi scheduled is refused by name.
+    let mut phased = p.clone();
+    phased.schedules.push((
+        "phi",
+        Schedule::Linear {
+            start: 0.0,
+            rate: 1.0,
+            t0: 0.0,
+        },
+    ));
+    let opts = TrajectoryOptions {
+        ntraj: 8,
+        ..Default::default()
+    };
+    let e = gpu_plan_protocol(&phased, &psi0, &times, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("phi") && e.contains("CPU"), "{e}");
+    // Irrep-changing trajectories (a single-atom rate) under a schedule: refused, naming why.
+    let mut blocks = p.clone();
+    blocks.base.gamma_down = 0.2;
+    let e = gpu_plan_protocol(&blocks, &psi0, &times, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("single-atom") && e.contains("CPU"), "{e}");
 }

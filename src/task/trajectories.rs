@@ -70,11 +70,7 @@ pub fn run(sc: &Scenario, spec: &Spec, ctx: &mut Context) -> Result<Report, Erro
         asked: Some(topts.precision),
         cpu_follows_precision: true,
         f32_floors: &[],
-        cpu_only: if p.protocol().is_constant() {
-            cpu_only(topts)
-        } else {
-            Some("schedules (time-dependent model parameters) run on the CPU twin only in this version")
-        },
+        cpu_only: cpu_only(topts).or(trajectory::sched::gpu_refusal(&p.protocol())),
     };
     let engine = policy::resolve(ctx.backend, &kernel, ctx.gpu.clone())?;
     let protocol = p.protocol();
@@ -176,7 +172,7 @@ fn ensemble(
         Engine::Gpu { ctx: gpu, .. } => {
             use crate::backend::gpu::trajectory as gt;
             let kernel = gt::TrajectoryGpu::new(std::sync::Arc::clone(gpu))?;
-            let plan = gt::gpu_plan(&protocol.base, psi0, times, topts).map_err(|e| match e {
+            let plan = gt::gpu_plan_protocol(protocol, psi0, times, topts).map_err(|e| match e {
                 trajectory::TrajectoryError::Solver(s) => Error::from(s),
                 trajectory::TrajectoryError::Gpu(g) => Error::from(g),
             })?;
@@ -427,7 +423,8 @@ fn plot_single(
 }
 
 /// Why the ensemble must run on the CPU, if it must: P_m and the level window are accumulated
-/// and integrated by the CPU twin only (`backend = "auto"` then runs there; `gpu` is refused).
+/// and integrated by the CPU twin only (`backend = "auto"` then runs there; `gpu` is refused);
+/// so are the schedules the kernel cannot take (`sched::gpu_refusal`, checked beside it).
 fn cpu_only(opts: &TrajectoryOptions) -> Option<&'static str> {
     if opts.pm {
         Some("P_m from trajectories (observables.pm) is accumulated on the CPU only in this version")

@@ -47,6 +47,27 @@
 //! coroutines (timings: BENCHMARKS.md, "Irrep-changing trajectories"); `lanes` <= 2 cannot fit
 //! one trial in the loop budget and is refused.
 //!
+//! # Schedules (time-dependent parameters)
+//!
+//! A scheduled plan (`Plan::sched`; module doc of [`crate::solver::trajectory::sched`]) runs
+//! the twin's `run_sched` step for step: the host appends the schedule's
+//! [`KernelBlock`] (the complex exponential's constants, then per segment `h`, `q` and the
+//! `a, b` of the rates and of `cm`) to the real parameters at `TrajParams::sched_rp`, puts
+//! the segments `(save index or 0, steps)` in place of the save intervals and the segments'
+//! diagonals (`(e_a, g_a)`, `(e_b, g_b)` rows per segment) in place of the exponential table
+//! (`TrajParams::sched`: bit 0 scheduled, bit 1 the stencil or rates scheduled). A trial then
+//! sets the step's rates and the stencil at its start, recomputes V psi and the sums at a
+//! step's start (bit 1), evaluates the three factors of its span with `cexp` (+, -, *, floor
+//! only, f32 and f64 alike) and runs Lawson RK4 with the second half-step's factor in KVA's
+//! slot (free until `end_of_step`) and the stencil at the stage times; nothing new persists
+//! across a suspension (everything is a function of segment, step and remaining quanta). A
+//! trial costs [`sched_cost`] more loop iterations. Collective models with `phi` constant:
+//! irrep-changing trajectories and a scheduled `phi` are refused
+//! ([`crate::solver::trajectory::sched::gpu_refusal`]). Measured against the twin on lavapipe
+//! (tests/trajectory_schedule.rs `gpu_matches_twin_under_schedules`, N = 10, 48 trajectories,
+//! ~20 jumps each): the same jumps, records within 1e-4 (f32) and 1.2e-13 (f64) relative in
+//! the lane and wg mappings; the ensemble within 4 SE of the master equation at every save.
+//!
 //! # Lavapipe's loop limiter, and resumable trajectories
 //!
 //! Mesa's llvmpipe (lavapipe) ends every loop of a shader invocation once the invocation has
@@ -108,7 +129,9 @@ use super::shaders::{self, ShaderDef};
 use super::{GpuContext, GpuError, lock};
 use crate::error::SolverError;
 use crate::model::Model;
+use crate::model::Protocol;
 use crate::precision::Precision;
+use crate::solver::trajectory::sched::KernelBlock;
 use crate::solver::trajectory::twin::{Cx, Real, TwinInputs};
 use crate::solver::trajectory::{
     self, Accumulator, EnsembleResult, Plan, RECORD_LEN, TrajectoryError, TrajectoryOptions,
@@ -144,7 +167,12 @@ pub struct TrajParams {
     pub zero: u32,
     /// Phase changes the switching classifier keeps per trajectory (0: no classifier).
     pub max_events: u32,
-    pub pad: [u32; 3],
+    /// 0: constant parameters; bit 0: a scheduled run, bit 1: the stencil or the rates
+    /// scheduled (module doc, "Schedules").
+    pub sched: u32,
+    /// Offset of the scheduled block in the real parameters.
+    pub sched_rp: u32,
+    pub pad: u32,
 }
 
 /// Where the kernel keeps a trajectory's vectors (module doc).
@@ -177,6 +205,11 @@ pub use super::driver::{LAVAPIPE_LOOP_LIMIT, SOFTWARE_LOOP_BUDGET as LAVAPIPE_LO
 /// costs an invocation (`l` level-loop iterations, `rc` iterations of a reduction).
 pub fn trial_cost(l: u32, rc: u32) -> u32 {
     28 * l + 9 * rc + 96
+}
+
+/// Twin of `sched_cost` in trajectory.wgsl: what a scheduled trial adds to [`trial_cost`].
+pub fn sched_cost(l: u32, rc: u32) -> u32 {
+    4 * l + 2 * rc
 }
 
 /// Labels and operations of this kernel's GPU work.
@@ -355,7 +388,16 @@ impl TrajectoryGpu {
         let budget = Budget::new(&self.ctx, plan, variant)?;
         let sizes = Sizes::new::<T>(&self.ctx, plan, variant)?;
         let inp = plan.inputs::<T>();
-        let bufs = self.buffers::<T>(plan, &inp, &sizes)?;
+        let block = plan.sched.as_ref().map(|s| s.kernel_block(plan.n_atoms));
+        let bufs = self.buffers::<T>(plan, &inp, block.as_ref(), &sizes)?;
+        let (sched, sched_rp, n_intervals) = match (&plan.sched, &block) {
+            (Some(s), Some(b)) => (
+                1 | (u32::from(s.drive || s.rates) << 1),
+                plan.kernel_rp::<T>().len() as u32,
+                b.segs.len() as u32,
+            ),
+            _ => (0, 0, inp.intervals.len() as u32),
+        };
         let groups_of = |count: u64| count.div_ceil(sizes.per_group) as u32;
         for range in driver::chunks(plan.ntraj as usize, sizes.chunk as usize) {
             let (done, count) = (range.start as u64, range.len() as u64);
@@ -366,13 +408,15 @@ impl TrajectoryGpu {
                 ntraj: count as u32,
                 n_levels: plan.n_levels as u32,
                 two_j: inp.two_j,
-                n_intervals: inp.intervals.len() as u32,
+                n_intervals,
                 n_saves: plan.n_saves() as u32,
                 n_sets: plan.set_steps.len() as u32,
                 budget: budget.budget,
                 zero: 0,
                 max_events: plan.max_events(),
-                pad: [0; 3],
+                sched,
+                sched_rp,
+                pad: 0,
             };
             let chunk = Chunk {
                 ctx: &self.ctx,
@@ -422,7 +466,13 @@ impl TrajectoryGpu {
 
     /// The buffers of one run: the inputs (initialised), and the per-chunk records, scratch,
     /// resumable state and status word with their staging copies.
-    fn buffers<T: Real>(&self, plan: &Plan, inp: &TwinInputs<T>, sizes: &Sizes) -> Result<Buffers, GpuError> {
+    fn buffers<T: Real>(
+        &self,
+        plan: &Plan,
+        inp: &TwinInputs<T>,
+        block: Option<&KernelBlock>,
+        sizes: &Sizes,
+    ) -> Result<Buffers, GpuError> {
         let device = self.ctx.device();
         let flat = |v: &[Cx<T>]| -> Vec<T> { v.iter().flat_map(|z| [z.re, z.im]).collect() };
         let storage = |label: &'static str, contents: &[u8]| {
@@ -448,13 +498,27 @@ impl TrajectoryGpu {
                 mapped_at_creation: false,
             })
         };
-        let rp = plan.kernel_rp::<T>();
-        let table = flat(&plan.kernel_table::<T>());
+        let mut rp = plan.kernel_rp::<T>();
+        let (table, segs) = match block {
+            // Scheduled runs (module doc, "Schedules"): the block's reals after rp, the
+            // segments' diagonals for the table, the segments for the intervals.
+            Some(b) => {
+                rp.extend(b.rp.iter().map(|&x| T::from_f64(x)));
+                let diag: Vec<Cx<T>> = b
+                    .diag
+                    .iter()
+                    .map(|z| Cx::new(T::from_f64(z.re), T::from_f64(z.im)))
+                    .collect();
+                (flat(&diag), b.segs.clone())
+            }
+            None => (flat(&plan.kernel_table::<T>()), inp.intervals.clone()),
+        };
+        let table = if table.is_empty() { vec![T::ZERO; 2] } else { table };
         let psi0 = flat(&inp.psi0);
-        let intervals: Vec<u32> = if inp.intervals.is_empty() {
+        let intervals: Vec<u32> = if segs.is_empty() {
             vec![0, 0] // a binding may not be empty
         } else {
-            inp.intervals.iter().flatten().copied().collect()
+            segs.iter().flatten().copied().collect()
         };
         let chunk = sizes.chunk;
         let rec_bytes = chunk * sizes.rec_per_traj;
@@ -531,7 +595,10 @@ impl Budget {
             Variant::Wg | Variant::St => plan.lanes,
         };
         let levels_loop = (plan.n_levels as u32).div_ceil(wg) + 1;
-        let cost = trial_cost(levels_loop, wg.trailing_zeros() + 1);
+        let mut cost = trial_cost(levels_loop, wg.trailing_zeros() + 1);
+        if plan.sched.is_some() {
+            cost += sched_cost(levels_loop, wg.trailing_zeros() + 1);
+        }
         // The kernel reserves one trial and the start-up (cost + 4 l) before its first trial
         // and runs a trial only while a whole cost is left: a dispatch advances a trajectory
         // only if 2 cost + 4 l fit (with less, every dispatch would suspend at once).
@@ -549,7 +616,9 @@ impl Budget {
         }
         // Dispatches per round: enough for the expected work at the budget (a trial per step
         // and one per expected jump, charged at the worst case), then re-checked.
-        let trials = plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + plan.n_saves() as u64;
+        let segments = plan.sched.as_ref().map_or(0, |s| s.segments.len() as u64);
+        let trials =
+            plan.steps().iter().map(|&s| u64::from(s)).sum::<u64>() + plan.n_saves() as u64 + segments;
         let per_dispatch = u64::from((budget - 4 * levels_loop) / cost - 1).max(1);
         let first_round = (trials.saturating_mul(3) / 2)
             .div_ceil(per_dispatch)
@@ -597,7 +666,10 @@ impl Sizes {
         };
         // The exponential tables of every irrep: the top irrep's rows and one scale per irrep
         // and row (solver::trajectory module doc, "Exponential tables per irrep").
-        let table_bytes = plan.kernel_table_len() as u64 * 2 * r;
+        let table_bytes = match &plan.sched {
+            Some(s) => (2 * s.segments.len() * plan.n_levels) as u64 * 2 * r,
+            None => plan.kernel_table_len() as u64 * 2 * r,
+        };
         for (what, bytes) in [
             ("trajectory records of one trajectory", rec_per_traj),
             ("switching events of one trajectory", events_per_traj),
@@ -647,7 +719,18 @@ pub fn gpu_plan(
     times: &[f64],
     opts: &TrajectoryOptions,
 ) -> Result<Plan, TrajectoryError> {
-    let plan = Plan::new(model, psi0, times, opts)?;
+    gpu_plan_protocol(&Protocol::from(*model), psi0, times, opts)
+}
+
+/// As [`gpu_plan`] for a protocol (module doc, "Schedules"): a constant protocol gives
+/// [`gpu_plan`]'s plan; schedules of collective models with `phi` constant.
+pub fn gpu_plan_protocol(
+    protocol: &Protocol,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<Plan, TrajectoryError> {
+    let plan = Plan::new_protocol(protocol, psi0, times, opts)?;
     if plan.pm {
         return Err(SolverError::Unsupported {
             solver: "trajectories",
@@ -657,11 +740,12 @@ pub fn gpu_plan(
         }
         .into());
     }
-    if plan.sched.is_some() {
+    if plan.sched.is_some()
+        && let Some(why) = trajectory::sched::gpu_refusal(protocol)
+    {
         return Err(SolverError::Unsupported {
             solver: "trajectories",
-            message: "schedules (time-dependent model parameters) in trajectories run on the CPU                       twin only in this version (--backend cpu)"
-                .into(),
+            message: why.into(),
         }
         .into());
     }
@@ -745,8 +829,19 @@ pub fn run_gpu(
     times: &[f64],
     opts: &TrajectoryOptions,
 ) -> Result<EnsembleResult, TrajectoryError> {
+    run_gpu_protocol(engine, &Protocol::from(*model), psi0, times, opts)
+}
+
+/// As [`run_gpu`] for a protocol (time-dependent parameters; module doc, "Schedules").
+pub fn run_gpu_protocol(
+    engine: &TrajectoryGpu,
+    protocol: &Protocol,
+    psi0: &[c64],
+    times: &[f64],
+    opts: &TrajectoryOptions,
+) -> Result<EnsembleResult, TrajectoryError> {
     let start = std::time::Instant::now();
-    let plan = gpu_plan(model, psi0, times, opts)?;
+    let plan = gpu_plan_protocol(protocol, psi0, times, opts)?;
     let mut accs = gpu_units(engine, &plan, 0, &[plan.ntraj])?;
     let acc = accs.pop().unwrap_or_else(|| Accumulator::new(plan.n_saves(), 0));
     Ok(trajectory::finish(
@@ -778,6 +873,8 @@ mod tests {
             ("budget", std::mem::offset_of!(TrajParams, budget)),
             ("zero", std::mem::offset_of!(TrajParams, zero)),
             ("max_events", std::mem::offset_of!(TrajParams, max_events)),
+            ("sched", std::mem::offset_of!(TrajParams, sched)),
+            ("sched_rp", std::mem::offset_of!(TrajParams, sched_rp)),
             ("pad0", std::mem::offset_of!(TrajParams, pad)),
         ];
         for def in [
@@ -824,6 +921,17 @@ mod tests {
             "trial_cost differs from the WGSL twin"
         );
         assert_eq!(trial_cost(1, 1), 28 + 9 + 96);
+        assert!(
+            body.contains("    return 4u * l + 2u * rc;"),
+            "sched_cost differs from the WGSL twin"
+        );
+        assert_eq!(sched_cost(1, 1), 4 + 2);
+        for (name, v) in [
+            ("CEXP_LEN", tr::sched::cexp_constants().len()),
+            ("SEG_REALS", tr::sched::SEG_REALS),
+        ] {
+            assert!(body.contains(&format!("const {name}: u32 = {v}u;")), "{name}");
+        }
         use crate::solver::trajectory as tr;
         for (name, v) in [
             ("QB", tr::QUANTUM_BITS as usize),

@@ -18,6 +18,9 @@
 //!
 //! The per-level coefficient tables below are precomputed once per run, but by the very
 //! expressions the kernel evaluates on the fly, so the values are identical.
+//!
+//! Time-dependent parameters: `Twin::run_sched` and the kernel's complex exponential [`cexp`]
+//! in `twin/scheduled.rs` (twin of the kernel's "Scheduled runs" section).
 
 use super::{FULL, HEAD_LEN, QUANTUM_BITS, RECORD_LEN, TABLE_DEPTH};
 use crate::rng::PhiloxStream;
@@ -53,6 +56,8 @@ pub trait Real:
     fn to_f64(self) -> f64;
     /// Correctly rounded square root.
     fn sqrt(self) -> Self;
+    /// The largest integer <= self (exact; WGSL `floor`).
+    fn floor(self) -> Self;
     /// `max(self, 0)` as the kernel writes it (`select`-free: larger of the two).
     fn max0(self) -> Self {
         if self > Self::ZERO { self } else { Self::ZERO }
@@ -91,6 +96,9 @@ impl Real for f32 {
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
+    fn floor(self) -> Self {
+        f32::floor(self)
+    }
     fn draw2(s: &mut PhiloxStream) -> [Self; 2] {
         let w = s.next_u32x4();
         [crate::rng::uniform_f32(w[0]), crate::rng::uniform_f32(w[1])]
@@ -113,6 +121,9 @@ impl Real for f64 {
     }
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    fn floor(self) -> Self {
+        f64::floor(self)
     }
     fn draw2(s: &mut PhiloxStream) -> [Self; 2] {
         s.next_uniform_f64x2()
@@ -1248,364 +1259,7 @@ fn choose<T: Real>(x: T, weights: &[T]) -> usize {
     last
 }
 
-/// One irrep's coefficients as a scheduled trajectory sees them at its current step
-/// ([`super::sched`], "Cost"): a copy of the shared twin whose stencil coefficients, channel
-/// weights and full-step factors (`tab` rows 0 and 1: `E(h)`, `E(h/2)`) follow the step's
-/// frozen model; `ratio` holds the factors' per-step ratios (same rows), `stamp` the
-/// (segment, step) the factors belong to, `model` the frozen model.
-struct Local<T> {
-    tw: Twin<T>,
-    ratio: Cv<T>,
-    stamp: Option<(usize, u32)>,
-    model: crate::model::Model,
-}
-
-impl<T: Real> Twin<T> {
-    /// A trajectory's own copy of this twin for a scheduled run: everything but the
-    /// exponential table, which becomes two rows (the current step's `E(h)`, `E(h/2)`).
-    fn local(&self, model: crate::model::Model) -> Local<T> {
-        let np = self.np;
-        let tw = Twin {
-            inp: TwinInputs {
-                table: Vec::new(),
-                psi0: Vec::new(),
-                ..self.inp.clone_light()
-            },
-            np,
-            cm: self.cm,
-            cp: self.cp,
-            third: self.third,
-            sixth: self.sixth,
-            m: self.m.clone(),
-            m2: self.m2.clone(),
-            jp: self.jp.clone(),
-            jpm1: self.jpm1.clone(),
-            jpp: self.jpp.clone(),
-            wd: self.wd.clone(),
-            wu: self.wu.clone(),
-            wz: self.wz.clone(),
-            gam: self.gam.clone(),
-            ind_on: self.ind_on,
-            wi: self.wi.clone(),
-            ci: self.ci.clone(),
-            pm: self.pm.clone(),
-            jpmm: self.jpmm.clone(),
-            tab: self.tab_rows(0, 3),
-        };
-        Local {
-            tw,
-            ratio: Cv::zeros(3 * np),
-            stamp: None,
-            model,
-        }
-    }
-
-    /// Rows `r0..r0 + count` of the table (split layout).
-    fn tab_rows(&self, r0: usize, count: usize) -> Cv<T> {
-        let np = self.np;
-        let rows = (self.tab.re.len() / np.max(1)).min(r0 + count.min(2));
-        let mut c = Cv::zeros(count * np);
-        let len = rows.saturating_sub(r0) * np;
-        c.re[..len].copy_from_slice(&self.tab.re[r0 * np..r0 * np + len]);
-        c.im[..len].copy_from_slice(&self.tab.im[r0 * np..r0 * np + len]);
-        c
-    }
-
-    /// The Lawson factors of a partial step of `tau` from `t` (scheduled runs, module doc of
-    /// [`super::sched`]): `e2 = exp(-i D(t + tau/2) tau)`, the half steps `e1 = exp(-i
-    /// D(t + tau/4) tau/2)` and `e3 = exp(-i D(t + 3 tau/4) tau/2)`, from host exponentials,
-    /// on the formula of the piece containing `tm`.
-    fn partial_direct(&self, w: &mut Work<T>, s: &super::sched::Sched, tm: f64, t: f64, tau: f64) {
-        let tj = self.inp.two_j as usize;
-        let at = |x: f64| s.protocol.model_in(tm, t + x * tau);
-        let rows = [
-            super::sched::factors(&at(0.5), tj, &[tau]),
-            super::sched::factors(&at(0.25), tj, &[0.5 * tau]),
-            super::sched::factors(&at(0.75), tj, &[0.5 * tau]),
-        ];
-        for (e, row) in [
-            (&mut w.e2, &rows[0][0]),
-            (&mut w.e1, &rows[1][0]),
-            (&mut w.e3, &rows[2][0]),
-        ] {
-            for (i, z) in row.iter().enumerate() {
-                e.re[i] = T::from_f64(z.re);
-                e.im[i] = T::from_f64(z.im);
-            }
-        }
-    }
-
-    /// The stencil coefficients `(cm, cp)` of the model at `t` (piece of `tm`), in T.
-    fn drive_at(s: &super::sched::Sched, tm: f64, t: f64) -> (Cx<T>, Cx<T>) {
-        let cm = super::sched::drive_coefficient(&s.protocol.model_in(tm, t));
-        (
-            Cx::new(T::from_f64(cm.re), T::from_f64(cm.im)),
-            Cx::new(T::from_f64(cm.re), T::from_f64(-cm.im)),
-        )
-    }
-}
-
-impl<T: Real> TwinInputs<T> {
-    /// A copy without the (large) table and initial state.
-    fn clone_light(&self) -> TwinInputs<T> {
-        TwinInputs {
-            n_levels: self.n_levels,
-            two_j: self.two_j,
-            lanes: self.lanes,
-            seed: self.seed,
-            rp: self.rp.clone(),
-            table: Vec::new(),
-            psi0: Vec::new(),
-            intervals: self.intervals.clone(),
-            ind: self.ind,
-            max_events: self.max_events,
-            window: self.window,
-        }
-    }
-}
-
-impl<T: Real> Local<T> {
-    /// Bring the coefficients to step `n` of segment `si` (module doc of [`super::sched`],
-    /// "Cost"): the stencil at the step's start, the rates at its midpoint `m`, the factors
-    /// `E(h)` (midpoint), `E(h/2)` of both halves (at their midpoints).
-    fn retime(&mut self, s: &super::sched::Sched, si: usize, n: u32, m: crate::model::Model) {
-        if self.stamp == Some((si, n)) {
-            return;
-        }
-        let seg = &s.segments[si];
-        let t = seg.t0 + f64::from(n) * seg.h;
-        let tm = t + 0.5 * seg.h;
-        let tw = &mut self.tw;
-        let two_j = tw.inp.two_j as usize;
-        self.model = m;
-        if s.drive {
-            (tw.cm, tw.cp) = Twin::<T>::drive_at(s, tm, t);
-        }
-        if s.rates {
-            let ([g, wp, gz], _) = super::irrep_rates(&m, two_j);
-            let (g, wp, gz) = (T::from_f64(g), T::from_f64(wp), T::from_f64(gz));
-            let jr = T::from_u32(tw.inp.two_j) * T::HALF;
-            for i in 0..tw.inp.n_levels {
-                let mm = tw.m[i];
-                tw.wd[i] = g * ((jr + mm) * (jr - mm + T::ONE));
-                tw.wu[i] = wp * ((jr - mm) * (jr + mm + T::ONE));
-                tw.wz[i] = gz * (mm * mm);
-                let c = (tw.wd[i] + tw.wu[i]) + tw.wz[i];
-                tw.gam[i] = if tw.ind_on {
-                    let wi = &tw.wi;
-                    c + (((wi[0][i] + wi[1][i]) + (wi[2][i] + wi[3][i])) + (wi[4][i] + wi[5][i]))
-                } else {
-                    c
-                };
-            }
-        }
-        // The factors depend on the segment's step even when nothing on the diagonal is
-        // scheduled: computed at a segment's first step, then followed (diagonal scheduled) or
-        // kept (not).
-        let same_segment = matches!(self.stamp, Some((a, _)) if a == si);
-        if s.diag || !same_segment {
-            let np = tw.np;
-            let nl = tw.inp.n_levels;
-            let follows = n > 0 && !n.is_multiple_of(super::sched::ANCHOR) && self.stamp == Some((si, n - 1));
-            if follows {
-                for k in 0..3 * np {
-                    (tw.tab.re[k], tw.tab.im[k]) =
-                        cmul(tw.tab.re[k], tw.tab.im[k], self.ratio.re[k], self.ratio.im[k]);
-                }
-            } else {
-                let h = seg.h;
-                let at = |x: f64| s.protocol.model_in(tm, t + x * h);
-                let rows = [
-                    super::sched::factors(&m, two_j, &[h]).remove(0),
-                    super::sched::factors(&at(0.25), two_j, &[0.5 * h]).remove(0),
-                    super::sched::factors(&at(0.75), two_j, &[0.5 * h]).remove(0),
-                ];
-                let r = super::sched::ratios(&m, &at(1.5), two_j, &[h, 0.5 * h]);
-                for k in 0..3 {
-                    let ratio = &r[k.min(1)];
-                    for i in 0..nl {
-                        tw.tab.re[k * np + i] = T::from_f64(rows[k][i].re);
-                        tw.tab.im[k * np + i] = T::from_f64(rows[k][i].im);
-                        self.ratio.re[k * np + i] = T::from_f64(ratio[i].re);
-                        self.ratio.im[k * np + i] = T::from_f64(ratio[i].im);
-                    }
-                }
-            }
-        }
-        self.stamp = Some((si, n));
-    }
-}
-
-/// The irrep copies of one scheduled trajectory, by `(N - 2j)/2`, made on first entry.
-struct Locals<T>(Vec<Option<Local<T>>>);
-
-impl<T: Real> Locals<T> {
-    fn entry(&mut self, n_atoms: u32, from: &Twin<T>, m: crate::model::Model) -> usize {
-        let ji = ((n_atoms - from.inp.two_j) / 2) as usize;
-        if self.0[ji].is_none() {
-            self.0[ji] = Some(from.local(m));
-        }
-        ji
-    }
-}
-
-impl<T: Real> Twin<T> {
-    /// As [`Twin::run_with`] under the schedule `s` (module doc of [`super::sched`]): the
-    /// trajectory's steps follow `s.segments`, each with its frozen model; records at the
-    /// segments that end on a save time.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_sched<'a>(
-        &'a self,
-        s: &super::sched::Sched,
-        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
-        traj: u64,
-        out: &mut [T],
-        pm: Option<&mut [T]>,
-        fidelity: Option<(&[Cx<T>], &mut [T])>,
-        log: Option<&mut PhaseLog<T>>,
-    ) -> RunStats {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { self.run_sched_avx2(s, twin_of, traj, out, pm, fidelity, log) };
-        }
-        self.run_sched_impl(s, twin_of, traj, out, pm, fidelity, log)
-    }
-
-    /// [`Twin::run_sched_impl`] compiled with AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    fn run_sched_avx2<'a>(
-        &'a self,
-        s: &super::sched::Sched,
-        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
-        traj: u64,
-        out: &mut [T],
-        pm: Option<&mut [T]>,
-        fidelity: Option<(&[Cx<T>], &mut [T])>,
-        log: Option<&mut PhaseLog<T>>,
-    ) -> RunStats {
-        self.run_sched_impl(s, twin_of, traj, out, pm, fidelity, log)
-    }
-
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn run_sched_impl<'a>(
-        &'a self,
-        s: &super::sched::Sched,
-        twin_of: &dyn Fn(u32) -> &'a Twin<T>,
-        traj: u64,
-        out: &mut [T],
-        mut pm: Option<&mut [T]>,
-        mut fidelity: Option<(&[Cx<T>], &mut [T])>,
-        mut log: Option<&mut PhaseLog<T>>,
-    ) -> RunStats {
-        let n_atoms = self.inp.two_j;
-        assert_eq!(out.len(), self.n_saves() * RECORD_LEN, "record buffer length");
-        let mut w = self.work();
-        let mut rng = PhiloxStream::new(self.inp.seed, traj);
-        for (i, z) in self.inp.psi0.iter().enumerate() {
-            w.ua.re[i + 1] = z.re;
-            w.ua.im[i + 1] = z.im;
-        }
-        // The coefficients start as the shared twin's (the base model); save 0 needs none of
-        // them, and every step brings them to its own model first.
-        let m0 = s.protocol.base;
-        let mut locals = Locals((0..=n_atoms / 2).map(|_| None).collect());
-        let mut cur = locals.entry(n_atoms, self, m0);
-        let mut win = self.all();
-        let (mut g0, mut c) = self.renorm_from_u(&mut w, win);
-        win = self.slide(&mut w, win);
-        self.record(&mut w, &mut out[..RECORD_LEN], 0, win);
-        self.save_hooks(&w, 0, &mut pm, &mut fidelity, n_atoms as usize);
-        self.classify(&mut log, 0, out);
-        let mut b = T::draw2(&mut rng)[0];
-        let mut jumps = 0u32;
-        let mut stats = RunStats::default();
-        for (si, seg) in s.segments.iter().enumerate() {
-            let h = T::from_f64(seg.h);
-            let q = T::from_f64(seg.h * (FULL as f64).recip());
-            for n in 0..seg.steps {
-                let m = s.step_model(seg, n);
-                let lo = locals.0[cur].as_mut().expect("entered");
-                lo.retime(s, si, n, m);
-                if s.drive || s.rates {
-                    // k1 = -i (V - c) psi and <Gamma_op> with this step's coefficients.
-                    let [_, g, v] = lo.tw.apply_v_sums(&w.psi, &mut w.kvp, &mut w.f, win);
-                    (g0, c) = (g, v);
-                }
-                let t = seg.t0 + f64::from(n) * seg.h;
-                let tm = t + 0.5 * seg.h;
-                let qf = seg.h / FULL as f64;
-                // The stencil at a sub-step's midpoint and end (from quantum `off`, `len` quanta).
-                let tv = |off: u32, len: u32| -> Option<[(Cx<T>, Cx<T>); 2]> {
-                    let t1 = t + f64::from(off) * qf;
-                    let d = f64::from(len) * qf;
-                    Some([
-                        Twin::<T>::drive_at(s, tm, t1 + 0.5 * d),
-                        Twin::<T>::drive_at(s, tm, t1 + d),
-                    ])
-                };
-                let mut rq = FULL;
-                loop {
-                    let lo = locals.0[cur].as_ref().expect("entered");
-                    let tw = &lo.tw;
-                    let off = FULL - rq;
-                    stats.steps += 1;
-                    stats.levels += (win.b - win.a) as u64;
-                    let (tau, full) = if rq == FULL {
-                        (h, Some(0))
-                    } else {
-                        tw.partial_direct(&mut w, s, tm, t + f64::from(off) * qf, f64::from(rq) * qf);
-                        (T::from_u32(rq) * q, None)
-                    };
-                    tw.lawson_t(&mut w, full, tau, c, win, tv(off, rq));
-                    let [f1, g1, v1] = tw.apply_v_sums(&w.acc, &mut w.kva, &mut w.f, win);
-                    if f1 > b {
-                        let inv = T::ONE / f1.sqrt();
-                        tw.set_psi(&mut w, true, inv, win);
-                        g0 = g1 * (inv * inv);
-                        c = v1 * (inv * inv);
-                        b = b * (T::ONE / f1);
-                        win = tw.slide(&mut w, win);
-                        break;
-                    }
-                    let l = tw.crossing(rq, tau, g0, f1, g1, b);
-                    if l < rq {
-                        tw.partial_direct(&mut w, s, tm, t + f64::from(off) * qf, f64::from(l) * qf);
-                        tw.lawson_t(&mut w, None, T::from_u32(l) * q, c, win, tv(off, l));
-                    }
-                    let (ur, jumped, to) = tw.jump_at(&mut w, &mut rng, win, twin_of);
-                    jumps += u32::from(jumped);
-                    if let Some(to) = to {
-                        cur = locals.entry(n_atoms, to, m);
-                        win = to.all();
-                    }
-                    let lo = locals.0[cur].as_mut().expect("entered");
-                    lo.retime(s, si, n, m);
-                    if s.drive {
-                        // V at the jump time for the next sub-step's k1.
-                        (lo.tw.cm, lo.tw.cp) = Twin::<T>::drive_at(s, tm, t + f64::from(off + l) * qf);
-                    }
-                    let tw = &lo.tw;
-                    (g0, c) = tw.renorm_from_u(&mut w, win);
-                    win = tw.slide(&mut w, win);
-                    b = ur;
-                    rq -= l;
-                    if rq == 0 {
-                        break;
-                    }
-                }
-            }
-            if let Some(sv) = seg.save {
-                let tw = &locals.0[cur].as_ref().expect("entered").tw;
-                let rec = &mut out[sv * RECORD_LEN..(sv + 1) * RECORD_LEN];
-                tw.record(&mut w, rec, jumps, win);
-                tw.save_hooks(&w, sv, &mut pm, &mut fidelity, n_atoms as usize);
-                self.classify(&mut log, sv, out);
-            }
-        }
-        stats
-    }
-}
+// Scheduled runs (time-dependent parameters): `Twin::run_sched` and the kernel's complex
+// exponential, in their own file.
+mod scheduled;
+pub use scheduled::{SchedConsts, cexp};
