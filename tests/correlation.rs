@@ -391,7 +391,10 @@ fn regression_matches_trajectory_two_time_averages() {
         let (ma, mb) = (mean(&a), mean(&b));
         assert!(qrt.ab[i].im.abs() < 1e-9 && qrt.c[i].im.abs() < 1e-9);
         let (got, want, err) = (mean(&ab), qrt.ab[i].re, se(&ab));
-        assert!((got - want).abs() < 4.0 * err, "tau = {tau}: <Jz Jz> {got} +- {err}, QRT {want}");
+        assert!(
+            (got - want).abs() < 4.0 * err,
+            "tau = {tau}: <Jz Jz> {got} +- {err}, QRT {want}"
+        );
         // C = mean(ab) - mean(a) mean(b): its SE by the delta method, from the per-trajectory
         // influence a b - mb a - ma b.
         let infl: Vec<f64> = (0..a.len()).map(|k| ab[k] - mb * a[k] - ma * b[k]).collect();

@@ -78,7 +78,7 @@ fn two_level_under_steps_matches_the_closed_form() {
 fn steady_state_is_the_thermal_state() {
     for (n, w) in [(10, 0.8), (100, 1.0), (100, 1.3), (401, 0.97)] {
         let p = populations::steady(n, 1.0, w).unwrap();
-        let q = populations::thermal(n, -(w as f64).ln());
+        let q = populations::thermal(n, -w.ln());
         let d = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(d < 1e-14, "N = {n}, w = {w}: {d:e}");
         let (jz, jz2) = populations::jz_moments(&p);

@@ -197,18 +197,21 @@ struct Work {
     c: Vec<f64>,
 }
 
+/// What every step of one integration reads.
+struct System<'a> {
+    protocol: &'a Protocol,
+    rates: &'a Rates,
+    opts: &'a OdeOptions,
+}
+
 /// One TR-BDF2 step of `h` from (t, y) on the piece starting at `at`: the new state in
 /// `ws.y3` and the error norm (module doc).
-fn step(
-    protocol: &Protocol,
-    rates: &Rates,
-    at: f64,
-    t: f64,
-    h: f64,
-    y: &[f64],
-    ws: &mut Work,
-    opts: &OdeOptions,
-) -> f64 {
+fn step(sys: &System, at: f64, t: f64, h: f64, y: &[f64], ws: &mut Work) -> f64 {
+    let System {
+        protocol,
+        rates,
+        opts,
+    } = *sys;
     let gw = |t: f64| {
         let m = protocol.model_in(at, t);
         (m.gamma_coll, m.pump_coll)
@@ -270,6 +273,11 @@ pub fn evolve_protocol(
     }
     let breaks = super::ode::protocol_breaks(protocol, times, "populations")?;
     let rates = Rates::new(protocol.base.n);
+    let sys = System {
+        protocol,
+        rates: &rates,
+        opts,
+    };
     let mut ws = Work {
         k: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
         y2: vec![0.0; n],
@@ -314,7 +322,7 @@ pub fn evolve_protocol(
                 max_steps: opts.max_steps,
             });
         }
-        let err = step(protocol, &rates, at, t, hs, &y, &mut ws, opts);
+        let err = step(&sys, at, t, hs, &y, &mut ws);
         stats.rhs_evals += 3;
         if !err.is_finite() {
             return Err(SolverError::NonFinite { t });
