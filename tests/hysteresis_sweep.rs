@@ -171,3 +171,20 @@ fn bad_exact_sweeps_are_errors_naming_the_field() {
     let out = run_scenario(Toml::Text(&sched), &[]);
     assert!(!out.ok && out.stderr.contains("model.w"), "{}", out.stderr);
 }
+
+/// A grid whose per-point quantities alone exceed the memory limit is refused before any point
+/// runs (5 x 10^5 points x ~136 bytes against a 32 MiB limit).
+#[test]
+fn a_sweep_over_the_memory_limit_is_refused_before_it_runs() {
+    let out = common::run_scenario_env(
+        Toml::File("scenarios/pumping_hysteresis_scaling.toml"),
+        &["--set", "task.axes[0].num=100000"],
+        &[("DICKE_MEMORY_LIMIT_MIB", "32")],
+    );
+    assert!(
+        !out.ok && out.stderr.contains("exact sweep of 500000 points"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.out.join("sweep.csv").exists());
+}

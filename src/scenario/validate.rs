@@ -233,7 +233,8 @@ fn check_schedules(sc: &Scenario) -> Result<(), InputError> {
                      mode = \"evolve\"",
                 ));
             }
-            spec.method == "cumulant"
+            // The cumulant sweep (pieces) and the exact sweep (populations) honour them.
+            spec.method == "cumulant" || spec.method == "exact"
         }
         _ => false,
     };

@@ -101,6 +101,13 @@ pub fn line(sc: &Scenario) -> Result<String, Error> {
                 ""
             }
         ),
+        Task::Sweep(spec) if spec.method == "exact" => format!(
+            "exact sweep of {} points (one population rate equation of N + 1 levels each, saves per \
+             point from its own t_end, at most {} steps each), {}",
+            spec.len(),
+            spec.max_steps,
+            mib(super::sweep_exact::memory_estimate(sc, spec)?)
+        ),
         Task::Sweep(spec) => {
             let ncols = spec.axes.len() + PARAM_NAMES.len() + SWEEP_QUANTITIES.len();
             format!(

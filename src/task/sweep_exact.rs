@@ -56,6 +56,10 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
     let mut header: Vec<String> = spec.axes.iter().map(|a| a.variable.clone()).collect();
     header.extend(varying.iter().map(|s| s.to_string()));
     header.extend(EXACT_SWEEP_QUANTITIES.iter().map(|s| s.to_string()));
+    super::memory::refuse_bytes(
+        memory_estimate(sc, spec)?,
+        format!("an exact sweep of {total} points (their quantities, and the saves of the points in flight)"),
+    )?;
     let mut units = ctx.units("sweep", engine.tag(), total as u64, CHUNK as u64, "points")?;
     let mut csv = CsvWriter::create(&ctx.path(SWEEP_CSV)?, &header)?;
     let chunk = |u: usize| u * CHUNK..((u + 1) * CHUNK).min(total);
@@ -114,6 +118,17 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
         })),
         files,
     })
+}
+
+/// Estimated bytes: the quantities of every point (kept for the figure and the summary),
+/// and per point in flight (a chunk at most) its populations, rate coefficients and saved
+/// observable and parameter, at the first point's N and save count.
+pub fn memory_estimate(sc: &Scenario, spec: &SweepSpec) -> Result<f64, Error> {
+    let p = sc.point(&pins(spec, &spec.coords(0)))?;
+    let nsave = spec.time_defs.grid(&p, "kind = \"sweep\"")?.len() as f64;
+    let levels = p.model.n as f64 + 1.0;
+    let in_flight = CHUNK.min(spec.len()) as f64 * (2.0 * nsave + 9.0 * levels) * 8.0;
+    Ok(spec.len() as f64 * (NQ as f64 * 8.0 + 64.0) + in_flight)
 }
 
 fn options(spec: &SweepSpec) -> OdeOptions {
