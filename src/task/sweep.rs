@@ -463,7 +463,7 @@ fn prepare_chunk(
 
 /// The varying model parameters' values at the points `range` (sweep.csv's columns after the
 /// axes), evaluated in parallel; nothing to evaluate when no parameter varies.
-fn chunk_extras(
+pub(super) fn chunk_extras(
     sc: &Scenario,
     spec: &SweepSpec,
     varying: &[&str],
@@ -587,7 +587,7 @@ pub(super) fn ascending(v: &[f64]) -> Option<Vec<usize>> {
 /// line plot of xi2_min, Jz_late and the final xi^2 along a one-axis sweep. A dB column is
 /// drawn clipped at 0 dB (above: no squeezing), as seed 002 Fig. S1a does. Lists of two axes
 /// get no figure (the points need not form a grid). Returns the file name written.
-fn draw(
+pub(super) fn draw(
     sc: &Scenario,
     spec: &SweepSpec,
     dir: &std::path::Path,

@@ -27,7 +27,7 @@ use super::checkpoint::{CHECKPOINT_DIR, Dec, Enc};
 use super::context::Context;
 use super::policy::{self, Kernel};
 use super::report::{Report, jnum, named};
-use super::sweep::{SWEEP_CSV, ascending, pins, varying_parameters};
+use super::sweep::{SWEEP_CSV, ascending, chunk_extras, pins, varying_parameters};
 use crate::analysis::hysteresis::crossings;
 use crate::error::{Error, InputError, SolverError};
 use crate::output::{CsvWriter, plot};
@@ -82,12 +82,10 @@ pub fn run(sc: &Scenario, spec: &SweepSpec, ctx: &mut Context) -> Result<Report,
         },
         |u, payload| {
             let q = decode(&payload, chunk(u).len())?;
+            let extras = chunk_extras(sc, spec, &varying, chunk(u))?;
             for (k, i) in chunk(u).enumerate() {
                 let mut row = spec.coords(i);
-                if !varying.is_empty() {
-                    let m = sc.point(&pins(spec, &spec.coords(i)))?.model;
-                    row.extend(varying.iter().map(|v| m.get(v).unwrap_or(f64::NAN)));
-                }
+                row.extend(&extras[k]);
                 row.extend(q[k]);
                 csv.row(&row)?;
             }
@@ -427,34 +425,7 @@ fn draw(sc: &Scenario, spec: &SweepSpec, dir: &std::path::Path, rows: &[[f64; NQ
         plot::loglog_curves(&path, &title, (&ax.variable, &y_label), &curves, ax.log)?;
         return Ok(true);
     }
-    let c = col(&spec.heatmap);
-    let title = format!("{}: {}", sc.title, spec.heatmap);
-    match (second, spec.grid) {
-        (Some(ay), true) => {
-            let (Some(ox), Some(oy)) = (ascending(&ax.values), ascending(&ay.values)) else {
-                return Ok(false);
-            };
-            let xs: Vec<f64> = ox.iter().map(|&i| ax.values[i]).collect();
-            let ys: Vec<f64> = oy.iter().map(|&i| ay.values[i]).collect();
-            let ny = ay.values.len();
-            let z: Vec<f64> = oy
-                .iter()
-                .flat_map(|&iy| ox.iter().map(move |&ix| (ix, iy)))
-                .map(|(ix, iy)| rows[ix * ny + iy][c])
-                .collect();
-            plot::heatmap(&path, &title, &ax.variable, &ay.variable, &xs, &ys, &z)?;
-            Ok(true)
-        }
-        (None, _) => {
-            let Some(o) = ascending(&ax.values) else {
-                return Ok(false);
-            };
-            let xs: Vec<f64> = o.iter().map(|&i| ax.values[i]).collect();
-            let z: Vec<f64> = o.iter().map(|&i| rows[i][c]).collect();
-            let series = [(spec.heatmap.as_str(), vec![plot::Series { name: "", y: &z }])];
-            plot::line_plot(&path, &title, &ax.variable, &xs, &series)?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
+    // No loop: the cumulant sweep's figure of one column (heat map or line).
+    let heat: Vec<f64> = rows.iter().map(|r| r[col(&spec.heatmap)]).collect();
+    Ok(super::sweep::draw(sc, spec, dir, &heat)?.is_some())
 }
