@@ -346,6 +346,21 @@ impl Protocol {
         self.schedules.iter().map(|(_, s)| s.rate_in(at)).collect()
     }
 
+    /// The scheduled parameters' rates on their pieces containing `at` as a model: every
+    /// parameter 0 (N too) but the scheduled ones, set to dv/dt. A quantity linear in the
+    /// parameters at fixed N has, on that piece, the slope it takes at this model (with the
+    /// caller's N where N multiplies parameters).
+    pub fn rates_model(&self, at: f64) -> Model {
+        let mut m = Model {
+            n: 0,
+            ..Model::default()
+        };
+        for (name, r) in self.names().iter().zip(self.rates_in(at)) {
+            m.set(name, r);
+        }
+        m
+    }
+
     /// The union of every schedule's breaks strictly inside `(t0, t1)`, increasing, without
     /// repeats; an error naming the parameter when there are more than [`MAX_BREAKS`].
     pub fn breaks(&self, t0: f64, t1: f64) -> Result<Vec<f64>, InputError> {

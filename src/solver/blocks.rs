@@ -170,6 +170,8 @@ struct BlockOp {
     offsets: Vec<usize>,
     co: Vec<Coeffs>,
     inflow: Vec<Vec<Transfer>>,
+    /// Per block its irrep and stencil rates (for [`BlockOp::refill`]).
+    irreps: Vec<(Irrep, StencilRates)>,
 }
 
 impl BlockOp {
@@ -182,6 +184,7 @@ impl BlockOp {
         let mut offsets = Vec::new();
         let mut co = Vec::new();
         let mut inflow = Vec::new();
+        let mut irreps = Vec::new();
         let mut off = 0;
         for (b, &t) in two_js.iter().enumerate() {
             let irrep = Irrep::new(t);
@@ -201,6 +204,7 @@ impl BlockOp {
                 extra_loss,
             };
             co.push(Coeffs::with_rates(model, &irrep, with_phase, &rates));
+            irreps.push((irrep, rates));
             dims.push(t + 1);
             offsets.push(off);
             off += (t + 1) * (t + 1);
@@ -253,6 +257,21 @@ impl BlockOp {
             offsets,
             co,
             inflow,
+            irreps,
+        }
+    }
+
+    /// Overwrite the blocks' stencils in place for `model` at a time of a protocol whose
+    /// single-atom rates are constant (they alone set the inflow terms and the per-level
+    /// losses, which stay as built): the same numbers as [`BlockOp::new`], with no allocation.
+    fn refill(&mut self, model: &Model, with_phase: bool) {
+        let n = model.n;
+        for (co, (irrep, rates)) in self.co.iter_mut().zip(self.irreps.iter_mut()) {
+            let (a0, _, _) = individual_weights(n, irrep.two_j);
+            rates.down_jump = model.gamma_coll + model.gamma_down * a0;
+            rates.up_jump = model.pump_coll + model.gamma_up * a0;
+            rates.dephase = model.dephase_coll + 4.0 * model.gamma_phi * a0;
+            co.fill(model, irrep, with_phase, rates);
         }
     }
 
@@ -491,11 +510,20 @@ pub fn evolve_protocol(
     let phased = protocol.names().contains(&"phi");
     let frame_phi = if phased { 0.0 } else { model.phi };
     let fixed = BlockOp::new(model, phased);
-    let op_at = |at: f64, t: f64| -> std::borrow::Cow<'_, BlockOp> {
-        if protocol.is_constant() {
-            std::borrow::Cow::Borrowed(&fixed)
-        } else {
-            std::borrow::Cow::Owned(BlockOp::new(&protocol.model_in(at, t), phased))
+    // The operator of the piece starting at `at`, evaluated at t: refilled in place, or
+    // rebuilt where a single-atom rate is scheduled (it changes the inflow terms' set).
+    let rebuild = ["gamma_down", "gamma_up", "gamma_phi"]
+        .iter()
+        .any(|r| protocol.names().contains(r));
+    let mut work = fixed.clone();
+    let update = |work: &mut BlockOp, at: f64, t: f64| {
+        if !protocol.is_constant() {
+            let m = protocol.model_in(at, t);
+            if rebuild {
+                *work = BlockOp::new(&m, phased);
+            } else {
+                work.refill(&m, phased);
+            }
         }
     };
     let op = &fixed;
@@ -523,7 +551,10 @@ pub fn evolve_protocol(
         }
         drop(y0);
         let st = ode::integrate_real_pieces(
-            |at, t, y: &[f64], dy: &mut [f64]| op_at(at, t).apply_packed(&poff, y, dy),
+            |at, t, y: &[f64], dy: &mut [f64]| {
+                update(&mut work, at, t);
+                work.apply_packed(&poff, y, dy)
+            },
             &yp,
             times,
             &breaks,
@@ -558,10 +589,11 @@ pub fn evolve_protocol(
     let st = ode::integrate_real_pieces(
         |at, t, y: &[f64], dy: &mut [f64]| {
             let (y, dy) = (bytemuck::cast_slice(y), bytemuck::cast_slice_mut(dy));
+            update(&mut work, at, t);
             if phased {
-                op_at(at, t).apply::<true>(y, dy)
+                work.apply::<true>(y, dy)
             } else {
-                op_at(at, t).apply::<false>(y, dy)
+                work.apply::<false>(y, dy)
             }
         },
         y0r,

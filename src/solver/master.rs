@@ -175,6 +175,7 @@ pub(crate) struct Coeffs {
 }
 
 /// Rates of the stencil's jump and loss terms (see [`Coeffs::with_rates`]).
+#[derive(Clone)]
 pub(crate) struct StencilRates {
     /// Weight of J- rho J+ (Gamma in the collective model).
     pub down_jump: f64,
@@ -204,48 +205,54 @@ impl Coeffs {
     /// (the collective model is `down_jump = Gamma, up_jump = w, dephase = Gamma_phi`).
     pub(crate) fn with_rates(model: &Model, irrep: &Irrep, with_phase: bool, rates: &StencilRates) -> Coeffs {
         let n = irrep.dim();
+        let mut co = Coeffs {
+            n,
+            ure: vec![0.0; n],
+            e: vec![0.0; n],
+            m: irrep.m.clone(),
+            gph: 0.0,
+            hp: vec![0.0; n + 1],
+            dn: vec![0.0; n],
+            up: vec![0.0; n],
+            phase: c64::new(1.0, 0.0),
+        };
+        co.fill(model, irrep, with_phase, rates);
+        co
+    }
+
+    /// Overwrite every coefficient in place for `model` (same irrep as at construction): what
+    /// a scheduled run does at each right-hand side, with no allocation. O(n), against the
+    /// O(n^2) stencil it feeds.
+    pub(crate) fn fill(&mut self, model: &Model, irrep: &Irrep, with_phase: bool, rates: &StencilRates) {
+        let n = self.n;
         let (g, w) = (model.gamma_coll, model.pump_coll);
-        let (gj, wj, gphi) = (rates.down_jump, rates.up_jump, rates.dephase);
-        let m = irrep.m.clone();
-        let ure = (0..n)
-            .map(|k| {
-                -0.5 * (g * irrep.jpjm[k] + w * irrep.jmjp[k])
-                    + rates.extra_loss.get(k).copied().unwrap_or(0.0)
-            })
-            .collect();
-        let e = (0..n)
-            .map(|k| model.omega0 * m[k] + model.chi * irrep.jpjm[k] + model.chi_z * m[k] * m[k])
-            .collect();
-        let mut hp = vec![0.0; n + 1];
+        let (sg, sw) = (rates.down_jump.sqrt(), rates.up_jump.sqrt());
         for k in 0..n {
-            hp[k + 1] = 0.5 * model.drive * irrep.jp[k];
+            let m = self.m[k];
+            self.ure[k] = -0.5 * (g * irrep.jpjm[k] + w * irrep.jmjp[k])
+                + rates.extra_loss.get(k).copied().unwrap_or(0.0);
+            self.e[k] = model.omega0 * m + model.chi * irrep.jpjm[k] + model.chi_z * m * m;
+            self.hp[k + 1] = 0.5 * model.drive * irrep.jp[k];
+            self.dn[k] = if k + 1 < n { sg * irrep.jm[k + 1] } else { 0.0 };
+            self.up[k] = sw * irrep.jm[k];
         }
-        let dn = (0..n)
-            .map(|k| {
-                if k + 1 < n {
-                    gj.sqrt() * irrep.jm[k + 1]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let up = (0..n).map(|k| wj.sqrt() * irrep.jm[k]).collect();
-        let phase = if with_phase {
+        self.gph = 0.5 * rates.dephase;
+        self.phase = if with_phase {
             c64::new(model.phi.cos(), model.phi.sin())
         } else {
             c64::new(1.0, 0.0)
         };
-        Coeffs {
-            n,
-            ure,
-            e,
-            m,
-            gph: 0.5 * gphi,
-            hp,
-            dn,
-            up,
-            phase,
-        }
+    }
+
+    /// [`Self::fill`] with the collective model's rates (see [`Coeffs::new`]).
+    fn refill(&mut self, model: &Model, irrep: &Irrep, with_phase: bool) {
+        let rates = StencilRates {
+            down_jump: model.gamma_coll,
+            up_jump: model.pump_coll,
+            dephase: model.dephase_coll,
+            extra_loss: Vec::new(),
+        };
+        self.fill(model, irrep, with_phase, &rates);
     }
 
     /// The collective stencil of `model` in the phi = 0 frame (the j = N/2 irrep).
@@ -783,8 +790,8 @@ pub fn evolve_with(
 }
 
 /// [`evolve_with`] under a time-dependent protocol (`model::schedule`): the integrator lands
-/// on every break and each step uses its piece's model (coefficients rebuilt per right-hand
-/// side, O(n) against the O(n^2) stencil). A scheduled drive phase phi cannot be gauged away
+/// on every break and each step uses its piece's model (coefficients refilled in place per
+/// right-hand side, O(n) against the O(n^2) stencil). A scheduled drive phase phi cannot be gauged away
 /// by one constant frame, so it runs on full matrices with the phase in the stencil.
 pub fn evolve_protocol(
     protocol: &Protocol,
@@ -818,13 +825,12 @@ pub fn evolve_protocol(
         (10 * len + n * n) as f64 * 16.0,
     )?;
     let breaks = ode::protocol_breaks(protocol, times, "master")?;
+    let mut work = Coeffs::new(model, &irrep, phase_scheduled);
+    let constant = protocol.is_constant();
     // The coefficients of the piece starting at `at`, evaluated at t (constant: built once).
-    let fixed = Coeffs::new(model, &irrep, phase_scheduled);
-    let coeffs = |at: f64, t: f64| -> std::borrow::Cow<'_, Coeffs> {
-        if protocol.is_constant() {
-            std::borrow::Cow::Borrowed(&fixed)
-        } else {
-            std::borrow::Cow::Owned(Coeffs::new(&protocol.model_in(at, t), &irrep, phase_scheduled))
+    let update = |work: &mut Coeffs, at: f64, t: f64| {
+        if !constant {
+            work.refill(&protocol.model_in(at, t), &irrep, phase_scheduled);
         }
     };
     let g = gauge(n, if phase_scheduled { 0.0 } else { model.phi });
@@ -845,7 +851,10 @@ pub fn evolve_protocol(
             }
         }
         ode::integrate_real_pieces(
-            |at, t, y: &[f64], dy: &mut [f64]| apply_packed_split(&coeffs(at, t), y, dy),
+            |at, t, y: &[f64], dy: &mut [f64]| {
+                update(&mut work, at, t);
+                apply_packed_split(&work, y, dy)
+            },
             &y0,
             times,
             &breaks,
@@ -874,12 +883,13 @@ pub fn evolve_protocol(
         let y0r: &[f64] = bytemuck::cast_slice(&y0);
         ode::integrate_real_pieces(
             |at, t, y: &[f64], dy: &mut [f64]| {
-                let co = coeffs(at, t);
+                update(&mut work, at, t);
+                let co = &work;
                 let (y, dy) = (bytemuck::cast_slice(y), bytemuck::cast_slice_mut(dy));
                 if phase_scheduled && co.phase != c64::new(1.0, 0.0) {
-                    apply_full::<true>(&co, y, dy)
+                    apply_full::<true>(co, y, dy)
                 } else {
-                    apply_full::<false>(&co, y, dy)
+                    apply_full::<false>(co, y, dy)
                 }
             },
             y0r,

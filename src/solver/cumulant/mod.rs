@@ -505,7 +505,8 @@ pub fn evolve(
 }
 
 /// [`evolve`] under a time-dependent protocol (`model::schedule`): steps land on every
-/// break, each step uses its piece's parameters.
+/// break, each step uses its piece's parameters, as `p0 + p1 (t - at)` in the batches'
+/// form ([`pieces`]) unless phi is scheduled.
 pub fn evolve_protocol(
     protocol: &Protocol,
     y0: &[f64; NVAR],
@@ -513,14 +514,31 @@ pub fn evolve_protocol(
     opts: &OdeOptions,
     on_save: &mut dyn FnMut(usize, f64, &[f64; NVAR]),
 ) -> Result<OdeStats, SolverError> {
-    let fixed = params(&protocol.base);
     let breaks = ode::protocol_breaks(protocol, times, "cumulant")?;
+    // The flat parameters as `p0 + p1 (t - at)` on the piece starting at `at`, computed when
+    // the piece changes ([`pieces`]: exact for every schedulable parameter but phi, which
+    // enters through its cosine and sine and is evaluated at each right-hand side instead).
+    let affine = !protocol.names().contains(&"phi");
+    let piece = |at: f64| {
+        let rates = Model {
+            phi: protocol.base.phi,
+            ..protocol.rates_model(at)
+        };
+        (at, params(&protocol.model_in(at, at)), params(&rates))
+    };
+    let mut cur = piece(times.first().copied().unwrap_or(0.0));
     ode::integrate_real_pieces(
         |at, t, y: &[f64], dy: &mut [f64]| {
             let y: &[f64; NVAR] = y.try_into().expect("nine variables");
             let dy: &mut [f64; NVAR] = dy.try_into().expect("nine variables");
             if protocol.is_constant() {
-                rhs(&fixed, y, dy);
+                rhs(&cur.1, y, dy);
+            } else if affine {
+                if cur.0 != at {
+                    cur = piece(at);
+                }
+                let tau = t - at;
+                rhs(&std::array::from_fn(|j| cur.1[j] + cur.2[j] * tau), y, dy);
             } else {
                 rhs(&params(&protocol.model_in(at, t)), y, dy);
             }

@@ -75,21 +75,16 @@ impl Pieces {
                 cuts.push((b, b));
             }
         }
-        let names = protocol.names();
         let mut pc = Pieces {
             starts: Vec::with_capacity(cuts.len()),
             p0: Vec::with_capacity(cuts.len()),
             p1: Vec::with_capacity(cuts.len()),
         };
         for &(s, at) in &cuts {
-            let mut rates = Model {
-                n: 0,
+            let rates = Model {
                 phi: protocol.base.phi,
-                ..Model::default()
+                ..protocol.rates_model(at)
             };
-            for (name, r) in names.iter().zip(protocol.rates_in(at)) {
-                rates.set(name, r);
-            }
             pc.p0.push(params(&protocol.model_in(at, s)));
             pc.p1.push(params(&rates));
             pc.starts.push(s);
