@@ -37,6 +37,12 @@ override WG: u32 = 256u;
 // pipeline sets it false, so that its elements carry no inflow code: llvmpipe runs branches
 // under masks, and the dead inflow branch made the collective kernel measurably slower.
 override INFLOW: bool = true;
+// Whether the elements follow time-dependent protocols (pipeline constant; collective equation
+// only). Then `coef` holds the model-independent level numbers (m, jpjm, jmjp, jp_{k-1}, jp_k,
+// jm_{k+1}, jm_k) and `icoef` each element's table of affine pieces (`piece_model`), and the
+// stencil's coefficients are formed from the piece's parameters at every stage's time
+// (`lapply_sched`). The constant pipeline sets it false and keeps the host's coefficients.
+override SCHED: bool = false;
 
 const SLOTS: u32 = 10u;
 const S_K2: u32 = 4u;
@@ -68,7 +74,9 @@ struct Params {
     t0: R,
     span: R,
     hmin_rel: R,
-    _pad3: R,
+    // A break within `tiny` of a save is that save's; a step ending within `tiny` of a break
+    // ends on it (ode.rs `integrate_real_pieces`, 64 eps max(|t0|, |t_end|, span) in f64).
+    tiny: R,
     _pad4: R,
 }
 
@@ -92,7 +100,8 @@ struct Ctrl {
     slot_b: u32,
     slot_k1: u32,
     slot_k7: u32,
-    _pad0: u32,
+    // The protocol piece the element is on (SCHED).
+    piece: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -143,7 +152,8 @@ struct Offs {
 // q = c - r = -2..2 at band_off + (q + 2) d + min(r, c) (P.out_mode = 1).
 @group(0) @binding(5) var<storage, read_write> out: array<C>;
 @group(0) @binding(6) var<storage, read> blocks: array<Block>;
-// Inflow factors f per element (P.icoef_len each), per (block, term) and source level.
+// Inflow factors f per element (P.icoef_len each), per (block, term) and source level; with
+// SCHED the element's piece table instead (`piece_model`).
 @group(0) @binding(7) var<storage, read> icoef: array<R>;
 
 var<workgroup> red: array<vec4<R>, 256>;
@@ -184,6 +194,77 @@ fn lapply(v: u32, cb: u32, n: u32, r: u32, c: u32) -> C {
     );
 }
 
+// The model parameters of a scheduled element at one stage time, as the stencil uses them.
+struct Mp {
+    // omega0, Omega / 2, chi, chi_z
+    a: vec4<R>,
+    // Gamma, w, Gamma_phi / 2
+    b: vec4<R>,
+}
+
+// Words per piece of an element's table in `icoef`: the piece's start (time since times[0] as
+// hi, lo), then the values at the start of omega0, Omega, chi, chi_z, Gamma, w, Gamma_phi, then
+// their rates: value(t) = v + rate tau, tau = t - start (src/model/schedule.rs: affine pieces).
+const PIECE: u32 = 16u;
+
+// Start of piece k of the element whose table begins at ib.
+fn piece_start(ib: u32, k: u32) -> vec2<R> {
+    let o = ib + PIECE * k;
+    return vec2<R>(icoef[o], icoef[o + 1u]);
+}
+
+// The parameters of piece k at tau after its start (zeros without SCHED: unused).
+fn piece_model(ib: u32, k: u32, tau: R) -> Mp {
+    if !SCHED {
+        return Mp(vec4<R>(0.0, 0.0, 0.0, 0.0), vec4<R>(0.0, 0.0, 0.0, 0.0));
+    }
+    let o = ib + PIECE * k + 2u;
+    let om0 = icoef[o] + icoef[o + 7u] * tau;
+    let om = icoef[o + 1u] + icoef[o + 8u] * tau;
+    let chi = icoef[o + 2u] + icoef[o + 9u] * tau;
+    let chiz = icoef[o + 3u] + icoef[o + 10u] * tau;
+    let gam = icoef[o + 4u] + icoef[o + 11u] * tau;
+    let w = icoef[o + 5u] + icoef[o + 12u] * tau;
+    let gph = icoef[o + 6u] + icoef[o + 13u] * tau;
+    return Mp(vec4<R>(om0, 0.5 * om, chi, chiz), vec4<R>(gam, w, 0.5 * gph, 0.0));
+}
+
+// lapply for a scheduled element: the same terms in the same order, with the coefficients of
+// master.rs `Coeffs::with_rates` formed from the parameters mp and the level numbers at
+// coef[cb + 2k] = (m, jpjm, jmjp, jp_{k-1}), coef[cb + 2k + 1] = (jp_k, jm_{k+1}, jm_k, 0)
+// (jp_{-1} = 0, jm_{n} = 0). The jump weights are Gamma jm jm and w jm jm, affine in the rates
+// (the CPU's (sqrt(Gamma) jm)(sqrt(Gamma) jm) to rounding): no sqrt of a rate.
+fn lapply_sched(v: u32, cb: u32, n: u32, r: u32, c: u32, mp: Mp) -> C {
+    let r0 = coef[cb + 2u * r];
+    let r1 = coef[cb + 2u * r + 1u];
+    let c0 = coef[cb + 2u * c];
+    let c1 = coef[cb + 2u * c + 1u];
+    let i = v + r * n + c;
+    let rm = r > 0u;
+    let rp = r + 1u < n;
+    let cm = c > 0u;
+    let cp = c + 1u < n;
+    let z = work[i];
+    let ur = -0.5 * (mp.b.x * r0.y + mp.b.y * r0.z);
+    let uc = -0.5 * (mp.b.x * c0.y + mp.b.y * c0.z);
+    let er = mp.a.x * r0.x + mp.a.z * r0.y + mp.a.w * r0.x * r0.x;
+    let ec = mp.a.x * c0.x + mp.a.z * c0.y + mp.a.w * c0.x * c0.x;
+    let dm = r0.x - c0.x;
+    let dre = ur + uc - mp.b.z * dm * dm;
+    let dim = ec - er;
+    let hd = mp.a.y;
+    let s = (hd * r0.w) * ld(i - n, i, rm) + (hd * r1.x) * ld(i + n, i, rp) - (hd * c0.w) * ld(i - 1u, i, cm)
+        - (hd * c1.x) * ld(i + 1u, i, cp);
+    let jd = (mp.b.x * r1.y) * c1.y;
+    let ju = (mp.b.y * r1.z) * c1.z;
+    let bn = ld(i + n + 1u, i, rp && cp);
+    let am = ld(i - n - 1u, i, rm && cm);
+    return C(
+        dre * z.x - dim * z.y + s.y + jd * bn.x + ju * am.x,
+        dre * z.y + dim * z.x - s.x + jd * bn.y + ju * am.y,
+    );
+}
+
 // One inflow term t of the block (blocks.rs `BlockOp::apply_packed`):
 // f(r + s) f(c + s) (R_src)_{r+s,c+s} for the vector at offset v, 0 where out of range; the
 // weight f f is formed first, as on the CPU.
@@ -202,7 +283,10 @@ fn xfer(v: u32, ib: u32, t: vec4<u32>, r: u32, c: u32) -> C {
 
 // (L rho)_e for the walk's element: the block's stencil, then its inflow terms in order
 // (written out, not looped: llvmpipe's loop limit counts every loop iteration).
-fn lelem(v: u32, cb: u32, ib: u32, w: Walk) -> C {
+fn lelem(v: u32, cb: u32, ib: u32, w: Walk, mp: Mp) -> C {
+    if SCHED {
+        return lapply_sched(v + w.voff, cb + 2u * w.lvl, w.d, w.r, w.c, mp);
+    }
     var k = lapply(v + w.voff, cb + 2u * w.lvl, w.d, w.r, w.c);
     if INFLOW && w.ntr > 0u {
         let b = w.b;
@@ -298,15 +382,17 @@ fn walk_next(w: ptr<function, Walk>) {
 //   2..6: the next stage input into nxt, e.g. st 2: Y3 = y + h (a31 k1 + a32 k2), summed in the
 //         order of ode.rs `combo_chunk`; st 6 writes ynew;
 //   7: the error norm sum of the step (v_in = ynew);
-//   8: Hairer's d2 sum (init, v_in = y + h0 f0, k_out = scratch).
-fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o: Offs, h: R, herm: bool) -> vec4<R> {
+//   8: Hairer's d2 sum (init, v_in = y + h0 f0, k_out = scratch);
+//   9: k_out only (the first stage again after a break, SCHED).
+// mp: the scheduled element's parameters at the stage's time (SCHED).
+fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o: Offs, h: R, herm: bool, mp: Mp) -> vec4<R> {
     var acc = vec4<R>(0.0, 0.0, 0.0, 0.0);
     switch st {
         case 2u: {
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     work[nxt + e] = work[o.y + e] + (h * A31) * work[o.k1 + e] + (h * A32) * k;
                 }
@@ -316,7 +402,7 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     work[nxt + e] = work[o.y + e] + (h * A41) * work[o.k1 + e] + (h * A42) * work[o.k2 + e]
                         + (h * A43) * k;
@@ -327,7 +413,7 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     work[nxt + e] = work[o.y + e] + (h * A51) * work[o.k1 + e] + (h * A52) * work[o.k2 + e]
                         + (h * A53) * work[o.k3 + e] + (h * A54) * k;
@@ -338,7 +424,7 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     work[nxt + e] = work[o.y + e] + (h * A61) * work[o.k1 + e] + (h * A62) * work[o.k2 + e]
                         + (h * A63) * work[o.k3 + e] + (h * A64) * work[o.k4 + e] + (h * A65) * k;
@@ -349,7 +435,7 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     work[nxt + e] = work[o.y + e] + (h * A71) * work[o.k1 + e] + (h * A73) * work[o.k3 + e]
                         + (h * A74) * work[o.k4 + e] + (h * A75) * work[o.k5 + e] + (h * A76) * k;
@@ -360,7 +446,7 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     // err_i = h sum_j E_j k_j / (atol + rtol max(|y_i|, |ynew_i|))
                     let d = (h * E1) * work[o.k1 + e] + (h * E3) * work[o.k3 + e] + (h * E4) * work[o.k4 + e]
@@ -376,7 +462,7 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     let y0 = work[o.y + e];
                     let sc = P.atol + P.rtol * abs(y0);
@@ -389,11 +475,18 @@ fn stage(lid: u32, cb: u32, ib: u32, st: u32, v_in: u32, k_out: u32, nxt: u32, o
                 }
             }
         }
+        case 9u: {
+            for (var b = 0u; b < P.n_blocks; b++) {
+                for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
+                    work[k_out + w.e] = lelem(v_in, cb, ib, w, mp);
+                }
+            }
+        }
         default: {
             for (var b = 0u; b < P.n_blocks; b++) {
                 for (var w = walk_start(lid, b); w.e < w.end; walk_next(&w)) {
                     let e = w.e;
-                    let k = lelem(v_in, cb, ib, w);
+                    let k = lelem(v_in, cb, ib, w, mp);
                     work[k_out + e] = k;
                     let sc = P.atol + P.rtol * abs(work[o.y + e]);
                     let q = (k - work[o.k1 + e]) / sc;
@@ -469,14 +562,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // llvmpipe enters them under an empty mask); `used` counts against P.loop_budget.
     let per_pass = (nn + WG - 1u) / WG + 3u * P.n_blocks + 9u;
     let red_cost = countTrailingZeros(WG) + 1u;
-    let attempt_cost = 7u * per_pass + red_cost + 2u;
+    // (A scheduled element may recompute its first stage after a break: one pass more.)
+    let attempt_cost = 7u * per_pass + red_cost + 2u + select(0u, per_pass, SCHED);
     let save_cost = per_pass + 1u;
     var used = 0u;
 
     if cs.status == ST_INIT {
         // k1 = f(y0) with Hairer's d0, d1 and the finiteness check of ode.rs.
         let o = offsets(base, cs);
-        let s = reduce(stage(lid, cb, ib, 1u, o.y, o.k1, 0u, o, 0.0, herm), lid);
+        let tau0 = t_sub(cs.t, piece_start(ib, cs.piece));
+        let s = reduce(stage(lid, cb, ib, 1u, o.y, o.k1, 0u, o, 0.0, herm, piece_model(ib, cs.piece, tau0)), lid);
         used += per_pass + red_cost;
         cs.rhs_evals = 1u;
         cs.err_old = 1e-4;
@@ -503,7 +598,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 work[o.a + e] = work[o.y + e] + h0 * work[o.k1 + e];
             }
             storageBarrier();
-            let s2 = reduce(stage(lid, cb, ib, 8u, o.a, o.k2, 0u, o, 0.0, herm), lid);
+            let mp2 = piece_model(ib, cs.piece, tau0 + h0);
+            let s2 = reduce(stage(lid, cb, ib, 8u, o.a, o.k2, 0u, o, 0.0, herm, mp2), lid);
             used += 2u * per_pass + red_cost;
             cs.rhs_evals += 1u;
             let d2 = sqrt(s2.x * inv_len) / h0;
@@ -536,9 +632,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             cs.status = ST_DONE;
             break;
         }
-        let tgt = save_t[cs.next_save];
+        var tgt = save_t[cs.next_save];
         if t_le(tgt, cs.t) || it >= P.attempts || used + attempt_cost > P.loop_budget {
             break;
+        }
+        // The next break is the target when it lies more than `tiny` before the save (ode.rs);
+        // pieces past the element's last have their start beyond the last save.
+        let n_pieces = P.icoef_len / PIECE;
+        if SCHED && cs.piece + 1u < n_pieces {
+            let bt = piece_start(ib, cs.piece + 1u);
+            if t_sub(tgt, bt) > P.tiny {
+                tgt = bt;
+            }
         }
         it += 1u;
         used += attempt_cost;
@@ -561,24 +666,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
 
         let o = offsets(base, cs);
+        // Time of the step's start on its piece (SCHED), and the stages' parameters.
+        let tau = t_sub(cs.t, piece_start(ib, cs.piece));
         // Y2 = y + h a21 k1
         for (var e = lid; e < nn; e += WG) {
             work[o.a + e] = work[o.y + e] + (hs * A21) * work[o.k1 + e];
         }
         storageBarrier();
-        _ = stage(lid, cb, ib, 2u, o.a, o.k2, o.b, o, hs, herm);
+        _ = stage(lid, cb, ib, 2u, o.a, o.k2, o.b, o, hs, herm, piece_model(ib, cs.piece, tau + C2 * hs));
         storageBarrier();
-        _ = stage(lid, cb, ib, 3u, o.b, o.k3, o.a, o, hs, herm);
+        _ = stage(lid, cb, ib, 3u, o.b, o.k3, o.a, o, hs, herm, piece_model(ib, cs.piece, tau + C3 * hs));
         storageBarrier();
-        _ = stage(lid, cb, ib, 4u, o.a, o.k4, o.b, o, hs, herm);
+        _ = stage(lid, cb, ib, 4u, o.a, o.k4, o.b, o, hs, herm, piece_model(ib, cs.piece, tau + C4 * hs));
         storageBarrier();
-        _ = stage(lid, cb, ib, 5u, o.b, o.k5, o.a, o, hs, herm);
+        _ = stage(lid, cb, ib, 5u, o.b, o.k5, o.a, o, hs, herm, piece_model(ib, cs.piece, tau + C5 * hs));
         storageBarrier();
         // k6 = f(Y6); ynew = y + h (a71 k1 + a73 k3 + a74 k4 + a75 k5 + a76 k6) into B
-        _ = stage(lid, cb, ib, 6u, o.a, o.k6, o.b, o, hs, herm);
+        let mp_end = piece_model(ib, cs.piece, tau + hs);
+        _ = stage(lid, cb, ib, 6u, o.a, o.k6, o.b, o, hs, herm, mp_end);
         storageBarrier();
         // k7 = f(ynew) and the error norm
-        let s = reduce(stage(lid, cb, ib, 7u, o.b, o.k7, 0u, o, hs, herm), lid);
+        let s = reduce(stage(lid, cb, ib, 7u, o.b, o.k7, 0u, o, hs, herm, mp_end), lid);
         cs.rhs_evals += 6u;
         let err = sqrt(s.x * inv_len);
 
@@ -606,6 +714,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 cs.h = max(h_new, cs.h);
             } else {
                 cs.h = h_new;
+            }
+            if SCHED && cs.piece + 1u < n_pieces && t_sub(piece_start(ib, cs.piece + 1u), cs.t) <= P.tiny {
+                // Onto a break: the next piece from here on, and k1 = f(t, y) again with its
+                // formula (the FSAL stage belongs to the old piece), as ode.rs.
+                cs.piece += 1u;
+                let o2 = offsets(base, cs);
+                let mp1 = piece_model(ib, cs.piece, t_sub(cs.t, piece_start(ib, cs.piece)));
+                storageBarrier();
+                _ = stage(lid, cb, ib, 9u, o2.y, o2.k1, 0u, o2, 0.0, herm, mp1);
+                storageBarrier();
+                cs.rhs_evals += 1u;
             }
         } else {
             cs.rejected += 1u;

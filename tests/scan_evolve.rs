@@ -519,3 +519,128 @@ fn gpu_f64_scan_with_single_atom_rates_full_output() {
     };
     assert_eq!(g.result["stats"]["output"], "full");
 }
+
+/// A scan of evolutions with scheduled parameters (a drive ramp whose knots depend on the
+/// scanned u, pump steps; knots at 0.04 on a save within rounding and at 0.06 between saves):
+/// the collective batch under protocols (`run_protocols`, CPU twin `master::evolve_protocol`),
+/// both files within the module doc's bounds and with the CPU path's columns (the scheduled
+/// parameters' columns included: `gpu_vs_cpu` compares the headers).
+#[cfg(feature = "gpu")]
+const SCAN_SCHEDULED: &str = r#"
+title = "test: scan of evolutions under a protocol"
+[variables]
+u = 1.0
+[model]
+N = 12
+Gamma = 1.0
+chi = "1.875 * Gamma / 2"
+Omega = { ramp = [[0.0, "u * N * Gamma / 2"], [0.04, "1.5 * u * N * Gamma / 2"], [0.1, "0.5 * u * N * Gamma / 2"]] }
+w = { steps = [[0.0, 0.0], [0.06, 0.5]] }
+[initial]
+state = "dicke"
+m = "-N/2"
+[task]
+kind = "scan"
+mode = "evolve"
+variable = "u"
+values = [0.5, 1.48, 2.09]
+t_end = 0.1
+n_times = 6
+[observables]
+columns = ["var_Jz", "JzJz"]
+[output]
+plot = false
+"#;
+
+#[test]
+#[cfg(feature = "gpu")]
+fn gpu_f64_scheduled_scan_matches_cpu_scan() {
+    let Some((g, _dir)) = gpu_vs_cpu(
+        "gpu_f64_scheduled_scan_matches_cpu_scan",
+        SCAN_SCHEDULED,
+        "f64",
+        1e-10,
+        1e-12,
+    ) else {
+        return;
+    };
+    assert_eq!(g.result["stats"]["output"], "band");
+    // The ramp acts: the same scan without it (Omega held at its t = 0 value) ends elsewhere.
+    let (h, rows) = read_csv(&g.out_dir.join("observables.csv"));
+    assert!(h.iter().any(|c| c == "Omega"), "{h:?}");
+    let ctx = test_context("gpu_f64_scheduled_scan_matches_cpu_scan").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let constant = SCAN_SCHEDULED
+        .replace("Omega = { ramp", "Omega = \"u * N * Gamma / 2\"\n# { ramp")
+        .replace("w = { steps", "# w = { steps");
+    run_scan(
+        &constant,
+        &["task.precision=f64"],
+        BackendChoice::Gpu,
+        Some(ctx),
+        dir.path(),
+    )
+    .unwrap();
+    let (_, c_rows) = read_csv(&dir.path().join("observables.csv"));
+    let jz = col(&h, "Jz");
+    assert!(
+        (rows[2][jz] - c_rows[2][jz]).abs() > 1e-3,
+        "{} vs {}",
+        rows[2][jz],
+        c_rows[2][jz]
+    );
+}
+
+#[test]
+#[cfg(feature = "gpu")]
+fn gpu_f32_scheduled_scan_matches_cpu_scan() {
+    gpu_vs_cpu(
+        "gpu_f32_scheduled_scan_matches_cpu_scan",
+        SCAN_SCHEDULED,
+        "f32",
+        1e-6,
+        1e-9,
+    );
+}
+
+/// A scheduled phi stays on the CPU: `gpu` is refused naming it; `auto` runs the CPU with the
+/// reason. A schedule `auto` may run on the GPU gets the GPU's own choice (on a software
+/// adapter: the CPU, for that reason, not for the schedule).
+#[test]
+#[cfg(feature = "gpu")]
+fn scheduled_phi_scan_stays_on_the_cpu_and_other_schedules_do_not() {
+    let Some(ctx) = test_context("scheduled_phi_scan_stays_on_the_cpu_and_other_schedules_do_not") else {
+        return;
+    };
+    let phi = SCAN_SCHEDULED.replace(
+        "w = { steps",
+        "phi = { steps = [[0.0, 0.0], [0.05, 1.0]] }\nw = { steps",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let e = run_scan(&phi, &[], BackendChoice::Gpu, Some(Arc::clone(&ctx)), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.phi"), "{e}");
+    let s = run_scan(&phi, &[], BackendChoice::Auto, Some(Arc::clone(&ctx)), dir.path()).unwrap();
+    assert_eq!(s.backend.name, "cpu");
+    assert!(s.backend.note.contains("model.phi"), "{}", s.backend.note);
+    let dir2 = tempfile::tempdir().unwrap();
+    let s = run_scan(
+        SCAN_SCHEDULED,
+        &[],
+        BackendChoice::Auto,
+        Some(Arc::clone(&ctx)),
+        dir2.path(),
+    )
+    .unwrap();
+    if ctx.info().software {
+        assert_eq!(s.backend.name, "cpu");
+        assert!(
+            s.backend.note.contains("software rasteriser"),
+            "{}",
+            s.backend.note
+        );
+    } else {
+        assert_eq!(s.backend.name, "gpu");
+    }
+}

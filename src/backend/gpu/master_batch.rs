@@ -75,6 +75,42 @@
 //!   which the CPU twin's packed storage gives by construction); the anti-Hermitian rounding
 //!   removed is reported as [`BatchStats::max_hermiticity_error`].
 //!
+//! # Schedules
+//!
+//! [`MasterBatchGpu::run_protocols`] takes one time-dependent protocol (`model::schedule`)
+//! per element of the collective equation, CPU twin
+//! [`crate::solver::master::evolve_protocol`]. Every schedule is affine on the pieces between
+//! the protocol's breaks, so the host sends per element a table of pieces: each piece's start
+//! `at` (a time pair since `times[0]`) and the values at `at` and rates of omega0, Omega, chi,
+//! chi_z, Gamma, w, Gamma_phi (`v(t) = v(at) + rate (t - at)`). The stencil's coefficients are
+//! affine in these parameters once the square roots are gone from what is stored:
+//!
+//! ```text
+//! ure_k = -(Gamma jpjm_k + w jmjp_k)/2      E_k = omega0 m_k + chi jpjm_k + chi_z m_k^2
+//! h_k = (Omega/2) jp_k                     Gamma_phi/2
+//! dn_r dn_c = Gamma jm_{r+1} jm_{c+1}      up_r up_c = w jm_r jm_c
+//! ```
+//!
+//! so the kernel's scheduled pipeline (pipeline constant `SCHED`) reads the level numbers
+//! `(m, jpjm, jmjp, jp_{k-1}, jp_k, jm_{k+1}, jm_k)` instead of the coefficients and forms the
+//! coefficients per element from the piece's parameters at each stage's time
+//! `(t - at) + c_i h` (no sqrt, no transcendental: only arithmetic, safe in f64). The CPU twin
+//! forms `(sqrt(Gamma) jm)(sqrt(Gamma) jm)` and evaluates the schedule's own formula at the
+//! absolute stage time: the same numbers to a few ulp. The step control follows
+//! `ode::integrate_real_pieces` rule for rule, so both take the same steps: breaks strictly
+//! inside `(times[0], t_end)`; the first piece starts at the last break within
+//! `tiny = 64 eps max(|t0|, |t_end|, span)` of `times[0]`; the next break is the step's target
+//! when it lies more than `tiny` before the next save (a break within `tiny` of a save is that
+//! save's); after an accepted step ending within `tiny` of the next break the element moves to
+//! the next piece and recomputes its first stage with the new formula (one more right-hand
+//! side, counted). The piece index lives in the control block, so a split into dispatches
+//! changes nothing. A scheduled `phi` is refused by name (the drive-phase frame is no longer
+//! one constant gauge: the kernel's couplings would be complex and time-dependent), and so are
+//! single-atom rates (the block equation's inflow factors `f` are square roots of rates built
+//! on the host; its batch stays constant-parameter). A batch of constant protocols runs the
+//! constant pipeline, bit for bit the output of [`MasterBatchGpu::run`]. Measured on lavapipe
+//! (`tests/gpu_master_batch_schedule.rs`): see that file's module doc.
+//!
 //! # Mapping
 //!
 //! One workgroup of [`DEFAULT_LANES`] invocations per batch element; in each block invocation
@@ -155,7 +191,7 @@ use super::shaders::{self, ShaderDef};
 use super::{GpuContext, GpuError, lock};
 use crate::basis::Irrep;
 use crate::error::SolverError;
-use crate::model::Model;
+use crate::model::{Model, Protocol};
 use crate::precision::Precision;
 use crate::solver::blocks::BlockStencil;
 use crate::solver::ode::OdeOptions;
@@ -426,7 +462,9 @@ pub struct CtrlState {
     pub slot_b: u32,
     pub slot_k1: u32,
     pub slot_k7: u32,
-    pub _pad: [u32; 3],
+    /// The protocol piece the element is on (scheduled batches, [`MasterBatchGpu::run_protocols`]).
+    pub piece: u32,
+    pub _pad: [u32; 2],
 }
 
 macro_rules! twin_structs {
@@ -466,7 +504,10 @@ macro_rules! twin_structs {
             pub span: $r,
             /// The step-size floor relative to max(|t|, span): 16 f64::EPSILON, as ode.rs.
             pub hmin_rel: $r,
-            pub _pad: [$r; 2],
+            /// A break within this of a save is that save's; a step ending within it of a
+            /// break ends on it (`ode::integrate_real_pieces`).
+            pub tiny: $r,
+            pub _pad: $r,
         }
 
         /// Per-element integration state. WGSL twin: `struct Ctrl` in
@@ -502,7 +543,7 @@ trait Real: Pod + Copy + Default {
     type Ctrl: ElementState;
     fn of(x: f64) -> Self;
     fn to_f64(self) -> f64;
-    fn params(u: [u32; 12], r: [f64; 6]) -> Self::Params;
+    fn params(u: [u32; 12], r: [f64; 7]) -> Self::Params;
     fn ctrl(herm: bool) -> Self::Ctrl;
     /// (state, elapsed time, h).
     fn read_ctrl(c: &Self::Ctrl) -> ElementEnd;
@@ -529,7 +570,8 @@ fn init_state(herm: bool) -> CtrlState {
         slot_b,
         slot_k1,
         slot_k7,
-        _pad: [0; 3],
+        piece: 0,
+        _pad: [0; 2],
     }
 }
 
@@ -545,7 +587,7 @@ macro_rules! impl_real {
             fn to_f64(self) -> f64 {
                 f64::from(self)
             }
-            fn params(u: [u32; 12], r: [f64; 6]) -> $params {
+            fn params(u: [u32; 12], r: [f64; 7]) -> $params {
                 let [
                     n_blocks,
                     len,
@@ -560,7 +602,7 @@ macro_rules! impl_real {
                     max_steps,
                     loop_budget,
                 ] = u;
-                let [rtol, atol, h0, t0, span, hmin_rel] = r.map(|x| x as $r);
+                let [rtol, atol, h0, t0, span, hmin_rel, tiny] = r.map(|x| x as $r);
                 $params {
                     n_blocks,
                     len,
@@ -580,7 +622,8 @@ macro_rules! impl_real {
                     t0,
                     span,
                     hmin_rel,
-                    _pad: [0.0; 2],
+                    tiny,
+                    _pad: 0.0,
                 }
             }
             fn ctrl(herm: bool) -> $ctrl {
@@ -621,13 +664,14 @@ struct LoopCosts {
 }
 
 impl LoopCosts {
-    /// For states of `len` complex elements in `n_blocks` blocks.
-    fn new(len: usize, n_blocks: usize, lanes: u32) -> Self {
+    /// For states of `len` complex elements in `n_blocks` blocks; `sched`: a scheduled batch
+    /// (one pass more per attempt: the first stage again after a break).
+    fn new(len: usize, n_blocks: usize, lanes: u32, sched: bool) -> Self {
         let per_pass = (len as u64).div_ceil(u64::from(lanes)) + 3 * n_blocks as u64 + 9;
         let red = u64::from(lanes.trailing_zeros()) + 1;
         LoopCosts {
             init: 3 * per_pass + 2 * red,
-            attempt: 7 * per_pass + red + 2,
+            attempt: 7 * per_pass + red + 2 + if sched { per_pass } else { 0 },
             save: per_pass + 1,
         }
     }
@@ -816,8 +860,8 @@ type CachedBuffers = Grown<Buffers, 8>;
 /// Labels and operations of this kernel's GPU work.
 const NAMES: Names = driver::names!("master_batch");
 
-/// A pipeline built for (precision, lanes, inflow).
-type PipelineEntry = ((Precision, u32, bool), Arc<wgpu::ComputePipeline>);
+/// A pipeline built for (precision, lanes, inflow, sched).
+type PipelineEntry = ((Precision, u32, bool, bool), Arc<wgpu::ComputePipeline>);
 
 /// An element's state after its last dispatch: (state, elapsed time since `times[0]`, h).
 type ElementEnd = (CtrlState, f64, f64);
@@ -972,7 +1016,7 @@ impl MasterBatchGpu {
         };
         for p in [Precision::F32, Precision::F64] {
             if this.modules.iter().any(|m| m.0 == p) {
-                this.pipeline_for(p, DEFAULT_LANES, false)?;
+                this.pipeline_for(p, DEFAULT_LANES, false, false)?;
             }
         }
         Ok(this)
@@ -984,15 +1028,17 @@ impl MasterBatchGpu {
     }
 
     /// The pipeline for (precision, lanes), with the inflow terms compiled in (`inflow`, the
-    /// block equation) or out (the collective equation).
+    /// block equation) or out (the collective equation), and the scheduled coefficients in
+    /// (`sched`) or out.
     fn pipeline_for(
         &self,
         p: Precision,
         lanes: u32,
         inflow: bool,
+        sched: bool,
     ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
         let mut cache = lock(&self.pipelines);
-        if let Some((_, pl)) = cache.iter().find(|(k, _)| *k == (p, lanes, inflow)) {
+        if let Some((_, pl)) = cache.iter().find(|(k, _)| *k == (p, lanes, inflow, sched)) {
             return Ok(Arc::clone(pl));
         }
         let (_, def, module) = self
@@ -1003,8 +1049,17 @@ impl MasterBatchGpu {
                 what: "master_batch in f64",
                 adapter: self.ctx.info().name.clone(),
             })?;
-        let label = format!("dicke.{}.lanes{lanes}.inflow{}", def.name, u8::from(inflow));
-        let constants = [("WG", f64::from(lanes)), ("INFLOW", f64::from(u8::from(inflow)))];
+        let label = format!(
+            "dicke.{}.lanes{lanes}.inflow{}.sched{}",
+            def.name,
+            u8::from(inflow),
+            u8::from(sched)
+        );
+        let constants = [
+            ("WG", f64::from(lanes)),
+            ("INFLOW", f64::from(u8::from(inflow))),
+            ("SCHED", f64::from(u8::from(sched))),
+        ];
         let pl = Arc::new(driver::pipeline(
             self.ctx.device(),
             &self.pipeline_layout,
@@ -1014,7 +1069,7 @@ impl MasterBatchGpu {
             &constants,
             true,
         )?);
-        cache.push(((p, lanes, inflow), Arc::clone(&pl)));
+        cache.push(((p, lanes, inflow, sched), Arc::clone(&pl)));
         Ok(pl)
     }
 
@@ -1031,8 +1086,31 @@ impl MasterBatchGpu {
         options: &MasterBatchOptions,
     ) -> Result<MasterBatch, MasterBatchError> {
         match options.precision {
-            Precision::F32 => self.run_t::<f32>(models, Rho0s::Sym(rho0s), times, opts, options),
-            Precision::F64 => self.run_t::<f64>(models, Rho0s::Sym(rho0s), times, opts, options),
+            Precision::F32 => self.run_t::<f32>(models, None, Rho0s::Sym(rho0s), times, opts, options),
+            Precision::F64 => self.run_t::<f64>(models, None, Rho0s::Sym(rho0s), times, opts, options),
+        }
+    }
+
+    /// [`run`](Self::run) under time-dependent protocols (`model::schedule`), with the algorithm
+    /// of the CPU twin [`crate::solver::master::evolve_protocol`]: every element lands on its
+    /// protocol's breaks and evaluates each stage with its piece's parameters (module doc,
+    /// "Schedules"). A batch of constant protocols runs exactly as [`run`](Self::run). Refused
+    /// by name: a scheduled `phi` (the drive-phase frame would no longer be constant) and
+    /// single-atom rates (collective equation only).
+    pub fn run_protocols(
+        &self,
+        protocols: &[Protocol],
+        rho0s: &[DensityMatrix],
+        times: &[f64],
+        opts: &OdeOptions,
+        options: &MasterBatchOptions,
+    ) -> Result<MasterBatch, MasterBatchError> {
+        check_protocols(protocols)?;
+        let models: Vec<Model> = protocols.iter().map(|p| p.base).collect();
+        let sched = (!protocols.iter().all(Protocol::is_constant)).then_some(protocols);
+        match options.precision {
+            Precision::F32 => self.run_t::<f32>(&models, sched, Rho0s::Sym(rho0s), times, opts, options),
+            Precision::F64 => self.run_t::<f64>(&models, sched, Rho0s::Sym(rho0s), times, opts, options),
         }
     }
 
@@ -1049,14 +1127,16 @@ impl MasterBatchGpu {
         options: &MasterBatchOptions,
     ) -> Result<MasterBatch, MasterBatchError> {
         match options.precision {
-            Precision::F32 => self.run_t::<f32>(models, Rho0s::Blocks(rho0s), times, opts, options),
-            Precision::F64 => self.run_t::<f64>(models, Rho0s::Blocks(rho0s), times, opts, options),
+            Precision::F32 => self.run_t::<f32>(models, None, Rho0s::Blocks(rho0s), times, opts, options),
+            Precision::F64 => self.run_t::<f64>(models, None, Rho0s::Blocks(rho0s), times, opts, options),
         }
     }
 
+    /// `sched`: the elements' protocols when any is time-dependent (collective batch only).
     fn run_t<R: Real>(
         &self,
         models: &[Model],
+        sched: Option<&[Protocol]>,
         rho0s: Rho0s,
         times: &[f64],
         opts: &OdeOptions,
@@ -1099,9 +1179,13 @@ impl MasterBatchGpu {
                 .collect();
             return Ok(result);
         }
-        let call = self.plan_call::<R>(models, n_atoms, is_blocks, times, opts, options, lanes)?;
+        let pieces = match sched {
+            Some(protocols) => Some(piece_tables(protocols, times)?),
+            None => None,
+        };
+        let call = self.plan_call::<R>(models, n_atoms, is_blocks, pieces, times, opts, options, lanes)?;
         result.attempts_per_dispatch = call.attempts;
-        let pipeline = self.pipeline_for(precision, lanes, is_blocks)?;
+        let pipeline = self.pipeline_for(precision, lanes, is_blocks, call.pieces.is_some())?;
         let mut guard = lock(&self.buffers);
         for range in driver::chunks(models.len(), call.chunk) {
             let sizes = call.buffer_sizes(range.len());
@@ -1124,6 +1208,7 @@ impl MasterBatchGpu {
         models: &[Model],
         n_atoms: usize,
         is_blocks: bool,
+        pieces: Option<Vec<Vec<Piece>>>,
         times: &[f64],
         opts: &OdeOptions,
         options: &MasterBatchOptions,
@@ -1137,10 +1222,14 @@ impl MasterBatchGpu {
             Vec::new()
         };
         let n = Irrep::symmetric(n_atoms).dim();
-        let layout = if is_blocks {
-            Layout::blocks(&stencils)
-        } else {
-            Layout::collective(n)
+        let layout = match (&pieces, is_blocks) {
+            (_, true) => Layout::blocks(&stencils),
+            (None, false) => Layout::collective(n),
+            // A scheduled batch carries its piece tables where the inflow factors would be.
+            (Some(p), false) => {
+                let most = p.iter().map(Vec::len).max().unwrap_or(1);
+                Layout::new(vec![n], Vec::new(), most * PIECE_WORDS)
+            }
         };
         let n_saves = times.len();
         let (work_per, out_per) = layout.element_bytes(n_saves, options.output, precision);
@@ -1153,6 +1242,18 @@ impl MasterBatchGpu {
             ctrl: std::mem::size_of::<R::Ctrl>() as u64,
         };
         let binding = driver::binding_limit(&self.ctx);
+        if sizes.icoef > binding {
+            return Err(GpuError::TooLarge {
+                what: format!(
+                    "master_batch: the piece table of a protocol with {} pieces in {}",
+                    layout.icoef_len / PIECE_WORDS,
+                    precision.name()
+                ),
+                bytes: sizes.icoef,
+                limit: binding,
+            }
+            .into());
+        }
         let chunk = driver::chunk_len(
             models.len() as u64,
             [
@@ -1170,7 +1271,7 @@ impl MasterBatchGpu {
             (ATTEMPT_ELEMS / layout.len() as u64).clamp(1, MAX_ATTEMPTS) as u32
         };
         let loop_budget = driver::loop_budget(&self.ctx);
-        let costs = LoopCosts::new(layout.len(), layout.n_blocks(), lanes);
+        let costs = LoopCosts::new(layout.len(), layout.n_blocks(), lanes, pieces.is_some());
         if costs.init.max(costs.attempt).max(costs.save) > u64::from(loop_budget) {
             return Err(bad(format!(
                 "N = {n_atoms}: one step needs {} loop iterations per invocation, more than the \
@@ -1188,6 +1289,7 @@ impl MasterBatchGpu {
             save_t: times.iter().map(|&t| R::pair(t - t0)).collect(),
             layout,
             stencils,
+            pieces,
             irrep: Irrep::symmetric(n_atoms),
             n_atoms,
             is_blocks,
@@ -1347,6 +1449,130 @@ impl MasterBatchGpu {
     }
 }
 
+/// Words per piece of a scheduled element's table (twin of `PIECE` in the kernel): start as a
+/// time pair, then the values and the rates of [`SCHED_PARAMS`].
+const PIECE_WORDS: usize = 16;
+
+/// The parameters a scheduled collective batch evaluates per stage, in the kernel's order.
+const SCHED_PARAMS: [&str; 7] = ["omega0", "Omega", "chi", "chi_z", "Gamma", "w", "Gamma_phi"];
+
+/// One piece of an element's protocol: its start `at` (absolute time; the `at` of
+/// `ode::integrate_real_pieces`), the [`SCHED_PARAMS`] at `at` and their rates on the piece.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Piece {
+    at: f64,
+    value: [f64; 7],
+    rate: [f64; 7],
+}
+
+/// `ode::integrate_real_pieces`'s tolerance between a break and a save or a step's end.
+fn break_snap(times: &[f64]) -> f64 {
+    let (t0, t_end) = (times[0], times[times.len() - 1]);
+    64.0 * f64::EPSILON * t0.abs().max(t_end.abs()).max(t_end - t0)
+}
+
+/// Refuse what the scheduled batch cannot carry, by name: a scheduled `phi`, single-atom rates.
+fn check_protocols(protocols: &[Protocol]) -> Result<(), SolverError> {
+    for (b, p) in protocols.iter().enumerate() {
+        if p.names().contains(&"phi") {
+            return Err(bad(format!(
+                "protocols[{b}] schedules model.phi: the batched master equation integrates in \
+                 the frame of one constant drive phase (its gauge); a scheduled phi runs on the \
+                 CPU (solver::master::evolve_protocol)"
+            )));
+        }
+        if !p.is_collective() {
+            return Err(bad(format!(
+                "protocols[{b}] has individual (single-atom) rates {} (nonzero or scheduled); the \
+                 scheduled GPU batch takes the collective master equation only (constant models \
+                 with single-atom rates: run_blocks; scheduled ones: the CPU)",
+                p.individual_terms().join(", ")
+            )));
+        }
+        if let Some(name) = p.names().into_iter().find(|n| !SCHED_PARAMS.contains(n)) {
+            return Err(bad(format!(
+                "protocols[{b}] schedules model.{name}, which the batch cannot carry"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every protocol's pieces on the span of `times`, by the rules of
+/// `ode::integrate_real_pieces` (breaks strictly inside the span; those within the snap of
+/// `times[0]` pass before the first step, the first piece then starts at the last of them).
+fn piece_tables(protocols: &[Protocol], times: &[f64]) -> Result<Vec<Vec<Piece>>, SolverError> {
+    let (t0, t_end) = (times[0], times[times.len() - 1]);
+    let tiny = break_snap(times);
+    protocols
+        .iter()
+        .map(|p| {
+            let breaks: Vec<f64> = crate::solver::ode::protocol_breaks(p, times, "master_batch")?
+                .into_iter()
+                .filter(|&b| b > t0 && b < t_end)
+                .collect();
+            let nb = breaks.partition_point(|&b| b <= t0 + tiny);
+            let first = if nb > 0 { breaks[nb - 1] } else { t0 };
+            let names = p.names();
+            Ok(std::iter::once(first)
+                .chain(breaks[nb..].iter().copied())
+                .map(|at| {
+                    let m = p.model_in(at, at);
+                    let mut piece = Piece {
+                        at,
+                        value: SCHED_PARAMS.map(|name| m.get(name).unwrap_or(0.0)),
+                        rate: [0.0; 7],
+                    };
+                    for (name, r) in names.iter().zip(p.rates_in(at)) {
+                        if let Some(j) = SCHED_PARAMS.iter().position(|s| s == name) {
+                            piece.rate[j] = r;
+                        }
+                    }
+                    piece
+                })
+                .collect())
+        })
+        .collect()
+}
+
+/// An element's piece table as the kernel reads it (`len` words: the pieces, then unused pieces
+/// that start past the last save so that they are never reached).
+fn piece_words<R: Real>(pieces: &[Piece], t0: f64, span: f64, len: usize) -> Vec<f64> {
+    let mut words = Vec::with_capacity(len);
+    for p in pieces {
+        let [hi, lo] = R::pair(p.at - t0);
+        words.extend([hi.to_f64(), lo.to_f64()]);
+        words.extend(p.value);
+        words.extend(p.rate);
+    }
+    while words.len() < len {
+        words.extend([2.0 * span + 1.0, 0.0]);
+        words.extend([0.0; PIECE_WORDS - 2]);
+    }
+    words
+}
+
+/// The model-independent numbers per level of the j = N/2 irrep that a scheduled batch's
+/// kernel forms its stencil from (`lapply_sched`): `[m, jpjm, jmjp, jp_{k-1}, jp_k, jm_{k+1},
+/// jm_k, 0]` with jp_{-1} = 0 and jm_{k+1} = 0 at the top (twin of `Coeffs::with_rates`).
+fn level_numbers(irrep: &Irrep) -> Vec<[f64; 8]> {
+    let n = irrep.dim();
+    (0..n)
+        .map(|k| {
+            [
+                irrep.m[k],
+                irrep.jpjm[k],
+                irrep.jmjp[k],
+                if k > 0 { irrep.jp[k - 1] } else { 0.0 },
+                irrep.jp[k],
+                if k + 1 < n { irrep.jm[k + 1] } else { 0.0 },
+                irrep.jm[k],
+                0.0,
+            ]
+        })
+        .collect()
+}
+
 fn bad(message: String) -> SolverError {
     SolverError::Unsupported {
         solver: "master_batch",
@@ -1497,7 +1723,7 @@ struct PerElement {
 #[derive(Debug, Clone, Copy)]
 struct ParamsTemplate {
     u: [u32; 12],
-    r: [f64; 6],
+    r: [f64; 7],
 }
 
 impl ParamsTemplate {
@@ -1538,6 +1764,7 @@ impl ParamsTemplate {
                 t0,
                 times[n_saves - 1] - t0,
                 16.0 * f64::EPSILON,
+                break_snap(times),
             ],
         }
     }
@@ -1554,6 +1781,8 @@ struct CallPlan<R: Real> {
     layout: Layout,
     /// Per model its block stencil (block batch; empty for a collective one).
     stencils: Vec<BlockStencil>,
+    /// Per element its protocol's pieces (a scheduled batch).
+    pieces: Option<Vec<Vec<Piece>>>,
     irrep: Irrep,
     n_atoms: usize,
     is_blocks: bool,
@@ -1594,6 +1823,10 @@ impl<R: Real> CallPlan<R> {
             let st = &self.stencils[b];
             let levels = st.levels.iter().flatten().copied().collect();
             prepare(model, data, herm, &self.layout, levels, Some(&st.inflow))
+        } else if let Some(pieces) = &self.pieces {
+            let mut p = prepare(model, data, herm, &self.layout, level_numbers(&self.irrep), None);
+            p.icoef = piece_words::<R>(&pieces[b], self.t0, self.params.r[4], self.layout.icoef_len);
+            p
         } else {
             let levels = crate::solver::master::Coeffs::collective(model, &self.irrep).levels();
             prepare(model, data, herm, &self.layout, levels, None)
@@ -1835,6 +2068,7 @@ mod tests {
                 ("slot_b", base + offset_of!(CtrlState, slot_b)),
                 ("slot_k1", base + offset_of!(CtrlState, slot_k1)),
                 ("slot_k7", base + offset_of!(CtrlState, slot_k7)),
+                ("piece", base + offset_of!(CtrlState, piece)),
             ]
         };
         macro_rules! params_fields {
@@ -1858,6 +2092,7 @@ mod tests {
                     ("t0", offset_of!($t, t0)),
                     ("span", offset_of!($t, span)),
                     ("hmin_rel", offset_of!($t, hmin_rel)),
+                    ("tiny", offset_of!($t, tiny)),
                 ]
             };
         }

@@ -5,7 +5,13 @@
 //! integrations of the same size, exactly the batch dimension of the batched master-equation
 //! kernel, so the GPU runs all of them at once ([`super::evolve_gpu`]: points with
 //! single-atom rates as one batch of blocks R_j, collective-only points of the same scan, e.g.
-//! a rate scanned from 0, as a second, collective batch). The CPU runs [`master::evolve`] /
+//! a rate scanned from 0, as a second, collective batch). Scheduled parameters (a
+//! time-dependent protocol per point) run there too on collective points
+//! ([`MasterBatchGpu::run_protocols`], CPU twin `master::evolve_protocol`); a scheduled `phi`,
+//! or a schedule at a point with single-atom rates, runs on the CPU (`auto` falls back, `gpu`
+//! is refused with the reason).
+//!
+//! [`MasterBatchGpu::run_protocols`]: crate::backend::gpu::master_batch::MasterBatchGpu::run_protocols The CPU runs [`master::evolve`] /
 //! [`blocks::evolve`] (the batch's CPU twins) point after point, writing each point's rows as
 //! it finishes. The backend follows [`super::super::policy`].
 //!
@@ -54,7 +60,12 @@ pub fn run(
         p.protocol()
             .check_span(spec.times[0], spec.times[spec.times.len() - 1])?;
     }
-    let scheduled = points.iter().any(|p| !p.schedules.is_empty());
+    let phi_scheduled = points
+        .iter()
+        .any(|p| p.schedules.iter().any(|(n, _)| *n == "phi"));
+    let blocks_scheduled = points
+        .iter()
+        .any(|p| !p.schedules.is_empty() && !p.protocol().is_collective());
     let mixed = sc.initial.as_ref().is_some_and(|s| s.is_mixed());
     let floors = [("task.rtol", spec.rtol, F32_MIN_RTOL)];
     // The approximate methods run on the CPU only (milliseconds per point).
@@ -63,13 +74,19 @@ pub fn run(
             asked: precision,
             cpu_follows_precision: false,
             f32_floors: &floors,
-            // The batched kernel holds one constant model per point.
-            cpu_only: if scheduled {
+            // The batched kernel takes schedules of the collective equation's parameters but
+            // phi (module doc of backend::gpu::master_batch).
+            cpu_only: if phi_scheduled {
                 Some(
-                    "scheduled model parameters (a time-dependent protocol) run on the CPU \
-                     solvers; the batched GPU master-equation kernel takes constant parameters \
-                     (its stencil coefficients, e.g. sqrt(Gamma) J- and the blocks' inflow \
-                     factors, and the drive-phase frame are built once on the host)",
+                    "a scheduled model.phi runs on the CPU solvers: the batched GPU \
+                     master-equation kernel integrates in the frame of one constant drive phase",
+                )
+            } else if blocks_scheduled {
+                Some(
+                    "scheduled parameters at points with single-atom rates (the block equation) \
+                     run on the CPU solvers; the batched GPU kernel takes schedules on the \
+                     collective equation only (the blocks' inflow factors are built once on the \
+                     host)",
                 )
             } else {
                 mixed.then_some("mixed initial states (thermal, steady_state, from) run on the CPU solvers")

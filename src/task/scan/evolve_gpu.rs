@@ -1,6 +1,9 @@
 //! The GPU path of a scan of evolutions: every point in the batched master-equation kernel
 //! ([`MasterBatchGpu`]), collective points as one batch of (N+1)^2 matrices, points with
-//! single-atom rates as one batch of block states (R_{N/2} = |psi><psi|), in point order.
+//! single-atom rates as one batch of block states (R_{N/2} = |psi><psi|), in point order. The
+//! collective batch takes each point's protocol ([`MasterBatchGpu::run_protocols`]: scheduled
+//! parameters; constant points run exactly as constant batches); the caller has sent scheduled
+//! phi and scheduled block points to the CPU.
 //!
 //! The GPU returns only the central band |c - r| <= 2 of each saved matrix or block (5n
 //! instead of n^2 numbers: all that the moments of J, <J^2> and P_m read; the observables of a
@@ -226,14 +229,15 @@ fn run_batches(
         if idx.is_empty() {
             continue;
         }
-        let models: Vec<crate::model::Model> = idx.iter().map(|&i| points[i].model).collect();
         let rho0s = rho0s_of(idx);
         let mut batch = if blocks_kind {
+            let models: Vec<crate::model::Model> = idx.iter().map(|&i| points[i].model).collect();
             let b0: Vec<BlockState> = rho0s.iter().map(BlockState::from_symmetric).collect();
             drop(rho0s);
             kernel.run_blocks(&models, &b0, times, &ode, options)
         } else {
-            kernel.run(&models, &rho0s, times, &ode, options)
+            let protocols: Vec<crate::model::Protocol> = idx.iter().map(|&i| points[i].protocol()).collect();
+            kernel.run_protocols(&protocols, &rho0s, times, &ode, options)
         }
         .map_err(to_error)?;
         for (&i, el) in idx.iter().zip(std::mem::take(&mut batch.elements)) {
