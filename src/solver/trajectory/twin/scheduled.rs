@@ -7,6 +7,10 @@
 //! `ds = (n + p4 2^-18) h` the time since the segment's start of the point `p4` quarter-quanta
 //! into step `n` (a step is 2^16 quanta): the kernel evaluates the same expression from the
 //! same rounded `a, b, h`, and integers below 2^24 are exact in f32.
+//!
+//! The factors of a step are computed a chunk of [`CHUNK`] levels at a time by
+//! [`cexp_lanes`] (the exponentials are the bulk of a scheduled step's arithmetic: a Horner
+//! polynomial of degree 16 per level and factor), inlined into the AVX2 build of the run.
 
 use super::{CHUNK, Cv, Cx, PhaseLog, Real, RunStats, Twin, Win, cmul};
 use crate::rng::PhiloxStream;
