@@ -130,6 +130,9 @@ fn seg_ds<T: Real>(n: u32, p4: u32, h: T) -> T {
 /// levels, zero on the padded levels up to `np`) for [`cexp_lanes`].
 struct SegT<T> {
     diag: [Vec<T>; 4],
+    /// The diagonal's slopes `e_b`, `g_b` are all zero (nothing on the diagonal scheduled):
+    /// the two half-step factors `E_a`, `E_b` of any sub-step are then the same numbers.
+    flat: bool,
     rates: [[T; 2]; 3],
     cm: [Cx<T>; 2],
     h: T,
@@ -146,8 +149,10 @@ impl<T: Real> SegT<T> {
             v.resize(np, T::ZERO);
             v
         });
+        let flat = diag[1].iter().chain(&diag[3]).all(|&x| x == T::ZERO);
         SegT {
             diag,
+            flat,
             rates: c.rates.map(|r| r.map(f)),
             cm: c.cm.map(|z| Cx::new(f(z.re), f(z.im))),
             h: f(seg.h),
@@ -350,7 +355,7 @@ fn seg_factors<T: Real>(
     ];
     let [ea, eb, ga, gb] = &g.diag;
     let hi = win.b.min(ea.len());
-    for ((vr, vi), (d, tt)) in out.into_iter().zip(at) {
+    let row = |(vr, vi): (&mut [T], &mut [T]), (d, tt): (T, T)| {
         for c in (win.a..hi).step_by(CHUNK) {
             let (mut x, mut y) = ([T::ZERO; CHUNK], [T::ZERO; CHUNK]);
             let (ea, eb) = (&ea[c..c + CHUNK], &eb[c..c + CHUNK]);
@@ -363,6 +368,18 @@ fn seg_factors<T: Real>(
             }
             cexp_lanes(k, &x, &y, &mut vr[c..c + CHUNK], &mut vi[c..c + CHUNK]);
         }
+    };
+    let [o2, (r1, i1), (r3, i3)] = out;
+    row(o2, at[0]);
+    row((&mut *r1, &mut *i1), at[1]);
+    if g.flat {
+        // E_b = E_a exactly: with zero slopes `en`, `gh` do not depend on `d` (`b d` is the
+        // same zero at both quarter points), and both take tau/2: the kernel's third
+        // exponential is bit for bit its second.
+        r3[win.a..hi].copy_from_slice(&r1[win.a..hi]);
+        i3[win.a..hi].copy_from_slice(&i1[win.a..hi]);
+    } else {
+        row((r3, i3), at[2]);
     }
 }
 
