@@ -58,8 +58,16 @@
 //!   per level), and `<Gamma_op>` of the state at the step's start (the same pass);
 //! - the factors `E(h)`, `E_a`, `E_b`: three complex exponentials per level and step when
 //!   anything on the diagonal (`omega0`, `chi`, `chi_z` and the three rates) is scheduled,
-//!   else once per segment; a partial step (jump location) always takes three per level.
-//!   Measured: BENCHMARKS.md, "Time-dependent protocols" (`examples/schedule_overhead.rs`).
+//!   else once per segment; a partial step (jump location) takes three per level, two in the
+//!   twin when nothing on the diagonal is scheduled (the two half-step factors are then the
+//!   same numbers: zero slopes, the same `tau/2`; the kernel computes both, equal bit for bit).
+//!
+//! The twin evaluates the exponentials [`CHUNK`](super::twin::CHUNK) levels at a time
+//! (`twin::cexp_lanes`): the kernel's `cexp` with its branches turned into selects, so that
+//! the compiler vectorises it, bit for bit the scalar `cexp` (test
+//! `cexp_lanes_is_cexp_bit_for_bit`). Measured: BENCHMARKS.md, "Time-dependent protocols"
+//! (`examples/schedule_overhead.rs`, which compares flat schedules, the same physics, and
+//! real ramps per trial).
 //!
 //! Single-atom rates (`gamma_down`, `gamma_up`, `gamma_phi`) may not be scheduled: they set
 //! every irrep's irrep-changing weights and the per-irrep scales of the tables; they are refused

@@ -1262,4 +1262,4 @@ fn choose<T: Real>(x: T, weights: &[T]) -> usize {
 // Scheduled runs (time-dependent parameters): `Twin::run_sched` and the kernel's complex
 // exponential, in their own file.
 mod scheduled;
-pub use scheduled::{SchedConsts, cexp};
+pub use scheduled::{SchedConsts, cexp, cexp_lanes};

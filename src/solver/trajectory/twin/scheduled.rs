@@ -7,8 +7,12 @@
 //! `ds = (n + p4 2^-18) h` the time since the segment's start of the point `p4` quarter-quanta
 //! into step `n` (a step is 2^16 quanta): the kernel evaluates the same expression from the
 //! same rounded `a, b, h`, and integers below 2^24 are exact in f32.
+//!
+//! The factors of a step are computed a chunk of [`CHUNK`] levels at a time by
+//! [`cexp_lanes`] (the exponentials are the bulk of a scheduled step's arithmetic: a Horner
+//! polynomial of degree 16 per level and factor), inlined into the AVX2 build of the run.
 
-use super::{Cv, Cx, PhaseLog, Real, RunStats, Twin, Win, cmul};
+use super::{CHUNK, Cv, Cx, PhaseLog, Real, RunStats, Twin, Win, cmul};
 use crate::rng::PhiloxStream;
 use crate::solver::trajectory::sched::{self, CEXP_DEG, SQUARINGS, Sched};
 use crate::solver::trajectory::{FULL, RECORD_LEN};
@@ -55,6 +59,63 @@ pub fn cexp<T: Real>(k: &[T], x: T, y: T) -> (T, T) {
     (pr, pi)
 }
 
+/// [`cexp`] of [`CHUNK`] levels at once: lane `l` gets exactly `cexp(k, x[l], y[l])`, into
+/// `(or[l], oi[l])`. The same operations in the same order per lane, written as straight
+/// passes over the lanes that the compiler vectorises: a halving or squaring that a lane does
+/// not take is a select keeping its value, the halvings stop at the first pass where no lane
+/// needs one (a lane within 1/2 stays within, so [`cexp`]'s later tests would all fail), and
+/// the squarings stop after the most halvings of any lane. Test
+/// `cexp_lanes_is_cexp_bit_for_bit`.
+#[inline(always)]
+pub fn cexp_lanes<T: Real>(k: &[T], x: &[T; CHUNK], y: &[T; CHUNK], or: &mut [T], oi: &mut [T]) {
+    let half = T::HALF;
+    let (or, oi) = (&mut or[..CHUNK], &mut oi[..CHUNK]);
+    let mut wr = *x;
+    let mut wi = [T::ZERO; CHUNK];
+    for l in 0..CHUNK {
+        let n = (y[l] * k[0]).floor();
+        wi[l] = (y[l] - n * k[1]) - n * k[2];
+    }
+    // Halvings taken per lane, counted in T (exact small integers).
+    let mut s = [T::ZERO; CHUNK];
+    let mut passes = 0u32;
+    while passes < SQUARINGS {
+        let mut any = false;
+        for l in 0..CHUNK {
+            let big = (wr[l] > half) | (wr[l] < -half) | (wi[l] > half) | (wi[l] < -half);
+            wr[l] = if big { wr[l] * half } else { wr[l] };
+            wi[l] = if big { wi[l] * half } else { wi[l] };
+            s[l] = if big { s[l] + T::ONE } else { s[l] };
+            any |= big;
+        }
+        if !any {
+            break;
+        }
+        passes += 1;
+    }
+    let mut pr = [k[3 + CEXP_DEG]; CHUNK];
+    let mut pi = [T::ZERO; CHUNK];
+    for j in (0..CEXP_DEG).rev() {
+        let c = k[3 + j];
+        for l in 0..CHUNK {
+            let (ar, ai) = cmul(wr[l], wi[l], pr[l], pi[l]);
+            pr[l] = c + ar;
+            pi[l] = ai;
+        }
+    }
+    for j in 0..passes {
+        let jt = T::from_u32(j);
+        for l in 0..CHUNK {
+            let (qr, qi) = cmul(pr[l], pi[l], pr[l], pi[l]);
+            let sq = s[l] > jt;
+            pr[l] = if sq { qr } else { pr[l] };
+            pi[l] = if sq { qi } else { pi[l] };
+        }
+    }
+    or.copy_from_slice(&pr);
+    oi.copy_from_slice(&pi);
+}
+
 /// `ds = (n + p4 2^-18) h`: the time since the segment's start of the point `p4`
 /// quarter-quanta into step `n` (kernel: `seg_ds`).
 #[inline(always)]
@@ -65,8 +126,13 @@ fn seg_ds<T: Real>(n: u32, p4: u32, h: T) -> T {
 
 /// One segment's coefficients in one irrep, rounded to T (`sched::SegCoef`), with the
 /// segment's step `h` and quantum `q = h 2^-16`.
+/// The diagonal is kept per coefficient (`e_a, e_b, g_a, g_b`, each one vector over the
+/// levels, zero on the padded levels up to `np`) for [`cexp_lanes`].
 struct SegT<T> {
-    diag: Vec<[T; 4]>,
+    diag: [Vec<T>; 4],
+    /// The diagonal's slopes `e_b`, `g_b` are all zero (nothing on the diagonal scheduled):
+    /// the two half-step factors `E_a`, `E_b` of any sub-step are then the same numbers.
+    flat: bool,
     rates: [[T; 2]; 3],
     cm: [Cx<T>; 2],
     h: T,
@@ -74,12 +140,19 @@ struct SegT<T> {
 }
 
 impl<T: Real> SegT<T> {
-    fn new(s: &Sched, si: usize, two_j: usize) -> Self {
+    fn new(s: &Sched, si: usize, two_j: usize, np: usize) -> Self {
         let seg = &s.segments[si];
         let c = sched::seg_coef(s, seg, two_j);
         let f = T::from_f64;
+        let diag = std::array::from_fn(|r| {
+            let mut v: Vec<T> = c.diag.iter().map(|d| f(d[r])).collect();
+            v.resize(np, T::ZERO);
+            v
+        });
+        let flat = diag[1].iter().chain(&diag[3]).all(|&x| x == T::ZERO);
         SegT {
-            diag: c.diag.iter().map(|d| d.map(f)).collect(),
+            diag,
+            flat,
             rates: c.rates.map(|r| r.map(f)),
             cm: c.cm.map(|z| Cx::new(f(z.re), f(z.im))),
             h: f(seg.h),
@@ -161,13 +234,15 @@ impl<T: Real> Local<T> {
     /// Bring the coefficients to step `n` of segment `si`: the segment's coefficients, the
     /// rates at the step's midpoint (channel weights and gamma, as the kernel's `wdown`, `wup`,
     /// `wdeph`, `gam`), the stencil at its start.
+    #[inline(always)]
     fn enter(&mut self, s: &Sched, si: usize, n: u32) {
         if self.step == Some((si, n)) {
             (self.tw.cm, self.tw.cp) = self.cm_at(s, si, n, 0);
             return;
         }
         if self.coef.as_ref().map(|c| c.0) != Some(si) {
-            self.coef = Some((si, SegT::new(s, si, self.tw.inp.two_j as usize)));
+            let (two_j, np) = (self.tw.inp.two_j as usize, self.tw.np);
+            self.coef = Some((si, SegT::new(s, si, two_j, np)));
         }
         if s.rates {
             let c = self.seg();
@@ -195,6 +270,7 @@ impl<T: Real> Local<T> {
 
     /// The stencil coefficients `(cm, cp)` at `p4` quarter-quanta into step `n` (kernel:
     /// `cm_at`); with `phi` scheduled (CPU only) from the model at that time in f64.
+    #[inline(always)]
     fn cm_at(&self, s: &Sched, si: usize, n: u32, p4: u32) -> (Cx<T>, Cx<T>) {
         let c = if s.phase {
             let seg = &s.segments[si];
@@ -212,6 +288,7 @@ impl<T: Real> Local<T> {
 
     /// The stencils at the midpoint and the end of the sub-step of `len` quanta from quantum
     /// `off` of step `n`.
+    #[inline(always)]
     fn stencils(&self, s: &Sched, si: usize, n: u32, off: u32, len: u32) -> [(Cx<T>, Cx<T>); 2] {
         [
             self.cm_at(s, si, n, 4 * off + 2 * len),
@@ -222,44 +299,87 @@ impl<T: Real> Local<T> {
     /// The three Lawson factors of the sub-step of `len` quanta (`tau`) from quantum `off` of
     /// step `n` (kernel: `sched_factors`): `E = exp(-i D(mid) tau)` at the midpoint,
     /// `E_a`, `E_b` of `tau/2` at the quarter points, into `(e2, e1, e3)` over the window.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn factors(&self, k: &[T], e: [&mut Cv<T>; 3], n: u32, off: u32, len: u32, tau: T, win: Win) {
-        let g = self.seg();
-        let th = tau * T::HALF;
-        let at = [
-            (seg_ds(n, 4 * off + 2 * len, g.h), tau),
-            (seg_ds(n, 4 * off + len, g.h), th),
-            (seg_ds(n, 4 * off + 3 * len, g.h), th),
+        let [e2, e1, e3] = e;
+        let out = [
+            (&mut e2.re[..], &mut e2.im[..]),
+            (&mut e1.re[..], &mut e1.im[..]),
+            (&mut e3.re[..], &mut e3.im[..]),
         ];
-        let hi = win.b.min(self.tw.inp.n_levels);
-        for (v, (d, tt)) in e.into_iter().zip(at) {
-            for i in win.a..hi {
-                let [ea, eb, ga, gb] = g.diag[i];
-                let en = ea + eb * d;
-                let gh = ga + gb * d;
-                (v.re[i], v.im[i]) = cexp(k, -(gh * tt), -(en * tt));
-            }
-        }
+        seg_factors(self.seg(), k, out, n, off, len, tau, win);
     }
 
     /// The factors of a whole step `n` into `tab` rows 0, 1, 2 (kept while they stay valid:
     /// within a segment when nothing on the diagonal is scheduled).
+    #[inline(always)]
     fn full_factors(&mut self, s: &Sched, k: &[T], si: usize, n: u32) {
         let stamp = (si, if s.diag { n } else { 0 });
         if self.full == Some(stamp) {
             return;
         }
         let np = self.tw.np;
-        let mut rows = [Cv::zeros(np), Cv::zeros(np), Cv::zeros(np)];
         let all = Win { a: 0, b: np };
-        let h = self.seg().h;
-        let [r0, r1, r2] = &mut rows;
-        self.factors(k, [r0, r1, r2], n, 0, FULL, h, all);
-        for (r, v) in rows.iter().enumerate() {
-            self.tw.tab.re[r * np..(r + 1) * np].copy_from_slice(&v.re);
-            self.tw.tab.im[r * np..(r + 1) * np].copy_from_slice(&v.im);
-        }
+        let g = &self.coef.as_ref().expect("segment entered").1;
+        let (re, im) = (&mut self.tw.tab.re, &mut self.tw.tab.im);
+        let (r0, rest) = re.split_at_mut(np);
+        let (r1, r2) = rest.split_at_mut(np);
+        let (i0, rest) = im.split_at_mut(np);
+        let (i1, i2) = rest.split_at_mut(np);
+        seg_factors(g, k, [(r0, i0), (r1, i1), (r2, i2)], n, 0, FULL, g.h, all);
         self.full = Some(stamp);
+    }
+}
+
+/// The three factors of [`Local::factors`] from the segment's coefficients `g` into `out`
+/// (real and imaginary parts indexed by level), a chunk of [`CHUNK`] levels at a time
+/// ([`cexp_lanes`]; the window's edges are multiples of it).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn seg_factors<T: Real>(
+    g: &SegT<T>,
+    k: &[T],
+    out: [(&mut [T], &mut [T]); 3],
+    n: u32,
+    off: u32,
+    len: u32,
+    tau: T,
+    win: Win,
+) {
+    let th = tau * T::HALF;
+    let at = [
+        (seg_ds(n, 4 * off + 2 * len, g.h), tau),
+        (seg_ds(n, 4 * off + len, g.h), th),
+        (seg_ds(n, 4 * off + 3 * len, g.h), th),
+    ];
+    let [ea, eb, ga, gb] = &g.diag;
+    let hi = win.b.min(ea.len());
+    let row = |(vr, vi): (&mut [T], &mut [T]), (d, tt): (T, T)| {
+        for c in (win.a..hi).step_by(CHUNK) {
+            let (mut x, mut y) = ([T::ZERO; CHUNK], [T::ZERO; CHUNK]);
+            let (ea, eb) = (&ea[c..c + CHUNK], &eb[c..c + CHUNK]);
+            let (ga, gb) = (&ga[c..c + CHUNK], &gb[c..c + CHUNK]);
+            for l in 0..CHUNK {
+                let en = ea[l] + eb[l] * d;
+                let gh = ga[l] + gb[l] * d;
+                x[l] = -(gh * tt);
+                y[l] = -(en * tt);
+            }
+            cexp_lanes(k, &x, &y, &mut vr[c..c + CHUNK], &mut vi[c..c + CHUNK]);
+        }
+    };
+    let [o2, (r1, i1), (r3, i3)] = out;
+    row(o2, at[0]);
+    row((&mut *r1, &mut *i1), at[1]);
+    if g.flat {
+        // E_b = E_a exactly: with zero slopes `en`, `gh` do not depend on `d` (`b d` is the
+        // same zero at both quarter points), and both take tau/2: the kernel's third
+        // exponential is bit for bit its second.
+        r3[win.a..hi].copy_from_slice(&r1[win.a..hi]);
+        i3[win.a..hi].copy_from_slice(&i1[win.a..hi]);
+    } else {
+        row((r3, i3), at[2]);
     }
 }
 
@@ -427,5 +547,65 @@ impl<T: Real> Twin<T> {
             }
         }
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs over the whole domain of the scheduled factors: damping exponents from 0 down to
+    /// `-MAX_DAMPING` (every halving count up to SQUARINGS), phases of either sign up to 1e4
+    /// turns, exact zeros, and lanes of very different sizes side by side in one chunk.
+    fn inputs(seed: u64, count: usize) -> Vec<(f64, f64)> {
+        let mut st = seed;
+        let mut next = || {
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (st >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..count)
+            .map(|i| {
+                let scale = 10f64.powf(-6.0 + 10.0 * next());
+                let x = match i % 5 {
+                    0 => 0.0,
+                    1 => -next() * 0.5,
+                    _ => -(scale * next()).min(sched::MAX_DAMPING),
+                };
+                let y = match i % 7 {
+                    0 => 0.0,
+                    _ => (next() - 0.5) * 2.0 * 10f64.powf(-3.0 + 8.0 * next()),
+                };
+                (x, y)
+            })
+            .collect()
+    }
+
+    fn check<T: Real>() {
+        let k = SchedConsts::of::<T>();
+        let v = inputs(7, 64 * CHUNK);
+        for chunk in v.chunks(CHUNK) {
+            let x: [T; CHUNK] = std::array::from_fn(|l| T::from_f64(chunk[l].0));
+            let y: [T; CHUNK] = std::array::from_fn(|l| T::from_f64(chunk[l].1));
+            let (mut or, mut oi) = ([T::ZERO; CHUNK], [T::ZERO; CHUNK]);
+            cexp_lanes(&k, &x, &y, &mut or, &mut oi);
+            for l in 0..CHUNK {
+                let (r, i) = cexp(&k, x[l], y[l]);
+                assert_eq!(
+                    (bytemuck::bytes_of(&r), bytemuck::bytes_of(&i)),
+                    (bytemuck::bytes_of(&or[l]), bytemuck::bytes_of(&oi[l])),
+                    "lane {l}: cexp({:?}, {:?})",
+                    x[l],
+                    y[l]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cexp_lanes_is_cexp_bit_for_bit() {
+        check::<f32>();
+        check::<f64>();
     }
 }
