@@ -19,13 +19,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import run_measured  # noqa: E402
+from benchlib import run_dicke, run_measured  # noqa: E402
 
 PEER_TIMEOUT_S = 1200
 
@@ -43,17 +42,12 @@ def peer(*args):
 
 
 def dicke(binary, scenario, sets, backend="cpu", timeout=3600):
-    d = tempfile.mkdtemp(prefix="bench_all_")
-    args = [binary, "run", scenario, "--out", d, "--backend", backend]
-    for s in sets:
-        args += ["--set", s]
-    r = run_measured(args, timeout=timeout)
-    if r.get("timeout") or r["rc"] != 0:
-        return {"error": r.get("stderr", f"ran past {timeout} s").strip()[-300:]}
-    res = json.load(open(os.path.join(d, "result.json")))
-    out = {"s": r["wall_s"], "peak_rss_mib": r["peak_rss_mib"], "stats": res.get("stats"),
-           "results": res.get("results"), "dir": d}
-    obs = os.path.join(d, "observables.csv")
+    r = run_dicke(binary, scenario, sets, backend, timeout)
+    if "error" in r:
+        return r
+    res = r.pop("result")
+    out = dict(r, stats=res.get("stats"), results=res.get("results"))
+    obs = os.path.join(r["dir"], "observables.csv")
     if os.path.exists(obs):
         rows = np.genfromtxt(obs, delimiter=",", names=True)
         out["rows"] = {k: np.atleast_1d(rows[k]).tolist() for k in rows.dtype.names}

@@ -25,26 +25,21 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import run_measured  # noqa: E402
+from benchlib import run_dicke  # noqa: E402
 
 QUICK = os.environ.get("GPU_BENCH_QUICK") == "1"
 
 
 def dicke(binary, scenario, backend, sets, timeout=600):
-    d = tempfile.mkdtemp(prefix="gpu_bench_")
-    args = [binary, "run", scenario, "--out", d, "--backend", backend]
-    for s in sets:
-        args += ["--set", s]
-    r = run_measured(args, timeout=timeout)
-    if r.get("timeout") or r["rc"] != 0:
-        return {"error": (r.get("stderr") or f"ran past {timeout} s").strip()[-300:]}
-    res = json.load(open(os.path.join(d, "result.json")))
-    return {"s": r["wall_s"], "mib": r["peak_rss_mib"], "stats": res["stats"],
-            "backend": res["backend"], "dir": d}
+    r = run_dicke(binary, scenario, sets, backend, timeout)
+    if "error" in r:
+        return r
+    res = r["result"]
+    return {"s": r["s"], "mib": r["peak_rss_mib"], "stats": res["stats"],
+            "backend": res["backend"], "dir": r["dir"]}
 
 
 def read_csv(path):

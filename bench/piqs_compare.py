@@ -15,11 +15,14 @@ result.json).
 Usage: python3 bench/piqs_compare.py DICKE_BINARY OUT_JSON [N ...] (default 18 30 54; dicke
 alone at N = 100 is always added)
 """
-import json, os, platform, resource, subprocess, sys, tempfile, time
+import json, os, platform, resource, sys, time
 import numpy as np
 import scipy.sparse.linalg
 import qutip
 from qutip import piqs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_dicke_rows  # noqa: E402
 
 dicke_bin, out_json = sys.argv[1], sys.argv[2]
 sizes = [int(a) for a in sys.argv[3:]] or [18, 30, 54]
@@ -29,14 +32,8 @@ results = {"qutip_version": qutip.__version__, "numpy": np.__version__,
 
 
 def run_dicke(n):
-    d = tempfile.mkdtemp()
-    args = [dicke_bin, "run", "scenarios/bistability_steady_state.toml", "--out", d,
-            "--set", f"N={n}", "--set", f"x={x}"]
-    t0 = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    res = json.load(open(os.path.join(d, "result.json")))
-    rows = np.genfromtxt(os.path.join(d, "observables.csv"), delimiter=",", names=True)
+    wall, res, rows = run_dicke_rows(dicke_bin, "scenarios/bistability_steady_state.toml",
+                                     [f"N={n}", f"x={x}"])
     return wall, res, float(np.atleast_1d(rows["Jz"])[0])
 
 

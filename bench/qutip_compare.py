@@ -7,9 +7,12 @@ Problems (seed 001 model: H = chi J+J- + Omega Jx, Gamma D[J-], Gamma = 1, 2 chi
   steadystate: N = 400, Omega = 0.938 Omega_c
 Usage: python3 bench/qutip_compare.py DICKE_BINARY OUT_JSON [--n N]
 """
-import json, os, subprocess, sys, tempfile, time
+import json, os, sys, time
 import numpy as np
 import qutip
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_dicke_rows  # noqa: E402
 
 dicke_bin, out_json = sys.argv[1], sys.argv[2]
 N = int(sys.argv[sys.argv.index("--n") + 1]) if "--n" in sys.argv else 400
@@ -23,14 +26,7 @@ results = {"N": N, "qutip_version": qutip.__version__, "numpy": np.__version__}
 
 
 def run_dicke(scenario, sets):
-    d = tempfile.mkdtemp()
-    args = [dicke_bin, "run", scenario, "--out", d] + sum((["--set", s] for s in sets), [])
-    t0 = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    res = json.load(open(os.path.join(d, "result.json")))
-    rows = np.genfromtxt(os.path.join(d, "observables.csv"), delimiter=",", names=True)
-    return wall, res, rows
+    return run_dicke_rows(dicke_bin, scenario, sets)
 
 
 # --- mesolve ---------------------------------------------------------------------------

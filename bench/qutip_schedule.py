@@ -21,9 +21,12 @@ ramp the hysteresis width from each (crossings of <Jz> = 0 on each leg, linear
 interpolation between saves, as dicke's analysis does).
 Usage: python3 bench/qutip_schedule.py DICKE_BINARY OUT_JSON
 """
-import json, os, subprocess, sys, tempfile, time
+import json, os, sys, time
 import numpy as np
 import qutip
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run_dicke_rows  # noqa: E402
 
 dicke_bin, out_json = sys.argv[1], sys.argv[2]
 results = {"qutip_version": qutip.__version__, "numpy": np.__version__}
@@ -32,15 +35,7 @@ OPTS = {"atol": 1e-12, "rtol": 1e-10, "store_states": False, "nsteps": 10**7}
 
 
 def run_dicke(scenario, sets):
-    d = tempfile.mkdtemp()
-    args = [dicke_bin, "run", scenario, "--out", d, "--set", "output.plot=false"]
-    args += sum((["--set", s] for s in sets), [])
-    t0 = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    res = json.load(open(os.path.join(d, "result.json")))
-    rows = np.genfromtxt(os.path.join(d, "observables.csv"), delimiter=",", names=True)
-    return wall, res, rows
+    return run_dicke_rows(dicke_bin, scenario, list(sets) + ["output.plot=false"])
 
 
 def triangle(lo, hi, T):

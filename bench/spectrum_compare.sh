@@ -8,14 +8,7 @@
 #   (N = 54, 18) shifted off 0 (each runs into the 10-minute limit per solve)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=target/bench-venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q "qutip>=5,<6" numpy scipy
-cargo build --release --quiet
-mkdir -p target/bench
-# SuperLU and ARPACK run single-threaded; one BLAS thread avoids OpenBLAS's spin-waiting on a
-# shared machine (bench/piqs_compare.sh).
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-"$venv/bin/python" bench/spectrum_compare.py "${CARGO_TARGET_DIR:-target}/release/dicke" \
+. bench/venv.sh
+"$py" bench/spectrum_compare.py "$dicke_bin" \
     target/bench/spectrum_compare.json "$@"
 echo "wrote target/bench/spectrum_compare.json"

@@ -150,6 +150,44 @@ fn refill_block(co: &mut Coeffs, irrep: &Irrep, rates: &mut StencilRates, model:
     co.fill(model, irrep, with_phase, rates);
 }
 
+/// Every block's stencil refilled for `model` by the thread that then applies it (see
+/// [`BlockOp::apply_at`]): the coefficient iterator that [`apply_blocks`] and
+/// [`apply_packed_blocks`] take.
+fn refilled<'a>(
+    co: &'a mut [Coeffs],
+    irreps: &'a mut [(Irrep, StencilRates)],
+    model: &'a Model,
+    with_phase: bool,
+) -> impl IndexedParallelIterator<Item = &'a Coeffs> + 'a {
+    co.par_iter_mut()
+        .zip(irreps.par_iter_mut())
+        .map(move |(c, (irrep, rates))| {
+            refill_block(c, irrep, rates, model, with_phase);
+            &*c
+        })
+}
+
+/// `out` cut into consecutive pieces of the given lengths, each with its index (one per
+/// block, to hand to the parallel application).
+fn split_blocks<T>(out: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<(usize, &mut [T])> {
+    let mut outs = Vec::with_capacity(lens.size_hint().0);
+    let mut rest = out;
+    for (b, len) in lens.enumerate() {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        outs.push((b, head));
+        rest = tail;
+    }
+    outs
+}
+
+/// The rows r in `lo..hi` of a block of dimension `d` whose source rows `r + shift` lie in a
+/// block of dimension `ds` (an inflow term's overlap).
+fn overlap(d: usize, ds: usize, shift: isize) -> (usize, usize) {
+    let lo = (-shift).max(0) as usize;
+    let hi = (d as isize).min(ds as isize - shift).max(0) as usize;
+    (lo, hi)
+}
+
 /// out = L y on the flat block vector, block b with the b-th coefficients of `co`
 /// ([`BlockOp::apply`]).
 fn apply_blocks<'a, const PHASED: bool>(
@@ -160,13 +198,7 @@ fn apply_blocks<'a, const PHASED: bool>(
     y: &[c64],
     out: &mut [c64],
 ) {
-    let mut outs: Vec<(usize, &mut [c64])> = Vec::with_capacity(dims.len());
-    let mut rest = out;
-    for (b, &d) in dims.iter().enumerate() {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(d * d);
-        outs.push((b, head));
-        rest = tail;
-    }
+    let outs = split_blocks(out, dims.iter().map(|&d| d * d));
     let blk = |b: usize| &y[offsets[b]..offsets[b] + dims[b] * dims[b]];
     outs.into_par_iter().zip(co).for_each(|((b, o), cob)| {
         apply_full::<PHASED>(cob, blk(b), o);
@@ -176,8 +208,7 @@ fn apply_blocks<'a, const PHASED: bool>(
             let ds = dims[t.src];
             let s = t.shift;
             // target index i reads source index i + s, both in range
-            let lo = (-s).max(0) as usize;
-            let hi = (d as isize).min(ds as isize - s).max(0) as usize;
+            let (lo, hi) = overlap(d, ds, s);
             for r in lo..hi {
                 let rs = (r as isize + s) as usize;
                 let cr = t.coef[rs];
@@ -206,13 +237,7 @@ fn apply_packed_blocks<'a>(
     y: &[f64],
     out: &mut [f64],
 ) {
-    let mut outs: Vec<(usize, &mut [f64])> = Vec::with_capacity(dims.len());
-    let mut rest = out;
-    for b in 0..dims.len() {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(poff[b + 1] - poff[b]);
-        outs.push((b, head));
-        rest = tail;
-    }
+    let outs = split_blocks(out, poff.windows(2).map(|w| w[1] - w[0]));
     outs.into_par_iter().zip(co).for_each(|((b, o), cob)| {
         apply_packed_split(cob, &y[poff[b]..poff[b + 1]], o);
         let d = dims[b];
@@ -223,8 +248,7 @@ fn apply_packed_blocks<'a>(
             let ps = packed_len(ds);
             let (sre, sim) = y[poff[t.src]..poff[t.src + 1]].split_at(ps);
             let s = t.shift;
-            let lo = (-s).max(0) as usize;
-            let hi = (d as isize).min(ds as isize - s).max(0) as usize;
+            let (lo, hi) = overlap(d, ds, s);
             for r in lo..hi {
                 let rs = (r as isize + s) as usize;
                 let cr = t.coef[rs];
@@ -397,13 +421,7 @@ impl BlockOp {
             inflow,
             irreps,
         } = self;
-        let co = co
-            .par_iter_mut()
-            .zip(irreps.par_iter_mut())
-            .map(|(c, (irrep, rates))| {
-                refill_block(c, irrep, rates, model, PHASED);
-                &*c
-            });
+        let co = refilled(co, irreps, model, PHASED);
         apply_blocks::<PHASED>(dims, offsets, inflow, co, y, out);
     }
 
@@ -436,13 +454,7 @@ impl BlockOp {
             irreps,
             ..
         } = self;
-        let co = co
-            .par_iter_mut()
-            .zip(irreps.par_iter_mut())
-            .map(|(c, (irrep, rates))| {
-                refill_block(c, irrep, rates, model, false);
-                &*c
-            });
+        let co = refilled(co, irreps, model, false);
         apply_packed_blocks(dims, inflow, poff, co, y, out);
     }
 
